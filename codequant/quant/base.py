@@ -49,6 +49,7 @@ class QuantizedLinear(nn.Module, ABC):
 
     in_features: int
     out_features: int
+    kind: ClassVar[str]  # registry key written into checkpoints, e.g. "rtn", "gptq", "aqlm"
 
     @abstractmethod
     def dequantize(self) -> torch.Tensor:
@@ -56,6 +57,19 @@ class QuantizedLinear(nn.Module, ABC):
 
     @abstractmethod
     def storage(self) -> StorageCost: ...
+
+    @abstractmethod
+    def state(self) -> dict[str, torch.Tensor]:
+        """All tensors needed to rebuild this module (codes, codebooks, scales, zeros, bias...)."""
+
+    @abstractmethod
+    def meta(self) -> dict[str, Any]:
+        """JSON-able shape/config facts needed to rebuild it (in/out features, bits, group size...)."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> QuantizedLinear:
+        """Inverse of `state()` + `meta()`; used to resume a run and to reload codequant checkpoints."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = getattr(self, "bias", None)

@@ -1,0 +1,25 @@
+"""Assemble the program that the sandbox runs from a problem and a model's completion.
+
+Each language has its own builder (`fn(problem, completion) -> str`), imported lazily by language name.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from codequant.benchmarks.problem import Problem
+from codequant.errors import CodequantError
+
+_BUILDERS: dict[str, str] = {
+    "python": "codequant.benchmarks.python_program:build_python_program",
+    "java": "codequant.benchmarks.java_program:build_java_program",
+}
+
+
+def build_program(problem: Problem, completion: str) -> str:
+    """`completion` is the code taken from the model's output (or the canonical solution)."""
+    target = _BUILDERS.get(problem.language)
+    if target is None:
+        raise CodequantError(f"no program builder for language {problem.language!r}")
+    module, func = target.split(":")
+    return getattr(importlib.import_module(module), func)(problem, completion)

