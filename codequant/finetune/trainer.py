@@ -1,0 +1,144 @@
+"""The distillation loop: Adam on the trainable parameters, validation KL each epoch, early stopping,
+keep-best, and a checkpoint after every epoch so a killed run resumes where it stopped."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from codequant.finetune.loss import topk_kl
+from codequant.finetune.params import restore, select_trainable, snapshot
+from codequant.finetune.teacher import TeacherTargets
+
+
+@dataclass
+class FinetuneConfig:
+    epochs: int = 3
+    lr: float = 1e-4
+    batch_size: int = 4
+    patience: int = 1  # epochs without validation improvement before stopping
+    train_embeddings: bool = False
+    train_head: bool = False
+    seed: int = 0
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class FinetuneResult:
+    val_kl_before: float
+    val_kl_after: float
+    best_epoch: int
+    epochs_run: int
+    history: list[dict] = field(default_factory=list)
+    trainable_parameters: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def mean_kl(model: nn.Module, tokens: torch.Tensor, targets: TeacherTargets, batch_size: int) -> float:
+    """Token-weighted mean KL(teacher || student) over [N, L] tokens."""
+    device = next(model.parameters()).device
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for start in range(0, tokens.shape[0], batch_size):
+            sl = slice(start, start + batch_size)
+            logits = model(input_ids=tokens[sl].to(device), use_cache=False).logits
+            n = tokens[sl].numel()
+            total += topk_kl(logits, targets.ids[sl].to(device), targets.logprobs[sl].to(device)).item() * n
+            count += n
+    return total / max(count, 1)
+
+
+def _save_state(path: Path, state: dict) -> None:
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+def distill(
+    student: nn.Module,
+    train_tokens: torch.Tensor,
+    train_targets: TeacherTargets,
+    val_tokens: torch.Tensor,
+    val_targets: TeacherTargets,
+    config: FinetuneConfig,
+    *,
+    checkpoint_dir: Path | None = None,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Fine-tune `student` in place towards the teacher targets; on return it holds the best parameters."""
+    started = time.perf_counter()
+    params = select_trainable(student, train_embeddings=config.train_embeddings, train_head=config.train_head)
+    if not params:
+        raise ValueError("nothing to train: the model has no quantized linears or norms")
+    optimizer = torch.optim.Adam(list(params.values()), lr=config.lr)
+    student.eval()  # no dropout: the loss must be deterministic for keep-best to mean anything
+
+    ckpt_path = Path(checkpoint_dir) / "finetune_state.pt" if checkpoint_dir else None
+    state = torch.load(ckpt_path, weights_only=False) if ckpt_path and ckpt_path.exists() else None
+    if state is not None:
+        restore(params, state["params"])
+        optimizer.load_state_dict(state["optimizer"])
+        history, best, best_state = state["history"], state["best"], state["best_params"]
+        before, start_epoch, stale = state["before"], state["epoch"], state["stale"]
+    else:
+        before = mean_kl(student, val_tokens, val_targets, config.batch_size)
+        history, best, best_state, start_epoch, stale = [], before, snapshot(params), 0, 0
+
+    device = next(student.parameters()).device
+    for epoch in range(start_epoch, config.epochs):
+        if stale >= config.patience:
+            break
+        order = torch.randperm(train_tokens.shape[0], generator=torch.Generator().manual_seed(config.seed + epoch))
+        losses = []
+        bar = tqdm(range(0, len(order), config.batch_size), desc=f"finetune epoch {epoch + 1}", disable=not progress)
+        for start in bar:
+            idx = order[start : start + config.batch_size]
+            logits = student(input_ids=train_tokens[idx].to(device), use_cache=False).logits
+            loss = topk_kl(logits, train_targets.ids[idx].to(device), train_targets.logprobs[idx].to(device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(list(params.values()), config.max_grad_norm)
+            optimizer.step()
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        val = mean_kl(student, val_tokens, val_targets, config.batch_size)
+        history.append({"epoch": epoch + 1, "train_kl": sum(losses) / max(len(losses), 1), "val_kl": val})
+        if val < best:
+            best, best_state, stale = val, snapshot(params), 0
+        else:
+            stale += 1
+        if ckpt_path:
+            _save_state(ckpt_path, {
+                "params": snapshot(params), "optimizer": optimizer.state_dict(), "history": history, "best": best,
+                "best_params": best_state, "before": before, "epoch": epoch + 1, "stale": stale,
+            })
+        if stale >= config.patience:
+            break
+    restore(params, best_state)
+    improved = [h for h in history if h["val_kl"] == best]
+    return FinetuneResult(
+        val_kl_before=before,
+        val_kl_after=best,
+        best_epoch=improved[0]["epoch"] if improved and best < before else 0,
+        epochs_run=len(history),
+        history=history,
+        trainable_parameters=sum(p.numel() for p in params.values()),
+        seconds=time.perf_counter() - started,
+    )
+
+
+def write_report(path: Path, result: FinetuneResult, extra: dict) -> None:
+    payload = {**result.to_dict(), **extra}
+    tmp = Path(path).with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
