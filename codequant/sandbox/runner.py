@@ -1,0 +1,64 @@
+"""Run many programs in parallel and dispatch each to its language's sandbox.
+
+Programs are independent processes, so a thread pool (threads only wait on pipes) with one worker per CPU
+keeps the machine busy; results come back in the order of the input whatever order they finish in.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+
+from tqdm import tqdm
+
+from codequant.errors import CodequantError
+from codequant.sandbox.limits import Limits
+from codequant.sandbox.result import ExecResult
+
+# language -> "module:function" with signature fn(source, limits) -> ExecResult, imported on first use
+_SANDBOXES: dict[str, str] = {
+    "python": "codequant.sandbox.python:run_python",
+    "java": "codequant.sandbox.java:run_java",
+}
+
+
+def languages() -> list[str]:
+    return sorted(_SANDBOXES)
+
+
+def _sandbox(language: str):
+    target = _SANDBOXES.get(language.lower())
+    if target is None:
+        raise CodequantError(f"no sandbox for language {language!r}; choose one of {', '.join(languages())}")
+    module, func = target.split(":")
+    try:
+        return getattr(importlib.import_module(module), func)
+    except (ImportError, AttributeError) as exc:
+        raise CodequantError(f"the {language} sandbox is not available ({exc})") from None
+
+
+def run_program(language: str, source: str, limits: Limits | None = None) -> ExecResult:
+    """Run one program of `language` ("python" or "java")."""
+    return _sandbox(language)(source, limits)
+
+
+def run_programs(
+    items: Sequence[tuple[str, str]],
+    limits: Limits | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+) -> list[ExecResult]:
+    """Run (language, source) pairs in parallel; result i belongs to item i."""
+    runners = [_sandbox(lang) for lang, _ in items]  # unknown languages fail before anything runs
+    workers = max(1, workers or os.cpu_count() or 1)
+    results: list[ExecResult | None] = [None] * len(items)
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
+        total=len(items), disable=not progress, desc="exec", unit="prog"
+    ) as bar:
+        futures = {pool.submit(run, src, limits): i for i, (run, (_, src)) in enumerate(zip(runners, items, strict=True))}
+        for fut in as_completed(futures):
+            results[futures[fut]] = fut.result()
+            bar.update(1)
+    return [r for r in results if r is not None]
