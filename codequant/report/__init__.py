@@ -1,0 +1,5 @@
+"""The study report: tables (CSV, LaTeX, Markdown) and plots from a study's study.db."""
+
+from codequant.report.build import build_report
+
+__all__ = ["build_report"]

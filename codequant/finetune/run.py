@@ -1,0 +1,150 @@
+"""`codequant finetune` as a function: a quantized checkpoint + its fp teacher -> a fine-tuned checkpoint.
+
+OUT/                 HF folder with dequantized weights (`codequant evaluate OUT` works)
+OUT/codequant/       native checkpoint (codes unchanged, tuned codebooks/scales/norms)
+OUT/aqlm/            HF folder in the `aqlm` format (AQLM checkpoints only)
+OUT/state/           training checkpoint (rerunning the same command resumes)
+OUT/finetune.json    val_kl_before / val_kl_after, history, perplexities, timings, peak memory
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from codequant.cache import cache_dir
+from codequant.errors import CodequantError
+from codequant.finetune.teacher import TeacherTargets, compute_teacher_targets, targets_key
+from codequant.finetune.trainer import FinetuneConfig, distill, write_report
+
+NATIVE = "codequant.safetensors"
+
+
+def native_checkpoint_dir(quant_dir: Path) -> Path:
+    """The native checkpoint inside a `codequant quantize` (or `finetune`) output folder."""
+    for candidate in (quant_dir / "codequant", quant_dir):
+        if (candidate / NATIVE).exists():
+            return candidate
+    raise CodequantError(
+        f"{quant_dir} holds no codequant checkpoint ({NATIVE}); quantize with `--format codequant` "
+        "(the default) to fine-tune it"
+    )
+
+
+def _tokens(calib: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    train, val = getattr(calib, "train", None), getattr(calib, "val", None)
+    if train is None:  # a plain [N, L] tensor: hold out the last eighth, as the calibration sets do
+        tokens = torch.as_tensor(calib)
+        n_val = max(1, tokens.shape[0] // 8)
+        train, val = tokens[:-n_val], tokens[-n_val:]
+    if val is None or len(val) == 0:
+        raise CodequantError("fine-tuning needs validation sequences: use --val-samples > 0")
+    return torch.as_tensor(train).long(), torch.as_tensor(val).long()
+
+
+def _heldout_ppl(model: torch.nn.Module, tokenizer: Any, n_tokens: int) -> dict[str, float]:
+    from codequant.calibration import heldout_tokens
+    from codequant.metrics.perplexity import perplexity
+
+    out = {}
+    for lang in ("python", "java"):
+        try:
+            toks = heldout_tokens(lang, tokenizer, n_tokens=n_tokens)
+        except CodequantError:
+            continue
+        out[lang] = perplexity(model, toks, seq_len=512, batch_size=4)["ppl"]
+    return out
+
+
+def finetune(
+    quant_dir: str | Path,
+    teacher_spec: str,
+    out_dir: str | Path,
+    *,
+    calibration: Any = "code",
+    samples: int = 128,
+    seq_len: int = 512,
+    val_samples: int = 16,
+    seed: int = 0,
+    config: FinetuneConfig | None = None,
+    top_k: int = 64,
+    heldout_tokens: int = 0,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Distil `teacher_spec` into the quantized model at `quant_dir`; write OUT; return what finetune.json holds."""
+    from codequant.models import load
+    from codequant.quant.export import (
+        export_dequantized,
+        load_codequant_checkpoint,
+        save_codequant_checkpoint,
+    )
+
+    config = config or FinetuneConfig(seed=seed)
+    quant_dir, out = Path(quant_dir), Path(out_dir)
+    native = native_checkpoint_dir(quant_dir)
+    started = time.perf_counter()
+    teacher = load(teacher_spec)
+    tokenizer = teacher.tokenizer
+    if isinstance(calibration, str):
+        from codequant.calibration import resolve_calibration
+
+        calib = resolve_calibration(calibration, tokenizer, samples=samples, seq_len=seq_len, seed=seed,
+                                    val_samples=val_samples)
+    else:
+        calib = calibration
+    train, val = _tokens(calib)
+    tokens = torch.cat([train, val])
+    key = targets_key(f"{teacher_spec}:{getattr(teacher, 'path', '')}", tokens, top_k)
+    cached = cache_dir("teacher") / f"{key}.safetensors"
+    if cached.exists():
+        targets = TeacherTargets.load(cached)
+    else:
+        targets = compute_teacher_targets(teacher.model, tokens, top_k=top_k, batch_size=config.batch_size,
+                                          progress=progress)
+        targets.save(cached)
+    teacher_ppl = _heldout_ppl(teacher.model, tokenizer, heldout_tokens) if heldout_tokens else {}
+    del teacher
+    gc.collect()  # the teacher is not needed beside the student: its targets are on disk
+
+    student, info = load_codequant_checkpoint(native)
+    ppl_before = _heldout_ppl(student, tokenizer, heldout_tokens) if heldout_tokens else {}
+    n = train.shape[0]
+    result = distill(
+        student, train, TeacherTargets(targets.ids[:n], targets.logprobs[:n]),
+        val, TeacherTargets(targets.ids[n:], targets.logprobs[n:]),
+        config, checkpoint_dir=_mkdir(out / "state"), progress=progress,
+    )
+    ppl_after = _heldout_ppl(student, tokenizer, heldout_tokens) if heldout_tokens else {}
+
+    method = (info.get("config") or {}).get("method") or (info.get("resolved") or {}).get("method")
+    new_info = {**{k: v for k, v in info.items() if k not in ("format", "bytes", "accounting")},
+                "finetuned_from": str(quant_dir), "teacher": teacher_spec}
+    for p in student.parameters():
+        p.requires_grad_(False)
+    exports = {"codequant": str(save_codequant_checkpoint(student, out / "codequant", tokenizer=tokenizer, info=new_info))}
+    if method == "aqlm":
+        from codequant.quant.aqlm import export_aqlm
+
+        exports["aqlm"] = str(export_aqlm(student, tokenizer, out / "aqlm"))
+    exports["dequantized"] = str(export_dequantized(student, tokenizer, out, info=new_info))
+    extra = {
+        "quant_dir": str(quant_dir), "teacher": teacher_spec, "method": method,
+        "calibration": calibration if isinstance(calibration, str) else "given",
+        "samples": samples, "seq_len": seq_len, "val_samples": val_samples, "top_k": top_k,
+        "config": vars(config), "teacher_heldout_ppl": teacher_ppl, "heldout_ppl_before": ppl_before,
+        "heldout_ppl_after": ppl_after, "exports": exports, "total_seconds": time.perf_counter() - started,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    write_report(out / "finetune.json", result, extra)
+    return json.loads((out / "finetune.json").read_text())
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path

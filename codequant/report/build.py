@@ -1,0 +1,78 @@
+"""`codequant report STUDY`: study.db -> report.md with its tables (also as CSV and LaTeX) and PNG plots.
+
+Everything is read from the database the runner filled, so a report can be rebuilt at any time, also from an
+unfinished study (it then shows what is done so far).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from codequant.errors import CodequantError
+from codequant.report import plots, tables
+from codequant.study.store import StudyStore
+
+PASS_COLS = ("model", "benchmark", "language", "decoding", "version", "pass@1", "b", "c", "odds_ratio", "ci_low",
+             "ci_high", "p", "p_adj")
+PAIR_COLS = ("model", "benchmark", "language", "baseline", "other", "pass@1 baseline", "pass@1 other", "b", "c",
+             "odds_ratio", "p", "p_adj")
+
+
+def build_report(study: str | Path, out: str | Path | None = None) -> Path:
+    """Write STUDY/report (or `out`): report.md, tables/*.csv|tex, plots/*.png; returns the report.md path."""
+    study = Path(study)
+    db = study / "study.db"
+    if not db.is_file():
+        raise CodequantError(f"{study} holds no study.db; run `codequant study run CONFIG` first (the study folder "
+                             "is studies/<name>/ next to the YAML, or its --out)")
+    out = Path(out) if out is not None else study / "report"
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    (out / "plots").mkdir(parents=True, exist_ok=True)
+    with StudyStore(db) as store:
+        data = {
+            "pass_at_1": tables.pass_table(store),
+            "calibration": tables.pair_table(store, "calibration"),
+            "finetune": tables.pair_table(store, "finetune"),
+            "memory": tables.memory_table(store),
+            "perplexity": tables.perplexity_table(store),
+            "timings": tables.timing_table(store),
+        }
+    captions = {
+        "pass_at_1": "pass@1 per version and language; exact McNemar against fp, BH-adjusted per (model, language)",
+        "calibration": "Calibration kinds compared at equal method and bits (exact McNemar)",
+        "finetune": "Fine-tuned vs not (baseline: fine-tuned; OR > 1: fine-tuning helped; uncorrected)",
+        "memory": "Memory: formula and stored bits per quantized weight, file size, peak RSS while evaluating",
+        "perplexity": "Held-out perplexity per version and language",
+        "timings": "Step timings and peak RSS",
+    }
+    for name, rows in data.items():
+        tables.write_csv(rows, out / "tables" / f"{name}.csv")
+        tables.write_latex(rows, out / "tables" / f"{name}.tex", captions[name], f"tab:{name.replace('_', '-')}")
+    plots.pass_vs_bits(data["pass_at_1"], out / "plots" / "pass_vs_bits.png")
+    plots.memory_pareto(data["memory"], out / "plots" / "memory_pareto.png")
+    plots.perplexity_vs_bits(data["perplexity"], out / "plots" / "perplexity_vs_bits.png")
+    config = {}
+    if (study / "study.json").is_file():
+        config = json.loads((study / "study.json").read_text(encoding="utf-8"))
+    md = [f"# Study report: {config.get('name', study.name)}", "",
+          f"Generated {time.strftime('%Y-%m-%d %H:%M')} from `{db}`. "
+          "OR = b/c where b = baseline passes and the other fails, c = the reverse: OR > 1 means the other is worse. "
+          "p = exact McNemar (paired by completion); p_adj = corrected within each (model, language) family.", "",
+          "## pass@1 against fp", "", tables.markdown(data["pass_at_1"], PASS_COLS),
+          "![pass@1 vs bits](plots/pass_vs_bits.png)", "",
+          "## Calibration", "", tables.markdown(data["calibration"], PAIR_COLS),
+          "## Fine-tuning", "", captions["finetune"] + ".", "", tables.markdown(data["finetune"], PAIR_COLS),
+          "## Memory", "", captions["memory"] + ". fp: the model as loaded (fp32 tensors); quantized: the codequant "
+          "checkpoint on disk. Evaluation runs the dequantized export, so peak RSS is that of an fp32 model.", "",
+          tables.markdown(data["memory"]), "![memory vs pass@1](plots/memory_pareto.png)", "",
+          "## Perplexity", "", tables.markdown(data["perplexity"]),
+          "![perplexity vs bits](plots/perplexity_vs_bits.png)", "",
+          "## Timings", "", tables.markdown(data["timings"]),
+          "Tables as CSV and LaTeX: `tables/`. Plots: `plots/`.", ""]
+    path = out / "report.md"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text("\n".join(md), encoding="utf-8")
+    tmp.replace(path)
+    return path

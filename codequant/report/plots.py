@@ -1,0 +1,108 @@
+"""The report's figures (matplotlib, Agg backend: no display needed): pass@1 vs bits, memory vs pass@1 with its
+Pareto front, perplexity vs bits. The fp model is drawn as a dashed horizontal reference, since it has no
+quantization bit width; bits are nominal (the preset's), the memory plot uses measured bytes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+Row = dict[str, Any]
+
+
+def _series_name(r: Row) -> str:
+    name = r["method"]
+    if r.get("calibration"):
+        name += f" {Path(str(r['calibration'])).name}"
+    return name + (" +ft" if r.get("finetuned") else "")
+
+
+def _by_bits(ax, rows: Sequence[Row], value: str) -> None:
+    series: dict[str, list[tuple[int, float]]] = {}
+    for r in rows:
+        if r[value] is None:
+            continue
+        if r["method"] == "fp":
+            ax.axhline(r[value], linestyle="--", color="gray", label="fp")
+        else:
+            series.setdefault(_series_name(r), []).append((r["bits"], r[value]))
+    for name, pts in sorted(series.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=name)
+    bits = sorted({r["bits"] for r in rows if r["bits"] is not None})
+    if bits:
+        ax.set_xticks(bits)
+    ax.set_xlabel("bits per weight (nominal)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+
+
+def _panels(groups: dict[str, list[Row]], value: str, ylabel: str, title: str, path: Path) -> Path:
+    n = max(1, len(groups))
+    fig, axes = plt.subplots(1, n, figsize=(4.5 * n, 3.6), squeeze=False)
+    for ax, (name, rows) in zip(axes[0], sorted(groups.items()), strict=False):
+        _by_bits(ax, rows, value)
+        ax.set_title(name, fontsize=9)
+        ax.set_ylabel(ylabel)
+    if not groups:
+        axes[0][0].text(0.5, 0.5, "no data", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def pass_vs_bits(rows: Sequence[Row], path: Path) -> Path:
+    """One panel per (model, benchmark/language, decoding); a line per method (+calibration, +ft)."""
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(f"{r['model']} {r['benchmark']} ({r['language']}, {r['decoding']})", []).append(r)
+    return _panels(groups, "pass@1", "pass@1", "pass@1 vs bits", path)
+
+
+def perplexity_vs_bits(rows: Sequence[Row], path: Path) -> Path:
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(f"{r['model']} ({r['language']})", []).append(r)
+    return _panels(groups, "perplexity", "held-out perplexity", "perplexity vs bits", path)
+
+
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of points no other point beats on both axes (less memory and at least as good, or vice versa)."""
+    front = []
+    for i, (m, p) in enumerate(points):
+        dominated = any((m2 <= m and p2 >= p) and (m2 < m or p2 > p) for j, (m2, p2) in enumerate(points) if j != i)
+        if not dominated:
+            front.append(i)
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def memory_pareto(rows: Sequence[Row], path: Path) -> Path:
+    """File size (MiB) vs mean pass@1 of each model version, the Pareto front joined by a line."""
+    pts = [r for r in rows if r.get("file_mb") is not None and r.get("mean_pass@1") is not None]
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    xy = [(r["file_mb"], r["mean_pass@1"]) for r in pts]
+    for r, (x, y) in zip(pts, xy, strict=True):
+        ax.scatter(x, y, color="C3" if r["method"] == "fp" else "C0")
+        ax.annotate(f"{r['model']}:{r['version']}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    front = pareto_front(xy)
+    if len(front) > 1:
+        ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], linestyle=":", color="C2", label="Pareto front")
+        ax.legend(fontsize=7)
+    if not pts:
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
+    ax.set_xlabel("model file size (MiB; quantized: codequant checkpoint)")
+    ax.set_ylabel("mean pass@1 over benchmarks")
+    ax.set_title("memory vs pass@1", fontsize=10)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

@@ -1,0 +1,146 @@
+"""The report's tables, read from study.db, and their three renderings (CSV for tools, LaTeX for papers,
+Markdown for report.md). Rows are plain dicts; CSV keeps full precision, the others round for reading."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from codequant.study.store import StudyStore
+
+Row = dict[str, Any]
+
+
+def _cmp_index(store: StudyStore, kind: str) -> dict[tuple, Row]:
+    rows = store.rows("SELECT * FROM comparisons WHERE kind = ?", (kind,))
+    return {(r["model"], r["benchmark"], r["decoding"], r["language"], r["baseline"], r["other"]): r for r in rows}
+
+
+def pass_table(store: StudyStore) -> list[Row]:
+    """pass@1 of every version per benchmark/language, with exact McNemar against fp (OR > 1: worse than fp)."""
+    vs = _cmp_index(store, "vs_fp")
+    out = []
+    for r in store.rows("SELECT * FROM runs ORDER BY model, benchmark, decoding, language, method != 'fp', "
+                        "method, bits DESC, calibration, finetuned"):
+        c = vs.get((r["model"], r["benchmark"], r["decoding"], r["language"], "fp", r["variant"]), {})
+        out.append({"model": r["model"], "benchmark": r["benchmark"], "language": r["language"],
+                    "decoding": r["decoding"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
+                    "calibration": r["calibration"], "finetuned": bool(r["finetuned"]), "problems": r["problems"],
+                    "completions": r["completions"], "pass@1": r["pass_at_1"], "b": c.get("b"), "c": c.get("c"),
+                    "odds_ratio": c.get("odds_ratio"), "ci_low": c.get("ci_low"), "ci_high": c.get("ci_high"),
+                    "p": c.get("p_value"), "p_adj": c.get("p_adjusted")})
+    return out
+
+
+def pair_table(store: StudyStore, kind: str) -> list[Row]:
+    """Rows of one comparison kind ('calibration' or 'finetune') as stored by the compare steps."""
+    out = []
+    for r in store.rows("SELECT * FROM comparisons WHERE kind = ? ORDER BY model, benchmark, decoding, language, "
+                        "baseline, other", (kind,)):
+        out.append({"model": r["model"], "benchmark": r["benchmark"], "language": r["language"],
+                    "decoding": r["decoding"], "baseline": r["baseline"], "other": r["other"],
+                    "pass@1 baseline": r["baseline_pass_rate"], "pass@1 other": r["other_pass_rate"],
+                    "b": r["b"], "c": r["c"], "odds_ratio": r["odds_ratio"], "ci_low": r["ci_low"],
+                    "ci_high": r["ci_high"], "p": r["p_value"], "p_adj": r["p_adjusted"],
+                    "correction": r["correction"]})
+    return out
+
+
+def memory_table(store: StudyStore) -> list[Row]:
+    """Per model version: bits (formula and stored), bytes on disk, peak RSS of its evaluation, mean pass@1."""
+    peaks: dict[str, float] = {}
+    for r in store.rows("SELECT r.variant_key, s.peak_rss_mb FROM runs r JOIN steps s ON s.key = r.key"):
+        if r["peak_rss_mb"] is not None:
+            peaks[r["variant_key"]] = max(peaks.get(r["variant_key"], 0.0), r["peak_rss_mb"])
+    passes: dict[str, list[float]] = {}
+    for r in store.rows("SELECT variant_key, pass_at_1 FROM runs"):
+        if r["pass_at_1"] is not None:
+            passes.setdefault(r["variant_key"], []).append(r["pass_at_1"])
+    out = []
+    for v in store.rows("SELECT v.*, f.formula_bits, f.stored_bits, f.file_bytes, f.quantized_params FROM variants v "
+                        "LEFT JOIN footprints f ON f.variant_key = v.key ORDER BY v.model, v.method != 'fp', "
+                        "v.method, v.bits DESC, v.calibration, v.finetuned"):
+        p = passes.get(v["key"], [])
+        out.append({"model": v["model"], "version": v["label"], "method": v["method"], "bits": v["bits"],
+                    "formula_bits": v["formula_bits"], "stored_bits": v["stored_bits"],
+                    "file_mb": v["file_bytes"] / 2**20 if v["file_bytes"] is not None else None,
+                    "peak_rss_mb": peaks.get(v["key"]), "mean_pass@1": sum(p) / len(p) if p else None})
+    return out
+
+
+def perplexity_table(store: StudyStore) -> list[Row]:
+    return [{"model": r["model"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
+             "calibration": r["calibration"], "finetuned": bool(r["finetuned"]), "language": r["language"],
+             "perplexity": r["perplexity"], "tokens": r["tokens"]}
+            for r in store.rows("SELECT * FROM perplexities ORDER BY model, language, method != 'fp', method, "
+                                "bits DESC, calibration, finetuned")]
+
+
+def timing_table(store: StudyStore) -> list[Row]:
+    return [{"kind": r["kind"], "step": r["label"], "status": r["status"], "seconds": r["seconds"],
+             "peak_rss_mb": r["peak_rss_mb"], "attempts": r["attempts"]}
+            for r in store.rows("SELECT * FROM steps ORDER BY started")]
+
+
+# ---- renderings ----
+def fmt(value: Any, key: str = "") -> str:
+    """A cell for people: p-values in 4 decimals or scientific, rates in %, other floats in 3 decimals."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "-"
+        if math.isinf(value):
+            return "inf"
+        if key.startswith("p") and not key.startswith("pass") and not key.startswith("peak"):
+            return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
+        if key.startswith("pass@1") or key.startswith("mean_pass"):
+            return f"{100 * value:.1f}%"
+        return f"{value:.3f}" if abs(value) < 100 else f"{value:.0f}"
+    return str(value)
+
+
+def write_csv(rows: Sequence[Row], path: Path) -> Path:
+    with open(path, "w", newline="", encoding="utf-8") as fh:
+        if rows:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    return path
+
+
+def _tex(s: str) -> str:
+    s = s.replace("\\", "\x00")
+    for a in "&%_#${}":
+        s = s.replace(a, "\\" + a)
+    return s.replace("\x00", r"\textbackslash{}")
+
+
+def write_latex(rows: Sequence[Row], path: Path, caption: str, label: str) -> Path:
+    cols = list(rows[0]) if rows else []
+    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{_tex(caption)}}}", rf"\label{{{label}}}",
+             r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule",
+             " & ".join(_tex(c) for c in cols) + r" \\", r"\midrule"]
+    lines += [" & ".join(_tex(fmt(r[c], c)) for c in cols) + r" \\" for r in rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def markdown(rows: Sequence[Row], columns: Sequence[str] | None = None) -> str:
+    if not rows:
+        return "_(no rows)_\n"
+    cols = list(columns or rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    out += ["| " + " | ".join(fmt(r.get(c), c).replace("|", "\\|") for c in cols) + " |" for r in rows]
+    return "\n".join(out) + "\n"
+
+
+def dumps(rows: Sequence[Row]) -> str:
+    return json.dumps(list(rows), indent=2, default=str)

@@ -1,0 +1,59 @@
+"""Which pairs of a study's runs are tested, and how they are grouped for multiple-testing correction.
+
+Three questions, each answered by exact McNemar on paired completions (codequant.stats):
+- vs_fp: every quantized version against the fp model (the study's RQ1); one correction family per
+  (model, language) over all versions, as the study's rq1_stats.csv.
+- calibration: the calibration kinds of one (method, bits, fine-tuned) against each other ("code" is the
+  baseline when present); one family per (model, language).
+- finetune: each fine-tuned version against the same version without fine-tuning, uncorrected, with the
+  fine-tuned model as baseline (the orientation of the study's rq1-finetuned_stats.csv): OR > 1 means
+  fine-tuning helped.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from codequant.stats import compare_outcome_groups
+from codequant.stats.pairing import Outcomes
+
+
+def _clean(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
+
+
+def study_comparisons(runs: list[tuple[dict[str, Any], Outcomes]], *, model: str, language: str,
+                      correction: str = "bh") -> list[dict[str, Any]]:
+    """Rows (dicts of codequant.stats.Comparison plus `kind`) for one model, benchmark and decoding."""
+    groups = {(model, v["label"], language): o for v, o in runs}
+    variants = {v["label"]: v for v, _ in runs}
+    out: list[dict[str, Any]] = []
+
+    def add(kind: str, **kwargs: Any) -> None:
+        for c in compare_outcome_groups(groups, **kwargs):
+            out.append(_clean({**c.to_dict(), "kind": kind}))
+
+    if "fp" in variants and len(variants) > 1:
+        add("vs_fp", baseline="fp", correction=correction)
+    by_setting: dict[tuple, list[str]] = {}
+    for label, v in variants.items():
+        if v["method"] != "fp":
+            by_setting.setdefault((v["method"], v["bits"], v["finetuned"]), []).append(label)
+    cal_pairs = []
+    for labels in by_setting.values():
+        if len(labels) > 1:
+            base = next((x for x in labels if variants[x]["calibration"] == "code"), labels[0])
+            cal_pairs += [(base, x) for x in labels if x != base]
+    if cal_pairs:
+        add("calibration", pairs=cal_pairs, correction=correction)
+    ft_pairs = []
+    for label, v in variants.items():
+        if v["finetuned"]:
+            plain = next((x for x, w in variants.items() if not w["finetuned"] and w["method"] == v["method"]
+                          and w["bits"] == v["bits"] and w["calibration"] == v["calibration"]), None)
+            if plain:
+                ft_pairs.append((label, plain))
+    if ft_pairs:
+        add("finetune", pairs=ft_pairs, correction="none")
+    return out

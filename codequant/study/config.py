@@ -1,0 +1,176 @@
+"""The YAML of a study, as pydantic models: what to quantize, how, and on what to evaluate it.
+
+A study is a grid: models x quantizations (method x bits x calibration kinds x fine-tune yes/no) x benchmarks x
+decodings, plus the unquantized baseline of every model. Validation happens here, before any model is loaded, so a
+typo costs a one-line error instead of an hour of quantization. Unknown keys are refused (a misspelt `bits` must
+not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from codequant.errors import CodequantError
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CalibrationSettings(_Strict):
+    """How every calibration set of the study is drawn (the kind varies per quantization)."""
+
+    samples: int = Field(128, ge=1)
+    seq_len: int = Field(512, ge=8)
+    val_samples: int = Field(0, ge=0)
+    seed: int = 0
+
+
+class Quantization(_Strict):
+    """One grid entry: a method at several bit widths, with several calibration kinds, with/without fine-tuning."""
+
+    method: Literal["aqlm", "gptq", "rtn"]
+    bits: list[int] = Field(min_length=1)
+    calibration: list[str] = Field(default_factory=lambda: ["code"], min_length=1)
+    finetune: list[bool] = Field(default_factory=lambda: [False], min_length=1)
+    preset: Literal["fast", "paper"] = "fast"
+    group_size: int | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _check_bits(self) -> Quantization:
+        allowed = (2, 3, 4, 8) if self.method == "aqlm" else tuple(range(2, 9))
+        bad = [b for b in self.bits if b not in allowed]
+        if bad:
+            raise ValueError(f"{self.method} bits must be among {', '.join(map(str, allowed))}; got {bad}")
+        return self
+
+
+class Benchmark(_Strict):
+    """A registered benchmark, optionally on another file (`data`) or its first `limit` problems."""
+
+    name: str
+    data: str | None = None
+    limit: int | None = Field(None, ge=1)
+
+
+class Decoding(_Strict):
+    """How completions are drawn; `name` labels it in the results (greedy, t0.2-n10, ...)."""
+
+    name: str = "greedy"
+    temperature: float = Field(0.0, ge=0.0)
+    top_p: float = Field(0.95, gt=0.0, le=1.0)
+    samples: int = Field(1, ge=1)
+    max_new_tokens: int = Field(512, ge=1)
+    prompt_style: Literal["auto", "chat", "base"] = "auto"
+    seed: int = 0
+    batch_size: int = Field(8, ge=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"decoding name {v!r} must be letters, digits, '.', '_' or '-'")
+        return v
+
+
+class Finetune(_Strict):
+    """Settings of end-to-end distillation for the `finetune: [true]` variants."""
+
+    epochs: int = Field(3, ge=1)
+    lr: float = Field(1e-4, gt=0.0)
+    batch_size: int = Field(4, ge=1)
+    patience: int = Field(1, ge=0)
+    calibration: str | None = None  # kind of the fine-tuning set; default: the variant's calibration kind
+
+
+class Perplexity(_Strict):
+    """Held-out perplexity of every model version, per language."""
+
+    languages: list[str] = Field(default_factory=lambda: ["python"], min_length=1)
+    tokens: int = Field(8192, ge=16)
+    seq_len: int = Field(512, ge=8)
+
+
+class Runner(_Strict):
+    """How steps are executed. `isolate` runs each step in its own process, so its peak RSS is its own."""
+
+    isolate: bool = True
+    quantize_batch_size: int = Field(8, ge=1)
+    workers: int | None = Field(None, ge=1)
+
+
+class StudyConfig(_Strict):
+    """A whole study (see docs/study.md for every field)."""
+
+    name: str
+    models: list[str] = Field(min_length=1)
+    baseline: bool = True  # evaluate each model unquantized (the fp reference of every comparison)
+    quantizations: list[Quantization] = Field(default_factory=list)
+    calibration: CalibrationSettings = CalibrationSettings()
+    benchmarks: list[Benchmark] = Field(min_length=1)
+    decoding: list[Decoding] = Field(default_factory=lambda: [Decoding()], min_length=1)
+    finetune: Finetune = Finetune()
+    perplexity: Perplexity | None = None
+    runner: Runner = Runner()
+    correction: Literal["bh", "holm", "bonferroni", "none"] = "bh"
+
+    @field_validator("name")
+    @classmethod
+    def _study_name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise ValueError(f"study name {v!r} must be letters, digits, '.', '_' or '-' (it names a folder)")
+        return v
+
+    @model_validator(mode="after")
+    def _check(self) -> StudyConfig:
+        if not self.baseline and not self.quantizations:
+            raise ValueError("nothing to run: set baseline: true or list quantizations")
+        names = [d.name for d in self.decoding]
+        if len(set(names)) != len(names):
+            raise ValueError(f"decoding names must be unique; got {names}")
+        return self
+
+
+def _where(loc: tuple) -> str:
+    return ".".join(str(p) for p in loc) or "(top level)"
+
+
+def parse_config(data: Any, source: str = "study config") -> StudyConfig:
+    """A validated StudyConfig from parsed YAML; the first problem becomes one CodequantError line."""
+    if not isinstance(data, dict):
+        raise CodequantError(f"{source} must be a YAML mapping with name, models, benchmarks, ...")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")  # a typo explains the rest
+        err = errors[0]
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key (check its spelling against docs/study.md)"
+        more = f" (and {len(exc.errors()) - 1} more problem(s))" if len(exc.errors()) > 1 else ""
+        raise CodequantError(f"{source}: {_where(err['loc'])}: {msg}{more}") from None
+
+
+def load_config(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML file."""
+    p = Path(path)
+    if not p.is_file():
+        raise CodequantError(f"study config {p} does not exist; see studies/default.yaml for an example")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise CodequantError(f"{p} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return parse_config(data, source=str(p))
+
+
+def study_dir(config_path: str | Path, config: StudyConfig, out: str | Path | None = None) -> Path:
+    """Where a study's results live: `--out`, else `<folder of the YAML>/<name>/`."""
+    return Path(out) if out is not None else Path(config_path).resolve().parent / config.name

@@ -1,0 +1,81 @@
+"""Study YAML validation and planning: one-line errors, content keys that change exactly with their inputs."""
+
+import json
+
+import pytest
+import yaml
+
+from codequant.errors import CodequantError
+from codequant.study import build_plan, load_config, parse_config
+
+BASE = {"name": "t", "models": ["m"], "benchmarks": [{"name": "humaneval"}],
+        "quantizations": [{"method": "rtn", "bits": [4, 2], "calibration": ["code", "random"]}]}
+
+
+def _with(**kw):
+    return {**json.loads(json.dumps(BASE)), **kw}
+
+
+@pytest.mark.parametrize("data, where", [
+    (_with(quantizations=[{"method": "rtn", "bitz": [4]}]), "quantizations.0.bitz: unknown key"),
+    (_with(quantizations=[{"method": "aqlm", "bits": [5]}]), "aqlm bits must be among 2, 3, 4, 8"),
+    (_with(quantizations=[{"method": "awq", "bits": [4]}]), "quantizations.0.method"),
+    (_with(models=[]), "models"),
+    (_with(name="bad name"), "study name 'bad name'"),
+    (_with(decoding=[{"name": "g"}, {"name": "g"}]), "decoding names must be unique"),
+    (_with(baseline=False, quantizations=[]), "nothing to run"),
+    ([1, 2], "must be a YAML mapping"),
+])
+def test_config_errors_are_one_line(data, where):
+    with pytest.raises(CodequantError) as e:
+        parse_config(data)
+    assert where in str(e.value) and "\n" not in str(e.value)
+
+
+def test_load_config_file_errors(tmp_path):
+    with pytest.raises(CodequantError, match="does not exist"):
+        load_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(CodequantError, match="not valid YAML"):
+        load_config(bad)
+
+
+def test_default_study_is_valid():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "studies" / "default.yaml"
+    cfg = load_config(path)
+    plan = build_plan(cfg, path.parent)
+    kinds = [s.kind for s in plan.steps]
+    assert kinds.count("quantize") == 5 and kinds.count("calibrate") == 2
+    assert kinds.count("evaluate") == 12 and kinds.count("compare") == 2  # 6 versions x 2 benchmarks
+
+
+def test_plan_keys_follow_inputs(tmp_path):
+    plan = build_plan(parse_config(BASE), tmp_path)
+    kinds = [s.kind for s in plan.steps]
+    assert kinds.count("calibrate") == 2 and kinds.count("quantize") == 4
+    assert kinds.count("evaluate") == 5 and kinds.count("compare") == 1
+    keys = plan.by_key()
+    for s in plan.steps:  # dependency order
+        assert all(plan.steps.index(keys[d]) < plan.steps.index(s) for d in s.deps)
+    again = build_plan(parse_config(BASE), tmp_path)
+    assert [s.key for s in again.steps] == [s.key for s in plan.steps]
+    reseeded = build_plan(parse_config(_with(calibration={"seed": 1})), tmp_path)
+    old, new = {s.name: s.key for s in plan.steps}, {s.name: s.key for s in reseeded.steps}
+    fp_eval = "evaluate:m-fp-humaneval-greedy"
+    assert old[fp_eval] == new[fp_eval]  # the fp run does not depend on calibration
+    changed = [n for n in old if old[n] != new[n]]
+    assert len(changed) == len(old) - 1
+
+
+def test_relative_paths_resolve_against_yaml_folder(tmp_path):
+    (tmp_path / "mini.jsonl").write_text("")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(_with(benchmarks=[{"name": "humaneval", "data": "mini.jsonl"}])))
+    plan = build_plan(load_config(tmp_path / "s.yaml"), tmp_path)
+    assert plan.of_kind("evaluate")[0].config["data"] == str(tmp_path / "mini.jsonl")
+    with pytest.raises(CodequantError, match="does not exist"):
+        build_plan(parse_config(_with(benchmarks=[{"name": "humaneval", "data": "nope.jsonl"}])), tmp_path)
+    with pytest.raises(CodequantError, match="unknown benchmark"):
+        build_plan(parse_config(_with(benchmarks=[{"name": "nobench"}])), tmp_path)
