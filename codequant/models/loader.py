@@ -1,0 +1,244 @@
+"""`load(spec)`: one entry point from a user's model spec to an eval-mode model and its tokenizer.
+
+A spec is resolved in order: embedded name (`smollm2-135m`) -> existing `.gguf` file -> existing folder (an HF
+`save_pretrained` folder, an aqlm-format export, or a codequant native checkpoint) -> hub id (`org/name`).
+
+GGUF files are dequantized by transformers to fp32, which takes ~35 s for SmolLM2-135M. The converted weights
+and tokenizer are therefore cached as an ordinary HF folder under `cache_dir("models", ...)`, keyed by the GGUF's
+path, size and mtime (and the transformers version, which owns the conversion), so later loads read
+safetensors in seconds. The cache folder is written under a temporary name and renamed into place: a killed
+conversion never leaves a half-written cache that a later load would trust.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+from codequant.cache import cache_dir
+from codequant.errors import CodequantError
+from codequant.models.registry import EMBEDDED
+
+Source = Literal["embedded", "gguf", "folder", "hub"]
+SOURCE_FILE = "codequant-source.json"  # written into GGUF cache folders: which file they came from
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+@dataclass
+class LoadedModel:
+    """A loaded model with where it came from; `cached` says whether a GGUF came from the conversion cache."""
+
+    model: Any
+    tokenizer: Any
+    spec: str
+    source: Source
+    path: Path | str
+    load_seconds: float
+    cached: bool = False
+
+
+def resolve(spec: str) -> tuple[Source, Path | str]:
+    """Where `spec` points, without loading anything; raises CodequantError for specs that lead nowhere."""
+    if spec in EMBEDDED:
+        return "embedded", EMBEDDED[spec].path()
+    path = Path(spec).expanduser()
+    if path.is_file():
+        if path.suffix.lower() != ".gguf":
+            raise CodequantError(f"{spec} is a file but not a .gguf; give a GGUF file, an HF model folder or a hub id")
+        return "gguf", path.resolve()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            ggufs = sorted(path.glob("*.gguf"))
+            if len(ggufs) == 1:
+                return "gguf", ggufs[0].resolve()
+            raise CodequantError(
+                f"folder {spec} has no config.json, so it is not an HF model folder; "
+                "give the folder written by save_pretrained (or `codequant quantize --out`), or a .gguf file"
+            )
+        return "folder", path.resolve()
+    if spec.lower().endswith(".gguf"):
+        raise CodequantError(f"GGUF file {spec} does not exist")
+    if _HUB_ID.match(spec) and not spec.startswith("."):
+        return "hub", spec
+    if "/" in spec or "\\" in spec or spec.startswith(("~", ".")):
+        raise CodequantError(f"no such file or folder: {spec}")
+    raise CodequantError(
+        f"unknown model {spec!r}; use an embedded name ({', '.join(EMBEDDED)}), a .gguf file, "
+        "an HF model folder or a hub id such as org/name"
+    )
+
+
+def load(spec: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> LoadedModel:
+    """Load `spec` (see module doc) in eval mode on `device`, with a tokenizer that has a pad token."""
+    start = time.perf_counter()
+    source, where = resolve(str(spec))
+    cached = False
+    if source in ("embedded", "gguf"):
+        folder, cached = _converted_gguf(Path(where))
+        model, tokenizer = _load_folder(folder, dtype)
+    elif source == "folder":
+        model, tokenizer = _load_folder(Path(where), dtype)
+    else:
+        model, tokenizer = _load_hub(str(where), dtype)
+    model = model.to(device=device, dtype=dtype) if _floating(model) else model.to(device)
+    model.eval()
+    _ensure_pad(model, tokenizer)
+    return LoadedModel(model, tokenizer, str(spec), source, where, time.perf_counter() - start, cached)
+
+
+def gguf_cache_folder(gguf: Path) -> Path:
+    """The cache folder for a GGUF file: changes when the file, its size or mtime, or transformers changes."""
+    import transformers
+
+    gguf = gguf.resolve()
+    st = gguf.stat()
+    key = hashlib.sha256(f"{gguf}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}".encode()).hexdigest()
+    return cache_dir("models") / f"{gguf.stem}-{key[:16]}"
+
+
+def _converted_gguf(gguf: Path) -> tuple[Path, bool]:
+    """(folder of the converted model, whether it was already cached); converts and caches on first use."""
+    target = gguf_cache_folder(gguf)
+    if (target / SOURCE_FILE).is_file():
+        return target, True
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    kwargs = {"gguf_file": gguf.name}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
+        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kwargs)
+    except (ValueError, KeyError, NotImplementedError, RuntimeError, OSError) as exc:
+        raise CodequantError(f"cannot convert GGUF {gguf}: {_first_line(exc)}") from exc
+    _drop_gguf_marker(model)
+    _ensure_pad(model, tokenizer)
+    try:
+        write_atomic(target, model, tokenizer, {SOURCE_FILE: {"gguf": str(gguf), "size": gguf.stat().st_size}})
+    except OSError:
+        if not (target / SOURCE_FILE).is_file():  # another process may have renamed its copy in first
+            raise
+    return target, False
+
+
+def _drop_gguf_marker(model: Any) -> None:
+    """transformers tags a GGUF-loaded model as "quantized with gguf" and then refuses to save it, although its
+    weights are already dequantized to plain fp32 tensors; the tag carries nothing else, so it is removed."""
+    quantizer = getattr(model, "hf_quantizer", None)
+    method = getattr(getattr(quantizer, "quantization_config", None), "quant_method", None)
+    if quantizer is not None and str(getattr(method, "value", method)) == "gguf":
+        model.hf_quantizer = None
+    qc = getattr(model.config, "quantization_config", None)
+    qm = getattr(qc, "quant_method", None) if qc is not None else None
+    if qc is not None and str(getattr(qm, "value", qm)) == "gguf":
+        del model.config.quantization_config
+
+
+def write_atomic(target: Path, model: Any, tokenizer: Any, extra_json: dict[str, Any] | None = None) -> Path:
+    """save_pretrained into a temp sibling of `target`, then rename it into place (replacing an old `target`)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp makes it private; the renamed folder should read like any other
+    try:
+        model.save_pretrained(tmp, safe_serialization=True)
+        if tokenizer is not None:
+            tokenizer.save_pretrained(tmp)
+        for name, data in (extra_json or {}).items():
+            (tmp / name).write_text(json.dumps(data, indent=2))
+        old = None
+        if target.exists():
+            old = target.with_name(f".{target.name}.old-{time.time_ns()}")
+            target.rename(old)
+        tmp.rename(target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def _load_folder(folder: Path, dtype: torch.dtype) -> tuple[Any, Any]:
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        config = AutoConfig.from_pretrained(folder)
+    except (ValueError, KeyError, OSError) as exc:
+        raise CodequantError(f"unsupported model in {folder}: {_first_line(exc)}") from exc
+    if type(config) not in MODEL_FOR_CAUSAL_LM_MAPPING:
+        raise CodequantError(
+            f"cannot load {folder} as a causal LM: transformers has no generating model for "
+            f"model_type {config.model_type!r}; codequant needs a decoder LM such as llama, qwen2 or starcoder2"
+        )
+    native = folder / "codequant.safetensors"
+    try:
+        if native.is_file() and not any(folder.glob("model*.safetensors")):
+            from codequant.quant.export import load_codequant_checkpoint
+
+            model, _ = load_codequant_checkpoint(folder)
+        else:
+            model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype)
+    except (ValueError, KeyError, NotImplementedError) as exc:
+        raise CodequantError(
+            f"cannot load {folder} as a causal LM ({type(config).__name__}): {_first_line(exc)}"
+        ) from exc
+    except ImportError as exc:
+        raise CodequantError(f"loading {folder} needs a missing package: {_first_line(exc)}") from exc
+    except OSError as exc:
+        raise CodequantError(f"cannot read the weights in {folder}: {_first_line(exc)}") from exc
+    return model, _load_tokenizer(folder)
+
+
+def _load_tokenizer(folder: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(folder)
+    except (ValueError, KeyError, OSError, TypeError) as exc:
+        raise CodequantError(
+            f"no usable tokenizer in {folder} ({_first_line(exc)}); save one there with tokenizer.save_pretrained"
+        ) from exc
+
+
+def _load_hub(repo: str, dtype: torch.dtype) -> tuple[Any, Any]:
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(repo)
+        model = AutoModelForCausalLM.from_pretrained(repo, dtype=dtype)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CodequantError(
+            f"could not load {repo!r} from the Hugging Face hub and it is no local folder "
+            f"({_first_line(exc)}); offline, use an embedded model ({', '.join(EMBEDDED)}), a .gguf file or a folder"
+        ) from exc
+    return model, tokenizer
+
+
+def _ensure_pad(model: Any, tokenizer: Any) -> None:
+    """Batched generation pads: give the tokenizer a pad token (eos when it has none) and tell the model."""
+    if tokenizer is None:
+        return
+    if tokenizer.pad_token is None and tokenizer.eos_token is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    gen = getattr(model, "generation_config", None)
+    if gen is not None and gen.pad_token_id is None and tokenizer.pad_token_id is not None:
+        gen.pad_token_id = tokenizer.pad_token_id
+
+
+def _floating(model: Any) -> bool:
+    """Whether casting the whole model is safe: quantized modules hold integer codes that must not be cast."""
+    return all(t.is_floating_point() for t in [*model.parameters(), *model.buffers()])
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]
