@@ -31,3 +31,332 @@ def main() -> None:
 
 
 # ---- commands are added below, one section per concept (keep sections independent) ----
+
+
+# ---- evaluation ----
+@app.command("evaluate")
+def evaluate_cmd(
+    model: str = typer.Argument(..., help="model spec (embedded name, HF folder/hub id, checkpoint) or 'canonical'"),
+    benchmark: str = typer.Option("humaneval", "--benchmark", "-b", help="benchmark name (see `benchmarks list`)"),
+    samples: int = typer.Option(1, "--samples", "-n", help="completions per problem"),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy"),
+    top_p: float = typer.Option(0.95, "--top-p", help="nucleus sampling mass (when temperature > 0)"),
+    max_new_tokens: int = typer.Option(512, "--max-new-tokens"),
+    limit: int | None = typer.Option(None, "--limit", help="only the first K problems"),
+    prompt_style: str = typer.Option("auto", "--prompt-style", help="auto | chat | base"),
+    data: str | None = typer.Option(None, "--data", help="benchmark file instead of the built-in one"),
+    batch_size: int = typer.Option(8, "--batch-size"),
+    seed: int = typer.Option(0, "--seed", help="sampling seed"),
+    backend: str = typer.Option("engine", "--backend", help="engine (codequant's batched loop) | hf (model.generate)"),
+    out: str | None = typer.Option(None, "--out", help="run folder (default runs/<model>-<benchmark>)"),
+) -> None:
+    """Generate completions, execute them, and write samples.jsonl + summary.json; re-running resumes."""
+    import re
+
+    from codequant.evaluation import evaluate
+
+    out_dir = out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{benchmark}"
+    summary = evaluate(model, benchmark, samples=samples, temperature=temperature, top_p=top_p,
+                       max_new_tokens=max_new_tokens, limit=limit, prompt_style=prompt_style, data=data,
+                       out_dir=out_dir, batch_size=batch_size, seed=seed, backend=backend)
+    ks = "  ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.startswith("pass@"))
+    run = summary["run"]
+    print(f"{summary['passed']}/{summary['completions']} completions passed on {summary['problems']} problems  {ks}")
+    print(f"status: {summary['status_counts']}  wall {run['wall_s']:.1f}s "
+          f"(load {run['load_s']:.1f}s, generation {run['generation_s']:.1f}s, execution {run['execution_s']:.1f}s)")
+    print(f"wrote {out_dir}/samples.jsonl and {out_dir}/summary.json")
+
+
+# ---- quantize ----
+@app.command("quantize")
+def quantize_cmd(
+    model: str = typer.Argument(..., help="model spec (embedded name such as smollm2-135m, HF folder or hub id)"),
+    method: str = typer.Option(..., "--method", "-m", help="aqlm | gptq | rtn"),
+    bits: int | None = typer.Option(None, "--bits", help="rtn/gptq: 2..8; aqlm: 8|4|3|2 (picks M, B, g)"),
+    preset: str = typer.Option("fast", "--preset", help="aqlm: paper | fast"),
+    codebooks: int | None = typer.Option(None, "--codebooks", help="aqlm: number of codebooks M"),
+    codebook_bits: int | None = typer.Option(None, "--codebook-bits", help="aqlm: bits per code B (<= 16)"),
+    group_size: int | None = typer.Option(None, "--group-size", help="rtn/gptq: inputs per scale (-1 per row); aqlm: g"),
+    act_order: bool = typer.Option(False, "--act-order/--no-act-order", help="gptq: quantize columns by activation size"),
+    static_groups: bool = typer.Option(False, "--static-groups", help="gptq act-order: keep contiguous groups"),
+    calibration: str = typer.Option("code", "--calibration", help="code | mixed | random | PATH of a built set"),
+    samples: int = typer.Option(128, "--samples", help="calibration rows"),
+    seq_len: int = typer.Option(512, "--seq-len", help="tokens per calibration row"),
+    val_samples: int = typer.Option(0, "--val-samples", help="held-out rows for block tuning (aqlm)"),
+    seed: int = typer.Option(0, "--seed"),
+    out: str = typer.Option(..., "--out", help="output folder (rerunning resumes from OUT/checkpoint)"),
+    fmt: str | None = typer.Option(None, "--format", help="aqlm | dequantized | codequant | both, or a comma list"),
+    batch_size: int = typer.Option(8, "--batch-size", help="rows per forward pass"),
+    max_blocks: int | None = typer.Option(None, "--max-blocks", help="stop after N blocks (resume later)"),
+) -> None:
+    """Quantize every decoder-block linear of MODEL and write the export(s) + quantize.json to OUT."""
+    import json
+
+    from codequant.quant.run import build_config, parse_formats, quantize_to_dir
+
+    options = {"act_order": act_order, "static_groups": static_groups} if method == "gptq" else {}
+    config = build_config(method, bits=bits, preset=preset, group_size=group_size, num_codebooks=codebooks,
+                          codebook_bits=codebook_bits, seed=seed, options=options)
+    formats = parse_formats(fmt, method)
+    result = quantize_to_dir(
+        model, config, out, calibration=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples,
+        formats=formats, batch_size=batch_size, max_blocks=max_blocks,
+        on_resolved=lambda r: print(f"configuration: {json.dumps(r, default=str)}"),
+    )
+    acc, times = result["accounting"], result["timings"]
+    print(f"{acc['quantized_params']:,} weights quantized: {acc['formula_bits_per_param']:.3f} bits/param (formula), "
+          f"{acc['stored_bits_per_param']:.3f} stored; quantize {times['quantize_s']:.1f}s")
+    if not result["complete"]:
+        print(f"stopped after {len(result['blocks'])} blocks; rerun the same command to resume")
+    for name, path in result["exports"].items():
+        print(f"wrote {name}: {path}")
+    print(f"wrote {out}/quantize.json")
+
+
+# ---- sandbox ----
+@app.command("exec")
+def exec_command(
+    file: str = typer.Argument(..., help="program file to run ('-' reads it from stdin)"),
+    language: str = typer.Option("python", "--language", "-l", help="python | java"),
+    timeout: float | None = typer.Option(None, "--timeout", help="wall-clock limit in seconds (default 10)"),
+    memory_mb: int | None = typer.Option(None, "--memory-mb", help="address-space limit in MB (default 2048)"),
+) -> None:
+    """Run one program in the sandbox and print its outcome as one JSON object (exit 0 whenever it ran)."""
+    import json
+    from dataclasses import replace
+    from pathlib import Path
+
+    from codequant.sandbox import Limits, run_program
+    from codequant.sandbox.isolation import namespace_support
+
+    if file == "-":
+        source = sys.stdin.read()
+    else:
+        path = Path(file)
+        if not path.is_file():
+            raise CodequantError(f"program file {file} does not exist")
+        source = path.read_text(encoding="utf-8", errors="replace")
+    limits = Limits()
+    if timeout is not None:
+        limits = limits.with_timeout(timeout)
+    if memory_mb is not None:
+        limits = replace(limits, address_space_mb=memory_mb)
+    result = run_program(language, source, limits).to_dict()
+    sup = namespace_support()
+    result["isolation"] = {"network_namespace": sup.net, "pid_namespace": sup.pid}
+    print(json.dumps(result))
+
+
+# ---- statistics ----
+
+from typing import Annotated  # noqa: E402
+
+
+@app.command("compare")
+def compare_command(
+    runs: Annotated[list[str] | None, typer.Argument(
+        help="BASE_RUN OTHER_RUN...: evaluate output folders, baseline first")] = None,
+    from_csv: str | None = typer.Option(None, "--from-csv", help="per-completion CSV (model, quantization, "
+                                        "language, problem, pass) instead of run folders"),
+    baseline: str | None = typer.Option(None, "--baseline", help="with --from-csv: the quantization label every "
+                                        "other one is compared with, within each (model, language)"),
+    pair: Annotated[list[str] | None, typer.Option(
+        "--pair", help="with --from-csv: compare BASE:OTHER only (repeatable)")] = None,
+    correction: str = typer.Option("bh", "--correction", help="bh | holm | bonferroni | none (per family)"),
+    by: str = typer.Option("completion", "--by", help="pair by completion (i against i) or by problem"),
+    rule: str = typer.Option("majority", "--rule", help="with --by problem: majority | any | all"),
+    method: str = typer.Option("exact", "--method", help="exact (binomial) | asymptotic (chi-square)"),
+    ci: str = typer.Option("exact", "--ci", help="odds-ratio interval: exact (Clopper-Pearson) | wald"),
+    alpha: float = typer.Option(0.05, "--alpha", help="1 - confidence level; also the * mark in the table"),
+    common_only: bool = typer.Option(False, "--common-only", help="compare only the completions both runs have"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list of rows instead of a table"),
+) -> None:
+    """Exact McNemar tests of runs against a baseline, odds ratios (b/c > 1: worse), multiple-testing correction."""
+    import json
+
+    from codequant.stats import compare_csv, compare_runs, parse_pair
+
+    if not 0 < alpha < 1:
+        raise CodequantError("--alpha must lie strictly between 0 and 1")
+    opts = {"by": by, "rule": rule, "method": method, "ci": ci, "alpha": alpha, "correction": correction}
+    if from_csv is not None:
+        if runs:
+            raise CodequantError("give either run folders or --from-csv, not both")
+        rows = compare_csv(from_csv, baseline, pairs=[parse_pair(p) for p in pair or []] or None, **opts)
+    else:
+        if baseline is not None or pair:
+            raise CodequantError("--baseline and --pair go with --from-csv; for runs the first folder is the "
+                                 "baseline")
+        if not runs or len(runs) < 2:
+            raise CodequantError("give a baseline run folder and at least one other: codequant compare BASE OTHER")
+        rows = compare_runs(runs[0], runs[1:], common_only=common_only, **opts)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+    else:
+        from rich.console import Console
+
+        from codequant.stats.table import comparison_table
+
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=200)  # piped output: don't squeeze the columns into 80
+        console.print(comparison_table(rows, alpha=alpha))
+
+
+# ---- models ----
+models_app = typer.Typer(help="Embedded models (GGUF files shipped as wheels) and model specs.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
+
+
+@models_app.command("list")
+def models_list_cmd(as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table")) -> None:
+    """List the embedded models: installed or not, GGUF path and size, and how to install the missing ones."""
+    import json
+
+    from codequant.models import EMBEDDED
+
+    rows = [m.status() for m in EMBEDDED.values()]
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="embedded models")
+    for col in ("name", "installed", "size", "path / install", "description"):
+        table.add_column(col, justify="right" if col == "size" else "left", overflow="fold")
+    for r in rows:
+        size = f"{r['bytes'] / 2**20:.1f} MiB" if r["bytes"] else "-"
+        where = r["path"] if r["installed"] else f".venv/bin/{r['install']}"
+        table.add_row(r["name"], "yes" if r["installed"] else "no", size, str(where), r["description"])
+    console = Console()
+    (console if console.is_terminal else Console(width=200)).print(table)
+
+
+@app.command("footprint")
+def footprint_cmd(
+    model: str = typer.Argument(..., help="model spec: embedded name, .gguf file, HF folder or hub id"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of a table"),
+) -> None:
+    """Load MODEL and show its parameters and real bytes by kind (embeddings, linear, norms, head, other)."""
+    import json
+
+    from codequant.models import footprint, load
+    from codequant.models.footprint import footprint_table
+
+    loaded = load(model)
+    fp = footprint(loaded.model)
+    if as_json:
+        print(json.dumps({"model": model, "source": loaded.source, "path": str(loaded.path),
+                          "load_seconds": loaded.load_seconds, **fp.to_dict()}, indent=2))
+        return
+    from rich.console import Console
+
+    console = Console()
+    console = console if console.is_terminal else Console(width=200)
+    console.print(footprint_table(fp, title=f"{model} ({type(loaded.model).__name__}, {loaded.source})"))
+    console.print(f"loaded from {loaded.path} in {loaded.load_seconds:.1f}s" + (" (cached conversion)" if loaded.cached else ""))
+
+
+# ---- study ----
+study_app = typer.Typer(help="Run a YAML study (quantize, evaluate, compare) with caching and resume.",
+                        no_args_is_help=True)
+app.add_typer(study_app, name="study")
+
+
+@study_app.command("run")
+def study_run_cmd(
+    config: str = typer.Argument(..., help="study YAML, e.g. studies/default.yaml"),
+    out: str | None = typer.Option(None, "--out", help="study folder (default: <YAML folder>/<name>/)"),
+    isolate: bool | None = typer.Option(None, "--isolate/--no-isolate",
+                                        help="one process per step (default: the YAML's runner.isolate)"),
+    report: bool = typer.Option(True, "--report/--no-report", help="write the report when all steps are done"),
+) -> None:
+    """Run every unfinished step; re-running resumes (finished artifacts are reused, partial ones continued)."""
+    from pathlib import Path
+
+    from codequant.study import load_config, run_study, study_dir
+
+    cfg = load_config(config)
+    folder = study_dir(config, cfg, out)
+    counts = run_study(cfg, folder, base=Path(config).resolve().parent, isolate=isolate)
+    print(f"{counts['ran']} step(s) run, {counts['skipped']} already done, of {counts['total']}; results: {folder}/study.db")
+    if report:
+        from codequant.report import build_report
+
+        print(f"report: {build_report(folder)}")
+
+
+@study_app.command("status")
+def study_status_cmd(
+    config: str = typer.Argument(..., help="study YAML"),
+    out: str | None = typer.Option(None, "--out", help="study folder (default: <YAML folder>/<name>/)"),
+) -> None:
+    """Show each planned step: done, partial (resumes next run), failed (with its error) or pending."""
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from codequant.study import load_config, study_dir, study_status
+
+    cfg = load_config(config)
+    folder = study_dir(config, cfg, out)
+    rows = study_status(cfg, folder, base=Path(config).resolve().parent)
+    table = Table(title=f"study {cfg.name} ({folder})")
+    for col in ("kind", "step", "state", "seconds", "peak RSS MiB", "attempts"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["kind"], r["label"], r["state"], f"{r['seconds']:.1f}" if r["seconds"] else "-",
+                      f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "-", str(r["attempts"]))
+    Console().print(table)
+    states = [r["state"] for r in rows]
+    print(", ".join(f"{states.count(s)} {s}" for s in ("done", "partial", "failed", "pending") if s in states))
+    for r in rows:
+        if r["error"]:
+            print(f"failed {r['kind']}:{r['label']}: {r['error']}")
+
+
+# ---- report ----
+@app.command("report")
+def report_cmd(
+    study: str = typer.Argument(..., help="study folder (holds study.db), e.g. studies/default"),
+    out: str | None = typer.Option(None, "--out", help="report folder (default STUDY/report)"),
+) -> None:
+    """Write report.md with pass@1/McNemar, calibration, fine-tuning, memory and perplexity tables + plots."""
+    from codequant.report import build_report
+
+    print(f"wrote {build_report(study, out)}")
+
+
+# ---- finetune ----
+@app.command("finetune")
+def finetune_cmd(
+    quant_dir: str = typer.Argument(..., help="output folder of `codequant quantize` (holds a codequant checkpoint)"),
+    teacher: str = typer.Option(..., "--teacher", help="the fp model it was quantized from (spec as for `load`)"),
+    calibration: str = typer.Option("code", "--calibration", help="code|mixed|random or a calibration folder"),
+    samples: int = typer.Option(128, "--samples", help="calibration sequences (train + validation)"),
+    seq_len: int = typer.Option(512, "--seq-len", help="tokens per sequence"),
+    val_samples: int = typer.Option(16, "--val-samples", help="sequences held out for early stopping / keep-best"),
+    epochs: int = typer.Option(3, "--epochs"),
+    lr: float = typer.Option(1e-4, "--lr"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    patience: int = typer.Option(1, "--patience", help="epochs without validation improvement before stopping"),
+    top_k: int = typer.Option(64, "--top-k", help="teacher tokens kept per position for the KL"),
+    train_embeddings: bool = typer.Option(False, "--train-embeddings/--no-train-embeddings"),
+    train_head: bool = typer.Option(False, "--train-head/--no-train-head"),
+    heldout_tokens: int = typer.Option(0, "--heldout-tokens", help="also measure held-out code perplexity on N tokens"),
+    seed: int = typer.Option(0, "--seed"),
+    out: str = typer.Option(..., "--out", help="output folder"),
+) -> None:
+    """Distil the fp teacher into a quantized model (KL on calibration sequences; codes frozen)."""
+    from codequant.finetune import FinetuneConfig, finetune
+
+    config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
+                            train_embeddings=train_embeddings, train_head=train_head, seed=seed)
+    result = finetune(quant_dir, teacher, out, calibration=calibration, samples=samples, seq_len=seq_len,
+                      val_samples=val_samples, seed=seed, config=config, top_k=top_k, heldout_tokens=heldout_tokens)
+    print(f"validation KL {result['val_kl_before']:.4f} -> {result['val_kl_after']:.4f} "
+          f"({result['epochs_run']} epoch(s), {result['total_seconds']:.0f} s); wrote {out}")
+    for lang, after in result["heldout_ppl_after"].items():
+        print(f"held-out {lang} perplexity {result['heldout_ppl_before'][lang]:.3f} -> {after:.3f}")

@@ -1,0 +1,236 @@
+"""`evaluate`: model -> completions -> executed programs -> samples.jsonl + summary.json.
+
+A run lives in one folder. `config.json` pins what the outputs depend on (model, benchmark, data, decoding);
+`samples.jsonl` gets one line per completion, appended and flushed as soon as its program has run, so an
+interrupted run loses at most the completions in flight and re-running the same command resumes where it
+stopped. Scope options (`limit`, `samples`) may grow between runs: each completion's sampling seed depends only
+on (seed, task_id, sample_index), so new samples are the ones a single longer run would have drawn.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+import zlib
+from collections import Counter
+from pathlib import Path
+
+from codequant.benchmarks.problem import Problem
+from codequant.benchmarks.programs import build_program
+from codequant.benchmarks.registry import load_benchmark
+from codequant.errors import CodequantError
+from codequant.evaluation.store import SampleStore
+from codequant.generation.extract import extract_code, fenced_block_complete
+from codequant.generation.prompts import build_prompt, resolve_style
+from codequant.metrics.passk import pass_at_ks
+
+CANONICAL = "canonical"
+TAIL = 2000  # characters of stdout/stderr kept per sample
+
+
+def run_config(model_spec: str, benchmark: str, *, temperature: float, top_p: float, max_new_tokens: int,
+               prompt_style: str, data: Path | None, seed: int) -> dict:
+    """What the completions depend on; a run folder holds one such config (scope and speed knobs excluded)."""
+    greedy = temperature <= 0
+    return {
+        "model": model_spec,
+        "benchmark": benchmark,
+        "data": str(Path(data).resolve()) if data is not None else None,
+        "prompt_style": prompt_style,
+        "temperature": 0.0 if greedy else float(temperature),
+        "top_p": None if greedy else float(top_p),
+        "max_new_tokens": int(max_new_tokens),
+        "seed": None if greedy else int(seed),
+    }
+
+
+def sample_seed(seed: int, task_id: str, index: int) -> int:
+    return (int(seed) * 1_000_003 + zlib.crc32(f"{task_id}#{index}".encode())) % (2**63)
+
+
+def _versions() -> dict:
+    import torch
+    import transformers
+
+    import codequant
+
+    return {"codequant": codequant.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version()}
+
+
+def _load_model(spec: str):
+    """(model, tokenizer) through codequant.models.load, which knows the embedded and quantized checkpoints."""
+    from codequant.models import load
+
+    loaded = load(spec)
+    if isinstance(loaded, tuple):
+        return loaded[0], loaded[1]
+    return loaded.model, loaded.tokenizer
+
+
+def _run_programs(items: list[tuple[str, str]], workers: int | None, progress: bool):
+    from codequant.sandbox import run_programs
+
+    return run_programs(items, workers=workers, progress=progress)
+
+
+def _select(problems: list[Problem], limit: int | None) -> list[Problem]:
+    if limit is not None:
+        if limit < 1:
+            raise CodequantError("--limit must be at least 1")
+        problems = problems[:limit]
+    return problems
+
+
+def evaluate(model_spec: str, benchmark: str, *, samples: int = 1, temperature: float = 0.0, top_p: float = 0.95,
+             max_new_tokens: int = 512, limit: int | None = None, prompt_style: str = "auto",
+             data: Path | str | None = None, out_dir: Path | str, batch_size: int = 8, seed: int = 0,
+             backend: str = "engine", workers: int | None = None, model=None, tokenizer=None,
+             progress: bool = True) -> dict:
+    """Evaluate `model_spec` (a model spec, or "canonical") on `benchmark`; returns the summary it writes.
+
+    `model`/`tokenizer` may be given already loaded (then `model_spec` only names them in the outputs).
+    """
+    wall0 = time.perf_counter()
+    if samples < 1:
+        raise CodequantError("--samples must be at least 1")
+    if max_new_tokens < 1:
+        raise CodequantError("--max-new-tokens must be at least 1")
+    if backend not in ("engine", "hf"):
+        raise CodequantError(f"unknown backend {backend!r}; use engine or hf")
+    data = Path(data) if data is not None else None
+    problems = _select(load_benchmark(benchmark, data), limit)
+    canonical = model_spec == CANONICAL
+    config = run_config(model_spec, benchmark, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                        prompt_style="base" if canonical else prompt_style, data=data, seed=seed)
+    store = SampleStore(Path(out_dir), config)
+    done = store.done_keys()
+    pending = [(p, i) for p in problems for i in range(samples) if (p.task_id, i) not in done]
+
+    timings = {"load_s": 0.0, "generation_s": 0.0, "execution_s": 0.0}
+    model_id = model_spec
+    style = "base"
+    if pending and canonical:
+        missing = [p.task_id for p in problems if p.canonical_solution is None]
+        if missing:
+            raise CodequantError(f"{benchmark} has no canonical solution for {missing[0]} (and {len(missing) - 1} more)")
+        rows = []
+        for p, i in pending:
+            rows.append(_record(p, i, prompt=p.prompt, raw=p.canonical_solution, completion=p.canonical_solution,
+                                stop_reason=None, prompt_tokens=0, new_tokens=0, gen_seconds=0.0))
+        timings["execution_s"] += _execute_and_store(rows, store, workers, progress)
+    elif pending:
+        t0 = time.perf_counter()
+        if model is None:
+            model, tokenizer = _load_model(model_spec)
+        timings["load_s"] = time.perf_counter() - t0
+        model_id = getattr(getattr(model, "config", None), "_name_or_path", None) or model_spec
+        style = resolve_style(prompt_style, tokenizer)
+        timings.update(_generate_all(model, tokenizer, pending, problems, store, style=style, samples=samples,
+                                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                                     seed=seed, batch_size=batch_size, backend=backend, workers=workers,
+                                     progress=progress))
+    timings["wall_s"] = time.perf_counter() - wall0
+    summary = summarize(store.read(), problems, samples)
+    summary.update({"config": config, "scope": {"limit": limit, "samples": samples},
+                    "model_id": str(model_id), "versions": _versions(),
+                    "run": {"new_completions": len(pending), "batch_size": batch_size, "backend": backend,
+                            **{k: round(v, 3) for k, v in timings.items()}}})
+    store.write_summary(summary)
+    return summary
+
+
+def _record(p: Problem, i: int, *, prompt: str, raw: str, completion: str, stop_reason: str | None,
+            prompt_tokens: int, new_tokens: int, gen_seconds: float) -> dict:
+    return {"task_id": p.task_id, "sample_index": i, "language": p.language, "prompt": prompt, "raw_output": raw,
+            "completion": completion, "program": build_program(p, completion), "stop_reason": stop_reason,
+            "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "gen_seconds": round(gen_seconds, 4)}
+
+
+def _execute_and_store(rows: list[dict], store: SampleStore, workers: int | None, progress: bool = False) -> float:
+    """Run the rows' programs in the sandbox and append them (with their outcome) to samples.jsonl."""
+    if not rows:
+        return 0.0
+    t0 = time.perf_counter()
+    results = _run_programs([(r["language"], r["program"]) for r in rows], workers, progress)
+    for r, res in zip(rows, results, strict=True):
+        r.update({"status": str(res.status), "exception_type": res.exception_type, "exit_code": res.exit_code,
+                  "exec_seconds": round(res.duration_s, 4), "passed": res.passed,
+                  "stdout_tail": res.stdout[-TAIL:], "stderr_tail": res.stderr[-TAIL:]})
+    store.append(rows)
+    return time.perf_counter() - t0
+
+
+def _generate_all(model, tokenizer, pending, problems, store, *, style, samples, temperature, top_p,
+                  max_new_tokens, seed, batch_size, backend, workers, progress) -> dict:
+    from codequant.generation.engine import Request, SamplingParams, generate
+    from codequant.generation.hf import hf_generate
+
+    greedy = temperature <= 0
+    by_id = {p.task_id: p for p in problems}
+    # Greedy decoding is deterministic: sample i > 0 repeats sample 0, so only sample 0 is generated.
+    todo = sorted({(p.task_id, 0) for p, _ in pending}) if greedy else [(p.task_id, i) for p, i in pending]
+    wanted: dict[str, list[int]] = {}
+    for p, i in pending:
+        wanted.setdefault(p.task_id, []).append(i)
+    requests = []
+    for task_id, i in todo:
+        prompt = build_prompt(by_id[task_id], tokenizer, style)
+        requests.append(Request(prompt.text, key=(task_id, i), seed=sample_seed(seed, task_id, i),
+                                add_special_tokens=prompt.add_special_tokens))
+    # In chat style the answer is final once its first code block closes; in base style the stop sequences cut.
+    stop = tuple(sorted({s for p in problems for s in p.stop})) if style == "base" else ()
+    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=max(temperature, 0.0), top_p=top_p,
+                            stop=stop, stop_rule=fenced_block_complete if style == "chat" else None)
+    buffer: list[dict] = []
+    exec_s = 0.0
+    flush_every = max(8, batch_size)
+
+    def on_complete(c) -> None:
+        nonlocal exec_s
+        task_id, i = c.key
+        p = by_id[task_id]
+        completion = extract_code(p, c.raw_output, style)
+        indices = wanted[task_id] if greedy else [i]
+        for j in indices:
+            buffer.append(_record(p, j, prompt=c.prompt, raw=c.raw_output, completion=completion,
+                                  stop_reason=c.stop_reason, prompt_tokens=c.prompt_tokens,
+                                  new_tokens=c.new_tokens, gen_seconds=c.seconds))
+        if len(buffer) >= flush_every:
+            exec_s += _execute_and_store(buffer, store, workers)
+            buffer.clear()
+
+    t0 = time.perf_counter()
+    if backend == "hf":
+        hf_generate(model, tokenizer, requests, params, progress=progress, on_complete=on_complete)
+    else:
+        generate(model, tokenizer, requests, params, batch_size=batch_size, progress=progress,
+                 on_complete=on_complete)
+    exec_s += _execute_and_store(buffer, store, workers)
+    total = time.perf_counter() - t0
+    return {"generation_s": total - exec_s, "execution_s": exec_s}
+
+
+def summarize(rows: list[dict], problems: list[Problem], samples: int) -> dict:
+    """pass@k and status counts over the completions in scope (first `samples` of each listed problem)."""
+    ids = {p.task_id for p in problems}
+    scoped = [r for r in rows if r["task_id"] in ids and r["sample_index"] < samples]
+    per_problem: dict[str, list[bool]] = {}
+    for r in sorted(scoped, key=lambda r: (r["task_id"], r["sample_index"])):
+        per_problem.setdefault(r["task_id"], []).append(bool(r["passed"]))
+    complete = {t: v for t, v in per_problem.items() if len(v) == samples}
+    new_tokens = sum(r.get("new_tokens") or 0 for r in scoped)
+    gen_seconds = sum(r.get("gen_seconds") or 0.0 for r in scoped)
+    return {
+        "problems": len(complete),
+        "problems_listed": len(problems),
+        "samples": samples,
+        "completions": sum(len(v) for v in complete.values()),
+        "passed": sum(sum(v) for v in complete.values()),
+        **pass_at_ks(complete),
+        "status_counts": dict(sorted(Counter(r["status"] for r in scoped).items())),
+        "stop_reasons": dict(sorted(Counter(str(r.get("stop_reason")) for r in scoped).items())),
+        "new_tokens": new_tokens,
+        "mean_new_tokens": round(new_tokens / len(scoped), 2) if scoped else 0.0,
+        "sum_gen_seconds": round(gen_seconds, 3),
+    }

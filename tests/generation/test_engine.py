@@ -1,0 +1,107 @@
+"""The engine against transformers' own `model.generate` on a tiny random Llama (fp32)."""
+
+from collections import Counter
+
+import pytest
+import torch
+
+from codequant.generation.engine import Request, SamplingParams, generate
+from codequant.generation.hf import hf_generate
+
+PROMPTS = [
+    "def add(a, b):",
+    "for i in range(10):\n    print(i)\nThe quick brown fox",
+    "import",
+    "class Problem {\n    public static long add(long a",
+    "def is_even(n: int) -> bool:\n    \"\"\"Return True",
+    "Python lists are",
+    "from typing import List\n\n\ndef mean(xs",
+]
+
+
+def _hf_batched(model, tok, prompts, max_new_tokens):
+    """Plain left-padded batched `model.generate`, token ids without the prompt (and cut at EOS)."""
+    eos = [model.generation_config.eos_token_id, tok.eos_token_id]
+    tok.padding_side = "left"
+    enc = tok(prompts, return_tensors="pt", padding=True)
+    with torch.inference_mode():
+        seq = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
+                             eos_token_id=eos)
+    out = []
+    for row in seq[:, enc["input_ids"].shape[1]:].tolist():
+        ends = [row.index(e) for e in eos if e in row]
+        out.append(row[: min(ends)] if ends else row)
+    return out
+
+
+def test_greedy_identical_to_generate_with_rows_leaving_and_joining(tiny_llama, tiny_tokenizer):
+    model, tok = tiny_llama, tiny_tokenizer
+    reqs = [Request(p, key=i) for i, p in enumerate(PROMPTS)]
+    # Make a token the random model emits mid-sequence the EOS, so rows finish at different steps and waiting
+    # prompts get merged into the running batch.
+    first = generate(model, tok, reqs, SamplingParams(max_new_tokens=24), batch_size=3, progress=False)
+    counts = Counter(t for c in first for t in c.token_ids[2:])
+    model.generation_config.eos_token_id = counts.most_common(1)[0][0]
+    params = SamplingParams(max_new_tokens=24)
+    ours = generate(model, tok, reqs, params, batch_size=3, progress=False)
+    reasons = Counter(c.stop_reason for c in ours)
+    assert reasons["eos"] >= 2 and reasons["length"] >= 1
+    assert len({c.new_tokens for c in ours}) >= 3
+    ref = hf_generate(model, tok, reqs, params, progress=False)
+    assert [c.token_ids for c in ours] == [c.token_ids for c in ref]
+    assert [c.stop_reason for c in ours] == [c.stop_reason for c in ref]
+    assert [c.key for c in ours] == list(range(len(PROMPTS)))
+    assert [c.token_ids for c in ours] == _hf_batched(model, tok, PROMPTS, 24)
+    static = generate(model, tok, reqs, params, batch_size=3, continuous=False, progress=False)
+    assert [c.token_ids for c in static] == [c.token_ids for c in ours]
+
+
+def test_records_and_stop_sequences(tiny_llama, tiny_tokenizer):
+    model, tok = tiny_llama, tiny_tokenizer
+    reqs = [Request(p, key=p) for p in PROMPTS[:4]]
+    free = generate(model, tok, reqs, SamplingParams(max_new_tokens=16), batch_size=4, progress=False)
+    c = free[0]
+    assert c.prompt == PROMPTS[0] and c.prompt_tokens == len(tok(PROMPTS[0])["input_ids"])
+    assert c.raw_output == tok.decode(c.token_ids, skip_special_tokens=True) and c.seconds > 0
+    # A stop sequence taken from the middle of an unconstrained output stops that row there.
+    text = free[0].raw_output
+    stop = text[len(text) // 2: len(text) // 2 + 2]
+    stopped = generate(model, tok, reqs, SamplingParams(max_new_tokens=16, stop=(stop,)), batch_size=2,
+                       progress=False)[0]
+    assert stopped.stop_reason == "stop" and stop in stopped.raw_output
+    assert stopped.new_tokens < free[0].new_tokens and text.startswith(stopped.raw_output)
+    ruled = generate(model, tok, reqs, SamplingParams(max_new_tokens=16, stop_rule=lambda s: len(s) >= 3),
+                     progress=False)
+    assert [r.stop_reason for r in ruled] == ["eos" if f.stop_reason == "eos" and f.new_tokens < 3 else "stop"
+                                              for f in free]
+    assert all(len(r.raw_output) >= 3 for r in ruled if r.stop_reason == "stop")
+
+
+def test_sampling_is_seeded_per_request(tiny_llama, tiny_tokenizer):
+    model, tok = tiny_llama, tiny_tokenizer
+    params = SamplingParams(max_new_tokens=12, temperature=1.0, top_p=0.9)
+    reqs = [Request(PROMPTS[i % 3], key=i, seed=100 + i) for i in range(6)]
+    a = generate(model, tok, reqs, params, batch_size=4, progress=False)
+    b = generate(model, tok, list(reversed(reqs)), params, batch_size=1, progress=False)[::-1]
+    assert [c.token_ids for c in a] == [c.token_ids for c in b]
+    assert len({tuple(c.token_ids) for c in a}) > 3  # different seeds, different samples
+    reseeded = generate(model, tok, [Request(PROMPTS[0], seed=7)], params, progress=False)
+    assert reseeded[0].token_ids != a[0].token_ids
+
+
+@pytest.mark.parametrize("top_p", [1e-6])
+def test_tiny_top_p_is_greedy(tiny_llama, tiny_tokenizer, top_p):
+    reqs = [Request(p, seed=3) for p in PROMPTS[:3]]
+    greedy = generate(tiny_llama, tiny_tokenizer, reqs, SamplingParams(max_new_tokens=10), progress=False)
+    nucleus = generate(tiny_llama, tiny_tokenizer, reqs, SamplingParams(max_new_tokens=10, temperature=0.7,
+                                                                         top_p=top_p), progress=False)
+    assert [c.token_ids for c in greedy] == [c.token_ids for c in nucleus]
+
+
+def test_shared_prompt_prefilled_once_gives_same_samples(tiny_llama, tiny_tokenizer):
+    params = SamplingParams(max_new_tokens=10, temperature=1.0)
+    together = [Request(PROMPTS[0], key=i, seed=i) for i in range(4)]
+    joint = generate(tiny_llama, tiny_tokenizer, together, params, batch_size=4, progress=False)
+    alone = [generate(tiny_llama, tiny_tokenizer, [r], params, progress=False)[0] for r in together]
+    assert [c.token_ids for c in joint] == [c.token_ids for c in alone]
+    assert len({tuple(c.token_ids) for c in joint}) > 1
