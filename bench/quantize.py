@@ -1,0 +1,159 @@
+"""Benchmark the quantizers on a real model: method x bits -> time, bits/param, held-out code perplexity.
+
+    .venv/bin/python bench/quantize.py --methods rtn,gptq --bits 4,3,2 --group-size 64
+    .venv/bin/python bench/quantize.py --methods aqlm --bits 2 --samples 64
+
+Each cell (and the fp reference) is cached as JSON under --cache keyed by everything that determines it, so
+the grid can be filled in pieces and re-printed for free. Prints the cells as JSON, then a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from codequant.quant.pipeline import quantize_model  # noqa: E402
+from codequant.quant.run import build_config, make_model_quantizer  # noqa: E402
+
+
+def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
+    fields = {
+        "model": args.model, "method": method, "bits": bits, "group_size": args.group_size if method != "fp" else None,
+        "act_order": args.act_order if method == "gptq" else None, "preset": args.preset if method == "aqlm" else None,
+        "calibration": args.calibration, "samples": args.samples, "seq_len": args.seq_len, "seed": args.seed,
+        "eval_rows": args.eval_rows, "eval_seq_len": args.eval_seq_len,
+    }
+    if method == "fp":
+        fields = {k: fields[k] for k in ("model", "method", "eval_rows", "eval_seq_len", "seed")}
+    digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+    return f"{method}-{bits}-{digest}"
+
+
+def load_model(spec: str):
+    from codequant.models import load
+
+    loaded = load(spec)
+    return (loaded[0], loaded[1]) if isinstance(loaded, tuple) else (loaded.model, loaded.tokenizer)
+
+
+def heldout(tokenizer, language: str, args: argparse.Namespace) -> torch.Tensor:
+    from codequant.calibration import heldout_tokens
+
+    return heldout_tokens(language, tokenizer, samples=args.eval_rows, seq_len=args.eval_seq_len, seed=args.seed)
+
+
+def perplexities(model, evals: dict[str, torch.Tensor]) -> dict[str, float]:
+    from codequant.metrics.perplexity import perplexity
+
+    return {f"ppl_{lang}": float(perplexity(model, tokens)) for lang, tokens in evals.items()}
+
+
+def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dict:
+    if method == "fp":
+        return {"method": "fp", "bits": None, **perplexities(fp_model, evals)}
+    options = {"act_order": args.act_order} if method == "gptq" else {}
+    gs = args.group_size if method != "aqlm" else None
+    config = build_config(method, bits=bits, preset=args.preset, group_size=gs, seed=args.seed, options=options)
+    model = copy.deepcopy(fp_model)
+    quantizer = make_model_quantizer(config, model)
+    if "calib" not in calib_cache:
+        from codequant.calibration import resolve_calibration
+
+        calib_cache["calib"] = resolve_calibration(args.calibration, tokenizer, samples=args.samples,
+                                                   seq_len=args.seq_len, seed=args.seed, val_samples=args.val_samples)
+    t = time.perf_counter()
+    report = quantize_model(model, calib_cache["calib"], quantizer, batch_size=args.batch_size, progress=True)
+    seconds = time.perf_counter() - t
+    totals = report.totals()
+    errs = [layer["rel_weight_error"] for layer in report.layers]
+    return {
+        "method": method, "bits": bits, "resolved": quantizer.describe(), "quantize_s": round(seconds, 1),
+        "formula_bits_per_param": totals["formula_bits_per_param"],
+        "stored_bits_per_param": totals["stored_bits_per_param"],
+        "mean_rel_weight_error": sum(errs) / len(errs),
+        "last_block_rel_output_mse": report.blocks[-1].get("rel_output_mse"),
+        **perplexities(model, evals),
+    }
+
+
+def _fmt(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def markdown(cells: list[dict]) -> str:
+    fp = next((c for c in cells if c["method"] == "fp"), {})
+    rows = ["| method | bits | bits/param (formula) | stored | quantize s | rel. weight err | ppl Python | ppl Java |",
+            "|---|---|---|---|---|---|---|---|"]
+    for c in cells:
+        ppls = []
+        for lang in ("python", "java"):
+            v, ref = c.get(f"ppl_{lang}"), fp.get(f"ppl_{lang}")
+            delta = f" ({v / ref - 1:+.1%})" if v is not None and ref and c is not fp else ""
+            ppls.append(_fmt(v, ".3f") + delta)
+        rows.append(
+            f"| {c['method']} | {c['bits'] or '-'} | {_fmt(c.get('formula_bits_per_param'), '.3f')} | "
+            f"{_fmt(c.get('stored_bits_per_param'), '.3f')} | {_fmt(c.get('quantize_s'), '')} | "
+            f"{_fmt(c.get('mean_rel_weight_error'), '.4f')} | {ppls[0]} | {ppls[1]} |"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--methods", default="rtn,gptq", help="comma list of rtn,gptq,aqlm")
+    p.add_argument("--bits", default="8,4,3,2")
+    p.add_argument("--group-size", type=int, default=64, help="rtn/gptq group size (-1 per row)")
+    p.add_argument("--act-order", action="store_true")
+    p.add_argument("--preset", default="fast", help="aqlm preset")
+    p.add_argument("--calibration", default="code")
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=256)
+    p.add_argument("--val-samples", type=int, default=0)
+    p.add_argument("--eval-rows", type=int, default=16)
+    p.add_argument("--eval-seq-len", type=int, default=256)
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-fp", action="store_true", help="skip the fp reference row")
+    p.add_argument("--cache", default=str(ROOT / "bench" / "results" / "quantize"))
+    p.add_argument("--fresh", action="store_true", help="recompute cached cells")
+    args = p.parse_args(argv)
+
+    torch.manual_seed(args.seed)
+    cache = Path(args.cache)
+    cache.mkdir(parents=True, exist_ok=True)
+    grid = [] if args.no_fp else [("fp", None)]
+    grid += [(m, int(b)) for m in args.methods.split(",") if m for b in args.bits.split(",") if b]
+    loaded: dict = {}
+    calib_cache: dict = {}
+    cells = []
+    for method, bits in grid:
+        path = cache / f"{cell_key(args, method, bits)}.json"
+        if path.exists() and not args.fresh:
+            cells.append(json.loads(path.read_text()))
+            continue
+        if not loaded:
+            model, tokenizer = load_model(args.model)
+            loaded.update(model=model.eval(), tokenizer=tokenizer,
+                          evals={lang: heldout(tokenizer, lang, args) for lang in ("python", "java")})
+        cell = run_cell(args, method, bits, loaded["model"], loaded["tokenizer"], loaded["evals"], calib_cache)
+        cell["settings"] = {k: v for k, v in vars(args).items() if k not in ("cache", "fresh")}
+        path.write_text(json.dumps(cell, indent=2, default=str))
+        cells.append(cell)
+        print(json.dumps(cell, default=str), flush=True)
+    print(json.dumps(cells, indent=2, default=str))
+    print(markdown(cells))
+
+
+if __name__ == "__main__":
+    main()

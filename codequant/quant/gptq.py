@@ -1,0 +1,199 @@
+"""GPTQ (Frantar et al., 2022): column-by-column rounding with second-order error feedback.
+
+For a linear with weight W [out, in] and calibration inputs X, GPTQ minimises ||W X - Q X||^2 one input column
+at a time: after column j is rounded, its error is spread over the not-yet-quantized columns through the
+inverse Hessian H^-1 (H = 2 X X^T / n; the scale of H cancels, so XTX is used as is). Implementation follows the
+paper's algorithm:
+- dead inputs (diag(H) == 0) get H_jj = 1 and W[:, j] = 0 (they never fire, so their weights are free);
+- dampening adds `percdamp * mean(diag(H))` to the diagonal;
+- the upper Cholesky factor of H^-1 gives, row by row, the exact update coefficients (the paper's
+  "Cholesky reformulation"), computed once;
+- updates are applied lazily: inside a block of `blocksize` columns immediately, to the rest once per block;
+- with a group size, each group's min-max grid is chosen when the quantizer reaches its first column, from
+  the weights as already updated by earlier errors (blocks are a multiple of the group size, so the whole
+  group is up to date at that moment);
+- act-order quantizes columns by decreasing diag(H); groups then follow that order (stored via `g_idx`),
+  unless `static_groups` fixes every group's grid up front on the original contiguous columns, which keeps
+  the plain group layout (and Q4_1 alignment).
+The result is stored exactly like RTN (`GptqLinear` = integer codes on fp16 per-group grids).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from codequant.errors import CodequantError
+from codequant.quant.base import QuantConfig, Quantizer
+from codequant.quant.grid import (
+    ZERO_POINTS,
+    check_bits,
+    check_divides,
+    check_group_size,
+    dequantize_codes,
+    minmax_params,
+    quantize_codes,
+)
+from codequant.quant.intlinear import GroupedIntLinear
+from codequant.quant.registry import register_linear
+
+
+@register_linear
+class GptqLinear(GroupedIntLinear):
+    kind: ClassVar[str] = "gptq"
+
+
+def _inverse_cholesky(h: torch.Tensor, percdamp: float) -> torch.Tensor:
+    """Upper Cholesky factor of (H + damp I)^-1, retrying with more damping if H is numerically singular."""
+    diag_mean = torch.diag(h).mean()
+    eye = torch.eye(h.shape[0], dtype=h.dtype)
+    damp = percdamp
+    for _ in range(6):
+        try:
+            lower = torch.linalg.cholesky(h + damp * diag_mean * eye)
+            hinv = torch.cholesky_inverse(lower)
+            return torch.linalg.cholesky(hinv, upper=True)
+        except torch.linalg.LinAlgError:
+            damp *= 10
+    raise CodequantError("GPTQ: the calibration Hessian is not positive definite even with heavy damping")
+
+
+def gptq_quantize_weight(
+    weight: torch.Tensor,
+    xtx: torch.Tensor,
+    bits: int,
+    group_size: int | None,
+    *,
+    percdamp: float = 0.01,
+    blocksize: int = 128,
+    act_order: bool = False,
+    static_groups: bool = False,
+    zero_point: str = "float",
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """GPTQ one weight. Returns codes [out, in] (uint8, original column order), scale and offset
+    [out, groups] (fp16) and `g_idx` [in] (None when group g holds columns g*gs..(g+1)*gs-1)."""
+    w = weight.detach().float().clone()
+    out_f, in_f = w.shape
+    gs = group_size
+    check_divides(gs, in_f, "this weight")
+    h = xtx.detach().double().clone()
+    dead = torch.diag(h) == 0
+    h[dead, dead] = 1.0
+    w[:, dead] = 0.0
+
+    n_groups = 1 if gs is None else in_f // gs
+    scales = torch.empty(out_f, n_groups, dtype=torch.float16)
+    offsets = torch.empty(out_f, n_groups, dtype=torch.float16)
+    static = gs is not None and act_order and static_groups
+    if gs is None:  # one grid per row, from the (dead-zeroed) weights
+        scales, offsets = minmax_params(w, bits, zero_point)
+    elif static:
+        for g in range(n_groups):
+            s, o = minmax_params(w[:, g * gs : (g + 1) * gs], bits, zero_point)
+            scales[:, g : g + 1], offsets[:, g : g + 1] = s, o
+
+    perm = torch.argsort(torch.diag(h), descending=True, stable=True) if act_order else torch.arange(in_f)
+    w = w[:, perm]
+    h = h[perm][:, perm]
+    hinv = _inverse_cholesky(h, percdamp).float()
+
+    # Group of each (permuted) column: on-the-fly groups follow the processing order.
+    if gs is None:
+        col_group = torch.zeros(in_f, dtype=torch.long)
+    elif static:
+        col_group = perm // gs
+    else:
+        col_group = torch.arange(in_f) // gs
+    if gs is not None and not static:
+        blocksize = gs * max(1, -(-blocksize // gs))
+
+    codes = torch.zeros(out_f, in_f, dtype=torch.long)
+    for i1 in range(0, in_f, blocksize):
+        i2 = min(i1 + blocksize, in_f)
+        w1 = w[:, i1:i2].clone()
+        err1 = torch.zeros_like(w1)
+        hinv1 = hinv[i1:i2, i1:i2]
+        for i in range(i2 - i1):
+            col = i1 + i
+            g = int(col_group[col])
+            if gs is not None and not static and col % gs == 0:
+                s, o = minmax_params(w1[:, i : i + gs], bits, zero_point)
+                scales[:, g : g + 1], offsets[:, g : g + 1] = s, o
+            s, o = scales[:, g], offsets[:, g]
+            q = quantize_codes(w1[:, i], s, o, bits)
+            codes[:, col] = q
+            err = (w1[:, i] - dequantize_codes(q, s, o)) / hinv1[i, i]
+            w1[:, i:] -= err[:, None] * hinv1[i, i:][None, :]
+            err1[:, i] = err
+        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
+
+    inv = torch.argsort(perm)
+    codes = codes[:, inv].to(torch.uint8)
+    g_idx = None
+    if act_order and gs is not None and not static:
+        g_idx = col_group[inv].to(torch.int32)
+    return codes, scales, offsets, g_idx
+
+
+class GptqQuantizer(Quantizer):
+    """Options (QuantConfig.options): percdamp (0.01), blocksize (128), act_order (False), static_groups
+    (False), zero_point ("float" | "int")."""
+
+    method: ClassVar[str] = "gptq"
+    needs_xtx: ClassVar[bool] = True
+
+    def __init__(self, config: QuantConfig):
+        super().__init__(config)
+        self.bits = check_bits(config.bits, self.method)
+        self.group_size = check_group_size(config.group_size, self.method)
+        opts = config.options
+        self.percdamp = float(opts.get("percdamp", 0.01))
+        self.blocksize = int(opts.get("blocksize", 128))
+        self.act_order = bool(opts.get("act_order", False))
+        self.static_groups = bool(opts.get("static_groups", False))
+        self.zero_point = opts.get("zero_point", "float")
+        if self.zero_point not in ZERO_POINTS:
+            raise CodequantError(f"zero_point must be one of {ZERO_POINTS}, got {self.zero_point!r}")
+        if not 0 <= self.percdamp < 1:
+            raise CodequantError(f"gptq: percdamp must be in [0, 1), got {self.percdamp}")
+        if self.blocksize < 1:
+            raise CodequantError(f"gptq: blocksize must be positive, got {self.blocksize}")
+
+    def check_linear(self, name: str, linear: nn.Linear) -> None:
+        check_divides(self.group_size, linear.in_features, name)
+
+    def quantize_linear(self, name: str, linear: nn.Linear, xtx: torch.Tensor | None = None) -> GptqLinear:
+        if xtx is None:
+            raise CodequantError("gptq needs calibration activations (XTX) for every linear")
+        self.check_linear(name, linear)
+        codes, scale, offset, g_idx = gptq_quantize_weight(
+            linear.weight.detach().cpu(),
+            xtx.cpu(),
+            self.bits,
+            self.group_size,
+            percdamp=self.percdamp,
+            blocksize=self.blocksize,
+            act_order=self.act_order,
+            static_groups=self.static_groups,
+            zero_point=self.zero_point,
+        )
+        q = GptqLinear(
+            codes, scale, offset, self.bits, g_idx=g_idx, bias=linear.bias, zero_point=self.zero_point,
+            dtype=linear.weight.dtype,
+        )
+        return q.to(linear.weight.device)
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "method": self.method,
+            "bits": self.bits,
+            "group_size": self.group_size,
+            "zero_point": self.zero_point,
+            "percdamp": self.percdamp,
+            "blocksize": self.blocksize,
+            "act_order": self.act_order,
+            "static_groups": self.static_groups,
+            "formula_bits_per_param": self.bits + (32 / self.group_size if self.group_size else 0.0),
+        }

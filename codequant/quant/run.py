@@ -1,0 +1,169 @@
+"""`codequant quantize` as a function: model spec + method spec + calibration -> an output folder.
+
+OUT/                 HF folder with dequantized weights (any method; `codequant evaluate OUT`)  --format dequantized
+OUT/aqlm/            HF folder in the `aqlm` package's format (AQLM only)                      --format aqlm
+OUT/codequant/       native checkpoint (codes + scales/codebooks; reload for fine-tuning)      --format codequant
+OUT/checkpoint/      per-block checkpoint of the run (rerunning the same command resumes from it)
+OUT/quantize.json    config, resolved config, per-layer errors, timings, accounting
+
+The dequantized export sits at OUT itself so that OUT is a model spec every other command accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from codequant.errors import CodequantError
+from codequant.quant.base import QuantConfig, Quantizer
+from codequant.quant.registry import make_quantizer, method_names
+
+FORMATS = ("dequantized", "aqlm", "codequant")
+
+
+def parse_formats(spec: str | None, method: str) -> list[str]:
+    """'both' = aqlm + dequantized; default: both for aqlm, dequantized otherwise; or a comma list."""
+    if spec is None:
+        spec = "both" if method == "aqlm" else "dequantized"
+    names = ["aqlm", "dequantized"] if spec == "both" else [s.strip() for s in spec.split(",") if s.strip()]
+    for name in names:
+        if name not in FORMATS:
+            raise CodequantError(f"unknown --format {name!r}; choose from {', '.join(FORMATS)} or 'both'")
+        if name == "aqlm" and method != "aqlm":
+            raise CodequantError(f"--format aqlm needs --method aqlm (use dequantized or codequant for {method})")
+    return names
+
+
+def build_config(
+    method: str,
+    *,
+    bits: int | None = None,
+    preset: str = "fast",
+    group_size: int | None = None,
+    num_codebooks: int | None = None,
+    codebook_bits: int | None = None,
+    seed: int = 0,
+    options: dict[str, Any] | None = None,
+) -> QuantConfig:
+    """Check what can be checked without the model and build the QuantConfig."""
+    if method not in method_names():
+        raise CodequantError(f"unknown --method {method!r}; choose one of {', '.join(method_names())}")
+    if method == "aqlm":
+        if bits is None and (num_codebooks is None or codebook_bits is None or group_size is None):
+            raise CodequantError("aqlm needs --bits (8|4|3|2) or all of --codebooks M --codebook-bits B --group-size g")
+        if bits is not None and bits not in (2, 3, 4, 8):
+            raise CodequantError(f"aqlm --bits must be one of 8, 4, 3, 2 (got {bits})")
+        if codebook_bits is not None and not 1 <= codebook_bits <= 16:
+            raise CodequantError(f"--codebook-bits must be in 1..16 (codes are stored as int16), got {codebook_bits}")
+        if num_codebooks is not None and num_codebooks < 1:
+            raise CodequantError(f"--codebooks must be positive, got {num_codebooks}")
+        if group_size is not None and group_size < 1:
+            raise CodequantError(f"--group-size must be positive, got {group_size}")
+        if preset not in ("paper", "fast"):
+            raise CodequantError(f"--preset must be paper or fast, got {preset!r}")
+    elif num_codebooks is not None or codebook_bits is not None:
+        raise CodequantError(f"--codebooks/--codebook-bits are AQLM options; {method} takes --bits and --group-size")
+    config = QuantConfig(method=method, bits=bits, preset=preset, group_size=group_size, num_codebooks=num_codebooks,
+                         codebook_bits=codebook_bits, seed=seed, options=dict(options or {}))
+    if method != "aqlm":
+        make_quantizer(config)  # validates bits / group size now, before the model is loaded
+    return config
+
+
+def make_model_quantizer(config: QuantConfig, model: Any) -> Quantizer:
+    """The quantizer for `config` on `model`; for AQLM, `--bits` is resolved to (M, B, g) for this model."""
+    if config.method == "aqlm":
+        try:
+            from codequant.quant.aqlm import AqlmQuantizer, resolve_aqlm_config
+        except ImportError as exc:
+            raise CodequantError(f"the aqlm method is not available in this install: {exc}") from exc
+        return AqlmQuantizer(resolve_aqlm_config(config, model))
+    return make_quantizer(config)
+
+
+def _load_model(spec: str) -> tuple[Any, Any]:
+    from codequant.models import load
+
+    loaded = load(spec)
+    if isinstance(loaded, tuple):
+        return loaded[0], loaded[1]
+    return loaded.model, loaded.tokenizer
+
+
+def quantize_to_dir(
+    model_spec: str,
+    config: QuantConfig,
+    out_dir: str | Path,
+    *,
+    calibration: Any = "code",
+    samples: int = 128,
+    seq_len: int = 512,
+    val_samples: int = 0,
+    formats: list[str] | None = None,
+    batch_size: int = 8,
+    sequential: bool = True,
+    max_blocks: int | None = None,
+    progress: bool = True,
+    on_resolved: Any = None,
+) -> dict[str, Any]:
+    """Run the whole quantization and write OUT; returns what quantize.json holds."""
+    from codequant.quant.export import accounting, export_dequantized, save_codequant_checkpoint
+    from codequant.quant.pipeline import check_model, quantize_model
+
+    formats = formats if formats is not None else parse_formats(None, config.method)
+    out = Path(out_dir)
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    model, tokenizer = _load_model(model_spec)
+    times["load_s"] = time.perf_counter() - t
+    quantizer = make_model_quantizer(config, model)
+    check_model(model, quantizer)
+    out.mkdir(parents=True, exist_ok=True)
+    resolved = quantizer.describe()
+    if on_resolved is not None:
+        on_resolved(resolved)
+    t = time.perf_counter()
+    if isinstance(calibration, str):
+        try:
+            from codequant.calibration import resolve_calibration
+        except ImportError as exc:
+            raise CodequantError(f"calibration sets are not available in this install: {exc}") from exc
+        calib = resolve_calibration(calibration, tokenizer, samples=samples, seq_len=seq_len, seed=config.seed,
+                                    val_samples=val_samples)
+    else:  # an already built set (tensor or CalibrationSet-like), e.g. from the bench or tests
+        calib = calibration
+    times["calibration_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    report = quantize_model(model, calib, quantizer, checkpoint_dir=out / "checkpoint", batch_size=batch_size,
+                            progress=progress, sequential=sequential, max_blocks=max_blocks)
+    times["quantize_s"] = time.perf_counter() - t
+    info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved}
+    written: dict[str, str] = {}
+    t = time.perf_counter()
+    if report.complete:
+        if "dequantized" in formats:
+            written["dequantized"] = str(export_dequantized(model, tokenizer, out, info=info))
+        if "codequant" in formats:
+            written["codequant"] = str(save_codequant_checkpoint(model, out / "codequant", tokenizer=tokenizer, info=info))
+        if "aqlm" in formats:
+            from codequant.quant.aqlm import export_aqlm
+
+            written["aqlm"] = str(export_aqlm(model, tokenizer, out / "aqlm"))
+    times["export_s"] = time.perf_counter() - t
+    ckpt_bytes = sum(p.stat().st_size for p in (out / "checkpoint").glob("block_*.safetensors"))
+    result = {
+        **info,
+        "calibration": {"spec": calibration if isinstance(calibration, str) else "given", "samples": samples, "seq_len": seq_len, "val_samples": val_samples,
+                        "manifest": getattr(calib, "manifest", None)},
+        "complete": report.complete,
+        "accounting": {**accounting(model), "checkpoint_bytes": ckpt_bytes},
+        "timings": {**times, "pipeline_s": report.seconds},
+        "exports": written,
+        "blocks": report.blocks,
+        "layers": report.layers,
+    }
+    (out / "quantize.json").write_text(json.dumps(result, indent=2, default=str))
+    return result

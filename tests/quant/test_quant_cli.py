@@ -1,0 +1,71 @@
+"""`codequant quantize`: bad specs fail fast with one clear error line (before any model is loaded)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from codequant.errors import CodequantError
+from codequant.quant.run import build_config, parse_formats
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    code = "from codequant.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, "quantize", *args], capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--method", "awq", "--bits", "4"], "unknown --method 'awq'"),
+        (["--method", "rtn", "--bits", "12"], "bits must be an integer in 2..8"),
+        (["--method", "gptq"], "gptq needs --bits"),
+        (["--method", "aqlm", "--codebooks", "1", "--codebook-bits", "17", "--group-size", "8"], "--codebook-bits must be in 1..16"),
+        (["--method", "aqlm", "--bits", "5"], "aqlm --bits must be one of 8, 4, 3, 2"),
+        (["--method", "rtn", "--bits", "4", "--format", "aqlm"], "--format aqlm needs --method aqlm"),
+        (["--method", "rtn", "--bits", "4", "--codebooks", "2"], "AQLM options"),
+    ],
+)
+def test_bad_specs_print_one_error_line(args, message, tmp_path):
+    proc = run_cli("smollm2-135m", *args, "--out", str(tmp_path / "o"))
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], proc.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_format_parsing():
+    assert parse_formats(None, "aqlm") == ["aqlm", "dequantized"]
+    assert parse_formats(None, "gptq") == ["dequantized"]
+    assert parse_formats("dequantized,codequant", "rtn") == ["dequantized", "codequant"]
+    with pytest.raises(CodequantError, match="unknown --format"):
+        parse_formats("gguf", "rtn")
+    assert build_config("gptq", bits=3, group_size=-1).group_size == -1
+
+
+def test_quantize_to_dir_writes_a_loadable_model_and_resumes(tiny_llama_dir, tmp_path):
+    import json
+
+    import torch
+
+    from codequant.models import load
+    from codequant.quant.run import quantize_to_dir
+
+    calib = torch.randint(3, 384, (6, 16), generator=torch.Generator().manual_seed(0))
+    config = build_config("gptq", bits=4, group_size=32)
+    out = tmp_path / "q"
+    first = quantize_to_dir(str(tiny_llama_dir), config, out, calibration=calib, formats=["dequantized", "codequant"],
+                            progress=False)
+    assert first["complete"] and first["accounting"]["formula_bits_per_param"] == 5.0
+    saved = json.loads((out / "quantize.json").read_text())
+    assert len(saved["layers"]) == 14 and saved["accounting"]["checkpoint_bytes"] > 0
+    again = quantize_to_dir(str(tiny_llama_dir), config, out, calibration=calib, formats=["dequantized"], progress=False)
+    assert all(b["resumed"] for b in again["blocks"])
+    from codequant.quant.export import load_codequant_checkpoint
+
+    native, _ = load_codequant_checkpoint(out / "codequant")
+    exported = load(str(out)).model
+    with torch.no_grad():
+        assert torch.equal(exported(calib).logits, native(calib).logits)
