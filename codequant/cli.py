@@ -360,3 +360,117 @@ def finetune_cmd(
           f"({result['epochs_run']} epoch(s), {result['total_seconds']:.0f} s); wrote {out}")
     for lang, after in result["heldout_ppl_after"].items():
         print(f"held-out {lang} perplexity {result['heldout_ppl_before'][lang]:.3f} -> {after:.3f}")
+
+
+# ---- calibration ----
+from typing import Annotated as _Annotated  # noqa: E402
+
+calibration_app = typer.Typer(help="Calibration sets (Random / Mixed / Code): build and inspect.", no_args_is_help=True)
+app.add_typer(calibration_app, name="calibration")
+
+
+@calibration_app.command("build")
+def calibration_build_cmd(
+    kind: str = typer.Option(..., "--kind", help="random | mixed | code | local (with --source)"),
+    model: str = typer.Option(..., "--model", help="model spec whose tokenizer the set is drawn with"),
+    samples: int = typer.Option(128, "--samples", help="rows N (train + validation)"),
+    seq_len: int = typer.Option(512, "--seq-len", help="tokens per row L"),
+    val_samples: int = typer.Option(16, "--val-samples", help="last rows held out for validation"),
+    seed: int = typer.Option(0, "--seed"),
+    out: str = typer.Option(..., "--out", help="output folder (tokens.safetensors + manifest.json)"),
+    source: _Annotated[list[str] | None, typer.Option(
+        "--source", help="replace the built-in sources: built-in name, folder, .txt/.jsonl/.parquet file or "
+        "hub:DATASET[:CONFIG] (repeatable)")] = None,
+) -> None:
+    """Draw a calibration set with MODEL's tokenizer and save it to OUT."""
+    import time
+
+    from codequant.calibration import build_calibration, load_tokenizer
+
+    tokenizer = load_tokenizer(model)
+    start = time.perf_counter()
+    calib = build_calibration(kind, tokenizer, samples=samples, seq_len=seq_len, val_samples=val_samples, seed=seed,
+                              sources=source or None)
+    calib.save(out)
+    shares = "  ".join(f"{k} {v:.1%}" for k, v in calib.manifest["shares"].items())
+    print(f"{kind}: {samples} x {seq_len} tokens ({val_samples} validation rows) in "
+          f"{time.perf_counter() - start:.1f}s; {shares}; sha256 {calib.sha256[:16]}; wrote {out}")
+
+
+@calibration_app.command("show")
+def calibration_show_cmd(
+    path: str = typer.Argument(..., help="a folder written by `codequant calibration build`"),
+    rows: int = typer.Option(0, "--rows", help="also list the first N rows' sources"),
+) -> None:
+    """Print a calibration set's manifest: recipe, shares, sources, tokenizer, checksum."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from codequant.calibration import load_calibration
+
+    m = load_calibration(path).manifest
+    console = Console()
+    summary = Table(title=f"calibration set {path}", show_header=False)
+    for key in ("kind", "samples", "seq_len", "val_samples", "seed"):
+        summary.add_row(key, str(m.get(key)))
+    tok = m.get("tokenizer", {})
+    summary.add_row("tokenizer", f"{tok.get('name')} ({tok.get('class')}, vocab {tok.get('vocab_size')}, "
+                                 f"sha256 {str(tok.get('sha256'))[:12]})")
+    summary.add_row("shares", "  ".join(f"{k} {v:.1%}" for k, v in m.get("shares", {}).items()))
+    summary.add_row("tokens", "  ".join(f"{k} {v:,}" for k, v in m.get("token_counts", {}).items()))
+    summary.add_row("sha256", str(m.get("sha256")))
+    console.print(summary)
+    sources = Table(title="sources")
+    for col in ("source", "rows", "tokens", "units", "licence"):
+        sources.add_column(col)
+    for s in m.get("sources", []):
+        sources.add_row(s["name"], str(s["rows"]), f"{s['tokens']:,}", str(s["units"]), s["licence"])
+    console.print(sources)
+    if rows:
+        table = Table(title=f"first {rows} rows")
+        for col in ("row", "split", "category", "source", "file", "token offset"):
+            table.add_column(col)
+        for r in m.get("rows", [])[:rows]:
+            table.add_row(str(r["row"]), r["split"], r["category"], r["source"], r["file"], str(r["token_offset"]))
+        console.print(table)
+
+
+# ---- perplexity ----
+@app.command("perplexity")
+def perplexity_cmd(
+    model: str = typer.Argument(..., help="model spec (embedded name, .gguf, HF/quantized folder, hub id)"),
+    heldout: str | None = typer.Option(None, "--heldout", help="python | java: held-out code never used to calibrate"),
+    text: str | None = typer.Option(None, "--text", help="a UTF-8 text file to score instead"),
+    seq_len: int = typer.Option(512, "--seq-len", help="tokens per window"),
+    max_tokens: int = typer.Option(32_768, "--max-tokens", help="tokens scored"),
+    batch_size: int = typer.Option(4, "--batch-size"),
+    as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+) -> None:
+    """Perplexity of MODEL on held-out Python/Java code or on a text file (non-overlapping windows)."""
+    import json
+    from pathlib import Path
+
+    from codequant.calibration import heldout_tokens
+    from codequant.metrics.perplexity import perplexity
+    from codequant.models import load
+
+    if (heldout is None) == (text is None):
+        raise CodequantError("give exactly one of --heldout python|java or --text FILE")
+    loaded = load(model)
+    if heldout is not None:
+        tokens = heldout_tokens(heldout, loaded.tokenizer, n_tokens=max_tokens)
+    else:
+        path = Path(text)
+        if not path.is_file():
+            raise CodequantError(f"no such text file: {text}")
+        ids = loaded.tokenizer(path.read_text(encoding="utf-8", errors="replace"), add_special_tokens=False)
+        import torch
+
+        tokens = torch.tensor(ids["input_ids"][:max_tokens], dtype=torch.long)
+    result = perplexity(loaded.model, tokens, seq_len=seq_len, batch_size=batch_size, progress=not as_json)
+    result = {"model": model, "data": f"heldout:{heldout}" if heldout else text, **result}
+    if as_json:
+        print(json.dumps(result))
+    else:
+        print(f"perplexity {result['ppl']:.4f} (nll {result['nll']:.4f}) over {result['tokens']:,} predicted tokens "
+              f"in {result['windows']} windows of {seq_len}; data {result['data']}")

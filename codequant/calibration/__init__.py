@@ -1,0 +1,19 @@
+"""Calibration sets (Random / Mixed / Code) as inspectable artifacts, and held-out code for perplexity."""
+
+from codequant.calibration.artifact import CalibrationSet, load_calibration
+from codequant.calibration.build import KINDS, build_calibration
+from codequant.calibration.heldout import heldout_rows, heldout_tokens
+from codequant.calibration.identity import load_tokenizer, tokenizer_identity
+from codequant.calibration.resolve import resolve_calibration
+
+__all__ = [
+    "KINDS",
+    "CalibrationSet",
+    "build_calibration",
+    "heldout_rows",
+    "heldout_tokens",
+    "load_calibration",
+    "load_tokenizer",
+    "resolve_calibration",
+    "tokenizer_identity",
+]
