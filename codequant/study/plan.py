@@ -93,11 +93,18 @@ def _resolve_data(data: str | None, base: Path) -> str | None:
     return str(p.resolve())
 
 
+CALIBRATION_KINDS = ("code", "mixed", "random")
+
+
 def _resolve_calibration(kind: str, base: Path) -> str:
     """Kinds stay as they are; a path (a built set or a text folder) becomes absolute so keys don't depend on cwd."""
-    if "/" not in kind and not kind.startswith("."):
-        return kind
     p = Path(kind).expanduser()
+    if kind in CALIBRATION_KINDS and not (base / p).exists():
+        return kind
+    if "/" not in kind and not kind.startswith(".") and not (base / p).exists() and not p.is_absolute():
+        raise CodequantError(
+            f"calibration {kind!r} is neither a kind ({', '.join(CALIBRATION_KINDS)}) nor a path under {base}"
+        )
     p = p if p.is_absolute() else (base / p)
     if not p.exists():
         raise CodequantError(f"calibration {kind} does not exist (relative paths are read from {base})")

@@ -79,7 +79,7 @@ def run_quantize(step: Step, workdir: Path, inputs: dict[str, Path], settings: d
     if not result.get("complete", True):
         raise CodequantError(f"quantization {step.label} stopped before the last block; rerun the study to resume")
     acc = result.get("accounting", {})
-    return {"model_path": "dequantized", "codequant_path": "codequant",
+    return {"model_path": ".", "codequant_path": "codequant",  # quantize_to_dir writes the HF export at OUT
             "file_bytes": _dir_bytes(workdir / "codequant"), "accounting": _json_safe(acc),
             "timings": _json_safe(result.get("timings", {})), "resolved": _json_safe(result.get("resolved"))}
 
