@@ -1,0 +1,83 @@
+"""`AqlmQuantizer`: the AQLM method behind the pipeline's `Quantizer` interface.
+
+Per linear: `fit.fit_weight` (k-means init, then Adam on codebooks/scales alternating with exact beam search
+over codes). Per block: `tune.tune_block` (Adam on codebooks, scales and norms against the fp block outputs).
+Options (`QuantConfig.options`): beam_size, kmeans_iters, adam_steps, lr, tol, max_rounds, threads,
+tune_epochs, tune_lr, tune_batch, bits_tolerance.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from codequant.errors import CodequantError
+from codequant.quant.aqlm.fit import FitOptions, fit_weight
+from codequant.quant.aqlm.linear import AqlmLinear, aqlm_storage
+from codequant.quant.aqlm.presets import validate_spec
+from codequant.quant.aqlm.tune import TuneOptions, tune_block
+from codequant.quant.base import QuantConfig, Quantizer
+
+_FIT_KEYS = {"beam_size": int, "kmeans_iters": int, "adam_steps": int, "lr": float, "tol": float,
+             "max_rounds": int, "threads": int}
+_TUNE_KEYS = {"tune_epochs": ("epochs", int), "tune_lr": ("lr", float), "tune_batch": ("batch_size", int)}
+
+
+class AqlmQuantizer(Quantizer):
+    method: ClassVar[str] = "aqlm"
+
+    def __init__(self, config: QuantConfig):
+        super().__init__(config)
+        m, b, g = config.num_codebooks, config.codebook_bits, config.group_size
+        if m is None or b is None or g is None:
+            raise CodequantError("AqlmQuantizer needs num_codebooks, codebook_bits and group_size; resolve --bits "
+                                 "for the model first with codequant.quant.aqlm.resolve_aqlm_config")
+        validate_spec(m, b, g, [])
+        self.num_codebooks, self.nbits, self.group_size = m, b, g
+        opts = config.options
+        try:
+            self.fit_options = FitOptions(**{k: t(opts[k]) for k, t in _FIT_KEYS.items() if k in opts})
+            self.tune_options = TuneOptions(**{n: t(opts[k]) for k, (n, t) in _TUNE_KEYS.items() if k in opts})
+        except (TypeError, ValueError) as exc:
+            raise CodequantError(f"bad AQLM option: {exc}") from exc
+        if self.fit_options.beam_size < 1:
+            raise CodequantError(f"beam_size must be at least 1, got {self.fit_options.beam_size}")
+
+    def check_linear(self, name: str, linear: nn.Linear) -> None:
+        if linear.in_features % self.group_size:
+            raise CodequantError(f"--group-size {self.group_size} does not divide {name}'s {linear.in_features} "
+                                 "inputs; pick a divisor of every layer's input size")
+
+    def quantize_linear(self, name: str, linear: nn.Linear, xtx: torch.Tensor) -> AqlmLinear:
+        self.check_linear(name, linear)
+        # a per-layer seed from the run seed and the layer's name: deterministic, and independent of call order
+        seed = (self.config.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
+        result = fit_weight(linear.weight, xtx, self.num_codebooks, self.nbits, self.group_size, self.fit_options,
+                            torch.Generator().manual_seed(seed))
+        q = AqlmLinear(result.codes, result.codebooks.unsqueeze(2), result.scales, bias=linear.bias,
+                       dtype=linear.weight.dtype).to(linear.weight.device)
+        q.round_to_fp16()
+        q.fit_history = result.history
+        return q
+
+    def tune_block(self, block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, block_kwargs: dict[str, Any],
+                   val_inputs: torch.Tensor | None = None, val_targets: torch.Tensor | None = None) -> dict[str, float]:
+        return tune_block(block, inputs, targets, block_kwargs, val_inputs, val_targets, self.tune_options)
+
+    def describe(self) -> dict[str, Any]:
+        cost = aqlm_storage(4096, 4096, self.num_codebooks, self.nbits, self.group_size)
+        out: dict[str, Any] = {
+            "method": self.method, "num_codebooks": self.num_codebooks, "nbits_per_codebook": self.nbits,
+            "in_group_size": self.group_size, "out_group_size": 1,
+            "nominal_bits_per_param": self.num_codebooks * self.nbits / self.group_size,
+            "bits_per_param_4096x4096": cost.formula_bits / cost.params,
+            "beam_size": self.fit_options.beam_size, "tol": self.fit_options.tol,
+            "tune_epochs": self.tune_options.epochs,
+        }
+        resolved = self.config.options.get("resolved")
+        if resolved:
+            out["resolved"] = resolved
+        return out

@@ -1,0 +1,90 @@
+"""k-means init, exact beam search and the per-layer fit: monotone, exact, better with more codebooks, seeded."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from codequant.quant.aqlm.beam import beam_search, objective
+from codequant.quant.aqlm.fit import FitOptions, fit_weight
+from codequant.quant.aqlm.kmeans import kmeans, residual_kmeans
+
+
+def problem(out=12, inn=16, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    w = torch.randn(out, inn, generator=g)
+    x = torch.randn(200, inn, generator=g) @ (torch.eye(inn) + 0.5 * torch.randn(inn, inn, generator=g))
+    return w, x.T @ x
+
+
+def test_kmeans_finds_well_separated_clusters():
+    g = torch.Generator().manual_seed(1)
+    centres = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    points = centres.repeat_interleave(50, 0) + 0.1 * torch.randn(150, 2, generator=g)
+    found, assign = kmeans(points, 3, 10, g)
+    assert torch.cdist(found, centres).min(0).values.max() < 0.1
+    assert len(set(assign.tolist())) == 3
+
+
+def test_residual_kmeans_each_codebook_lowers_the_error():
+    g = torch.Generator().manual_seed(0)
+    groups = torch.randn(500, 4, generator=g)
+    books, codes = residual_kmeans(groups, 3, 8, 5, g)
+    errs = []
+    for m in range(4):
+        approx = sum((books[i][codes[:, i]] for i in range(m)), torch.zeros_like(groups))
+        errs.append(float(((groups - approx) ** 2).sum()))
+    assert errs[0] > errs[1] > errs[2] > errs[3]
+
+
+@pytest.mark.parametrize("beam", [1, 3])
+def test_beam_search_lowers_the_objective_monotonically(beam):
+    w, h = problem()
+    g = torch.Generator().manual_seed(2)
+    books = torch.randn(2, 4, 4, generator=g)
+    scales = w.norm(dim=1) / 4
+    codes = torch.randint(4, (12, 4, 2), generator=g)
+    values = [objective(w, h, books, scales, codes)]
+    for _ in range(4):
+        codes = beam_search(w, h, books, scales, codes, beam)
+        values.append(objective(w, h, books, scales, codes))
+    assert all(b <= a + 1e-4 * abs(a) for a, b in itertools.pairwise(values))
+    assert values[-1] < 0.8 * values[0]
+
+
+def test_beam_search_finds_the_exact_optimum_on_a_brute_forceable_case():
+    # M=2, B=2, g=2, one row of 2 groups: 4^4 = 256 code assignments, the XTX couples the two groups
+    w, h = problem(out=1, inn=4, seed=3)
+    g = torch.Generator().manual_seed(3)
+    books = torch.randn(2, 4, 2, generator=g)
+    scales = torch.ones(1)
+    best = min(
+        (objective(w, h, books, scales, torch.tensor(c).reshape(1, 2, 2)), c)
+        for c in itertools.product(range(4), repeat=4)
+    )
+    start = torch.zeros(1, 2, 2, dtype=torch.long)
+    codes = beam_search(w, h, books, scales, start, beam_size=16)  # wide enough to keep every partial assignment
+    for _ in range(3):
+        codes = beam_search(w, h, books, scales, codes, beam_size=16)
+    assert objective(w, h, books, scales, codes) == pytest.approx(best[0], rel=1e-5)
+
+
+def test_fit_improves_on_its_kmeans_start_and_more_codebooks_help():
+    w, h = problem(out=32, inn=32)
+    opts = FitOptions(max_rounds=4, tol=0.0)
+    one = fit_weight(w, h, 1, 4, 4, opts, torch.Generator().manual_seed(0))
+    two = fit_weight(w, h, 2, 4, 4, opts, torch.Generator().manual_seed(0))
+    assert one.history[-1] < one.history[0]
+    assert two.history[-1] < 0.8 * one.history[-1]
+    assert all(b <= a * (1 + 1e-4) for a, b in itertools.pairwise(one.history[1:]))
+
+
+def test_fit_is_deterministic_for_a_seed():
+    w, h = problem(out=16, inn=16)
+    a = fit_weight(w, h, 2, 3, 4, FitOptions(max_rounds=2), torch.Generator().manual_seed(5))
+    b = fit_weight(w, h, 2, 3, 4, FitOptions(max_rounds=2), torch.Generator().manual_seed(5))
+    c = fit_weight(w, h, 2, 3, 4, FitOptions(max_rounds=2), torch.Generator().manual_seed(6))
+    assert torch.equal(a.codes, b.codes) and torch.equal(a.codebooks, b.codebooks)
+    assert not torch.equal(a.codes, c.codes)
