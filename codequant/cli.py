@@ -143,7 +143,11 @@ def exec_command(
         limits = replace(limits, address_space_mb=memory_mb)
     result = run_program(language, source, limits).to_dict()
     sup = namespace_support()
-    result["isolation"] = {"network_namespace": sup.net, "pid_namespace": sup.pid}
+    from codequant.sandbox.isolation import resolve_user
+
+    who = resolve_user(None)
+    result["isolation"] = {"network_namespace": sup.net, "pid_namespace": sup.pid, "mount_namespace": sup.mnt,
+                           "private_proc": sup.proc, "user": who.name if who else None}
     print(json.dumps(result))
 
 
@@ -474,3 +478,25 @@ def perplexity_cmd(
     else:
         print(f"perplexity {result['ppl']:.4f} (nll {result['nll']:.4f}) over {result['tokens']:,} predicted tokens "
               f"in {result['windows']} windows of {seq_len}; data {result['data']}")
+
+
+# ---- benchmarks ----
+benchmarks_app = typer.Typer(help="Benchmarks: what can be loaded here.", no_args_is_help=True)
+app.add_typer(benchmarks_app, name="benchmarks")
+
+
+@benchmarks_app.command("list")
+def benchmarks_list(as_json: bool = typer.Option(False, "--json", help="print a JSON list of objects")) -> None:
+    """Every benchmark with its language, problem count here and source (set CODEQUANT_BENCHMARKS_DIR or pass
+    --data to `evaluate` for the published ones)."""
+    import json
+
+    from codequant.benchmarks.listing import list_benchmarks
+
+    rows = list_benchmarks()
+    if as_json:
+        print(json.dumps(rows, indent=2))
+        return
+    for r in rows:
+        count = "-" if r["problems"] is None else str(r["problems"])
+        print(f"{r['name']:<18} {r['language']:<7} {count:>4}  {r['source']}")

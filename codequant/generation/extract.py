@@ -64,7 +64,7 @@ def extract_code(problem: Problem, raw: str, style: str) -> str:
     if fn is None:
         # Java's extractor lives in its own module; importing it registers it.
         try:
-            __import__(f"codequant.benchmarks.{problem.language}_extract")
+            __import__(f"codequant.generation.extract_{problem.language}")
         except ImportError:
             pass
         fn = _EXTRACTORS.get(problem.language, extract_python)

@@ -38,9 +38,8 @@ def test_folder_load_casts_to_requested_dtype(tiny_llama_dir):
 
 
 def test_gguf_converts_once_then_loads_from_cache(tmp_path, tiny_llama, tiny_tokenizer):
-    from conftest import CHAT_TEMPLATE
-
-    gguf = write_tiny_gguf(tiny_llama, tiny_tokenizer, tmp_path / "tiny.gguf", chat_template=CHAT_TEMPLATE)
+    gguf = write_tiny_gguf(tiny_llama, tiny_tokenizer, tmp_path / "tiny.gguf",
+                           chat_template=tiny_tokenizer.chat_template)
     x = _ids(tiny_tokenizer)
     first = load(str(gguf))
     assert first.source == "gguf" and not first.cached
