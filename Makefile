@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 APT_PACKAGES := openjdk-17-jdk-headless libjavatuples-java openjdk-17-source
+SANDBOX_USER := codequant-sandbox
 
 .PHONY: setup setup-gemma demo study test test-all test-slow lint bench clean
 
@@ -17,6 +18,11 @@ $(STAMP): pyproject.toml Makefile
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing) >/dev/null \
 	    || echo "warning: apt could not install$$missing (Java benchmarks and Java calibration need them)"; fi; \
 	else echo "note: apt not usable; install $(APT_PACKAGES) yourself for Java"; fi
+	# Generated code runs as this unprivileged user when codequant runs as root (docs/sandbox.md, threat model).
+	@if [ "$$(id -u)" = 0 ]; then id -u $(SANDBOX_USER) >/dev/null 2>&1 \
+	  || useradd -r -M -d /nonexistent -s /usr/sbin/nologin $(SANDBOX_USER) \
+	  || echo "warning: could not create user $(SANDBOX_USER); generated code will run as root"; \
+	else echo "note: not root; generated code runs as $$(id -un) (see docs/sandbox.md)"; fi
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# CPU torch first, pinned, so no dependency can pull a CUDA build.

@@ -4,7 +4,10 @@ Each program is prompt + canonical_solution + test + `check(entry_point)`, i.e. 
 runs for a perfect model, so the figure is the harness overhead an evaluation pays per sample. Every program
 must pass: a failure here is a harness bug, and the script exits 1.
 
-    .venv/bin/python bench/sandbox.py [--limit N] [--workers W]
+    .venv/bin/python bench/sandbox.py [--limit N] [--workers W] [--java-data humaneval_java.jsonl.gz]
+
+With --java-data (a HumanEval-X Java file), the same figure for Java programs (javac + JVM per program) is added
+under "java", measured with the parallel workers only.
 """
 
 from __future__ import annotations
@@ -23,9 +26,9 @@ from codequant.sandbox import Limits, run_programs
 from codequant.sandbox.isolation import namespace_support
 
 
-def _measure(programs: list[str], workers: int) -> dict:
+def _measure(programs: list[str], workers: int, language: str = "python") -> dict:
     t0 = time.perf_counter()
-    results = run_programs([("python", p) for p in programs], Limits(), workers=workers, progress=False)
+    results = run_programs([(language, p) for p in programs], Limits(), workers=workers, progress=False)
     elapsed = time.perf_counter() - t0
     durations = sorted(r.duration_s for r in results)
     return {
@@ -43,6 +46,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None, help="first N problems only")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cpu count)")
+    ap.add_argument("--java-data", default=None, help="HumanEval-X Java file: also measure Java programs")
     args = ap.parse_args()
     problems = load_humaneval()[: args.limit]
     programs = [build_python_program(p, p.canonical_solution or "") for p in problems]
@@ -62,8 +66,18 @@ def main() -> int:
     }
     for run in ("serial", "parallel"):
         report[run]["failed"] = [problems[i].task_id for i in report[run]["failed"]]
+    runs = ["serial", "parallel"]
+    if args.java_data:
+        from codequant.benchmarks.humaneval_x import load_humaneval_x_java
+        from codequant.benchmarks.java_program import build_java_program
+
+        java = load_humaneval_x_java(args.java_data)[: args.limit]
+        report["java"] = _measure([build_java_program(p, p.canonical_solution or "") for p in java], args.workers,
+                                  "java")
+        report["java"]["failed"] = [java[i].task_id for i in report["java"]["failed"]]
+        runs.append("java")
     print(json.dumps(report, indent=2))
-    return 0 if not report["serial"]["failed"] and not report["parallel"]["failed"] else 1
+    return 0 if not any(report[r]["failed"] for r in runs) else 1
 
 
 if __name__ == "__main__":

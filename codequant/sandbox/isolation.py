@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import os
 import pwd
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -25,6 +27,9 @@ DEFAULT_USER = "codequant-sandbox"
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+
+log = logging.getLogger("codequant.sandbox")
 
 
 @dataclass(frozen=True)
@@ -32,6 +37,8 @@ class Support:
     net: bool  # a fresh network namespace (no interfaces but a down loopback): no network at all
     pid: bool  # a fresh PID namespace: everything the program starts dies with it
     user: bool  # namespaces need a user namespace too (not root)
+    mnt: bool = False  # a mount namespace: host read-only, private /tmp, only the scratch dir writable
+    proc: bool = False  # a private /proc (only with a PID namespace): host processes invisible
 
 
 @functools.cache
@@ -43,15 +50,18 @@ def namespace_support() -> Support:
             capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
         )
         found = json.loads(out.stdout)
-        return Support(bool(found["net"]), bool(found["pid"]), bool(found["user"]))
+        return Support(bool(found["net"]), bool(found["pid"]), bool(found["user"]),
+                       bool(found.get("mnt")), bool(found.get("proc")))
     except (OSError, subprocess.SubprocessError, ValueError, KeyError):
         return Support(False, False, False)
 
 
-def unshare_flags(isolate_network: bool, isolate_pids: bool) -> int:
+def unshare_flags(isolate_network: bool, isolate_pids: bool, isolate_files: bool = False) -> int:
     """The `unshare` flags for a run, restricted to what the machine supports."""
     sup = namespace_support()
     flags = (CLONE_NEWNET if isolate_network and sup.net else 0) | (CLONE_NEWPID if isolate_pids and sup.pid else 0)
+    if isolate_files and sup.mnt:
+        flags |= CLONE_NEWNS
     if flags and sup.user:
         flags |= CLONE_NEWUSER
     return flags
@@ -86,3 +96,66 @@ def resolve_user(requested: str | None) -> RunAs | None:
             raise CodequantError(f"running programs as {name!r} needs root; run codequant as root or drop the user")
         return None
     return RunAs(name, entry.pw_uid, entry.pw_gid)
+
+
+@functools.cache
+def warn_weak_isolation(root_without_user: bool) -> tuple[str, ...]:
+    """Log, once per process, each protection this machine cannot give; returns the warnings (for reports)."""
+    sup = namespace_support()
+    found = []
+    if root_without_user:
+        found.append(f"generated code runs as root: RLIMIT_NPROC does not bind and only the mount namespace "
+                     f"protects files; create the sandbox user (make setup, or useradd -r -M -s /usr/sbin/nologin "
+                     f"{DEFAULT_USER})")
+    if not sup.net:
+        found.append("no network namespace here: generated code can reach the network")
+    if not sup.pid:
+        found.append("no PID namespace here: a program that calls setsid() can outlive its run")
+    if not sup.mnt:
+        found.append("no mount namespace here: generated code sees the host file system with its user's rights")
+    for line in found:
+        log.warning("sandbox: %s", line)
+    return tuple(found)
+
+
+def can_execute(path: str, who: RunAs) -> bool:
+    """Could `who` (uid/gid, no supplementary groups) execute `path`? Checks every directory on the way."""
+    path = os.path.realpath(path)
+    parts = path.split(os.sep)
+    for i in range(1, len(parts) + 1):
+        p = os.sep.join(parts[:i]) or os.sep
+        try:
+            st = os.stat(p)
+        except OSError:
+            return False
+        if st.st_uid == who.uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid == who.gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def python_for(requested: str | None, who: RunAs | None) -> str:
+    """The interpreter for sandboxed Python programs.
+
+    `requested` (Limits.python) wins. Otherwise the one running codequant, unless the sandbox user cannot execute
+    it (a venv under /root): then a system python of the same minor version (programs are compiled in the parent
+    to tell syntax errors, so the version must match), which needs only its standard library.
+    """
+    if requested:
+        return requested
+    if who is None or can_execute(sys.executable, who):
+        return sys.executable
+    minor = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    for candidate in (f"/usr/bin/{minor}", f"/usr/local/bin/{minor}", "/usr/bin/python3"):
+        real = os.path.realpath(candidate)
+        if os.path.basename(real) == minor and can_execute(real, who):
+            return real
+    raise CodequantError(
+        f"the sandbox user {who.name!r} cannot execute {sys.executable} and no system {minor} was found; "
+        f"install {minor} (Debian: apt-get install {minor}) or set Limits(python=...)"
+    )

@@ -5,6 +5,12 @@ starts programs from a thread pool and a `preexec_fn` in a threaded parent can d
 Standard library only, nothing imported from codequant: it must start fast and must not depend on the package
 being importable under the sandbox's environment.
 
+With a mount namespace (`cfg["mount"]`, root or a user namespace) the program sees the host's file system
+read-only, except its scratch dir (bind-mounted back writable) and fresh, small tmpfs on /tmp, /var/tmp and
+/dev/shm (so it cannot read or touch other runs' scratch dirs either); with a PID namespace too, /proc is a
+fresh one that shows only the sandbox's own processes (no /proc/<pid>/environ of the host). Nothing of it
+propagates back to the host (all mounts are made private first) and it disappears with the last process.
+
 With a PID namespace the process tree is: launcher (waits, relays the exit) -> init (pid 1 of the namespace,
 reaps orphans) -> program. When the program ends, init exits and the kernel kills whatever the program left in
 the namespace, including processes that left our process group with setsid(); nothing can outlive the run.
@@ -26,15 +32,72 @@ import sys
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWNS = 0x00020000
+
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_BIND, MS_REC, MS_PRIVATE = 4096, 16384, 1 << 18
+SYS_MOUNT_SETATTR = 442  # the same number on every architecture (added after the syscall tables were unified)
+AT_FDCWD, AT_RECURSIVE = -100, 0x8000
+MOUNT_ATTR_RDONLY = 1
+PRIVATE_TMPFS = ("/tmp", "/var/tmp", "/dev/shm")
+TMPFS_SIZE = "size=64m,mode=1777"
 
 LAUNCH_FAILED = 125  # exit code when the launcher itself could not set the sandbox up
 
 
 def _unshare(flags: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(ctypes.c_int(flags)) != 0:
+    _check(_libc().unshare(ctypes.c_int(flags)), "unshare")
+
+
+def _libc():
+    return ctypes.CDLL(None, use_errno=True)
+
+
+def _check(ret: int, what: str) -> None:
+    if ret != 0:
         err = ctypes.get_errno()
-        raise OSError(err, f"unshare: {os.strerror(err)}")
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    def enc(v: str | None) -> bytes | None:
+        return None if v is None else v.encode()
+
+    _check(_libc().mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+
+
+def _set_readonly(target: str, readonly: bool, recursive: bool) -> None:
+    """mount_setattr(2): make a mount (tree) read-only, or writable again."""
+    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY if readonly else 0, 0 if readonly else MOUNT_ATTR_RDONLY, 0, 0)
+    libc = _libc()
+    libc.syscall.restype = ctypes.c_long
+    ret = libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), target.encode(),
+                       ctypes.c_uint(AT_RECURSIVE if recursive else 0), ctypes.byref(attr), ctypes.c_size_t(32))
+    _check(ret, f"mount_setattr {target}")
+
+
+def setup_mounts(scratch: str) -> None:
+    """In a fresh mount namespace: host read-only, scratch writable, private tmpfs temp dirs.
+
+    The scratch dir usually lives under /tmp, which the private tmpfs hides: it is opened first and bind-mounted
+    back at the same path through /proc/self/fd, so the program keeps the path it was given.
+    """
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    keep = os.open(scratch, os.O_PATH | os.O_DIRECTORY)
+    _set_readonly("/", True, recursive=True)
+    for tmp in PRIVATE_TMPFS:
+        if os.path.isdir(tmp):
+            _mount("tmpfs", tmp, "tmpfs", MS_NOSUID | MS_NODEV, TMPFS_SIZE)
+    os.makedirs(scratch, exist_ok=True)
+    _mount(f"/proc/self/fd/{keep}", scratch, None, MS_BIND)
+    os.close(keep)
+    _set_readonly(scratch, False, recursive=False)
+    os.chdir(scratch)  # the old cwd is the hidden, read-only original
+
+
+def mount_proc() -> None:
+    """A /proc of the current PID namespace (call as its pid 1): only the sandbox's processes are visible."""
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
 
 
 def _fail(msg: str) -> None:
@@ -72,6 +135,11 @@ def _relay(code: int) -> None:
 
 def _init(cfg: dict, status_fd: int) -> None:
     """PID 1 of the namespace: start the program, reap every orphan, report the program's exit."""
+    if cfg.get("mount", {}).get("proc"):
+        try:
+            mount_proc()
+        except OSError as exc:
+            _fail(str(exc))
     child = os.fork()
     if child == 0:
         os.close(status_fd)
@@ -91,12 +159,23 @@ def _init(cfg: dict, status_fd: int) -> None:
 
 def launch(cfg: dict) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if cfg.get("cgroup"):  # join the run's pids cgroup first: everything started from here on counts in it
+        try:
+            with open(os.path.join(cfg["cgroup"], "cgroup.procs"), "w") as fh:
+                fh.write(str(os.getpid()))
+        except OSError as exc:
+            _fail(f"cgroup: {exc}")
     flags = int(cfg.get("unshare", 0))
     if flags:
         try:
             _unshare(flags)
         except OSError as exc:
             _fail(str(exc))
+    if flags & CLONE_NEWNS:
+        try:
+            setup_mounts(cfg["mount"]["scratch"])
+        except (OSError, KeyError) as exc:
+            _fail(f"file isolation: {exc}")
     if not flags & CLONE_NEWPID:
         _exec_program(cfg)
     read_fd, write_fd = os.pipe()
@@ -131,14 +210,55 @@ def _works(flags: int) -> bool:
     return os.waitstatus_to_exitcode(status) == 0
 
 
+def _mounts_work(flags: int) -> tuple[bool, bool]:
+    """(file isolation works, a private /proc works) with `flags` | CLONE_NEWNS, tried in a throw-away child."""
+    import tempfile
+
+    scratch = tempfile.mkdtemp(prefix="codequant-probe-")
+    try:
+        found = []
+        for proc in (True, False):
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    _unshare(flags | CLONE_NEWNS)
+                    setup_mounts(scratch)
+                    with open(os.path.join(scratch, "w"), "w"):
+                        pass
+                    if proc:
+                        inner = os.fork()
+                        if inner == 0:
+                            try:
+                                mount_proc()
+                                os._exit(0)
+                            except BaseException:
+                                os._exit(1)
+                        _, st = os.waitpid(inner, 0)
+                        os._exit(os.waitstatus_to_exitcode(st))
+                    os._exit(0)
+                except BaseException:
+                    os._exit(1)
+            _, status = os.waitpid(pid, 0)
+            found.append(os.waitstatus_to_exitcode(status) == 0)
+            if found[-1]:
+                return True, proc
+        return False, False
+    finally:
+        with contextlib.suppress(OSError):
+            for name in os.listdir(scratch):
+                os.unlink(os.path.join(scratch, name))
+            os.rmdir(scratch)
+
+
 def probe() -> dict:
     """Which namespaces work here; `user` tells that a user namespace is needed (no root)."""
     for user in (0, CLONE_NEWUSER):
         for net, pid in ((True, True), (True, False), (False, True)):
             flags = user | (CLONE_NEWNET if net else 0) | (CLONE_NEWPID if pid else 0)
             if _works(flags):
-                return {"net": net, "pid": pid, "user": bool(user)}
-    return {"net": False, "pid": False, "user": False}
+                mnt, proc = _mounts_work(flags)
+                return {"net": net, "pid": pid, "user": bool(user), "mnt": mnt, "proc": proc and pid}
+    return {"net": False, "pid": False, "user": False, "mnt": False, "proc": False}
 
 
 if __name__ == "__main__":

@@ -28,7 +28,9 @@ class Limits:
     output_limit_bytes: total bytes read per stream after which the program is killed (-> `killed`), so an
         endless print loop neither eats the parent's CPU until the timeout nor its memory.
     isolate_network / isolate_pids: use a fresh network / PID namespace when the machine allows it
-        (see `codequant.sandbox.isolation`); silently skipped where it does not.
+        (see `codequant.sandbox.isolation`); skipped, with a logged warning, where it does not.
+    isolate_files: a fresh mount namespace: the host file system read-only, private tmpfs /tmp, /var/tmp and
+        /dev/shm, a private /proc; only the scratch dir is writable. Skipped (warned) where not allowed.
     user: run as this (unprivileged) user; needs root. None: $CODEQUANT_SANDBOX_USER, else the user
         `codequant-sandbox` when it exists and we are root, else the current user.
     python: the interpreter for Python programs; None means the one running codequant. With `user`, it must be
@@ -45,6 +47,7 @@ class Limits:
     output_limit_bytes: int = 32 * 1024 * 1024
     isolate_network: bool = True
     isolate_pids: bool = True
+    isolate_files: bool = True
     user: str | None = None
     python: str | None = None
 

@@ -27,7 +27,15 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from codequant.sandbox.isolation import LAUNCHER, RunAs, unshare_flags
+from codequant.sandbox.cgroup import run_cgroup
+from codequant.sandbox.isolation import (
+    CLONE_NEWNS,
+    LAUNCHER,
+    RunAs,
+    namespace_support,
+    unshare_flags,
+    warn_weak_isolation,
+)
 from codequant.sandbox.limits import Limits
 
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
@@ -122,10 +130,23 @@ def run_sandboxed(
     run_as: RunAs | None = None,
 ) -> ProcessOutcome:
     """Run `argv` (argv[0] an absolute path) in `cwd` under `limits`; never raises for what the program does."""
+    flags = unshare_flags(limits.isolate_network, limits.isolate_pids, limits.isolate_files)
+    warn_weak_isolation(run_as is None and os.geteuid() == 0)
+    with run_cgroup(limits.max_processes) as cgroup:
+        return _run(argv, cwd, limits, env, run_as, flags, cgroup)
+
+
+def _run(argv: Sequence[str], cwd: Path, limits: Limits, env: dict[str, str] | None, run_as: RunAs | None,
+         flags: int, cgroup: Path | None) -> ProcessOutcome:
+    rlimits = limits.rlimits()
+    if cgroup is not None:  # the cgroup bounds this run's processes; the per-user limit would couple runs
+        rlimits.pop("RLIMIT_NPROC", None)
     config = {
         "argv": list(argv),
-        "rlimits": limits.rlimits(),
-        "unshare": unshare_flags(limits.isolate_network, limits.isolate_pids),
+        "rlimits": rlimits,
+        "cgroup": str(cgroup) if cgroup is not None else None,
+        "unshare": flags,
+        "mount": {"scratch": str(cwd), "proc": namespace_support().proc} if flags & CLONE_NEWNS else {},
         "uid": run_as.uid if run_as else None,
         "gid": run_as.gid if run_as else None,
     }

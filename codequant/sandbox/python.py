@@ -15,14 +15,13 @@ import os
 import re
 import secrets
 import signal
-import sys
 import threading
 import time
 import traceback
 import warnings
 
 from codequant.errors import CodequantError
-from codequant.sandbox.isolation import resolve_user
+from codequant.sandbox.isolation import python_for, resolve_user
 from codequant.sandbox.launcher import LAUNCH_FAILED
 from codequant.sandbox.limits import Limits
 from codequant.sandbox.process import ProcessOutcome, run_sandboxed, sandbox_env, scratch_dir
@@ -46,14 +45,16 @@ def run_python(source: str, limits: Limits | None = None) -> ExecResult:
         exc_type, message = syntax
         return ExecResult(Status.SYNTAX_ERROR, None, time.monotonic() - start, "", message, exc_type)
     run_as = resolve_user(limits.user)
-    python = limits.python or sys.executable
+    python = python_for(limits.python, run_as)
     with scratch_dir(run_as) as work:
         path = work / PROGRAM_NAME
         path.write_text(program, encoding="utf-8")
         if run_as is not None:
             os.chown(path, run_as.uid, run_as.gid)
         outcome = run_sandboxed([python, "-I", PROGRAM_NAME], work, limits, sandbox_env(work), run_as)
-    if outcome.returncode == LAUNCH_FAILED and outcome.stderr.startswith(b"codequant-sandbox: cannot start"):
+    if (outcome.returncode == LAUNCH_FAILED and outcome.stderr.startswith(b"codequant-sandbox: cannot start")
+            and b"[Errno 11]" not in outcome.stderr):  # EAGAIN: the user's RLIMIT_NPROC is full right now
+        # (another run's fork bomb), a failure of this run only -> `killed`, not of the interpreter
         # the interpreter itself could not start (e.g. not executable by the sandbox user): every run would fail
         why = outcome.stderr.decode(errors="replace").strip()
         raise CodequantError(f"{why}; give Limits(python=...) an interpreter the sandbox user can run")

@@ -106,7 +106,8 @@ def _gone(pid: int, within_s: float = 3.0) -> bool:
 
 
 # A child in the program's process group announces its host pid (/proc/self is resolved in the host's pid
-# namespace, /proc not being remounted), then the program hangs.
+# namespace, /proc not being remounted: these tests run with isolate_files=False), then the program hangs.
+# tests/sandbox/test_sandbox_hostile.py checks the same with the private /proc on, by process name.
 _SPAWN_AND_HANG = (
     "import subprocess, sys, time\n"
     "child = \"import os, time; print(os.readlink('/proc/self'), flush=True); time.sleep(60)\"\n"
@@ -118,7 +119,8 @@ _SPAWN_AND_HANG = (
 @pytest.mark.parametrize("isolate_pids", [True, False])
 def test_wall_timeout_kills_the_whole_group(isolate_pids):
     t0 = time.monotonic()
-    r = run_python(_SPAWN_AND_HANG.format(extra=""), Limits(wall_timeout_s=1.0, isolate_pids=isolate_pids))
+    r = run_python(_SPAWN_AND_HANG.format(extra=""), Limits(wall_timeout_s=1.0, isolate_pids=isolate_pids,
+                                                                      isolate_files=False))
     assert time.monotonic() - t0 < 4
     assert r.status == Status.TIMEOUT
     child = int(r.stdout.split()[0])
@@ -127,7 +129,8 @@ def test_wall_timeout_kills_the_whole_group(isolate_pids):
 
 @pytest.mark.skipif(not namespace_support().pid, reason="no PID namespace on this machine")
 def test_pid_namespace_kills_a_setsid_escapee():
-    r = run_python(_SPAWN_AND_HANG.format(extra=", start_new_session=True"), Limits(wall_timeout_s=1.0))
+    r = run_python(_SPAWN_AND_HANG.format(extra=", start_new_session=True"),
+                   Limits(wall_timeout_s=1.0, isolate_files=False))
     assert r.status == Status.TIMEOUT
     assert _gone(int(r.stdout.split()[0]))
 
@@ -136,7 +139,7 @@ def test_pid_namespace_kills_a_setsid_escapee():
 def test_leftover_child_after_a_normal_exit_is_killed(isolate_pids):
     src = _SPAWN_AND_HANG.format(extra="").replace("time.sleep(60)\n", "time.sleep(0.3)\n")  # the program's own
     t0 = time.monotonic()
-    r = run_python(src, Limits(wall_timeout_s=5, isolate_pids=isolate_pids))
+    r = run_python(src, Limits(wall_timeout_s=5, isolate_pids=isolate_pids, isolate_files=False))
     assert r.status == Status.OK
     assert time.monotonic() - t0 < 3  # did not wait for the child holding stdout
     assert _gone(int(r.stdout.split()[0]))
@@ -221,7 +224,8 @@ def test_runs_as_an_unprivileged_user():
     src = f"import os\nprint(os.getuid())\ntry:\n    open({str(Path(sys.executable).parent)!r} + '/x', 'w')\n" \
           "except PermissionError:\n    print('denied')\n" \
           f"try:\n    open('/proc/{os.getpid()}/environ', 'rb').read()\nexcept PermissionError:\n    print('denied')\n"
-    r = run_python(src, Limits(wall_timeout_s=5, user="nobody", python="/usr/bin/python3"))
+    # isolate_files=False: the user's own protection, without the mount namespace (which would answer EROFS/ENOENT)
+    r = run_python(src, Limits(wall_timeout_s=5, user="nobody", python="/usr/bin/python3", isolate_files=False))
     assert r.status == Status.OK, r.stderr
     assert r.stdout.split() == [str(nobody.pw_uid), "denied", "denied"]  # no writes to the venv, no parent's env
 

@@ -1,0 +1,167 @@
+"""Run one Java program in the sandbox: `javac` into a scratch dir, then `java -ea`, and tell how it ended.
+
+Same isolation as the Python sandbox (`codequant.sandbox.process`: own session and process group killed as a
+whole, scratch dir, scrubbed env, rlimits, namespaces where allowed), with three Java-specific choices:
+
+- Memory. A JVM reserves gigabytes of *virtual* address space at start (heap, code cache, class space), so
+  RLIMIT_AS at the Python default (2 GiB) stops it from starting at all. Java runs with RLIMIT_AS off and the
+  heap bounded by `-Xmx` (a quarter of `address_space_mb`, at least 256 MB) plus bounded metaspace, code cache
+  and direct memory; exhausting them raises OutOfMemoryError -> `memory`. RLIMIT_NPROC is raised to at least
+  512 because every JVM runs a dozen threads and the limit counts threads of all concurrent runs of the user.
+- Start-up. Benchmark programs are tiny and run once, so both JVMs (javac's and the program's) use the C1 JIT
+  only, the serial GC, class-data sharing and no perf-data file: about half the start-up time of the defaults.
+- "Tests ran to the end". The program's own `main` is called from a generated runner class that prints a
+  random marker afterwards; exit 0 without the marker (a `System.exit(0)` before the asserts) -> `killed`.
+
+The classpath is given with `-cp` and carries javatuples (MultiPL-E's Java problems use Pair/Triplet); the
+scrubbed environment holds no CLASSPATH that could silently differ.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from codequant.benchmarks.java_source import main_class, package_name, public_class
+from codequant.errors import CodequantError
+from codequant.sandbox.isolation import resolve_user
+from codequant.sandbox.limits import Limits
+from codequant.sandbox.process import ProcessOutcome, run_sandboxed, sandbox_env, scratch_dir
+from codequant.sandbox.result import ExecResult, Status
+
+JAVATUPLES_CANDIDATES = ("/usr/share/java/javatuples.jar",)
+JVM_FAST_START = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", "-XX:-UsePerfData")
+JAVAC_TIMEOUT_S = 60.0  # compiling is our cost, not the program's: its own generous limit
+_EXC = re.compile(r'Exception in thread "[^"]*" ([\w$.]+)(?::|\s*$)', re.MULTILINE)
+
+
+def java_tools() -> tuple[str, str]:
+    """Absolute paths of `javac` and `java` ($JAVA_HOME/bin first, then PATH)."""
+    found = []
+    for tool in ("javac", "java"):
+        home = os.environ.get("JAVA_HOME")
+        path = str(Path(home) / "bin" / tool) if home and (Path(home) / "bin" / tool).is_file() else shutil.which(tool)
+        if path is None:
+            raise CodequantError(f"{tool} not found; install a JDK (Debian: apt-get install openjdk-17-jdk-headless)")
+        found.append(os.path.realpath(path))
+    return found[0], found[1]
+
+
+def javatuples_jar() -> str | None:
+    """$CODEQUANT_JAVATUPLES_JAR, else the Debian libjavatuples-java jar, else None."""
+    env = os.environ.get("CODEQUANT_JAVATUPLES_JAR")
+    if env and Path(env).is_file():
+        return env
+    return next((p for p in JAVATUPLES_CANDIDATES if Path(p).is_file()), None)
+
+
+def java_limits(limits: Limits) -> tuple[Limits, int]:
+    """(limits for a JVM, heap MB): RLIMIT_AS off, more threads allowed; see the module docstring."""
+    heap = max(256, (limits.address_space_mb or 2048) // 4)
+    procs = None if limits.max_processes is None else max(limits.max_processes, 512)
+    return replace(limits, address_space_mb=None, max_processes=procs), heap
+
+
+def _runner_source(package: str | None, target: str, name: str, marker: str) -> str:
+    head = f"package {package};\n\n" if package else ""
+    return (f"{head}public class {name} {{\n    public static void main(String[] args) throws Throwable {{\n"
+            f"        {target}.main(args);\n        System.out.flush();\n"
+            f'        System.out.println("{marker}");\n        System.out.flush();\n    }}\n}}\n')
+
+
+def run_java(source: str, limits: Limits | None = None) -> ExecResult:
+    """Compile and run `source` (one compilation unit with a `main`) under `limits` (defaults: `Limits()`)."""
+    limits = limits or Limits()
+    start = time.monotonic()
+    target = main_class(source)
+    if target is None:
+        return ExecResult(Status.COMPILE_ERROR, None, 0.0, "",
+                          "codequant: no top-level class declares public static void main(String[] args)")
+    javac, java = java_tools()
+    token = secrets.token_hex(8)
+    marker, runner = f"__codequant_done_{token}__", f"CodequantRun{token}"
+    package = package_name(source)
+    jvm_limits, heap = java_limits(limits)
+    run_as = resolve_user(limits.user)
+    jar = javatuples_jar()
+    with scratch_dir(run_as) as work:
+        (work / "classes").mkdir()
+        unit = work / f"{public_class(source) or target}.java"
+        unit.write_text(source, encoding="utf-8")
+        (work / f"{runner}.java").write_text(_runner_source(package, target, runner, marker), encoding="utf-8")
+        if run_as is not None:
+            for p in (work / "classes", unit, work / f"{runner}.java"):
+                os.chown(p, run_as.uid, run_as.gid)
+        cp = "classes" + (f":{jar}" if jar else "")
+        compile_limits = jvm_limits.with_timeout(max(JAVAC_TIMEOUT_S, limits.wall_timeout_s))
+        javac_argv = [javac, *(f"-J{o}" for o in JVM_FAST_START), "-J-Xmx512m", "-encoding", "UTF8",
+                      "-proc:none", "-nowarn", "-Xlint:none", "-d", "classes", "-cp", cp, unit.name, f"{runner}.java"]
+        built = run_sandboxed(javac_argv, work, compile_limits, sandbox_env(work), run_as)
+        if built.timed_out or built.returncode != 0:
+            err = _text(built.stderr, built.stderr_total)
+            status = Status.TIMEOUT if built.timed_out else Status.COMPILE_ERROR
+            return ExecResult(status, built.returncode, round(time.monotonic() - start, 4),
+                              _text(built.stdout, built.stdout_total), err, None)
+        main = f"{package}.{runner}" if package else runner
+        java_argv = [java, "-ea", *JVM_FAST_START, f"-Xmx{heap}m", "-Xss8m", "-XX:MaxMetaspaceSize=256m",
+                     "-XX:ReservedCodeCacheSize=64m", f"-XX:MaxDirectMemorySize={heap}m",
+                     "-Dfile.encoding=UTF-8", "-cp", cp, main]
+        outcome = run_sandboxed(java_argv, work, jvm_limits, sandbox_env(work), run_as)
+    result = classify_java(outcome, marker)
+    result.duration_s = round(time.monotonic() - start, 4)
+    return result
+
+
+def _text(tail: bytes, total: int) -> str:
+    """A captured tail as text, saying how much was cut before it (as the Python sandbox does)."""
+    text = tail.decode("utf-8", errors="replace")
+    cut = total - len(tail)
+    return f"[codequant: first {cut} bytes cut]\n{text}" if cut > 0 else text
+
+
+def exception_type(stderr: str) -> str | None:
+    """Simple class name of the exception that ended `main` ('Exception in thread "main" java.lang.X: ...')."""
+    found = _EXC.findall(stderr)
+    return found[-1].rsplit(".", 1)[-1] if found else None
+
+
+def classify_java(outcome: ProcessOutcome, marker: str) -> ExecResult:
+    """Status from how the JVM ended; strips the end marker from stdout."""
+    stdout = outcome.stdout
+    done = (marker + "\n").encode()
+    finished = stdout.endswith(done)
+    if finished:
+        stdout = stdout[: -len(done)]
+    out_text = _text(stdout, outcome.stdout_total - (len(done) if finished else 0))
+    err_text = _text(outcome.stderr, outcome.stderr_total)
+    code = outcome.returncode
+    exc: str | None = None
+    if outcome.timed_out or code == -signal.SIGXCPU:
+        status = Status.TIMEOUT
+    elif outcome.output_exceeded:
+        status = Status.KILLED
+        err_text += "\n[codequant: killed: output limit exceeded]"
+    elif code == 0:
+        status = Status.OK if finished else Status.KILLED
+    elif code is None or code < 0:
+        status = Status.KILLED
+    else:
+        exc = exception_type(err_text)
+        if exc is None:
+            if "OutOfMemoryError" in err_text or "Could not reserve enough space" in err_text:
+                status, exc = Status.MEMORY, "OutOfMemoryError"
+            else:
+                status, exc = Status.EXCEPTION, "SystemExit"  # System.exit(n != 0) without a stack trace
+        elif exc == "AssertionError":
+            status = Status.ASSERTION
+        elif exc == "OutOfMemoryError":
+            status = Status.MEMORY
+        else:
+            status = Status.EXCEPTION
+    return ExecResult(status, code, round(outcome.duration_s, 4), out_text, err_text, exc)

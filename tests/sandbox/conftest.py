@@ -1,0 +1,48 @@
+"""Fixtures and helpers for the hostile-program suites (Python and Java): leftover processes, canary files."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def token() -> str:
+    return "cqh" + secrets.token_hex(6)  # 15 chars: the longest name PR_SET_NAME keeps
+
+
+@pytest.fixture
+def canaries(tmp_path):
+    """Files a program must not change: a study's results (under /tmp) and something in the user's home."""
+    results = tmp_path / "results"
+    results.mkdir()
+    home = Path(tempfile_home())
+    files = {results / "samples.jsonl": '{"task_id": "HumanEval/0", "passed": true}\n', home / "secret.txt": "key=1\n"}
+    for d in (results, home):
+        d.chmod(0o777)
+    for f, text in files.items():
+        f.write_text(text)
+        f.chmod(0o666)
+    snapshot = {d: sorted(os.listdir(d)) for d in (results, home)}
+    yield files
+    try:
+        for f, text in files.items():
+            assert f.is_file() and f.read_text() == text, f"{f} was changed"
+            assert f.stat().st_mode & 0o777 == 0o666, f"{f} was chmod-ed"
+        for d, names in snapshot.items():
+            assert sorted(os.listdir(d)) == names, f"files were created in {d}"
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def tempfile_home() -> str:
+    base = Path.home() / ".cache"
+    base.mkdir(parents=True, exist_ok=True)
+    return tempfile.mkdtemp(prefix="codequant-canary-", dir=base)
+
+
