@@ -1,9 +1,8 @@
-"""The default sets with SmolLM2's real tokenizer: recipe shares, disjointness, and the < 2 min build budget."""
+"""The default sets with SmolLM2's real tokenizer: recipe shares and disjointness (build time: bench/calibration.py)."""
 
 from __future__ import annotations
 
 import importlib.util
-import time
 
 import pytest
 import torch
@@ -20,15 +19,12 @@ RECIPE = {"code": (0.5, 0.5, 0.0), "mixed": (0.25, 0.25, 0.5), "random": (0.0, 0
 @pytest.mark.ci
 @needs_jdk
 @needs_corpus
-def test_default_sets_build_fast_with_recipe_shares():
+def test_default_sets_have_recipe_shares_and_stay_disjoint():
     tokenizer = load_tokenizer("smollm2-135m")
     heldout = [f for lang in ("python", "java") for f in heldout_rows(lang, tokenizer, 8192)[1]]
     for kind, (py, java, nl) in RECIPE.items():
-        start = time.perf_counter()
         calib = build_calibration(kind, tokenizer)  # defaults: 128 x 512, 16 validation rows, seed 0
-        seconds = time.perf_counter() - start
         shares = calib.manifest["shares"]
-        assert seconds < 120, f"{kind} took {seconds:.0f}s"
         assert calib.tokens.shape == (128, 512) and calib.val.shape == (16, 512)
         assert abs(shares["python"] - py) <= 0.01 and abs(shares["java"] - java) <= 0.01
         assert abs(shares["natural_language"] - nl) <= 0.01
