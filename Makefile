@@ -60,8 +60,12 @@ test-all: setup
 lint: setup
 	$(BIN)/ruff check codequant tests bench
 
+# Each prints one JSON object with its figures and the machine (quantize: cached cells under bench/results/).
 bench: setup
 	$(BIN)/python bench/generation.py
+	$(BIN)/python bench/calibration.py
+	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/quantize.py --methods aqlm,gptq,rtn --bits 3,2
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -6,6 +6,7 @@ type `CodequantError` become one `error: ...` line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import errno
 import sys
 
 import typer
@@ -27,6 +28,13 @@ def main() -> None:
         app()
     except CodequantError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        # Every writer is atomic or append-only, so what was finished is kept and a rerun resumes from there.
+        where = f" writing {exc.filename}" if exc.filename else ""
+        print(f"error: disk full{where}: free some space and rerun the same command (it resumes)", file=sys.stderr)
         sys.exit(2)
 
 
