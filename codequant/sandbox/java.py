@@ -23,7 +23,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,7 +32,7 @@ from codequant.errors import CodequantError
 from codequant.sandbox.isolation import resolve_user
 from codequant.sandbox.limits import Limits
 from codequant.sandbox.process import ProcessOutcome, run_sandboxed, sandbox_env, scratch_dir
-from codequant.sandbox.result import ExecResult, Status
+from codequant.sandbox.result import ExecResult, Status, captured_text, forced_status, split_marker
 
 JAVATUPLES_CANDIDATES = ("/usr/share/java/javatuples.jar",)
 JVM_FAST_START = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC", "-Xshare:auto", "-XX:-UsePerfData")
@@ -104,10 +103,10 @@ def run_java(source: str, limits: Limits | None = None) -> ExecResult:
                       "-proc:none", "-nowarn", "-Xlint:none", "-d", "classes", "-cp", cp, unit.name, f"{runner}.java"]
         built = run_sandboxed(javac_argv, work, compile_limits, sandbox_env(work), run_as)
         if built.timed_out or built.returncode != 0:
-            err = _text(built.stderr, built.stderr_total)
+            err = captured_text(built.stderr, built.stderr_total)
             status = Status.TIMEOUT if built.timed_out else Status.COMPILE_ERROR
             return ExecResult(status, built.returncode, round(time.monotonic() - start, 4),
-                              _text(built.stdout, built.stdout_total), err, None)
+                              captured_text(built.stdout, built.stdout_total), err, None)
         main = f"{package}.{runner}" if package else runner
         java_argv = [java, "-ea", *JVM_FAST_START, f"-Xmx{heap}m", "-Xss8m", "-XX:MaxMetaspaceSize=256m",
                      "-XX:ReservedCodeCacheSize=64m", f"-XX:MaxDirectMemorySize={heap}m",
@@ -118,13 +117,6 @@ def run_java(source: str, limits: Limits | None = None) -> ExecResult:
     return result
 
 
-def _text(tail: bytes, total: int) -> str:
-    """A captured tail as text, saying how much was cut before it (as the Python sandbox does)."""
-    text = tail.decode("utf-8", errors="replace")
-    cut = total - len(tail)
-    return f"[codequant: first {cut} bytes cut]\n{text}" if cut > 0 else text
-
-
 def exception_type(stderr: str) -> str | None:
     """Simple class name of the exception that ended `main` ('Exception in thread "main" java.lang.X: ...')."""
     found = _EXC.findall(stderr)
@@ -133,25 +125,13 @@ def exception_type(stderr: str) -> str | None:
 
 def classify_java(outcome: ProcessOutcome, marker: str) -> ExecResult:
     """Status from how the JVM ended; strips the end marker from stdout."""
-    stdout = outcome.stdout
-    done = (marker + "\n").encode()
-    finished = stdout.endswith(done)
-    if finished:
-        stdout = stdout[: -len(done)]
-    out_text = _text(stdout, outcome.stdout_total - (len(done) if finished else 0))
-    err_text = _text(outcome.stderr, outcome.stderr_total)
+    out_text, err_text, finished = split_marker(outcome, marker)
     code = outcome.returncode
     exc: str | None = None
-    if outcome.timed_out or code == -signal.SIGXCPU:
-        status = Status.TIMEOUT
-    elif outcome.output_exceeded:
-        status = Status.KILLED
+    status = forced_status(outcome, finished)
+    if outcome.output_exceeded:
         err_text += "\n[codequant: killed: output limit exceeded]"
-    elif code == 0:
-        status = Status.OK if finished else Status.KILLED
-    elif code is None or code < 0:
-        status = Status.KILLED
-    else:
+    if status is None:
         exc = exception_type(err_text)
         if exc is None:
             if "OutOfMemoryError" in err_text or "Could not reserve enough space" in err_text:

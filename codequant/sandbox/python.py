@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import signal
 import threading
 import time
 import traceback
@@ -25,7 +24,7 @@ from codequant.sandbox.isolation import python_for, resolve_user
 from codequant.sandbox.launcher import LAUNCH_FAILED
 from codequant.sandbox.limits import Limits
 from codequant.sandbox.process import ProcessOutcome, run_sandboxed, sandbox_env, scratch_dir
-from codequant.sandbox.result import ExecResult, Status
+from codequant.sandbox.result import ExecResult, Status, forced_status, split_marker
 
 PROGRAM_NAME = "program.py"
 _SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")
@@ -88,26 +87,15 @@ def exception_type(stderr: str) -> str | None:
 
 def classify(outcome: ProcessOutcome, marker: str) -> ExecResult:
     """Status from how the process ended; strips the end marker from stdout."""
-    stdout, stderr = outcome.stdout, outcome.stderr
-    done = (marker + "\n").encode()
-    finished = stdout.endswith(done)
-    if finished:
-        stdout = stdout[: -len(done)]
-    out_text = _text(stdout, outcome.stdout_total - (len(done) if finished else 0))
-    err_text = _text(stderr, outcome.stderr_total)
+    out_text, err_text, finished = split_marker(outcome, marker)
     code = outcome.returncode
     exc: str | None = None
-
-    if outcome.timed_out or code == -signal.SIGXCPU:
-        status = Status.TIMEOUT
-    elif outcome.output_exceeded:
-        status = Status.KILLED
+    status = forced_status(outcome, finished)
+    if outcome.output_exceeded:
         err_text += "\n[codequant: killed: output limit exceeded]"
-    elif code == 0:
-        status = Status.OK if finished else Status.KILLED
-    elif code is None or code < 0 or (code == LAUNCH_FAILED and "codequant-sandbox:" in err_text):
-        status = Status.KILLED
-    else:
+    if status is None and code == LAUNCH_FAILED and "codequant-sandbox:" in err_text:
+        status = Status.KILLED  # the launcher could not set the sandbox up: nothing of the program ran
+    if status is None:
         exc = exception_type(err_text)
         if exc is None:
             status, exc = Status.EXCEPTION, "SystemExit"  # exit(n) / os._exit(n) with n != 0, no traceback
@@ -118,9 +106,3 @@ def classify(outcome: ProcessOutcome, marker: str) -> ExecResult:
         else:
             status = Status.EXCEPTION
     return ExecResult(status, code, round(outcome.duration_s, 4), out_text, err_text, exc)
-
-
-def _text(tail: bytes, total: int) -> str:
-    text = tail.decode("utf-8", errors="replace")
-    cut = total - len(tail)
-    return f"[codequant: first {cut} bytes cut]\n{text}" if cut > 0 else text

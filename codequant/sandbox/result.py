@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import signal
 from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from codequant.sandbox.process import ProcessOutcome
 
 
 class Status(StrEnum):
@@ -34,3 +39,37 @@ class ExecResult:
         d = asdict(self)
         d["status"] = str(self.status)
         return d
+
+
+def captured_text(tail: bytes, total: int) -> str:
+    """A captured tail as text, saying how much was cut before it."""
+    text = tail.decode("utf-8", errors="replace")
+    cut = total - len(tail)
+    return f"[codequant: first {cut} bytes cut]\n{text}" if cut > 0 else text
+
+
+def split_marker(outcome: ProcessOutcome, marker: str) -> tuple[str, str, bool]:
+    """(stdout without the end marker, stderr, whether the marker arrived): the marker line is printed after the
+    tests, so only a program whose tests ran to their end has it."""
+    stdout = outcome.stdout
+    done = (marker + "\n").encode()
+    finished = stdout.endswith(done)
+    if finished:
+        stdout = stdout[: -len(done)]
+    out_text = captured_text(stdout, outcome.stdout_total - (len(done) if finished else 0))
+    return out_text, captured_text(outcome.stderr, outcome.stderr_total), finished
+
+
+def forced_status(outcome: ProcessOutcome, finished: bool) -> Status | None:
+    """The status decided by how the run ended, before any traceback is read; None when the program failed on its
+    own (a non-zero exit code) and its stderr must tell why. Same rules for every language."""
+    code = outcome.returncode
+    if outcome.timed_out or code == -signal.SIGXCPU:
+        return Status.TIMEOUT
+    if outcome.output_exceeded:
+        return Status.KILLED
+    if code == 0:  # exit 0 without the marker: sys.exit(0) / System.exit(0) before the tests ended
+        return Status.OK if finished else Status.KILLED
+    if code is None or code < 0:
+        return Status.KILLED
+    return None
