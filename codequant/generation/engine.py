@@ -15,6 +15,7 @@ model, and a padded static batch keeps paying for rows that finished long ago. H
 
 from __future__ import annotations
 
+import inspect
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -92,6 +93,12 @@ def use_all_cores() -> int:
     return cores
 
 
+def cache_kwarg(model: torch.nn.Module) -> str:
+    """The forward's name for the KV cache: transformers 5.x calls it `cache`, earlier versions
+    `past_key_values` (still accepted by 5.x, with a deprecation warning on every call)."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+
+
 def _sample(logits: torch.Tensor, params: SamplingParams, gens: list[torch.Generator | None]) -> torch.Tensor:
     """Next token per row: argmax when greedy, else temperature + nucleus sampling with each row's generator."""
     if params.greedy:
@@ -126,6 +133,7 @@ class _Batch:
         self.model = model
         self.rows: list[_Row] = []
         self.cache = None
+        self.cache_kwarg = cache_kwarg(model)
         self.mask: torch.Tensor | None = None  # [B, T] long
         self.next_pos: torch.Tensor | None = None  # [B] long
         self.logits: torch.Tensor | None = None  # [B, V] for the next token
@@ -146,18 +154,18 @@ class _Batch:
         pos = mask.cumsum(-1) - 1
         pos = pos.masked_fill(mask == 0, 1)  # as transformers' generate does for left padding
         cache = DynamicCache(config=self.model.config)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                         use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                         **{self.cache_kwarg: cache})
         logits = out.logits[:, -1, :].float()
         if len(prompts) < len(rows):
             idx = torch.tensor(which, dtype=torch.long)
-            out.past_key_values.batch_select_indices(idx)
+            cache.batch_select_indices(idx)
             mask, logits = mask[idx], logits[idx]
         next_pos = mask.sum(-1)
         if not self.rows:
-            self.rows, self.cache, self.mask, self.next_pos, self.logits = rows, out.past_key_values, mask, next_pos, logits
+            self.rows, self.cache, self.mask, self.next_pos, self.logits = rows, cache, mask, next_pos, logits
             return
-        self._merge(out.past_key_values, mask)
+        self._merge(cache, mask)
         self.rows = self.rows + rows
         self.next_pos = torch.cat([self.next_pos, next_pos])
         self.logits = torch.cat([self.logits, logits])
@@ -204,8 +212,7 @@ class _Batch:
         """Feed one token per row and keep the logits of the next."""
         self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=torch.long)], dim=1)
         out = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=self.next_pos[:, None],
-                         past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+                         use_cache=True, **{self.cache_kwarg: self.cache})  # the cache is updated in place
         self.next_pos = self.next_pos + 1
         self.logits = out.logits[:, -1, :].float()
 

@@ -150,8 +150,9 @@ def _capture_layer_kwargs(model: nn.Module, layers: nn.ModuleList, row: torch.Te
                 raise CodequantError(f"{type(_module).__name__} takes positional arguments besides hidden_states")
             kw = {k: v for k, v in kwargs.items() if k != "hidden_states"}
             kw["use_cache"] = False
-            if "past_key_values" in kw:
-                kw["past_key_values"] = None
+            for name in ("past_key_values", "past_key_value", "cache"):  # the cache's name differs by version
+                if name in kw:
+                    kw[name] = None
             captured[idx] = kw
 
         handles.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
