@@ -32,8 +32,8 @@ def native_checkpoint_dir(quant_dir: Path) -> Path:
         if (candidate / NATIVE).exists():
             return candidate
     raise CodequantError(
-        f"{quant_dir} holds no codequant checkpoint ({NATIVE}); quantize with `--format codequant` "
-        "(the default) to fine-tune it"
+        f"{quant_dir} holds no codequant checkpoint ({NATIVE}); rerun the same `codequant quantize` "
+        "command with `--format codequant` added (it loads the finished blocks from OUT/checkpoint)"
     )
 
 

@@ -25,9 +25,10 @@ FORMATS = ("dequantized", "aqlm", "codequant")
 
 
 def parse_formats(spec: str | None, method: str) -> list[str]:
-    """'both' = aqlm + dequantized; default: both for aqlm, dequantized otherwise; or a comma list."""
+    """'both' = aqlm + dequantized; or a comma list. Default: every format the method has (aqlm for AQLM, then
+    dequantized and the native codequant checkpoint), so that `finetune` and `evaluate` both work on the folder."""
     if spec is None:
-        spec = "both" if method == "aqlm" else "dequantized"
+        return ["aqlm", "dequantized", "codequant"] if method == "aqlm" else ["dequantized", "codequant"]
     names = ["aqlm", "dequantized"] if spec == "both" else [s.strip() for s in spec.split(",") if s.strip()]
     for name in names:
         if name not in FORMATS:
@@ -165,5 +166,22 @@ def quantize_to_dir(
         "blocks": report.blocks,
         "layers": report.layers,
     }
-    (out / "quantize.json").write_text(json.dumps(result, indent=2, default=str))
+    _keep_earlier_runs(result, out / "quantize.json")
+    tmp = out / "quantize.json.tmp"
+    tmp.write_text(json.dumps(result, indent=2, default=str))
+    tmp.replace(out / "quantize.json")
     return result
+
+
+def _keep_earlier_runs(result: dict[str, Any], path: Path) -> None:
+    """A rerun in the same folder (a resume, or another --format) keeps what the earlier runs recorded: their
+    exports still on disk and their timings (`earlier_timings`), so the first run's quantization time survives."""
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    if old.get("config") != result["config"]:
+        return
+    kept = {k: v for k, v in old.get("exports", {}).items() if Path(v).exists()}
+    result["exports"] = {**kept, **result["exports"]}
+    result["earlier_timings"] = [*old.get("earlier_timings", []), old.get("timings")]

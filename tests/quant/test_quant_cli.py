@@ -37,8 +37,9 @@ def test_bad_specs_print_one_error_line(args, message, tmp_path):
 
 
 def test_format_parsing():
-    assert parse_formats(None, "aqlm") == ["aqlm", "dequantized"]
-    assert parse_formats(None, "gptq") == ["dequantized"]
+    assert parse_formats(None, "aqlm") == ["aqlm", "dequantized", "codequant"]
+    assert parse_formats(None, "gptq") == ["dequantized", "codequant"]
+    assert parse_formats("both", "aqlm") == ["aqlm", "dequantized"]
     assert parse_formats("dequantized,codequant", "rtn") == ["dequantized", "codequant"]
     with pytest.raises(CodequantError, match="unknown --format"):
         parse_formats("gguf", "rtn")
@@ -63,6 +64,9 @@ def test_quantize_to_dir_writes_a_loadable_model_and_resumes(tiny_llama_dir, tmp
     assert len(saved["layers"]) == 14 and saved["accounting"]["checkpoint_bytes"] > 0
     again = quantize_to_dir(str(tiny_llama_dir), config, out, calibration=calib, formats=["dequantized"], progress=False)
     assert all(b["resumed"] for b in again["blocks"])
+    # the rerun exported only dequantized: the earlier codequant export and the first run's timings are kept
+    assert set(again["exports"]) == {"dequantized", "codequant"}
+    assert again["earlier_timings"] == [first["timings"]]
     from codequant.quant.export import load_codequant_checkpoint
 
     native, _ = load_codequant_checkpoint(out / "codequant")
