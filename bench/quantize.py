@@ -13,6 +13,8 @@ import argparse
 import copy
 import hashlib
 import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -127,6 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-fp", action="store_true", help="skip the fp reference row")
     p.add_argument("--cache", default=str(ROOT / "bench" / "results" / "quantize"))
     p.add_argument("--fresh", action="store_true", help="recompute cached cells")
+    p.add_argument("--cached-only", action="store_true", help="print the cached cells of the grid, compute nothing")
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -142,16 +145,22 @@ def main(argv: list[str] | None = None) -> None:
         if path.exists() and not args.fresh:
             cells.append(json.loads(path.read_text()))
             continue
+        if args.cached_only:
+            print(f"not cached: {method} {bits}", file=sys.stderr)
+            continue
         if not loaded:
             model, tokenizer = load_model(args.model)
             loaded.update(model=model.eval(), tokenizer=tokenizer,
                           evals={lang: heldout(tokenizer, lang, args) for lang in ("python", "java")})
         cell = run_cell(args, method, bits, loaded["model"], loaded["tokenizer"], loaded["evals"], calib_cache)
-        cell["settings"] = {k: v for k, v in vars(args).items() if k not in ("cache", "fresh")}
+        cell["settings"] = {k: v for k, v in vars(args).items() if k not in ("cache", "fresh", "cached_only")}
+        cell["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
         path.write_text(json.dumps(cell, indent=2, default=str))
         cells.append(cell)
         print(json.dumps(cell, default=str), flush=True)
-    print(json.dumps(cells, indent=2, default=str))
+    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
+               "torch_threads": torch.get_num_threads()}
+    print(json.dumps({"machine": machine, "cells": cells}, indent=2, default=str))
     print(markdown(cells))
 
 
