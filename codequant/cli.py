@@ -358,14 +358,23 @@ def finetune_cmd(
     train_embeddings: bool = typer.Option(False, "--train-embeddings/--no-train-embeddings"),
     train_head: bool = typer.Option(False, "--train-head/--no-train-head"),
     heldout_tokens: int = typer.Option(0, "--heldout-tokens", help="also measure held-out code perplexity on N tokens"),
+    code_updates: bool = typer.Option(False, "--code-updates/--no-code-updates",
+                                      help="AQLM: PV-tuning-style code updates (straight-through shadows, re-encoding)"),
+    reencode_fraction: float = typer.Option(0.01, "--reencode-fraction", help="share of codes re-encoded per update"),
+    reencode_every: int = typer.Option(0, "--reencode-every", help="steps between re-encodings (0: every epoch end)"),
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder"),
 ) -> None:
-    """Distil the fp teacher into a quantized model (KL on calibration sequences; codes frozen)."""
+    """Distil the fp teacher into a quantized model (KL on calibration sequences; codes frozen unless
+    --code-updates)."""
     from codequant.finetune import FinetuneConfig, finetune
 
+    if not 0 < reencode_fraction <= 1:
+        raise CodequantError(f"--reencode-fraction must be in (0, 1], not {reencode_fraction}")
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
-                            train_embeddings=train_embeddings, train_head=train_head, seed=seed)
+                            train_embeddings=train_embeddings, train_head=train_head, seed=seed,
+                            code_updates=code_updates, reencode_fraction=reencode_fraction,
+                            reencode_every=reencode_every)
     result = finetune(quant_dir, teacher, out, calibration=calibration, samples=samples, seq_len=seq_len,
                       val_samples=val_samples, seed=seed, config=config, top_k=top_k, heldout_tokens=heldout_tokens)
     print(f"validation KL {result['val_kl_before']:.4f} -> {result['val_kl_after']:.4f} "

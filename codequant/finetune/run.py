@@ -20,6 +20,7 @@ import torch
 
 from codequant.cache import cache_dir
 from codequant.errors import CodequantError
+from codequant.finetune.codes import aqlm_layers
 from codequant.finetune.teacher import TeacherTargets, compute_teacher_targets, targets_key
 from codequant.finetune.trainer import FinetuneConfig, distill, write_report
 
@@ -113,6 +114,8 @@ def finetune(
     gc.collect()  # the teacher is not needed beside the student: its targets are on disk
 
     student, info = load_codequant_checkpoint(native)
+    if config.code_updates and not aqlm_layers(student):
+        raise CodequantError(f"--code-updates re-encodes AQLM codes, and {quant_dir} holds no AQLM layers")
     ppl_before = _heldout_ppl(student, tokenizer, heldout_tokens) if heldout_tokens else {}
     n = train.shape[0]
     result = distill(

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from codequant.finetune.codes import attach_shadows, code_buffers, detach_shadows, reencode_model
 from codequant.finetune.loss import topk_kl
 from codequant.finetune.params import restore, select_trainable, snapshot
 from codequant.finetune.teacher import TeacherTargets
@@ -28,6 +29,11 @@ class FinetuneConfig:
     train_head: bool = False
     seed: int = 0
     max_grad_norm: float = 1.0
+    code_updates: bool = False  # PV-tuning-style: straight-through shadows + re-encoding (codequant.finetune.codes)
+    reencode_fraction: float = 0.01  # share of each AQLM layer's (row, group) codes re-encoded per update
+    reencode_every: int = 0  # steps between re-encodings; 0 = once at the end of every epoch
+    shadow_lr: float | None = None  # Adam step for the shadows; None = 10 x lr (a shadow must cross a code
+    # boundary to change a code, so it moves faster than the codebooks it is measured against)
 
 
 @dataclass
@@ -80,26 +86,43 @@ def distill(
     params = select_trainable(student, train_embeddings=config.train_embeddings, train_head=config.train_head)
     if not params:
         raise ValueError("nothing to train: the model has no quantized linears or norms")
-    optimizer = torch.optim.Adam(list(params.values()), lr=config.lr)
+    shadows = attach_shadows(student) if config.code_updates else {}
+    if config.code_updates and not shadows:
+        raise ValueError("code updates need AQLM layers; this model has none")
+    try:
+        return _distill(student, params, shadows, train_tokens, train_targets, val_tokens, val_targets, config,
+                        checkpoint_dir, progress, started)
+    finally:
+        detach_shadows(student)
+
+
+def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, val_targets, config,
+             checkpoint_dir, progress, started) -> FinetuneResult:
+    # what keep-best and resume save: the trained tensors, the shadows and (with code updates) the codes
+    tracked = {**params, **shadows, **(code_buffers(student) if config.code_updates else {})}
+    groups = [{"params": list(params.values())}]
+    if shadows:
+        groups.append({"params": list(shadows.values()), "lr": config.shadow_lr or 10 * config.lr})
+    optimizer = torch.optim.Adam(groups, lr=config.lr)
     student.eval()  # no dropout: the loss must be deterministic for keep-best to mean anything
 
     ckpt_path = Path(checkpoint_dir) / "finetune_state.pt" if checkpoint_dir else None
     state = torch.load(ckpt_path, weights_only=False) if ckpt_path and ckpt_path.exists() else None
     if state is not None:
-        restore(params, state["params"])
+        restore(tracked, state["params"])
         optimizer.load_state_dict(state["optimizer"])
         history, best, best_state = state["history"], state["best"], state["best_params"]
         before, start_epoch, stale = state["before"], state["epoch"], state["stale"]
     else:
         before = mean_kl(student, val_tokens, val_targets, config.batch_size)
-        history, best, best_state, start_epoch, stale = [], before, snapshot(params), 0, 0
+        history, best, best_state, start_epoch, stale = [], before, snapshot(tracked), 0, 0
 
     device = next(student.parameters()).device
     for epoch in range(start_epoch, config.epochs):
         if stale >= config.patience:
             break
         order = torch.randperm(train_tokens.shape[0], generator=torch.Generator().manual_seed(config.seed + epoch))
-        losses = []
+        losses, changed = [], 0
         bar = tqdm(range(0, len(order), config.batch_size), desc=f"finetune epoch {epoch + 1}", disable=not progress)
         for start in bar:
             idx = order[start : start + config.batch_size]
@@ -111,20 +134,27 @@ def distill(
             optimizer.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{loss.item():.4f}")
+            if config.code_updates and config.reencode_every > 0 and len(losses) % config.reencode_every == 0:
+                changed += reencode_model(student, config.reencode_fraction)
+        if config.code_updates and config.reencode_every <= 0:
+            changed += reencode_model(student, config.reencode_fraction)
         val = mean_kl(student, val_tokens, val_targets, config.batch_size)
-        history.append({"epoch": epoch + 1, "train_kl": sum(losses) / max(len(losses), 1), "val_kl": val})
+        record = {"epoch": epoch + 1, "train_kl": sum(losses) / max(len(losses), 1), "val_kl": val}
+        if config.code_updates:
+            record["codes_changed"] = changed
+        history.append(record)
         if val < best:
-            best, best_state, stale = val, snapshot(params), 0
+            best, best_state, stale = val, snapshot(tracked), 0
         else:
             stale += 1
         if ckpt_path:
             _save_state(ckpt_path, {
-                "params": snapshot(params), "optimizer": optimizer.state_dict(), "history": history, "best": best,
+                "params": snapshot(tracked), "optimizer": optimizer.state_dict(), "history": history, "best": best,
                 "best_params": best_state, "before": before, "epoch": epoch + 1, "stale": stale,
             })
         if stale >= config.patience:
             break
-    restore(params, best_state)
+    restore(tracked, best_state)
     improved = [h for h in history if h["val_kl"] == best]
     return FinetuneResult(
         val_kl_before=before,

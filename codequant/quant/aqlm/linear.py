@@ -85,6 +85,13 @@ class AqlmLinear(QuantizedLinear):
         self._cache = None if key is None else (key, w)
         return w
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.dequantize()
+        shadow = self.__dict__.get("_straight_through")  # set by codequant.finetune.codes (PV-style updates)
+        if shadow is not None:
+            w = w + (shadow - shadow.detach()).to(w.dtype)  # value of w, gradient also reaches the shadow
+        return F.linear(x, w.to(x.dtype), self.bias)
+
     def storage(self) -> StorageCost:
         bias_bits = 0 if self.bias is None else self.bias.numel() * self.bias.element_size() * 8
         return aqlm_storage(self.out_features, self.in_features, self.num_codebooks, self.nbits, self.group_size,

@@ -1,0 +1,98 @@
+"""PV-tuning-style code updates: re-encoding the groups that moved, and distillation with code updates on a
+tiny AQLM-quantized Llama (codes change, validation KL falls, keep-best restores codes, exports stay clean)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from codequant.finetune.codes import SHADOW_ATTR, attach_shadows, reencode_layer
+from codequant.finetune.teacher import TeacherTargets, compute_teacher_targets
+from codequant.finetune.trainer import FinetuneConfig, distill, mean_kl
+from codequant.quant.aqlm import AqlmLinear, AqlmQuantizer
+from codequant.quant.base import QuantConfig
+from codequant.quant.pipeline import quantize_model
+
+
+def _layer(m=1, size=16, g=4, out=6, inp=12, seed=0) -> AqlmLinear:
+    gen = torch.Generator().manual_seed(seed)
+    codes = torch.randint(0, size, (out, inp // g, m), generator=gen)
+    books = torch.randn(m, size, 1, g, generator=gen)
+    return AqlmLinear(codes, books, torch.rand(out, generator=gen) + 0.5)
+
+
+def test_reencode_fixes_exactly_the_pairs_that_moved():
+    layer = _layer()
+    wanted = layer.codes.clone()
+    pairs = [(0, 1), (3, 0), (5, 2)]
+    for r, j in pairs:
+        wanted[r, j, 0] = (wanted[r, j, 0] + 5) % 16
+    target = AqlmLinear(wanted, layer.codebooks.data, layer.scales.data.flatten()).dequantize()
+    before = layer.codes.clone()
+    changed = reencode_layer(layer, target, fraction=len(pairs) / before[..., 0].numel())
+    assert changed == len(pairs)
+    assert torch.equal(layer.codes, wanted)  # one codebook: the best code per group is exact
+    assert torch.allclose(layer.dequantize(), target, atol=1e-6)
+    untouched = torch.ones_like(before[..., 0], dtype=torch.bool)
+    for r, j in pairs:
+        untouched[r, j] = False
+    assert torch.equal(layer.codes[..., 0][untouched], before[..., 0][untouched])
+
+
+def test_reencode_with_several_codebooks_never_moves_away():
+    layer = _layer(m=2, seed=1)
+    target = layer.dequantize() + 0.3 * torch.randn(layer.out_features, layer.in_features,
+                                                    generator=torch.Generator().manual_seed(2))
+    err = float(((layer.dequantize() - target) ** 2).sum())
+    reencode_layer(layer, target, fraction=0.5)
+    assert float(((layer.dequantize() - target) ** 2).sum()) <= err + 1e-6
+
+
+def test_straight_through_forward_keeps_the_value_and_feeds_the_shadow():
+    layer = _layer()
+    x = torch.randn(3, layer.in_features)
+    plain = layer(x).detach()
+    shadow = attach_shadows(torch.nn.Sequential(layer))["0.shadow"]
+    y = layer(x)
+    assert torch.allclose(y, plain, atol=1e-6)
+    y.sum().backward()
+    assert shadow.grad is not None and float(shadow.grad.abs().sum()) > 0
+    assert SHADOW_ATTR not in dict(layer.named_parameters()) and "shadow" not in str(list(layer.state_dict()))
+
+
+@pytest.fixture()
+def aqlm_student_and_targets(tiny_llama):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in tiny_llama.parameters():
+            if p.dim() == 2:
+                p.mul_(6.0)  # a confident teacher, so quantization error shows in the KL
+    teacher = copy.deepcopy(tiny_llama)
+    tokens = torch.randint(1, teacher.config.vocab_size, (12, 24))
+    targets = compute_teacher_targets(teacher, tokens, top_k=16, batch_size=4, progress=False)
+    quantizer = AqlmQuantizer(QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8, seed=0,
+                                          options={"max_rounds": 1, "tune_epochs": 0}))
+    quantize_model(tiny_llama, tokens[:8], quantizer, progress=False)
+    return tiny_llama, tokens, targets
+
+
+def test_distill_with_code_updates_changes_codes_and_keeps_the_best(aqlm_student_and_targets, tmp_path):
+    student, tokens, targets = aqlm_student_and_targets
+    tr = TeacherTargets(targets.ids[:8], targets.logprobs[:8])
+    va = TeacherTargets(targets.ids[8:], targets.logprobs[8:])
+    codes_before = {n: m.codes.clone() for n, m in student.named_modules() if isinstance(m, AqlmLinear)}
+    config = FinetuneConfig(epochs=3, lr=3e-3, batch_size=4, patience=3, code_updates=True, reencode_fraction=0.05,
+                            reencode_every=1)
+    result = distill(student, tokens[:8], tr, tokens[8:], va, config, checkpoint_dir=tmp_path, progress=False)
+    assert all(h["codes_changed"] > 0 for h in result.history)
+    assert result.val_kl_after < result.val_kl_before
+    # keep-best restored the codes with the codebooks: the model's KL is the best epoch's
+    assert mean_kl(student, tokens[8:], va, 4) == pytest.approx(result.val_kl_after, rel=1e-5)
+    moved = sum(int((m.codes != codes_before[n]).sum()) for n, m in student.named_modules()
+                if isinstance(m, AqlmLinear))
+    assert moved > 0 or result.best_epoch == 0
+    # shadows are gone after training and never reach the state dict
+    assert all(SHADOW_ATTR not in m.__dict__ for m in student.modules())
+    assert not any("shadow" in k for k in student.state_dict())
