@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
 import re
 import shutil
 import tempfile
@@ -29,6 +31,7 @@ from codequant.errors import CodequantError
 from codequant.models.registry import EMBEDDED
 
 Source = Literal["embedded", "gguf", "folder", "hub"]
+log = logging.getLogger("codequant.models")
 SOURCE_FILE = "codequant-source.json"  # written into GGUF cache folders: which file they came from
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -91,8 +94,28 @@ def load(spec: str, *, dtype: torch.dtype = torch.float32, device: str | torch.d
         model, tokenizer = _load_hub(str(where), dtype)
     model = model.to(device=device, dtype=dtype) if _floating(model) else model.to(device)
     model.eval()
+    _guard_aqlm_cpu_kernel(model)
     _ensure_pad(model, tokenizer)
     return LoadedModel(model, tokenizer, str(spec), source, where, time.perf_counter() - start, cached)
+
+
+def _guard_aqlm_cpu_kernel(model: Any) -> None:
+    """The `aqlm` package's CPU kernel for 8-bit codebooks (numba, `numba_gemm_lut`) adds into one output
+    vector from a parallel loop over input groups: with more than one numba thread the sums race, and logits
+    come out wrong (measured on SmolLM2 2x8: max |logit diff| 20, 37% argmax agreement against the same codes
+    decoded by codequant; one thread: 0.04 and 100%). A model in the aqlm format on the CPU gets one thread."""
+    quant = getattr(getattr(model, "config", None), "quantization_config", None)
+    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+    if str(getattr(method, "value", method)).lower() != "aqlm":
+        return
+    if any(p.is_cuda for p in model.parameters()):
+        return
+    os.environ.setdefault("NUMBA_NUM_THREADS", "1")  # binds for every thread if numba is not imported yet
+    import numba
+
+    if numba.get_num_threads() != 1:  # numba already running: this thread's launches (numba is thread-local)
+        log.warning("aqlm CPU kernel: using one numba thread (its parallel loop races with more)")
+        numba.set_num_threads(1)
 
 
 def gguf_cache_folder(gguf: Path) -> Path:

@@ -86,6 +86,26 @@ def test_export_reloads_with_identical_logits(tiny_llama, tiny_tokenizer, calib,
     torch.testing.assert_close(batched, ours, rtol=1e-4, atol=1e-4)
 
 
+def test_codequant_load_of_an_aqlm_export_uses_one_numba_thread(tiny_llama, tiny_tokenizer, calib, tmp_path):
+    """aqlm's CPU LUT kernel races across numba threads; codequant.models.load must not let it."""
+    numba = pytest.importorskip("numba")
+    pytest.importorskip("aqlm")
+    from codequant.models import load
+
+    quantize_model(tiny_llama, calib, aqlm(m=2, b=8, g=8, tune_epochs=0), progress=False)
+    with torch.no_grad():
+        ours = tiny_llama(calib[:2]).logits.clone()
+    folder = export_aqlm(tiny_llama, tiny_tokenizer, tmp_path / "aqlm")
+    before = numba.get_num_threads()
+    try:
+        loaded = load(str(folder))
+        assert numba.get_num_threads() == 1
+        with torch.no_grad():
+            torch.testing.assert_close(loaded.model(calib[:2]).logits, ours, rtol=1e-4, atol=1e-4)
+    finally:
+        numba.set_num_threads(before)
+
+
 def test_export_needs_aqlm_layers(tiny_llama, tiny_tokenizer, tmp_path):
     with pytest.raises(CodequantError, match="no AQLM"):
         export_aqlm(tiny_llama, tiny_tokenizer, tmp_path / "x")
