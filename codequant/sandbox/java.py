@@ -129,8 +129,6 @@ def classify_java(outcome: ProcessOutcome, marker: str) -> ExecResult:
     code = outcome.returncode
     exc: str | None = None
     status = forced_status(outcome, finished)
-    if outcome.output_exceeded:
-        err_text += "\n[codequant: killed: output limit exceeded]"
     if status is None:
         exc = exception_type(err_text)
         if exc is None:

@@ -91,8 +91,6 @@ def classify(outcome: ProcessOutcome, marker: str) -> ExecResult:
     code = outcome.returncode
     exc: str | None = None
     status = forced_status(outcome, finished)
-    if outcome.output_exceeded:
-        err_text += "\n[codequant: killed: output limit exceeded]"
     if status is None and code == LAUNCH_FAILED and "codequant-sandbox:" in err_text:
         status = Status.KILLED  # the launcher could not set the sandbox up: nothing of the program ran
     if status is None:

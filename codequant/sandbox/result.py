@@ -50,14 +50,17 @@ def captured_text(tail: bytes, total: int) -> str:
 
 def split_marker(outcome: ProcessOutcome, marker: str) -> tuple[str, str, bool]:
     """(stdout without the end marker, stderr, whether the marker arrived): the marker line is printed after the
-    tests, so only a program whose tests ran to their end has it."""
+    tests, so only a program whose tests ran to their end has it. A run killed for its output says so in stderr."""
     stdout = outcome.stdout
     done = (marker + "\n").encode()
     finished = stdout.endswith(done)
     if finished:
         stdout = stdout[: -len(done)]
     out_text = captured_text(stdout, outcome.stdout_total - (len(done) if finished else 0))
-    return out_text, captured_text(outcome.stderr, outcome.stderr_total), finished
+    err_text = captured_text(outcome.stderr, outcome.stderr_total)
+    if outcome.output_exceeded:
+        err_text += "\n[codequant: killed: output limit exceeded]"
+    return out_text, err_text, finished
 
 
 def forced_status(outcome: ProcessOutcome, finished: bool) -> Status | None:
