@@ -88,6 +88,20 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
     }
 
 
+def _commit() -> str | None:
+    """The code a cell was measured with (cells outlive code changes; `--fresh` remeasures)."""
+    import subprocess
+
+    try:
+        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return head + ("+dirty" if dirty else "")
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
@@ -155,6 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         cell = run_cell(args, method, bits, loaded["model"], loaded["tokenizer"], loaded["evals"], calib_cache)
         cell["settings"] = {k: v for k, v in vars(args).items() if k not in ("cache", "fresh", "cached_only")}
         cell["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
+        cell["measured"] = {"date": time.strftime("%Y-%m-%d"), "commit": _commit()}
         path.write_text(json.dumps(cell, indent=2, default=str))
         cells.append(cell)
         print(json.dumps(cell, default=str), flush=True)

@@ -96,6 +96,10 @@ def quantize_cmd(
     fmt: str | None = typer.Option(None, "--format", help="aqlm | dequantized | codequant | both, or a comma list"),
     batch_size: int = typer.Option(8, "--batch-size", help="rows per forward pass"),
     max_blocks: int | None = typer.Option(None, "--max-blocks", help="stop after N blocks (resume later)"),
+    sequential: bool | None = typer.Option(
+        None, "--true-sequential/--one-pass",
+        help="XTX per group with the block's earlier groups quantized, or all from one fp pass "
+             "(default: one pass for aqlm, as AQLM does; true-sequential for gptq/rtn)"),
 ) -> None:
     """Quantize every decoder-block linear of MODEL and write the export(s) + quantize.json to OUT."""
     import json
@@ -108,7 +112,7 @@ def quantize_cmd(
     formats = parse_formats(fmt, method)
     result = quantize_to_dir(
         model, config, out, calibration=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples,
-        formats=formats, batch_size=batch_size, max_blocks=max_blocks,
+        formats=formats, batch_size=batch_size, max_blocks=max_blocks, sequential=sequential,
         on_resolved=lambda r: print(f"configuration: {json.dumps(r, default=str)}"),
     )
     acc, times = result["accounting"], result["timings"]

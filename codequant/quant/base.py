@@ -80,6 +80,10 @@ class Quantizer(ABC):
     """One quantization method. Stateless apart from its config; the pipeline owns the walk over blocks."""
 
     method: ClassVar[str]
+    # The pipeline's default for how XTX is collected (override per run with `sequential=`): True = GPTQ's
+    # "true sequential" (each group of linears sees the earlier groups of its block already quantized), False = all
+    # XTX from one pass of the fp block.
+    true_sequential: ClassVar[bool] = True
 
     def __init__(self, config: QuantConfig):
         self.config = config

@@ -7,9 +7,10 @@ one block's activations are alive at a time.
 For block i:
 1. targets = fp block(inputs) (the block's own fp behaviour on its real, already-perturbed inputs);
 2. its linears are grouped by shared input (q/k/v; o; gate/up; down for Llama), found by tracing one row;
-   groups are quantized in forward order and, with `sequential=True` (default), each group's XTX is collected
+   groups are quantized in forward order and, with `sequential=True` (GPTQ/RTN default), each group's XTX is collected
    from the block with the earlier groups already quantized (GPTQ's "true sequential"); the forward stops as
-   soon as the group's input is seen. `sequential=False` collects every XTX from the fp block in one pass;
+   soon as the group's input is seen. `sequential=False` (AQLM default, as AQLM's reference does) collects every
+   XTX from the fp block in one pass;
 3. `quantizer.tune_block(...)` may tune the block's continuous parameters against the targets (AQLM);
 4. the quantized block's outputs become block i+1's inputs, and the block is checkpointed.
 Embeddings, lm_head and norms stay fp. Everything is deterministic for a given seed and batch size.
@@ -302,18 +303,22 @@ def quantize_model(
     checkpoint_dir: str | Path | None = None,
     batch_size: int = 8,
     progress: bool = True,
-    sequential: bool = True,
+    sequential: bool | None = None,
     max_blocks: int | None = None,
 ) -> QuantReport:
     """Quantize every nn.Linear inside the decoder blocks of `model` in place.
 
     `calibration`: a LongTensor [N, L] or an object with `.train` (or `.tokens`) and optional `.val` rows.
     `checkpoint_dir`: each finished block is saved there; a rerun with the same config resumes after the last
-    finished block. `max_blocks`: stop after that many blocks (the report says `complete=False`); used to
+    finished block. `sequential`: true-sequential XTX (see the module docstring); None = the quantizer's own
+    default (`Quantizer.true_sequential`: GPTQ and RTN yes, AQLM no). `max_blocks`: stop after that many blocks
+    (the report says `complete=False`); used to
     split long runs and to test resuming.
     """
     start = time.perf_counter()
     model.eval()
+    if sequential is None:
+        sequential = type(quantizer).true_sequential
     train, val = _split_calibration(calibration)
     prefix, layers = check_model(model, quantizer)
     tunes = type(quantizer).tune_block is not Quantizer.tune_block

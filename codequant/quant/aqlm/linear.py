@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from codequant.quant.aqlm.assign import Assignment
 from codequant.quant.base import QuantizedLinear, StorageCost
 from codequant.quant.registry import register_linear
 
@@ -81,9 +82,18 @@ class AqlmLinear(QuantizedLinear):
         key = None if training else self._key()
         if key is not None and self._cache is not None and self._cache[0] == key:
             return self._cache[1]
-        w = decode(self.codes, self.codebooks, self.scales).to(self.dtype)
+        w = decode(self.codes, self.codebooks, self.scales, self.assignment()).to(self.dtype)
         self._cache = None if key is None else (key, w)
         return w
+
+    def assignment(self) -> Assignment:
+        """The codes as a sparse matrix (see `assign`), rebuilt only when the codes change (code updates)."""
+        key = (self.codes.data_ptr(), self.codes._version, self.codes.device)
+        cached = self.__dict__.get("_assignment")
+        if cached is None or cached[0] != key:
+            cached = (key, Assignment.from_codes(self.codes, 2**self.nbits))
+            self.__dict__["_assignment"] = cached
+        return cached[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         w = self.dequantize()
@@ -130,11 +140,13 @@ class AqlmLinear(QuantizedLinear):
                 f"codebooks={self.num_codebooks}x{self.nbits}, group_size={self.group_size}")
 
 
-def decode(codes: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+def decode(codes: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor,
+           assignment: Assignment | None = None) -> torch.Tensor:
     """Weight [out, in] from codes [out, G, M], codebooks [M, K, 1, g] and scales [out, ...] (differentiable in
-    codebooks and scales). embedding_bag sums the M codewords without materialising [out, G, M, g]."""
+    codebooks and scales). `assignment`: the codes' sparse form, if the caller keeps one (`AqlmLinear` does)."""
     out_features, num_groups, m = codes.shape
     size, g = codebooks.shape[1], codebooks.shape[-1]
-    offsets = torch.arange(m, device=codes.device) * size
-    flat = F.embedding_bag((codes + offsets).reshape(-1, m), codebooks.reshape(m * size, g), mode="sum")
-    return (flat.view(out_features, num_groups * g) * scales.reshape(out_features, 1))
+    if assignment is None:
+        assignment = Assignment.from_codes(codes, size)
+    flat = assignment.decode(codebooks.reshape(m * size, g).float())
+    return flat.view(out_features, num_groups * g) * scales.reshape(out_features, 1)

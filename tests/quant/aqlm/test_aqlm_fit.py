@@ -88,3 +88,44 @@ def test_fit_is_deterministic_for_a_seed():
     c = fit_weight(w, h, 2, 3, 4, FitOptions(max_rounds=2), torch.Generator().manual_seed(6))
     assert torch.equal(a.codes, b.codes) and torch.equal(a.codebooks, b.codebooks)
     assert not torch.equal(a.codes, c.codes)
+
+
+def _greedy_reference(w, h, books, scales, codes, order):
+    """Coordinate descent with the full objective recomputed for every candidate codeword (slow, obviously right)."""
+    codes = codes.clone()
+    for j in order.tolist():
+        for c in range(books.shape[0]):
+            for row in range(codes.shape[0]):
+                scores = []
+                for v in range(books.shape[1]):
+                    codes[row, j, c] = v
+                    scores.append(objective(w[row : row + 1], h, books, scales[row : row + 1], codes[row : row + 1]))
+                codes[row, j, c] = int(torch.tensor(scores).argmin())
+    return codes
+
+
+def test_blocked_beam_search_makes_the_same_choices_as_full_recomputation():
+    # 40 groups of 4 span two lazy-update blocks (32 groups each): the block-end update of r must be exact
+    w, h = problem(out=5, inn=160, seed=5)
+    w, h = w.double(), h.double()
+    g = torch.Generator().manual_seed(5)
+    books = torch.randn(2, 8, 4, generator=g, dtype=torch.float64)
+    scales = w.norm(dim=1) / 4
+    codes = torch.randint(8, (5, 40, 2), generator=g)
+    order = torch.randperm(40, generator=g)
+    assert torch.equal(beam_search(w, h, books, scales, codes, 1, order), _greedy_reference(w, h, books, scales, codes, order))
+
+
+def test_beam_search_over_some_groups_leaves_the_others_alone():
+    w, h = problem(out=6, inn=64, seed=6)
+    g = torch.Generator().manual_seed(6)
+    books = torch.randn(2, 4, 4, generator=g)
+    scales = w.norm(dim=1) / 4
+    codes = torch.randint(4, (6, 16, 2), generator=g)
+    some = torch.tensor([9, 2, 5])
+    found = beam_search(w, h, books, scales, codes, 2, some)
+    others = torch.ones(16, dtype=torch.bool)
+    others[some] = False
+    assert torch.equal(found[:, others], codes[:, others])
+    assert not torch.equal(found[:, some], codes[:, some])
+    assert objective(w, h, books, scales, found) <= objective(w, h, books, scales, codes)

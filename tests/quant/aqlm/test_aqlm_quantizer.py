@@ -36,6 +36,7 @@ def test_pipeline_quantizes_every_block_linear_and_tunes(tiny_llama, calib):
     quant = [m for layer in layers for m in layer.modules() if isinstance(m, AqlmLinear)]
     assert len(quant) == 14 and not isinstance(tiny_llama.lm_head, AqlmLinear)
     assert all(layer["rel_output_error"] < 0.5 for layer in report.layers)
+    assert report.calibration["sequential"] is False  # AQLM's default: every XTX of a block from one fp pass
     for block in report.blocks:
         assert block["tune"]["select_after"] <= block["tune"]["select_before"] * (1 + 1e-3)
     with torch.no_grad():
