@@ -5,7 +5,8 @@ model, and a padded static batch keeps paying for rows that finished long ago. H
 
 - prompts are sorted by length (longest first) and left-padded, with position ids counted over real tokens only,
   so a row's logits equal those of the same prompt alone (greedy output matches `model.generate`);
-- the KV cache is a transformers `DynamicCache`; a finished row (EOS, stop sequence, extra stop rule, or
+- the KV cache is a transformers `DynamicCache` whose layers append in place into preallocated room
+  (`kvcache.PreallocatedLayer`) instead of concatenating every step; a finished row (EOS, stop sequence, extra stop rule, or
   `max_new_tokens`) leaves the batch at once, and waiting prompts are prefilled and merged into the running
   batch (continuous batching) so the batch stays full;
 - stop sequences are checked incrementally on the decoded new text of each row;
@@ -141,6 +142,8 @@ class _Batch:
     def prefill(self, rows: list[_Row], pad_id: int):
         from transformers import DynamicCache
 
+        from codequant.generation.kvcache import preallocate
+
         # n samples of one problem share a prompt: prefill it once and copy its cache rows.
         unique: dict[tuple[int, ...], int] = {}
         which = [unique.setdefault(tuple(r.prompt_ids), len(unique)) for r in rows]
@@ -154,6 +157,7 @@ class _Batch:
         pos = mask.cumsum(-1) - 1
         pos = pos.masked_fill(mask == 0, 1)  # as transformers' generate does for left padding
         cache = DynamicCache(config=self.model.config)
+        preallocate(cache)
         out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
                          **{self.cache_kwarg: cache})
         logits = out.logits[:, -1, :].float()
