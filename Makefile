@@ -61,11 +61,14 @@ lint: setup
 	$(BIN)/ruff check codequant tests bench
 
 # Each prints one JSON object with its figures and the machine (quantize: cached cells under bench/results/).
+# bench/inference.py measures fp32 and every `codequant quantize --out runs/quant/NAME` folder found here
+INFER_DIRS ?= $(wildcard runs/quant/*)
 bench: setup
 	$(BIN)/python bench/generation.py
 	$(BIN)/python bench/calibration.py
 	$(BIN)/python bench/sandbox.py
 	$(BIN)/python bench/quantize.py --methods aqlm,gptq,rtn --bits 3,2
+	$(BIN)/python bench/inference.py --quantized $(INFER_DIRS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
