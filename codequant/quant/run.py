@@ -158,7 +158,7 @@ def quantize_to_dir(
     result = {
         **info,
         "calibration": {"spec": calibration if isinstance(calibration, str) else "given", "samples": samples, "seq_len": seq_len, "val_samples": val_samples,
-                        "manifest": getattr(calib, "manifest", None)},
+                        "sequential": report.calibration["sequential"], "manifest": getattr(calib, "manifest", None)},
         "complete": report.complete,
         "accounting": {**accounting(model), "checkpoint_bytes": ckpt_bytes},
         "timings": {**times, "pipeline_s": report.seconds},

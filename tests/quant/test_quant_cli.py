@@ -73,3 +73,15 @@ def test_quantize_to_dir_writes_a_loadable_model_and_resumes(tiny_llama_dir, tmp
     exported = load(str(out)).model
     with torch.no_grad():
         assert torch.equal(exported(calib).logits, native(calib).logits)
+
+
+@pytest.mark.parametrize("flag, expected", [(None, True), ("--one-pass", False)])
+def test_xtx_collection_follows_the_method_default_or_the_flag(tiny_llama_dir, tmp_path, flag, expected):
+    import json
+
+    out = tmp_path / "q"
+    args = [str(tiny_llama_dir), "--method", "gptq", "--bits", "4", "--group-size", "32", "--calibration", "random",
+            "--samples", "4", "--seq-len", "16", "--format", "dequantized", "--out", str(out)]
+    proc = run_cli(*args, *([flag] if flag else []))
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((out / "quantize.json").read_text())["calibration"]["sequential"] is expected
