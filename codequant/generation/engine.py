@@ -6,8 +6,8 @@ model, and a padded static batch keeps paying for rows that finished long ago. H
 - prompts are sorted by length (longest first) and left-padded, with position ids counted over real tokens only,
   so a row's logits equal those of the same prompt alone (greedy output matches `model.generate`);
 - the KV cache is a transformers `DynamicCache` whose layers append in place into preallocated room
-  (`kvcache.PreallocatedLayer`) instead of concatenating every step; a finished row (EOS, stop sequence, extra stop rule, or
-  `max_new_tokens`) leaves the batch at once, and waiting prompts are prefilled and merged into the running
+  (`kvcache.PreallocatedLayer`) instead of concatenating every step; a finished row (EOS, stop sequence, extra
+  stop rule, or `max_new_tokens`) leaves the batch at once, and waiting prompts are prefilled and merged into the running
   batch (continuous batching) so the batch stays full;
 - stop sequences are checked incrementally on the decoded new text of each row;
 - sampling (temperature, top-p) draws from one `torch.Generator` per request, seeded from the request's own

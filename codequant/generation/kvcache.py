@@ -16,59 +16,55 @@ from transformers.cache_utils import DynamicLayer
 MIN_SPARE = 64  # positions reserved at least when the buffer grows
 
 
+class _Filled:
+    """`keys` / `values`: a view of the filled positions of the layer's buffer. Assigning a tensor makes it the
+    buffer (no spare room yet: the next append reallocates), which is how the engine edits a batch."""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.buf, self.len = f"_{name}_buf", f"_{name}_len"
+
+    def __get__(self, layer, owner=None):
+        if layer is None:
+            return self
+        buf = layer.__dict__.get(self.buf)
+        return None if buf is None else buf[..., : layer.__dict__[self.len], :]
+
+    def __set__(self, layer, value: torch.Tensor | None) -> None:
+        layer.__dict__[self.buf] = value
+        layer.__dict__[self.len] = 0 if value is None or value.ndim < 2 else value.shape[-2]
+
+
 class PreallocatedLayer(DynamicLayer):
-    def __init__(self, **kwargs):
-        self._k: torch.Tensor | None = None
-        self._v: torch.Tensor | None = None
-        self._len = self._vlen = 0  # filled positions of each buffer (equal except between the two assignments)
-        super().__init__(**kwargs)
-
-    # keys / values: views of the filled positions; assigning a tensor makes it the buffer (no spare room yet)
-    @property
-    def keys(self) -> torch.Tensor | None:  # type: ignore[override]
-        return None if self._k is None else self._k[..., : self._len, :]
-
-    @keys.setter
-    def keys(self, value: torch.Tensor | None) -> None:
-        self._k = value
-        self._len = 0 if value is None or value.ndim < 2 else value.shape[-2]
-
-    @property
-    def values(self) -> torch.Tensor | None:  # type: ignore[override]
-        return None if self._v is None else self._v[..., : self._vlen, :]
-
-    @values.setter
-    def values(self, value: torch.Tensor | None) -> None:
-        self._v = value
-        self._vlen = 0 if value is None or value.ndim < 2 else value.shape[-2]
+    keys = _Filled()
+    values = _Filled()
 
     def _reserve(self, extra: int, like: torch.Tensor) -> None:
-        if self._len != self._vlen:
-            raise RuntimeError(f"cache keys hold {self._len} positions but values {self._vlen}")
-        needed = self._len + extra
-        if all(t is not None and t.ndim == 4 and t.shape[-2] >= needed for t in (self._k, self._v)):
+        filled = self._keys_len
+        if filled != self._values_len:
+            raise RuntimeError(f"cache keys hold {filled} positions but values {self._values_len}")
+        needed = filled + extra
+        if all(t is not None and t.ndim == 4 and t.shape[-2] >= needed for t in (self._keys_buf, self._values_buf)):
             return
-        capacity = needed + max(MIN_SPARE, self._len)
+        capacity = needed + max(MIN_SPARE, filled)
         shape = (*like.shape[:-2], capacity, like.shape[-1])
         k, v = like.new_empty(shape), like.new_empty(shape)
-        if self._len:
-            k[..., : self._len, :] = self._k[..., : self._len, :]
-            v[..., : self._len, :] = self._v[..., : self._len, :]
-        self._k, self._v = k, v
+        if filled:
+            k[..., :filled, :], v[..., :filled, :] = self.keys, self.values
+        self._keys_buf, self._values_buf = k, v
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
         if not self.is_initialized:
             self.lazy_initialization(key_states, value_states)
         n = key_states.shape[-2]
         self._reserve(n, key_states)
-        self._k[..., self._len : self._len + n, :] = key_states
-        self._v[..., self._len : self._len + n, :] = value_states
-        self._len += n
-        self._vlen = self._len
+        start = self._keys_len
+        self._keys_buf[..., start : start + n, :] = key_states
+        self._values_buf[..., start : start + n, :] = value_states
+        self._keys_len = self._values_len = start + n
         return self.keys, self.values
 
     def get_seq_length(self) -> int:
-        return self._len if self.is_initialized else 0
+        return self._keys_len if self.is_initialized else 0
 
 
 def preallocate(cache) -> None:

@@ -33,7 +33,7 @@ def test_appends_selects_and_trims_like_a_dynamic_layer():
 def test_appending_does_not_copy_the_cache_each_step():
     layer = PreallocatedLayer()
     layer.update(torch.zeros(1, 1, 8, 4), torch.zeros(1, 1, 8, 4))
-    buffer = layer._k.data_ptr()
+    buffer = layer._keys_buf.data_ptr()
     for _ in range(MIN_SPARE):
         layer.update(torch.ones(1, 1, 1, 4), torch.ones(1, 1, 1, 4))
-    assert layer._k.data_ptr() == buffer and layer.keys.shape[-2] == 8 + MIN_SPARE
+    assert layer._keys_buf.data_ptr() == buffer and layer.keys.shape[-2] == 8 + MIN_SPARE
