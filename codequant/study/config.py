@@ -71,7 +71,7 @@ class Decoding(_Strict):
     max_new_tokens: int = Field(512, ge=1)
     prompt_style: Literal["auto", "chat", "base"] = "auto"
     seed: int = 0
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(32, ge=1)
 
     @field_validator("name")
     @classmethod
