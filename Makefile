@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-done
 APT_PACKAGES := openjdk-17-jdk-headless libjavatuples-java openjdk-17-source
 SANDBOX_USER := codequant-sandbox
 
-.PHONY: setup setup-gemma demo study eval-demo test test-all test-slow lint bench clean
+.PHONY: setup setup-gemma demo study eval-demo bench-peers test test-all test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -70,8 +70,25 @@ bench: setup
 	$(BIN)/python bench/generation.py
 	$(BIN)/python bench/calibration.py
 	$(BIN)/python bench/sandbox.py
-	$(BIN)/python bench/quantize.py --methods aqlm,gptq,rtn --bits 3,2
+	$(BIN)/python bench/quantize.py --methods aqlm,gptq,rtn,hqq,quanto,torchao,kquant --bits 8,4,3,2
 	$(BIN)/python bench/inference.py --quantized $(INFER_DIRS)
+
+# The peers the benches compare with (bench-only, never needed by codequant): llama.cpp through llama-cpp-python,
+# built here from its sdist (~10 min on 2 cores; the sdist is kept: its vendored llama.cpp has the HF -> GGUF
+# converter), and the quantizers HQQ, optimum-quanto and torchao into their own folder, which only
+# bench/quality_peers.py puts on sys.path (installed in .venv, transformers would import torchao on every load);
+# --no-deps: they must not replace CPU torch.
+BENCH_SHARE := $(VENV)/share/codequant-bench
+LLAMA_CPP_VERSION := 0.3.36
+bench-peers: setup
+	mkdir -p $(BENCH_SHARE)
+	test -f $(BENCH_SHARE)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz || $(BIN)/pip download -q --no-deps \
+	  --no-binary :all: llama-cpp-python==$(LLAMA_CPP_VERSION) -d $(BENCH_SHARE)
+	$(BIN)/python -c "import llama_cpp" 2>/dev/null || $(BIN)/pip install -q diskcache jinja2 \
+	  $(BENCH_SHARE)/llama_cpp_python-$(LLAMA_CPP_VERSION).tar.gz
+	$(BIN)/pip install -q ninja sentencepiece einops termcolor
+	test -d $(BENCH_SHARE)/site/hqq || $(BIN)/pip install -q --no-deps --target $(BENCH_SHARE)/site \
+	  hqq==0.2.8.post1 optimum-quanto==0.2.7 torchao==0.18.0
 
 clean:
 	rm -rf $(VENV) build *.egg-info

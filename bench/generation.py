@@ -1,9 +1,11 @@
 """Tokens/s of codequant's decoding engine vs. plain `model.generate` (batch 1 loop, as a user would write it).
 
-Same 16 HumanEval prompts, chat style, greedy, same stop rule (first fenced block closed) for both, one run each.
-Prints one JSON object; `identical_greedy` says whether both produced the very same tokens.
+codequant runs a whole HumanEval pass (164 chat prompts, greedy, first fenced block closed or 512 new tokens, as
+`codequant evaluate` does); plain `generate` runs the first `--hf-n` of the same prompts (a batch-1 loop's rate
+does not depend on how many prompts follow, and the whole pass would take it ~25 min). Both in one process, one
+after the other. `identical_greedy` compares the tokens of those shared prompts. Prints one JSON object.
 
-    .venv/bin/python bench/generation.py [--model smollm2-135m] [--n 16] [--max-new-tokens 256] [--batch-size 8]
+    .venv/bin/python bench/generation.py [--model smollm2-135m] [--n 164] [--hf-n 16] [--max-new-tokens 512]
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import argparse
 import json
 import os
 import platform
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -24,12 +28,37 @@ from codequant.generation.hf import hf_generate
 from codequant.generation.prompts import build_prompt
 
 
+def llama_cpp_run(model, tok, reqs: list[Request], params: SamplingParams) -> dict:
+    """llama.cpp on the same weights (fp32 exported to GGUF f32 by llama.cpp's converter), same prompts, greedy,
+    one prompt at a time; null figures with the reason when llama-cpp-python is not installed."""
+    import llama_cpp_peer as peer
+
+    try:
+        cache = Path(os.environ.get("CODEQUANT_CACHE", Path.home() / ".cache" / "codequant")) / "bench"
+        gguf = cache / f"{model.config.name_or_path.replace('/', '_') or 'model'}-f32.gguf"
+        if not gguf.exists():
+            with tempfile.TemporaryDirectory() as tmp:
+                peer.export_gguf(peer.save_hf(model, tok, Path(tmp) / "hf"), gguf, "f32")
+        llm = peer.load(gguf, n_ctx=4096)
+        t0 = time.perf_counter()
+        runs = peer.generate(llm, [(r.prompt, r.add_special_tokens) for r in reqs], params.max_new_tokens,
+                             params.stop_rule)
+        seconds = time.perf_counter() - t0
+    except peer.PeerUnavailable as exc:
+        return {"llama_cpp_tok_s": None, "llama_cpp_note": str(exc)}
+    tokens = sum(len(ids) for ids, _ in runs)
+    return {"llama_cpp_version": peer.version(), "llama_cpp_gguf": "f32", "llama_cpp_prompts": len(runs),
+            "llama_cpp_tokens": tokens, "llama_cpp_s": round(seconds, 2), "llama_cpp_tok_s": round(tokens / seconds, 2),
+            "token_ids": [ids for ids, _ in runs]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
-    ap.add_argument("--n", type=int, default=16)
-    ap.add_argument("--max-new-tokens", type=int, default=256)
-    ap.add_argument("--batch-size", type=int, default=8)
+    ap.add_argument("--n", type=int, default=164, help="prompts for codequant (164 = a HumanEval pass)")
+    ap.add_argument("--hf-n", type=int, default=16, help="first prompts also run through plain generate")
+    ap.add_argument("--max-new-tokens", type=int, default=512)
+    ap.add_argument("--batch-size", type=int, default=32)
     args = ap.parse_args()
 
     cores = use_all_cores()
@@ -47,19 +76,27 @@ def main() -> None:
     ours = generate(model, tok, reqs, params, batch_size=args.batch_size, progress=True)
     ours_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ref = hf_generate(model, tok, reqs, params, progress=True)
+    ref = hf_generate(model, tok, reqs[: args.hf_n], params, progress=True)
     ref_s = time.perf_counter() - t0
 
+    llama = llama_cpp_run(model, tok, reqs[: args.hf_n], params)
+
+    llama_ids = llama.pop("token_ids", None)
+    if llama_ids is not None:  # same vocabulary: the converter keeps the tokenizer's ids
+        llama["llama_cpp_same_as_hf_rows"] = sum(a == b.token_ids for a, b in zip(llama_ids, ref, strict=True))
     ours_tok = sum(c.new_tokens for c in ours)
     ref_tok = sum(c.new_tokens for c in ref)
-    same = [a.token_ids == b.token_ids for a, b in zip(ours, ref, strict=True)]
+    same = [a.token_ids == b.token_ids for a, b in zip(ours, ref, strict=False)]  # ref: first hf_n
     print(json.dumps({
-        "model": args.model, "prompts": len(reqs), "max_new_tokens": args.max_new_tokens,
+        "model": args.model, "prompts": len(reqs), "hf_prompts": len(ref), "max_new_tokens": args.max_new_tokens,
         "batch_size": args.batch_size, "load_s": round(load_s, 1),
         "codequant_tokens": ours_tok, "codequant_s": round(ours_s, 2), "codequant_tok_s": round(ours_tok / ours_s, 2),
         "hf_generate_tokens": ref_tok, "hf_generate_s": round(ref_s, 2), "hf_generate_tok_s": round(ref_tok / ref_s, 2),
         "ratio": round((ours_tok / ours_s) / (ref_tok / ref_s), 2),
         "identical_greedy": all(same), "identical_rows": sum(same),
+        **llama,
+        "codequant_vs_llama_cpp": (round((ours_tok / ours_s) / llama["llama_cpp_tok_s"], 2)
+                                   if llama.get("llama_cpp_tok_s") else None),
         "machine": {"cpu_count": os.cpu_count(), "usable_cores": cores, "torch_threads": torch.get_num_threads(),
                     "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__},

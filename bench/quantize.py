@@ -37,8 +37,26 @@ def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
     }
     if method == "fp":
         fields = {k: fields[k] for k in ("model", "method", "eval_rows", "eval_seq_len", "seed")}
+    if _peer_version(method) is not None:  # peers: their library version, not codequant's calibration
+        fields.update(peer_version=_peer_version(method), calibration=None, samples=None, seq_len=None,
+                      preset=None)
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     return f"{method}-{bits}-{digest}"
+
+
+def _peer_version(method: str) -> str | None:
+    """The installed version of a peer's library: a new version is a new cell."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    import quality_peers  # noqa: F401  (puts the peers' own site folder on sys.path)
+
+    dist = {"hqq": "hqq", "quanto": "optimum-quanto", "torchao": "torchao", "kquant": "llama_cpp_python"}.get(method)
+    if dist is None:
+        return None
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "missing"
 
 
 def load_model(spec: str):
@@ -60,9 +78,26 @@ def perplexities(model, evals: dict[str, torch.Tensor]) -> dict[str, float]:
     return {f"ppl_{lang}": float(perplexity(model, tokens)) for lang, tokens in evals.items()}
 
 
+def peer_cell(args, method, bits, fp_model, tokenizer, evals) -> dict:
+    """A quality peer (bench/quality_peers.py); a peer that cannot run here gives a cell with the reason."""
+    import quality_peers as qp
+
+    try:
+        if method == "kquant":
+            return {"method": method, "bits": bits, **qp.kquant_cell(fp_model, tokenizer, bits, evals)}
+        out = qp.quantize_peer(method, fp_model, bits, group=args.group_size if args.group_size > 0 else 64)
+    except qp.PeerUnavailable as exc:
+        return {"method": method, "bits": bits, "unavailable": str(exc)}
+    return {"method": method, "bits": bits, "quantize_s": out["quantize_s"],
+            "formula_bits_per_param": out["bits_per_param"], "stored_bits_per_param": out["bits_per_param"],
+            **perplexities(out["model"], evals)}
+
+
 def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dict:
     if method == "fp":
         return {"method": "fp", "bits": None, **perplexities(fp_model, evals)}
+    if method in ("hqq", "quanto", "torchao", "kquant"):
+        return peer_cell(args, method, bits, fp_model, tokenizer, evals)
     options = {"act_order": args.act_order} if method == "gptq" else {}
     gs = args.group_size if method != "aqlm" else None
     config = build_config(method, bits=bits, preset=args.preset, group_size=gs, seed=args.seed, options=options)
@@ -127,7 +162,8 @@ def markdown(cells: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--methods", default="rtn,gptq", help="comma list of rtn,gptq,aqlm")
+    p.add_argument("--methods", default="rtn,gptq",
+                   help="comma list of rtn,gptq,aqlm and the peers hqq,quanto,torchao,kquant")
     p.add_argument("--bits", default="8,4,3,2")
     p.add_argument("--group-size", type=int, default=64, help="rtn/gptq group size (-1 per row)")
     p.add_argument("--act-order", action="store_true")
@@ -170,7 +206,10 @@ def main(argv: list[str] | None = None) -> None:
         cell["settings"] = {k: v for k, v in vars(args).items() if k not in ("cache", "fresh", "cached_only")}
         cell["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
         cell["measured"] = {"date": time.strftime("%Y-%m-%d"), "commit": _commit()}
-        path.write_text(json.dumps(cell, indent=2, default=str))
+        if "unavailable" in cell:  # not cached: installing the peer later fills the cell
+            print(f"{method} {bits}: {cell['unavailable']}", file=sys.stderr)
+        else:
+            path.write_text(json.dumps(cell, indent=2, default=str))
         cells.append(cell)
         print(json.dumps(cell, default=str), flush=True)
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,

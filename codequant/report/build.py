@@ -30,14 +30,18 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     out = Path(out) if out is not None else study / "report"
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(parents=True, exist_ok=True)
+    plan_keys = None
+    if (study / "plan.json").is_file():  # the grid as configured now (study.db also keeps earlier grids' steps)
+        plan_keys = {s["key"] for s in json.loads((study / "plan.json").read_text(encoding="utf-8"))}
     with StudyStore(db) as store:
+        scope = tables.Scope(store, plan_keys)
         data = {
-            "pass_at_1": tables.pass_table(store),
-            "calibration": tables.pair_table(store, "calibration"),
-            "finetune": tables.pair_table(store, "finetune"),
-            "memory": tables.memory_table(store),
-            "perplexity": tables.perplexity_table(store),
-            "timings": tables.timing_table(store),
+            "pass_at_1": tables.pass_table(store, scope),
+            "calibration": tables.pair_table(store, "calibration", scope),
+            "finetune": tables.pair_table(store, "finetune", scope),
+            "memory": tables.memory_table(store, scope),
+            "perplexity": tables.perplexity_table(store, scope),
+            "timings": tables.timing_table(store, scope),
         }
     captions = {
         "pass_at_1": "pass@1 per version and language; exact McNemar against fp, BH-adjusted per (model, language)",

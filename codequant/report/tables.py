@@ -15,17 +15,47 @@ from codequant.study.store import StudyStore
 Row = dict[str, Any]
 
 
-def _cmp_index(store: StudyStore, kind: str) -> dict[tuple, Row]:
-    rows = store.rows("SELECT * FROM comparisons WHERE kind = ?", (kind,))
+class Scope:
+    """Which rows of study.db belong to the study as configured now: the steps of its current plan.
+
+    study.db keeps every step ever run (so that a grid can shrink and grow again without recomputing), but a report
+    must show the current grid only: a comparison from an earlier, larger grid was corrected within a different
+    family. `None` (no plan.json) keeps everything.
+    """
+
+    def __init__(self, store: StudyStore, step_keys: set[str] | None = None):
+        self.steps = step_keys
+        self.variants: set[str] | None = None
+        if step_keys is not None:
+            self.variants = {r["variant_key"] for r in store.rows("SELECT key, variant_key FROM runs")
+                             if r["key"] in step_keys}
+            self.variants |= {r["key"] for r in store.rows("SELECT key FROM variants") if r["key"] in step_keys}
+
+    def step(self, key: str) -> bool:
+        return self.steps is None or key in self.steps
+
+    def variant(self, key: str) -> bool:
+        return self.variants is None or key in self.variants
+
+
+def _scope(store: StudyStore, scope: Scope | None) -> Scope:
+    return scope if scope is not None else Scope(store)
+
+
+def _cmp_index(store: StudyStore, kind: str, scope: Scope) -> dict[tuple, Row]:
+    rows = [r for r in store.rows("SELECT * FROM comparisons WHERE kind = ?", (kind,)) if scope.step(r["step_key"])]
     return {(r["model"], r["benchmark"], r["decoding"], r["language"], r["baseline"], r["other"]): r for r in rows}
 
 
-def pass_table(store: StudyStore) -> list[Row]:
+def pass_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     """pass@1 of every version per benchmark/language, with exact McNemar against fp (OR > 1: worse than fp)."""
-    vs = _cmp_index(store, "vs_fp")
+    scope = _scope(store, scope)
+    vs = _cmp_index(store, "vs_fp", scope)
     out = []
     for r in store.rows("SELECT * FROM runs ORDER BY model, benchmark, decoding, language, method != 'fp', "
                         "method, bits DESC, calibration, finetuned"):
+        if not scope.step(r["key"]):
+            continue
         c = vs.get((r["model"], r["benchmark"], r["decoding"], r["language"], "fp", r["variant"]), {})
         out.append({"model": r["model"], "benchmark": r["benchmark"], "language": r["language"],
                     "decoding": r["decoding"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
@@ -36,11 +66,14 @@ def pass_table(store: StudyStore) -> list[Row]:
     return out
 
 
-def pair_table(store: StudyStore, kind: str) -> list[Row]:
+def pair_table(store: StudyStore, kind: str, scope: Scope | None = None) -> list[Row]:
     """Rows of one comparison kind ('calibration' or 'finetune') as stored by the compare steps."""
+    scope = _scope(store, scope)
     out = []
     for r in store.rows("SELECT * FROM comparisons WHERE kind = ? ORDER BY model, benchmark, decoding, language, "
                         "baseline, other", (kind,)):
+        if not scope.step(r["step_key"]):
+            continue
         out.append({"model": r["model"], "benchmark": r["benchmark"], "language": r["language"],
                     "decoding": r["decoding"], "baseline": r["baseline"], "other": r["other"],
                     "pass@1 baseline": r["baseline_pass_rate"], "pass@1 other": r["other_pass_rate"],
@@ -50,20 +83,23 @@ def pair_table(store: StudyStore, kind: str) -> list[Row]:
     return out
 
 
-def memory_table(store: StudyStore) -> list[Row]:
+def memory_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     """Per model version: bits (formula and stored), bytes on disk, peak RSS of its evaluation, mean pass@1."""
+    scope = _scope(store, scope)
     peaks: dict[str, float] = {}
-    for r in store.rows("SELECT r.variant_key, s.peak_rss_mb FROM runs r JOIN steps s ON s.key = r.key"):
-        if r["peak_rss_mb"] is not None:
+    for r in store.rows("SELECT r.key, r.variant_key, s.peak_rss_mb FROM runs r JOIN steps s ON s.key = r.key"):
+        if r["peak_rss_mb"] is not None and scope.step(r["key"]):
             peaks[r["variant_key"]] = max(peaks.get(r["variant_key"], 0.0), r["peak_rss_mb"])
     passes: dict[str, list[float]] = {}
-    for r in store.rows("SELECT variant_key, pass_at_1 FROM runs"):
-        if r["pass_at_1"] is not None:
+    for r in store.rows("SELECT key, variant_key, pass_at_1 FROM runs"):
+        if r["pass_at_1"] is not None and scope.step(r["key"]):
             passes.setdefault(r["variant_key"], []).append(r["pass_at_1"])
     out = []
     for v in store.rows("SELECT v.*, f.formula_bits, f.stored_bits, f.file_bytes, f.quantized_params FROM variants v "
                         "LEFT JOIN footprints f ON f.variant_key = v.key ORDER BY v.model, v.method != 'fp', "
                         "v.method, v.bits DESC, v.calibration, v.finetuned"):
+        if not scope.variant(v["key"]):
+            continue
         p = passes.get(v["key"], [])
         out.append({"model": v["model"], "version": v["label"], "method": v["method"], "bits": v["bits"],
                     "formula_bits": v["formula_bits"], "stored_bits": v["stored_bits"],
@@ -72,18 +108,20 @@ def memory_table(store: StudyStore) -> list[Row]:
     return out
 
 
-def perplexity_table(store: StudyStore) -> list[Row]:
+def perplexity_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
+    scope = _scope(store, scope)
     return [{"model": r["model"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
              "calibration": r["calibration"], "finetuned": bool(r["finetuned"]), "language": r["language"],
              "perplexity": r["perplexity"], "tokens": r["tokens"]}
             for r in store.rows("SELECT * FROM perplexities ORDER BY model, language, method != 'fp', method, "
-                                "bits DESC, calibration, finetuned")]
+                                "bits DESC, calibration, finetuned") if scope.variant(r["variant_key"])]
 
 
-def timing_table(store: StudyStore) -> list[Row]:
+def timing_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
+    scope = _scope(store, scope)
     return [{"kind": r["kind"], "step": r["label"], "status": r["status"], "seconds": r["seconds"],
              "peak_rss_mb": r["peak_rss_mb"], "attempts": r["attempts"]}
-            for r in store.rows("SELECT * FROM steps ORDER BY started")]
+            for r in store.rows("SELECT * FROM steps ORDER BY started") if scope.step(r["key"])]
 
 
 # ---- renderings ----

@@ -66,3 +66,19 @@ def test_report_cli_and_missing_db(small_study, tmp_path):
 def test_pareto_front():
     pts = [(10.0, 0.5), (5.0, 0.4), (6.0, 0.3), (20.0, 0.5), (2.0, 0.1)]
     assert pareto_front(pts) == [4, 1, 0]
+
+
+def test_report_shows_the_current_grid_only(small_study, tmp_path):
+    """study.db keeps the steps of an earlier, larger grid; the report of the shrunk grid must not show them."""
+    path, study = small_study
+    assert "| canonical |" in build_report(study).read_text()
+    data = yaml.safe_load(path.read_text())
+    data["models"].remove("canonical")
+    path.write_text(yaml.safe_dump(data))
+    run_study(load_config(path), study, base=tmp_path, log=lambda s: None)  # nothing new to run: only the plan
+    text = build_report(study).read_text()
+    assert "| canonical |" not in text
+    rows = list(csv.DictReader(open(study / "report" / "tables" / "pass_at_1.csv")))
+    assert rows and {r["model"] for r in rows} == {r["model"] for r in rows if r["model"] != "canonical"}
+    timings = list(csv.DictReader(open(study / "report" / "tables" / "timings.csv")))
+    assert timings and not any("canonical" in r["step"] for r in timings)

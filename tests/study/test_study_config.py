@@ -48,8 +48,18 @@ def test_default_study_is_valid():
     cfg = load_config(path)
     plan = build_plan(cfg, path.parent)
     kinds = [s.kind for s in plan.steps]
-    assert kinds.count("quantize") == 5 and kinds.count("calibrate") == 2
-    assert kinds.count("evaluate") == 12 and kinds.count("compare") == 2  # 6 versions x 2 benchmarks
+    assert kinds.count("quantize") == 3 and kinds.count("calibrate") == 2  # AQLM 4/2 code, 2 random
+    assert kinds.count("evaluate") == 8 and kinds.count("compare") == 2  # 4 versions x 2 benchmarks
+
+
+def test_paper_grid_study_is_valid():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "studies" / "paper-grid.yaml"
+    plan = build_plan(load_config(path), path.parent)
+    kinds = [s.kind for s in plan.steps]
+    assert kinds.count("calibrate") == 3 and kinds.count("quantize") == 12 and kinds.count("finetune") == 2  # shared
+    assert kinds.count("evaluate") == 2 * (1 + 12 + 2)  # fp + 12 quantized + 2 fine-tuned, 2 benchmarks
 
 
 def test_plan_keys_follow_inputs(tmp_path):
