@@ -105,13 +105,15 @@ def generate(llm, prompts: Sequence[tuple[str, bool]], max_new_tokens: int,
              stop_rule: Callable[[str], bool] | None = None) -> list[tuple[list[int], float]]:
     """Greedy completions of (prompt text, add BOS) pairs: (new token ids, seconds) each. The text is tokenized by
     llama.cpp itself with special tokens parsed (chat markers), and decoding stops at EOG, the rule or the limit."""
+    lib = _llama_cpp()
+    vocab = llm._model.vocab
     out = []
     for text, add_bos in prompts:
         tokens = llm.tokenize(text.encode(), add_bos=add_bos, special=True)
         start = time.perf_counter()
         new: list[int] = []
         for tok in llm.generate(tokens, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
-            if llm._model.token_is_eog(tok):
+            if lib.llama_vocab_is_eog(vocab, tok):
                 break
             new.append(tok)
             if len(new) >= max_new_tokens:
