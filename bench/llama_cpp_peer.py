@@ -138,6 +138,18 @@ def perplexity(llm, rows: Sequence[Sequence[int]]) -> float:
     return math.exp(nll / count)
 
 
+def cached_f32_gguf(model, tokenizer) -> Path:
+    """The model's fp32 weights as GGUF f32, converted once and kept under $CODEQUANT_CACHE/bench."""
+    cache = Path(os.environ.get("CODEQUANT_CACHE", Path.home() / ".cache" / "codequant")) / "bench"
+    gguf = cache / f"{model.config.name_or_path.replace('/', '_') or 'model'}-f32.gguf"
+    if not gguf.exists():
+        with tempfile.TemporaryDirectory() as tmp:
+            part = gguf.with_suffix(".partial")
+            export_gguf(save_hf(model, tokenizer, Path(tmp) / "hf"), part, "f32")
+            part.rename(gguf)
+    return gguf
+
+
 def save_hf(model, tokenizer, folder: Path | None = None) -> Path:
     """An HF folder the converter can read (the fp reference is loaded from GGUF and has none on disk)."""
     folder = Path(folder or tempfile.mkdtemp(prefix="cq-hf-"))

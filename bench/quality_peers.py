@@ -119,17 +119,18 @@ def kquant_cell(fp_model, tokenizer, bits: int, evals: dict[str, torch.Tensor], 
     try:
         with tempfile.TemporaryDirectory(dir=workdir) as tmp:
             tmp = Path(tmp)
-            f32 = peer.export_gguf(peer.save_hf(fp_model, tokenizer, tmp / "hf"), tmp / "f32.gguf", "f32")
+            f32 = peer.cached_f32_gguf(fp_model, tokenizer)
             start = time.perf_counter()
             out = peer.quantize_gguf(f32, tmp / f"{ftype}.gguf", ftype)
             seconds = time.perf_counter() - start
-            llm = peer.load(f32, n_ctx=max(int(v.shape[1]) for v in evals.values()) + 8, logits_all=True)
+            n_ctx = max(int(v.shape[1]) for v in evals.values()) + 8
+            llm = peer.load(f32, n_ctx=n_ctx, logits_all=True)
             f32_ppl = {f"llama_cpp_f32_ppl_{lang}": peer.perplexity(llm, rows.tolist()) for lang, rows in evals.items()}
             del llm
             reader = GGUFReader(str(out))
             blk = [t for t in reader.tensors if t.name.startswith("blk.") and len(t.shape) == 2]
             bpw = sum(int(t.n_bytes) * 8 for t in blk) / sum(int(t.n_elements) for t in blk)
-            llm = peer.load(out, n_ctx=max(int(v.shape[1]) for v in evals.values()) + 8, logits_all=True)
+            llm = peer.load(out, n_ctx=n_ctx, logits_all=True)
             ppl = {f"ppl_{lang}": peer.perplexity(llm, rows.tolist()) for lang, rows in evals.items()}
             del llm
     except peer.PeerUnavailable as exc:

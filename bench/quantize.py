@@ -24,6 +24,8 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+import quality_peers  # noqa: E402  (bench/; also puts the peers' own site folder on sys.path)
+
 from codequant.quant.pipeline import quantize_model  # noqa: E402
 from codequant.quant.run import build_config, make_model_quantizer  # noqa: E402
 
@@ -37,8 +39,9 @@ def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
     }
     if method == "fp":
         fields = {k: fields[k] for k in ("model", "method", "eval_rows", "eval_seq_len", "seed")}
-    if _peer_version(method) is not None:  # peers: their library version, not codequant's calibration
-        fields.update(peer_version=_peer_version(method), calibration=None, samples=None, seq_len=None,
+    peer_version = _peer_version(method)
+    if peer_version is not None:  # peers: their library version, not codequant's calibration
+        fields.update(peer_version=peer_version, calibration=None, samples=None, seq_len=None,
                       preset=None)
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     return f"{method}-{bits}-{digest}"
@@ -47,8 +50,6 @@ def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
 def _peer_version(method: str) -> str | None:
     """The installed version of a peer's library: a new version is a new cell."""
     from importlib.metadata import PackageNotFoundError, version
-
-    import quality_peers  # noqa: F401  (puts the peers' own site folder on sys.path)
 
     dist = {"hqq": "hqq", "quanto": "optimum-quanto", "torchao": "torchao", "kquant": "llama_cpp_python"}.get(method)
     if dist is None:
@@ -96,7 +97,7 @@ def peer_cell(args, method, bits, fp_model, tokenizer, evals) -> dict:
 def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dict:
     if method == "fp":
         return {"method": "fp", "bits": None, **perplexities(fp_model, evals)}
-    if method in ("hqq", "quanto", "torchao", "kquant"):
+    if method in quality_peers.PEERS:
         return peer_cell(args, method, bits, fp_model, tokenizer, evals)
     options = {"act_order": args.act_order} if method == "gptq" else {}
     gs = args.group_size if method != "aqlm" else None

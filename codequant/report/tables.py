@@ -38,10 +38,6 @@ class Scope:
         return self.variants is None or key in self.variants
 
 
-def _scope(store: StudyStore, scope: Scope | None) -> Scope:
-    return scope if scope is not None else Scope(store)
-
-
 def _cmp_index(store: StudyStore, kind: str, scope: Scope) -> dict[tuple, Row]:
     rows = [r for r in store.rows("SELECT * FROM comparisons WHERE kind = ?", (kind,)) if scope.step(r["step_key"])]
     return {(r["model"], r["benchmark"], r["decoding"], r["language"], r["baseline"], r["other"]): r for r in rows}
@@ -49,7 +45,7 @@ def _cmp_index(store: StudyStore, kind: str, scope: Scope) -> dict[tuple, Row]:
 
 def pass_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     """pass@1 of every version per benchmark/language, with exact McNemar against fp (OR > 1: worse than fp)."""
-    scope = _scope(store, scope)
+    scope = scope or Scope(store)
     vs = _cmp_index(store, "vs_fp", scope)
     out = []
     for r in store.rows("SELECT * FROM runs ORDER BY model, benchmark, decoding, language, method != 'fp', "
@@ -68,7 +64,7 @@ def pass_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
 
 def pair_table(store: StudyStore, kind: str, scope: Scope | None = None) -> list[Row]:
     """Rows of one comparison kind ('calibration' or 'finetune') as stored by the compare steps."""
-    scope = _scope(store, scope)
+    scope = scope or Scope(store)
     out = []
     for r in store.rows("SELECT * FROM comparisons WHERE kind = ? ORDER BY model, benchmark, decoding, language, "
                         "baseline, other", (kind,)):
@@ -85,7 +81,7 @@ def pair_table(store: StudyStore, kind: str, scope: Scope | None = None) -> list
 
 def memory_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     """Per model version: bits (formula and stored), bytes on disk, peak RSS of its evaluation, mean pass@1."""
-    scope = _scope(store, scope)
+    scope = scope or Scope(store)
     peaks: dict[str, float] = {}
     for r in store.rows("SELECT r.key, r.variant_key, s.peak_rss_mb FROM runs r JOIN steps s ON s.key = r.key"):
         if r["peak_rss_mb"] is not None and scope.step(r["key"]):
@@ -109,7 +105,7 @@ def memory_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
 
 
 def perplexity_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
-    scope = _scope(store, scope)
+    scope = scope or Scope(store)
     return [{"model": r["model"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
              "calibration": r["calibration"], "finetuned": bool(r["finetuned"]), "language": r["language"],
              "perplexity": r["perplexity"], "tokens": r["tokens"]}
@@ -118,7 +114,7 @@ def perplexity_table(store: StudyStore, scope: Scope | None = None) -> list[Row]
 
 
 def timing_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
-    scope = _scope(store, scope)
+    scope = scope or Scope(store)
     return [{"kind": r["kind"], "step": r["label"], "status": r["status"], "seconds": r["seconds"],
              "peak_rss_mb": r["peak_rss_mb"], "attempts": r["attempts"]}
             for r in store.rows("SELECT * FROM steps ORDER BY started") if scope.step(r["key"])]
