@@ -56,6 +56,7 @@ def evaluate_cmd(
     batch_size: int = typer.Option(32, "--batch-size", help="rows decoded together (continuous batching)"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
     backend: str = typer.Option("engine", "--backend", help="engine (codequant's batched loop) | hf (model.generate)"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto (cuda when a GPU is visible)"),
     out: str | None = typer.Option(None, "--out", help="run folder (default runs/<model>-<benchmark>)"),
 ) -> None:
     """Generate completions, execute them, and write samples.jsonl + summary.json; re-running resumes."""
@@ -66,7 +67,7 @@ def evaluate_cmd(
     out_dir = out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{benchmark}"
     summary = evaluate(model, benchmark, samples=samples, temperature=temperature, top_p=top_p,
                        max_new_tokens=max_new_tokens, limit=limit, prompt_style=prompt_style, data=data,
-                       out_dir=out_dir, batch_size=batch_size, seed=seed, backend=backend)
+                       out_dir=out_dir, batch_size=batch_size, seed=seed, backend=backend, device=device)
     ks = "  ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.startswith("pass@"))
     run = summary["run"]
     print(f"{summary['passed']}/{summary['completions']} completions passed on {summary['problems']} problems  {ks}")

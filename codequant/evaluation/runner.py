@@ -58,11 +58,24 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _load_model(spec: str):
+def resolve_device(device: str) -> str:
+    """"auto" -> cuda when a GPU is visible, else cpu; anything else is checked against what torch sees."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CodequantError(f"--device {device}: torch sees no CUDA GPU here (this torch: {torch.__version__})")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise CodequantError(f"unknown --device {device!r}; use cpu, cuda, cuda:N or auto")
+    return device
+
+
+def _load_model(spec: str, device: str = "cpu"):
     """(model, tokenizer) through codequant.models.load, which knows the embedded and quantized checkpoints."""
     from codequant.models import load
 
-    loaded = load(spec)
+    loaded = load(spec, device=resolve_device(device))
     if isinstance(loaded, tuple):
         return loaded[0], loaded[1]
     return loaded.model, loaded.tokenizer
@@ -86,7 +99,7 @@ def evaluate(model_spec: str, benchmark: str, *, samples: int = 1, temperature: 
              max_new_tokens: int = 512, limit: int | None = None, prompt_style: str = "auto",
              data: Path | str | None = None, out_dir: Path | str, batch_size: int = 32, seed: int = 0,
              backend: str = "engine", workers: int | None = None, model=None, tokenizer=None,
-             progress: bool = True) -> dict:
+             progress: bool = True, device: str = "cpu") -> dict:
     """Evaluate `model_spec` (a model spec, or "canonical") on `benchmark`; returns the summary it writes.
 
     `model`/`tokenizer` may be given already loaded (then `model_spec` only names them in the outputs).
@@ -98,6 +111,7 @@ def evaluate(model_spec: str, benchmark: str, *, samples: int = 1, temperature: 
         raise CodequantError("--max-new-tokens must be at least 1")
     if backend not in ("engine", "hf"):
         raise CodequantError(f"unknown backend {backend!r}; use engine or hf")
+    resolve_device(device)  # fail before any work
     data = Path(data) if data is not None else None
     problems = _select(load_benchmark(benchmark, data), limit)
     canonical = model_spec == CANONICAL
@@ -122,7 +136,7 @@ def evaluate(model_spec: str, benchmark: str, *, samples: int = 1, temperature: 
     elif pending:
         t0 = time.perf_counter()
         if model is None:
-            model, tokenizer = _load_model(model_spec)
+            model, tokenizer = _load_model(model_spec, device)
         timings["load_s"] = time.perf_counter() - t0
         model_id = getattr(getattr(model, "config", None), "_name_or_path", None) or model_spec
         style = resolve_style(prompt_style, tokenizer)

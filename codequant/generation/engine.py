@@ -5,10 +5,15 @@ model, and a padded static batch keeps paying for rows that finished long ago. H
 
 - prompts are sorted by length (longest first) and left-padded, with position ids counted over real tokens only,
   so a row's logits equal those of the same prompt alone (greedy output matches `model.generate`);
-- the KV cache is a transformers `DynamicCache` whose layers append in place into preallocated room
-  (`kvcache.PreallocatedLayer`) instead of concatenating every step; a finished row (EOS, stop sequence, extra
-  stop rule, or `max_new_tokens`) leaves the batch at once, and waiting prompts are prefilled and merged into the running
-  batch (continuous batching) so the batch stays full;
+- the KV cache is a transformers `DynamicCache` whose layers are row slots in one preallocated buffer
+  (`kvcache.SlotLayer`): appending a step writes in place; a finished row (EOS, stop sequence, extra stop rule, or
+  `max_new_tokens`) leaves at once and the last row moves into its slot; waiting prompts are prefilled, in groups of
+  similar length, into the free slots (continuous batching) so the batch stays full;
+- the token prefix all prompts share (a chat template's system turn and the instruction) is prefilled once
+  (`SharedPrefix`); each prompt then runs only its own tokens;
+- when only a few rows are left (the tail of a run, where a step's cost is mostly reading the weights), greedy
+  rows also verify prompt-lookup drafts in the same forward: guesses copied from earlier in the row's own
+  prompt and output, accepted only where they equal the model's greedy choices, so the tokens do not change;
 - stop sequences are checked incrementally on the decoded new text of each row;
 - sampling (temperature, top-p) draws from one `torch.Generator` per request, seeded from the request's own
   seed, so a sample does not depend on which other requests share its batch, on batch size, or on resuming.
@@ -65,6 +70,7 @@ class Completion:
     new_tokens: int
     seconds: float  # from the request's admission (prefill) to its last token
     token_ids: list[int] = field(default_factory=list, repr=False)
+    drafted_tokens: int = 0  # new tokens that came from accepted prompt-lookup drafts (greedy only)
 
 
 def eos_token_ids(model, tokenizer) -> set[int]:
@@ -111,10 +117,11 @@ def _sample(logits: torch.Tensor, params: SamplingParams, gens: list[torch.Gener
         before = torch.cumsum(sorted_p, dim=-1) - sorted_p  # mass strictly above each token
         sorted_p = sorted_p.masked_fill(before >= params.top_p, 0.0)
         probs = torch.zeros_like(probs).scatter_(-1, sorted_i, sorted_p)
+    probs = probs.cpu()  # the requests' generators live on the CPU
     out = torch.empty(probs.shape[0], dtype=torch.long)
     for r in range(probs.shape[0]):
         out[r] = torch.multinomial(probs[r], 1, generator=gens[r])[0]
-    return out
+    return out.to(logits.device)
 
 
 @dataclass
@@ -125,100 +132,204 @@ class _Row:
     gen: torch.Generator | None
     new_ids: list[int] = field(default_factory=list)
     text: str = ""
+    pending: list[int] = field(default_factory=list)  # accepted draft tokens, already in the cache
+    drafted: int = 0
+
+
+class SharedPrefix:
+    """The token prefix every prompt of a call starts with (a chat template's system turn and instruction), and its
+    KV cache, computed once: each prefill then runs only the prompts' own tokens (on HumanEval chat prompts the
+    shared 45 of ~190 tokens, a quarter of all prefill work)."""
+
+    MIN_TOKENS = 8  # shorter prefixes are not worth a separate forward
+
+    def __init__(self, model, ids: list[int]):
+        from transformers import DynamicCache
+
+        self.ids = ids
+        cache = DynamicCache(config=model.config)
+        model(input_ids=torch.tensor([ids], device=model.device), use_cache=True, **{cache_kwarg(model): cache})
+        self.kv = [(layer.keys, layer.values) for layer in cache.layers]
+
+    @classmethod
+    def find(cls, model, prompts: Sequence[list[int]]) -> SharedPrefix | None:
+        """The longest common token prefix, leaving every prompt at least one token of its own (its logits)."""
+        if len(prompts) < 2:
+            return None
+        first, n = prompts[0], min(len(p) for p in prompts) - 1
+        for p in prompts[1:]:
+            i = 0
+            while i < n and p[i] == first[i]:
+                i += 1
+            n = i
+        return cls(model, first[:n]) if n >= cls.MIN_TOKENS else None
 
 
 class _Batch:
-    """The running batch: KV cache, 2-D attention mask and next position per row, all row-aligned."""
+    """The running batch: KV cache, 2-D attention mask and next position per row, all row-aligned.
 
-    def __init__(self, model):
+    With `slots` (continuous batching) the cache is a `kvcache.slot_cache`, edited in place; otherwise (models with
+    sliding-window layers) a plain transformers cache, prefilled once per batch and shrunk by row selection."""
+
+    def __init__(self, model, slots: int | None = None, prefix: SharedPrefix | None = None):
+        from codequant.generation.kvcache import slot_cache
+
         self.model = model
         self.rows: list[_Row] = []
-        self.cache = None
+        self.cache = slot_cache(model.config, slots) if slots else None
+        self.slotted = self.cache is not None
+        self.prefix = prefix if self.slotted else None
         self.cache_kwarg = cache_kwarg(model)
+        self.device = model.device  # bookkeeping tensors live beside the model (CPU or CUDA)
         self.mask: torch.Tensor | None = None  # [B, T] long
         self.next_pos: torch.Tensor | None = None  # [B] long
         self.logits: torch.Tensor | None = None  # [B, V] for the next token
 
-    def prefill(self, rows: list[_Row], pad_id: int):
+    def _forward_prompts(self, prompts: list[tuple[int, ...]], pad_id: int):
+        """Prefill prompts (left-padded) into a fresh cache; with a shared prefix, only the tokens after it."""
         from transformers import DynamicCache
 
         from codequant.generation.kvcache import preallocate
 
+        skip = len(self.prefix.ids) if self.prefix else 0
+        width = max(len(p) for p in prompts) - skip
+        ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+        own = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            ids[i, width - len(p) + skip:] = torch.tensor(p[skip:], dtype=torch.long)
+            own[i, width - len(p) + skip:] = 1
+        ids, own = ids.to(self.device), own.to(self.device)
+        pos = skip + own.cumsum(-1) - 1
+        pos = pos.masked_fill(own == 0, 1)  # as transformers' generate does for left padding
+        cache = DynamicCache(config=self.model.config)
+        preallocate(cache)
+        mask = own
+        if skip:
+            for layer, (k, v) in zip(cache.layers, self.prefix.kv, strict=True):
+                layer.update(k.expand(len(prompts), -1, -1, -1), v.expand(len(prompts), -1, -1, -1))
+            mask = torch.cat([torch.ones((len(prompts), skip), dtype=torch.long, device=self.device), own], dim=1)
+        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
+                         **{self.cache_kwarg: cache})
+        return cache, mask, out.logits[:, -1, :].float()
+
+    def prefill(self, rows: list[_Row], pad_id: int):
         # n samples of one problem share a prompt: prefill it once and copy its cache rows.
         unique: dict[tuple[int, ...], int] = {}
         which = [unique.setdefault(tuple(r.prompt_ids), len(unique)) for r in rows]
-        prompts = list(unique)
-        width = max(len(p) for p in prompts)
-        ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for i, p in enumerate(prompts):
-            ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            mask[i, width - len(p):] = 1
-        pos = mask.cumsum(-1) - 1
-        pos = pos.masked_fill(mask == 0, 1)  # as transformers' generate does for left padding
-        cache = DynamicCache(config=self.model.config)
-        preallocate(cache)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
-                         **{self.cache_kwarg: cache})
-        logits = out.logits[:, -1, :].float()
-        if len(prompts) < len(rows):
-            idx = torch.tensor(which, dtype=torch.long)
+        cache, mask, logits = self._forward_prompts(list(unique), pad_id)
+        if len(unique) < len(rows):
+            idx = torch.tensor(which, dtype=torch.long, device=self.device)
             cache.batch_select_indices(idx)
             mask, logits = mask[idx], logits[idx]
         next_pos = mask.sum(-1)
-        if not self.rows:
+        if not self.slotted:
+            if self.rows:
+                raise RuntimeError("a batch without slots is prefilled only when empty")
             self.rows, self.cache, self.mask, self.next_pos, self.logits = rows, cache, mask, next_pos, logits
             return
-        self._merge(cache, mask)
-        self.rows = self.rows + rows
-        self.next_pos = torch.cat([self.next_pos, next_pos])
-        self.logits = torch.cat([self.logits, logits])
+        for slot, layer in zip(self.cache.layers, cache.layers, strict=True):
+            slot.place(layer.keys, layer.values)
+        if self.rows:
+            ta, tb = self.mask.shape[1], mask.shape[1]
+            t = max(ta, tb)
+            pad = torch.nn.functional.pad
+            mask = torch.cat([pad(self.mask, (t - ta, 0)), pad(mask, (t - tb, 0))])
+            next_pos, logits = torch.cat([self.next_pos, next_pos]), torch.cat([self.logits, logits])
+        self.rows, self.mask, self.next_pos, self.logits = self.rows + rows, mask, next_pos, logits
 
-    def _merge(self, cache, mask: torch.Tensor) -> None:
-        """Append another batch's cache below ours, left-padding the shorter one (padding is masked out)."""
-        ta, tb = self.mask.shape[1], mask.shape[1]
-        t = max(ta, tb)
-
-        def lpad(x: torch.Tensor, n: int) -> torch.Tensor:
-            if n == 0:
-                return x
-            shape = list(x.shape)
-            shape[-2] = n
-            return torch.cat([x.new_zeros(shape), x], dim=-2)
-
-        for la, lb in zip(self.cache.layers, cache.layers, strict=True):
-            la.keys = torch.cat([lpad(la.keys, t - ta), lpad(lb.keys, t - tb)], dim=0)
-            la.values = torch.cat([lpad(la.values, t - ta), lpad(lb.values, t - tb)], dim=0)
-        self.mask = torch.cat([
-            torch.nn.functional.pad(self.mask, (t - ta, 0)), torch.nn.functional.pad(mask, (t - tb, 0))
-        ])
-
-    def keep(self, keep: list[int]) -> None:
-        """Drop the rows not in `keep`, then trim cache columns that are padding for every remaining row."""
+    def keep(self, keep: list[int]) -> list[int]:
+        """Drop the rows not in `keep` (ascending indices), then trim cache columns that are padding for every
+        remaining row. Returns the old index of each remaining row, in its new order (slots reorder rows: the last
+        rows move into the freed slots, so only they are copied)."""
         if len(keep) == len(self.rows):
-            return
-        self.rows = [self.rows[i] for i in keep]
+            return keep
         if not keep:
-            self.cache = self.mask = self.next_pos = self.logits = None
-            return
-        idx = torch.tensor(keep, dtype=torch.long)
-        self.cache.batch_select_indices(idx)
-        self.mask, self.next_pos = self.mask[idx], self.next_pos[idx]
+            self.rows = []
+            self.mask = self.next_pos = self.logits = None
+            if self.slotted:
+                for layer in self.cache.layers:
+                    layer.move_rows([], 0)
+            else:
+                self.cache = None
+            return keep
+        order = keep
+        if self.slotted:
+            n, kept = len(keep), set(keep)
+            holes = [i for i in range(n) if i not in kept]
+            movers = [j for j in keep if j >= n]
+            order = list(range(n))
+            for hole, mover in zip(holes, movers, strict=True):
+                order[hole] = mover
+            for layer in self.cache.layers:
+                layer.move_rows(list(zip(holes, movers, strict=True)), n)
+        else:
+            self.cache.batch_select_indices(torch.tensor(keep, dtype=torch.long, device=self.device))
+        idx = torch.tensor(order, dtype=torch.long, device=self.device)
+        self.rows = [self.rows[i] for i in order]
+        self.mask, self.next_pos, self.logits = self.mask[idx], self.next_pos[idx], self.logits[idx]
         live = self.mask.any(dim=0).nonzero()
         start = int(live[0]) if len(live) else 0
         if start > 0:
             self.mask = self.mask[:, start:]
             for layer in self.cache.layers:
-                layer.keys = layer.keys[..., start:, :]
-                layer.values = layer.values[..., start:, :]
+                if self.slotted:
+                    layer.trim(start)
+                else:
+                    layer.keys = layer.keys[..., start:, :]
+                    layer.values = layer.values[..., start:, :]
+        return order
 
-    def step(self, tokens: torch.Tensor) -> None:
-        """Feed one token per row and keep the logits of the next."""
-        self.mask = torch.cat([self.mask, torch.ones((len(self.rows), 1), dtype=torch.long)], dim=1)
-        out = self.model(input_ids=tokens[:, None], attention_mask=self.mask, position_ids=self.next_pos[:, None],
-                         use_cache=True, **{self.cache_kwarg: self.cache})  # the cache is updated in place
-        self.next_pos = self.next_pos + 1
-        self.logits = out.logits[:, -1, :].float()
+    def step(self, tokens: torch.Tensor, drafts: list[list[int]] | None = None) -> list[list[int]]:
+        """Feed one token per row (and its draft tokens, if any) and keep the logits of the next token.
+
+        With drafts, the forward also scores each row's guessed continuation; the longest prefix of the draft that
+        equals the model's own greedy choices is accepted (returned per row, already in the cache) and the cache
+        columns of the rejected rest are masked out, so the output is what one-token steps would give."""
+        n = 1 + max((len(d) for d in drafts), default=0) if drafts else 1
+        rows = len(self.rows)
+        ids = tokens[:, None].repeat(1, n)
+        for b, d in enumerate(drafts or []):
+            ids[b, 1 : 1 + len(d)] = torch.tensor(d, dtype=torch.long)
+        self.mask = torch.cat([self.mask, torch.ones((rows, n), dtype=torch.long, device=self.device)], dim=1)
+        pos = self.next_pos[:, None] + torch.arange(n, device=self.device)
+        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True,
+                         **{self.cache_kwarg: self.cache})  # the cache is updated in place
+        if n == 1:
+            self.next_pos = self.next_pos + 1
+            self.logits = out.logits[:, -1, :].float()
+            return [[] for _ in range(rows)]
+        logits = out.logits.float()
+        best = logits.argmax(-1).tolist()
+        accepted = []
+        for b, d in enumerate(drafts):
+            j = 0
+            while j < len(d) and d[j] == best[b][j]:
+                j += 1
+            accepted.append(d[:j])
+            if j < n - 1:
+                self.mask[b, self.mask.shape[1] - (n - 1 - j):] = 0
+        taken = torch.tensor([len(a) for a in accepted], dtype=torch.long, device=self.device)
+        self.logits = logits[torch.arange(rows, device=self.device), taken]
+        self.next_pos = self.next_pos + 1 + taken
+        return accepted
+
+
+def prompt_lookup(history: Sequence[int], limit: int, ngram: int = 3) -> list[int]:
+    """Prompt-lookup drafting: find the latest earlier occurrence of the last `ngram` tokens (then shorter ones)
+    in the row's prompt + output and guess that what followed it then follows now (code repeats names, signatures,
+    whole lines; small models repeat themselves). No draft model: the guesses cost only the verification."""
+    size = len(history)
+    for n in range(ngram, 0, -1):
+        if size <= n:
+            continue
+        key = list(history[size - n:])
+        for start in range(size - n - 1, -1, -1):
+            if history[start] == key[0] and list(history[start : start + n]) == key:
+                return list(history[start + n : start + n + limit])
+    return []
+
+
+MAX_DRAFT = 8  # draft tokens per row at most
 
 
 PREFILL_PAD_RATIO = 0.8  # a prefill group's shortest prompt is at least this fraction of its longest
@@ -240,19 +351,12 @@ def length_groups(rows: list[_Row], ratio: float = PREFILL_PAD_RATIO) -> list[li
     return groups
 
 
-def _mergeable(model) -> bool:
-    """Continuous batching edits cache layers directly; only plain full-attention layers allow that."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import DynamicLayer
-
-    cache = DynamicCache(config=model.config)
-    return all(type(layer) is DynamicLayer for layer in cache.layers) or not cache.layers
-
-
 def generate(model, tokenizer, requests: Sequence[Request], params: SamplingParams, *, batch_size: int = 8,
-             continuous: bool = True, progress: bool = True,
+             continuous: bool = True, speculate: bool = True, progress: bool = True,
              on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
-    """Complete every request; returns completions in request order (`on_complete` sees them as they finish)."""
+    """Complete every request; returns completions in request order (`on_complete` sees them as they finish).
+
+    `speculate`: when greedy and only a few rows are left, verify prompt-lookup drafts in the same forward."""
     from tqdm.auto import tqdm
 
     use_all_cores()
@@ -264,10 +368,23 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
     queue = sorted(range(len(requests)), key=lambda i: (-len(encoded[i]), i))
     queue.reverse()  # pop() from the end takes the longest first
     results: list[Completion | None] = [None] * len(requests)
-    continuous = continuous and _mergeable(model)
     refill_at = max(1, batch_size // 8)  # free slots that justify a prefill of waiting prompts
     max_stop = max((len(s) for s in params.stop), default=0)
     bar = tqdm(total=len(requests), desc="generate", unit="completion", disable=not progress, leave=False)
+
+    def take(row: _Row, tok: int) -> str | None:
+        """Append one new token to a row; the stop reason if the row is done."""
+        if tok in eos:
+            return "eos"
+        row.new_ids.append(tok)
+        prev = len(row.text)
+        row.text = tokenizer.decode(row.new_ids, skip_special_tokens=True)
+        tail = row.text[max(0, prev - max_stop - 4):]  # margin: bytes may merge
+        if any(s in tail for s in params.stop) or (params.stop_rule and params.stop_rule(row.text)):
+            return "stop"
+        if len(row.new_ids) >= params.max_new_tokens:
+            return "length"
+        return None
 
     def admit(n: int) -> list[_Row]:
         rows = []
@@ -280,7 +397,13 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
             rows.append(_Row(i, encoded[i], now, gen))
         return rows
 
-    batch = _Batch(model)
+    from codequant.generation.kvcache import slot_cache
+
+    with torch.inference_mode():
+        continuous = continuous and slot_cache(model.config, 1) is not None
+        prefix = SharedPrefix.find(model, encoded) if continuous else None
+    speculate = speculate and continuous and params.greedy
+    batch = _Batch(model, batch_size if continuous else None, prefix)
     with torch.inference_mode():
         while queue or batch.rows:
             free = batch_size - len(batch.rows)
@@ -290,33 +413,41 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
                     batch.prefill(group, pad)
             tokens = _sample(batch.logits, params, [r.gen for r in batch.rows])
             keep = []
+            chosen = tokens.tolist()  # one device sync per step
             for j, row in enumerate(batch.rows):
-                tok = int(tokens[j])
                 reason = None
-                if tok in eos:
-                    reason = "eos"
-                else:
-                    row.new_ids.append(tok)
-                    prev = len(row.text)
-                    row.text = tokenizer.decode(row.new_ids, skip_special_tokens=True)
-                    tail = row.text[max(0, prev - max_stop - 4):]  # margin: bytes may merge
-                    if any(s in tail for s in params.stop) or (params.stop_rule and params.stop_rule(row.text)):
-                        reason = "stop"
-                    elif len(row.new_ids) >= params.max_new_tokens:
-                        reason = "length"
+                for tok in [*row.pending, chosen[j]]:
+                    reason = take(row, tok)
+                    if reason is not None:
+                        break
+                row.drafted += len(row.pending) if reason is None else 0
+                row.pending = []
                 if reason is None:
                     keep.append(j)
                     continue
                 req = requests[row.req_index]
                 done = Completion(key=req.key, prompt=req.prompt, raw_output=row.text, stop_reason=reason,
                                   prompt_tokens=len(row.prompt_ids), new_tokens=len(row.new_ids),
-                                  seconds=time.perf_counter() - row.started, token_ids=list(row.new_ids))
+                                  seconds=time.perf_counter() - row.started, token_ids=list(row.new_ids),
+                                  drafted_tokens=row.drafted)
                 results[row.req_index] = done
                 bar.update(1)
                 if on_complete is not None:
                     on_complete(done)
-            batch.keep(keep)
+            order = batch.keep(keep)
             if batch.rows:
-                batch.step(tokens[torch.tensor(keep, dtype=torch.long)])
+                drafts = None
+                # Few rows left (the tail of a run): a step costs about the same for up to `batch_size` tokens,
+                # so the spare room verifies prompt-lookup drafts (greedy only: sampling would need rejection
+                # sampling to stay exact).
+                if speculate and not queue and len(batch.rows) <= batch_size // 4:
+                    limit = min(MAX_DRAFT, batch_size // len(batch.rows) - 1)
+                    drafts = [prompt_lookup(r.prompt_ids + r.new_ids,
+                                            min(limit, params.max_new_tokens - len(r.new_ids) - 1))
+                              for r in batch.rows]
+                    drafts = drafts if any(drafts) else None
+                accepted = batch.step(tokens[torch.tensor(order, dtype=torch.long, device=tokens.device)], drafts)
+                for row, acc in zip(batch.rows, accepted, strict=True):
+                    row.pending = acc
     bar.close()
     return [c for c in results if c is not None]

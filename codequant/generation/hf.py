@@ -39,7 +39,7 @@ def hf_generate(model, tokenizer, requests: Sequence[Request], params: SamplingP
     pad = pad_token_id(model, tokenizer)
     out: list[Completion] = []
     for req in tqdm(requests, desc="generate (hf)", unit="completion", disable=not progress, leave=False):
-        enc = tokenizer(req.prompt, add_special_tokens=req.add_special_tokens, return_tensors="pt")
+        enc = tokenizer(req.prompt, add_special_tokens=req.add_special_tokens, return_tensors="pt").to(model.device)
         n_prompt = enc["input_ids"].shape[1]
         stopper = _TextStop(tokenizer, n_prompt, params)
         kwargs = dict(max_new_tokens=params.max_new_tokens, eos_token_id=eos, pad_token_id=pad,

@@ -41,6 +41,7 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
             "finetune": tables.pair_table(store, "finetune", scope),
             "memory": tables.memory_table(store, scope),
             "perplexity": tables.perplexity_table(store, scope),
+            "inference": tables.inference_table(store, scope),
             "timings": tables.timing_table(store, scope),
         }
     captions = {
@@ -49,6 +50,7 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
         "finetune": "Fine-tuned vs not (baseline: fine-tuned; OR > 1: fine-tuning helped; uncorrected)",
         "memory": "Memory: formula and stored bits per quantized weight, file size, peak RSS while evaluating",
         "perplexity": "Held-out perplexity per version and language",
+        "inference": "Inference cost per version and backend: prefill and greedy decode tokens/s, peak RSS",
         "timings": "Step timings and peak RSS",
     }
     for name, rows in data.items():
@@ -73,6 +75,10 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
           tables.markdown(data["memory"]), "![memory vs pass@1](plots/memory_pareto.png)", "",
           "## Perplexity", "", tables.markdown(data["perplexity"]),
           "![perplexity vs bits](plots/perplexity_vs_bits.png)", "",
+          "## Inference", "", captions["inference"] + ". `dequantized`: the fp32 export the evaluations ran; "
+          "`aqlm-kernels`: the AQLM codes through the `aqlm` package's kernels (on CPU: numba, one thread). Each "
+          "backend was measured in its own process; `bN_x_fp`: decode tokens/s at batch N over fp's.", "",
+          tables.markdown(data["inference"]),
           "## Timings", "", tables.markdown(data["timings"]),
           "Tables as CSV and LaTeX: `tables/`. Plots: `plots/`.", ""]
     path = out / "report.md"

@@ -113,6 +113,29 @@ def perplexity_table(store: StudyStore, scope: Scope | None = None) -> list[Row]
                                 "bits DESC, calibration, finetuned") if scope.variant(r["variant_key"])]
 
 
+def inference_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
+    """Inference cost per version and backend; `x fp` columns are decode tokens/s over fp's, same batch."""
+    scope = scope or Scope(store)
+    rows = [r for r in store.rows("SELECT * FROM inference ORDER BY model, method != 'fp', method, bits DESC, "
+                                  "calibration, finetuned, backend") if scope.variant(r["variant_key"])]
+    decode = {(r["variant_key"], r["backend"]): json.loads(r["decode_tok_s"] or "{}") for r in rows}
+    batches = sorted({int(b) for d in decode.values() for b in d})
+    fp = {r["model"]: decode[(r["variant_key"], r["backend"])] for r in rows if r["method"] == "fp"}
+    out = []
+    for r in rows:
+        d = decode[(r["variant_key"], r["backend"])]
+        row = {"model": r["model"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
+               "backend": r["backend"], "formula_bits": r["formula_bits"],
+               "file_mb": r["file_bytes"] / 2**20 if r["file_bytes"] is not None else None,
+               "peak_rss_mb": r["peak_rss_mb"], "prefill_tok_s": r["prefill_tok_s"]}
+        for b in batches:
+            row[f"decode_b{b}_tok_s"] = d.get(str(b))
+            ref = fp.get(r["model"], {}).get(str(b))
+            row[f"b{b}_x_fp"] = d[str(b)] / ref if ref and d.get(str(b)) is not None else None
+        out.append(row)
+    return out
+
+
 def timing_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     scope = scope or Scope(store)
     return [{"kind": r["kind"], "step": r["label"], "status": r["status"], "seconds": r["seconds"],
@@ -132,7 +155,7 @@ def fmt(value: Any, key: str = "") -> str:
             return "-"
         if math.isinf(value):
             return "inf"
-        if key.startswith("p") and not key.startswith("pass") and not key.startswith("peak"):
+        if key == "p" or key.startswith("p_"):  # p_value, p_adjusted
             return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
         if key.startswith("pass@1") or key.startswith("mean_pass"):
             return f"{100 * value:.1f}%"

@@ -99,6 +99,24 @@ class Perplexity(_Strict):
     seq_len: int = Field(512, ge=8)
 
 
+class Inference(_Strict):
+    """Inference cost of every model version (codequant.metrics.inference): prefill and decode tokens/s, peak RSS,
+    file bytes, per backend (the dequantized export; with `kernels`, AQLM codes through the `aqlm` kernels)."""
+
+    prompt_tokens: int = Field(256, ge=1)
+    new_tokens: int = Field(32, ge=1)
+    batches: list[int] = Field(default_factory=lambda: [1, 16], min_length=1)
+    kernels: bool = True
+    device: str = "cpu"
+
+    @field_validator("batches")
+    @classmethod
+    def _positive(cls, v: list[int]) -> list[int]:
+        if min(v) < 1:
+            raise ValueError(f"batch sizes must be positive, got {v}")
+        return v
+
+
 class Runner(_Strict):
     """How steps are executed. `isolate` runs each step in its own process, so its peak RSS is its own."""
 
@@ -119,6 +137,7 @@ class StudyConfig(_Strict):
     decoding: list[Decoding] = Field(default_factory=lambda: [Decoding()], min_length=1)
     finetune: Finetune = Finetune()
     perplexity: Perplexity | None = None
+    inference: Inference | None = None
     runner: Runner = Runner()
     correction: Literal["bh", "holm", "bonferroni", "none"] = "bh"
 

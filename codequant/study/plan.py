@@ -1,7 +1,7 @@
 """Expand a study into steps, each keyed by a content hash of its own settings and its inputs' keys.
 
 calibrate (model, kind) -> quantize (model, method, bits, calibration) -> finetune -> evaluate (model version,
-benchmark, decoding) and perplexity (model version); compare (model, benchmark, decoding) over all evaluations.
+benchmark, decoding), perplexity and inference cost (model version); compare (model, benchmark, decoding) over all evaluations.
 
 A step's key changes exactly when something its artifact depends on changes, because the key hashes the step's
 settings *and the keys of the steps it reads from*: change the calibration seed and every quantization,
@@ -20,7 +20,7 @@ from typing import Any
 from codequant.errors import CodequantError
 from codequant.study.config import StudyConfig
 
-KINDS = ("calibrate", "quantize", "finetune", "evaluate", "perplexity", "compare")
+KINDS = ("calibrate", "quantize", "finetune", "evaluate", "perplexity", "inference", "compare")
 FP = "fp"
 
 
@@ -176,6 +176,11 @@ def build_plan(config: StudyConfig, base: str | Path = ".") -> Plan:
             for variant, source in versions:
                 add("perplexity", f"{model_name(model)}-{variant.label}",
                     {**config.perplexity.model_dump(), "model": model if source is None else None},
+                    [source.key] if source else [], {"variant": variant.to_dict()})
+        if config.inference is not None and model != "canonical":  # canonical solutions: no model to time
+            for variant, source in versions:
+                add("inference", f"{model_name(model)}-{variant.label}",
+                    {**config.inference.model_dump(), "model": model if source is None else None},
                     [source.key] if source else [], {"variant": variant.to_dict()})
         for bench, language, data in benches:
             for dec in config.decoding:

@@ -162,6 +162,17 @@ def ingest(store: StudyStore, step: Step, artifact: Path, conn) -> None:
                 "variant_key": vkey, "language": language, "model": v["model"], "variant": v["label"],
                 "method": v["method"], "bits": v["bits"], "calibration": v["calibration"],
                 "finetuned": int(v["finetuned"]), "perplexity": r["perplexity"], "tokens": r["tokens"]}, conn)
+    elif step.kind == "inference":
+        v = step.meta["variant"]
+        vkey = _variant_key(step)
+        for m in res["backends"]:
+            store.upsert("inference", {
+                "variant_key": vkey, "backend": m["backend"], "model": v["model"], "variant": v["label"],
+                "method": v["method"], "bits": v["bits"], "calibration": v["calibration"],
+                "finetuned": int(v["finetuned"]), "prefill_tok_s": m["prefill_tok_s"],
+                "decode_tok_s": json.dumps(m["decode_tok_s"]), "peak_rss_mb": m["peak_rss_mb"],
+                "file_bytes": m["file_bytes"], "formula_bits": m["formula_bits_per_param"], "load_s": m["load_s"],
+                "settings": json.dumps({k: step.config[k] for k in ("prompt_tokens", "new_tokens", "device")})}, conn)
     elif step.kind == "compare":
         conn.execute("DELETE FROM comparisons WHERE step_key = ?", (step.key,))
         cols = ("kind", "model", "language", "baseline", "other", "b", "c", "n_pairs", "odds_ratio", "ci_low",

@@ -73,9 +73,11 @@ def run_quantize(step: Step, workdir: Path, inputs: dict[str, Path], settings: d
     cal = read_result(calib_dir)
     qc = build_config(cfg["method"], bits=cfg["bits"], preset=cfg["preset"], group_size=cfg["group_size"],
                       seed=cal["seed"], options=cfg["options"])
+    # AQLM also in the `aqlm` package's format: the inference step times its kernels (the codes, not fp weights).
+    formats = ["dequantized", "codequant"] + (["aqlm"] if cfg["method"] == "aqlm" else [])
     result = quantize_to_dir(cfg["model"], qc, workdir, calibration=str(calib_dir / cal["set"]), samples=cal["samples"],
                              seq_len=cal["seq_len"], val_samples=cal["val_samples"],
-                             formats=["dequantized", "codequant"], batch_size=cfg["batch_size"], progress=False)
+                             formats=formats, batch_size=cfg["batch_size"], progress=False)
     if not result.get("complete", True):
         raise CodequantError(f"quantization {step.label} stopped before the last block; rerun the study to resume")
     acc = result.get("accounting", {})
@@ -138,6 +140,26 @@ def run_perplexity(step: Step, workdir: Path, inputs: dict[str, Path], settings:
     return {"perplexities": out}
 
 
+def run_inference(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any]) -> dict[str, Any]:
+    """Time the version the evaluations ran (fp, or the dequantized export) and, with `kernels`, its AQLM codes
+    through the `aqlm` kernels; each backend in a fresh process so that its peak RSS is its own."""
+    from codequant.metrics.inference import InferenceSettings, backends, measure_isolated
+
+    cfg = step.config
+    spec = model_spec(step, inputs)
+    options = InferenceSettings(cfg["prompt_tokens"], cfg["new_tokens"], tuple(cfg["batches"]), 0, cfg["device"])
+    todo = [("fp" if cfg.get("model") else "dequantized", spec)]
+    if not cfg.get("model") and cfg["kernels"]:
+        todo += [(name, path) for name, path in backends(spec) if name == "aqlm-kernels"]
+    measured = [measure_isolated(path, options, backend) for backend, path in todo]
+    failed = [m for m in measured if "error" in m]
+    if failed:
+        raise CodequantError(f"inference of {failed[0]['spec']} ({failed[0]['backend']}): {failed[0]['error']}")
+    for m in measured:  # paths relative to the version's folder, as everywhere in results
+        m["spec"] = m["spec"] if cfg.get("model") else str(Path(m["spec"]).relative_to(spec))
+    return {"backends": measured}
+
+
 def run_compare(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
                 metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Every version against fp; calibration kinds against each other; fine-tuned against not (per language)."""
@@ -155,4 +177,5 @@ def run_compare(step: Step, workdir: Path, inputs: dict[str, Path], settings: di
 
 
 RUNNERS = {"calibrate": run_calibrate, "quantize": run_quantize, "finetune": run_finetune,
-           "evaluate": run_evaluate, "perplexity": run_perplexity, "compare": run_compare}
+           "evaluate": run_evaluate, "perplexity": run_perplexity, "inference": run_inference,
+           "compare": run_compare}

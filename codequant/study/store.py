@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS perplexities (
   variant_key TEXT NOT NULL, language TEXT NOT NULL, model TEXT NOT NULL, variant TEXT NOT NULL, method TEXT NOT NULL,
   bits INTEGER, calibration TEXT, finetuned INTEGER NOT NULL, perplexity REAL, tokens INTEGER,
   PRIMARY KEY (variant_key, language));
+CREATE TABLE IF NOT EXISTS inference (
+  variant_key TEXT NOT NULL, backend TEXT NOT NULL, model TEXT NOT NULL, variant TEXT NOT NULL, method TEXT NOT NULL,
+  bits INTEGER, calibration TEXT, finetuned INTEGER NOT NULL, prefill_tok_s REAL, decode_tok_s TEXT,
+  peak_rss_mb REAL, file_bytes INTEGER, formula_bits REAL, load_s REAL, settings TEXT,
+  PRIMARY KEY (variant_key, backend));
 CREATE TABLE IF NOT EXISTS footprints (
   variant_key TEXT PRIMARY KEY, model TEXT NOT NULL, variant TEXT NOT NULL, method TEXT NOT NULL, bits INTEGER,
   formula_bits REAL, stored_bits REAL, file_bytes INTEGER, param_bytes INTEGER, quantized_params INTEGER);

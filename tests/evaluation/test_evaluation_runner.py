@@ -113,3 +113,17 @@ def test_model_spec_loaded_through_codequant_models(mini, tmp_path, tiny_llama_d
                  out_dir=tmp_path / "f", progress=False)
     assert s["completions"] == 1 and s["config"]["model"] == str(tiny_llama_dir)
     assert s["run"]["load_s"] > 0 and _lines(tmp_path / "f")[0]["new_tokens"] >= 1
+
+
+def test_device_is_checked_before_any_work(tmp_path):
+    import torch
+
+    from codequant.evaluation.runner import resolve_device
+
+    assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(CodequantError, match="unknown --device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(CodequantError, match="no CUDA GPU"):
+            evaluate("smollm2-135m", "humaneval", limit=1, out_dir=tmp_path / "run", device="cuda")
+        assert not (tmp_path / "run").exists()

@@ -119,3 +119,69 @@ def test_length_groups_bound_the_padding_of_each_prefill():
     for g in groups:
         assert min(len(r.prompt_ids) for r in g) >= 0.8 * len(g[0].prompt_ids)
     assert length_groups([]) == []
+
+
+def test_shared_prefix_is_prefilled_once_and_changes_no_token(tiny_llama, tiny_tokenizer):
+    from codequant.generation.engine import SharedPrefix
+
+    model, tok = tiny_llama, tiny_tokenizer
+    system = "<system> You are a careful assistant who writes Python. </system>\n<user> Complete this: "
+    reqs = [Request(system + p, key=i) for i, p in enumerate(PROMPTS)]
+    encoded = [tok(r.prompt)["input_ids"] for r in reqs]
+    with torch.inference_mode():
+        prefix = SharedPrefix.find(model, encoded)
+    assert prefix is not None and len(prefix.ids) >= SharedPrefix.MIN_TOKENS
+    assert all(ids[: len(prefix.ids)] == prefix.ids and len(ids) > len(prefix.ids) for ids in encoded)
+    params = SamplingParams(max_new_tokens=16)
+    first = generate(model, tok, reqs, params, batch_size=3, progress=False)
+    model.generation_config.eos_token_id = Counter(t for c in first for t in c.token_ids[2:]).most_common(1)[0][0]
+    ours = generate(model, tok, reqs, params, batch_size=3, progress=False)
+    assert len({c.new_tokens for c in ours}) >= 3  # rows left and joined at different steps
+    ref = hf_generate(model, tok, reqs, params, progress=False)
+    assert [c.token_ids for c in ours] == [c.token_ids for c in ref]
+    static = generate(model, tok, reqs, params, batch_size=3, continuous=False, progress=False)  # no prefix path
+    assert [c.token_ids for c in static] == [c.token_ids for c in ref]
+
+
+def test_prompt_lookup_drafts_keep_greedy_output_identical(tiny_llama, tiny_tokenizer):
+    model, tok = tiny_llama, tiny_tokenizer
+    prompts = ["def f(x):\n    return x + 1\n\ndef f(x):\n    return", "a b c a b c a b", PROMPTS[1], PROMPTS[3]]
+    reqs = [Request(p, key=i) for i, p in enumerate(prompts)]
+    params = SamplingParams(max_new_tokens=40)
+    ours = generate(model, tok, reqs, params, batch_size=16, progress=False)  # 4 rows <= 16 // 4: drafts verified
+    assert sum(c.drafted_tokens for c in ours) > 0
+    plain = generate(model, tok, reqs, params, batch_size=16, speculate=False, progress=False)
+    assert sum(c.drafted_tokens for c in plain) == 0
+    ref = hf_generate(model, tok, reqs, params, progress=False)
+    assert [c.token_ids for c in ours] == [c.token_ids for c in plain] == [c.token_ids for c in ref]
+    assert [c.stop_reason for c in ours] == [c.stop_reason for c in ref]
+    # A frequent output token as EOS: rows now end inside accepted drafts too, exactly where generate ends them.
+    model.generation_config.eos_token_id = Counter(t for c in ours for t in c.token_ids[3:]).most_common(1)[0][0]
+    ours = generate(model, tok, reqs, params, batch_size=16, progress=False)
+    ref = hf_generate(model, tok, reqs, params, progress=False)
+    assert "eos" in {c.stop_reason for c in ours}
+    assert [c.token_ids for c in ours] == [c.token_ids for c in ref]
+
+
+def test_prompt_lookup_proposes_what_followed_the_last_ngram():
+    from codequant.generation.engine import prompt_lookup
+
+    assert prompt_lookup([1, 2, 3, 9, 9, 1, 2, 3], 4) == [9, 9, 1, 2]
+    assert prompt_lookup([5, 1, 2, 7, 1, 2], 2) == [7, 1]  # falls back to a 2-gram
+    assert prompt_lookup([4, 6, 8, 7], 3) == []  # nothing repeats
+    assert prompt_lookup([1, 2, 1, 3, 1, 2, 1, 4, 1, 2, 1], 2) == [4, 1]  # the latest occurrence wins
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_engine_and_generate_run_on_cuda(tiny_llama, tiny_tokenizer):
+    reqs = [Request(p, key=i) for i, p in enumerate(PROMPTS)]
+    params = SamplingParams(max_new_tokens=12)
+    cpu = generate(tiny_llama, tiny_tokenizer, reqs, params, batch_size=4, progress=False)
+    model = tiny_llama.to("cuda")
+    ours = generate(model, tiny_tokenizer, reqs, params, batch_size=4, progress=False)
+    ref = hf_generate(model, tiny_tokenizer, reqs, params, progress=False)
+    assert [c.token_ids for c in ours] == [c.token_ids for c in ref]
+    assert sum(a.token_ids == b.token_ids for a, b in zip(ours, cpu, strict=True)) >= len(reqs) - 1  # GPU float noise
+    sampled = generate(model, tiny_tokenizer, reqs[:2], SamplingParams(max_new_tokens=6, temperature=1.0),
+                       progress=False)
+    assert all(c.new_tokens > 0 for c in sampled)

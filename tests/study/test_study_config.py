@@ -50,6 +50,7 @@ def test_default_study_is_valid():
     kinds = [s.kind for s in plan.steps]
     assert kinds.count("quantize") == 3 and kinds.count("calibrate") == 2  # AQLM 4/2 code, 2 random
     assert kinds.count("evaluate") == 8 and kinds.count("compare") == 2  # 4 versions x 2 benchmarks
+    assert kinds.count("inference") == kinds.count("perplexity") == 4  # one per version
 
 
 def test_paper_grid_study_is_valid():
@@ -60,6 +61,7 @@ def test_paper_grid_study_is_valid():
     kinds = [s.kind for s in plan.steps]
     assert kinds.count("calibrate") == 3 and kinds.count("quantize") == 12 and kinds.count("finetune") == 2  # shared
     assert kinds.count("evaluate") == 2 * (1 + 12 + 2)  # fp + 12 quantized + 2 fine-tuned, 2 benchmarks
+    assert kinds.count("inference") == 1 + 12 + 2
 
 
 def test_plan_keys_follow_inputs(tmp_path):

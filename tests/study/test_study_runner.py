@@ -148,3 +148,26 @@ def test_killed_mid_evaluation_resumes_each_completion_once(tmp_path, tiny_llama
     assert c["runs"] == 2 and c["outcomes"] == 6 and c["comparisons"] == 0
     with StudyStore(study / "study.db") as store:
         assert store.rows("SELECT pass_at_1 FROM runs WHERE model = 'canonical'")[0]["pass_at_1"] == pytest.approx(2 / 3)
+
+
+def test_inference_step_times_every_version_and_the_report_shows_it(tmp_path, tiny_llama_dir):
+    from codequant.report import build_report
+    from codequant.report.tables import inference_table
+
+    path = write_study(tmp_path, tiny_llama_dir, quantizations=[{"method": "rtn", "bits": [4], "calibration": ["texts"]}])
+    data = yaml.safe_load(path.read_text())
+    data["inference"] = {"prompt_tokens": 8, "new_tokens": 3, "batches": [1, 2]}
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(path)
+    assert [s.label.rsplit("-", 2)[-2:] for s in build_plan(cfg, tmp_path).of_kind("inference")] == [
+        ["llama0", "fp"], ["4bit", "texts"]]
+    run_study(cfg, tmp_path / "tiny", base=tmp_path, log=lambda s: None)
+    with StudyStore(tmp_path / "tiny" / "study.db") as store:
+        rows = inference_table(store)
+    assert [(r["method"], r["bits"], r["backend"]) for r in rows] == [("fp", None, "fp"), ("rtn", 4, "dequantized")]
+    for r in rows:
+        assert r["prefill_tok_s"] > 0 and r["decode_b1_tok_s"] > 0 and r["decode_b2_tok_s"] > 0
+        assert r["peak_rss_mb"] > 50  # a fresh Python process with torch and the model
+    assert rows[0]["b1_x_fp"] == 1.0 and rows[1]["formula_bits"] > 4 and rows[1]["file_mb"] > 0
+    text = build_report(tmp_path / "tiny").read_text()
+    assert "## Inference" in text and f"| {rows[1]['version']} | rtn | 4 | dequantized |" in text
