@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-done
 APT_PACKAGES := openjdk-17-jdk-headless libjavatuples-java openjdk-17-source
 SANDBOX_USER := codequant-sandbox
 
-.PHONY: setup setup-gemma demo study eval-demo bench-peers test test-all test-slow lint bench clean
+.PHONY: setup setup-gemma demo study eval-demo bench-peers bench-models test test-all test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -64,14 +64,22 @@ lint: setup
 	$(BIN)/ruff check codequant tests bench
 
 # Each prints one JSON object with its figures and the machine (quantize: cached cells under bench/results/).
-# bench/inference.py measures fp32 and every `codequant quantize --out runs/quant/NAME` folder found here
-INFER_DIRS ?= $(wildcard runs/quant/*)
-bench: setup
+# bench/inference.py measures fp32 and every `codequant quantize` folder under runs/quant/ (bench-models makes
+# RTN, GPTQ and AQLM at 8/4/3/2 bits there once: ~1 h on 2 cores, AQLM most of it; reruns resume or skip).
+INFER_DIRS = $(patsubst %/quantize.json,%,$(wildcard runs/quant/*/quantize.json))
+bench: setup bench-models
 	$(BIN)/python bench/generation.py
 	$(BIN)/python bench/calibration.py
 	$(BIN)/python bench/sandbox.py
 	$(BIN)/python bench/quantize.py --methods aqlm,gptq,rtn,hqq,quanto,torchao,kquant --bits 8,4,3,2
-	$(BIN)/python bench/inference.py --quantized $(INFER_DIRS)
+	$(BIN)/python bench/inference.py --quantized $(INFER_DIRS) --out bench/results/inference
+
+bench-models: setup
+	@for m in rtn gptq aqlm; do for b in 8 4 3 2; do d=runs/quant/$$m-$$b; \
+	  if [ $$m = aqlm ]; then g=""; else g="--group-size 64"; fi; \
+	  grep -qs '"complete": true' $$d/quantize.json || $(BIN)/codequant quantize smollm2-135m --method $$m \
+	    --bits $$b $$g --samples 32 --seq-len 256 --out $$d || exit 1; \
+	done; done
 
 # The peers the benches compare with (bench-only, never needed by codequant): llama.cpp through llama-cpp-python,
 # built here from its sdist (~10 min on 2 cores; the sdist is kept: its vendored llama.cpp has the HF -> GGUF

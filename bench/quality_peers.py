@@ -57,11 +57,23 @@ def _hqq(linear: nn.Linear, bits: int, group: int) -> tuple[torch.Tensor, float]
     return w, bits + 2 * 16 / group  # one fp16 scale and one fp16 zero per group
 
 
+def _quanto_python_unpack() -> None:
+    """quanto's CPU C++ extension holds one op, `quanto::unpack` (int4/int2 codes out of bytes), and builds it with a
+    JIT C++ compile on first use (over 10 minutes on 2 cores). quanto ships the same op in Python as the op's default
+    kernel; point the extension at that one instead of compiling it. Same values: it is quanto's reference code."""
+    from optimum.quanto.library import unpack as python_ops
+    from optimum.quanto.library.extensions import cpp
+
+    if cpp.ext._lib is None:
+        cpp.ext._lib = type("PythonUnpack", (), {"unpack": staticmethod(python_ops.unpack)})
+
+
 def _quanto(linear: nn.Linear, bits: int, group: int) -> tuple[torch.Tensor, float]:
     try:
         from optimum import quanto
     except ImportError as exc:
         raise PeerUnavailable(f"optimum-quanto not installed ({exc}); run `make bench-peers`") from None
+    _quanto_python_unpack()
     qtype = {8: quanto.qint8, 4: quanto.qint4, 2: quanto.qint2}.get(bits)
     if qtype is None:
         raise PeerUnavailable(f"optimum-quanto has no {bits}-bit weight type")
