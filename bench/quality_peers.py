@@ -61,11 +61,16 @@ def _quanto_python_unpack() -> None:
     """quanto's CPU C++ extension holds one op, `quanto::unpack` (int4/int2 codes out of bytes), and builds it with a
     JIT C++ compile on first use (over 10 minutes on 2 cores). quanto ships the same op in Python as the op's default
     kernel; point the extension at that one instead of compiling it. Same values: it is quanto's reference code."""
-    from optimum.quanto.library import unpack as python_ops
-    from optimum.quanto.library.extensions import cpp
+    import importlib
+
+    cpp = importlib.import_module("optimum.quanto.library.extensions.cpp")
+    default = torch._C.DispatchKeySet(torch._C.DispatchKey.CompositeExplicitAutograd)  # torch.library's "default"
+
+    def unpack(t: torch.Tensor, bits: int) -> torch.Tensor:
+        return torch.ops.quanto.unpack.default.redispatch(default, t, bits)
 
     if cpp.ext._lib is None:
-        cpp.ext._lib = type("PythonUnpack", (), {"unpack": staticmethod(python_ops.unpack)})
+        cpp.ext._lib = type("PythonUnpack", (), {"unpack": staticmethod(unpack)})
 
 
 def _quanto(linear: nn.Linear, bits: int, group: int) -> tuple[torch.Tensor, float]:
