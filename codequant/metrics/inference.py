@@ -131,10 +131,12 @@ def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backen
 
 def measure_isolated(spec: str, settings: InferenceSettings = InferenceSettings(), backend: str = "fp",
                      timeout: float | None = None) -> dict[str, Any]:
-    """`measure` in a fresh Python process (so peak RSS is this backend's alone); {"error": ...} if it fails."""
+    """`measure` in a fresh Python process (so peak RSS is this backend's alone), plus the process's `wall_s`;
+    {"error": ...} if it fails."""
     cmd = [sys.executable, "-m", "codequant.metrics.inference", str(spec), "--backend", backend,
            "--prompt-tokens", str(settings.prompt_tokens), "--new-tokens", str(settings.new_tokens),
            "--batches", ",".join(map(str, settings.batches)), "--seed", str(settings.seed), "--device", settings.device]
+    start = time.perf_counter()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -142,7 +144,7 @@ def measure_isolated(spec: str, settings: InferenceSettings = InferenceSettings(
     if done.returncode != 0:
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
         return {"spec": str(spec), "backend": backend, "error": (lines or [f"exit {done.returncode}"])[-1]}
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return {**json.loads(done.stdout.strip().splitlines()[-1]), "wall_s": round(time.perf_counter() - start, 1)}
 
 
 def _main(argv: list[str] | None = None) -> None:

@@ -29,7 +29,7 @@ def test_measure_times_prefill_and_each_batch(tiny_llama_dir):
 
 def test_isolated_measure_and_its_errors(tiny_llama_dir, tmp_path):
     r = measure_isolated(str(tiny_llama_dir), SMALL, backend="given")
-    assert r["backend"] == "given" and r["decode_tok_s"]["3"] > 0 and r["peak_rss_mb"] > 50
+    assert r["backend"] == "given" and r["decode_tok_s"]["3"] > 0 and r["peak_rss_mb"] > 50 and r["wall_s"] > 0
     bad = measure_isolated(str(tmp_path / "nothing-here"), SMALL)
     assert "error" in bad and bad["spec"].endswith("nothing-here")
 
