@@ -185,3 +185,25 @@ def test_engine_and_generate_run_on_cuda(tiny_llama, tiny_tokenizer):
     sampled = generate(model, tiny_tokenizer, reqs[:2], SamplingParams(max_new_tokens=6, temperature=1.0),
                        progress=False)
     assert all(c.new_tokens > 0 for c in sampled)
+
+
+def test_sliding_window_models_fall_back_to_static_batches(tiny_tokenizer):
+    """Gemma 3 mixes sliding-window layers into its cache: no slots, no shared prefix, no drafts; same tokens."""
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from codequant.generation.kvcache import slot_cache
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=4,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=256,
+                              pad_token_id=tiny_tokenizer.pad_token_id, eos_token_id=tiny_tokenizer.eos_token_id,
+                              bos_token_id=tiny_tokenizer.bos_token_id)
+    model = Gemma3ForCausalLM(config).eval()
+    assert slot_cache(model.config, 4) is None
+    reqs = [Request(p, key=i) for i, p in enumerate(PROMPTS[:4])]
+    params = SamplingParams(max_new_tokens=10)
+    ours = generate(model, tiny_tokenizer, reqs, params, batch_size=2, progress=False)
+    ref = hf_generate(model, tiny_tokenizer, reqs, params, progress=False)
+    assert [c.token_ids for c in ours] == [c.token_ids for c in ref]
+    assert all(c.drafted_tokens == 0 for c in ours)
