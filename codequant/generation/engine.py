@@ -416,11 +416,11 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
             chosen = tokens.tolist()  # one device sync per step
             for j, row in enumerate(batch.rows):
                 reason = None
-                for tok in [*row.pending, chosen[j]]:
+                for i, tok in enumerate([*row.pending, chosen[j]]):
                     reason = take(row, tok)
+                    row.drafted += i < len(row.pending) and tok not in eos  # an accepted draft became a token
                     if reason is not None:
                         break
-                row.drafted += len(row.pending) if reason is None else 0
                 row.pending = []
                 if reason is None:
                     keep.append(j)
