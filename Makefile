@@ -66,13 +66,12 @@ lint: setup
 # Each prints one JSON object with its figures and the machine (quantize: cached cells under bench/results/).
 # bench/inference.py measures fp32 and every `codequant quantize` folder under runs/quant/ (bench-models makes
 # RTN, GPTQ and AQLM at 8/4/3/2 bits there once: ~1 h on 2 cores, AQLM most of it; reruns resume or skip).
-INFER_DIRS = $(patsubst %/quantize.json,%,$(wildcard runs/quant/*/quantize.json))
 bench: setup bench-models
 	$(BIN)/python bench/generation.py
 	$(BIN)/python bench/calibration.py
 	$(BIN)/python bench/sandbox.py
 	$(BIN)/python bench/quantize.py --methods aqlm,gptq,rtn,hqq,quanto,torchao,kquant --bits 8,4,3,2
-	$(BIN)/python bench/inference.py --quantized $(INFER_DIRS) --out bench/results/inference
+	$(BIN)/python bench/inference.py --under runs/quant --out bench/results/inference
 
 bench-models: setup
 	@for m in rtn gptq aqlm; do for b in 8 4 3 2; do d=runs/quant/$$m-$$b; \

@@ -1,6 +1,6 @@
 """Inference cost of every quantized version: prefill and decode tokens/s (batch 1 and 16), peak RSS, file bytes.
 
-    .venv/bin/python bench/inference.py --quantized runs/quant/*      # folders from `codequant quantize`
+    .venv/bin/python bench/inference.py --under runs/quant        # every `codequant quantize` folder in it
     make bench-models && make bench                                   # builds those folders first (resumable)
 
 Variants: the fp reference (`--model`) and, for each `--quantized DIR`, every export it holds (see
@@ -29,7 +29,10 @@ from codequant.metrics.inference import InferenceSettings, backends, measure_iso
 def variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     """(label, backend, spec) in measuring order: fp32 first (the ratios' reference)."""
     found = [("fp32", "fp", args.model)]
-    for folder in args.quantized:
+    folders = list(args.quantized)
+    if args.under:
+        folders += sorted(str(q.parent) for q in Path(args.under).glob("*/quantize.json") if str(q.parent) not in folders)
+    for folder in folders:
         base = Path(folder)
         if not (base / "quantize.json").is_file():
             raise SystemExit(f"{base} is not a `codequant quantize` output folder (no quantize.json)")
@@ -61,6 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m", help="the fp reference")
     p.add_argument("--quantized", nargs="*", default=[], help="output folders of `codequant quantize`")
+    p.add_argument("--under", help="also every `codequant quantize` folder directly under this one (runs/quant)")
     p.add_argument("--variant", action="append", default=[], help="LABEL=SPEC, any model spec")
     p.add_argument("--prompt-tokens", type=int, default=256)
     p.add_argument("--new-tokens", type=int, default=32)
