@@ -84,6 +84,7 @@ def main() -> None:
         "model": args.model, "prompts": len(reqs), "hf_prompts": len(ref), "max_new_tokens": args.max_new_tokens,
         "batch_size": args.batch_size, "load_s": round(load_s, 1),
         "codequant_tokens": ours_tok, "codequant_s": round(ours_s, 2), "codequant_tok_s": round(ours_tok / ours_s, 2),
+        "codequant_drafted_tokens": sum(c.drafted_tokens for c in ours),
         "hf_generate_tokens": ref_tok, "hf_generate_s": round(ref_s, 2), "hf_generate_tok_s": round(ref_tok / ref_s, 2),
         "ratio": round((ours_tok / ours_s) / (ref_tok / ref_s), 2),
         "identical_greedy": all(same), "identical_rows": sum(same),
