@@ -171,14 +171,14 @@ class _Batch:
     With `slots` (continuous batching) the cache is a `kvcache.slot_cache`, edited in place; otherwise (models with
     sliding-window layers) a plain transformers cache, prefilled once per batch and shrunk by row selection."""
 
-    def __init__(self, model, slots: int | None = None, prefix: SharedPrefix | None = None):
+    def __init__(self, model, slots: int | None = None):
         from codequant.generation.kvcache import slot_cache
 
         self.model = model
         self.rows: list[_Row] = []
         self.cache = slot_cache(model.config, slots) if slots else None
         self.slotted = self.cache is not None
-        self.prefix = prefix if self.slotted else None
+        self.prefix: SharedPrefix | None = None  # set by `generate` for slotted batches only
         self.cache_kwarg = cache_kwarg(model)
         self.device = model.device  # bookkeeping tensors live beside the model (CPU or CUDA)
         self.mask: torch.Tensor | None = None  # [B, T] long
@@ -397,13 +397,12 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
             rows.append(_Row(i, encoded[i], now, gen))
         return rows
 
-    from codequant.generation.kvcache import slot_cache
-
-    with torch.inference_mode():
-        continuous = continuous and slot_cache(model.config, 1) is not None
-        prefix = SharedPrefix.find(model, encoded) if continuous else None
+    batch = _Batch(model, batch_size if continuous else None)
+    continuous = batch.slotted  # False also for models whose cache cannot be edited in slots
+    if continuous:
+        with torch.inference_mode():
+            batch.prefix = SharedPrefix.find(model, encoded)
     speculate = speculate and continuous and params.greedy
-    batch = _Batch(model, batch_size if continuous else None, prefix)
     with torch.inference_mode():
         while queue or batch.rows:
             free = batch_size - len(batch.rows)
