@@ -37,6 +37,10 @@ def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
         "calibration": args.calibration, "samples": args.samples, "seq_len": args.seq_len, "seed": args.seed,
         "eval_rows": args.eval_rows, "eval_seq_len": args.eval_seq_len,
     }
+    if args.val_samples:  # cells before held-out rows existed had none; their keys stay as they were
+        fields["val_samples"] = args.val_samples
+    if method == "aqlm" and (args.effort or args.aqlm_option):
+        fields.update(effort=args.effort, aqlm_options=sorted(args.aqlm_option))
     if method == "fp":
         fields = {k: fields[k] for k in ("model", "method", "eval_rows", "eval_seq_len", "seed")}
     peer_version = _peer_version(method)
@@ -100,6 +104,9 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
     if method in quality_peers.PEERS:
         return peer_cell(args, method, bits, fp_model, tokenizer, evals)
     options = {"act_order": args.act_order} if method == "gptq" else {}
+    if method == "aqlm":
+        options.update({"effort": args.effort} if args.effort else {})
+        options.update(dict(_parse_option(o) for o in args.aqlm_option))
     gs = args.group_size if method != "aqlm" else None
     config = build_config(method, bits=bits, preset=args.preset, group_size=gs, seed=args.seed, options=options)
     model = copy.deepcopy(fp_model)
@@ -114,14 +121,32 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
     seconds = time.perf_counter() - t
     totals = report.totals()
     errs = [layer["rel_weight_error"] for layer in report.layers]
+    held = [layer["rel_output_error_heldout"] for layer in report.layers if "rel_output_error_heldout" in layer]
+    ins = [layer["rel_output_error"] for layer in report.layers if "rel_output_error" in layer]
     return {
         "method": method, "bits": bits, "resolved": quantizer.describe(), "quantize_s": round(seconds, 1),
         "formula_bits_per_param": totals["formula_bits_per_param"],
         "stored_bits_per_param": totals["stored_bits_per_param"],
         "mean_rel_weight_error": sum(errs) / len(errs),
         "last_block_rel_output_mse": report.blocks[-1].get("rel_output_mse"),
+        "last_block_rel_output_mse_heldout": report.blocks[-1].get("rel_output_mse_heldout"),
+        "mean_rel_output_error": sum(ins) / len(ins) if ins else None,
+        "mean_rel_output_error_heldout": sum(held) / len(held) if held else None,
+        "blocks": [{k: b.get(k) for k in ("index", "rel_output_mse", "rel_output_mse_heldout", "seconds")}
+                   | {"tune": {k: v for k, v in (b.get("tune") or {}).items() if k != "history"}}
+                   for b in report.blocks],
         **perplexities(model, evals),
     }
+
+
+def _parse_option(text: str) -> tuple[str, object]:
+    key, _, value = text.partition("=")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, None if value.lower() == "none" else value
 
 
 def _commit() -> str | None:
@@ -144,7 +169,8 @@ def _fmt(value, spec: str) -> str:
 
 def markdown(cells: list[dict]) -> str:
     fp = next((c for c in cells if c["method"] == "fp"), {})
-    rows = ["| method | bits | bits/param (formula) | stored | quantize s | rel. weight err | ppl Python | ppl Java |",
+    rows = ["| method | bits | bits/param (formula) | stored | quantize s | layer out err in-sample / held-out | "
+            "ppl Python | ppl Java |",
             "|---|---|---|---|---|---|---|---|"]
     for c in cells:
         ppls = []
@@ -155,7 +181,8 @@ def markdown(cells: list[dict]) -> str:
         rows.append(
             f"| {c['method']} | {c['bits'] or '-'} | {_fmt(c.get('formula_bits_per_param'), '.3f')} | "
             f"{_fmt(c.get('stored_bits_per_param'), '.3f')} | {_fmt(c.get('quantize_s'), '')} | "
-            f"{_fmt(c.get('mean_rel_weight_error'), '.4f')} | {ppls[0]} | {ppls[1]} |"
+            f"{_fmt(c.get('mean_rel_output_error'), '.4f')} / {_fmt(c.get('mean_rel_output_error_heldout'), '.4f')} | "
+            f"{ppls[0]} | {ppls[1]} |"
         )
     return "\n".join(rows)
 
@@ -169,6 +196,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--group-size", type=int, default=64, help="rtn/gptq group size (-1 per row)")
     p.add_argument("--act-order", action="store_true")
     p.add_argument("--preset", default="fast", help="aqlm preset")
+    p.add_argument("--effort", default=None, help="aqlm effort: fast | reference (default: codequant's default)")
+    p.add_argument("--aqlm-option", action="append", default=[], help="aqlm option KEY=VALUE (repeatable)")
     p.add_argument("--calibration", default="code")
     p.add_argument("--samples", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=256)

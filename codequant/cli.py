@@ -91,7 +91,12 @@ def quantize_cmd(
     calibration: str = typer.Option("code", "--calibration", help="code | mixed | random | PATH of a built set"),
     samples: int = typer.Option(128, "--samples", help="calibration rows"),
     seq_len: int = typer.Option(512, "--seq-len", help="tokens per calibration row"),
-    val_samples: int = typer.Option(0, "--val-samples", help="held-out rows for block tuning (aqlm)"),
+    val_samples: int | None = typer.Option(
+        None, "--val-samples", help="calibration rows held out (of --samples): held-out errors of every layer and "
+        "block, and AQLM's keep-best block tuning; default samples // 8, 0 for none"),
+    effort: str | None = typer.Option(None, "--effort", help="aqlm: fast (default) | reference (the AQLM "
+                                      "reference's fit and block-tuning defaults; much slower)"),
+    beam_size: int | None = typer.Option(None, "--beam-size", help="aqlm: beam width of the code search"),
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder (rerunning resumes from OUT/checkpoint)"),
     fmt: str | None = typer.Option(None, "--format", help="aqlm | dequantized | codequant | both, or a comma list"),
@@ -105,9 +110,17 @@ def quantize_cmd(
     """Quantize every decoder-block linear of MODEL and write the export(s) + quantize.json to OUT."""
     import json
 
-    from codequant.quant.run import build_config, parse_formats, quantize_to_dir
+    from codequant.calibration import resolve_val_samples
+    from codequant.quant.run import build_config, error_summary, parse_formats, quantize_to_dir
 
     options = {"act_order": act_order, "static_groups": static_groups} if method == "gptq" else {}
+    if method == "aqlm":
+        options.update({k: v for k, v in (("effort", effort), ("beam_size", beam_size)) if v is not None})
+    elif effort is not None or beam_size is not None:
+        raise CodequantError("--effort and --beam-size are AQLM options")
+    if val_samples is None:
+        val_samples = resolve_val_samples(samples, None)
+        print(f"held out: {val_samples} of the {samples} calibration rows (--val-samples to change)")
     config = build_config(method, bits=bits, preset=preset, group_size=group_size, num_codebooks=codebooks,
                           codebook_bits=codebook_bits, seed=seed, options=options)
     formats = parse_formats(fmt, method)
@@ -119,6 +132,8 @@ def quantize_cmd(
     acc, times = result["accounting"], result["timings"]
     print(f"{acc['quantized_params']:,} weights quantized: {acc['formula_bits_per_param']:.3f} bits/param (formula), "
           f"{acc['stored_bits_per_param']:.3f} stored; quantize {times['quantize_s']:.1f}s")
+    for line in error_summary(result):
+        print(line)
     if not result["complete"]:
         print(f"stopped after {len(result['blocks'])} blocks; rerun the same command to resume")
     for name, path in result["exports"].items():
@@ -354,7 +369,8 @@ def finetune_cmd(
     calibration: str = typer.Option("code", "--calibration", help="code|mixed|random or a calibration folder"),
     samples: int = typer.Option(128, "--samples", help="calibration sequences (train + validation)"),
     seq_len: int = typer.Option(512, "--seq-len", help="tokens per sequence"),
-    val_samples: int = typer.Option(16, "--val-samples", help="sequences held out for early stopping / keep-best"),
+    val_samples: int | None = typer.Option(None, "--val-samples", help="sequences held out for early stopping / "
+                                           "keep-best (default: samples // 8)"),
     epochs: int = typer.Option(3, "--epochs"),
     lr: float = typer.Option(1e-4, "--lr"),
     batch_size: int = typer.Option(4, "--batch-size"),
@@ -372,10 +388,14 @@ def finetune_cmd(
 ) -> None:
     """Distil the fp teacher into a quantized model (KL on calibration sequences; codes frozen unless
     --code-updates)."""
+    from codequant.calibration import resolve_val_samples
     from codequant.finetune import FinetuneConfig, finetune
 
     if not 0 < reencode_fraction <= 1:
         raise CodequantError(f"--reencode-fraction must be in (0, 1], not {reencode_fraction}")
+    if val_samples is None:
+        val_samples = resolve_val_samples(samples, None)
+        print(f"validation: {val_samples} of the {samples} calibration sequences (--val-samples to change)")
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
                             train_embeddings=train_embeddings, train_head=train_head, seed=seed,
                             code_updates=code_updates, reencode_fraction=reencode_fraction,
@@ -401,7 +421,8 @@ def calibration_build_cmd(
     model: str = typer.Option(..., "--model", help="model spec whose tokenizer the set is drawn with"),
     samples: int = typer.Option(128, "--samples", help="rows N (train + validation)"),
     seq_len: int = typer.Option(512, "--seq-len", help="tokens per row L"),
-    val_samples: int = typer.Option(16, "--val-samples", help="last rows held out for validation"),
+    val_samples: int | None = typer.Option(None, "--val-samples",
+                                           help="last rows held out for validation (default: samples // 8)"),
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder (tokens.safetensors + manifest.json)"),
     source: _Annotated[list[str] | None, typer.Option(
@@ -411,8 +432,9 @@ def calibration_build_cmd(
     """Draw a calibration set with MODEL's tokenizer and save it to OUT."""
     import time
 
-    from codequant.calibration import build_calibration, load_tokenizer
+    from codequant.calibration import build_calibration, load_tokenizer, resolve_val_samples
 
+    val_samples = resolve_val_samples(samples, val_samples)
     tokenizer = load_tokenizer(model)
     start = time.perf_counter()
     calib = build_calibration(kind, tokenizer, samples=samples, seq_len=seq_len, val_samples=val_samples, seed=seed,

@@ -171,17 +171,30 @@ def _source_summary(rows: list[dict], specs: Sequence[str]) -> list[dict]:
     return out
 
 
+def default_val_samples(samples: int) -> int:
+    """Validation rows when the user names none: an eighth of the rows (16 of 128, as the AQLM reference's
+    val_size/nsamples ratio of 128/1024), at least 1 once there are 2 rows, so any `--samples` works."""
+    return 0 if samples < 2 else max(1, samples // 8)
+
+
+def resolve_val_samples(samples: int, val_samples: int | None) -> int:
+    """`val_samples`, or the default for `samples` when it is None."""
+    return default_val_samples(samples) if val_samples is None else int(val_samples)
+
+
 def build_calibration(
     kind: str,
     tokenizer: Any,
     *,
     samples: int = 128,
     seq_len: int = 512,
-    val_samples: int = 16,
+    val_samples: int | None = None,
     seed: int = 0,
     sources: Sequence[str] | None = None,
 ) -> CalibrationSet:
-    """Draw `samples` rows of `seq_len` tokens by the `kind` recipe; the last `val_samples` rows are validation."""
+    """Draw `samples` rows of `seq_len` tokens by the `kind` recipe; the last `val_samples` rows are validation
+    (None: `default_val_samples(samples)`)."""
+    val_samples = resolve_val_samples(samples, val_samples)
     if kind not in (*KINDS, "local"):
         raise CodequantError(f"unknown calibration kind {kind!r}; use one of {', '.join(KINDS)} or a folder path")
     if samples < 1 or seq_len < 2 or not 0 <= val_samples < samples:

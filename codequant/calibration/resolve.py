@@ -15,7 +15,7 @@ from typing import Any
 
 from codequant.cache import cache_dir
 from codequant.calibration.artifact import FORMAT, CalibrationSet, is_calibration_dir, load_calibration
-from codequant.calibration.build import KINDS, build_calibration
+from codequant.calibration.build import KINDS, build_calibration, resolve_val_samples
 from codequant.calibration.identity import tokenizer_identity
 from codequant.errors import CodequantError
 
@@ -29,8 +29,10 @@ def cache_key(kind: str, tokenizer: Any, *, samples: int, seq_len: int, seed: in
 
 
 def resolve_calibration(kind_or_dir: str | Path, tokenizer: Any, *, samples: int = 128, seq_len: int = 512,
-                        seed: int = 0, val_samples: int = 16, sources: Sequence[str] | None = None) -> CalibrationSet:
+                        seed: int = 0, val_samples: int | None = None, sources: Sequence[str] | None = None) -> CalibrationSet:
+    """The set for `kind_or_dir`; `val_samples` None is `default_val_samples(samples)`."""
     spec = str(kind_or_dir)
+    val_samples = resolve_val_samples(samples, val_samples)
     if spec in KINDS:
         kind, srcs = spec, sources
     elif is_calibration_dir(spec):

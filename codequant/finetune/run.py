@@ -71,7 +71,7 @@ def finetune(
     calibration: Any = "code",
     samples: int = 128,
     seq_len: int = 512,
-    val_samples: int = 16,
+    val_samples: int | None = None,
     seed: int = 0,
     config: FinetuneConfig | None = None,
     top_k: int = 64,
@@ -79,6 +79,7 @@ def finetune(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Distil `teacher_spec` into the quantized model at `quant_dir`; write OUT; return what finetune.json holds."""
+    from codequant.calibration import resolve_val_samples
     from codequant.models import load
     from codequant.quant.export import (
         export_dequantized,
@@ -86,6 +87,7 @@ def finetune(
         save_codequant_checkpoint,
     )
 
+    val_samples = resolve_val_samples(samples, val_samples)
     config = config or FinetuneConfig(seed=seed)
     quant_dir, out = Path(quant_dir), Path(out_dir)
     native = native_checkpoint_dir(quant_dir)

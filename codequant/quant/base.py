@@ -84,9 +84,18 @@ class Quantizer(ABC):
     # "true sequential" (each group of linears sees the earlier groups of its block already quantized), False = all
     # XTX from one pass of the fp block.
     true_sequential: ClassVar[bool] = True
+    # What the walk must provide: XTX of each linear's inputs (RTN needs none), and whether `tune_block` does work
+    # (then the walk keeps the fp targets of the held-out rows for it).
+    needs_xtx: ClassVar[bool] = True
+    tunes_blocks: ClassVar[bool] = False
 
     def __init__(self, config: QuantConfig):
         self.config = config
+
+    def check_linear(self, name: str, linear: nn.Linear) -> None:
+        """Raise CodequantError if this method cannot quantize `linear` (checked for every layer before any work).
+        Every linear is acceptable unless a method says otherwise."""
+        return None
 
     @abstractmethod
     def quantize_linear(self, name: str, linear: nn.Linear, xtx: torch.Tensor) -> QuantizedLinear:

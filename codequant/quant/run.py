@@ -102,7 +102,7 @@ def quantize_to_dir(
     calibration: Any = "code",
     samples: int = 128,
     seq_len: int = 512,
-    val_samples: int = 0,
+    val_samples: int | None = None,
     formats: list[str] | None = None,
     batch_size: int = 8,
     sequential: bool | None = None,
@@ -110,7 +110,11 @@ def quantize_to_dir(
     progress: bool = True,
     on_resolved: Any = None,
 ) -> dict[str, Any]:
-    """Run the whole quantization and write OUT; returns what quantize.json holds."""
+    """Run the whole quantization and write OUT; returns what quantize.json holds.
+
+    `val_samples` of the `samples` calibration rows are held out (None: `default_val_samples(samples)`, 0: none):
+    they never steer a fit, and give every layer and block a held-out error (AQLM's block tuning selects on them).
+    """
     from codequant.quant.export import accounting, export_dequantized, save_codequant_checkpoint
     from codequant.quant.pipeline import check_model, quantize_model
 
@@ -132,6 +136,9 @@ def quantize_to_dir(
             from codequant.calibration import resolve_calibration
         except ImportError as exc:
             raise CodequantError(f"calibration sets are not available in this install: {exc}") from exc
+        from codequant.calibration import resolve_val_samples
+
+        val_samples = resolve_val_samples(samples, val_samples)
         calib = resolve_calibration(calibration, tokenizer, samples=samples, seq_len=seq_len, seed=config.seed,
                                     val_samples=val_samples)
     else:  # an already built set (tensor or CalibrationSet-like), e.g. from the bench or tests
@@ -171,6 +178,25 @@ def quantize_to_dir(
     tmp.write_text(json.dumps(result, indent=2, default=str))
     tmp.replace(out / "quantize.json")
     return result
+
+
+def error_summary(result: dict[str, Any]) -> list[str]:
+    """Lines for the user: mean per-layer output error and the last block's output error, held-out beside
+    in-sample (in-sample alone flatters a fit that overfits the calibration rows)."""
+    lines = []
+    layers, blocks = result.get("layers") or [], result.get("blocks") or []
+    pairs = (("layer output error", layers, "rel_output_error"), ("block output error", blocks, "rel_output_mse"))
+    for what, rows, key in pairs:
+        ins = [r[key] for r in rows if r.get(key) is not None]
+        held = [r[f"{key}_heldout"] for r in rows if r.get(f"{key}_heldout") is not None]
+        if not ins:
+            continue
+        scope = "mean over layers" if rows is layers else "last block"
+        pick = (lambda v: sum(v) / len(v)) if rows is layers else (lambda v: v[-1])
+        text = f"{what} ({scope}): in-sample {pick(ins):.4g}"
+        text += f", held-out {pick(held):.4g}" if held else " (no held-out rows: --val-samples 0)"
+        lines.append(text)
+    return lines
 
 
 def _keep_earlier_runs(result: dict[str, Any], path: Path) -> None:

@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import torch
 
+from codequant.quant.objective import weighted_energy
+
 _CHUNK = 1 << 23  # score entries (rows x beam x 2^B) per row chunk
 _BLOCK = 128  # inputs per lazy update block of r
 
@@ -122,5 +124,4 @@ def _decode(codes: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
 def objective(weight: torch.Tensor, xtx: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor,
               codes: torch.Tensor) -> float:
     """tr((W' - W) H (W' - W)^T) for codebooks [M, K, g]."""
-    e = _decode(codes, codebooks) * scales.reshape(-1, 1) - weight
-    return float(((e @ xtx) * e).sum())
+    return float(weighted_energy(_decode(codes, codebooks) * scales.reshape(-1, 1) - weight, xtx))

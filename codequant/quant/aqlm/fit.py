@@ -6,6 +6,11 @@ per-row scales:
 2. rounds of: Adam steps on codebooks and scales (codes fixed), then one beam-search pass over the codes
    (codebooks fixed), until a round improves the objective by less than `tol` (relative).
 The objective is reported relative to tr(W XTX W^T), so it reads as ||(W'-W)X||^2 / ||WX||^2.
+
+Damping: the search and the Adam steps minimise against XTX + damping * mean(diag XTX) * I. XTX from a few
+thousand calibration tokens is ill-conditioned (directions the calibration never excited have ~0 weight), and the
+undamped fit both overfits those rows and gets stuck in coordinate descent; a ridge fixes both. It is chosen by
+held-out output error on real SmolLM2 layers (docs/aqlm.md). `history` always reports the *undamped* objective.
 """
 
 from __future__ import annotations
@@ -19,16 +24,20 @@ import torch
 from codequant.quant.aqlm.assign import Assignment
 from codequant.quant.aqlm.beam import _decode, beam_search
 from codequant.quant.aqlm.kmeans import residual_kmeans
+from codequant.quant.objective import weighted_energy
 
 
 @dataclass
 class FitOptions:
     beam_size: int = 1
     kmeans_iters: int = 8
+    kmeans_sample: int | None = None  # k-means on at most this many groups per centroid; None: on every group
     adam_steps: int = 10  # per round
     lr: float = 5e-3
+    betas: tuple[float, float] = (0.9, 0.999)
     tol: float = 0.01
     max_rounds: int = 6
+    damping: float = 0.0  # ridge added to XTX, relative to its mean diagonal
     threads: int | None = None  # CPU threads while fitting; None keeps torch's setting (see `cpu_threads`)
 
 
@@ -58,34 +67,42 @@ def _normalised_xtx(xtx: torch.Tensor, device: torch.device) -> torch.Tensor:
     return h / h.diagonal().mean().clamp_min(1e-12)  # the objective's scale is irrelevant; keep it near 1
 
 
-def _adam(weight, h, books, scales, codes, steps: int, lr: float, norm: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Adam on codebooks and (relative) scales with codes fixed; returns the best pair seen.
+def loss_and_grads(weight: torch.Tensor, h: torch.Tensor, assign: Assignment, flat_books: torch.Tensor,
+                   base: torch.Tensor, factor: torch.Tensor, norm: float) -> tuple[float, torch.Tensor, torch.Tensor]:
+    """Objective tr(E H E^T) / norm with E = diag(base * factor) U - W, U = assign.decode(flat_books), and its
+    gradients in flat_books [M*K, g] and factor [out].
 
-    Gradients are written out rather than taken by autograd (3-4x faster on CPU): with G = 2 (W'-W) H / norm,
-    d/d scale_o = <G_o, U_o> (U = unscaled decode) and d/d codeword = sum of s_o G_(o,j) over the groups using it.
+    Written out rather than taken by autograd (3-4x faster on CPU): with G = 2 E H / norm,
+    d/d factor_o = base_o <G_o, U_o> and d/d codeword = sum of s_o G_(o,j) over the groups (o, j) using it.
     """
+    g = flat_books.shape[1]
+    s = base * factor
+    u = assign.decode(flat_books).reshape(weight.shape)  # [out, in], unscaled
+    err = u * s[:, None] - weight
+    eh = err @ h
+    loss = float((eh * err).sum()) / norm
+    grad = eh * (2 / norm)
+    g_factor = (grad * u).sum(1) * base
+    g_books = assign.scatter((grad * s[:, None]).reshape(-1, g))
+    return loss, g_books, g_factor
+
+
+def _adam(weight, h, books, scales, codes, steps: int, lr: float, norm: float,
+          betas: tuple[float, float] = (0.9, 0.999)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Adam on codebooks and (relative) scales with codes fixed; returns the best pair seen (the start counts)."""
     m, size, g = books.shape
-    out_features = codes.shape[0]
     assign = Assignment.from_codes(codes, size, books.dtype)  # codes are fixed here: decode by sparse matmuls
     base = scales.clone()
     params = [books.reshape(m * size, g).clone(), torch.ones_like(base)]  # scales relative to their start
     moments = [(torch.zeros_like(p), torch.zeros_like(p)) for p in params]
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    (beta1, beta2), eps = betas, 1e-8
     best = (float("inf"), params[0].clone(), base.clone())
     for step in range(steps + 1):
-        flat_books, factor = params
-        s = base * factor
-        u = assign.decode(flat_books).reshape(out_features, -1)  # [out, in], unscaled
-        err = u * s[:, None] - weight
-        eh = err @ h
-        loss = float((eh * err).sum()) / norm
+        loss, g_books, g_factor = loss_and_grads(weight, h, assign, params[0], base, params[1], norm)
         if loss < best[0]:
-            best = (loss, flat_books.clone(), s.clone())
+            best = (loss, params[0].clone(), base * params[1])
         if step == steps:
             break
-        grad = eh * (2 / norm)
-        g_factor = (grad * u).sum(1) * base
-        g_books = assign.scatter((grad * s[:, None]).reshape(-1, g))
         for p, gr, (m1, m2) in zip(params, (g_books, g_factor), moments, strict=True):
             m1.mul_(beta1).add_(gr, alpha=1 - beta1)
             m2.mul_(beta2).addcmul_(gr, gr, value=1 - beta2)
@@ -107,25 +124,31 @@ def _fit(weight, xtx, num_codebooks, nbits, group_size, opts: FitOptions, genera
     w = weight.detach().float()
     out_features, in_features = w.shape
     num_groups = in_features // group_size
-    h = _normalised_xtx(xtx, w.device)
-    norm = float(((w @ h) * w).sum().clamp_min(1e-30))
+    h = _normalised_xtx(xtx, w.device)  # mean diagonal 1, so `damping` is relative to it
+    h_fit = h + opts.damping * torch.eye(in_features, device=w.device) if opts.damping > 0 else h
+    norm = float(weighted_energy(w, h).clamp_min(1e-30))
+    norm_fit = float(weighted_energy(w, h_fit).clamp_min(1e-30))
 
     scales = w.norm(dim=1) / in_features**0.5
     scales = torch.where(scales > 0, scales, torch.ones_like(scales))
     groups = (w / scales[:, None]).reshape(-1, group_size)
-    books, codes = residual_kmeans(groups, num_codebooks, 2**nbits, opts.kmeans_iters, gen)
+    sample = opts.kmeans_sample if opts.kmeans_sample else None
+    books, codes = residual_kmeans(groups, num_codebooks, 2**nbits, opts.kmeans_iters, gen, sample)
     codes = codes.reshape(out_features, num_groups, num_codebooks)
 
-    def rel(books, scales, codes) -> float:
-        e = _decode(codes, books) * scales[:, None] - w
-        return float(((e @ h) * e).sum()) / norm
+    def rel(books, scales, codes, h, norm) -> float:
+        return float(weighted_energy(_decode(codes, books) * scales[:, None] - w, h)) / norm
 
-    history = [rel(books, scales, codes)]
+    # Both phases can only lower the damped objective (Adam keeps its best point, the search keeps the current
+    # code as a candidate), so the last round is the best one; the tolerance is on that objective too.
+    history = [rel(books, scales, codes, h, norm)]
+    fitted = [rel(books, scales, codes, h_fit, norm_fit)]
     for _ in range(opts.max_rounds):
-        books, scales = _adam(w, h, books, scales, codes, opts.adam_steps, opts.lr, norm)
+        books, scales = _adam(w, h_fit, books, scales, codes, opts.adam_steps, opts.lr, norm_fit, opts.betas)
         order = torch.randperm(num_groups, generator=gen)
-        codes = beam_search(w, h, books, scales, codes, opts.beam_size, order)
-        history.append(rel(books, scales, codes))
-        if history[-2] - history[-1] < opts.tol * history[-2]:
+        codes = beam_search(w, h_fit, books, scales, codes, opts.beam_size, order)
+        history.append(rel(books, scales, codes, h, norm))
+        fitted.append(rel(books, scales, codes, h_fit, norm_fit))
+        if fitted[-2] - fitted[-1] < opts.tol * fitted[-2]:
             break
     return FitResult(codes=codes, codebooks=books.detach(), scales=scales.detach(), history=history)

@@ -2,12 +2,14 @@
 
 Per linear: `fit.fit_weight` (k-means init, then Adam on codebooks/scales alternating with exact beam search
 over codes). Per block: `tune.tune_block` (Adam on codebooks, scales and norms against the fp block outputs).
-Options (`QuantConfig.options`): beam_size, kmeans_iters, adam_steps, lr, tol, max_rounds, threads,
-tune_epochs, tune_lr, tune_batch, bits_tolerance.
+Options (`QuantConfig.options`): effort (a preset of everything below, `effort.EFFORTS`), beam_size,
+kmeans_iters, kmeans_sample, adam_steps, lr, tol, max_rounds, damping, threads, tune_epochs, tune_lr, tune_batch,
+tune_early_stop, bits_tolerance. Explicit options override the effort's.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from typing import Any, ClassVar
 
@@ -15,15 +17,22 @@ import torch
 from torch import nn
 
 from codequant.errors import CodequantError
+from codequant.quant.aqlm.effort import resolve_effort
 from codequant.quant.aqlm.fit import FitOptions, fit_weight
 from codequant.quant.aqlm.linear import AqlmLinear, aqlm_storage
 from codequant.quant.aqlm.presets import validate_spec
 from codequant.quant.aqlm.tune import TuneOptions, tune_block
 from codequant.quant.base import QuantConfig, Quantizer
 
-_FIT_KEYS = {"beam_size": int, "kmeans_iters": int, "adam_steps": int, "lr": float, "tol": float,
-             "max_rounds": int, "threads": int}
-_TUNE_KEYS = {"tune_epochs": ("epochs", int), "tune_lr": ("lr", float), "tune_batch": ("batch_size", int)}
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None or str(value).lower() in ("none", "all", "0") else int(value)
+
+
+_FIT_KEYS = {"beam_size": int, "kmeans_iters": int, "kmeans_sample": _optional_int, "adam_steps": int, "lr": float,
+             "tol": float, "max_rounds": int, "damping": float, "threads": int}
+_TUNE_KEYS = {"tune_epochs": ("epochs", int), "tune_lr": ("lr", float), "tune_batch": ("batch_size", int),
+              "tune_early_stop": ("early_stop", int)}
 
 
 class AqlmQuantizer(Quantizer):
@@ -32,6 +41,7 @@ class AqlmQuantizer(Quantizer):
     # tuning then fixes the interactions. On SmolLM2 (2x8, 3 blocks) one pass gave equal or lower block output
     # error than true-sequential and saves three partial forwards per block (~7 s of ~36 s on 2 cores).
     true_sequential: ClassVar[bool] = False
+    tunes_blocks: ClassVar[bool] = True
 
     def __init__(self, config: QuantConfig):
         super().__init__(config)
@@ -41,7 +51,7 @@ class AqlmQuantizer(Quantizer):
                                  "for the model first with codequant.quant.aqlm.resolve_aqlm_config")
         validate_spec(m, b, g, [])
         self.num_codebooks, self.nbits, self.group_size = m, b, g
-        opts = config.options
+        self.effort, opts = resolve_effort(config.options)
         try:
             self.fit_options = FitOptions(**{k: t(opts[k]) for k, t in _FIT_KEYS.items() if k in opts})
             self.tune_options = TuneOptions(**{n: t(opts[k]) for k, (n, t) in _TUNE_KEYS.items() if k in opts})
@@ -78,6 +88,10 @@ class AqlmQuantizer(Quantizer):
             "in_group_size": self.group_size, "out_group_size": 1,
             "nominal_bits_per_param": self.num_codebooks * self.nbits / self.group_size,
             "bits_per_param_4096x4096": cost.formula_bits / cost.params,
+            "effort": self.effort,
+            "fit": dataclasses.asdict(self.fit_options),
+            "tune": dataclasses.asdict(self.tune_options),
+            # flat copies kept for readers of older quantize.json files
             "beam_size": self.fit_options.beam_size, "tol": self.fit_options.tol,
             "tune_epochs": self.tune_options.epochs,
         }

@@ -1,12 +1,17 @@
 """AQLM's block tuning: after all linears of a block are quantized layer by layer, their errors interact; Adam
-on the block's continuous parameters (codebooks, scales and the norms' weights; codes frozen) makes the
-quantized block's outputs match the fp block's on the calibration inputs (MSE). The parameters with the lowest
-validation error (the validation split if given, else a fixed slice of the training rows) are kept, and the
-starting point counts, so tuning never makes the selection error worse.
+on every continuous parameter of the block (codebooks, scales, biases, normalisation weights; codes frozen) makes
+the quantized block's outputs match the fp block's on the calibration rows (relative MSE).
+
+Selection follows the AQLM reference: after each epoch the error on the selection rows is measured and the best
+parameters are kept (the start counts, so tuning never makes the selection error worse); training stops after
+`early_stop` epochs without improvement. The selection rows are the held-out split when one is given (the honest
+choice: the reference keeps the best on 128 held-out sequences), else a fixed slice of the training rows, which
+can only detect divergence, not overfitting.
 """
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,54 +19,66 @@ import torch
 from torch import nn
 
 from codequant.quant.aqlm.linear import AqlmLinear
+from codequant.quant.blocks import call_block
 
 
 @dataclass
 class TuneOptions:
-    epochs: int = 1
+    epochs: int = 2  # passes over the training rows (upper bound; see early_stop)
     lr: float = 1e-4
     batch_size: int = 8  # calibration rows per step
+    betas: tuple[float, float] = (0.9, 0.95)  # the reference's finetune_adam_beta1/2
+    early_stop: int = 3  # epochs without a better selection error before stopping
     select_rows: int = 16  # rows of the training inputs used for selection when there is no validation split
 
 
 def tunable_parameters(block: nn.Module) -> dict[str, nn.Parameter]:
-    """Codebooks and scales of the block's AqlmLinears, and the weights of its normalisation layers."""
-    out: dict[str, nn.Parameter] = {}
-    for name, module in block.named_modules():
-        if isinstance(module, AqlmLinear):
-            out[f"{name}.codebooks"], out[f"{name}.scales"] = module.codebooks, module.scales
-        elif "norm" in type(module).__name__.lower():
-            out.update({f"{name}.{n}": p for n, p in module.named_parameters(recurse=False)})
-    return out
-
-
-def _forward(block: nn.Module, x: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
-    out = block(x, **kwargs)
-    return out[0] if isinstance(out, tuple) else out
+    """Every floating-point parameter of the block: the AqlmLinears' codebooks, scales and biases and whatever
+    else the block holds (normalisation weights and biases, any fp layer left unquantized). Codes are integer
+    buffers and stay fixed."""
+    return {n: p for n, p in block.named_parameters() if p.is_floating_point()}
 
 
 @torch.no_grad()
 def _rel_error(block, inputs, targets, kwargs, batch_size, device, dtype) -> float:
     num = den = 0.0
     for i in range(0, inputs.shape[0], batch_size):
-        y = _forward(block, inputs[i : i + batch_size].to(device, dtype), kwargs).float()
+        y = call_block(block, inputs[i : i + batch_size].to(device, dtype), kwargs).float()
         t = targets[i : i + batch_size].to(device).float()
         num += float(((y - t) ** 2).sum())
         den += float((t**2).sum())
     return num / max(den, 1e-30)
 
 
+def _epoch(block, opt, inputs, targets, kwargs, batch_size, generator, device, dtype) -> float:
+    """One pass over the training rows in a seeded order; returns the mean training loss."""
+    order = torch.randperm(inputs.shape[0], generator=generator)
+    losses = []
+    for i in range(0, inputs.shape[0], batch_size):
+        idx = order[i : i + batch_size]
+        x, t = inputs[idx].to(device, dtype), targets[idx].to(device).float()
+        y = call_block(block, x, kwargs).float()
+        loss = ((y - t) ** 2).mean() / (t**2).mean().clamp_min(1e-30)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return sum(losses) / max(len(losses), 1)
+
+
 def tune_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, kwargs: dict[str, Any],
                val_inputs: torch.Tensor | None = None, val_targets: torch.Tensor | None = None,
-               options: TuneOptions | None = None) -> dict[str, float]:
-    """Tune in place; returns relative output errors before/after on the selection rows and on the train rows."""
+               options: TuneOptions | None = None) -> dict[str, Any]:
+    """Tune in place; returns the selection error before/after, where it was measured, the epochs run and the
+    best one, the per-epoch selection errors and the seconds taken."""
     opts = options or TuneOptions()
     params = tunable_parameters(block)
     if opts.epochs <= 0 or not params:
         return {"epochs": 0}
-    first = next(iter(params.values()))
-    device, dtype = first.device, next(p.dtype for p in block.parameters() if p.is_floating_point())
-    if val_inputs is None or val_targets is None:
+    t0 = time.perf_counter()
+    device, dtype = next(iter(params.values())).device, next(iter(params.values())).dtype
+    selection = "heldout" if val_inputs is not None and val_targets is not None else "train_rows"
+    if selection == "train_rows":
         val_inputs, val_targets = inputs[: opts.select_rows], targets[: opts.select_rows]
     was = {n: p.requires_grad for n, p in block.named_parameters()}
     for p in block.parameters():
@@ -69,28 +86,27 @@ def tune_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, kw
     for p in params.values():
         p.requires_grad_(True)
     gen = torch.Generator().manual_seed(int(inputs.shape[0]))
+
+    def evaluate() -> float:
+        return _rel_error(block, val_inputs, val_targets, kwargs, opts.batch_size, device, dtype)
+
     try:
-        evaluate = lambda: _rel_error(block, val_inputs, val_targets, kwargs, opts.batch_size, device, dtype)  # noqa: E731
         best = evaluate()
-        result = {"select_before": best}
+        result: dict[str, Any] = {"selection": selection, "select_before": best}
         best_state = {n: p.detach().clone() for n, p in params.items()}
-        best_epoch = 0
-        opt = torch.optim.Adam(params.values(), lr=opts.lr)
+        best_epoch, history, ran = 0, [], 0
+        opt = torch.optim.Adam(params.values(), lr=opts.lr, betas=opts.betas)
         with torch.enable_grad():
             for epoch in range(1, opts.epochs + 1):
-                order = torch.randperm(inputs.shape[0], generator=gen)
-                for i in range(0, inputs.shape[0], opts.batch_size):
-                    idx = order[i : i + opts.batch_size]
-                    x, t = inputs[idx].to(device, dtype), targets[idx].to(device).float()
-                    y = _forward(block, x, kwargs).float()
-                    loss = ((y - t) ** 2).mean() / (t**2).mean().clamp_min(1e-30)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
+                _epoch(block, opt, inputs, targets, kwargs, opts.batch_size, gen, device, dtype)
+                ran = epoch
                 score = evaluate()
+                history.append(score)
                 if score < best:
                     best, best_epoch = score, epoch
                     best_state = {n: p.detach().clone() for n, p in params.items()}
+                elif epoch - best_epoch >= opts.early_stop:
+                    break
         with torch.no_grad():
             for n, p in params.items():
                 p.copy_(best_state[n])
@@ -100,5 +116,6 @@ def tune_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, kw
     for module in block.modules():
         if isinstance(module, AqlmLinear):
             module.round_to_fp16()
-    result.update({"select_after": evaluate(), "epochs": opts.epochs, "best_epoch": best_epoch})
+    result.update({"select_after": evaluate(), "epochs": ran, "best_epoch": best_epoch, "history": history,
+                   "seconds": round(time.perf_counter() - t0, 2)})
     return result

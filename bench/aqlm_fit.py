@@ -1,0 +1,144 @@
+"""AQLM fit settings on real layers, judged on held-out rows: relative output error in-sample and held-out, time.
+
+    .venv/bin/python bench/aqlm_fit.py --spec 2x8 --grid damping=0,0.01,0.03,0.1,0.3
+    .venv/bin/python bench/aqlm_fit.py --spec 4x8 --grid kmeans_sample=64,none --grid adam_steps=10,30,100
+
+XTX comes from the fp model's activations on the training rows of a Code calibration set (default 128 x 512), the
+held-out XTX from its disjoint validation rows; the error of a fit W' is ||(W'-W)X||^2 / ||WX||^2 on each. The
+layers are a fixed sample of blocks and projections (default blocks 5 and 20, q/o/gate/down). Prints one JSON
+object per setting (per-layer errors, their geometric means and the fit's CPU seconds), then a markdown table.
+Used to choose FitOptions defaults (docs/aqlm.md): decide on the held-out column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import math
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from codequant.quant.aqlm.fit import FitOptions, fit_weight  # noqa: E402
+
+
+def _value(text: str):
+    if text.lower() == "none":
+        return None
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_grid(items: list[str]) -> list[dict]:
+    axes = []
+    for item in items:
+        key, _, values = item.partition("=")
+        axes.append([(key, _value(v)) for v in values.split(",")])
+    return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
+
+
+@torch.no_grad()
+def collect_xtx(model, rows: torch.Tensor, names: list[str], batch: int = 4) -> dict[str, torch.Tensor]:
+    """XTX (float64) of each named linear's input over all tokens of `rows`."""
+    xtx: dict[str, torch.Tensor] = {}
+    handles = []
+    for name in names:
+        def hook(_m, args, name=name):
+            x = args[0].reshape(-1, args[0].shape[-1]).float()
+            part = (x.T @ x).double()
+            xtx[name] = part if name not in xtx else xtx[name] + part
+        handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
+    try:
+        for i in range(0, rows.shape[0], batch):
+            model(input_ids=rows[i : i + batch], use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return xtx
+
+
+def rel_error(w: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> float:
+    e = (q - w).double()
+    return float(((e @ h) * e).sum() / ((w.double() @ h) * w.double()).sum())
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="smollm2-135m")
+    p.add_argument("--spec", default="2x8", help="MxB (group size 8)")
+    p.add_argument("--blocks", default="5,20")
+    p.add_argument("--linears", default="self_attn.q_proj,self_attn.o_proj,mlp.gate_proj,mlp.down_proj")
+    p.add_argument("--samples", type=int, default=128)
+    p.add_argument("--val-samples", type=int, default=32)
+    p.add_argument("--seq-len", type=int, default=512)
+    p.add_argument("--grid", action="append", default=[], help="KEY=V1,V2 over FitOptions fields (repeatable)")
+    p.add_argument("--setting", action="append", default=[],
+                   help="one setting as KEY=V;KEY=V (repeatable; run after the grid's, if any)")
+    p.add_argument("--out", help="also write the JSON lines here")
+    args = p.parse_args(argv)
+
+    from codequant.calibration import resolve_calibration
+    from codequant.models import load
+
+    loaded = load(args.model)
+    model, tokenizer = (loaded[0], loaded[1]) if isinstance(loaded, tuple) else (loaded.model, loaded.tokenizer)
+    model.eval()
+    calib = resolve_calibration("code", tokenizer, samples=args.samples + args.val_samples, seq_len=args.seq_len,
+                                val_samples=args.val_samples)
+    names = [f"model.layers.{b}.{n}" for b in args.blocks.split(",") for n in args.linears.split(",")]
+    t = time.perf_counter()
+    train_h, val_h = collect_xtx(model, calib.train, names), collect_xtx(model, calib.val, names)
+    print(f"XTX of {len(names)} linears in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    m, b = (int(x) for x in args.spec.lower().split("x"))
+    rows = []
+    settings = parse_grid(args.grid) if args.grid or not args.setting else []
+    settings += [{k: _value(v) for k, _, v in (kv.partition("=") for kv in s.split(";") if kv)} for s in args.setting]
+    for setting in settings:
+        opts = FitOptions(**setting)
+        layers = {}
+        for name in names:
+            w = model.get_submodule(name).weight.detach().float()
+            t = time.perf_counter()
+            res = fit_weight(w, train_h[name], m, b, 8, opts, torch.Generator().manual_seed(0))
+            seconds = time.perf_counter() - t
+            q = _decode(res, w.shape)
+            layers[name] = {"in_sample": rel_error(w, q, train_h[name]), "heldout": rel_error(w, q, val_h[name]),
+                            "seconds": round(seconds, 2), "rounds": len(res.history) - 1}
+        geo = {k: math.exp(sum(math.log(v[k]) for v in layers.values()) / len(layers)) for k in ("in_sample", "heldout")}
+        row = {"spec": args.spec, "setting": setting, "geomean": geo,
+               "seconds": round(sum(v["seconds"] for v in layers.values()), 1), "layers": layers}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+        if args.out:
+            with open(args.out, "a") as f:
+                f.write(json.dumps(row) + "\n")
+    print(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                  "torch_threads": torch.get_num_threads()},
+                      "calibration": {"train": list(calib.train.shape), "val": list(calib.val.shape)}}))
+    print("| setting | in-sample | held-out | fit s |\n|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['setting']} | {r['geomean']['in_sample']:.5f} | {r['geomean']['heldout']:.5f} | {r['seconds']} |")
+
+
+def _decode(res, shape) -> torch.Tensor:
+    """W' = diag(scales) * sum_m C_m[codes[:, :, m]], [out, in]."""
+    books = res.codebooks.float()  # [M, K, g]
+    out, groups, m = res.codes.shape
+    parts = sum(books[i][res.codes[:, :, i]] for i in range(m))  # [out, G, g]
+    return parts.reshape(shape) * res.scales.float()[:, None]
+
+
+if __name__ == "__main__":
+    main()

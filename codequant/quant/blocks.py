@@ -1,0 +1,49 @@
+"""Running one decoder block on stored activations: the block I/O the pipeline and block tuning share.
+
+Activations are kept as fp32 on the CPU (only the current block needs to sit on the accelerator); each batch is
+moved to the block's device and dtype for the call and back for storage.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class Stop(Exception):
+    """Raised from a hook to end a forward pass early once the wanted activations are captured."""
+
+
+def block_device_dtype(block: nn.Module) -> tuple[torch.device, torch.dtype]:
+    for p in block.parameters():
+        if p.is_floating_point():
+            return p.device, p.dtype
+    return torch.device("cpu"), torch.float32
+
+
+def call_block(block: nn.Module, x: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
+    """block(x) -> hidden states (decoder layers return a tuple in some transformers versions)."""
+    out = block(x, **kwargs)
+    return out[0] if isinstance(out, tuple) else out
+
+
+@torch.no_grad()
+def run_block(block: nn.Module, inputs: torch.Tensor, kwargs: dict[str, Any], batch_size: int) -> torch.Tensor:
+    """block(inputs) in batches; fp32 CPU out, whatever the block's device/dtype. Batches stopped by a hook
+    (`Stop`) leave zeros, which callers that stop on purpose ignore."""
+    device, dtype = block_device_dtype(block)
+    out = torch.zeros_like(inputs)
+    for i in range(0, inputs.shape[0], batch_size):
+        try:
+            y = call_block(block, inputs[i : i + batch_size].to(device, dtype), kwargs)
+        except Stop:
+            continue
+        out[i : i + batch_size] = y.float().cpu()
+    return out
+
+
+def relative_mse(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """||pred - target||^2 / ||target||^2."""
+    return float(((pred - target) ** 2).sum() / (target**2).sum().clamp_min(1e-30))
