@@ -41,6 +41,13 @@ def _value(text: str):
     return text
 
 
+def settings_of(grid: list[str], singles: list[str]) -> list[dict]:
+    """The grid's settings (if any, or the one empty setting when nothing is given), then each single one
+    ("KEY=V;KEY=V")."""
+    settings = parse_grid(grid) if grid or not singles else []
+    return settings + [{k: _value(v) for k, _, v in (kv.partition("=") for kv in s.split(";") if kv)} for s in singles]
+
+
 def parse_grid(items: list[str]) -> list[dict]:
     axes = []
     for item in items:
@@ -103,9 +110,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"XTX of {len(names)} linears in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     m, b = (int(x) for x in args.spec.lower().split("x"))
     rows = []
-    settings = parse_grid(args.grid) if args.grid or not args.setting else []
-    settings += [{k: _value(v) for k, _, v in (kv.partition("=") for kv in s.split(";") if kv)} for s in args.setting]
-    for setting in settings:
+    for setting in settings_of(args.grid, args.setting):
         opts = FitOptions(**setting)
         layers = {}
         for name in names:

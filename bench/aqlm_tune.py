@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from aqlm_fit import parse_grid  # noqa: E402
+from aqlm_fit import settings_of  # noqa: E402
 
 from codequant.quant.pipeline import quantize_model  # noqa: E402
 from codequant.quant.run import build_config, make_model_quantizer  # noqa: E402
@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--val-samples", type=int, default=16)
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--grid", action="append", default=[], help="KEY=V1,V2 over AQLM options (repeatable)")
+    p.add_argument("--setting", action="append", default=[], help="one setting KEY=V;KEY=V (repeatable)")
     p.add_argument("--out", help="also append the JSON lines here")
     args = p.parse_args(argv)
 
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     calib = resolve_calibration("code", tokenizer, samples=args.samples, seq_len=args.seq_len,
                                 val_samples=args.val_samples)
     rows = []
-    for setting in parse_grid(args.grid):
+    for setting in settings_of(args.grid, args.setting):
         model = copy.deepcopy(fp).eval()
         quantizer = make_model_quantizer(build_config("aqlm", bits=args.bits, options=setting), model)
         t = time.perf_counter()

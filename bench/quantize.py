@@ -51,6 +51,17 @@ def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
     return f"{method}-{bits}-{digest}"
 
 
+def _any_peer_cell(cache: Path, method: str, bits: int | None, args: argparse.Namespace) -> Path | None:
+    """The newest cached cell of a peer at these bits and evaluation settings, whatever its library version."""
+    found = []
+    for path in cache.glob(f"{method}-{bits}-*.json"):
+        cell = json.loads(path.read_text())
+        s = cell.get("settings", {})
+        if (s.get("eval_rows"), s.get("eval_seq_len"), s.get("model")) == (args.eval_rows, args.eval_seq_len, args.model):
+            found.append((cell.get("measured", {}).get("date", ""), path))
+    return max(found)[1] if found else None
+
+
 def _peer_version(method: str) -> str | None:
     """The installed version of a peer's library: a new version is a new cell."""
     from importlib.metadata import PackageNotFoundError, version
@@ -210,6 +221,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--cache", default=str(ROOT / "bench" / "results" / "quantize"))
     p.add_argument("--fresh", action="store_true", help="recompute cached cells")
     p.add_argument("--cached-only", action="store_true", help="print the cached cells of the grid, compute nothing")
+    p.add_argument("--plot", help="also draw held-out perplexity vs bits/weight of the grid's cells to this PNG")
+    p.add_argument("--folders", default="", help="comma list of `codequant quantize`/`finetune` output folders: "
+                   "their held-out perplexity on the same rows, as extra cells (e.g. a fine-tuned model)")
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -222,6 +236,8 @@ def main(argv: list[str] | None = None) -> None:
     cells = []
     for method, bits in grid:
         path = cache / f"{cell_key(args, method, bits)}.json"
+        if args.cached_only and not path.exists() and _peer_version(method) == "missing":
+            path = _any_peer_cell(cache, method, bits, args) or path  # peer not installed here: its last cell
         if path.exists() and not args.fresh:
             cells.append(json.loads(path.read_text()))
             continue
@@ -242,10 +258,53 @@ def main(argv: list[str] | None = None) -> None:
             path.write_text(json.dumps(cell, indent=2, default=str))
         cells.append(cell)
         print(json.dumps(cell, default=str), flush=True)
+    for folder in filter(None, args.folders.split(",")):
+        cells.append(folder_cell(folder, args, loaded))
+        print(json.dumps(cells[-1], default=str), flush=True)
     machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
                "torch_threads": torch.get_num_threads()}
     print(json.dumps({"machine": machine, "cells": cells}, indent=2, default=str))
     print(markdown(cells))
+    if args.plot:
+        print(f"wrote {plot(cells, Path(args.plot))}", file=sys.stderr)
+
+
+def folder_cell(folder: str, args: argparse.Namespace, loaded: dict) -> dict:
+    """A quantized (or fine-tuned) output folder as a cell: what its JSON says of it, and its perplexities on the
+    bench's held-out rows (the fp model's tokenizer, so the rows are the grid's)."""
+    path = Path(folder)
+    info = {}
+    for name in ("finetune.json", "quantize.json"):
+        if (path / name).is_file():
+            info = json.loads((path / name).read_text())
+            break
+    if not loaded:
+        model, tokenizer = load_model(args.model)
+        loaded.update(model=model.eval(), tokenizer=tokenizer,
+                      evals={lang: heldout(tokenizer, lang, args) for lang in ("python", "java")})
+    model, _ = load_model(str(path))
+    acc = info.get("accounting") or {}
+    config = info.get("config") or {}
+    return {"method": f"{config.get('method', 'model')}{'+ft' if (path / 'finetune.json').is_file() else ''}",
+            "bits": config.get("bits"), "folder": str(path), "formula_bits_per_param": acc.get("formula_bits_per_param"),
+            "stored_bits_per_param": acc.get("stored_bits_per_param"), **perplexities(model.eval(), loaded["evals"]),
+            "measured": {"date": time.strftime("%Y-%m-%d"), "commit": _commit()}}
+
+
+def plot(cells: list[dict], path: Path) -> Path:
+    """Perplexity vs measured bits/weight, one series per method (codequant.report.plots.perplexity_pareto)."""
+    from codequant.report.plots import perplexity_pareto
+
+    rows = []
+    for c in cells:
+        if "unavailable" in c:
+            continue
+        name = c["method"] if c["method"] in ("aqlm", "gptq", "rtn", "fp") else f"{c['method']} (peer)"
+        for lang in ("python", "java"):
+            rows.append({"series": name, "language": lang, "perplexity": c.get(f"ppl_{lang}"),
+                         "bits_per_weight": None if c["method"] == "fp" else c.get("formula_bits_per_param")})
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return perplexity_pareto(rows, path, title="SmolLM2-135M: held-out perplexity vs bits per weight")
 
 
 if __name__ == "__main__":

@@ -41,15 +41,19 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
             "finetune": tables.pair_table(store, "finetune", scope),
             "memory": tables.memory_table(store, scope),
             "perplexity": tables.perplexity_table(store, scope),
+            "quant_errors": tables.quant_error_table(store, scope),
             "inference": tables.inference_table(store, scope),
             "timings": tables.timing_table(store, scope),
         }
+        pareto = tables.pareto_points(store, scope)
     captions = {
         "pass_at_1": "pass@1 per version and language; exact McNemar against fp, BH-adjusted per (model, language)",
         "calibration": "Calibration kinds compared at equal method and bits (exact McNemar)",
         "finetune": "Fine-tuned vs not (baseline: fine-tuned; OR > 1: fine-tuning helped; uncorrected)",
         "memory": "Memory: formula and stored bits per quantized weight, file size, peak RSS while evaluating",
         "perplexity": "Held-out perplexity per version and language",
+        "quant_errors": "Quantization output error: mean relative output error over layers and the last block's "
+                        "relative output MSE, on the calibration rows (in-sample) and on held-out rows",
         "inference": "Inference cost per version and backend: prefill and greedy decode tokens/s, peak RSS",
         "timings": "Step timings and peak RSS",
     }
@@ -59,6 +63,8 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     plots.pass_vs_bits(data["pass_at_1"], out / "plots" / "pass_vs_bits.png")
     plots.memory_pareto(data["memory"], out / "plots" / "memory_pareto.png")
     plots.perplexity_vs_bits(data["perplexity"], out / "plots" / "perplexity_vs_bits.png")
+    plots.perplexity_pareto([p for p in pareto if p["bits_per_weight"] is not None or p["series"] == "fp"],
+                            out / "plots" / "perplexity_pareto.png")
     config = {}
     if (study / "study.json").is_file():
         config = json.loads((study / "study.json").read_text(encoding="utf-8"))
@@ -74,7 +80,10 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
           "checkpoint on disk. Evaluation runs the dequantized export, so peak RSS is that of an fp32 model.", "",
           tables.markdown(data["memory"]), "![memory vs pass@1](plots/memory_pareto.png)", "",
           "## Perplexity", "", tables.markdown(data["perplexity"]),
-          "![perplexity vs bits](plots/perplexity_vs_bits.png)", "",
+          "![perplexity vs bits](plots/perplexity_vs_bits.png)",
+          "![perplexity vs bits per weight](plots/perplexity_pareto.png)", "",
+          "## Quantization error", "", captions["quant_errors"] + ". Decide on the held-out columns: in-sample "
+          "errors flatter a fit that overfits the calibration rows.", "", tables.markdown(data["quant_errors"]),
           "## Inference", "", captions["inference"] + ". `dequantized`: the fp32 export the evaluations ran; "
           "`aqlm-kernels`: the AQLM codes through the `aqlm` package's kernels (on CPU: numba, one thread). Each "
           "backend was measured in its own process; `bN_x_fp`: decode tokens/s at batch N over fp's.", "",

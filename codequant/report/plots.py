@@ -106,3 +106,49 @@ def memory_pareto(rows: Sequence[Row], path: Path) -> Path:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def perplexity_pareto(rows: Sequence[Row], path: Path, title: str = "held-out perplexity vs bits per weight") -> Path:
+    """One panel per language: each method's held-out perplexity against its *measured* bits per weight (formula
+    bits of the quantized linears, codebooks and scales included), log scale, the fp model as a dashed line and
+    the Pareto front over all methods dotted. Rows: {"series", "bits_per_weight", "language", "perplexity"};
+    a row with bits_per_weight None is the fp reference."""
+    langs = sorted({r["language"] for r in rows})
+    fig, axes = plt.subplots(1, max(1, len(langs)), figsize=(5.2 * max(1, len(langs)), 4), squeeze=False)
+    for ax, lang in zip(axes[0], langs, strict=False):
+        mine = [r for r in rows if r["language"] == lang and r.get("perplexity") is not None]
+        fp = [r["perplexity"] for r in mine if r.get("bits_per_weight") is None]
+        cap = 30 * min(fp) if fp else float("inf")  # beyond 30x fp a model is broken; say so instead of scaling
+        series: dict[str, list[tuple[float, float]]] = {}
+        for r in mine:
+            if r.get("bits_per_weight") is None:
+                ax.axhline(r["perplexity"], linestyle="--", color="gray", label=f"{r['series']} (fp)")
+            else:
+                series.setdefault(r["series"], []).append((r["bits_per_weight"], r["perplexity"]))
+        for i, (name, pts) in enumerate(sorted(series.items())):
+            pts.sort()
+            shown = [min(p[1], cap) for p in pts]
+            ax.plot([p[0] for p in pts], shown, marker="o", label=name, color=f"C{i}")
+            over = [(p[0], cap) for p in pts if p[1] > cap]
+            if over:
+                ax.scatter(*zip(*over, strict=True), marker="^", s=60, color=f"C{i}", zorder=3)
+        if any(p[1] > cap for ps in series.values() for p in ps):
+            ax.text(0.99, 0.98, f"^ off scale (> {cap:.0f})", ha="right", va="top", fontsize=7, transform=ax.transAxes)
+        pts = [p for ps in series.values() for p in ps]
+        front = pareto_front([(x, -y) for x, y in pts])  # fewer bits and lower perplexity
+        if len(front) > 1:
+            ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], linestyle=":", color="black",
+                    linewidth=1, label="Pareto front")
+        ax.set_yscale("log")
+        ax.set_xlabel("bits per weight (measured, codebooks and scales included)")
+        ax.set_ylabel("held-out perplexity (log)")
+        ax.set_title(lang, fontsize=9)
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    if not langs:
+        axes[0][0].text(0.5, 0.5, "no data", ha="center", va="center")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

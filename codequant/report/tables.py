@@ -136,6 +136,33 @@ def inference_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     return out
 
 
+def quant_error_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
+    """Per quantized version: output error in-sample (the calibration rows the fit saw) and held-out."""
+    scope = scope or Scope(store)
+    return [{"model": r["model"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
+             "layer_error": r["layer_error"], "layer_error_heldout": r["layer_error_heldout"],
+             "block_mse": r["block_mse"], "block_mse_heldout": r["block_mse_heldout"], "val_rows": r["val_rows"],
+             "quantize_s": r["quantize_s"]}
+            for r in store.rows("SELECT * FROM quant_errors ORDER BY model, method, bits DESC, calibration")
+            if scope.variant(r["variant_key"])]
+
+
+def pareto_points(store: StudyStore, scope: Scope | None = None) -> list[Row]:
+    """Held-out perplexity against measured bits per weight (footprints' formula bits), per version and language,
+    for `plots.perplexity_pareto`; fp has no bits (it is the reference line)."""
+    scope = scope or Scope(store)
+    bits = {r["variant_key"]: r["formula_bits"] for r in store.rows("SELECT variant_key, formula_bits FROM footprints")}
+    out = []
+    for r in store.rows("SELECT * FROM perplexities"):
+        if not scope.variant(r["variant_key"]):
+            continue
+        series = r["method"] if r["method"] == "fp" else f"{r['method']} {r['calibration'] or ''}".strip()
+        series += " +ft" if r["finetuned"] else ""
+        out.append({"series": series, "language": r["language"], "perplexity": r["perplexity"],
+                    "bits_per_weight": None if r["method"] == "fp" else bits.get(r["variant_key"])})
+    return out
+
+
 def timing_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     scope = scope or Scope(store)
     return [{"kind": r["kind"], "step": r["label"], "status": r["status"], "seconds": r["seconds"],

@@ -43,7 +43,9 @@ def study_comparisons(runs: list[tuple[dict[str, Any], Outcomes]], *, model: str
     cal_pairs = []
     for labels in by_setting.values():
         if len(labels) > 1:
-            base = next((x for x in labels if variants[x]["calibration"] == "code"), labels[0])
+            # baseline: Code calibration at the study's size, else Code at any size, else the first
+            code = [x for x in labels if str(variants[x]["calibration"]).split(" ")[0] == "code"]
+            base = next((x for x in code if not variants[x].get("calibration_size")), code[0] if code else labels[0])
             cal_pairs += [(base, x) for x in labels if x != base]
     if cal_pairs:
         add("calibration", pairs=cal_pairs, correction=correction)

@@ -29,7 +29,7 @@ class CalibrationSettings(_Strict):
 
     samples: int = Field(128, ge=1)
     seq_len: int = Field(512, ge=8)
-    val_samples: int = Field(0, ge=0)
+    val_samples: int | None = Field(None, ge=0)  # held-out rows of each set; None: samples // 8
     seed: int = 0
 
 
@@ -43,6 +43,20 @@ class Quantization(_Strict):
     preset: Literal["fast", "paper"] = "fast"
     group_size: int | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    # Calibration size as an axis: "ROWSxLEN" entries (e.g. ["1024x64", "16x512"]), each a separate quantization;
+    # None uses the study's `calibration:` samples x seq_len.
+    calibration_sizes: list[str] | None = Field(None, min_length=1)
+
+    @field_validator("calibration_sizes")
+    @classmethod
+    def _sizes(cls, v: list[str] | None) -> list[str] | None:
+        for size in v or []:
+            rows, _, length = size.partition("x")
+            if not (rows.isdigit() and length.isdigit() and int(rows) >= 1 and int(length) >= 8):
+                raise ValueError(f"calibration size {size!r} must be ROWSxLEN with ROWS >= 1, LEN >= 8 (e.g. 128x512)")
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError(f"calibration sizes must be unique; got {v}")
+        return v
 
     @model_validator(mode="after")
     def _check_bits(self) -> Quantization:

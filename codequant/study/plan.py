@@ -14,9 +14,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from itertools import product
 from pathlib import Path
 from typing import Any
 
+from codequant.calibration.build import resolve_val_samples
 from codequant.errors import CodequantError
 from codequant.study.config import StudyConfig
 
@@ -45,16 +47,24 @@ class Variant:
     bits: int | None = None
     calibration: str | None = None
     finetuned: bool = False
+    calibration_size: str | None = None  # "ROWSxLEN" when the quantization names sizes; None: the study's size
+
+    @property
+    def calibration_name(self) -> str | None:
+        """The calibration as tables show it: the kind (or a path's last part), plus the size when it is an axis."""
+        cal = Path(self.calibration).name if self.calibration and ("/" in self.calibration) else self.calibration
+        return f"{cal} {self.calibration_size}" if cal and self.calibration_size else cal
 
     @property
     def label(self) -> str:
         if self.method == FP:
             return FP
-        cal = Path(self.calibration).name if self.calibration and ("/" in self.calibration) else self.calibration
-        return f"{self.method}-{self.bits}bit-{cal}" + ("-ft" if self.finetuned else "")
+        return f"{self.method}-{self.bits}bit-{self.calibration_name.replace(' ', '-')}" + ("-ft" if self.finetuned else "")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"model": model_name(self.model), "spec": self.model, "method": self.method, "bits": self.bits, "calibration": self.calibration,
+        calibration = self.calibration if self.calibration_size is None else f"{self.calibration} {self.calibration_size}"
+        return {"model": model_name(self.model), "spec": self.model, "method": self.method, "bits": self.bits,
+                "calibration": calibration, "calibration_size": self.calibration_size,
                 "finetuned": self.finetuned, "label": self.label}
 
 
@@ -139,39 +149,42 @@ def build_plan(config: StudyConfig, base: str | Path = ".") -> Plan:
         versions: list[tuple[Variant, Step | None]] = []
         if config.baseline:
             versions.append((Variant(model), None))
-        calib_steps: dict[str, Step] = {}
+        calib_steps: dict[tuple[str, str | None], Step] = {}
 
-        def calibrate(kind: str, model: str = model, calib_steps: dict[str, Step] = calib_steps) -> Step:
-            if kind not in calib_steps:
-                label = f"{model_name(model)}-{Path(kind).name}"
-                calib_steps[kind] = add("calibrate", label,
-                                        {"model": model, "kind": kind, "samples": cal.samples, "seq_len": cal.seq_len,
-                                         "val_samples": cal.val_samples, "seed": cal.seed}, [],
-                                        {"model": model, "calibration": kind})
-            return calib_steps[kind]
+        def calibrate(kind: str, size: str | None = None, model: str = model,
+                      calib_steps: dict[tuple[str, str | None], Step] = calib_steps) -> Step:
+            if (kind, size) not in calib_steps:
+                samples, seq_len = (cal.samples, cal.seq_len) if size is None else map(int, size.split("x"))
+                label = f"{model_name(model)}-{Path(kind).name}" + (f"-{size}" if size else "")
+                calib_steps[(kind, size)] = add(
+                    "calibrate", label,
+                    {"model": model, "kind": kind, "samples": samples, "seq_len": seq_len,
+                     "val_samples": resolve_val_samples(samples, cal.val_samples), "seed": cal.seed}, [],
+                    {"model": model, "calibration": kind})
+            return calib_steps[(kind, size)]
 
         for q in config.quantizations:
-            for bits in q.bits:
-                for kind in map(lambda k: _resolve_calibration(k, base), q.calibration):
-                    c = calibrate(kind)
-                    variant = Variant(model, q.method, bits, kind)
-                    qstep = add("quantize", f"{model_name(model)}-{variant.label}",
-                                {"model": model, "method": q.method, "bits": bits, "preset": q.preset,
-                                 "group_size": q.group_size, "options": q.options,
-                                 "batch_size": config.runner.quantize_batch_size},
-                                [c.key], {"variant": variant.to_dict()})
-                    for ft in q.finetune:
-                        if not ft:
-                            versions.append((variant, qstep))
-                            continue
-                        ft_kind = _resolve_calibration(config.finetune.calibration or kind, base)
-                        fc = calibrate(ft_kind)
-                        fvariant = Variant(model, q.method, bits, kind, finetuned=True)
-                        fcfg = config.finetune.model_dump()
-                        fcfg["calibration"] = ft_kind
-                        fstep = add("finetune", f"{model_name(model)}-{fvariant.label}", fcfg, [qstep.key, fc.key],
-                                    {"variant": fvariant.to_dict(), "teacher": model})
-                        versions.append((fvariant, fstep))
+            for bits, kind, size in product(q.bits, [_resolve_calibration(k, base) for k in q.calibration],
+                                            q.calibration_sizes or [None]):
+                c = calibrate(kind, size)
+                variant = Variant(model, q.method, bits, kind, calibration_size=size)
+                qstep = add("quantize", f"{model_name(model)}-{variant.label}",
+                            {"model": model, "method": q.method, "bits": bits, "preset": q.preset,
+                             "group_size": q.group_size, "options": q.options,
+                             "batch_size": config.runner.quantize_batch_size},
+                            [c.key], {"variant": variant.to_dict()})
+                for ft in q.finetune:
+                    if not ft:
+                        versions.append((variant, qstep))
+                        continue
+                    ft_kind = _resolve_calibration(config.finetune.calibration or kind, base)
+                    fc = calibrate(ft_kind)
+                    fvariant = Variant(model, q.method, bits, kind, finetuned=True, calibration_size=size)
+                    fcfg = config.finetune.model_dump()
+                    fcfg["calibration"] = ft_kind
+                    fstep = add("finetune", f"{model_name(model)}-{fvariant.label}", fcfg, [qstep.key, fc.key],
+                                {"variant": fvariant.to_dict(), "teacher": model})
+                    versions.append((fvariant, fstep))
         if config.perplexity is not None:
             for variant, source in versions:
                 add("perplexity", f"{model_name(model)}-{variant.label}",

@@ -130,6 +130,11 @@ def ingest(store: StudyStore, step: Step, artifact: Path, conn) -> None:
             "bits": v["bits"], "formula_bits": acc.get("formula_bits_per_param"),
             "stored_bits": acc.get("stored_bits_per_param"), "file_bytes": res.get("file_bytes"),
             "param_bytes": acc.get("quantized_linears_bytes"), "quantized_params": acc.get("quantized_params")}, conn)
+        if step.kind == "quantize" and res.get("errors"):
+            store.upsert("quant_errors", {
+                "variant_key": step.key, "model": v["model"], "variant": v["label"], "method": v["method"],
+                "bits": v["bits"], "calibration": v["calibration"], **res["errors"],
+                "quantize_s": (res.get("timings") or {}).get("quantize_s")}, conn)
     elif step.kind == "evaluate":
         from codequant.stats import read_run
 

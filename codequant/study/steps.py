@@ -83,7 +83,24 @@ def run_quantize(step: Step, workdir: Path, inputs: dict[str, Path], settings: d
     acc = result.get("accounting", {})
     return {"model_path": ".", "codequant_path": "codequant",  # quantize_to_dir writes the HF export at OUT
             "file_bytes": _dir_bytes(workdir / "codequant"), "accounting": _json_safe(acc),
-            "timings": _json_safe(result.get("timings", {})), "resolved": _json_safe(result.get("resolved"))}
+            "timings": _json_safe(result.get("timings", {})), "resolved": _json_safe(result.get("resolved")),
+            "errors": quant_errors(result)}
+
+
+def quant_errors(result: dict[str, Any]) -> dict[str, Any]:
+    """What a quantization cost in output error, in-sample and on the held-out calibration rows: the mean over
+    layers of the relative output error and the last block's relative output MSE (after the errors of every
+    block before it have propagated)."""
+    layers, blocks = result.get("layers") or [], result.get("blocks") or []
+
+    def mean(key: str) -> float | None:
+        values = [r[key] for r in layers if r.get(key) is not None]
+        return sum(values) / len(values) if values else None
+
+    last = blocks[-1] if blocks else {}
+    return {"layer_error": mean("rel_output_error"), "layer_error_heldout": mean("rel_output_error_heldout"),
+            "block_mse": last.get("rel_output_mse"), "block_mse_heldout": last.get("rel_output_mse_heldout"),
+            "val_rows": (result.get("calibration") or {}).get("val_samples")}
 
 
 def run_finetune(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any]) -> dict[str, Any]:

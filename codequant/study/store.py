@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS inference (
 CREATE TABLE IF NOT EXISTS footprints (
   variant_key TEXT PRIMARY KEY, model TEXT NOT NULL, variant TEXT NOT NULL, method TEXT NOT NULL, bits INTEGER,
   formula_bits REAL, stored_bits REAL, file_bytes INTEGER, param_bytes INTEGER, quantized_params INTEGER);
+CREATE TABLE IF NOT EXISTS quant_errors (
+  variant_key TEXT PRIMARY KEY, model TEXT NOT NULL, variant TEXT NOT NULL, method TEXT NOT NULL, bits INTEGER,
+  calibration TEXT, layer_error REAL, layer_error_heldout REAL, block_mse REAL, block_mse_heldout REAL,
+  val_rows INTEGER, quantize_s REAL);
 CREATE TABLE IF NOT EXISTS comparisons (
   step_key TEXT NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, language TEXT NOT NULL, benchmark TEXT NOT NULL,
   decoding TEXT NOT NULL, baseline TEXT NOT NULL, other TEXT NOT NULL, b INTEGER, c INTEGER, n_pairs INTEGER,

@@ -91,3 +91,23 @@ def test_relative_paths_resolve_against_yaml_folder(tmp_path):
         build_plan(parse_config(_with(benchmarks=[{"name": "humaneval", "data": "nope.jsonl"}])), tmp_path)
     with pytest.raises(CodequantError, match="unknown benchmark"):
         build_plan(parse_config(_with(benchmarks=[{"name": "nobench"}])), tmp_path)
+
+
+def test_calibration_size_is_an_axis(tmp_path):
+    """The seed's ablation: Random calibration with many short rows against Code calibration with few long ones."""
+    data = _with(quantizations=[
+        {"method": "rtn", "bits": [2], "calibration": ["random"], "calibration_sizes": ["1024x64", "16x512"]},
+        {"method": "rtn", "bits": [2], "calibration": ["code"]}])
+    plan = build_plan(parse_config(data), tmp_path)
+    cals = {s.label: s.config for s in plan.of_kind("calibrate")}
+    assert cals["m-random-1024x64"]["samples"] == 1024 and cals["m-random-1024x64"]["seq_len"] == 64
+    assert cals["m-random-16x512"]["val_samples"] == 2  # samples // 8 by default
+    assert cals["m-code"]["samples"] == 128 and cals["m-code"]["val_samples"] == 16
+    quants = {s.label: s for s in plan.of_kind("quantize")}
+    assert set(quants) == {"m-rtn-2bit-random-1024x64", "m-rtn-2bit-random-16x512", "m-rtn-2bit-code"}
+    v = quants["m-rtn-2bit-random-16x512"].meta["variant"]
+    assert v["calibration"] == "random 16x512" and v["calibration_size"] == "16x512"
+    keys = {s.key for s in quants.values()}
+    assert len(keys) == 3  # each size is its own quantization
+    with pytest.raises(CodequantError, match="ROWSxLEN"):
+        parse_config(_with(quantizations=[{"method": "rtn", "bits": [2], "calibration_sizes": ["128by512"]}]))

@@ -171,3 +171,28 @@ def test_inference_step_times_every_version_and_the_report_shows_it(tmp_path, ti
     assert rows[0]["b1_x_fp"] == 1.0 and rows[1]["formula_bits"] > 4 and rows[1]["file_mb"] > 0
     text = build_report(tmp_path / "tiny").read_text()
     assert "## Inference" in text and f"| {rows[1]['version']} | rtn | 4 | dequantized |" in text
+
+
+def test_quantization_errors_reach_the_store_and_the_report(tmp_path, tiny_llama_dir):
+    """Held-out calibration rows give each quantized version a held-out output error next to the in-sample one,
+    and the report shows both, with the perplexity-vs-bits/weight plot."""
+    from codequant.report import build_report
+    from codequant.report.tables import quant_error_table
+
+    path = write_study(tmp_path, tiny_llama_dir, quantizations=[{"method": "gptq", "bits": [4, 2],
+                                                                  "calibration": ["texts"]}], perplexity=True)
+    data = yaml.safe_load(path.read_text())
+    data["calibration"].update(samples=4, seq_len=8, val_samples=2)
+    path.write_text(yaml.safe_dump(data))
+    run_study(load_config(path), tmp_path / "tiny", base=tmp_path, log=lambda s: None)
+    with StudyStore(tmp_path / "tiny" / "study.db") as store:
+        rows = {r["bits"]: r for r in quant_error_table(store)}
+    assert set(rows) == {4, 2}
+    for r in rows.values():
+        assert r["val_rows"] == 2 and r["layer_error"] > 0 and r["layer_error_heldout"] > 0
+        assert r["block_mse_heldout"] > 0 and r["quantize_s"] > 0
+    assert rows[2]["layer_error_heldout"] > rows[4]["layer_error_heldout"]  # fewer bits, more error
+    report = build_report(tmp_path / "tiny")
+    text = report.read_text()
+    assert "## Quantization error" in text and "plots/perplexity_pareto.png" in text
+    assert (report.parent / "plots" / "perplexity_pareto.png").read_bytes()[:4] == b"\x89PNG"

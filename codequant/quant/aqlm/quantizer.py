@@ -75,6 +75,8 @@ class AqlmQuantizer(Quantizer):
                        dtype=linear.weight.dtype).to(linear.weight.device)
         q.round_to_fp16()
         q.fit_history = result.history
+        q.fit_info = {"damping": self.fit_options.damping, "rounds": len(result.history) - 1,
+                      "objective_init": result.history[0], "objective_final": result.history[-1]}
         return q
 
     def tune_block(self, block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, block_kwargs: dict[str, Any],
