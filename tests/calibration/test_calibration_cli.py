@@ -31,6 +31,16 @@ def test_build_then_show(tmp_path, tiny_llama_dir):
     assert "local" in shown.output and calib.sha256[:16] in shown.output and "first 3 rows" in shown.output
 
 
+def test_small_sets_get_validation_rows_that_fit(tmp_path, tiny_llama_dir):
+    """--samples below the old fixed 16 validation rows works: the default scales with --samples and says so."""
+    folder = write_source_folder(tmp_path / "src")
+    out = tmp_path / "set"
+    result = CliRunner().invoke(app, ["calibration", "build", "--kind", "local", "--model", str(tiny_llama_dir),
+                                      "--samples", "16", "--seq-len", "16", "--source", str(folder), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert load_calibration(out).val_samples == 2 and "(2 validation rows)" in result.output
+
+
 def test_build_errors_are_one_line(tmp_path, tiny_llama_dir):
     result = CliRunner().invoke(app, ["calibration", "build", "--kind", "poems", "--model", str(tiny_llama_dir),
                                       "--out", str(tmp_path / "x")])
