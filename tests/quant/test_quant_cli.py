@@ -26,6 +26,7 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         (["--method", "aqlm", "--bits", "5"], "aqlm --bits must be one of 8, 4, 3, 2"),
         (["--method", "rtn", "--bits", "4", "--format", "aqlm"], "--format aqlm needs --method aqlm"),
         (["--method", "rtn", "--bits", "4", "--codebooks", "2"], "AQLM options"),
+        (["--method", "gptq", "--bits", "4", "--effort", "reference"], "--effort and --beam-size are AQLM options"),
     ],
 )
 def test_bad_specs_print_one_error_line(args, message, tmp_path):
@@ -84,4 +85,9 @@ def test_xtx_collection_follows_the_method_default_or_the_flag(tiny_llama_dir, t
             "--samples", "4", "--seq-len", "16", "--format", "dequantized", "--out", str(out)]
     proc = run_cli(*args, *([flag] if flag else []))
     assert proc.returncode == 0, proc.stderr
-    assert json.loads((out / "quantize.json").read_text())["calibration"]["sequential"] is expected
+    saved = json.loads((out / "quantize.json").read_text())
+    assert saved["calibration"]["sequential"] is expected
+    # default held-out rows: 4 // 8 = 0 would leave none, so at least 1; the summary shows both errors
+    assert saved["calibration"]["val_samples"] == 1 and "held out: 1 of the 4 calibration rows" in proc.stdout
+    assert "layer output error (mean over layers): in-sample" in proc.stdout and ", held-out" in proc.stdout
+    assert all("rel_output_error_heldout" in layer for layer in saved["layers"])
