@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import platform
 import time
-import zlib
 from collections import Counter
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from codequant.evaluation.store import SampleStore
 from codequant.generation.extract import extract_code, fenced_block_complete
 from codequant.generation.prompts import build_prompt, resolve_style
 from codequant.metrics.passk import pass_at_ks
+from codequant.seeds import derive_seed
 
 CANONICAL = "canonical"
 TAIL = 2000  # characters of stdout/stderr kept per sample
@@ -45,7 +45,7 @@ def run_config(model_spec: str, benchmark: str, *, temperature: float, top_p: fl
 
 
 def sample_seed(seed: int, task_id: str, index: int) -> int:
-    return (int(seed) * 1_000_003 + zlib.crc32(f"{task_id}#{index}".encode())) % (2**63)
+    return derive_seed(seed, f"{task_id}#{index}")
 
 
 def _versions() -> dict:
@@ -76,8 +76,6 @@ def _load_model(spec: str, device: str = "cpu"):
     from codequant.models import load
 
     loaded = load(spec, device=resolve_device(device))
-    if isinstance(loaded, tuple):
-        return loaded[0], loaded[1]
     return loaded.model, loaded.tokenizer
 
 

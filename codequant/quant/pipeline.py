@@ -40,6 +40,7 @@ from codequant.quant.capture import capture_first_inputs, capture_layer_kwargs, 
 from codequant.quant.checkpoint import RunCheckpoint, set_submodule
 from codequant.quant.objective import relative_output_error
 from codequant.quant.progress import ProgressFn, QuantProgress, tqdm_progress
+from codequant.seeds import derive_seed
 
 
 @dataclass
@@ -184,7 +185,7 @@ class BlockWalk:
             self._notify(QuantProgress(index, self.blocks, stage, metrics))
 
     def seed(self, index: int) -> int:
-        return self.quantizer.config.seed * 1_000_003 + index
+        return derive_seed(self.quantizer.config.seed, index)
 
     def run_block(self, index: int, ckpt: RunCheckpoint | None) -> None:
         """Quantize (or reload) block `index`, then move the activations past it."""

@@ -55,16 +55,13 @@ def build_config(
     if method == "aqlm":
         if bits is None and (num_codebooks is None or codebook_bits is None or group_size is None):
             raise CodequantError("aqlm needs --bits (8|4|3|2) or all of --codebooks M --codebook-bits B --group-size g")
+        from codequant.quant.aqlm.presets import PRESETS, validate_spec
+
         if bits is not None and bits not in (2, 3, 4, 8):
             raise CodequantError(f"aqlm --bits must be one of 8, 4, 3, 2 (got {bits})")
-        if codebook_bits is not None and not 1 <= codebook_bits <= 16:
-            raise CodequantError(f"--codebook-bits must be in 1..16 (codes are stored as int16), got {codebook_bits}")
-        if num_codebooks is not None and num_codebooks < 1:
-            raise CodequantError(f"--codebooks must be positive, got {num_codebooks}")
-        if group_size is not None and group_size < 1:
-            raise CodequantError(f"--group-size must be positive, got {group_size}")
-        if preset not in ("paper", "fast"):
-            raise CodequantError(f"--preset must be paper or fast, got {preset!r}")
+        validate_spec(num_codebooks, codebook_bits, group_size, [])
+        if preset not in PRESETS:
+            raise CodequantError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     elif num_codebooks is not None or codebook_bits is not None:
         raise CodequantError(f"--codebooks/--codebook-bits are AQLM options; {method} takes --bits and --group-size")
     config = QuantConfig(method=method, bits=bits, preset=preset, group_size=group_size, num_codebooks=num_codebooks,
@@ -83,15 +80,6 @@ def make_model_quantizer(config: QuantConfig, model: Any) -> Quantizer:
             raise CodequantError(f"the aqlm method is not available in this install: {exc}") from exc
         return AqlmQuantizer(resolve_aqlm_config(config, model))
     return make_quantizer(config)
-
-
-def _load_model(spec: str) -> tuple[Any, Any]:
-    from codequant.models import load
-
-    loaded = load(spec)
-    if isinstance(loaded, tuple):
-        return loaded[0], loaded[1]
-    return loaded.model, loaded.tokenizer
 
 
 def quantize_to_dir(
@@ -122,7 +110,10 @@ def quantize_to_dir(
     out = Path(out_dir)
     times: dict[str, float] = {}
     t = time.perf_counter()
-    model, tokenizer = _load_model(model_spec)
+    from codequant.models import load
+
+    loaded = load(model_spec)
+    model, tokenizer = loaded.model, loaded.tokenizer
     times["load_s"] = time.perf_counter() - t
     quantizer = make_model_quantizer(config, model)
     check_model(model, quantizer)

@@ -34,7 +34,7 @@ def _load(spec: str):
     from codequant.models import load
 
     loaded = load(spec)
-    return (loaded[0], loaded[1]) if isinstance(loaded, tuple) else (loaded.model, loaded.tokenizer)
+    return loaded.model, loaded.tokenizer
 
 
 def _dir_bytes(path: Path) -> int:

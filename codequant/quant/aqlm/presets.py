@@ -49,11 +49,15 @@ def model_cost(shapes: list[tuple[int, int]], num_codebooks: int, nbits: int, gr
     }
 
 
-def validate_spec(num_codebooks: int, nbits: int, group_size: int, shapes: list[tuple[int, int]]) -> None:
-    if not 1 <= nbits <= 16:
+def validate_spec(num_codebooks: int | None, nbits: int | None, group_size: int | None,
+                  shapes: list[tuple[int, int]]) -> None:
+    """Check what is given of (M, B, g) (None: not given yet), against the layer shapes if any."""
+    if nbits is not None and not 1 <= nbits <= 16:
         raise CodequantError(f"--codebook-bits must be in 1..16 (codes are stored as int8/int16), got {nbits}")
-    if num_codebooks < 1:
+    if num_codebooks is not None and num_codebooks < 1:
         raise CodequantError(f"--codebooks must be at least 1, got {num_codebooks}")
+    if group_size is None:
+        return
     if group_size < 1:
         raise CodequantError(f"--group-size must be positive, got {group_size}")
     bad = sorted({i for _, i in shapes if i % group_size})

@@ -10,7 +10,6 @@ tune_early_stop, bits_tolerance. Explicit options override the effort's.
 from __future__ import annotations
 
 import dataclasses
-import zlib
 from typing import Any, ClassVar
 
 import torch
@@ -23,6 +22,7 @@ from codequant.quant.aqlm.linear import AqlmLinear, aqlm_storage
 from codequant.quant.aqlm.presets import validate_spec
 from codequant.quant.aqlm.tune import TuneOptions, tune_block
 from codequant.quant.base import QuantConfig, Quantizer
+from codequant.seeds import derive_seed
 
 
 def _optional_int(value: Any) -> int | None:
@@ -68,7 +68,7 @@ class AqlmQuantizer(Quantizer):
     def quantize_linear(self, name: str, linear: nn.Linear, xtx: torch.Tensor) -> AqlmLinear:
         self.check_linear(name, linear)
         # a per-layer seed from the run seed and the layer's name: deterministic, and independent of call order
-        seed = (self.config.seed * 1_000_003 + zlib.crc32(name.encode())) % (2**63)
+        seed = derive_seed(self.config.seed, name)
         result = fit_weight(linear.weight, xtx, self.num_codebooks, self.nbits, self.group_size, self.fit_options,
                             torch.Generator().manual_seed(seed))
         q = AqlmLinear(result.codes, result.codebooks.unsqueeze(2), result.scales, bias=linear.bias,
