@@ -196,21 +196,31 @@ def compare_command(
         "--pair", help="with --from-csv: compare BASE:OTHER only (repeatable)")] = None,
     correction: str = typer.Option("bh", "--correction", help="bh | holm | bonferroni | none (per family)"),
     by: str = typer.Option("completion", "--by", help="pair by completion (i against i) or by problem"),
-    rule: str = typer.Option("majority", "--rule", help="with --by problem: majority | any | all"),
+    rule: str = typer.Option("majority", "--rule", help="with --by problem: majority (more than half pass; a tie "
+                              "fails) | any | all"),
     method: str = typer.Option("exact", "--method", help="exact (binomial) | asymptotic (chi-square)"),
     ci: str = typer.Option("exact", "--ci", help="odds-ratio interval: exact (Clopper-Pearson) | wald"),
     alpha: float = typer.Option(0.05, "--alpha", help="1 - confidence level; also the * mark in the table"),
     common_only: bool = typer.Option(False, "--common-only", help="compare only the completions both runs have"),
+    test: str = typer.Option("auto", "--test", help="auto | mcnemar | clustered | permutation. auto: McNemar "
+                             "when each problem has one completion, else clustered McNemar (Durkalski, problems "
+                             "as clusters); mcnemar: per completion, the paper's test"),
+    resamples: int = typer.Option(10_000, "--resamples", help="permutation-test and bootstrap resamples"),
+    seed: int = typer.Option(0, "--seed", help="seed of the permutation test and the bootstrap"),
     as_json: bool = typer.Option(False, "--json", help="print a JSON list of rows instead of a table"),
 ) -> None:
-    """Exact McNemar tests of runs against a baseline, odds ratios (b/c > 1: worse), multiple-testing correction."""
+    """Paired tests of runs against a baseline (McNemar or clustered), pass@1 difference with CI, odds ratios
+    (b/c > 1: worse), minimum detectable drop, multiple-testing correction."""
     import json
 
     from codequant.stats import compare_csv, compare_runs, parse_pair
 
     if not 0 < alpha < 1:
         raise CodequantError("--alpha must lie strictly between 0 and 1")
-    opts = {"by": by, "rule": rule, "method": method, "ci": ci, "alpha": alpha, "correction": correction}
+    if resamples < 1:
+        raise CodequantError("--resamples must be at least 1")
+    opts = {"by": by, "rule": rule, "method": method, "ci": ci, "alpha": alpha, "correction": correction,
+            "test": test, "resamples": resamples, "seed": seed}
     if from_csv is not None:
         if runs:
             raise CodequantError("give either run folders or --from-csv, not both")
@@ -232,7 +242,7 @@ def compare_command(
         console = Console()
         if not console.is_terminal:
             console = Console(width=200)  # piped output: don't squeeze the columns into 80
-        console.print(comparison_table(rows, alpha=alpha))
+        console.print(comparison_table(rows, alpha=alpha, requested_test=test))
 
 
 # ---- models ----
@@ -314,9 +324,11 @@ def study_run_cmd(
     counts = run_study(cfg, folder, base=Path(config).resolve().parent, isolate=isolate)
     print(f"{counts['ran']} step(s) run, {counts['skipped']} already done, of {counts['total']}; results: {folder}/study.db")
     if report:
-        from codequant.report import build_report
+        from codequant.report import build_report, power_summary
 
         print(f"report: {build_report(folder)}")
+        for line in power_summary(folder):  # what "not significant" can mean in this design
+            print(f"power: {line}")
 
 
 @study_app.command("status")

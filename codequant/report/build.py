@@ -14,10 +14,35 @@ from codequant.errors import CodequantError
 from codequant.report import plots, tables
 from codequant.study.store import StudyStore
 
-PASS_COLS = ("model", "benchmark", "language", "decoding", "version", "pass@1", "b", "c", "odds_ratio", "ci_low",
-             "ci_high", "p", "p_adj")
-PAIR_COLS = ("model", "benchmark", "language", "baseline", "other", "pass@1 baseline", "pass@1 other", "b", "c",
-             "odds_ratio", "p", "p_adj")
+PASS_COLS = ("model", "benchmark", "language", "decoding", "version", "pass@1", "diff", "diff_ci_low",
+             "diff_ci_high", "mde", "b", "c", "odds_ratio", "ci_low", "ci_high", "test", "p", "p_mcnemar", "p_adj")
+PAIR_COLS = ("model", "benchmark", "language", "baseline", "other", "pass@1 baseline", "pass@1 other", "diff",
+             "diff_ci_low", "diff_ci_high", "mde", "b", "c", "odds_ratio", "test", "p", "p_mcnemar", "p_adj")
+STATS_NOTE = (
+    "OR = b/c where b = baseline passes and the other fails, c = the reverse: OR > 1 means the other is worse. "
+    "`test` names the test behind p and p_adj (corrected within each (model, language) family): `clustered` is "
+    "McNemar's test with problems as clusters (Durkalski), the default where a problem has several completions, "
+    "because completions of one problem share its difficulty and are not independent; `mcnemar` is the exact "
+    "per-completion test (the default with one completion per problem). p_mcnemar is always the exact "
+    "per-completion p, the study's method, for comparison. diff = pass@1 other - baseline in points with its "
+    "95% problem-bootstrap interval (diff_ci_low, diff_ci_high); mde = the smallest drop the design detects at 80% "
+    "power (points; `none`: no drop up to the whole pass rate). See docs/statistics.md.")
+
+
+def _plan_keys(study: Path) -> set[str] | None:
+    """The steps of the grid as configured now (study.db also keeps earlier grids' steps); None without a plan."""
+    if not (study / "plan.json").is_file():
+        return None
+    return {s["key"] for s in json.loads((study / "plan.json").read_text(encoding="utf-8"))}
+
+
+def power_summary(study: str | Path) -> list[str]:
+    """One line per comparison design of the study: the smallest pass@1 drop it detects at 80% power."""
+    study = Path(study)
+    if not (study / "study.db").is_file():
+        return []
+    with StudyStore(study / "study.db") as store:
+        return tables.power_lines(tables.pass_table(store, tables.Scope(store, _plan_keys(study))))
 
 
 def build_report(study: str | Path, out: str | Path | None = None) -> Path:
@@ -30,9 +55,7 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     out = Path(out) if out is not None else study / "report"
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    plan_keys = None
-    if (study / "plan.json").is_file():  # the grid as configured now (study.db also keeps earlier grids' steps)
-        plan_keys = {s["key"] for s in json.loads((study / "plan.json").read_text(encoding="utf-8"))}
+    plan_keys = _plan_keys(study)
     with StudyStore(db) as store:
         scope = tables.Scope(store, plan_keys)
         data = {
@@ -47,8 +70,9 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
         }
         pareto = tables.pareto_points(store, scope)
     captions = {
-        "pass_at_1": "pass@1 per version and language; exact McNemar against fp, BH-adjusted per (model, language)",
-        "calibration": "Calibration kinds compared at equal method and bits (exact McNemar)",
+        "pass_at_1": "pass@1 per version and language; paired test against fp (clustered McNemar where problems have "
+                     "several completions), corrected per (model, language)",
+        "calibration": "Calibration kinds compared at equal method and bits (paired test as in the pass@1 table)",
         "finetune": "Fine-tuned vs not (baseline: fine-tuned; OR > 1: fine-tuning helped; uncorrected)",
         "memory": "Memory: formula and stored bits per quantized weight, file size, peak RSS while evaluating",
         "perplexity": "Held-out perplexity per version and language",
@@ -69,11 +93,12 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     if (study / "study.json").is_file():
         config = json.loads((study / "study.json").read_text(encoding="utf-8"))
     md = [f"# Study report: {config.get('name', study.name)}", "",
-          f"Generated {time.strftime('%Y-%m-%d %H:%M')} from `{db}`. "
-          "OR = b/c where b = baseline passes and the other fails, c = the reverse: OR > 1 means the other is worse. "
-          "p = exact McNemar (paired by completion); p_adj = corrected within each (model, language) family.", "",
+          f"Generated {time.strftime('%Y-%m-%d %H:%M')} from `{db}`. " + STATS_NOTE, "",
           "## pass@1 against fp", "", tables.markdown(data["pass_at_1"], PASS_COLS),
           "![pass@1 vs bits](plots/pass_vs_bits.png)", "",
+          "### What these designs can detect", "",
+          "A comparison that is not significant shows no loss only down to its minimum detectable drop:", "",
+          *[f"- {line}" for line in tables.power_lines(data["pass_at_1"]) or ["(no comparisons yet)"]], "",
           "## Calibration", "", tables.markdown(data["calibration"], PAIR_COLS),
           "## Fine-tuning", "", captions["finetune"] + ".", "", tables.markdown(data["finetune"], PAIR_COLS),
           "## Memory", "", captions["memory"] + ". fp: the model as loaded (fp32 tensors); quantized: the codequant "

@@ -44,7 +44,7 @@ def _cmp_index(store: StudyStore, kind: str, scope: Scope) -> dict[tuple, Row]:
 
 
 def pass_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
-    """pass@1 of every version per benchmark/language, with exact McNemar against fp (OR > 1: worse than fp)."""
+    """pass@1 of every version per benchmark/language with its paired test against fp (OR > 1: worse than fp)."""
     scope = scope or Scope(store)
     vs = _cmp_index(store, "vs_fp", scope)
     out = []
@@ -58,8 +58,36 @@ def pass_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
                     "calibration": r["calibration"], "finetuned": bool(r["finetuned"]), "problems": r["problems"],
                     "completions": r["completions"], "pass@1": r["pass_at_1"], "b": c.get("b"), "c": c.get("c"),
                     "odds_ratio": c.get("odds_ratio"), "ci_low": c.get("ci_low"), "ci_high": c.get("ci_high"),
-                    "p": c.get("p_value"), "p_adj": c.get("p_adjusted")})
+                    **_test_cells(c)})
     return out
+
+
+def _test_cells(c: Row) -> Row:
+    """The cells every comparison row shares: the test and its p, the paper's p, the effect and the power."""
+    mde = c.get("mde")
+    if mde is None and c.get("n_problems"):
+        mde = math.inf  # stored as null: no drop up to the whole pass rate is detectable
+    return {"test": c.get("test") or ("mcnemar" if c else None), "p": c.get("p_value"), "p_adj": c.get("p_adjusted"),
+            "p_mcnemar": c.get("p_mcnemar", c.get("p_value")), "diff": c.get("pass_diff"),
+            "diff_ci_low": c.get("diff_ci_low"), "diff_ci_high": c.get("diff_ci_high"), "mde": mde,
+            "icc": c.get("icc"), "n_problems": c.get("n_problems"), "samples": c.get("samples_per_problem")}
+
+
+def power_lines(rows: Sequence[Row]) -> list[str]:
+    """One sentence per comparison design: what drop it could not have shown (codequant.stats.power)."""
+    seen: dict[tuple, str] = {}
+    for r in rows:
+        if r.get("mde") is None or not r.get("n_problems") or r.get("p") is None:
+            continue
+        design = f"{r['n_problems']} problems x {r['samples']:g} sample{'s' if r['samples'] != 1 else ''}"
+        where = f"{r['model']} {r['benchmark']} {r['language']} ({r.get('decoding', '')})".replace(" ()", "")
+        icc = "" if r.get("icc") is None else f", ICC {r['icc']:.2f}"
+        if math.isinf(r["mde"]):
+            text = f"{where}: {design} cannot show any drop at 80% power{icc}"
+        else:
+            text = f"{where}: {design} cannot show a pass@1 drop below {100 * r['mde']:.1f} points at 80% power{icc}"
+        seen.setdefault((where, design), text)
+    return list(seen.values())
 
 
 def pair_table(store: StudyStore, kind: str, scope: Scope | None = None) -> list[Row]:
@@ -74,8 +102,7 @@ def pair_table(store: StudyStore, kind: str, scope: Scope | None = None) -> list
                     "decoding": r["decoding"], "baseline": r["baseline"], "other": r["other"],
                     "pass@1 baseline": r["baseline_pass_rate"], "pass@1 other": r["other_pass_rate"],
                     "b": r["b"], "c": r["c"], "odds_ratio": r["odds_ratio"], "ci_low": r["ci_low"],
-                    "ci_high": r["ci_high"], "p": r["p_value"], "p_adj": r["p_adjusted"],
-                    "correction": r["correction"]})
+                    "ci_high": r["ci_high"], **_test_cells(dict(r)), "correction": r["correction"]})
     return out
 
 
@@ -181,7 +208,11 @@ def fmt(value: Any, key: str = "") -> str:
         if math.isnan(value):
             return "-"
         if math.isinf(value):
-            return "inf"
+            return "none" if key == "mde" else "inf"
+        if key in ("diff", "diff_ci_low", "diff_ci_high"):  # pass@1 differences, in points
+            return f"{100 * value:+.1f}"
+        if key == "mde":
+            return f"{100 * value:.1f}"
         if key == "p" or key.startswith("p_"):  # p_value, p_adjusted
             return f"{value:.2e}" if value < 1e-3 else f"{value:.4f}"
         if key.startswith("pass@1") or key.startswith("mean_pass"):

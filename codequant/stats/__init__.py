@@ -1,10 +1,14 @@
-"""Statistics of paired runs: exact McNemar with odds ratios, multiple-testing correction, Wilcoxon.
+"""Statistics of paired runs: McNemar per completion or clustered by problem (Durkalski, sign-flip permutation),
+pass@1 differences with problem-level intervals, minimum detectable drops, multiple-testing correction, Wilcoxon.
 
 The public API is re-exported here so a study runner or report can `from codequant.stats import ...`.
 """
 
+from codequant.stats.clustered import ClusteredResult, clustered_mcnemar, permutation_test
 from codequant.stats.compare import (
+    TESTS,
     Comparison,
+    choose_test,
     compare_csv,
     compare_outcome_groups,
     compare_pair,
@@ -13,14 +17,18 @@ from codequant.stats.compare import (
     parse_pair,
 )
 from codequant.stats.correction import CORRECTIONS, adjust
+from codequant.stats.effect import PassDiff, pass_diff
 from codequant.stats.mcnemar import McNemarResult, discordant, mcnemar, mcnemar_counts, odds_ratio_ci
 from codequant.stats.pairing import Paired, pair_outcomes, pass_rates, problem_outcome
-from codequant.stats.runs import Run, read_outcome_csv, read_run
+from codequant.stats.power import comparison_mde, estimate_icc, mde_sentence, minimum_detectable_drop, power
+from codequant.stats.runs import OutcomeTable, Run, read_outcome_csv, read_outcome_table, read_run
 from codequant.stats.wilcoxon import WilcoxonResult, wilcoxon_metric, wilcoxon_paired
 
 __all__ = [
-    "CORRECTIONS", "Comparison", "McNemarResult", "Paired", "Run", "WilcoxonResult", "adjust", "compare_csv",
-    "compare_outcome_groups", "compare_runs", "correct", "discordant", "mcnemar", "mcnemar_counts",
-    "odds_ratio_ci", "pair_outcomes", "parse_pair", "pass_rates", "problem_outcome", "read_outcome_csv",
-    "read_run", "compare_pair", "wilcoxon_metric", "wilcoxon_paired",
+    "CORRECTIONS", "TESTS", "ClusteredResult", "Comparison", "McNemarResult", "OutcomeTable", "Paired", "PassDiff",
+    "Run", "WilcoxonResult", "adjust", "choose_test", "clustered_mcnemar", "compare_csv", "compare_outcome_groups",
+    "compare_pair", "compare_runs", "comparison_mde", "correct", "discordant", "estimate_icc", "mcnemar",
+    "mcnemar_counts", "mde_sentence", "minimum_detectable_drop", "odds_ratio_ci", "pair_outcomes", "parse_pair",
+    "pass_diff", "pass_rates", "permutation_test", "power", "problem_outcome", "read_outcome_csv",
+    "read_outcome_table", "read_run", "wilcoxon_metric", "wilcoxon_paired",
 ]

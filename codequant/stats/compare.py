@@ -10,6 +10,19 @@ This is what `codequant compare` prints and what a study runner or report builds
   chosen pairs instead.
 
 Each row reads: b = baseline passes and the other fails, c = the reverse, OR = b / c (> 1: the other is worse).
+
+Which test gives `p_value` (the p that BH/Holm correct) is `test`:
+
+- "mcnemar": McNemar per completion, every pair independent (the study's; `method` exact or asymptotic);
+- "clustered": Durkalski's clustered McNemar, problems as clusters (codequant.stats.clustered);
+- "permutation": the sign-flip permutation test over problems (`resamples`, `seed`);
+- "auto" (default): "mcnemar" when every problem has exactly one pair, else "clustered".
+
+Whatever the test, `p_mcnemar` keeps the exact per-completion McNemar p (uncorrected) so a report can show both,
+`pass_diff` is pass@1(other) - pass@1(base) with a problem-level bootstrap interval (`diff_ci_low/high`) and a
+clustered standard error (`diff_se`), and `mde` is the smallest drop the design detects at 80% power
+(codequant.stats.power; `icc` is the intra-problem correlation it assumed). The OR interval stays the
+per-completion one: for a clustered interval use the pass@1 difference.
 """
 
 from __future__ import annotations
@@ -20,10 +33,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from codequant.errors import CodequantError
+from codequant.stats.clustered import cluster_counts, clustered_mcnemar, permutation_test
 from codequant.stats.correction import adjust, normalize
-from codequant.stats.mcnemar import mcnemar
+from codequant.stats.effect import pass_diff
+from codequant.stats.mcnemar import mcnemar, mcnemar_counts
 from codequant.stats.pairing import Outcomes, Paired, pair_outcomes
-from codequant.stats.runs import Run, read_outcome_csv, read_run
+from codequant.stats.power import comparison_mde
+from codequant.stats.runs import Run, read_outcome_table, read_run
+
+TESTS = ("auto", "mcnemar", "clustered", "permutation")
 
 
 @dataclass(frozen=True)
@@ -48,22 +66,66 @@ class Comparison:
     method: str
     correction: str = "none"
     family: str = ""
+    test: str = "mcnemar"  # which test gave p_value: mcnemar | clustered | permutation
+    p_mcnemar: float = math.nan  # exact McNemar per completion, uncorrected (the study's test)
+    n_problems: int = 0
+    samples_per_problem: float = math.nan  # n_pairs / n_problems (a whole number when balanced)
+    pass_diff: float = math.nan  # pass@1(other) - pass@1(base); negative: a drop
+    diff_ci_low: float = math.nan  # problem-level bootstrap percentile interval, level 1 - alpha
+    diff_ci_high: float = math.nan
+    diff_se: float = math.nan  # clustered (sandwich) standard error of pass_diff
+    mde: float = math.nan  # smallest drop detectable at 80% power; inf (null in JSON): none up to base rate
+    icc: float = math.nan  # intra-problem correlation the MDE assumed
+    pairing_key: str = ""  # how completions were matched: sample_index | sample | order
 
     def to_dict(self) -> dict:
         """JSON-safe: a non-finite number (OR with c = 0, say) becomes null; b and c tell the story."""
         return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
 
 
+def choose_test(test: str, paired: Paired) -> str:
+    """The test to run: `test` itself, or for "auto" McNemar when each problem has one pair, else clustered."""
+    if test not in TESTS:
+        raise CodequantError(f"unknown test {test!r}; use one of {', '.join(TESTS)}")
+    if test != "auto":
+        return test
+    tasks = [t for t, _ in paired.keys]
+    return "mcnemar" if len(set(tasks)) == len(tasks) else "clustered"
+
+
 def compare_pair(paired: Paired, *, model: str, language: str, baseline: str, other: str, pairing: str,
-              method: str = "exact", ci: str = "exact", alpha: float = 0.05, family: str = "") -> Comparison:
-    """McNemar on aligned outcomes -> an uncorrected Comparison (p_adjusted = p_value)."""
+                 method: str = "exact", ci: str = "exact", alpha: float = 0.05, family: str = "",
+                 test: str = "auto", resamples: int = 10_000, seed: int | None = 0,
+                 pairing_key: str = "") -> Comparison:
+    """One test on aligned outcomes -> an uncorrected Comparison (p_adjusted = p_value).
+
+    Problems (the task ids of `paired.keys`) are the clusters; `resamples` and `seed` drive the permutation
+    test and the bootstrap interval of the pass@1 difference.
+    """
+    chosen = choose_test(test, paired)
     res = mcnemar(paired.base, paired.other, method=method, ci=ci, alpha=alpha)
+    p_exact = res.p_value if method == "exact" else mcnemar_counts(res.b, res.c).p_value
+    clusters = [t for t, _ in paired.keys]
+    if chosen == "mcnemar":
+        p, used = res.p_value, method
+    elif chosen == "clustered":
+        p, used = clustered_mcnemar(paired.base, paired.other, clusters).p_value, "durkalski"
+    else:
+        perm = permutation_test(paired.base, paired.other, clusters, n_resamples=resamples, seed=seed)
+        p, used = perm.p_value, ("exact" if perm.n_resamples == 0 else f"{perm.n_resamples} resamples")
+    effect = pass_diff(paired.base, paired.other, clusters, n_resamples=resamples, seed=seed,
+                       confidence=1 - alpha)
+    counts = cluster_counts(paired.base, paired.other, clusters)
+    mde, icc = comparison_mde(counts.base_pass, counts.n, alpha=alpha)
     n = len(paired)
     return Comparison(model=model, language=language, baseline=baseline, other=other, b=res.b, c=res.c,
                       n_pairs=res.n_pairs, odds_ratio=res.odds_ratio, ci_low=res.ci_low, ci_high=res.ci_high,
-                      p_value=res.p_value, p_adjusted=res.p_value,
+                      p_value=p, p_adjusted=p,
                       baseline_pass_rate=sum(paired.base) / n, other_pass_rate=sum(paired.other) / n,
-                      pairing=pairing, method=method, family=family)
+                      pairing=pairing, method=used, family=family, test=chosen, p_mcnemar=p_exact,
+                      n_problems=effect.n_problems, samples_per_problem=n / effect.n_problems,
+                      pass_diff=effect.diff, diff_ci_low=effect.ci_low, diff_ci_high=effect.ci_high,
+                      diff_se=effect.se, mde=mde, icc=icc, pairing_key=pairing_key)
 
 
 def correct(rows: Sequence[Comparison], correction: str = "bh",
@@ -88,8 +150,12 @@ def _labels(paths: Sequence[Path]) -> list[str]:
 
 def compare_runs(baseline: str | Path | Run, others: Iterable[str | Path | Run], *, by: str = "completion",
                  rule: str = "majority", method: str = "exact", ci: str = "exact", alpha: float = 0.05,
-                 correction: str = "bh", common_only: bool = False) -> list[Comparison]:
-    """Each other run against the baseline run; the comparisons of one call form one correction family."""
+                 correction: str = "bh", common_only: bool = False, test: str = "auto", resamples: int = 10_000,
+                 seed: int | None = 0) -> list[Comparison]:
+    """Each other run against the baseline run; the comparisons of one call form one correction family.
+
+    Completions are matched by (task_id, sample_index); `test` picks the test (see the module docstring).
+    """
     items = [baseline, *others]
     if len(items) < 2:
         raise CodequantError("compare needs a baseline run and at least one other run")
@@ -106,8 +172,9 @@ def compare_runs(baseline: str | Path | Run, others: Iterable[str | Path | Run],
                                labels=(base.label, run.label))
         language = ",".join(sorted(set(base.languages) | set(run.languages))) or (base.benchmark or "")
         rows.append(compare_pair(paired, model=base.model or base.label, language=language, baseline=base.label,
-                              other=run.label, pairing=by, method=method, ci=ci, alpha=alpha,
-                              family=base.label))
+                                 other=run.label, pairing=by, method=method, ci=ci, alpha=alpha,
+                                 family=base.label, test=test, resamples=resamples, seed=seed,
+                                 pairing_key="sample_index"))
     return correct(rows, correction)
 
 
@@ -122,8 +189,14 @@ def parse_pair(text: str) -> tuple[str, str]:
 def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], *, baseline: str | None = None,
                            pairs: Sequence[tuple[str, str]] | None = None, by: str = "completion",
                            rule: str = "majority", method: str = "exact", ci: str = "exact",
-                           alpha: float = 0.05, correction: str = "bh") -> list[Comparison]:
-    """Comparisons within each (model, language) of `{(model, quantization, language): outcomes}`."""
+                           alpha: float = 0.05, correction: str = "bh", test: str = "auto",
+                           resamples: int = 10_000, seed: int | None = 0,
+                           pairing_key: str = "sample_index") -> list[Comparison]:
+    """Comparisons within each (model, language) of `{(model, quantization, language): outcomes}`.
+
+    Outcomes are `{problem: {i: passed}}`; completion i of a problem pairs with completion i of the same
+    problem (`pairing_key` records what i means). `test` picks the test (see the module docstring).
+    """
     if (baseline is None) == (not pairs):
         raise CodequantError("give either a baseline label (--baseline) or explicit pairs (--pair BASE:OTHER)")
     by_ml: dict[tuple[str, str], dict[str, Outcomes]] = {}
@@ -145,7 +218,8 @@ def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], *, base
             paired = pair_outcomes(quants[a], quants[b], by=by, rule=rule,
                                    labels=(f"{model}/{lang}/{a}", f"{model}/{lang}/{b}"))
             rows.append(compare_pair(paired, model=model, language=lang, baseline=a, other=b, pairing=by,
-                                  method=method, ci=ci, alpha=alpha, family=f"{model}/{lang}"))
+                                     method=method, ci=ci, alpha=alpha, family=f"{model}/{lang}", test=test,
+                                     resamples=resamples, seed=seed, pairing_key=pairing_key))
     if not rows:
         raise CodequantError("nothing to compare: no (model, language) holds both sides of a comparison")
     return correct(rows, correction)
@@ -153,5 +227,11 @@ def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], *, base
 
 def compare_csv(path: str | Path, baseline: str | None = None, *, pairs: Sequence[tuple[str, str]] | None = None,
                 **kwargs) -> list[Comparison]:
-    """`compare_outcome_groups` over a per-completion CSV in the study's format (see runs.read_outcome_csv)."""
-    return compare_outcome_groups(read_outcome_csv(path), baseline=baseline, pairs=pairs, **kwargs)
+    """`compare_outcome_groups` over a per-completion CSV in the study's format (see runs.read_outcome_table).
+
+    Pairs by the CSV's `sample` column when it has one, else by the order of rows within each problem; each
+    row's `pairing_key` says which. The study's own test is `test="mcnemar"`.
+    """
+    table = read_outcome_table(path)
+    return compare_outcome_groups(table.groups, baseline=baseline, pairs=pairs, pairing_key=table.pairing_key,
+                                  **kwargs)

@@ -5,9 +5,10 @@ Outcomes are `{task_id: {sample_index: passed}}`. Two pairings:
 - by completion (the study's): completion i of problem p in one run against completion i of problem p in the
   other. With seeded sampling, completion i is drawn with the same seed in both runs, so the pairs share their
   randomness as far as the models allow.
-- by problem: one outcome per problem per run, from its completions by a rule: `majority` (passes when at least
-  half of its completions pass), `any` (pass@k-like) or `all`. With one greedy completion per problem both
-  pairings coincide.
+- by problem: one outcome per problem per run, from its completions by a rule: `majority` (passes when strictly
+  more than half of its completions pass: a tie, e.g. 10 of 20, is a fail, because a problem solved no more
+  often than not has not been shown to be solved), `any` (pass@k-like) or `all`. With one greedy completion per
+  problem both pairings coincide.
 
 Runs that do not cover the same completions are refused with what differs, unless `common_only` asks to keep the
 shared ones (an interrupted run compared with a finished one, say).
@@ -43,7 +44,7 @@ def problem_outcome(samples: Mapping[int, bool], rule: str = "majority") -> bool
     if not values:
         raise CodequantError("a problem without completions has no outcome")
     if rule == "majority":
-        return 2 * sum(values) >= len(values)
+        return 2 * sum(values) > len(values)  # strictly more than half; a tie fails
     if rule == "any":
         return any(values)
     if rule == "all":

@@ -4,9 +4,18 @@ A run folder holds samples.jsonl (one JSON line per completion with task_id, sam
 summary.json (config, scope). Only the completions in the summary's scope (sample_index < scope.samples) are read,
 so the statistics describe the same completions as the run's reported pass@1.
 
-The CSV format is the study's replication package's: columns model, quantization, language, problem, pass; the
-rows of one (model, quantization, language, problem) are its completions in order, so the i-th row is
-completion i.
+The CSV format is the study's replication package's: columns model, quantization, language, problem, pass. How
+a row finds its partner in another quantization (the pairing key, reported as `OutcomeTable.pairing_key`):
+
+- with a `sample` column (or `sample_index`): by (model, language, problem, sample), whatever the row order;
+  a sample given twice is an error naming the first offending keys;
+- without one (the study's files): by order, the i-th row of a (model, quantization, language, problem) is
+  completion i. Re-sorting the file by another column is harmless as long as the order within each problem
+  is kept (a stable sort); shuffling it is not, and nothing in such a file could tell.
+
+A pass value must say pass or fail: 1/0, true/false, yes/no, pass/fail (any case), or the numbers 1.0/0.0.
+Empty cells, "nan", "NA" and any other number are errors naming the row, never a silent fail or pass: an
+unexecuted completion is not a failed one, and deciding what it is belongs to whoever made the file.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from pathlib import Path
 from codequant.errors import CodequantError
 
 CSV_COLUMNS = ("model", "quantization", "language", "problem", "pass")
+SAMPLE_COLUMNS = ("sample", "sample_index")  # the first one present numbers the completions
 _TRUE = {"1", "true", "t", "yes", "pass", "passed"}
 _FALSE = {"0", "false", "f", "no", "fail", "failed"}
 
@@ -98,33 +108,78 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
                benchmark=config.get("benchmark"), languages=sorted(languages), summary=summary)
 
 
-def _as_bool(value: str, where: str) -> bool:
-    v = value.strip().lower()
+def _as_bool(value: str | None, where: str) -> bool:
+    v = (value or "").strip().lower()
     if v in _TRUE:
         return True
     if v in _FALSE:
         return False
     try:
-        return float(v) != 0.0
+        number = float(v)
     except ValueError:
-        raise CodequantError(f"{where}: pass value {value!r} is not 0/1 or true/false") from None
+        number = None
+    if number == 1.0:
+        return True
+    if number == 0.0:
+        return False
+    raise CodequantError(f"{where}: pass value {value!r} is neither pass nor fail (use 1/0 or true/false); "
+                         "an empty, nan or unexecuted completion must be fixed or removed from the file")
 
 
-def read_outcome_csv(path: str | Path) -> dict[tuple[str, str, str], dict[str, dict[int, bool]]]:
-    """`{(model, quantization, language): {problem: {i: passed}}}` from a per-completion CSV."""
+@dataclass
+class OutcomeTable:
+    """A per-completion CSV read into `{(model, quantization, language): {problem: {i: passed}}}`.
+
+    `pairing_key` says how completions are matched across quantizations: "sample" or "sample_index" (the
+    column that numbers them) or "order" (the i-th row of a problem is completion i).
+    """
+
+    groups: dict[tuple[str, str, str], dict[str, dict[int, bool]]]
+    pairing_key: str
+
+
+def _examples(keys: list) -> str:
+    head = "; ".join("/".join(map(str, k)) for k in keys[:3])
+    return head + (f" (and {len(keys) - 3} more)" if len(keys) > 3 else "")
+
+
+def read_outcome_table(path: str | Path) -> OutcomeTable:
+    """Read a per-completion CSV; pairs by its `sample` (or `sample_index`) column when it has one, else by order."""
     p = Path(path)
     if not p.is_file():
         raise CodequantError(f"no such CSV file: {p}")
     groups: dict[tuple[str, str, str], dict[str, dict[int, bool]]] = {}
+    duplicates: list[tuple] = []
     with open(p, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
-        absent = [c for c in CSV_COLUMNS if c not in (reader.fieldnames or [])]
+        fields = reader.fieldnames or []
+        absent = [c for c in CSV_COLUMNS if c not in fields]
         if absent:
             raise CodequantError(f"{p} lacks the column(s) {', '.join(absent)}; expected {', '.join(CSV_COLUMNS)}")
+        key_col = next((c for c in SAMPLE_COLUMNS if c in fields), None)
         for no, row in enumerate(reader, 2):
             key = (row["model"], row["quantization"], row["language"])
             per_task = groups.setdefault(key, {}).setdefault(row["problem"], {})
-            per_task[len(per_task)] = _as_bool(row["pass"], f"{p}:{no}")
+            passed = _as_bool(row["pass"], f"{p}:{no}")
+            if key_col is None:
+                per_task[len(per_task)] = passed
+                continue
+            raw = (row[key_col] or "").strip()
+            try:
+                index = int(raw)
+            except ValueError:
+                raise CodequantError(f"{p}:{no}: {key_col} {raw!r} is not an integer") from None
+            if index in per_task:
+                duplicates.append((*key, row["problem"], index))
+            per_task[index] = passed
+    if duplicates:
+        raise CodequantError(f"{p} holds {len(duplicates)} completion(s) twice (model/quantization/language/"
+                             f"problem/{key_col}): {_examples(duplicates)}; each sample must appear once")
     if not groups:
         raise CodequantError(f"{p} has no rows")
-    return groups
+    return OutcomeTable(groups=groups, pairing_key=key_col or "order")
+
+
+def read_outcome_csv(path: str | Path) -> dict[tuple[str, str, str], dict[str, dict[int, bool]]]:
+    """`{(model, quantization, language): {problem: {i: passed}}}` from a per-completion CSV (see the module)."""
+    return read_outcome_table(path).groups

@@ -1,4 +1,8 @@
-"""How comparison rows look in a terminal: one rich table, numbers rounded for reading (JSON keeps them whole)."""
+"""How comparison rows look in a terminal: one rich table, numbers rounded for reading (JSON keeps them whole).
+
+The title names the test behind `p` (and `p adj`); `p McNemar` is always the exact per-completion test, so
+the study's numbers stay visible beside the clustered ones.
+"""
 
 from __future__ import annotations
 
@@ -19,21 +23,68 @@ def _num(x: float, digits: int = 3) -> str:
 
 
 def _p(x: float) -> str:
+    if math.isnan(x):
+        return "-"
     return f"{x:.2e}" if x < 1e-3 else f"{x:.4f}"
 
 
-def comparison_table(rows: Sequence[Comparison], alpha: float = 0.05) -> Table:
-    """Rows as a table; significant adjusted p-values are marked with *."""
+AUTO_CLUSTERED_NOTE = ("n > 1 completions per problem: clustered McNemar (Durkalski); --test mcnemar gives the "
+                       "paper's per-completion test")
+
+
+def describe_test(row: Comparison) -> str:
+    """Which test gave a row's p-value, in words."""
+    if row.test == "clustered":
+        return "clustered McNemar (Durkalski), problems as clusters"
+    if row.test == "permutation":
+        return f"sign-flip permutation over problems ({row.method})"
+    return f"McNemar ({row.method}) per completion"
+
+
+def _pct(x: float) -> str:
+    return "-" if math.isnan(x) else f"{100 * x:+.1f}"
+
+
+def _mde(x: float) -> str:
+    if math.isnan(x):
+        return "-"
+    return "none" if math.isinf(x) else f"{100 * x:.1f}"
+
+
+def comparison_table(rows: Sequence[Comparison], alpha: float = 0.05, requested_test: str = "auto") -> Table:
+    """Rows as a table; significant adjusted p-values are marked with *.
+
+    `requested_test` is what the caller asked for: when "auto" chose the clustered test the caption says so,
+    with how to get the paper's per-completion test.
+    """
     correction = rows[0].correction if rows else "none"
-    table = Table(title=f"McNemar ({rows[0].method if rows else 'exact'}), paired by "
+    labels = sorted({describe_test(r) for r in rows})
+    mixed = len(labels) > 1
+    level = int(round((1 - alpha) * 100))
+    table = Table(title=f"{labels[0] if len(labels) == 1 else 'tests per row'}, paired by "
                         f"{rows[0].pairing if rows else 'completion'}, correction: {correction}; "
                         "OR = b/c > 1: other is worse")
-    for col in ("model", "language", "baseline", "other", "pass base", "pass other", "b", "c", "pairs",
-                "OR", f"{int(round((1 - alpha) * 100))}% CI", "p", "p adj"):
-        table.add_column(col, justify="left" if col in ("model", "language", "baseline", "other") else "right")
+    notes = [f"diff = pass@1 other - base in points, {level}% problem-bootstrap CI; MDE = smallest drop "
+             f"detectable at 80% power (points, best case; codequant.stats.power)"]
+    if requested_test == "auto" and any(r.test == "clustered" for r in rows):
+        notes.insert(0, AUTO_CLUSTERED_NOTE)
+    keys = sorted({r.pairing_key for r in rows if r.pairing_key})
+    if "order" in keys:
+        notes.append("completions paired by their order within each problem (the CSV has no sample column)")
+    table.caption = "\n".join(notes)
+    columns = ["model", "language", "baseline", "other", "pass base", "pass other", "diff", f"{level}% CI",
+               "MDE", "b", "c", "pairs", "OR", f"OR {level}% CI", *(["test"] if mixed else []), "p",
+               "p McNemar", "p adj"]
+    for col in columns:
+        table.add_column(col, justify="left" if col in ("model", "language", "baseline", "other", "test")
+                         else "right")
     for r in rows:
+        pairs = (f"{r.n_pairs} ({r.n_problems}x{r.samples_per_problem:g})"
+                 if r.n_problems and r.samples_per_problem != 1 else str(r.n_pairs))
         table.add_row(r.model, r.language, r.baseline, r.other, f"{100 * r.baseline_pass_rate:.1f}%",
-                      f"{100 * r.other_pass_rate:.1f}%", str(r.b), str(r.c), str(r.n_pairs), _num(r.odds_ratio),
-                      f"[{_num(r.ci_low)}, {_num(r.ci_high)}]", _p(r.p_value),
+                      f"{100 * r.other_pass_rate:.1f}%", _pct(r.pass_diff),
+                      f"[{_pct(r.diff_ci_low)}, {_pct(r.diff_ci_high)}]", _mde(r.mde), str(r.b), str(r.c),
+                      pairs, _num(r.odds_ratio), f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
+                      *([r.test] if mixed else []), _p(r.p_value), _p(r.p_mcnemar),
                       _p(r.p_adjusted) + (" *" if r.p_adjusted < alpha else ""))
     return table

@@ -1,6 +1,7 @@
 """Which pairs of a study's runs are tested, and how they are grouped for multiple-testing correction.
 
-Three questions, each answered by exact McNemar on paired completions (codequant.stats):
+Three questions, each answered by a paired test of completions (codequant.stats; `test`: auto is McNemar's
+test with one completion per problem and the clustered McNemar with several, docs/statistics.md):
 - vs_fp: every quantized version against the fp model (the study's RQ1); one correction family per
   (model, language) over all versions, as the study's rq1_stats.csv.
 - calibration: the calibration kinds of one (method, bits, fine-tuned) against each other ("code" is the
@@ -24,14 +25,16 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
 
 
 def study_comparisons(runs: list[tuple[dict[str, Any], Outcomes]], *, model: str, language: str,
-                      correction: str = "bh") -> list[dict[str, Any]]:
+                      correction: str = "bh", test: str = "auto", resamples: int = 10_000, seed: int = 0,
+                      alpha: float = 0.05) -> list[dict[str, Any]]:
     """Rows (dicts of codequant.stats.Comparison plus `kind`) for one model, benchmark and decoding."""
     groups = {(model, v["label"], language): o for v, o in runs}
     variants = {v["label"]: v for v, _ in runs}
     out: list[dict[str, Any]] = []
 
     def add(kind: str, **kwargs: Any) -> None:
-        for c in compare_outcome_groups(groups, **kwargs):
+        for c in compare_outcome_groups(groups, test=test, resamples=resamples, seed=seed, alpha=alpha,
+                                        pairing_key="sample_index", **kwargs):
             out.append(_clean({**c.to_dict(), "kind": kind}))
 
     if "fp" in variants and len(variants) > 1:

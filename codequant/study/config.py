@@ -139,6 +139,22 @@ class Runner(_Strict):
     workers: int | None = Field(None, ge=1)
 
 
+class StatsSettings(_Strict):
+    """Which paired test the compare steps run (docs/statistics.md).
+
+    `test: auto` runs McNemar's test where each problem has one completion and the clustered McNemar
+    (Durkalski, problems as clusters) where it has several; `mcnemar` is the study's per-completion test,
+    `permutation` the sign-flip test over problems. Whatever the test, every row also keeps the exact
+    per-completion McNemar p, the pass@1 difference with a problem-bootstrap interval and the minimum detectable
+    drop at 80% power.
+    """
+
+    test: Literal["auto", "mcnemar", "clustered", "permutation"] = "auto"
+    resamples: int = Field(10_000, ge=1)  # permutation test and bootstrap
+    seed: int = 0
+    alpha: float = Field(0.05, gt=0, lt=1)  # level of the intervals and of the power statement
+
+
 class StudyConfig(_Strict):
     """A whole study (see docs/study.md for every field)."""
 
@@ -154,6 +170,7 @@ class StudyConfig(_Strict):
     inference: Inference | None = None
     runner: Runner = Runner()
     correction: Literal["bh", "holm", "bonferroni", "none"] = "bh"
+    stats: StatsSettings = StatsSettings()
 
     @field_validator("name")
     @classmethod

@@ -121,6 +121,11 @@ def _resolve_calibration(kind: str, base: Path) -> str:
     return str(p.resolve())
 
 
+def _stats_config(config: StudyConfig) -> dict[str, Any]:
+    """The compare step's test settings (part of its key: another test is another result)."""
+    return {"stats": config.stats.model_dump()}
+
+
 def _benchmark_language(name: str) -> str:
     from codequant.benchmarks.registry import benchmark_info, benchmark_names
 
@@ -208,7 +213,7 @@ def build_plan(config: StudyConfig, base: str | Path = ".") -> Plan:
                 if len(evals) > 1:
                     add("compare", f"{model_name(model)}-{bench.name}-{dec.name}",
                         {"model": model, "benchmark": bench.name, "decoding": dec.name,
-                         "correction": config.correction}, [e.key for e in evals],
+                         "correction": config.correction, **_stats_config(config)}, [e.key for e in evals],
                         {"model": model_name(model), "benchmark": bench.name, "language": language,
                          "decoding": dec.name})
     order = {k: i for i, k in enumerate(KINDS)}

@@ -181,7 +181,9 @@ def ingest(store: StudyStore, step: Step, artifact: Path, conn) -> None:
     elif step.kind == "compare":
         conn.execute("DELETE FROM comparisons WHERE step_key = ?", (step.key,))
         cols = ("kind", "model", "language", "baseline", "other", "b", "c", "n_pairs", "odds_ratio", "ci_low",
-                "ci_high", "p_value", "p_adjusted", "baseline_pass_rate", "other_pass_rate", "correction")
+                "ci_high", "p_value", "p_adjusted", "baseline_pass_rate", "other_pass_rate", "correction", "test",
+                "p_mcnemar", "n_problems", "samples_per_problem", "pass_diff", "diff_ci_low", "diff_ci_high", "mde",
+                "icc")
         store.upsert_many("comparisons", [
             {"step_key": step.key, "benchmark": step.meta["benchmark"], "decoding": step.meta["decoding"],
              **{c: r.get(c) for c in cols}} for r in res["rows"]], conn)

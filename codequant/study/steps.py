@@ -188,8 +188,11 @@ def run_compare(step: Step, workdir: Path, inputs: dict[str, Path], settings: di
         variant = (metas or {})[key]["variant"]
         run = read_run(inputs[key], label=variant["label"])
         runs.append((variant, run.outcomes))
+    stats = step.config.get("stats") or {}
     rows = study_comparisons(runs, model=step.meta["model"], language=step.meta["language"],
-                             correction=step.config["correction"])
+                             correction=step.config["correction"], test=stats.get("test", "auto"),
+                             resamples=stats.get("resamples", 10_000), seed=stats.get("seed", 0),
+                             alpha=stats.get("alpha", 0.05))
     return {"rows": rows}
 
 

@@ -50,8 +50,16 @@ CREATE TABLE IF NOT EXISTS comparisons (
   step_key TEXT NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, language TEXT NOT NULL, benchmark TEXT NOT NULL,
   decoding TEXT NOT NULL, baseline TEXT NOT NULL, other TEXT NOT NULL, b INTEGER, c INTEGER, n_pairs INTEGER,
   odds_ratio REAL, ci_low REAL, ci_high REAL, p_value REAL, p_adjusted REAL, baseline_pass_rate REAL,
-  other_pass_rate REAL, correction TEXT, PRIMARY KEY (step_key, kind, baseline, other));
+  other_pass_rate REAL, correction TEXT, test TEXT, p_mcnemar REAL, n_problems INTEGER,
+  samples_per_problem REAL, pass_diff REAL, diff_ci_low REAL, diff_ci_high REAL, mde REAL, icc REAL,
+  PRIMARY KEY (step_key, kind, baseline, other));
 """
+
+
+# Columns added after the first release: a study.db made before them gets them (empty) when opened.
+COMPARISON_COLUMNS_ADDED = {"test": "TEXT", "p_mcnemar": "REAL", "n_problems": "INTEGER",
+                            "samples_per_problem": "REAL", "pass_diff": "REAL", "diff_ci_low": "REAL",
+                            "diff_ci_high": "REAL", "mde": "REAL", "icc": "REAL"}
 
 
 class StudyStore:
@@ -65,6 +73,14 @@ class StudyStore:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
+        self._add_columns("comparisons", COMPARISON_COLUMNS_ADDED)
+
+    def _add_columns(self, table: str, columns: dict[str, str]) -> None:
+        have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}
+        with self.conn:
+            for name, kind in columns.items():
+                if name not in have:
+                    self.conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {kind}")
 
     def close(self) -> None:
         self.conn.close()

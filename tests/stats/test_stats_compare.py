@@ -1,6 +1,7 @@
 import json
 
 import pytest
+from scipy.stats import chi2
 from typer.testing import CliRunner
 
 from codequant.cli import app
@@ -40,7 +41,7 @@ def three_runs(tmp_path):
 
 def test_compare_two_synthetic_runs(three_runs):
     base, worse, same = three_runs
-    rows = compare_runs(base, [worse, same], correction="bh")
+    rows = compare_runs(base, [worse, same], correction="bh", test="mcnemar")
     r, s = rows
     assert (r.baseline, r.other, r.model, r.language) == ("fp32", "int2", "m", "python")
     assert (r.b, r.c, r.n_pairs) == (8, 1, 12)
@@ -51,6 +52,25 @@ def test_compare_two_synthetic_runs(three_runs):
     assert r.baseline_pass_rate == pytest.approx(10 / 12) and r.other_pass_rate == pytest.approx(3 / 12)
     by_problem = compare_runs(base, [worse], by="problem", rule="any", correction="none")[0]
     assert (by_problem.b, by_problem.c, by_problem.n_pairs) == (3, 1, 6)
+    assert by_problem.test == "mcnemar"  # one outcome per problem: auto is McNemar's own test
+
+
+def test_auto_test_is_clustered_with_several_completions_per_problem(three_runs):
+    base, worse, _ = three_runs
+    r = compare_runs(base, [worse], correction="none")[0]
+    # d_p = b_p - c_p: 2, 2, 2, 1, 1, -1 -> (B - C)^2 / sum d_p^2 = 49 / 15 (Durkalski)
+    assert r.test == "clustered" and r.method == "durkalski"
+    assert r.p_value == pytest.approx(chi2.sf(49 / 15, 1), rel=1e-12)
+    assert r.p_mcnemar == pytest.approx(2 * 10 / 512)  # the per-completion test stays in the row
+    assert (r.n_problems, r.samples_per_problem) == (6, 2.0)
+    assert r.pass_diff == pytest.approx(3 / 12 - 10 / 12)
+    assert r.diff_ci_low < r.pass_diff < r.diff_ci_high
+    perm = compare_runs(base, [worse], correction="none", test="permutation")[0]
+    # 6 discordant problems, all 64 sign patterns: |2 (s1 + s2 + s3) + s4 + s5 - s6| >= 7 needs s1 = s2 = s3 and
+    # s4 + s5 - s6 of the same sign >= 1: 4 patterns, and their 4 mirror images
+    assert perm.test == "permutation" and perm.method == "exact" and perm.p_value == pytest.approx(8 / 64)
+    with pytest.raises(CodequantError, match="unknown test"):
+        compare_runs(base, [worse], test="ttest")
 
 
 def test_read_run_respects_scope_and_drops_truncated_tail(tmp_path):
@@ -86,13 +106,15 @@ def test_compare_csv_families_and_pairs(tmp_path):
                 lines.append(f"mdl,{quant},{lang},P{k // 3},{v}")
     path = tmp_path / "cg.csv"
     path.write_text("\n".join(lines) + "\n")
-    rows = compare_csv(path, "16bit", correction="bh")
+    rows = compare_csv(path, "16bit", correction="bh", test="mcnemar")
+    assert {r.pairing_key for r in rows} == {"order"}
     assert len(rows) == 4 and {r.family for r in rows} == {"mdl/py", "mdl/java"}
     two = next(r for r in rows if r.language == "py" and r.other == "2bit")
     four = next(r for r in rows if r.language == "py" and r.other == "4bit")
     assert (two.b, two.c, four.b, four.c) == (4, 1, 1, 0)
     ps = [mcnemar_counts(4, 1).p_value, mcnemar_counts(1, 0).p_value]
     assert [two.p_adjusted, four.p_adjusted] == pytest.approx(adjust(ps, "bh"))
+    assert {r.test for r in compare_csv(path, "16bit")} == {"clustered"}
     pair = compare_csv(path, pairs=[parse_pair("4bit:2bit")], correction="none")
     assert len(pair) == 2 and (pair[0].b, pair[0].c) == (3, 1)
     with pytest.raises(CodequantError, match="no quantization '1bit'"):
@@ -117,3 +139,31 @@ def test_cli_compare_json_and_table(three_runs):
     assert table.exit_code == 0 and "int2" in table.output and "8.000" in table.output
     bad = runner.invoke(app, ["compare", str(base)])
     assert isinstance(bad.exception, CodequantError) and "at least one other" in str(bad.exception)
+
+
+def test_cli_compare_test_option(three_runs):
+    base, worse, _ = three_runs
+    runner = CliRunner()
+    auto = runner.invoke(app, ["compare", str(base), str(worse)])
+    assert auto.exit_code == 0, auto.output
+    assert "clustered McNemar (Durkalski)" in auto.output and "--test mcnemar" in auto.output
+    rows = {t: json.loads(runner.invoke(app, ["compare", str(base), str(worse), "--json", "--test", t]).output)[0]
+            for t in ("mcnemar", "clustered", "permutation")}
+    assert rows["mcnemar"]["p_value"] == pytest.approx(2 * 10 / 512)
+    assert rows["clustered"]["p_value"] == pytest.approx(chi2.sf(49 / 15, 1))
+    assert rows["permutation"]["p_value"] == pytest.approx(8 / 64)
+    assert all(r["p_mcnemar"] == pytest.approx(2 * 10 / 512) for r in rows.values())
+    assert all(r["pass_diff"] == pytest.approx(-7 / 12) for r in rows.values())
+    bad = runner.invoke(app, ["compare", str(base), str(worse), "--test", "ttest"])
+    assert isinstance(bad.exception, CodequantError) and "unknown test" in str(bad.exception)
+
+
+def test_cli_from_csv_says_how_it_paired(tmp_path):
+    lines = ["model,quantization,language,problem,pass"]
+    for quant, values in {"16bit": [1, 1, 1, 1, 0, 1], "2bit": [0, 0, 0, 1, 1, 0]}.items():
+        lines += [f"mdl,{quant},py,P{k // 3},{v}" for k, v in enumerate(values)]
+    path = tmp_path / "cg.csv"
+    path.write_text("\n".join(lines) + "\n")
+    out = CliRunner().invoke(app, ["compare", "--from-csv", str(path), "--baseline", "16bit"])
+    assert out.exit_code == 0, out.output
+    assert "paired by their order within each problem" in out.output

@@ -15,7 +15,8 @@ def test_by_completion_aligns_index_with_index():
 
 
 def test_by_problem_rules():
-    assert problem_outcome({0: True, 1: False}, "majority") is True
+    assert problem_outcome({0: True, 1: False}, "majority") is False  # a tie is not a majority
+    assert problem_outcome({0: True, 1: True, 2: False}, "majority") is True
     assert problem_outcome({0: True, 1: False, 2: False}, "majority") is False
     assert problem_outcome({0: True, 1: False, 2: False}, "any") is True
     assert problem_outcome({0: True, 1: False}, "all") is False
