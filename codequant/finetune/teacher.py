@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from tqdm.auto import tqdm
+
+from codequant.progress import track
 
 
 @dataclass
@@ -55,7 +56,7 @@ def compute_teacher_targets(
     """Run the teacher over [N, L] tokens and keep its top-k log-probs at every position."""
     device = next(teacher.parameters()).device
     all_ids, all_lp = [], []
-    for start in tqdm(range(0, tokens.shape[0], batch_size), desc="teacher", disable=not progress, unit="batch"):
+    for start in track(range(0, tokens.shape[0], batch_size), "teacher", enabled=progress, unit="batch"):
         batch = tokens[start : start + batch_size].to(device)
         logits = teacher(input_ids=batch, use_cache=False).logits.float()
         logp = torch.log_softmax(logits, dim=-1)

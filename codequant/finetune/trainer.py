@@ -11,12 +11,12 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from codequant.finetune.codes import attach_shadows, code_buffers, detach_shadows, reencode_model
 from codequant.finetune.loss import topk_kl
 from codequant.finetune.params import restore, select_trainable, snapshot
 from codequant.finetune.teacher import TeacherTargets
+from codequant.progress import bar as progress_bar
 
 
 @dataclass
@@ -123,8 +123,9 @@ def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, 
             break
         order = torch.randperm(train_tokens.shape[0], generator=torch.Generator().manual_seed(config.seed + epoch))
         losses, changed = [], 0
-        bar = tqdm(range(0, len(order), config.batch_size), desc=f"finetune epoch {epoch + 1}", disable=not progress)
-        for start in bar:
+        bar = progress_bar(len(range(0, len(order), config.batch_size)), f"finetune epoch {epoch + 1}",
+                           unit="batch", enabled=progress)
+        for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
             logits = student(input_ids=train_tokens[idx].to(device), use_cache=False).logits
             loss = topk_kl(logits, train_targets.ids[idx].to(device), train_targets.logprobs[idx].to(device))
@@ -133,9 +134,11 @@ def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, 
             torch.nn.utils.clip_grad_norm_(list(params.values()), config.max_grad_norm)
             optimizer.step()
             losses.append(loss.item())
-            bar.set_postfix(loss=f"{loss.item():.4f}")
+            bar.set_info(f"loss {loss.item():.4f}")
+            bar.update(1)
             if config.code_updates and config.reencode_every > 0 and len(losses) % config.reencode_every == 0:
                 changed += reencode_model(student, config.reencode_fraction)
+        bar.close()
         if config.code_updates and config.reencode_every <= 0:
             changed += reencode_model(student, config.reencode_fraction)
         val = mean_kl(student, val_tokens, val_targets, config.batch_size)

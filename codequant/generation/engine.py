@@ -238,12 +238,12 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
     """Complete every request; returns completions in request order (`on_complete` sees them as they finish).
 
     `speculate`: when greedy and only a few rows are left, verify prompt-lookup drafts in the same forward."""
-    from tqdm.auto import tqdm
+    from codequant.progress import bar as progress_bar
 
     use_all_cores()
     if not requests:
         return []
-    bar = tqdm(total=len(requests), desc="generate", unit="completion", disable=not progress, leave=False)
+    bar = progress_bar(len(requests), "generate", unit="completion", enabled=progress, leave=False)
     try:
         with torch.inference_mode():
             return _Scheduler(model, tokenizer, requests, params, batch_size, continuous, speculate, on_complete,

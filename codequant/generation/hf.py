@@ -32,13 +32,14 @@ class _TextStop:
 def hf_generate(model, tokenizer, requests: Sequence[Request], params: SamplingParams, *, progress: bool = True,
                 on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
     """One `model.generate` call per request (batch 1, as a user would loop), same records as the engine."""
-    from tqdm.auto import tqdm
     from transformers import StoppingCriteriaList
+
+    from codequant.progress import track
 
     eos = sorted(eos_token_ids(model, tokenizer))
     pad = pad_token_id(model, tokenizer)
     out: list[Completion] = []
-    for req in tqdm(requests, desc="generate (hf)", unit="completion", disable=not progress, leave=False):
+    for req in track(requests, "generate (hf)", unit="completion", enabled=progress, leave=False):
         enc = tokenizer(req.prompt, add_special_tokens=req.add_special_tokens, return_tensors="pt").to(model.device)
         n_prompt = enc["input_ids"].shape[1]
         stopper = _TextStop(tokenizer, n_prompt, params)

@@ -47,10 +47,9 @@ def perplexity(model: Any, tokens: torch.Tensor, *, seq_len: int = 512, batch_si
     for w in windows:
         by_len.setdefault(w.numel(), []).append(w)  # equal lengths batch without padding
     batches = [torch.stack(ws[i:i + batch_size]) for n, ws in by_len.items() for i in range(0, len(ws), batch_size)]
-    if progress:
-        from tqdm import tqdm
+    from codequant.progress import track
 
-        batches = tqdm(batches, desc="perplexity", unit="batch", leave=False)
+    batches = track(batches, "perplexity", unit="batch", enabled=progress, leave=False)
     total, count = 0.0, 0
     was_training = model.training
     model.eval()

@@ -83,6 +83,7 @@ def resolve(spec: str) -> tuple[Source, Path | str]:
 def load(spec: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> LoadedModel:
     """Load `spec` (see module doc) in eval mode on `device`, with a tokenizer that has a pad token."""
     start = time.perf_counter()
+    _quiet_transformers()
     source, where = resolve(str(spec))
     cached = False
     if source in ("embedded", "gguf"):
@@ -97,6 +98,13 @@ def load(spec: str, *, dtype: torch.dtype = torch.float32, device: str | torch.d
     _guard_aqlm_cpu_kernel(model)
     _ensure_pad(model, tokenizer)
     return LoadedModel(model, tokenizer, str(spec), source, where, time.perf_counter() - start, cached)
+
+
+def _quiet_transformers() -> None:
+    """No "Loading weights" bars: a model loads in seconds, and its bars would bury codequant's own progress."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 def _guard_aqlm_cpu_kernel(model: Any) -> None:

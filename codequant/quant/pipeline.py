@@ -39,7 +39,7 @@ from codequant.quant.blocks import relative_mse, run_block
 from codequant.quant.capture import capture_first_inputs, capture_layer_kwargs, collect_xtx, linear_groups
 from codequant.quant.checkpoint import RunCheckpoint, set_submodule
 from codequant.quant.objective import relative_output_error
-from codequant.quant.progress import ProgressFn, QuantProgress, tqdm_progress
+from codequant.quant.progress import ProgressFn, QuantProgress, bar_progress
 from codequant.seeds import derive_seed
 
 
@@ -267,7 +267,7 @@ def quantize_model(
     `calibration`: a LongTensor [N, L] or an object with `.train` (or `.tokens`) and optional `.val` rows; the
     held-out rows give every layer and block a held-out error (and block tuning its selection rows).
     `checkpoint_dir`: each finished block is saved there; a rerun with the same config resumes after the last
-    finished block. `progress`: True for a tqdm bar, False for none, or a function receiving `QuantProgress`
+    finished block. `progress`: True for a bar (codequant.progress), False for none, or a function receiving `QuantProgress`
     events. `sequential`: true-sequential XTX (see the module docstring); None = the quantizer's own default
     (`Quantizer.true_sequential`: GPTQ and RTN yes, AQLM no). `max_blocks`: stop after that many blocks (the
     report says `complete=False`); used to split long runs and to test resuming.
@@ -308,5 +308,5 @@ def _progress_fn(progress: bool | ProgressFn, desc: str, total: int) -> tuple[Pr
     if callable(progress):
         return progress, lambda: None
     if progress:
-        return tqdm_progress(desc, total)
+        return bar_progress(desc, total)
     return None, lambda: None

@@ -1,5 +1,5 @@
-"""Progress of a quantization as events, so the caller decides how to show them (a tqdm bar on the command line,
-rich bars or log lines in a study runner, nothing in tests).
+"""Progress of a quantization as events, so the caller decides how to show them (a bar from codequant.progress on the
+command line and in a study runner, nothing in tests).
 
 An event is sent when a block starts a stage ("targets", "xtx", a linear's name, "tuning", "propagating") and when
 it is done ("done", with its errors in `metrics`).
@@ -31,18 +31,18 @@ class QuantProgress:
 ProgressFn = Callable[[QuantProgress], None]
 
 
-def tqdm_progress(desc: str, total: int) -> tuple[ProgressFn, Callable[[], None]]:
-    """A tqdm bar fed by events, and the function that closes it."""
-    from tqdm.auto import tqdm
+def bar_progress(desc: str, total: int) -> tuple[ProgressFn, Callable[[], None]]:
+    """A bar (codequant.progress: rich in a terminal, log lines otherwise) fed by events, and its closer."""
+    from codequant.progress import bar as progress_bar
 
-    bar = tqdm(total=total, desc=desc, unit="block")
+    bar = progress_bar(total, desc, unit="block")
 
     def update(event: QuantProgress) -> None:
         if event.stage == "done":
             err = event.metrics.get("heldout_mse", event.metrics.get("rel_output_mse"))
-            bar.set_postfix_str("" if err is None else f"mse {err:.4g}")
+            bar.set_info("" if err is None else f"mse {err:.4g}")
             bar.update(1)
         else:
-            bar.set_postfix_str(event.stage)
+            bar.set_info(event.stage)
 
     return update, bar.close

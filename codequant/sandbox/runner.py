@@ -11,9 +11,8 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 
-from tqdm import tqdm
-
 from codequant.errors import CodequantError
+from codequant.progress import bar as progress_bar
 from codequant.sandbox.limits import Limits
 from codequant.sandbox.result import ExecResult
 
@@ -54,8 +53,8 @@ def run_programs(
     runners = [_sandbox(lang) for lang, _ in items]  # unknown languages fail before anything runs
     workers = max(1, workers or os.cpu_count() or 1)
     results: list[ExecResult | None] = [None] * len(items)
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
-        total=len(items), disable=not progress, desc="exec", unit="prog"
+    with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(
+        len(items), "exec", unit="program", enabled=progress
     ) as bar:
         futures = {pool.submit(run, src, limits): i for i, (run, (_, src)) in enumerate(zip(runners, items, strict=True))}
         for fut in as_completed(futures):

@@ -77,7 +77,7 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
     folder = samples_path.parent
     if not samples_path.is_file():
         raise CodequantError(f"{p} is not an evaluate run (no samples.jsonl); create one with `codequant evaluate "
-                             "MODEL BENCHMARK --out DIR`")
+                             "MODEL --benchmark NAME --out DIR`")
     summary: dict = {}
     summary_path = folder / "summary.json"
     if summary_path.is_file():

@@ -77,7 +77,7 @@ def run_quantize(step: Step, workdir: Path, inputs: dict[str, Path], settings: d
     formats = ["dequantized", "codequant"] + (["aqlm"] if cfg["method"] == "aqlm" else [])
     result = quantize_to_dir(cfg["model"], qc, workdir, calibration=str(calib_dir / cal["set"]), samples=cal["samples"],
                              seq_len=cal["seq_len"], val_samples=cal["val_samples"],
-                             formats=formats, batch_size=cfg["batch_size"], progress=False)
+                             formats=formats, batch_size=cfg["batch_size"], progress=True)
     if not result.get("complete", True):
         raise CodequantError(f"quantization {step.label} stopped before the last block; rerun the study to resume")
     acc = result.get("accounting", {})
@@ -115,7 +115,7 @@ def run_finetune(step: Step, workdir: Path, inputs: dict[str, Path], settings: d
                          seed=cal["seed"])
     out = finetune(qdir, step.meta["teacher"], workdir / "model", calibration=str(cdir / cal["set"]),
                    samples=cal["samples"], seq_len=cal["seq_len"], val_samples=cal["val_samples"], seed=cal["seed"],
-                   config=ftc, progress=False)
+                   config=ftc, progress=True)
     return {"model_path": "model", "codequant_path": "model/codequant",
             "file_bytes": _dir_bytes(workdir / "model" / "codequant") or qres.get("file_bytes"),
             "accounting": qres.get("accounting"), "finetune": _json_safe(out)}
@@ -136,7 +136,7 @@ def run_evaluate(step: Step, workdir: Path, inputs: dict[str, Path], settings: d
                        top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"], limit=cfg["limit"],
                        prompt_style=cfg["prompt_style"], data=cfg["data"], out_dir=workdir,
                        batch_size=cfg["batch_size"], seed=cfg["seed"], workers=settings.get("workers"),
-                       model=model, tokenizer=tokenizer, progress=False)
+                       model=model, tokenizer=tokenizer, progress=True)
     return {"samples": "samples.jsonl", "footprint": _json_safe(fp),
             **{k: summary.get(k) for k in ("problems", "completions", "passed", "pass@1", "status_counts", "run")}}
 

@@ -77,7 +77,7 @@ def test_read_run_respects_scope_and_drops_truncated_tail(tmp_path):
     folder = _write_run(tmp_path / "r", {"a": [True, False, True]}, samples=2, extra_lines='{"task_id": "a", "sa')
     run = read_run(folder)
     assert run.outcomes == {"a": {0: True, 1: False}} and run.model == "m"
-    with pytest.raises(CodequantError, match="no samples.jsonl"):
+    with pytest.raises(CodequantError, match=r"no samples.jsonl.*codequant evaluate MODEL --benchmark NAME"):
         read_run(tmp_path / "missing")
     dup = _write_run(tmp_path / "d", {"a": [True]},
                      extra_lines=json.dumps({"task_id": "a", "sample_index": 0, "passed": False}) + "\n")
