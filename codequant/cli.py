@@ -87,7 +87,10 @@ def quantize_cmd(
     codebook_bits: int | None = typer.Option(None, "--codebook-bits", help="aqlm: bits per code B (<= 16)"),
     group_size: int | None = typer.Option(None, "--group-size", help="rtn/gptq: inputs per scale (-1 per row); aqlm: g"),
     act_order: bool = typer.Option(False, "--act-order/--no-act-order", help="gptq: quantize columns by activation size"),
-    static_groups: bool = typer.Option(False, "--static-groups", help="gptq act-order: keep contiguous groups"),
+    static_groups: bool = typer.Option(False, "--static-groups", help="gptq act-order: keep contiguous groups "
+                                       "(needs --act-order)"),
+    clip: str | None = typer.Option(None, "--clip", help="rtn/gptq grid range: minmax (default) | mse (per group, "
+                                    "the range shrink minimising the group's |error|^2.4, as GPTQ's reference)"),
     calibration: str = typer.Option("code", "--calibration", help="code | mixed | random | PATH of a built set"),
     samples: int = typer.Option(128, "--samples", help="calibration rows"),
     seq_len: int = typer.Option(512, "--seq-len", help="tokens per calibration row"),
@@ -114,6 +117,13 @@ def quantize_cmd(
     from codequant.quant.run import build_config, error_summary, parse_formats, quantize_to_dir
 
     options = {"act_order": act_order, "static_groups": static_groups} if method == "gptq" else {}
+    if method != "gptq" and (act_order or static_groups):
+        raise CodequantError("--act-order and --static-groups are GPTQ options")
+    if clip is not None:
+        if method not in ("rtn", "gptq"):
+            raise CodequantError("--clip is an RTN/GPTQ option (minmax | mse)")
+        if clip != "minmax":  # the default: the same config (and checkpoint fingerprint) as without --clip
+            options["clip"] = clip
     if method == "aqlm":
         options.update({k: v for k, v in (("effort", effort), ("beam_size", beam_size)) if v is not None})
     elif effort is not None or beam_size is not None:

@@ -5,16 +5,21 @@ at a time: after column j is rounded, its error is spread over the not-yet-quant
 inverse Hessian H^-1 (H = 2 X X^T / n; the scale of H cancels, so XTX is used as is). Implementation follows the
 paper's algorithm:
 - dead inputs (diag(H) == 0) get H_jj = 1 and W[:, j] = 0 (they never fire, so their weights are free);
-- dampening adds `percdamp * mean(diag(H))` to the diagonal;
+- dampening adds `percdamp * mean(diag(H))` to the diagonal; if a Cholesky factorization still fails, the
+  damping is multiplied by 10 (from 0.01 when `percdamp` is 0) and retried, up to 5 times; what was used is
+  reported (`GptqLinear.fit_info`: damping asked, damping used, retries; `fit` in quantize.json);
 - the upper Cholesky factor of H^-1 gives, row by row, the exact update coefficients (the paper's
   "Cholesky reformulation"), computed once;
 - updates are applied lazily: inside a block of `blocksize` columns immediately, to the rest once per block;
-- with a group size, each group's min-max grid is chosen when the quantizer reaches its first column, from
+- with a group size, each group's grid is chosen when the quantizer reaches its first column, from
   the weights as already updated by earlier errors (blocks are a multiple of the group size, so the whole
-  group is up to date at that moment);
+  group is up to date at that moment); the grid is min-max, or with `clip="mse"` the range shrink that
+  minimises the group's |error|^2.4 (the reference's `mse` option, searched once per group, when its grid is
+  fixed);
 - act-order quantizes columns by decreasing diag(H); groups then follow that order (stored via `g_idx`),
   unless `static_groups` fixes every group's grid up front on the original contiguous columns, which keeps
-  the plain group layout (and Q4_1 alignment).
+  the plain group layout (and Q4_1 alignment); `static_groups` without act-order is an error (it would
+  change nothing).
 The result is stored exactly like RTN (`GptqLinear` = integer codes on fp16 per-group grids).
 """
 
@@ -30,10 +35,13 @@ from codequant.quant.base import QuantConfig, Quantizer
 from codequant.quant.grid import (
     ZERO_POINTS,
     check_bits,
+    check_clip,
     check_divides,
     check_group_size,
+    clip_options,
     dequantize_codes,
-    minmax_params,
+    describe_clip,
+    grid_params,
     quantize_codes,
 )
 from codequant.quant.intlinear import GroupedIntLinear
@@ -45,19 +53,25 @@ class GptqLinear(GroupedIntLinear):
     kind: ClassVar[str] = "gptq"
 
 
-def _inverse_cholesky(h: torch.Tensor, percdamp: float) -> torch.Tensor:
-    """Upper Cholesky factor of (H + damp I)^-1, retrying with more damping if H is numerically singular."""
+RETRIES = 5  # extra Cholesky attempts, each with 10x the damping
+
+
+def _inverse_cholesky(h: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, dict[str, Any]]:
+    """Upper Cholesky factor of (H + damp mean(diag H) I)^-1, retrying with 10x the damping (0.01 after 0) while H
+    is numerically singular; also returns {"damping", "damping_used", "retries"}."""
     diag_mean = torch.diag(h).mean()
     eye = torch.eye(h.shape[0], dtype=h.dtype)
     damp = percdamp
-    for _ in range(6):
+    for retry in range(RETRIES + 1):
         try:
             lower = torch.linalg.cholesky(h + damp * diag_mean * eye)
             hinv = torch.cholesky_inverse(lower)
-            return torch.linalg.cholesky(hinv, upper=True)
+            upper = torch.linalg.cholesky(hinv, upper=True)
+            return upper, {"damping": percdamp, "damping_used": damp, "retries": retry}
         except torch.linalg.LinAlgError:
-            damp *= 10
-    raise CodequantError("GPTQ: the calibration Hessian is not positive definite even with heavy damping")
+            damp = damp * 10 if damp > 0 else 0.01
+    raise CodequantError(f"GPTQ: the calibration Hessian is not positive definite even with damping {damp / 10:g} "
+                         f"({RETRIES} retries from {percdamp:g})")
 
 
 def gptq_quantize_weight(
@@ -71,9 +85,25 @@ def gptq_quantize_weight(
     act_order: bool = False,
     static_groups: bool = False,
     zero_point: str = "float",
+    clip: str = "minmax",
+    clip_grid: int = 100,
+    clip_maxshrink: float = 0.8,
+    clip_norm: float = 2.4,
+    info: dict[str, Any] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """GPTQ one weight. Returns codes [out, in] (uint8, original column order), scale and offset
-    [out, groups] (fp16) and `g_idx` [in] (None when group g holds columns g*gs..(g+1)*gs-1)."""
+    [out, groups] (fp16) and `g_idx` [in] (None when group g holds columns g*gs..(g+1)*gs-1).
+
+    `clip`: "minmax" grids, or "mse" (each grid's range shrink searched on the group's weights when the grid is
+    fixed; `grid.mse_params`). `info`, if given, receives the damping actually used (see `_inverse_cholesky`)."""
+    if static_groups and not act_order:
+        raise CodequantError("gptq: static_groups (--static-groups) only applies with act_order (--act-order); "
+                             "without it the groups are already contiguous")
+    check_clip(clip, clip_grid, clip_maxshrink, clip_norm)
+
+    def params(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return grid_params(x, bits, zero_point, clip, grid=clip_grid, maxshrink=clip_maxshrink, norm=clip_norm)
+
     w = weight.detach().float().clone()
     out_f, in_f = w.shape
     gs = group_size
@@ -88,16 +118,19 @@ def gptq_quantize_weight(
     offsets = torch.empty(out_f, n_groups, dtype=torch.float16)
     static = gs is not None and act_order and static_groups
     if gs is None:  # one grid per row, from the (dead-zeroed) weights
-        scales, offsets = minmax_params(w, bits, zero_point)
+        scales, offsets = params(w)
     elif static:
         for g in range(n_groups):
-            s, o = minmax_params(w[:, g * gs : (g + 1) * gs], bits, zero_point)
+            s, o = params(w[:, g * gs : (g + 1) * gs])
             scales[:, g : g + 1], offsets[:, g : g + 1] = s, o
 
     perm = torch.argsort(torch.diag(h), descending=True, stable=True) if act_order else torch.arange(in_f)
     w = w[:, perm]
     h = h[perm][:, perm]
-    hinv = _inverse_cholesky(h, percdamp).float()
+    hinv, damping = _inverse_cholesky(h, percdamp)
+    hinv = hinv.float()
+    if info is not None:
+        info.update(damping)
 
     # Group of each (permuted) column: on-the-fly groups follow the processing order.
     if gs is None:
@@ -119,7 +152,7 @@ def gptq_quantize_weight(
             col = i1 + i
             g = int(col_group[col])
             if gs is not None and not static and col % gs == 0:
-                s, o = minmax_params(w1[:, i : i + gs], bits, zero_point)
+                s, o = params(w1[:, i : i + gs])
                 scales[:, g : g + 1], offsets[:, g : g + 1] = s, o
             s, o = scales[:, g], offsets[:, g]
             q = quantize_codes(w1[:, i], s, o, bits)
@@ -139,7 +172,8 @@ def gptq_quantize_weight(
 
 class GptqQuantizer(Quantizer):
     """Options (QuantConfig.options): percdamp (0.01), blocksize (128), act_order (False), static_groups
-    (False), zero_point ("float" | "int")."""
+    (False; only with act_order), zero_point ("float" | "int"), clip ("minmax" | "mse") and for mse clip_grid
+    (100), clip_maxshrink (0.8), clip_norm (2.4). Each GptqLinear's `fit_info` reports the damping used."""
 
     method: ClassVar[str] = "gptq"
     needs_xtx: ClassVar[bool] = True
@@ -160,6 +194,10 @@ class GptqQuantizer(Quantizer):
             raise CodequantError(f"gptq: percdamp must be in [0, 1), got {self.percdamp}")
         if self.blocksize < 1:
             raise CodequantError(f"gptq: blocksize must be positive, got {self.blocksize}")
+        if self.static_groups and not self.act_order:
+            raise CodequantError("gptq: --static-groups only applies with --act-order (without act-order the "
+                                 "groups are already contiguous); add --act-order or drop --static-groups")
+        self.clip, self.clip_knobs = clip_options(opts)
 
     def check_linear(self, name: str, linear: nn.Linear) -> None:
         check_divides(self.group_size, linear.in_features, name)
@@ -168,6 +206,7 @@ class GptqQuantizer(Quantizer):
         if xtx is None:
             raise CodequantError("gptq needs calibration activations (XTX) for every linear")
         self.check_linear(name, linear)
+        fit: dict[str, Any] = {}
         codes, scale, offset, g_idx = gptq_quantize_weight(
             linear.weight.detach().cpu(),
             xtx.cpu(),
@@ -178,12 +217,17 @@ class GptqQuantizer(Quantizer):
             act_order=self.act_order,
             static_groups=self.static_groups,
             zero_point=self.zero_point,
+            clip=self.clip,
+            **self.clip_knobs,
+            info=fit,
         )
         q = GptqLinear(
             codes, scale, offset, self.bits, g_idx=g_idx, bias=linear.bias, zero_point=self.zero_point,
             dtype=linear.weight.dtype,
         )
-        return q.to(linear.weight.device)
+        q = q.to(linear.weight.device)
+        q.fit_info = fit  # the pipeline writes it into quantize.json (layers[i]["fit"])
+        return q
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -195,5 +239,6 @@ class GptqQuantizer(Quantizer):
             "blocksize": self.blocksize,
             "act_order": self.act_order,
             "static_groups": self.static_groups,
+            **describe_clip(self.clip, self.clip_knobs),
             "formula_bits_per_param": self.bits + (32 / self.group_size if self.group_size else 0.0),
         }

@@ -6,11 +6,17 @@ and `scale`, `offset` stored in fp16. With `zero_point="float"` (default) the gr
 4-bit group-32 min-max quantizer reproduces them. `zero_point="int"` is the classic GPTQ layout
 (`(code - zero) * scale` with an integer zero), kept for comparison.
 
+`clip="mse"` (RTN and GPTQ option) shrinks each group's range instead: `mse_params` searches the factor of
+[min, max] that minimises the group's p-norm rounding error, as GPTQ's reference `mse` option does; outliers
+are then clipped and the other weights get a finer grid.
+
 Scale and offset are rounded to fp16 *before* codes are chosen, so the stored representation dequantizes to
 exactly the values the quantizer measured its error against.
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,6 +71,110 @@ def minmax_params(w: torch.Tensor, bits: int, zero_point: str = "float") -> tupl
     else:
         offset = lo.clamp(-65504.0, 65504.0).half()
     return scale, offset
+
+
+CLIPS = ("minmax", "mse")
+
+
+def check_clip(clip: str, grid: int = 100, maxshrink: float = 0.8, norm: float = 2.4) -> None:
+    if clip not in CLIPS:
+        raise CodequantError(f"clip must be one of {', '.join(CLIPS)}, got {clip!r}")
+    if not isinstance(grid, int) or grid < 1:
+        raise CodequantError(f"clip_grid must be a positive integer, got {grid!r}")
+    if not 0 <= maxshrink < 1:
+        raise CodequantError(f"clip_maxshrink must be in [0, 1), got {maxshrink!r}")
+    if not norm > 0:
+        raise CodequantError(f"clip_norm must be positive, got {norm!r}")
+
+
+def shrink_factors(grid: int = 100, maxshrink: float = 0.8) -> torch.Tensor:
+    """The factors GPTQ's reference `Quantizer.find_params(mse=True)` tries: 1, 1 - 1/grid, ... (int(maxshrink *
+    grid) of them; 1.0 down to 0.21 with the defaults)."""
+    n = max(1, int(maxshrink * grid))
+    return 1.0 - torch.arange(n, dtype=torch.float32) / grid
+
+
+def mse_params(
+    w: torch.Tensor,
+    bits: int,
+    zero_point: str = "float",
+    *,
+    grid: int = 100,
+    maxshrink: float = 0.8,
+    norm: float = 2.4,
+    max_elements: int = 1 << 20,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale and offset (fp16, [rows, 1]) of a clipped grid per row of `w`: the row's [min, max] (with 0 inside for
+    `zero_point="int"`) shrunk towards 0 by the factor of `shrink_factors` that minimises sum |w - q(w)|^norm.
+
+    This is the `mse` option of GPTQ's reference `quant.py` (maxshrink .8, grid 100, norm 2.4). Every candidate
+    is measured with its fp16-rounded scale and offset, as stored; factor 1.0 is the min-max grid and wins ties,
+    so the result is never worse than `minmax_params` in that norm. Vectorised over rows and factors, in chunks
+    of at most `max_elements` values.
+    """
+    if zero_point not in ZERO_POINTS:
+        raise CodequantError(f"zero_point must be one of {ZERO_POINTS}, got {zero_point!r}")
+    maxq = 2**bits - 1
+    w = w.float()
+    lo = w.amin(dim=1, keepdim=True)
+    hi = w.amax(dim=1, keepdim=True)
+    if zero_point == "int":
+        lo = lo.clamp(max=0.0)
+        hi = hi.clamp(min=0.0)
+    factors = shrink_factors(grid, maxshrink).to(w.device)
+    best_err = torch.full((w.shape[0], 1), float("inf"), device=w.device)
+    best_scale = torch.ones_like(lo, dtype=torch.float16)
+    best_offset = torch.zeros_like(lo, dtype=torch.float16)
+    step = max(1, max_elements // max(1, w.numel()))
+    for start in range(0, factors.numel(), step):
+        p = factors[start : start + step].view(-1, 1, 1)  # [P, 1, 1]
+        lo1, hi1 = p * lo, p * hi  # [P, rows, 1]
+        scale = ((hi1 - lo1) / maxq).half()
+        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+        if zero_point == "int":
+            zero = torch.round(-lo1 / scale.float()).clamp(0, maxq)
+            offset = (-zero * scale.float()).half()
+        else:
+            offset = lo1.clamp(-65504.0, 65504.0).half()
+        s, o = scale.float(), offset.float()
+        err = (w - o).div_(s).round_().clamp_(0, maxq).mul_(s).add_(o).sub_(w).abs_()  # |q(w) - w|, in place
+        err = (err.square_() if norm == 2 else err.pow_(norm)).sum(dim=2, keepdim=True)  # [P, rows, 1]
+        err_min, idx = err.min(dim=0)  # the first (largest) factor on ties
+        better = err_min < best_err
+        best_err = torch.where(better, err_min, best_err)
+        best_scale = torch.where(better, scale.gather(0, idx[None]).squeeze(0), best_scale)
+        best_offset = torch.where(better, offset.gather(0, idx[None]).squeeze(0), best_offset)
+    return best_scale, best_offset
+
+
+def grid_params(
+    w: torch.Tensor, bits: int, zero_point: str = "float", clip: str = "minmax", **mse: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`minmax_params` or `mse_params` (keyword options grid, maxshrink, norm) by `clip`."""
+    if clip == "mse":
+        return mse_params(w, bits, zero_point, **mse)
+    if clip != "minmax":
+        raise CodequantError(f"clip must be one of {', '.join(CLIPS)}, got {clip!r}")
+    return minmax_params(w, bits, zero_point)
+
+
+def clip_options(opts: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(clip, {clip_grid, clip_maxshrink, clip_norm}) from QuantConfig.options, checked (shared with GPTQ)."""
+    clip = str(opts.get("clip") or "minmax")
+    try:
+        knobs = {"clip_grid": int(opts.get("clip_grid", 100)),
+                 "clip_maxshrink": float(opts.get("clip_maxshrink", 0.8)),
+                 "clip_norm": float(opts.get("clip_norm", 2.4))}
+    except (TypeError, ValueError) as exc:
+        raise CodequantError(f"bad clip option: {exc}") from exc
+    check_clip(clip, knobs["clip_grid"], knobs["clip_maxshrink"], knobs["clip_norm"])
+    return clip, knobs
+
+
+def describe_clip(clip: str, knobs: dict[str, Any]) -> dict[str, Any]:
+    """The clip fields of `describe()`: none for the default min-max, so earlier runs' fingerprints (and resumes)
+    are unchanged."""
+    return {} if clip == "minmax" else {"clip": clip, **knobs}
 
 
 def quantize_codes(w: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, bits: int) -> torch.Tensor:

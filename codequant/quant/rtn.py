@@ -1,7 +1,8 @@
 """Round-to-nearest: the calibration-free baseline.
 
-Each group of `group_size` consecutive inputs of a row gets its own min-max grid (see `grid`); every weight is
-rounded to the nearest point. It ignores the calibration activations, so the pipeline skips collecting them
+Each group of `group_size` consecutive inputs of a row gets its own grid (see `grid`): min-max by default, or
+with `clip="mse"` the range shrink that minimises the group's p-norm error; every weight is rounded to the
+nearest point. It ignores the calibration activations, so the pipeline skips collecting them
 (`needs_xtx = False`).
 """
 
@@ -19,7 +20,9 @@ from codequant.quant.grid import (
     check_bits,
     check_divides,
     check_group_size,
-    minmax_params,
+    clip_options,
+    describe_clip,
+    grid_params,
     quantize_codes,
 )
 from codequant.quant.intlinear import GroupedIntLinear
@@ -32,20 +35,26 @@ class RtnLinear(GroupedIntLinear):
 
 
 def rtn_quantize_weight(
-    weight: torch.Tensor, bits: int, group_size: int | None, zero_point: str = "float"
+    weight: torch.Tensor, bits: int, group_size: int | None, zero_point: str = "float", *, clip: str = "minmax",
+    clip_grid: int = 100, clip_maxshrink: float = 0.8, clip_norm: float = 2.4,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Codes [out, in] (uint8), scale and offset [out, groups] (fp16) of a group-wise min-max RTN."""
+    """Codes [out, in] (uint8), scale and offset [out, groups] (fp16) of a group-wise RTN: min-max grids, or
+    with `clip="mse"` grids whose range shrink minimises each group's |error|^clip_norm (`grid.mse_params`)."""
     out_f, in_f = weight.shape
     gs = in_f if group_size is None else group_size
     check_divides(gs, in_f, "this weight")
     groups = weight.float().reshape(out_f * (in_f // gs), gs)
-    scale, offset = minmax_params(groups, bits, zero_point)
+    scale, offset = grid_params(groups, bits, zero_point, clip, grid=clip_grid, maxshrink=clip_maxshrink,
+                                norm=clip_norm)
     codes = quantize_codes(groups, scale, offset, bits)
     n_groups = in_f // gs
     return codes.reshape(out_f, in_f).to(torch.uint8), scale.reshape(out_f, n_groups), offset.reshape(out_f, n_groups)
 
 
 class RtnQuantizer(Quantizer):
+    """Options (QuantConfig.options): zero_point ("float" | "int"), clip ("minmax" | "mse"), and for mse
+    clip_grid (100), clip_maxshrink (0.8), clip_norm (2.4)."""
+
     method: ClassVar[str] = "rtn"
     needs_xtx: ClassVar[bool] = False
 
@@ -56,13 +65,16 @@ class RtnQuantizer(Quantizer):
         self.zero_point = config.options.get("zero_point", "float")
         if self.zero_point not in ZERO_POINTS:
             raise CodequantError(f"zero_point must be one of {ZERO_POINTS}, got {self.zero_point!r}")
+        self.clip, self.clip_knobs = clip_options(config.options)
 
     def check_linear(self, name: str, linear: nn.Linear) -> None:
         check_divides(self.group_size, linear.in_features, name)
 
     def quantize_linear(self, name: str, linear: nn.Linear, xtx: torch.Tensor | None = None) -> RtnLinear:
         self.check_linear(name, linear)
-        codes, scale, offset = rtn_quantize_weight(linear.weight.detach(), self.bits, self.group_size, self.zero_point)
+        codes, scale, offset = rtn_quantize_weight(
+            linear.weight.detach(), self.bits, self.group_size, self.zero_point, clip=self.clip, **self.clip_knobs
+        )
         return RtnLinear(
             codes, scale, offset, self.bits, bias=linear.bias, zero_point=self.zero_point, dtype=linear.weight.dtype
         )
@@ -73,5 +85,6 @@ class RtnQuantizer(Quantizer):
             "bits": self.bits,
             "group_size": self.group_size,
             "zero_point": self.zero_point,
+            **describe_clip(self.clip, self.clip_knobs),
             "formula_bits_per_param": self.bits + (32 / self.group_size if self.group_size else 0.0),
         }

@@ -1,4 +1,5 @@
-"""PV-tuning-style code updates: re-encoding the groups that moved, and distillation with code updates on a
+"""PV-tuning-style code updates: re-encoding the groups that moved (codes change, the error strictly falls),
+shadow steps then re-encoding lowering the quantized layer's loss, and distillation with code updates on a
 tiny AQLM-quantized Llama (codes change, validation KL falls, keep-best restores codes, exports stay clean)."""
 
 from __future__ import annotations
@@ -8,7 +9,13 @@ import copy
 import pytest
 import torch
 
-from codequant.finetune.codes import SHADOW_ATTR, attach_shadows, reencode_layer
+from codequant.finetune.codes import (
+    SHADOW_ATTR,
+    attach_shadows,
+    detach_shadows,
+    reencode_layer,
+    reencode_model,
+)
 from codequant.finetune.teacher import TeacherTargets, compute_teacher_targets
 from codequant.finetune.trainer import FinetuneConfig, distill, mean_kl
 from codequant.quant.aqlm import AqlmLinear, AqlmQuantizer
@@ -41,13 +48,63 @@ def test_reencode_fixes_exactly_the_pairs_that_moved():
     assert torch.equal(layer.codes[..., 0][untouched], before[..., 0][untouched])
 
 
-def test_reencode_with_several_codebooks_never_moves_away():
+def test_reencode_with_several_codebooks_changes_codes_and_strictly_lowers_the_error():
     layer = _layer(m=2, seed=1)
-    target = layer.dequantize() + 0.3 * torch.randn(layer.out_features, layer.in_features,
+    target = layer.dequantize() + 1.0 * torch.randn(layer.out_features, layer.in_features,
                                                     generator=torch.Generator().manual_seed(2))
+    before_codes = layer.codes.clone()
+    moved = ((target - layer.dequantize()) ** 2).reshape(6, 3, 4).sum(-1)
+    chosen = torch.zeros(18, dtype=torch.bool)
+    chosen[moved.flatten().topk(9).indices] = True  # half of the 18 (row, group) pairs: those that moved most
+    chosen = chosen.view(6, 3)
+
+    def reencode_all(codes, target):  # every pair re-encoded: the unchosen ones would change too
+        other = _layer(m=2, seed=1)
+        other.codes.copy_(codes)
+        reencode_layer(other, target, fraction=1.0)
+        return other.codes
+
     err = float(((layer.dequantize() - target) ** 2).sum())
-    reencode_layer(layer, target, fraction=0.5)
-    assert float(((layer.dequantize() - target) ** 2).sum()) <= err + 1e-6
+    changed = reencode_layer(layer, target, fraction=0.5)
+    after = float(((layer.dequantize() - target) ** 2).sum())
+    assert changed > 0 and changed == int((layer.codes != before_codes).sum())
+    assert after < 0.95 * err, (err, after)
+    # only the half of the (row, group) pairs that moved furthest from the target may change
+    assert not torch.equal(layer.codes[~chosen], reencode_all(before_codes, target)[~chosen])
+    assert torch.equal(layer.codes[~chosen], before_codes[~chosen])
+
+
+def test_shadow_steps_then_reencoding_move_codes_towards_the_loss():
+    """PV-style code update end to end: the straight-through gradient moves the shadow towards a better weight,
+    re-encoding towards the shadow changes codes, and the loss of the *quantized* layer strictly falls."""
+    layer = _layer(m=1, size=16, g=4, out=8, inp=16, seed=3)
+    wanted = AqlmLinear(torch.randint(0, 16, layer.codes.shape, generator=torch.Generator().manual_seed(4)),
+                        layer.codebooks.data, layer.scales.data.flatten())
+    x = torch.randn(64, 16, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        y = wanted(x)
+    model = torch.nn.Sequential(layer)
+    shadow = attach_shadows(model)["0.shadow"]
+
+    def loss() -> torch.Tensor:
+        return ((model(x) - y) ** 2).mean()
+
+    with torch.no_grad():
+        before = float(loss())
+    opt = torch.optim.Adam([shadow], lr=0.05)
+    for _ in range(30):
+        opt.zero_grad()
+        loss().backward()
+        opt.step()
+    codes = layer.codes.clone()
+    gap = float(((layer.dequantize() - shadow.detach()) ** 2).sum())
+    changed = reencode_model(model, fraction=0.5)
+    detach_shadows(model)
+    with torch.no_grad():
+        after = float(loss())
+    assert changed > 0 and not torch.equal(layer.codes, codes)
+    assert float(((layer.dequantize() - shadow.detach()) ** 2).sum()) < gap
+    assert after < 0.9 * before, (before, after)
 
 
 def test_straight_through_forward_keeps_the_value_and_feeds_the_shadow():

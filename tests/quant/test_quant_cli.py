@@ -27,6 +27,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
         (["--method", "rtn", "--bits", "4", "--format", "aqlm"], "--format aqlm needs --method aqlm"),
         (["--method", "rtn", "--bits", "4", "--codebooks", "2"], "AQLM options"),
         (["--method", "gptq", "--bits", "4", "--effort", "reference"], "--effort and --beam-size are AQLM options"),
+        (["--method", "gptq", "--bits", "4", "--group-size", "64", "--static-groups"],
+         "--static-groups only applies with --act-order"),
+        (["--method", "rtn", "--bits", "4", "--act-order"], "--act-order and --static-groups are GPTQ options"),
+        (["--method", "gptq", "--bits", "4", "--clip", "max"], "clip must be one of minmax, mse"),
+        (["--method", "aqlm", "--bits", "2", "--clip", "mse"], "--clip is an RTN/GPTQ option"),
     ],
 )
 def test_bad_specs_print_one_error_line(args, message, tmp_path):
@@ -63,8 +68,12 @@ def test_quantize_to_dir_writes_a_loadable_model_and_resumes(tiny_llama_dir, tmp
     assert first["complete"] and first["accounting"]["formula_bits_per_param"] == 5.0
     saved = json.loads((out / "quantize.json").read_text())
     assert len(saved["layers"]) == 14 and saved["accounting"]["checkpoint_bytes"] > 0
+    # every GPTQ layer reports the damping it asked for and the one its Cholesky factorization needed
+    assert all(layer["fit"]["damping"] == 0.01 and layer["fit"]["damping_used"] >= 0.01
+               and layer["fit"]["retries"] >= 0 for layer in saved["layers"])
     again = quantize_to_dir(str(tiny_llama_dir), config, out, calibration=calib, formats=["dequantized"], progress=False)
     assert all(b["resumed"] for b in again["blocks"])
+    assert [layer["fit"] for layer in again["layers"]] == [layer["fit"] for layer in saved["layers"]]
     # the rerun exported only dequantized: the earlier codequant export and the first run's timings are kept
     assert set(again["exports"]) == {"dequantized", "codequant"}
     assert again["earlier_timings"] == [first["timings"]]

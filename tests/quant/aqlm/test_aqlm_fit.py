@@ -1,4 +1,5 @@
-"""k-means init, exact beam search and the per-layer fit: monotone, exact, better with more codebooks, seeded."""
+"""k-means init, exact beam search and the per-layer fit: monotone, exact, better with more codebooks, seeded; the
+hand-written codebook/scale gradient against autograd, and Adam (codes fixed) lowering the objective."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ import itertools
 import pytest
 import torch
 
+from codequant.quant.aqlm.assign import Assignment
 from codequant.quant.aqlm.beam import beam_search, objective
-from codequant.quant.aqlm.fit import FitOptions, fit_weight
+from codequant.quant.aqlm.fit import FitOptions, _adam, fit_weight, loss_and_grads
 from codequant.quant.aqlm.kmeans import kmeans, residual_kmeans
 
 
@@ -129,3 +131,52 @@ def test_beam_search_over_some_groups_leaves_the_others_alone():
     assert torch.equal(found[:, others], codes[:, others])
     assert not torch.equal(found[:, some], codes[:, some])
     assert objective(w, h, books, scales, found) <= objective(w, h, books, scales, codes)
+
+
+def _dense_objective(w, h, books, codes, base, factor, norm):
+    """tr(E H E^T) / norm with E = diag(base * factor) U - W, U gathered densely (no sparse matrices): autograd's."""
+    out, groups, m = codes.shape
+    u = sum(books[c][codes[..., c]] for c in range(m)).reshape(out, -1)  # [out, in]
+    err = u * (base * factor)[:, None] - w
+    return ((err @ h) * err).sum() / norm
+
+
+def test_hand_written_codebook_and_scale_gradients_equal_autograd():
+    g = torch.Generator().manual_seed(7)
+    out, inn, m, size, gs = 6, 16, 2, 4, 4  # 24 groups share 4 codewords per codebook: the scatter must sum them
+    w = torch.randn(out, inn, generator=g, dtype=torch.float64)
+    mix = torch.randn(inn, inn, generator=g, dtype=torch.float64)
+    x = torch.randn(40, inn, generator=g, dtype=torch.float64) @ mix
+    h = x.T @ x
+    books = torch.randn(m, size, gs, generator=g, dtype=torch.float64)
+    codes = torch.randint(size, (out, inn // gs, m), generator=g)
+    base = torch.rand(out, generator=g, dtype=torch.float64) + 0.5
+    factor = 1 + 0.1 * torch.randn(out, generator=g, dtype=torch.float64)
+    norm = 3.7
+    loss, g_books, g_factor = loss_and_grads(w, h, Assignment.from_codes(codes, size, torch.float64),
+                                             books.reshape(m * size, gs), base, factor, norm)
+    books_ = books.clone().requires_grad_(True)
+    factor_ = factor.clone().requires_grad_(True)
+    ref = _dense_objective(w, h, books_, codes, base, factor_, norm)
+    ref.backward()
+    assert loss == pytest.approx(float(ref.detach()), rel=1e-12)
+    assert torch.allclose(g_books, books_.grad.reshape(m * size, gs), rtol=1e-10, atol=1e-12)
+    assert torch.allclose(g_factor, factor_.grad, rtol=1e-10, atol=1e-12)
+    assert float(g_factor.abs().max()) > 1e-3 and float(g_books.abs().max()) > 1e-3  # a non-trivial comparison
+
+
+def test_adam_steps_alone_lower_the_objective_and_keep_the_best():
+    w, h = problem(out=16, inn=32, seed=8)
+    g = torch.Generator().manual_seed(8)
+    books = torch.randn(2, 8, 4, generator=g) * 0.5
+    scales = w.norm(dim=1) / 32**0.5
+    codes = beam_search(w, h, books, scales, torch.randint(8, (16, 8, 2), generator=g), 1)  # codes fixed from here
+    norm = float(objective(w, h, books, torch.zeros_like(scales), codes))  # tr(W H W^T): the relative objective
+    before = objective(w, h, books, scales, codes) / norm
+    new_books, new_scales = _adam(w, h, books, scales, codes, steps=30, lr=1e-2, norm=norm)
+    after = objective(w, h, new_books, new_scales, codes) / norm
+    assert after < 0.9 * before, (before, after)
+    assert not torch.equal(new_books, books) and not torch.equal(new_scales, scales)
+    # the start counts: zero steps give back the start itself
+    same_books, same_scales = _adam(w, h, books, scales, codes, steps=0, lr=1e-2, norm=norm)
+    assert torch.equal(same_books, books) and torch.equal(same_scales, scales)
