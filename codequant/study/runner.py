@@ -32,8 +32,8 @@ from typing import Any
 
 from codequant.errors import CodequantError
 from codequant.study.config import StudyConfig
-from codequant.study.plan import FP, Plan, Step, build_plan
-from codequant.study.steps import RESULT, RUNNERS, read_result
+from codequant.study.kinds import KINDS, RESULT, read_result
+from codequant.study.plan import Plan, Step, build_plan
 from codequant.study.store import StudyStore, now
 
 DONE = "done"
@@ -59,12 +59,7 @@ def _die_with_parent() -> None:
 def execute_step(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
                  metas: dict[str, dict[str, Any]]) -> tuple[dict[str, Any], float]:
     """Run one step in this process; returns its result and this process's peak RSS in MiB."""
-    fn = RUNNERS[step.kind]
-    if step.kind == "compare":
-        result = fn(step, workdir, inputs, settings, metas)
-    else:
-        result = fn(step, workdir, inputs, settings)
-    return result, _peak_rss_mb()
+    return KINDS[step.kind].run(step, workdir, inputs, settings, metas), _peak_rss_mb()
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -107,86 +102,10 @@ class StudyLock:
         self.fh.close()
 
 
-# ---- ingest: artifact -> database rows (idempotent) ----
-def _variant_key(step: Step) -> str:
-    v = step.meta["variant"]
-    return f"fp:{v['spec']}" if v["method"] == FP else step.deps[0]
-
-
-def _variant_row(key: str, v: dict[str, Any], model_path: str | None) -> dict[str, Any]:
-    return {"key": key, "model": v["model"], "label": v["label"], "method": v["method"], "bits": v["bits"],
-            "calibration": v["calibration"], "finetuned": int(v["finetuned"]), "model_path": model_path}
-
-
+# ---- ingest: artifact -> database rows (idempotent; each kind's own, codequant.study.kinds) ----
 def ingest(store: StudyStore, step: Step, artifact: Path, conn) -> None:
     """Upsert what a finished artifact says into study.db (inside the caller's transaction)."""
-    res = read_result(artifact)
-    if step.kind in ("quantize", "finetune"):
-        v = step.meta["variant"]
-        acc = res.get("accounting") or {}
-        store.upsert("variants", _variant_row(step.key, v, str(artifact / res["model_path"])), conn)
-        store.upsert("footprints", {
-            "variant_key": step.key, "model": v["model"], "variant": v["label"], "method": v["method"],
-            "bits": v["bits"], "formula_bits": acc.get("formula_bits_per_param"),
-            "stored_bits": acc.get("stored_bits_per_param"), "file_bytes": res.get("file_bytes"),
-            "param_bytes": acc.get("quantized_linears_bytes"), "quantized_params": acc.get("quantized_params")}, conn)
-        if step.kind == "quantize" and res.get("errors"):
-            store.upsert("quant_errors", {
-                "variant_key": step.key, "model": v["model"], "variant": v["label"], "method": v["method"],
-                "bits": v["bits"], "calibration": v["calibration"], **res["errors"],
-                "quantize_s": (res.get("timings") or {}).get("quantize_s")}, conn)
-    elif step.kind == "evaluate":
-        from codequant.stats import read_run
-
-        v, vkey = step.meta["variant"], _variant_key(step)
-        if v["method"] == FP:
-            store.upsert("variants", _variant_row(vkey, v, v["spec"]), conn)
-            fp = res.get("footprint")
-            if fp:
-                store.upsert("footprints", {
-                    "variant_key": vkey, "model": v["model"], "variant": v["label"], "method": FP, "bits": None,
-                    "formula_bits": fp["linear_bits_per_weight"], "stored_bits": fp["linear_bits_per_weight"],
-                    "file_bytes": fp["bytes"], "param_bytes": fp["kinds"]["linear"]["bytes"],
-                    "quantized_params": 0}, conn)
-        run = read_run(artifact)
-        outcomes = [{"run_key": step.key, "task_id": t, "sample_index": i, "passed": int(p), "status": None}
-                    for t, s in run.outcomes.items() for i, p in s.items()]
-        n = len(outcomes)
-        store.upsert("runs", {
-            "key": step.key, "variant_key": vkey, "model": v["model"], "variant": v["label"], "method": v["method"],
-            "bits": v["bits"], "calibration": v["calibration"], "finetuned": int(v["finetuned"]),
-            "benchmark": step.meta["benchmark"], "language": step.meta["language"], "decoding": step.meta["decoding"],
-            "problems": res.get("problems"), "completions": n, "passed": sum(o["passed"] for o in outcomes),
-            "pass_at_1": res.get("pass@1"), "artifact": str(artifact)}, conn)
-        store.upsert_many("outcomes", outcomes, conn)
-    elif step.kind == "perplexity":
-        v = step.meta["variant"]
-        vkey = _variant_key(step)
-        for language, r in res["perplexities"].items():
-            store.upsert("perplexities", {
-                "variant_key": vkey, "language": language, "model": v["model"], "variant": v["label"],
-                "method": v["method"], "bits": v["bits"], "calibration": v["calibration"],
-                "finetuned": int(v["finetuned"]), "perplexity": r["perplexity"], "tokens": r["tokens"]}, conn)
-    elif step.kind == "inference":
-        v = step.meta["variant"]
-        vkey = _variant_key(step)
-        for m in res["backends"]:
-            store.upsert("inference", {
-                "variant_key": vkey, "backend": m["backend"], "model": v["model"], "variant": v["label"],
-                "method": v["method"], "bits": v["bits"], "calibration": v["calibration"],
-                "finetuned": int(v["finetuned"]), "prefill_tok_s": m["prefill_tok_s"],
-                "decode_tok_s": json.dumps(m["decode_tok_s"]), "peak_rss_mb": m["peak_rss_mb"],
-                "file_bytes": m["file_bytes"], "formula_bits": m["formula_bits_per_param"], "load_s": m["load_s"],
-                "settings": json.dumps({k: step.config[k] for k in ("prompt_tokens", "new_tokens", "device")})}, conn)
-    elif step.kind == "compare":
-        conn.execute("DELETE FROM comparisons WHERE step_key = ?", (step.key,))
-        cols = ("kind", "model", "language", "baseline", "other", "b", "c", "n_pairs", "odds_ratio", "ci_low",
-                "ci_high", "p_value", "p_adjusted", "baseline_pass_rate", "other_pass_rate", "correction", "test",
-                "p_mcnemar", "n_problems", "samples_per_problem", "pass_diff", "diff_ci_low", "diff_ci_high", "mde",
-                "icc")
-        store.upsert_many("comparisons", [
-            {"step_key": step.key, "benchmark": step.meta["benchmark"], "decoding": step.meta["decoding"],
-             **{c: r.get(c) for c in cols}} for r in res["rows"]], conn)
+    KINDS[step.kind].ingest(store, step, read_result(artifact), artifact, conn)
 
 
 # ---- the loop ----

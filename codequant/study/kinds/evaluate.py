@@ -1,0 +1,62 @@
+"""evaluate: one version on one benchmark and decoding; its run and every completion's outcome go into study.db."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from codequant.study.kinds.common import (
+    json_safe,
+    load_model,
+    model_spec,
+    variant_key,
+    variant_row,
+    version_columns,
+)
+from codequant.study.plan import FP, Step
+
+
+def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
+        metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    from codequant.evaluation import evaluate
+    from codequant.models import footprint
+
+    cfg = step.config
+    spec = model_spec(step, inputs)
+    model = tokenizer = None
+    fp = None
+    if step.config.get("model") != "canonical":
+        model, tokenizer = load_model(spec)
+        fp = footprint(model).to_dict()
+    summary = evaluate(spec, cfg["benchmark"], samples=cfg["samples"], temperature=cfg["temperature"],
+                       top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"], limit=cfg["limit"],
+                       prompt_style=cfg["prompt_style"], data=cfg["data"], out_dir=workdir,
+                       batch_size=cfg["batch_size"], seed=cfg["seed"], workers=settings.get("workers"),
+                       model=model, tokenizer=tokenizer, progress=True)
+    return {"samples": "samples.jsonl", "footprint": json_safe(fp),
+            **{k: summary.get(k) for k in ("problems", "completions", "passed", "pass@1", "status_counts", "run")}}
+
+
+def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:
+    from codequant.stats import read_run
+
+    v, vkey = step.meta["variant"], variant_key(step)
+    cols = version_columns(v)
+    if v["method"] == FP:
+        store.upsert("variants", variant_row(vkey, v, v["spec"]), conn)
+        fp = res.get("footprint")
+        if fp:
+            store.upsert("footprints", {
+                "variant_key": vkey, **{k: cols[k] for k in ("model", "variant", "method", "bits")},
+                "formula_bits": fp["linear_bits_per_weight"], "stored_bits": fp["linear_bits_per_weight"],
+                "file_bytes": fp["bytes"], "param_bytes": fp["kinds"]["linear"]["bytes"], "quantized_params": 0},
+                conn)
+    run = read_run(artifact)
+    outcomes = [{"run_key": step.key, "task_id": t, "sample_index": i, "passed": int(p), "status": None}
+                for t, s in run.outcomes.items() for i, p in s.items()]
+    store.upsert("runs", {
+        "key": step.key, "variant_key": vkey, **cols, "benchmark": step.meta["benchmark"],
+        "language": step.meta["language"], "decoding": step.meta["decoding"], "problems": res.get("problems"),
+        "completions": len(outcomes), "passed": sum(o["passed"] for o in outcomes), "pass_at_1": res.get("pass@1"),
+        "artifact": str(artifact)}, conn)
+    store.upsert_many("outcomes", outcomes, conn)

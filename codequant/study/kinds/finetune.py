@@ -1,0 +1,33 @@
+"""finetune: end-to-end distillation of a quantized version from its fp teacher; a new version in study.db."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from codequant.study.kinds.common import dir_bytes, json_safe, read_result
+from codequant.study.kinds.quantize import ingest_version
+from codequant.study.plan import Step
+
+
+def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
+        metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """End-to-end distillation of a quantized model from its fp teacher (codequant.finetune.run)."""
+    from codequant.finetune.run import finetune
+    from codequant.finetune.trainer import FinetuneConfig
+
+    qdir, cdir = (inputs[k] for k in step.deps)
+    qres, cal = read_result(qdir), read_result(cdir)
+    cfg = step.config
+    ftc = FinetuneConfig(epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"], patience=cfg["patience"],
+                         seed=cal["seed"])
+    out = finetune(qdir, step.meta["teacher"], workdir / "model", calibration=str(cdir / cal["set"]),
+                   samples=cal["samples"], seq_len=cal["seq_len"], val_samples=cal["val_samples"], seed=cal["seed"],
+                   config=ftc, progress=True)
+    return {"model_path": "model", "codequant_path": "model/codequant",
+            "file_bytes": dir_bytes(workdir / "model" / "codequant") or qres.get("file_bytes"),
+            "accounting": qres.get("accounting"), "finetune": json_safe(out)}
+
+
+def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:
+    ingest_version(store, step, res, artifact, conn)
