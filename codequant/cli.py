@@ -73,6 +73,8 @@ def evaluate_cmd(
     print(f"{summary['passed']}/{summary['completions']} completions passed on {summary['problems']} problems  {ks}")
     print(f"status: {summary['status_counts']}  wall {run['wall_s']:.1f}s "
           f"(load {run['load_s']:.1f}s, generation {run['generation_s']:.1f}s, execution {run['execution_s']:.1f}s)")
+    if summary.get("failure_counts"):
+        print(f"failures: {summary['failure_counts']}  (codequant failures {out_dir} for details)")
     print(f"wrote {out_dir}/samples.jsonl and {out_dir}/summary.json")
 
 
@@ -253,6 +255,68 @@ def compare_command(
         if not console.is_terminal:
             console = Console(width=200)  # piped output: don't squeeze the columns into 80
         console.print(comparison_table(rows, alpha=alpha, requested_test=test))
+
+
+@app.command("failures")
+def failures_command(
+    runs: Annotated[list[str], typer.Argument(help="evaluate output folders; with several, the first is the "
+                                              "baseline the others' growth is tested against")],
+    test: str = typer.Option("auto", "--test", help="auto | mcnemar | clustered | permutation (as compare)"),
+    alpha: float = typer.Option(0.05, "--alpha", help="level of the BH-adjusted growth tests"),
+    examples: int = typer.Option(3, "--examples", help="most frequent details shown per class"),
+    as_json: bool = typer.Option(False, "--json", help="print JSON instead of tables"),
+) -> None:
+    """Why completions failed: one class per failed completion (degenerate, syntax, compile, hallucinated API,
+    timeout, memory, assertion, runtime by type), counts per run, and with a baseline a paired test per class."""
+    import json
+    from collections import Counter
+    from pathlib import Path
+
+    from codequant.failures import CLASSES, classify, counts, growth_tests
+    from codequant.failures.growth import read_failures
+
+    if not 0 < alpha < 1:
+        raise CodequantError("--alpha must lie strictly between 0 and 1")
+    tables = {r: read_failures(r) for r in runs}
+    details: dict[str, Counter] = {}
+    for r in runs:
+        with open(Path(r) / "samples.jsonl", encoding="utf-8") as fh:
+            found = [classify(json.loads(line)) for line in fh if line.strip()]
+        details[r] = Counter(f"{c.failure}: {c.detail}" for c in found if c is not None)
+    rows = [{"run": r, **counts(t)} for r, t in tables.items()]
+    tests = growth_tests(tables[runs[0]], {r: tables[r] for r in runs[1:]}, test=test, alpha=alpha) \
+        if len(runs) > 1 else []
+    if as_json:
+        print(json.dumps({"counts": rows, "details": {r: dict(d.most_common()) for r, d in details.items()},
+                          "growth": [t.to_dict() for t in tests]}, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)  # piped output: don't squeeze the columns into 80
+    table = Table(title="failed completions by class")
+    for col in ("run", "completions", "passed", *CLASSES):
+        table.add_column(col, justify="left" if col == "run" else "right")
+    for row in rows:
+        table.add_row(row["run"], *(str(row[c]) for c in ("completions", "passed", *CLASSES)))
+    console.print(table)
+    for r, d in details.items():
+        by_class: dict[str, list[str]] = {}
+        for key, n in d.most_common():
+            cls, _, detail = key.partition(": ")
+            if len(by_class.setdefault(cls, [])) < examples:
+                by_class[cls].append(f"{detail} ({n})")
+        console.print(f"[bold]{r}[/]: " + "; ".join(f"{c}: {', '.join(v)}" for c, v in by_class.items()))
+    if tests:
+        grow = Table(title=f"does a class grow against {runs[0]}? (paired, BH over all rows)")
+        for col in ("other", "class", "base", "other n", "new", "gone", "test", "p", "p BH", "grows"):
+            grow.add_column(col)
+        for t in tests:
+            grow.add_row(t.other, t.failure, str(t.base_count), str(t.other_count), str(t.new), str(t.gone),
+                         t.test, f"{t.p_value:.3g}", f"{t.p_adjusted:.3g}", "yes" if t.grows else "")
+        console.print(grow)
 
 
 # ---- models ----

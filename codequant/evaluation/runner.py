@@ -223,6 +223,14 @@ def _generate_all(model, tokenizer, pending, problems, store, *, style, samples,
     return {"generation_s": total - exec_s, "execution_s": exec_s}
 
 
+def _failure_counts(rows: list[dict]) -> dict[str, int]:
+    """Failed completions per failure class (codequant.failures), the classes that occur."""
+    from codequant.failures import classify
+
+    found = Counter(str(c.failure) for c in map(classify, rows) if c is not None)
+    return dict(sorted(found.items()))
+
+
 def summarize(rows: list[dict], problems: list[Problem], samples: int) -> dict:
     """pass@k and status counts over the completions in scope (first `samples` of each listed problem)."""
     ids = {p.task_id for p in problems}
@@ -242,6 +250,7 @@ def summarize(rows: list[dict], problems: list[Problem], samples: int) -> dict:
         **pass_at_ks(complete),
         "status_counts": dict(sorted(Counter(r["status"] for r in scoped).items())),
         "stop_reasons": dict(sorted(Counter(str(r.get("stop_reason")) for r in scoped).items())),
+        "failure_counts": _failure_counts(scoped),
         "new_tokens": new_tokens,
         "mean_new_tokens": round(new_tokens / len(scoped), 2) if scoped else 0.0,
         "sum_gen_seconds": round(gen_seconds, 3),

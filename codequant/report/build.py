@@ -28,6 +28,27 @@ STATS_NOTE = (
     "95% problem-bootstrap interval (diff_ci_low, diff_ci_high); mde = the smallest drop the design detects at 80% "
     "power (points; `none`: no drop up to the whole pass rate). See docs/statistics.md.")
 
+FAILURE_COLS = ("model", "benchmark", "language", "decoding", "version", "completions", "passed", "degenerate",
+                "syntax", "compile", "hallucinated_api", "timeout", "memory", "assertion", "runtime")
+FAILURE_NOTE = (
+    "`degenerate`: no code, a repetition loop, or cut at the token limit so that it does not parse; `syntax`: "
+    "does not parse; `compile`: javac rejects it otherwise (types, a missing JDK import); `hallucinated_api`: "
+    "calls a name, module, attribute or Java method/class that neither the program, the standard library (JDK) nor "
+    "the allowed imports define; `assertion`: a wrong answer; `runtime`: any other exception. Precedence in that "
+    "order (docs/evaluation.md, failure taxonomy); per-completion classes are in study.db `outcomes.failure`.")
+GROWTH_NOTE = (
+    "For each version and class, the completions of fp and of the version are paired (same problem, same sample) "
+    "and the outcome is \"has this class\": `new` counts completions that have it only under the version, `gone` "
+    "only under fp. The test is the study's (`stats.test`; auto: clustered McNemar with several completions per "
+    "problem, exact McNemar with one). `grows`: more completions of the class than fp, p_adj < alpha.")
+
+
+def _stats_settings(study: Path) -> dict:
+    """The study's `stats:` test and alpha (study.json), for the failure-growth tests."""
+    path = study / "study.json"
+    stats = json.loads(path.read_text(encoding="utf-8")).get("stats", {}) if path.is_file() else {}
+    return {"test": stats.get("test", "auto"), "alpha": stats.get("alpha", 0.05)}
+
 
 def _plan_keys(study: Path) -> set[str] | None:
     """The steps of the grid as configured now (study.db also keeps earlier grids' steps); None without a plan."""
@@ -67,6 +88,8 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
             "quant_errors": tables.quant_error_table(store, scope),
             "inference": tables.inference_table(store, scope),
             "timings": tables.timing_table(store, scope),
+            "failures": tables.failure_table(store, scope),
+            "failure_growth": tables.failure_growth_table(store, scope, **_stats_settings(study)),
         }
         pareto = tables.pareto_points(store, scope)
     captions = {
@@ -80,6 +103,9 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
                         "relative output MSE, on the calibration rows (in-sample) and on held-out rows",
         "inference": "Inference cost per version and backend: prefill and greedy decode tokens/s, peak RSS",
         "timings": "Step timings and peak RSS",
+        "failures": "Failed completions by class (codequant.failures): one class per failed completion",
+        "failure_growth": "Does a failure class grow from fp? Paired test per version and class, BH-corrected per "
+                          "(model, benchmark, language, decoding)",
     }
     for name, rows in data.items():
         tables.write_csv(rows, out / "tables" / f"{name}.csv")
@@ -89,6 +115,9 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     plots.perplexity_vs_bits(data["perplexity"], out / "plots" / "perplexity_vs_bits.png")
     plots.perplexity_pareto([p for p in pareto if p["bits_per_weight"] is not None or p["series"] == "fp"],
                             out / "plots" / "perplexity_pareto.png")
+    from codequant.failures import CLASSES
+
+    plots.failure_bars(data["failures"], out / "plots" / "failures.png", CLASSES)
     config = {}
     if (study / "study.json").is_file():
         config = json.loads((study / "study.json").read_text(encoding="utf-8"))
@@ -113,6 +142,11 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
           "`aqlm-kernels`: the AQLM codes through the `aqlm` package's kernels (on CPU: numba, one thread). Each "
           "backend was measured in its own process; `bN_x_fp`: decode tokens/s at batch N over fp's.", "",
           tables.markdown(data["inference"]),
+          "## Why completions fail", "", captions["failures"] + ". " + FAILURE_NOTE, "",
+          tables.markdown(data["failures"], FAILURE_COLS), "![failures per version](plots/failures.png)", "",
+          "### Does a class grow from fp?", "", GROWTH_NOTE, "",
+          tables.markdown(data["failure_growth"]) if data["failure_growth"] else "(no fp and quantized runs to "
+          "compare yet)", "",
           "## Timings", "", tables.markdown(data["timings"]),
           "Tables as CSV and LaTeX: `tables/`. Plots: `plots/`.", ""]
     path = out / "report.md"

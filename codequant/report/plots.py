@@ -152,3 +152,37 @@ def perplexity_pareto(rows: Sequence[Row], path: Path, title: str = "held-out pe
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def failure_bars(rows: Sequence[Row], path: Path, classes: Sequence[str]) -> Path:
+    """Stacked bars: one panel per (model, benchmark/language, decoding), one bar per version, the share of its
+    completions in each failure class (what is left to 100% passed)."""
+    import numpy as np
+
+    groups: dict[str, list[Row]] = {}
+    for r in rows:
+        groups.setdefault(f"{r['model']} {r['benchmark']} ({r['language']}, {r['decoding']})", []).append(r)
+    n = max(1, len(groups))
+    fig, axes = plt.subplots(1, n, figsize=(max(4.5, 0.9 * max((len(g) for g in groups.values()), default=1) + 2)
+                                            * n, 4.2), squeeze=False)
+    colors = plt.get_cmap("tab10")
+    for ax, (name, group) in zip(axes[0], sorted(groups.items()), strict=False):
+        x = np.arange(len(group))
+        bottom = np.zeros(len(group))
+        for k, cls in enumerate(classes):
+            share = np.array([100.0 * (r.get(cls) or 0) / max(1, r["completions"]) for r in group])
+            if share.any():
+                ax.bar(x, share, bottom=bottom, label=cls, color=colors(k % 10))
+            bottom += share
+        ax.set_xticks(x, [r["version"] for r in group], rotation=30, ha="right", fontsize=7)
+        ax.set_ylabel("% of completions failing")
+        ax.set_title(name, fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+        ax.legend(fontsize=7)
+    if not groups:
+        axes[0][0].text(0.5, 0.5, "no data", ha="center", va="center")
+    fig.suptitle("why completions fail, per version", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path

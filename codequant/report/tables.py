@@ -90,6 +90,67 @@ def power_lines(rows: Sequence[Row]) -> list[str]:
     return list(seen.values())
 
 
+def _failure_runs(store: StudyStore, scope: Scope) -> list[tuple[Row, dict[str, dict[int, str | None]]]]:
+    """Every run in scope with its completions' failure classes (None: passed; "unclassified": a failed completion
+    ingested before the taxonomy, until the next `study run` fills it)."""
+    runs = [r for r in store.rows("SELECT * FROM runs ORDER BY model, benchmark, decoding, language, "
+                                  "method != 'fp', method, bits DESC, calibration, finetuned") if scope.step(r["key"])]
+    out = []
+    for r in runs:
+        table: dict[str, dict[int, str | None]] = {}
+        for o in store.rows("SELECT task_id, sample_index, passed, failure FROM outcomes WHERE run_key = ?",
+                            (r["key"],)):
+            table.setdefault(o["task_id"], {})[int(o["sample_index"])] = (
+                None if o["passed"] else (o["failure"] or "unclassified"))
+        out.append((r, table))
+    return out
+
+
+def failure_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
+    """Failed completions per class and version (codequant.failures), as counts over all completions."""
+    from codequant.failures import CLASSES, counts
+
+    scope = scope or Scope(store)
+    out = []
+    for r, table in _failure_runs(store, scope):
+        n = counts(table)
+        row = {"model": r["model"], "benchmark": r["benchmark"], "language": r["language"],
+               "decoding": r["decoding"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
+               "calibration": r["calibration"], "finetuned": bool(r["finetuned"]),
+               "completions": n["completions"], "passed": n["passed"], **{c: n[c] for c in CLASSES}}
+        unclassified = sum(v == "unclassified" for s in table.values() for v in s.values())
+        if unclassified:
+            row["unclassified"] = unclassified
+        out.append(row)
+    return out
+
+
+def failure_growth_table(store: StudyStore, scope: Scope | None = None, *, test: str = "auto",
+                         alpha: float = 0.05) -> list[Row]:
+    """Does a failure class grow from fp to a version? One paired test per (version, class), BH-corrected within
+    each model x benchmark x language x decoding (codequant.failures.growth_tests)."""
+    from codequant.failures import growth_tests
+
+    scope = scope or Scope(store)
+    families: dict[tuple, list[tuple[Row, dict]]] = {}
+    for r, table in _failure_runs(store, scope):
+        families.setdefault((r["model"], r["benchmark"], r["language"], r["decoding"]), []).append((r, table))
+    out = []
+    for (model, benchmark, language, decoding), runs in families.items():
+        fp = [t for r, t in runs if r["method"] == "fp"]
+        shared = {(t, i) for t, s in fp[0].items() for i in s} if fp else set()
+        others = {r["variant"]: t for r, t in runs if r["method"] != "fp"
+                  and any((task, i) in shared for task, s in t.items() for i in s)}
+        if not fp or not others:
+            continue
+        for g in growth_tests(fp[0], others, test=test, alpha=alpha, common_only=True):
+            out.append({"model": model, "benchmark": benchmark, "language": language, "decoding": decoding,
+                        "version": g.other, "class": g.failure, "fp": g.base_count, "count": g.other_count,
+                        "new": g.new, "gone": g.gone, "test": g.test, "p": g.p_value, "p_adj": g.p_adjusted,
+                        "grows": g.grows})
+    return out
+
+
 def pair_table(store: StudyStore, kind: str, scope: Scope | None = None) -> list[Row]:
     """Rows of one comparison kind ('calibration' or 'finetune') as stored by the compare steps."""
     scope = scope or Scope(store)

@@ -138,7 +138,8 @@ def run_study(config: StudyConfig, study: str | Path, *, base: str | Path = ".",
             final = artifact_dir(study, step)
             if (final / DONE).is_file():
                 counts["skipped"] += 1
-                if status.get(step.key, {}).get("status") != "done":
+                kind = KINDS[step.kind]
+                if status.get(step.key, {}).get("status") != "done" or (kind.stale and kind.stale(store, step)):
                     with store.transaction() as conn:
                         ingest(store, step, final, conn)
                     store.mark_step(step.key, step.kind, step.label, "done", artifact=str(final),

@@ -29,7 +29,7 @@ CREATE TABLE IF NOT EXISTS runs (
   decoding TEXT NOT NULL, problems INTEGER, completions INTEGER, passed INTEGER, pass_at_1 REAL, artifact TEXT);
 CREATE TABLE IF NOT EXISTS outcomes (
   run_key TEXT NOT NULL, task_id TEXT NOT NULL, sample_index INTEGER NOT NULL, passed INTEGER NOT NULL,
-  status TEXT, PRIMARY KEY (run_key, task_id, sample_index));
+  status TEXT, failure TEXT, failure_detail TEXT, PRIMARY KEY (run_key, task_id, sample_index));
 CREATE TABLE IF NOT EXISTS perplexities (
   variant_key TEXT NOT NULL, language TEXT NOT NULL, model TEXT NOT NULL, variant TEXT NOT NULL, method TEXT NOT NULL,
   bits INTEGER, calibration TEXT, finetuned INTEGER NOT NULL, perplexity REAL, tokens INTEGER,
@@ -61,6 +61,10 @@ COMPARISON_COLUMNS_ADDED = {"test": "TEXT", "p_mcnemar": "REAL", "n_problems": "
                             "samples_per_problem": "REAL", "pass_diff": "REAL", "diff_ci_low": "REAL",
                             "diff_ci_high": "REAL", "mde": "REAL", "icc": "REAL"}
 
+# Failure taxonomy of each completion (codequant.failures); older studies get the columns, filled on the next run.
+OUTCOME_COLUMNS_ADDED = {"failure": "TEXT", "failure_detail": "TEXT"}
+
+
 
 class StudyStore:
     """A connection to study.db with the few writes and reads the runner and the report need."""
@@ -74,6 +78,7 @@ class StudyStore:
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.executescript(SCHEMA)
         self._add_columns("comparisons", COMPARISON_COLUMNS_ADDED)
+        self._add_columns("outcomes", OUTCOME_COLUMNS_ADDED)
 
     def _add_columns(self, table: str, columns: dict[str, str]) -> None:
         have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}

@@ -36,6 +36,7 @@ def test_canonical_run_resume_and_config_guard(mini, tmp_path):
     assert s["problems"] == 3 and s["completions"] == 3 and s["passed"] == 2
     assert s["pass@1"] == pytest.approx(2 / 3)
     assert s["status_counts"] == {"assertion": 1, "ok": 2}
+    assert s["failure_counts"] == {"assertion": 1}  # the failed completion, classified (codequant.failures)
     rows = _lines(out)
     assert [r["task_id"] for r in sorted(rows, key=lambda r: r["task_id"])] == ["Mini/0", "Mini/1", "Mini/2"]
     bad = next(r for r in rows if r["task_id"] == "Mini/2")

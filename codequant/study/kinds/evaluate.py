@@ -52,7 +52,9 @@ def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None
                 "file_bytes": fp["bytes"], "param_bytes": fp["kinds"]["linear"]["bytes"], "quantized_params": 0},
                 conn)
     run = read_run(artifact)
-    outcomes = [{"run_key": step.key, "task_id": t, "sample_index": i, "passed": int(p), "status": None}
+    why = _classified(artifact / res.get("samples", "samples.jsonl"))
+    outcomes = [{"run_key": step.key, "task_id": t, "sample_index": i, "passed": int(p),
+                 **why.get((t, i), {"status": None, "failure": None, "failure_detail": None})}
                 for t, s in run.outcomes.items() for i, p in s.items()]
     store.upsert("runs", {
         "key": step.key, "variant_key": vkey, **cols, "benchmark": step.meta["benchmark"],
@@ -60,3 +62,30 @@ def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None
         "completions": len(outcomes), "passed": sum(o["passed"] for o in outcomes), "pass_at_1": res.get("pass@1"),
         "artifact": str(artifact)}, conn)
     store.upsert_many("outcomes", outcomes, conn)
+
+
+def _classified(samples: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """(task, sample) -> sandbox status and failure class of every executed completion (codequant.failures)."""
+    import json
+
+    from codequant.failures import classify
+
+    out: dict[tuple[str, int], dict[str, Any]] = {}
+    if not samples.is_file():
+        return out
+    with open(samples, encoding="utf-8") as fh:
+        for line in fh:
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            found = classify(r) if r.get("status") is not None else None
+            out[(str(r["task_id"]), int(r["sample_index"]))] = {
+                "status": r.get("status"), "failure": str(found.failure) if found else None,
+                "failure_detail": found.detail if found else None}
+    return out
+
+
+def stale(store, step: Step) -> bool:
+    """A run ingested before the failure taxonomy existed: failed completions without a class."""
+    return bool(store.rows("SELECT 1 FROM outcomes WHERE run_key = ? AND passed = 0 AND failure IS NULL LIMIT 1",
+                           (step.key,)))
