@@ -37,6 +37,8 @@ def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
         "calibration": args.calibration, "samples": args.samples, "seq_len": args.seq_len, "seed": args.seed,
         "eval_rows": args.eval_rows, "eval_seq_len": args.eval_seq_len,
     }
+    if args.clip != "minmax" and method in ("rtn", "gptq"):  # min-max cells keep the keys they had
+        fields["clip"] = args.clip
     if args.val_samples:  # cells before held-out rows existed had none; their keys stay as they were
         fields["val_samples"] = args.val_samples
     if method == "aqlm" and (args.effort or args.aqlm_option):
@@ -115,6 +117,8 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
     if method in quality_peers.PEERS:
         return peer_cell(args, method, bits, fp_model, tokenizer, evals)
     options = {"act_order": args.act_order} if method == "gptq" else {}
+    if method in ("rtn", "gptq") and args.clip != "minmax":
+        options["clip"] = args.clip
     if method == "aqlm":
         options.update({"effort": args.effort} if args.effort else {})
         options.update(dict(_parse_option(o) for o in args.aqlm_option))
@@ -135,7 +139,8 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
     held = [layer["rel_output_error_heldout"] for layer in report.layers if "rel_output_error_heldout" in layer]
     ins = [layer["rel_output_error"] for layer in report.layers if "rel_output_error" in layer]
     return {
-        "method": method, "bits": bits, "resolved": quantizer.describe(), "quantize_s": round(seconds, 1),
+        "method": method, "bits": bits, **({"clip": options["clip"]} if "clip" in options else {}),
+        "resolved": quantizer.describe(), "quantize_s": round(seconds, 1),
         "formula_bits_per_param": totals["formula_bits_per_param"],
         "stored_bits_per_param": totals["stored_bits_per_param"],
         "mean_rel_weight_error": sum(errs) / len(errs),
@@ -190,7 +195,7 @@ def markdown(cells: list[dict]) -> str:
             delta = f" ({v / ref - 1:+.1%})" if v is not None and ref and c is not fp else ""
             ppls.append(_fmt(v, ".3f") + delta)
         rows.append(
-            f"| {c['method']} | {c['bits'] or '-'} | {_fmt(c.get('formula_bits_per_param'), '.3f')} | "
+            f"| {c['method']}{' clip ' + c['clip'] if c.get('clip') else ''} | {c['bits'] or '-'} | {_fmt(c.get('formula_bits_per_param'), '.3f')} | "
             f"{_fmt(c.get('stored_bits_per_param'), '.3f')} | {_fmt(c.get('quantize_s'), '')} | "
             f"{_fmt(c.get('mean_rel_output_error'), '.4f')} / {_fmt(c.get('mean_rel_output_error_heldout'), '.4f')} | "
             f"{ppls[0]} | {ppls[1]} |"
@@ -206,6 +211,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--bits", default="8,4,3,2")
     p.add_argument("--group-size", type=int, default=64, help="rtn/gptq group size (-1 per row)")
     p.add_argument("--act-order", action="store_true")
+    p.add_argument("--clip", default="minmax", choices=["minmax", "mse"], help="rtn/gptq grid: min-max or "
+                   "the MSE-searched range (GPTQ's reference `mse` option)")
     p.add_argument("--preset", default="fast", help="aqlm preset")
     p.add_argument("--effort", default=None, help="aqlm effort: fast | reference (default: codequant's default)")
     p.add_argument("--aqlm-option", action="append", default=[], help="aqlm option KEY=VALUE (repeatable)")

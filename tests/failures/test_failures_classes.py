@@ -113,6 +113,19 @@ def test_java_failures_are_classified_from_real_runs(body, imports, failure, det
 
 
 @needs_java
+def test_java_timeout_memory_and_repetition():
+    spin = "        while (true) { x++; }"
+    found = classify(record("java", spin, java_program(spin), limits=Limits(wall_timeout_s=4.0, cpu_s=4)))
+    assert (found.failure, found.detail) == (Failure.TIMEOUT, "time limit")
+    hog = "        long[][] a = new long[1 << 20][];\n        for (int i = 0; i < a.length; i++) a[i] = new long[1 << 16];\n        return a.length;"
+    found = classify(record("java", hog, java_program(hog)))
+    assert (found.failure, found.detail) == (Failure.MEMORY, "OutOfMemoryError")
+    loop = "        x = x + 1;\n" * 5 + "        return x;"
+    found = classify(record("java", loop, java_program(loop)))
+    assert (found.failure, found.detail) == (Failure.DEGENERATE, "repetition")
+
+
+@needs_java
 def test_java_degenerate_outputs():
     cut = java_program("        return (x *")
     assert classify(record("java", "        return (x *", cut, stop_reason="length")).detail == "token_limit"
