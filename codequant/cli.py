@@ -62,12 +62,13 @@ def evaluate_cmd(
     """Generate completions, execute them, and write samples.jsonl + summary.json; re-running resumes."""
     import re
 
-    from codequant.evaluation import evaluate
+    from codequant.evaluation import EvalSettings, evaluate
 
     out_dir = out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{benchmark}"
-    summary = evaluate(model, benchmark, samples=samples, temperature=temperature, top_p=top_p,
-                       max_new_tokens=max_new_tokens, limit=limit, prompt_style=prompt_style, data=data,
-                       out_dir=out_dir, batch_size=batch_size, seed=seed, backend=backend, device=device)
+    settings = EvalSettings(samples=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
+                            limit=limit, prompt_style=prompt_style, seed=seed, batch_size=batch_size,
+                            backend=backend, device=device)
+    summary = evaluate(model, benchmark, settings, data=data, out_dir=out_dir)
     ks = "  ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.startswith("pass@"))
     run = summary["run"]
     print(f"{summary['passed']}/{summary['completions']} completions passed on {summary['problems']} problems  {ks}")

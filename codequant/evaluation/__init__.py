@@ -1,5 +1,5 @@
 """Evaluation runs: generate, execute, record per-sample outcomes, summarize pass@k."""
 
-from codequant.evaluation.runner import CANONICAL, evaluate, summarize
+from codequant.evaluation.runner import CANONICAL, EvalSettings, Loaded, evaluate, summarize
 
-__all__ = ["CANONICAL", "evaluate", "summarize"]
+__all__ = ["CANONICAL", "EvalSettings", "Loaded", "evaluate", "summarize"]

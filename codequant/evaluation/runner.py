@@ -12,7 +12,9 @@ from __future__ import annotations
 import platform
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.programs import build_program
@@ -93,28 +95,58 @@ def _select(problems: list[Problem], limit: int | None) -> list[Problem]:
     return problems
 
 
-def evaluate(model_spec: str, benchmark: str, *, samples: int = 1, temperature: float = 0.0, top_p: float = 0.95,
-             max_new_tokens: int = 512, limit: int | None = None, prompt_style: str = "auto",
-             data: Path | str | None = None, out_dir: Path | str, batch_size: int = 32, seed: int = 0,
-             backend: str = "engine", workers: int | None = None, model=None, tokenizer=None,
-             progress: bool = True, device: str = "cpu") -> dict:
-    """Evaluate `model_spec` (a model spec, or "canonical") on `benchmark`; returns the summary it writes.
+@dataclass(frozen=True)
+class EvalSettings:
+    """How an evaluation samples and runs: decoding (what the completions depend on, pinned in config.json),
+    scope (`limit` problems x `samples` completions) and execution (batching, backend, device, sandbox workers)."""
 
-    `model`/`tokenizer` may be given already loaded (then `model_spec` only names them in the outputs).
-    """
+    samples: int = 1
+    temperature: float = 0.0
+    top_p: float = 0.95
+    max_new_tokens: int = 512
+    limit: int | None = None
+    prompt_style: str = "auto"
+    seed: int = 0
+    batch_size: int = 32
+    backend: str = "engine"
+    device: str = "cpu"
+    workers: int | None = None
+
+    def check(self) -> None:
+        if self.samples < 1:
+            raise CodequantError("--samples must be at least 1")
+        if self.max_new_tokens < 1:
+            raise CodequantError("--max-new-tokens must be at least 1")
+        if self.backend not in ("engine", "hf"):
+            raise CodequantError(f"unknown backend {self.backend!r}; use engine or hf")
+        resolve_device(self.device)
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A model already in memory: `name` is what the outputs call it (its spec), `model`/`tokenizer` are used."""
+
+    name: str
+    model: Any
+    tokenizer: Any
+
+
+def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None = None, *, out_dir: Path | str,
+             data: Path | str | None = None, progress: bool = True) -> dict:
+    """Evaluate `model` (a model spec, "canonical", or a `Loaded` model) on `benchmark`; returns the summary it
+    writes to `out_dir` (samples.jsonl, summary.json), resuming what is already there."""
     wall0 = time.perf_counter()
-    if samples < 1:
-        raise CodequantError("--samples must be at least 1")
-    if max_new_tokens < 1:
-        raise CodequantError("--max-new-tokens must be at least 1")
-    if backend not in ("engine", "hf"):
-        raise CodequantError(f"unknown backend {backend!r}; use engine or hf")
-    resolve_device(device)  # fail before any work
+    cfg = settings or EvalSettings()
+    cfg.check()  # fail before any work
+    model_spec = model.name if isinstance(model, Loaded) else model
+    loaded = model if isinstance(model, Loaded) else None
+    samples, limit = cfg.samples, cfg.limit
     data = Path(data) if data is not None else None
     problems = _select(load_benchmark(benchmark, data), limit)
     canonical = model_spec == CANONICAL
-    config = run_config(model_spec, benchmark, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                        prompt_style="base" if canonical else prompt_style, data=data, seed=seed)
+    config = run_config(model_spec, benchmark, temperature=cfg.temperature, top_p=cfg.top_p,
+                        max_new_tokens=cfg.max_new_tokens, prompt_style="base" if canonical else cfg.prompt_style,
+                        data=data, seed=cfg.seed)
     store = SampleStore(Path(out_dir), config)
     done = store.done_keys()
     pending = [(p, i) for p in problems for i in range(samples) if (p.task_id, i) not in done]
@@ -130,23 +162,19 @@ def evaluate(model_spec: str, benchmark: str, *, samples: int = 1, temperature: 
         for p, i in pending:
             rows.append(_record(p, i, prompt=p.prompt, raw=p.canonical_solution, completion=p.canonical_solution,
                                 stop_reason=None, prompt_tokens=0, new_tokens=0, gen_seconds=0.0))
-        timings["execution_s"] += _execute_and_store(rows, store, workers, progress)
+        timings["execution_s"] += _execute_and_store(rows, store, cfg.workers, progress)
     elif pending:
         t0 = time.perf_counter()
-        if model is None:
-            model, tokenizer = _load_model(model_spec, device)
+        lm, tokenizer = (loaded.model, loaded.tokenizer) if loaded else _load_model(model_spec, cfg.device)
         timings["load_s"] = time.perf_counter() - t0
-        model_id = getattr(getattr(model, "config", None), "_name_or_path", None) or model_spec
-        style = resolve_style(prompt_style, tokenizer)
-        timings.update(_generate_all(model, tokenizer, pending, problems, store, style=style, samples=samples,
-                                     temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                                     seed=seed, batch_size=batch_size, backend=backend, workers=workers,
-                                     progress=progress))
+        model_id = getattr(getattr(lm, "config", None), "_name_or_path", None) or model_spec
+        style = resolve_style(cfg.prompt_style, tokenizer)
+        timings.update(_generate_all(lm, tokenizer, pending, problems, store, style, cfg, progress))
     timings["wall_s"] = time.perf_counter() - wall0
     summary = summarize(store.read(), problems, samples)
     summary.update({"config": config, "scope": {"limit": limit, "samples": samples},
                     "model_id": str(model_id), "versions": _versions(),
-                    "run": {"new_completions": len(pending), "batch_size": batch_size, "backend": backend,
+                    "run": {"new_completions": len(pending), "batch_size": cfg.batch_size, "backend": cfg.backend,
                             **{k: round(v, 3) for k, v in timings.items()}}})
     store.write_summary(summary)
     return summary
@@ -173,10 +201,13 @@ def _execute_and_store(rows: list[dict], store: SampleStore, workers: int | None
     return time.perf_counter() - t0
 
 
-def _generate_all(model, tokenizer, pending, problems, store, *, style, samples, temperature, top_p,
-                  max_new_tokens, seed, batch_size, backend, workers, progress) -> dict:
+def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems: list[Problem],
+                  store: SampleStore, style: str, cfg: EvalSettings, progress: bool) -> dict:
+    """Generate the pending completions, executing and storing them batch by batch; returns the timings."""
     from codequant.generation.engine import Request, SamplingParams, generate
     from codequant.generation.hf import hf_generate
+
+    temperature, seed, batch_size, workers = cfg.temperature, cfg.seed, cfg.batch_size, cfg.workers
 
     greedy = temperature <= 0
     by_id = {p.task_id: p for p in problems}
@@ -192,7 +223,7 @@ def _generate_all(model, tokenizer, pending, problems, store, *, style, samples,
                                 add_special_tokens=prompt.add_special_tokens))
     # In chat style the answer is final once its first code block closes; in base style the stop sequences cut.
     stop = tuple(sorted({s for p in problems for s in p.stop})) if style == "base" else ()
-    params = SamplingParams(max_new_tokens=max_new_tokens, temperature=max(temperature, 0.0), top_p=top_p,
+    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=max(temperature, 0.0), top_p=cfg.top_p,
                             stop=stop, stop_rule=fenced_block_complete if style == "chat" else None)
     buffer: list[dict] = []
     exec_s = 0.0
@@ -213,7 +244,7 @@ def _generate_all(model, tokenizer, pending, problems, store, *, style, samples,
             buffer.clear()
 
     t0 = time.perf_counter()
-    if backend == "hf":
+    if cfg.backend == "hf":
         hf_generate(model, tokenizer, requests, params, progress=progress, on_complete=on_complete)
     else:
         generate(model, tokenizer, requests, params, batch_size=batch_size, progress=progress,

@@ -1,11 +1,12 @@
 """evaluate() end to end with the real sandbox: canonical runs, resume, config guard, sampling scope growth."""
 
 import json
+from dataclasses import replace
 
 import pytest
 
 from codequant.errors import CodequantError
-from codequant.evaluation import evaluate
+from codequant.evaluation import EvalSettings, Loaded, evaluate
 
 TEST = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(0) == 0\n"
 RECORDS = [
@@ -53,14 +54,15 @@ def test_canonical_run_resume_and_config_guard(mini, tmp_path):
     assert redone["run"]["new_completions"] == 1 and redone["completions"] == 3 and len(_lines(out)) == 3
 
     with pytest.raises(CodequantError, match="different config.*max_new_tokens"):
-        evaluate("canonical", "humaneval", data=mini, out_dir=out, max_new_tokens=7, progress=False)
+        evaluate("canonical", "humaneval", EvalSettings(max_new_tokens=7), data=mini, out_dir=out, progress=False)
 
 
 def test_model_sampling_scope_grows_reproducibly(mini, tmp_path, tiny_llama, tiny_tokenizer):
     out = tmp_path / "run"
-    kw = dict(data=mini, out_dir=out, temperature=0.8, top_p=0.95, max_new_tokens=8, prompt_style="base",
-              model=tiny_llama, tokenizer=tiny_tokenizer, batch_size=2, progress=False)
-    s = evaluate("tiny", "humaneval", samples=2, limit=2, **kw)
+    tiny = Loaded("tiny", tiny_llama, tiny_tokenizer)
+    base = EvalSettings(temperature=0.8, top_p=0.95, max_new_tokens=8, prompt_style="base", batch_size=2)
+    kw = dict(data=mini, out_dir=out, progress=False)
+    s = evaluate(tiny, "humaneval", replace(base, samples=2, limit=2), **kw)
     assert s["problems"] == 2 and s["completions"] == 4 and s["pass@1"] == 0.0
     first = {(r["task_id"], r["sample_index"]): r for r in _lines(out)}
     r = first[("Mini/0", 0)]
@@ -68,26 +70,26 @@ def test_model_sampling_scope_grows_reproducibly(mini, tmp_path, tiny_llama, tin
     assert r["stop_reason"] in ("eos", "stop", "length") and 0 < r["new_tokens"] <= 8 and r["prompt_tokens"] > 0
     assert r["status"] in ("syntax_error", "assertion", "exception", "ok", "timeout", "killed")
 
-    grown = evaluate("tiny", "humaneval", samples=3, **kw)
+    grown = evaluate(tiny, "humaneval", replace(base, samples=3), **kw)
     assert grown["run"]["new_completions"] == 3 * 3 - 4 and grown["completions"] == 9
     assert "pass@1" in grown and "pass@5" not in grown
     # A fresh run of the larger scope draws the same samples: seeds depend only on (seed, task, index).
     fresh = tmp_path / "fresh"
-    evaluate("tiny", "humaneval", samples=3, **{**kw, "out_dir": fresh, "batch_size": 5})
+    evaluate(tiny, "humaneval", replace(base, samples=3, batch_size=5), **{**kw, "out_dir": fresh})
     key = lambda r: (r["task_id"], r["sample_index"])  # noqa: E731
     assert {key(r): r["raw_output"] for r in _lines(out)} == {key(r): r["raw_output"] for r in _lines(fresh)}
 
 
 def test_greedy_samples_repeat_and_user_errors(mini, tmp_path, tiny_llama, tiny_tokenizer):
-    s = evaluate("tiny", "humaneval", samples=2, data=mini, out_dir=tmp_path / "g", max_new_tokens=4,
-                 model=tiny_llama, tokenizer=tiny_tokenizer, progress=False)
+    s = evaluate(Loaded("tiny", tiny_llama, tiny_tokenizer), "humaneval", EvalSettings(samples=2, max_new_tokens=4),
+                 data=mini, out_dir=tmp_path / "g", progress=False)
     rows = _lines(tmp_path / "g")
     assert s["completions"] == 6 and len({r["raw_output"] for r in rows if r["task_id"] == "Mini/0"}) == 1
     assert s["config"]["prompt_style"] == "auto" and "Complete the following Python function" in rows[0]["prompt"]
     with pytest.raises(CodequantError, match="unknown benchmark"):
         evaluate("canonical", "nope", out_dir=tmp_path / "x")
     with pytest.raises(CodequantError, match="samples"):
-        evaluate("canonical", "humaneval", samples=0, out_dir=tmp_path / "x")
+        evaluate("canonical", "humaneval", EvalSettings(samples=0), out_dir=tmp_path / "x")
 
 
 @pytest.mark.slow
@@ -100,7 +102,7 @@ def test_canonical_humaneval_all_pass(tmp_path):
 @pytest.mark.slow
 def test_smollm2_chat_first_problems(tmp_path):
     """The embedded model answers through its chat template; its code blocks are extracted and executed."""
-    s = evaluate("smollm2-135m", "humaneval", prompt_style="chat", limit=3, max_new_tokens=160,
+    s = evaluate("smollm2-135m", "humaneval", EvalSettings(prompt_style="chat", limit=3, max_new_tokens=160),
                  out_dir=tmp_path / "s", progress=False)
     rows = _lines(tmp_path / "s")
     assert s["problems"] == 3 and len(rows) == 3
@@ -110,8 +112,8 @@ def test_smollm2_chat_first_problems(tmp_path):
 
 
 def test_model_spec_loaded_through_codequant_models(mini, tmp_path, tiny_llama_dir):
-    s = evaluate(str(tiny_llama_dir), "humaneval", data=mini, limit=1, max_new_tokens=4, prompt_style="base",
-                 out_dir=tmp_path / "f", progress=False)
+    s = evaluate(str(tiny_llama_dir), "humaneval", EvalSettings(limit=1, max_new_tokens=4, prompt_style="base"),
+                 data=mini, out_dir=tmp_path / "f", progress=False)
     assert s["completions"] == 1 and s["config"]["model"] == str(tiny_llama_dir)
     assert s["run"]["load_s"] > 0 and _lines(tmp_path / "f")[0]["new_tokens"] >= 1
 
@@ -126,5 +128,5 @@ def test_device_is_checked_before_any_work(tmp_path):
         resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(CodequantError, match="no CUDA GPU"):
-            evaluate("smollm2-135m", "humaneval", limit=1, out_dir=tmp_path / "run", device="cuda")
+            evaluate("smollm2-135m", "humaneval", EvalSettings(limit=1, device="cuda"), out_dir=tmp_path / "run")
         assert not (tmp_path / "run").exists()

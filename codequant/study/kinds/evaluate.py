@@ -18,21 +18,22 @@ from codequant.study.plan import FP, Step
 
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
         metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    from codequant.evaluation import evaluate
+    from codequant.evaluation import EvalSettings, Loaded, evaluate
     from codequant.models import footprint
 
     cfg = step.config
     spec = model_spec(step, inputs)
-    model = tokenizer = None
+    target: str | Loaded = spec
     fp = None
     if step.config.get("model") != "canonical":
         model, tokenizer = load_model(spec)
         fp = footprint(model).to_dict()
-    summary = evaluate(spec, cfg["benchmark"], samples=cfg["samples"], temperature=cfg["temperature"],
-                       top_p=cfg["top_p"], max_new_tokens=cfg["max_new_tokens"], limit=cfg["limit"],
-                       prompt_style=cfg["prompt_style"], data=cfg["data"], out_dir=workdir,
-                       batch_size=cfg["batch_size"], seed=cfg["seed"], workers=settings.get("workers"),
-                       model=model, tokenizer=tokenizer, progress=True)
+        target = Loaded(spec, model, tokenizer)
+    run_settings = EvalSettings(samples=cfg["samples"], temperature=cfg["temperature"], top_p=cfg["top_p"],
+                                max_new_tokens=cfg["max_new_tokens"], limit=cfg["limit"],
+                                prompt_style=cfg["prompt_style"], seed=cfg["seed"], batch_size=cfg["batch_size"],
+                                workers=settings.get("workers"))
+    summary = evaluate(target, cfg["benchmark"], run_settings, data=cfg["data"], out_dir=workdir, progress=True)
     return {"samples": "samples.jsonl", "footprint": json_safe(fp),
             **{k: summary.get(k) for k in ("problems", "completions", "passed", "pass@1", "status_counts", "run")}}
 
