@@ -280,11 +280,12 @@ def folder_cell(folder: str, args: argparse.Namespace, loaded: dict) -> dict:
     """A quantized (or fine-tuned) output folder as a cell: what its JSON says of it, and its perplexities on the
     bench's held-out rows (the fp model's tokenizer, so the rows are the grid's)."""
     path = Path(folder)
-    info = {}
-    for name in ("finetune.json", "quantize.json"):
-        if (path / name).is_file():
-            info = json.loads((path / name).read_text())
-            break
+    info = json.loads((path / "quantize.json").read_text()) if (path / "quantize.json").is_file() else {}
+    if (path / "finetune.json").is_file():  # a fine-tuned model: method, bits and accounting are its source's
+        tuned = json.loads((path / "finetune.json").read_text())
+        source = Path(tuned.get("quant_dir", "")) / "quantize.json"
+        if source.is_file():
+            info = json.loads(source.read_text())
     if not loaded:
         model, tokenizer = load_model(args.model)
         loaded.update(model=model.eval(), tokenizer=tokenizer,
@@ -306,7 +307,9 @@ def plot(cells: list[dict], path: Path) -> Path:
     for c in cells:
         if "unavailable" in c:
             continue
-        name = c["method"] if c["method"] in ("aqlm", "gptq", "rtn", "fp") else f"{c['method']} (peer)"
+        name = f"{c['method']} (peer)" if c["method"] in quality_peers.PEERS else c["method"]
+        if c.get("clip"):
+            name += f" clip {c['clip']}"
         for lang in ("python", "java"):
             rows.append({"series": name, "language": lang, "perplexity": c.get(f"ppl_{lang}"),
                          "bits_per_weight": None if c["method"] == "fp" else c.get("formula_bits_per_param")})
