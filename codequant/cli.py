@@ -388,6 +388,10 @@ def study_run_cmd(
     isolate: bool | None = typer.Option(None, "--isolate/--no-isolate",
                                         help="one process per step (default: the YAML's runner.isolate)"),
     report: bool = typer.Option(True, "--report/--no-report", help="write the report when all steps are done"),
+    executor: str | None = typer.Option(None, "--executor",
+                                        help="local | ray | slurm (default: the YAML's runner.executor; docs/scale.md)"),
+    parallel: int | None = typer.Option(None, "--parallel", min=1, help="local executor: steps at once"),
+    address: str | None = typer.Option(None, "--address", help="ray: the cluster's address (default: auto)"),
 ) -> None:
     """Run every unfinished step; re-running resumes (finished artifacts are reused, partial ones continued)."""
     from pathlib import Path
@@ -395,6 +399,7 @@ def study_run_cmd(
     from codequant.study import load_config, run_study, study_dir
 
     cfg = load_config(config)
+    cfg = _with_runner(cfg, executor=executor, parallel=parallel, address=address)
     folder = study_dir(config, cfg, out)
     counts = run_study(cfg, folder, base=Path(config).resolve().parent, isolate=isolate)
     print(f"{counts['ran']} step(s) run, {counts['skipped']} already done, of {counts['total']}; results: {folder}/study.db")
@@ -404,6 +409,22 @@ def study_run_cmd(
         print(f"report: {build_report(folder)}")
         for line in power_summary(folder):  # what "not significant" can mean in this design
             print(f"power: {line}")
+
+
+def _with_runner(cfg, *, executor: str | None, parallel: int | None, address: str | None):
+    """The study config with the command line's runner options over the YAML's (validated the same way)."""
+    from codequant.study import parse_config
+
+    if executor is None and parallel is None and address is None:
+        return cfg
+    runner = cfg.runner.model_dump()
+    if executor is not None:
+        runner["executor"] = executor
+    if parallel is not None:
+        runner["parallel"] = parallel
+    if address is not None:
+        runner["ray"] = {**runner["ray"], "address": address}
+    return parse_config({**cfg.model_dump(), "runner": runner}, source="--executor/--parallel/--address")
 
 
 @study_app.command("status")
@@ -423,17 +444,19 @@ def study_status_cmd(
     folder = study_dir(config, cfg, out)
     rows = study_status(cfg, folder, base=Path(config).resolve().parent)
     table = Table(title=f"study {cfg.name} ({folder})")
-    for col in ("kind", "step", "state", "seconds", "peak RSS MiB", "attempts"):
+    for col in ("kind", "step", "state", "seconds", "peak RSS MiB", "attempts", "job", "worker"):
         table.add_column(col)
     for r in rows:
         table.add_row(r["kind"], r["label"], r["state"], f"{r['seconds']:.1f}" if r["seconds"] else "-",
-                      f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "-", str(r["attempts"]))
+                      f"{r['peak_rss_mb']:.0f}" if r["peak_rss_mb"] else "-", str(r["attempts"]),
+                      r["job_id"] or "-", r["worker"] or "-")
     Console().print(table)
     states = [r["state"] for r in rows]
-    print(", ".join(f"{states.count(s)} {s}" for s in ("done", "partial", "failed", "pending") if s in states))
+    order = ("done", "running", "queued", "partial", "failed", "skipped", "pending")
+    print(", ".join(f"{states.count(s)} {s}" for s in order if s in states))
     for r in rows:
         if r["error"]:
-            print(f"failed {r['kind']}:{r['label']}: {r['error']}")
+            print(f"{r['state']} {r['kind']}:{r['label']}: {r['error']}")
 
 
 # ---- report ----

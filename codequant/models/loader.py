@@ -12,14 +12,17 @@ conversion never leaves a half-written cache that a later load would trust.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
 import re
 import shutil
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -144,9 +147,11 @@ def _converted_gguf(gguf: Path) -> tuple[Path, bool]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     kwargs = {"gguf_file": gguf.name}
+    print(f"converting {gguf.name} to fp32 (once; cached in {target})", file=sys.stderr)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
-        model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kwargs)
+        with _no_gguf_bar():
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), **kwargs)
+            model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), dtype=torch.float32, **kwargs)
     except (ValueError, KeyError, NotImplementedError, RuntimeError, OSError) as exc:
         raise CodequantError(f"cannot convert GGUF {gguf}: {_first_line(exc)}") from exc
     _drop_gguf_marker(model)
@@ -157,6 +162,22 @@ def _converted_gguf(gguf: Path) -> tuple[Path, bool]:
         if not (target / SOURCE_FILE).is_file():  # another process may have renamed its copy in first
             raise
     return target, False
+
+
+@contextlib.contextmanager
+def _no_gguf_bar() -> Iterator[None]:
+    """transformers draws its GGUF conversion bar with tqdm directly (its progress-bar switch does not reach it);
+    inside a study it would be the only bar of a step, so it is switched off for the conversion."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    before = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(before, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = before
 
 
 def _drop_gguf_marker(model: Any) -> None:

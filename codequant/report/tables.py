@@ -81,9 +81,11 @@ def power_lines(rows: Sequence[Row]) -> list[str]:
             continue
         design = f"{r['n_problems']} problems x {r['samples']:g} sample{'s' if r['samples'] != 1 else ''}"
         where = f"{r['model']} {r['benchmark']} {r['language']} ({r.get('decoding', '')})".replace(" ()", "")
-        icc = "" if r.get("icc") is None else f", ICC {r['icc']:.2f}"
+        # with one completion per problem the correlation within a problem plays no part in the design
+        icc = "" if r.get("icc") is None or r["samples"] == 1 else f", ICC {r['icc']:.2f}"
         if math.isinf(r["mde"]):
-            text = f"{where}: {design} cannot show any drop at 80% power{icc}"
+            text = (f"{where}: {design} cannot show any drop at 80% power (even losing every pass would not be "
+                    f"significant){icc}")
         else:
             text = f"{where}: {design} cannot show a pass@1 drop below {100 * r['mde']:.1f} points at 80% power{icc}"
         seen.setdefault((where, design), text)

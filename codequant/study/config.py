@@ -131,12 +131,64 @@ class Inference(_Strict):
         return v
 
 
+STEP_KINDS = ("calibrate", "quantize", "finetune", "evaluate", "perplexity", "inference", "compare")
+
+
+class StepResources(_Strict):
+    """What one step asks of a worker; unset fields keep the kind's default (codequant.study.executors)."""
+
+    cpus: int | None = Field(None, ge=1)
+    gpus: float | None = Field(None, ge=0)
+    memory_gb: float | None = Field(None, gt=0)
+    time_min: int | None = Field(None, ge=1)
+
+
+class RaySettings(_Strict):
+    """`executor: ray`: the cluster to join (`auto`: the one `ray start --head` started on this machine)."""
+
+    address: str = "auto"
+
+
+class SlurmSettings(_Strict):
+    """`executor: slurm`: submitit's job parameters. `cluster: local` runs the same jobs as local processes
+    (submitit's LocalExecutor: the same pickling and job life-cycle, for tests and single nodes)."""
+
+    cluster: Literal["slurm", "local"] = "slurm"
+    partition: str | None = None
+    folder: str | None = None  # job logs and pickles (default: <study>/submitit); must be on a shared filesystem
+    max_jobs: int = Field(64, ge=1)  # jobs in the queue at once
+    setup: list[str] = Field(default_factory=list)  # shell lines run before each job (module load, conda activate)
+    additional: dict[str, Any] = Field(default_factory=dict)  # extra #SBATCH parameters (account, qos, ...)
+
+
 class Runner(_Strict):
-    """How steps are executed. `isolate` runs each step in its own process, so its peak RSS is its own."""
+    """How steps are executed (docs/scale.md).
+
+    `executor`: `local` (this machine; `parallel` steps at once, one process each with `isolate`), `ray` (an
+    existing Ray cluster) or `slurm` (through submitit). Every executor runs the plan's dependency graph: a step
+    starts as soon as the steps it needs are done. Only this process (the driver) writes study.db. A step that
+    fails is retried up to `max_attempts` times in all, resuming in its `.partial` folder; after that it is
+    marked failed and the rest of the grid goes on. `resources` overrides the per-kind defaults
+    (`{quantize: {gpus: 1, memory_gb: 80}}`).
+    """
 
     isolate: bool = True
     quantize_batch_size: int = Field(8, ge=1)
     workers: int | None = Field(None, ge=1)
+    executor: Literal["local", "ray", "slurm"] = "local"
+    parallel: int = Field(1, ge=1)  # local executor: steps at once
+    max_attempts: int = Field(2, ge=1)
+    resources: dict[str, StepResources] = Field(default_factory=dict)
+    ray: RaySettings = RaySettings()
+    slurm: SlurmSettings = SlurmSettings()
+
+    @field_validator("resources")
+    @classmethod
+    def _kinds(cls, v: dict[str, StepResources]) -> dict[str, StepResources]:
+        unknown = sorted(set(v) - set(STEP_KINDS))
+        if unknown:
+            raise ValueError(f"unknown step kind(s) {unknown}; the kinds are {', '.join(STEP_KINDS)}")
+        return v
 
 
 class StatsSettings(_Strict):

@@ -64,6 +64,9 @@ COMPARISON_COLUMNS_ADDED = {"test": "TEXT", "p_mcnemar": "REAL", "n_problems": "
 # Failure taxonomy of each completion (codequant.failures); older studies get the columns, filled on the next run.
 OUTCOME_COLUMNS_ADDED = {"failure": "TEXT", "failure_detail": "TEXT"}
 
+# Executors (codequant.study.executors): the job a step was given ("local", a Ray task id, a Slurm job id) and
+# where it ran (host:pid).
+STEP_COLUMNS_ADDED = {"job_id": "TEXT", "worker": "TEXT"}
 
 
 class StudyStore:
@@ -79,6 +82,7 @@ class StudyStore:
         self.conn.executescript(SCHEMA)
         self._add_columns("comparisons", COMPARISON_COLUMNS_ADDED)
         self._add_columns("outcomes", OUTCOME_COLUMNS_ADDED)
+        self._add_columns("steps", STEP_COLUMNS_ADDED)
 
     def _add_columns(self, table: str, columns: dict[str, str]) -> None:
         have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}
@@ -126,6 +130,13 @@ class StudyStore:
             merged = {**current, **row, **{k: (json.dumps(v, default=str) if isinstance(v, dict) else v)
                                            for k, v in fields.items()}}
             self.upsert("steps", merged, conn)
+
+    def set_step_fields(self, key: str, **fields: Any) -> None:
+        """Update some columns of a recorded step (not its status or attempts)."""
+        if fields:
+            with self.transaction() as conn:
+                sets = ", ".join(f"{k} = ?" for k in fields)
+                conn.execute(f"UPDATE steps SET {sets} WHERE key = ?", [*fields.values(), key])
 
     # ---- reads ----
     def rows(self, sql: str, params: tuple = ()) -> list[dict[str, Any]]:

@@ -191,3 +191,15 @@ def test_folder_with_config_but_no_weights(tmp_path, tiny_llama):
     tiny_llama.config.save_pretrained(tmp_path)
     with pytest.raises(CodequantError, match="cannot read the weights"):
         load(str(tmp_path))
+
+
+def test_gguf_conversion_bar_is_switched_off_and_restored():
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    from codequant.models.loader import _no_gguf_bar
+
+    before = gguf_utils.tqdm
+    with _no_gguf_bar():
+        bar = gguf_utils.tqdm(range(3), desc="x")
+        assert bar.disable and list(bar) == [0, 1, 2]
+    assert gguf_utils.tqdm is before

@@ -111,3 +111,20 @@ def test_calibration_size_is_an_axis(tmp_path):
     assert len(keys) == 3  # each size is its own quantization
     with pytest.raises(CodequantError, match="ROWSxLEN"):
         parse_config(_with(quantizations=[{"method": "rtn", "bits": [2], "calibration_sizes": ["128by512"]}]))
+
+
+def test_paper_scale_study_is_valid_and_asks_for_gpus_on_slurm():
+    from pathlib import Path
+
+    from codequant.study.executors import resources_for
+
+    path = Path(__file__).resolve().parents[2] / "studies" / "paper-scale.yaml"
+    cfg = load_config(path)
+    plan = build_plan(cfg, path.parent)
+    kinds = [s.kind for s in plan.steps]
+    # 6 models x (4 bits x 3 calibrations + 2 fine-tuned) versions, fp baselines, 4 benchmarks
+    assert kinds.count("quantize") == 72 and kinds.count("finetune") == 12 and kinds.count("calibrate") == 18
+    assert kinds.count("evaluate") == 4 * 6 * (1 + 12 + 2)
+    assert cfg.runner.executor == "slurm"
+    q = resources_for("quantize", cfg.runner.resources["quantize"].model_dump())
+    assert q.gpus == 1 and q.memory_gb == 160
