@@ -177,6 +177,7 @@ def ray_cluster(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_ray_cluster_runs_the_study_in_parallel_and_a_killed_worker_resumes(tmp_path, tiny_llama_dir,
                                                                             deep_llama_dir, ray_cluster):
     runner = {"executor": "ray", "ray": {"address": ray_cluster}, "resources": ONE_CPU}
@@ -206,6 +207,7 @@ def test_ray_cluster_runs_the_study_in_parallel_and_a_killed_worker_resumes(tmp_
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_submitit_runs_the_study_and_a_killed_driver_reattaches(tmp_path, tiny_llama_dir, deep_llama_dir):
     pytest.importorskip("submitit")
     runner = {"executor": "slurm", "slurm": {"cluster": "local"}}
