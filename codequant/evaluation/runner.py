@@ -12,19 +12,23 @@ from __future__ import annotations
 import platform
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.programs import build_program
 from codequant.benchmarks.registry import load_benchmark
+from codequant.devices import resolve_device
 from codequant.errors import CodequantError
 from codequant.evaluation.store import SampleStore
 from codequant.generation.extract import extract_code, fenced_block_complete
 from codequant.generation.prompts import build_prompt, resolve_style
+from codequant.generation.vllm import VllmSettings
 from codequant.metrics.passk import pass_at_ks
 from codequant.seeds import derive_seed
+
+BACKENDS = ("engine", "hf", "vllm")
 
 CANONICAL = "canonical"
 TAIL = 2000  # characters of stdout/stderr kept per sample
@@ -60,25 +64,21 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def resolve_device(device: str) -> str:
-    """"auto" -> cuda when a GPU is visible, else cpu; anything else is checked against what torch sees."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise CodequantError(f"--device {device}: torch sees no CUDA GPU here (this torch: {torch.__version__})")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise CodequantError(f"unknown --device {device!r}; use cpu, cuda, cuda:N or auto")
-    return device
-
-
 def _load_model(spec: str, device: str = "cpu"):
     """(model, tokenizer) through codequant.models.load, which knows the embedded and quantized checkpoints."""
     from codequant.models import load
 
     loaded = load(spec, device=resolve_device(device))
     return loaded.model, loaded.tokenizer
+
+
+def _vllm_target(spec: str, loaded: Loaded | None, cfg: EvalSettings) -> tuple[str, Any]:
+    """(model path vLLM loads, tokenizer): vLLM loads the weights in its own process, never from memory here."""
+    from codequant.generation.vllm import load_tokenizer, vllm_model_path, vllm_python
+
+    vllm_python(cfg.vllm)  # fail before any work when vLLM is missing
+    path = vllm_model_path(spec)
+    return path, loaded.tokenizer if loaded else load_tokenizer(path)
 
 
 def _run_programs(items: list[tuple[str, str]], workers: int | None, progress: bool):
@@ -111,14 +111,15 @@ class EvalSettings:
     backend: str = "engine"
     device: str = "cpu"
     workers: int | None = None
+    vllm: VllmSettings = field(default_factory=VllmSettings)  # how the vllm backend starts its engine
 
     def check(self) -> None:
         if self.samples < 1:
             raise CodequantError("--samples must be at least 1")
         if self.max_new_tokens < 1:
             raise CodequantError("--max-new-tokens must be at least 1")
-        if self.backend not in ("engine", "hf"):
-            raise CodequantError(f"unknown backend {self.backend!r}; use engine or hf")
+        if self.backend not in BACKENDS:
+            raise CodequantError(f"unknown backend {self.backend!r}; use {', '.join(BACKENDS)}")
         resolve_device(self.device)
 
 
@@ -165,7 +166,10 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
         timings["execution_s"] += _execute_and_store(rows, store, cfg.workers, progress)
     elif pending:
         t0 = time.perf_counter()
-        lm, tokenizer = (loaded.model, loaded.tokenizer) if loaded else _load_model(model_spec, cfg.device)
+        if cfg.backend == "vllm":
+            lm, tokenizer = _vllm_target(model_spec, loaded, cfg)
+        else:
+            lm, tokenizer = (loaded.model, loaded.tokenizer) if loaded else _load_model(model_spec, cfg.device)
         timings["load_s"] = time.perf_counter() - t0
         model_id = getattr(getattr(lm, "config", None), "_name_or_path", None) or model_spec
         style = resolve_style(cfg.prompt_style, tokenizer)
@@ -244,7 +248,12 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
             buffer.clear()
 
     t0 = time.perf_counter()
-    if cfg.backend == "hf":
+    if cfg.backend == "vllm":
+        from codequant.generation.vllm import vllm_generate
+
+        vllm_generate(model, tokenizer, requests, params, settings=cfg.vllm, progress=progress,
+                      on_complete=on_complete)
+    elif cfg.backend == "hf":
         hf_generate(model, tokenizer, requests, params, progress=progress, on_complete=on_complete)
     else:
         generate(model, tokenizer, requests, params, batch_size=batch_size, progress=progress,

@@ -77,9 +77,13 @@ def finetune(
     top_k: int = 64,
     heldout_tokens: int = 0,
     progress: bool = True,
+    device: str = "cpu",
 ) -> dict[str, Any]:
-    """Distil `teacher_spec` into the quantized model at `quant_dir`; write OUT; return what finetune.json holds."""
+    """Distil `teacher_spec` into the quantized model at `quant_dir`; write OUT; return what finetune.json holds.
+    `device`: where the teacher's targets are computed and the student trains (cpu, cuda, auto); the exports are
+    written from the CPU."""
     from codequant.calibration import resolve_val_samples
+    from codequant.devices import resolve_device
     from codequant.models import load
     from codequant.quant.export import (
         export_dequantized,
@@ -92,7 +96,8 @@ def finetune(
     quant_dir, out = Path(quant_dir), Path(out_dir)
     native = native_checkpoint_dir(quant_dir)
     started = time.perf_counter()
-    teacher = load(teacher_spec)
+    device = resolve_device(device)
+    teacher = load(teacher_spec, device=device)
     tokenizer = teacher.tokenizer
     if isinstance(calibration, str):
         from codequant.calibration import resolve_calibration
@@ -115,7 +120,7 @@ def finetune(
     del teacher
     gc.collect()  # the teacher is not needed beside the student: its targets are on disk
 
-    student, info = load_codequant_checkpoint(native)
+    student, info = load_codequant_checkpoint(native, device=device)
     if config.code_updates and not aqlm_layers(student):
         raise CodequantError(f"--code-updates re-encodes AQLM codes, and {quant_dir} holds no AQLM layers")
     ppl_before = _heldout_ppl(student, tokenizer, heldout_tokens) if heldout_tokens else {}
@@ -132,6 +137,7 @@ def finetune(
                 "finetuned_from": str(quant_dir), "teacher": teacher_spec}
     for p in student.parameters():
         p.requires_grad_(False)
+    student.to("cpu")
     exports = {"codequant": str(save_codequant_checkpoint(student, out / "codequant", tokenizer=tokenizer, info=new_info))}
     if method == "aqlm":
         from codequant.quant.aqlm import export_aqlm

@@ -139,6 +139,11 @@ def gguf_cache_folder(gguf: Path) -> Path:
     return cache_dir("models") / f"{gguf.stem}-{key[:16]}"
 
 
+def converted_gguf_folder(gguf: Path) -> Path:
+    """The HF folder of a GGUF's fp32 conversion (what other engines, such as vLLM, load); converts on first use."""
+    return _converted_gguf(gguf)[0]
+
+
 def _converted_gguf(gguf: Path) -> tuple[Path, bool]:
     """(folder of the converted model, whether it was already cached); converts and caches on first use."""
     target = gguf_cache_folder(gguf)

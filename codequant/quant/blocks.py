@@ -23,6 +23,17 @@ def block_device_dtype(block: nn.Module) -> tuple[torch.device, torch.dtype]:
     return torch.device("cpu"), torch.float32
 
 
+def to_device(value: Any, device: torch.device | str) -> Any:
+    """`value` with every tensor inside (dicts, lists, tuples: a block's captured keyword arguments) on `device`."""
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(to_device(v, device) for v in value)
+    return value
+
+
 def call_block(block: nn.Module, x: torch.Tensor, kwargs: dict[str, Any]) -> torch.Tensor:
     """block(x) -> hidden states (decoder layers return a tuple in some transformers versions)."""
     out = block(x, **kwargs)

@@ -60,7 +60,7 @@ def _inverse_cholesky(h: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, d
     """Upper Cholesky factor of (H + damp mean(diag H) I)^-1, retrying with 10x the damping (0.01 after 0) while H
     is numerically singular; also returns {"damping", "damping_used", "retries"}."""
     diag_mean = torch.diag(h).mean()
-    eye = torch.eye(h.shape[0], dtype=h.dtype)
+    eye = torch.eye(h.shape[0], dtype=h.dtype, device=h.device)
     damp = percdamp
     for retry in range(RETRIES + 1):
         try:
@@ -104,18 +104,19 @@ def gptq_quantize_weight(
     def params(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return grid_params(x, bits, zero_point, clip, grid=clip_grid, maxshrink=clip_maxshrink, norm=clip_norm)
 
-    w = weight.detach().float().clone()
+    w = weight.detach().float().clone()  # on the weight's device: a GPU runs the column loop there
+    dev = w.device
     out_f, in_f = w.shape
     gs = group_size
     check_divides(gs, in_f, "this weight")
-    h = xtx.detach().double().clone()
+    h = xtx.detach().to(dev, torch.float64).clone()
     dead = torch.diag(h) == 0
     h[dead, dead] = 1.0
     w[:, dead] = 0.0
 
     n_groups = 1 if gs is None else in_f // gs
-    scales = torch.empty(out_f, n_groups, dtype=torch.float16)
-    offsets = torch.empty(out_f, n_groups, dtype=torch.float16)
+    scales = torch.empty(out_f, n_groups, dtype=torch.float16, device=dev)
+    offsets = torch.empty(out_f, n_groups, dtype=torch.float16, device=dev)
     static = gs is not None and act_order and static_groups
     if gs is None:  # one grid per row, from the (dead-zeroed) weights
         scales, offsets = params(w)
@@ -124,7 +125,7 @@ def gptq_quantize_weight(
             s, o = params(w[:, g * gs : (g + 1) * gs])
             scales[:, g : g + 1], offsets[:, g : g + 1] = s, o
 
-    perm = torch.argsort(torch.diag(h), descending=True, stable=True) if act_order else torch.arange(in_f)
+    perm = torch.argsort(torch.diag(h), descending=True, stable=True) if act_order else torch.arange(in_f, device=dev)
     w = w[:, perm]
     h = h[perm][:, perm]
     hinv, damping = _inverse_cholesky(h, percdamp)
@@ -132,17 +133,18 @@ def gptq_quantize_weight(
     if info is not None:
         info.update(damping)
 
-    # Group of each (permuted) column: on-the-fly groups follow the processing order.
+    # Group of each (permuted) column: on-the-fly groups follow the processing order. A CPU list, read per column.
     if gs is None:
         col_group = torch.zeros(in_f, dtype=torch.long)
     elif static:
-        col_group = perm // gs
+        col_group = perm.cpu() // gs
     else:
         col_group = torch.arange(in_f) // gs
+    groups = col_group.tolist()
     if gs is not None and not static:
         blocksize = gs * max(1, -(-blocksize // gs))
 
-    codes = torch.zeros(out_f, in_f, dtype=torch.long)
+    codes = torch.zeros(out_f, in_f, dtype=torch.long, device=dev)
     for i1 in range(0, in_f, blocksize):
         i2 = min(i1 + blocksize, in_f)
         w1 = w[:, i1:i2].clone()
@@ -150,7 +152,7 @@ def gptq_quantize_weight(
         hinv1 = hinv[i1:i2, i1:i2]
         for i in range(i2 - i1):
             col = i1 + i
-            g = int(col_group[col])
+            g = groups[col]
             if gs is not None and not static and col % gs == 0:
                 s, o = params(w1[:, i : i + gs])
                 scales[:, g : g + 1], offsets[:, g : g + 1] = s, o
@@ -162,12 +164,12 @@ def gptq_quantize_weight(
             err1[:, i] = err
         w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
 
-    inv = torch.argsort(perm)
-    codes = codes[:, inv].to(torch.uint8)
+    inv = torch.argsort(perm).cpu()
+    codes = codes.cpu()[:, inv].to(torch.uint8)
     g_idx = None
     if act_order and gs is not None and not static:
         g_idx = col_group[inv].to(torch.int32)
-    return codes, scales, offsets, g_idx
+    return codes, scales.cpu(), offsets.cpu(), g_idx
 
 
 class GptqQuantizer(Quantizer):
@@ -208,8 +210,8 @@ class GptqQuantizer(Quantizer):
         self.check_linear(name, linear)
         fit: dict[str, Any] = {}
         codes, scale, offset, g_idx = gptq_quantize_weight(
-            linear.weight.detach().cpu(),
-            xtx.cpu(),
+            linear.weight.detach(),
+            xtx,
             self.bits,
             self.group_size,
             percdamp=self.percdamp,

@@ -35,7 +35,7 @@ from torch import nn
 
 from codequant.errors import CodequantError
 from codequant.quant.base import QuantizedLinear, Quantizer
-from codequant.quant.blocks import relative_mse, run_block
+from codequant.quant.blocks import block_device_dtype, relative_mse, run_block, to_device
 from codequant.quant.capture import capture_first_inputs, capture_layer_kwargs, collect_xtx, linear_groups
 from codequant.quant.checkpoint import RunCheckpoint, set_submodule
 from codequant.quant.objective import relative_output_error
@@ -174,8 +174,9 @@ class BlockWalk:
 
     def __init__(self, quantizer: Quantizer, prefix: str, layers: nn.ModuleList, kwargs: list[dict[str, Any]],
                  acts: _Activations, report: QuantReport, *, batch_size: int, sequential: bool,
-                 notify: ProgressFn | None = None, blocks: int | None = None):
+                 notify: ProgressFn | None = None, blocks: int | None = None, device: str | None = None):
         self.quantizer, self.prefix, self.layers, self.kwargs = quantizer, prefix, layers, kwargs
+        self.device = device
         self.acts, self.report, self.batch_size, self.sequential = acts, report, batch_size, sequential
         self.blocks = len(layers) if blocks is None else blocks
         self._notify = notify
@@ -188,8 +189,20 @@ class BlockWalk:
         return derive_seed(self.quantizer.config.seed, index)
 
     def run_block(self, index: int, ckpt: RunCheckpoint | None) -> None:
-        """Quantize (or reload) block `index`, then move the activations past it."""
-        block, kwargs = self.layers[index], self.kwargs[index]
+        """Quantize (or reload) block `index`, then move the activations past it. With a `device`, the block (and
+        its keyword arguments) sit there only meanwhile: a model larger than the GPU is quantized block by block."""
+        if self.device is None:
+            return self._run_block(index, ckpt, self.kwargs[index])
+        block = self.layers[index]
+        home = block_device_dtype(block)[0]
+        block.to(self.device)
+        try:
+            self._run_block(index, ckpt, to_device(self.kwargs[index], self.device))
+        finally:
+            block.to(home)
+
+    def _run_block(self, index: int, ckpt: RunCheckpoint | None, kwargs: dict[str, Any]) -> None:
+        block = self.layers[index]
         t0 = time.perf_counter()
         resumed = ckpt is not None and ckpt.is_done(index)
         if resumed:
@@ -198,7 +211,7 @@ class BlockWalk:
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed(index))
-                layers_info, block_info, targets, val_targets = self._quantize_block(index)
+                layers_info, block_info, targets, val_targets = self._quantize_block(index, kwargs)
         self.notify(index, "propagating")
         new_train = run_block(block, self.acts.train, kwargs, self.batch_size)
         new_val = None if self.acts.val is None else run_block(block, self.acts.val, kwargs, self.batch_size)
@@ -215,8 +228,8 @@ class BlockWalk:
         self.notify(index, "done", rel_output_mse=block_info.get("rel_output_mse"),
                     heldout_mse=block_info.get("rel_output_mse_heldout"))
 
-    def _quantize_block(self, index: int):
-        q, block, kwargs = self.quantizer, self.layers[index], self.kwargs[index]
+    def _quantize_block(self, index: int, kwargs: dict[str, Any]):
+        q, block = self.quantizer, self.layers[index]
         name = f"{self.prefix}.{index}"
         groups = linear_groups(block, self.acts.train[:1], kwargs)
         needs_xtx = type(q).needs_xtx
@@ -237,7 +250,7 @@ class BlockWalk:
                 linear = block.get_submodule(lin_name)
                 h = xtx.get(g) if needs_xtx else None
                 if needs_xtx and h is None:  # never called in the forward: no activations, treat inputs as white
-                    h = torch.eye(linear.in_features, dtype=torch.float64)
+                    h = torch.eye(linear.in_features, dtype=torch.float64, device=linear.weight.device)
                 t0 = time.perf_counter()
                 qlin = q.quantize_linear(f"{name}.{lin_name}", linear, h)
                 layers_info.append(_layer_info(f"{name}.{lin_name}", index, linear.weight, qlin, h, val_xtx.get(g),
@@ -261,6 +274,7 @@ def quantize_model(
     progress: bool | ProgressFn = True,
     sequential: bool | None = None,
     max_blocks: int | None = None,
+    device: str | None = None,
 ) -> QuantReport:
     """Quantize every nn.Linear inside the decoder blocks of `model` in place.
 
@@ -270,7 +284,8 @@ def quantize_model(
     finished block. `progress`: True for a bar (codequant.progress), False for none, or a function receiving `QuantProgress`
     events. `sequential`: true-sequential XTX (see the module docstring); None = the quantizer's own default
     (`Quantizer.true_sequential`: GPTQ and RTN yes, AQLM no). `max_blocks`: stop after that many blocks (the
-    report says `complete=False`); used to split long runs and to test resuming.
+    report says `complete=False`); used to split long runs and to test resuming. `device`: where each block is
+    quantized (e.g. "cuda"); the model stays where it is, only the current block moves (None: in place).
     """
     start = time.perf_counter()
     model.eval()
@@ -293,7 +308,8 @@ def quantize_model(
     acts = _Activations(capture_first_inputs(model, layers[0], train, batch_size),
                         None if val is None else capture_first_inputs(model, layers[0], val, batch_size))
     walk = BlockWalk(quantizer, prefix, layers, capture_layer_kwargs(model, layers, train[:1]), acts, report,
-                     batch_size=batch_size, sequential=sequential, notify=notify, blocks=n_blocks)
+                     batch_size=batch_size, sequential=sequential, notify=notify, blocks=n_blocks,
+                     device=device)
     try:
         for index in range(n_blocks):
             walk.run_block(index, ckpt)

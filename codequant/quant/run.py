@@ -97,12 +97,15 @@ def quantize_to_dir(
     max_blocks: int | None = None,
     progress: bool = True,
     on_resolved: Any = None,
+    device: str = "cpu",
 ) -> dict[str, Any]:
     """Run the whole quantization and write OUT; returns what quantize.json holds.
 
     `val_samples` of the `samples` calibration rows are held out (None: `default_val_samples(samples)`, 0: none):
     they never steer a fit, and give every layer and block a held-out error (AQLM's block tuning selects on them).
+    `device`: where each block is quantized ("cuda": one block at a time on the GPU, the model in CPU memory).
     """
+    from codequant.devices import resolve_device
     from codequant.quant.export import accounting, export_dequantized, save_codequant_checkpoint
     from codequant.quant.pipeline import check_model, quantize_model
 
@@ -137,7 +140,8 @@ def quantize_to_dir(
     times["calibration_s"] = time.perf_counter() - t
     t = time.perf_counter()
     report = quantize_model(model, calib, quantizer, checkpoint_dir=out / "checkpoint", batch_size=batch_size,
-                            progress=progress, sequential=sequential, max_blocks=max_blocks)
+                            progress=progress, sequential=sequential, max_blocks=max_blocks,
+                            device=None if resolve_device(device) == "cpu" else resolve_device(device))
     times["quantize_s"] = time.perf_counter() - t
     info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved}
     written: dict[str, str] = {}

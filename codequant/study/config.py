@@ -86,6 +86,7 @@ class Decoding(_Strict):
     prompt_style: Literal["auto", "chat", "base"] = "auto"
     seed: int = 0
     batch_size: int = Field(32, ge=1)
+    backend: Literal["engine", "hf", "vllm"] = "engine"  # generation backend (vllm: runner.vllm, docs/vllm.md)
 
     @field_validator("name")
     @classmethod
@@ -161,6 +162,15 @@ class SlurmSettings(_Strict):
     additional: dict[str, Any] = Field(default_factory=dict)  # extra #SBATCH parameters (account, qos, ...)
 
 
+class VllmRunner(_Strict):
+    """How `backend: vllm` evaluations start vLLM: which Python has it (default $CODEQUANT_VLLM_PYTHON, or the
+    worker's own), the weights' dtype and vLLM's gpu_memory_utilization."""
+
+    python: str | None = None
+    dtype: str = "auto"
+    memory_fraction: float = Field(0.5, gt=0, le=1)
+
+
 class Runner(_Strict):
     """How steps are executed (docs/scale.md).
 
@@ -169,7 +179,8 @@ class Runner(_Strict):
     starts as soon as the steps it needs are done. Only this process (the driver) writes study.db. A step that
     fails is retried up to `max_attempts` times in all, resuming in its `.partial` folder; after that it is
     marked failed and the rest of the grid goes on. `resources` overrides the per-kind defaults
-    (`{quantize: {gpus: 1, memory_gb: 80}}`).
+    (`{quantize: {gpus: 1, memory_gb: 80}}`). `device` is resolved on each worker (`auto`: its GPU when it sees
+    one); a quantization holds one block at a time on the GPU.
     """
 
     isolate: bool = True
@@ -181,6 +192,8 @@ class Runner(_Strict):
     resources: dict[str, StepResources] = Field(default_factory=dict)
     ray: RaySettings = RaySettings()
     slurm: SlurmSettings = SlurmSettings()
+    vllm: VllmRunner = VllmRunner()
+    device: str = "auto"  # where quantize, finetune, evaluate and perplexity steps run: auto = cuda when visible
 
     @field_validator("resources")
     @classmethod

@@ -134,6 +134,15 @@ def _benchmark_language(name: str) -> str:
     return benchmark_info(name).language
 
 
+def _decoding(dec) -> dict[str, Any]:
+    """A decoding's hashed settings; the default engine backend is left out, so studies from before backends
+    were selectable keep their step keys."""
+    d = dec.model_dump()
+    if d.get("backend") == "engine":
+        del d["backend"]
+    return d
+
+
 def build_plan(config: StudyConfig, base: str | Path = ".") -> Plan:
     """All steps of the study in an order where every step comes after its inputs; duplicates merged."""
     import codequant
@@ -204,7 +213,7 @@ def build_plan(config: StudyConfig, base: str | Path = ".") -> Plan:
             for dec in config.decoding:
                 evals = []
                 for variant, source in versions:
-                    ecfg = {"benchmark": bench.name, "data": data, "limit": bench.limit, **dec.model_dump(),
+                    ecfg = {"benchmark": bench.name, "data": data, "limit": bench.limit, **_decoding(dec),
                             "model": model if source is None else None}
                     evals.append(add("evaluate", f"{model_name(model)}-{variant.label}-{bench.name}-{dec.name}", ecfg,
                                      [source.key] if source else [],

@@ -121,7 +121,7 @@ def test_model_spec_loaded_through_codequant_models(mini, tmp_path, tiny_llama_d
 def test_device_is_checked_before_any_work(tmp_path):
     import torch
 
-    from codequant.evaluation.runner import resolve_device
+    from codequant.devices import resolve_device
 
     assert resolve_device("auto") == ("cuda" if torch.cuda.is_available() else "cpu")
     with pytest.raises(CodequantError, match="unknown --device"):

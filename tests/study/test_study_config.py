@@ -128,3 +128,16 @@ def test_paper_scale_study_is_valid_and_asks_for_gpus_on_slurm():
     assert cfg.runner.executor == "slurm"
     q = resources_for("quantize", cfg.runner.resources["quantize"].model_dump())
     assert q.gpus == 1 and q.memory_gb == 160
+
+
+def test_generation_backend_is_a_decoding_setting_hashed_only_when_not_the_engine(tmp_path):
+    plan = build_plan(parse_config(BASE), tmp_path)
+    evals = plan.of_kind("evaluate")
+    assert all("backend" not in s.config for s in evals)  # studies from before backends keep their keys
+    vllm = build_plan(parse_config(_with(decoding=[{"name": "greedy", "backend": "vllm"}],
+                                         runner={"vllm": {"dtype": "float32"}})), tmp_path)
+    assert all(s.config["backend"] == "vllm" for s in vllm.of_kind("evaluate"))
+    assert {s.key for s in vllm.of_kind("evaluate")}.isdisjoint(s.key for s in evals)
+    assert [s.key for s in vllm.of_kind("quantize")] == [s.key for s in plan.of_kind("quantize")]
+    with pytest.raises(CodequantError, match="backend"):
+        parse_config(_with(decoding=[{"name": "greedy", "backend": "tgi"}]))

@@ -104,12 +104,10 @@ def _one_block_saved(partial: Path) -> bool:
 
 
 @pytest.fixture(scope="module")
-def deep_llama_dir(tmp_path_factory, tiny_tokenizer) -> Path:
+def deep_llama_dir(tmp_path_factory, tiny_tokenizer, tiny_llama_builder) -> Path:
     """A 6-block tiny Llama: enough blocks that a kill lands between the first checkpoint and the last."""
-    from conftest import build_tiny_llama
-
     path = tmp_path_factory.mktemp("deep-llama")
-    model = build_tiny_llama(len(tiny_tokenizer), layers=6)
+    model = tiny_llama_builder(len(tiny_tokenizer), layers=6)
     model.save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
     return path

@@ -30,10 +30,11 @@ def model_spec(step: Step, inputs: dict[str, Path]) -> str:
     return str(source / read_result(source)["model_path"])
 
 
-def load_model(spec: str):
+def load_model(spec: str, device: str = "cpu"):
+    from codequant.devices import resolve_device
     from codequant.models import load
 
-    loaded = load(spec)
+    loaded = load(spec, device=resolve_device(device))
     return loaded.model, loaded.tokenizer
 
 

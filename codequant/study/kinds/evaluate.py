@@ -19,20 +19,23 @@ from codequant.study.plan import FP, Step
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
         metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     from codequant.evaluation import EvalSettings, Loaded, evaluate
+    from codequant.generation.vllm import VllmSettings
     from codequant.models import footprint
 
     cfg = step.config
     spec = model_spec(step, inputs)
     target: str | Loaded = spec
     fp = None
-    if step.config.get("model") != "canonical":
-        model, tokenizer = load_model(spec)
+    backend = cfg.get("backend", "engine")
+    if step.config.get("model") != "canonical" and backend != "vllm":  # vLLM loads the weights in its own process
+        model, tokenizer = load_model(spec, settings.get("device", "cpu"))
         fp = footprint(model).to_dict()
         target = Loaded(spec, model, tokenizer)
     run_settings = EvalSettings(samples=cfg["samples"], temperature=cfg["temperature"], top_p=cfg["top_p"],
                                 max_new_tokens=cfg["max_new_tokens"], limit=cfg["limit"],
                                 prompt_style=cfg["prompt_style"], seed=cfg["seed"], batch_size=cfg["batch_size"],
-                                workers=settings.get("workers"))
+                                workers=settings.get("workers"), backend=backend, device=settings.get("device", "cpu"),
+                                vllm=VllmSettings(**settings.get("vllm", {})))
     summary = evaluate(target, cfg["benchmark"], run_settings, data=cfg["data"], out_dir=workdir, progress=True)
     return {"samples": "samples.jsonl", "footprint": json_safe(fp),
             **{k: summary.get(k) for k in ("problems", "completions", "passed", "pass@1", "status_counts", "run")}}

@@ -23,7 +23,8 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     formats = ["dequantized", "codequant"] + (["aqlm"] if cfg["method"] == "aqlm" else [])
     result = quantize_to_dir(cfg["model"], qc, workdir, calibration=str(calib_dir / cal["set"]), samples=cal["samples"],
                              seq_len=cal["seq_len"], val_samples=cal["val_samples"],
-                             formats=formats, batch_size=cfg["batch_size"], progress=True)
+                             formats=formats, batch_size=cfg["batch_size"], progress=True,
+                             device=settings.get("device", "cpu"))
     if not result.get("complete", True):
         raise CodequantError(f"quantization {step.label} stopped before the last block; rerun the study to resume")
     acc = result.get("accounting", {})

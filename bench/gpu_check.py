@@ -1,0 +1,171 @@
+"""The GPU check: codequant's CUDA paths against its CPU paths on the embedded model, in one short run.
+
+    .venv/bin/python bench/gpu_check.py [--device cuda] [--model smollm2-135m] [--out FILE]
+    .venv/bin/python bench/gpu_check.py --dry --model TINY_FOLDER      # the same checks, small, on the CPU (tests)
+
+Three checks, each a JSON entry with `ok` and its figures; the last line printed is one JSON object:
+- `aqlm_block`: AQLM 2x8 of the first decoder block (fit, beam search and block tuning, the pipeline's own walk)
+  on the CPU and on the device, same seed and calibration rows. The two runs take different floating-point paths,
+  so codes may differ; the check is that the device's in-sample and held-out block errors are within 15% of the
+  CPU's.
+- `engine`: codequant's engine on the device gives the same greedy tokens as `model.generate` on the device, on
+  the first HumanEval chat prompts (the CPU test suite checks the same on the CPU).
+- `aqlm_2x8`: the time of AQLM 2x8 over every block on the device (one block on the GPU at a time, as for a model
+  larger than the GPU), with its mean block errors: the figure docs/scale.md projects the study grid from.
+Made to finish within 10 minutes on one GPU (SmolLM2-135M: 30 blocks). Exit status 1 when a check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from codequant.devices import resolve_device  # noqa: E402
+from codequant.quant.pipeline import quantize_model  # noqa: E402
+from codequant.quant.run import build_config, make_model_quantizer  # noqa: E402
+
+TOLERANCE = 0.15  # relative gap allowed between the device's and the CPU's block errors
+
+
+def _calibration(tokenizer, args) -> Any:
+    """Code calibration rows (held-out ones included); random token ids in --dry mode, which must not need the
+    calibration corpora."""
+    if args.dry:
+        from types import SimpleNamespace
+
+        g = torch.Generator().manual_seed(0)
+        rows = torch.randint(1, len(tokenizer), (args.samples, args.seq_len), generator=g)
+        return SimpleNamespace(train=rows[: -args.val_samples], val=rows[-args.val_samples:])
+    from codequant.calibration import resolve_calibration
+
+    return resolve_calibration("code", tokenizer, samples=args.samples, seq_len=args.seq_len,
+                               val_samples=args.val_samples)
+
+
+def _quantize(fp, calib, device: str | None, blocks: int | None, options: dict[str, Any]) -> dict[str, Any]:
+    model = copy.deepcopy(fp)
+    spec = options or {"bits": 2}  # --dry: an explicit small spec (a tiny model's codebooks would cost > 2 bits)
+    quantizer = make_model_quantizer(build_config("aqlm", **spec), model)
+    _sync(device)
+    t0 = time.perf_counter()
+    report = quantize_model(model, calib, quantizer, progress=False, max_blocks=blocks, device=device)
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    errs = [b.get("rel_output_mse") for b in report.blocks]
+    held = [b.get("rel_output_mse_heldout") for b in report.blocks]
+    return {"blocks": len(report.blocks), "seconds": round(seconds, 2),
+            "block_mse": _mean(errs), "block_mse_heldout": _mean(held)}
+
+
+def _mean(values: list[float | None]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return sum(vals) / len(vals) if vals else None
+
+
+def _sync(device: str | None) -> None:
+    if device is not None and device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    return a is not None and b is not None and abs(a - b) <= TOLERANCE * max(abs(b), 1e-12)
+
+
+def check_aqlm_block(fp, calib, device: str, options: dict[str, Any]) -> dict[str, Any]:
+    cpu = _quantize(fp, calib, None, 1, options)
+    dev = _quantize(fp, calib, device, 1, options)
+    ok = _close(dev["block_mse"], cpu["block_mse"]) and _close(dev["block_mse_heldout"], cpu["block_mse_heldout"])
+    return {"ok": ok, "cpu": cpu, "device": dev, "tolerance": TOLERANCE}
+
+
+def check_engine(fp, tokenizer, device: str, prompts: int, max_new_tokens: int) -> dict[str, Any]:
+    from codequant.benchmarks.registry import load_benchmark
+    from codequant.generation.engine import Request, SamplingParams, generate
+    from codequant.generation.extract import fenced_block_complete
+    from codequant.generation.hf import hf_generate
+    from codequant.generation.prompts import build_prompt
+
+    model = copy.deepcopy(fp).to(device)
+    reqs = []
+    for p in load_benchmark("humaneval")[:prompts]:
+        pt = build_prompt(p, tokenizer, "auto")
+        reqs.append(Request(pt.text, key=p.task_id, add_special_tokens=pt.add_special_tokens))
+    params = SamplingParams(max_new_tokens=max_new_tokens, stop_rule=fenced_block_complete)
+    t0 = time.perf_counter()
+    ours = generate(model, tokenizer, reqs, params, batch_size=len(reqs), progress=False)
+    ours_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ref = hf_generate(model, tokenizer, reqs, params, progress=False)
+    ref_s = time.perf_counter() - t0
+    same = sum(a.token_ids == b.token_ids for a, b in zip(ours, ref, strict=True))
+    tokens = sum(c.new_tokens for c in ours)
+    return {"ok": same == len(reqs), "prompts": len(reqs), "identical_rows": same, "tokens": tokens,
+            "engine_tok_s": round(tokens / ours_s, 2), "generate_tok_s": round(sum(c.new_tokens for c in ref) / ref_s, 2)}
+
+
+def machine(device: str) -> dict[str, Any]:
+    info: dict[str, Any] = {"device": device, "torch": torch.__version__, "cpu_count": os.cpu_count(),
+                            "platform": platform.platform()}
+    if device.startswith("cuda"):
+        props = torch.cuda.get_device_properties(torch.device(device))
+        info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda)
+    return info
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda", help="cuda | cuda:N (--dry: cpu)")
+    ap.add_argument("--model", default="smollm2-135m")
+    ap.add_argument("--dry", action="store_true", help="small and on the CPU: checks the script itself")
+    ap.add_argument("--samples", type=int, default=72, help="calibration rows, held-out ones included")
+    ap.add_argument("--val-samples", type=int, default=8)
+    ap.add_argument("--seq-len", type=int, default=512)
+    ap.add_argument("--prompts", type=int, default=8, help="HumanEval prompts for the engine check")
+    ap.add_argument("--max-new-tokens", type=int, default=256)
+    ap.add_argument("--blocks", type=int, default=None, help="blocks timed in aqlm_2x8 (default: all)")
+    ap.add_argument("--out", help="also write the JSON here")
+    args = ap.parse_args(argv)
+    options: dict[str, Any] = {}
+    if args.dry:
+        args.device = "cpu"
+        args.samples, args.val_samples, args.seq_len = min(args.samples, 12), min(args.val_samples, 4), min(
+            args.seq_len, 32)
+        args.prompts, args.max_new_tokens = min(args.prompts, 3), min(args.max_new_tokens, 16)
+        options = {"num_codebooks": 1, "codebook_bits": 4, "group_size": 8}
+    device = resolve_device(args.device)
+
+    from codequant.models import load
+
+    t0 = time.perf_counter()
+    loaded = load(args.model)
+    fp, tokenizer = loaded.model, loaded.tokenizer
+    result: dict[str, Any] = {"model": args.model, "dry": args.dry, "load_s": round(time.perf_counter() - t0, 2),
+                              "calibration": {"rows": args.samples, "held_out": args.val_samples,
+                                              "seq_len": args.seq_len}}
+    calib = _calibration(tokenizer, args)
+    checks = {"aqlm_block": check_aqlm_block(fp, calib, device, options),
+              "engine": check_engine(fp, tokenizer, device, args.prompts, args.max_new_tokens)}
+    timed = _quantize(fp, calib, device, args.blocks, options)
+    checks["aqlm_2x8"] = {"ok": timed["block_mse"] is not None, **timed}
+    result.update(checks=checks, ok=all(c["ok"] for c in checks.values()), machine=machine(device))
+    text = json.dumps(result, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
