@@ -127,7 +127,7 @@ def quantize_cmd(
     import json
 
     from codequant.calibration import resolve_val_samples
-    from codequant.quant.run import build_config, error_summary, parse_formats, quantize_to_dir
+    from codequant.quant.run import QuantRun, build_config, error_summary, parse_formats, quantize_to_dir
 
     options = {"act_order": act_order, "static_groups": static_groups} if method == "gptq" else {}
     if method != "gptq" and (act_order or static_groups):
@@ -147,9 +147,11 @@ def quantize_cmd(
     config = build_config(method, bits=bits, preset=preset, group_size=group_size, num_codebooks=codebooks,
                           codebook_bits=codebook_bits, seed=seed, options=options)
     formats = parse_formats(fmt, method)
+    run = QuantRun(calibration=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples,
+                   formats=tuple(formats), batch_size=batch_size, max_blocks=max_blocks, sequential=sequential,
+                   device=device)
     result = quantize_to_dir(
-        model, config, out, calibration=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples,
-        formats=formats, batch_size=batch_size, max_blocks=max_blocks, sequential=sequential, device=device,
+        model, config, out, run,
         on_resolved=lambda r: print(f"configuration: {json.dumps(r, default=str)}"),
     )
     acc, times = result["accounting"], result["timings"]

@@ -82,39 +82,45 @@ def make_model_quantizer(config: QuantConfig, model: Any) -> Quantizer:
     return make_quantizer(config)
 
 
-def quantize_to_dir(
-    model_spec: str,
-    config: QuantConfig,
-    out_dir: str | Path,
-    *,
-    calibration: Any = "code",
-    samples: int = 128,
-    seq_len: int = 512,
-    val_samples: int | None = None,
-    formats: list[str] | None = None,
-    batch_size: int = 8,
-    sequential: bool | None = None,
-    max_blocks: int | None = None,
-    progress: bool = True,
-    on_resolved: Any = None,
-    device: str = "cpu",
-) -> dict[str, Any]:
-    """Run the whole quantization and write OUT; returns what quantize.json holds.
+@dataclasses.dataclass(frozen=True)
+class QuantRun:
+    """How one quantization runs, besides the model and the method (what `codequant quantize` takes).
 
-    `val_samples` of the `samples` calibration rows are held out (None: `default_val_samples(samples)`, 0: none):
-    they never steer a fit, and give every layer and block a held-out error (AQLM's block tuning selects on them).
+    `calibration`: code | mixed | random | PATH of a built set, or an already built set (tensor or
+    CalibrationSet-like, from the benches and tests). `val_samples` of the `samples` rows are held out (None:
+    `default_val_samples(samples)`, 0: none): they never steer a fit, and give every layer and block a held-out
+    error (AQLM's block tuning selects on them). `formats`: None = every format of the method (`parse_formats`).
     `device`: where each block is quantized ("cuda": one block at a time on the GPU, the model in CPU memory).
     """
+
+    calibration: Any = "code"
+    samples: int = 128
+    seq_len: int = 512
+    val_samples: int | None = None
+    formats: tuple[str, ...] | None = None
+    batch_size: int = 8
+    sequential: bool | None = None  # None: the quantizer's own default (see quantize_model)
+    max_blocks: int | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if isinstance(self.formats, str):
+            raise CodequantError(f"QuantRun.formats is a sequence of format names, not the string {self.formats!r}")
+
+
+def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, run: QuantRun = QuantRun(), *,
+                    progress: bool = True, on_resolved: Any = None) -> dict[str, Any]:
+    """Run the whole quantization and write OUT; returns what quantize.json holds. `on_resolved` gets the
+    quantizer's resolved configuration before the (long) quantization starts."""
     from codequant.devices import resolve_device
-    from codequant.quant.export import accounting, export_dequantized, save_codequant_checkpoint
+    from codequant.models import load
+    from codequant.quant.export import accounting
     from codequant.quant.pipeline import check_model, quantize_model
 
-    formats = formats if formats is not None else parse_formats(None, config.method)
+    formats = list(run.formats) if run.formats is not None else parse_formats(None, config.method)
     out = Path(out_dir)
     times: dict[str, float] = {}
     t = time.perf_counter()
-    from codequant.models import load
-
     loaded = load(model_spec)
     model, tokenizer = loaded.model, loaded.tokenizer
     times["load_s"] = time.perf_counter() - t
@@ -125,44 +131,25 @@ def quantize_to_dir(
     if on_resolved is not None:
         on_resolved(resolved)
     t = time.perf_counter()
-    if isinstance(calibration, str):
-        try:
-            from codequant.calibration import resolve_calibration
-        except ImportError as exc:
-            raise CodequantError(f"calibration sets are not available in this install: {exc}") from exc
-        from codequant.calibration import resolve_val_samples
-
-        val_samples = resolve_val_samples(samples, val_samples)
-        calib = resolve_calibration(calibration, tokenizer, samples=samples, seq_len=seq_len, seed=config.seed,
-                                    val_samples=val_samples)
-    else:  # an already built set (tensor or CalibrationSet-like), e.g. from the bench or tests
-        calib = calibration
+    calib, val_samples = _calibration(run, tokenizer, config.seed)
     times["calibration_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    report = quantize_model(model, calib, quantizer, checkpoint_dir=out / "checkpoint", batch_size=batch_size,
-                            progress=progress, sequential=sequential, max_blocks=max_blocks,
-                            device=None if resolve_device(device) == "cpu" else resolve_device(device))
+    device = resolve_device(run.device)
+    report = quantize_model(model, calib, quantizer, checkpoint_dir=out / "checkpoint", batch_size=run.batch_size,
+                            progress=progress, sequential=run.sequential, max_blocks=run.max_blocks,
+                            device=None if device == "cpu" else device)
     times["quantize_s"] = time.perf_counter() - t
     info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved}
-    written: dict[str, str] = {}
     t = time.perf_counter()
-    if report.complete:
-        if "dequantized" in formats:
-            written["dequantized"] = str(export_dequantized(model, tokenizer, out, info=info))
-        if "codequant" in formats:
-            written["codequant"] = str(save_codequant_checkpoint(model, out / "codequant", tokenizer=tokenizer, info=info))
-        if "aqlm" in formats:
-            from codequant.quant.aqlm import export_aqlm
-
-            written["aqlm"] = str(export_aqlm(model, tokenizer, out / "aqlm"))
+    written = _write_exports(model, tokenizer, out, info, formats) if report.complete else {}
     times["export_s"] = time.perf_counter() - t
-    ckpt_bytes = sum(p.stat().st_size for p in (out / "checkpoint").glob("block_*.safetensors"))
     result = {
         **info,
-        "calibration": {"spec": calibration if isinstance(calibration, str) else "given", "samples": samples, "seq_len": seq_len, "val_samples": val_samples,
+        "calibration": {"spec": run.calibration if isinstance(run.calibration, str) else "given",
+                        "samples": run.samples, "seq_len": run.seq_len, "val_samples": val_samples,
                         "sequential": report.calibration["sequential"], "manifest": getattr(calib, "manifest", None)},
         "complete": report.complete,
-        "accounting": {**accounting(model), "checkpoint_bytes": ckpt_bytes},
+        "accounting": {**accounting(model), "checkpoint_bytes": _checkpoint_bytes(out / "checkpoint")},
         "timings": {**times, "pipeline_s": report.seconds},
         "exports": written,
         "blocks": report.blocks,
@@ -173,6 +160,38 @@ def quantize_to_dir(
     tmp.write_text(json.dumps(result, indent=2, default=str))
     tmp.replace(out / "quantize.json")
     return result
+
+
+def _calibration(run: QuantRun, tokenizer, seed: int) -> tuple[Any, int | None]:
+    """(calibration set, held-out rows): a named or saved set is built or read here; a given one is used as is."""
+    if not isinstance(run.calibration, str):
+        return run.calibration, run.val_samples
+    try:
+        from codequant.calibration import resolve_calibration, resolve_val_samples
+    except ImportError as exc:
+        raise CodequantError(f"calibration sets are not available in this install: {exc}") from exc
+    val_samples = resolve_val_samples(run.samples, run.val_samples)
+    return resolve_calibration(run.calibration, tokenizer, samples=run.samples, seq_len=run.seq_len, seed=seed,
+                               val_samples=val_samples), val_samples
+
+
+def _write_exports(model, tokenizer, out: Path, info: dict[str, Any], formats: list[str]) -> dict[str, str]:
+    from codequant.quant.export import export_dequantized, save_codequant_checkpoint
+
+    written: dict[str, str] = {}
+    if "dequantized" in formats:
+        written["dequantized"] = str(export_dequantized(model, tokenizer, out, info=info))
+    if "codequant" in formats:
+        written["codequant"] = str(save_codequant_checkpoint(model, out / "codequant", tokenizer=tokenizer, info=info))
+    if "aqlm" in formats:
+        from codequant.quant.aqlm import export_aqlm
+
+        written["aqlm"] = str(export_aqlm(model, tokenizer, out / "aqlm"))
+    return written
+
+
+def _checkpoint_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.glob("block_*.safetensors"))
 
 
 def error_summary(result: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ import torch
 
 from codequant.errors import CodequantError
 from codequant.finetune import FinetuneConfig, finetune
-from codequant.quant.run import build_config, quantize_to_dir
+from codequant.quant.run import QuantRun, build_config, quantize_to_dir
 
 
 @pytest.fixture()
@@ -31,8 +31,8 @@ def test_finetune_improves_and_exports_reloadable_checkpoint(confident_llama_dir
     torch.manual_seed(0)
     tokens = torch.randint(1, 300, (64, 32))
     qdir, fdir = tmp_path / "q", tmp_path / "ft"
-    quantize_to_dir(str(tiny_llama_dir), build_config("rtn", bits=2, group_size=16), qdir, calibration=tokens,
-                    formats=["codequant", "dequantized"], progress=False)
+    quantize_to_dir(str(tiny_llama_dir), build_config("rtn", bits=2, group_size=16), qdir,
+                    QuantRun(calibration=tokens, formats=("codequant", "dequantized")), progress=False)
     config = FinetuneConfig(epochs=4, lr=1e-3, batch_size=4, patience=2)
     result = finetune(qdir, str(tiny_llama_dir), fdir, calibration=tokens, config=config, top_k=16, progress=False)
     saved = json.loads((fdir / "finetune.json").read_text())
@@ -62,8 +62,8 @@ def test_code_updates_on_an_aqlm_checkpoint_and_refused_for_rtn(confident_llama_
     qdir = tmp_path / "q"
     config = build_config("aqlm", num_codebooks=1, codebook_bits=4, group_size=8)
     config.options.update({"max_rounds": 1, "tune_epochs": 0})
-    quantize_to_dir(str(confident_llama_dir), config, qdir, calibration=tokens, formats=["codequant", "aqlm"],
-                    progress=False)
+    quantize_to_dir(str(confident_llama_dir), config, qdir,
+                    QuantRun(calibration=tokens, formats=("codequant", "aqlm")), progress=False)
     before, _ = load_codequant_checkpoint(qdir / "codequant")
     ft = FinetuneConfig(epochs=2, lr=3e-3, batch_size=4, patience=2, code_updates=True, reencode_fraction=0.05,
                         reencode_every=1)
@@ -78,7 +78,7 @@ def test_code_updates_on_an_aqlm_checkpoint_and_refused_for_rtn(confident_llama_
                                                                   strict=True) if n.endswith("codes"))
         assert changed > 0
     rtn = tmp_path / "rtn"
-    quantize_to_dir(str(confident_llama_dir), build_config("rtn", bits=2, group_size=16), rtn, calibration=tokens,
-                    formats=["codequant"], progress=False)
+    quantize_to_dir(str(confident_llama_dir), build_config("rtn", bits=2, group_size=16), rtn,
+                    QuantRun(calibration=tokens, formats=("codequant",)), progress=False)
     with pytest.raises(CodequantError, match="no AQLM layers"):
         finetune(rtn, str(confident_llama_dir), tmp_path / "ft2", calibration=tokens, config=ft, progress=False)

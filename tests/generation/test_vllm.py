@@ -135,12 +135,12 @@ def test_vllm_greedy_equals_the_engine_and_samples_are_seeded(vllm_llama_dir, ti
 @needs_vllm
 def test_vllm_reads_the_dequantized_export_and_names_what_it_cannot_read(vllm_llama_dir, tiny_tokenizer, tmp_path):
     from codequant.models import load
-    from codequant.quant.run import build_config, quantize_to_dir
+    from codequant.quant.run import QuantRun, build_config, quantize_to_dir
 
     out = tmp_path / "rtn"
     torch.manual_seed(0)
     quantize_to_dir(str(vllm_llama_dir), build_config("rtn", bits=4, group_size=32), out,
-                    calibration=torch.randint(1, 300, (16, 32)), formats=["dequantized"], progress=False)
+                    QuantRun(calibration=torch.randint(1, 300, (16, 32)), formats=("dequantized",)), progress=False)
     model = load(str(out)).model
     reqs = [Request(p, key=i) for i, p in enumerate(PROMPTS)]
     params = SamplingParams(max_new_tokens=16)

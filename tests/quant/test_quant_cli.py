@@ -58,20 +58,21 @@ def test_quantize_to_dir_writes_a_loadable_model_and_resumes(tiny_llama_dir, tmp
     import torch
 
     from codequant.models import load
-    from codequant.quant.run import quantize_to_dir
+    from codequant.quant.run import QuantRun, quantize_to_dir
 
     calib = torch.randint(3, 384, (6, 16), generator=torch.Generator().manual_seed(0))
     config = build_config("gptq", bits=4, group_size=32)
     out = tmp_path / "q"
-    first = quantize_to_dir(str(tiny_llama_dir), config, out, calibration=calib, formats=["dequantized", "codequant"],
-                            progress=False)
+    first = quantize_to_dir(str(tiny_llama_dir), config, out,
+                            QuantRun(calibration=calib, formats=("dequantized", "codequant")), progress=False)
     assert first["complete"] and first["accounting"]["formula_bits_per_param"] == 5.0
     saved = json.loads((out / "quantize.json").read_text())
     assert len(saved["layers"]) == 14 and saved["accounting"]["checkpoint_bytes"] > 0
     # every GPTQ layer reports the damping it asked for and the one its Cholesky factorization needed
     assert all(layer["fit"]["damping"] == 0.01 and layer["fit"]["damping_used"] >= 0.01
                and layer["fit"]["retries"] >= 0 for layer in saved["layers"])
-    again = quantize_to_dir(str(tiny_llama_dir), config, out, calibration=calib, formats=["dequantized"], progress=False)
+    again = quantize_to_dir(str(tiny_llama_dir), config, out,
+                            QuantRun(calibration=calib, formats=("dequantized",)), progress=False)
     assert all(b["resumed"] for b in again["blocks"])
     assert [layer["fit"] for layer in again["layers"]] == [layer["fit"] for layer in saved["layers"]]
     # the rerun exported only dequantized: the earlier codequant export and the first run's timings are kept

@@ -12,7 +12,7 @@ from codequant.study.plan import Step
 
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
         metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    from codequant.quant.run import build_config, quantize_to_dir
+    from codequant.quant.run import QuantRun, build_config, quantize_to_dir
 
     cfg = step.config
     (calib_dir,) = [inputs[k] for k in step.deps]
@@ -21,10 +21,10 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
                       seed=cal["seed"], options=cfg["options"])
     # AQLM also in the `aqlm` package's format: the inference step times its kernels (the codes, not fp weights).
     formats = ["dequantized", "codequant"] + (["aqlm"] if cfg["method"] == "aqlm" else [])
-    result = quantize_to_dir(cfg["model"], qc, workdir, calibration=str(calib_dir / cal["set"]), samples=cal["samples"],
-                             seq_len=cal["seq_len"], val_samples=cal["val_samples"],
-                             formats=formats, batch_size=cfg["batch_size"], progress=True,
-                             device=settings.get("device", "cpu"))
+    run = QuantRun(calibration=str(calib_dir / cal["set"]), samples=cal["samples"], seq_len=cal["seq_len"],
+                   val_samples=cal["val_samples"], formats=tuple(formats), batch_size=cfg["batch_size"],
+                   device=settings.get("device", "cpu"))
+    result = quantize_to_dir(cfg["model"], qc, workdir, run, progress=True)
     if not result.get("complete", True):
         raise CodequantError(f"quantization {step.label} stopped before the last block; rerun the study to resume")
     acc = result.get("accounting", {})
