@@ -37,6 +37,7 @@ import torch
 from codequant.generation.batch import Batch, SharedPrefix, _Row, cache_kwarg
 from codequant.generation.detok import IncrementalText
 from codequant.generation.drafts import MAX_DRAFT, PREFILL_PAD_RATIO, length_groups, prompt_lookup
+from codequant.generation.packed import packed_linears
 
 __all__ = ["MAX_DRAFT", "PREFILL_PAD_RATIO", "Batch", "Completion", "Request", "SamplingParams", "SharedPrefix",
            "cache_kwarg", "eos_token_ids", "generate", "length_groups", "pad_token_id", "prompt_lookup",
@@ -234,8 +235,11 @@ class _Scheduler:
 
 def generate(model, tokenizer, requests: Sequence[Request], params: SamplingParams, *, batch_size: int = 8,
              continuous: bool = True, speculate: bool = True, progress: bool = True,
-             on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
+             on_complete: Callable[[Completion], None] | None = None, packed: bool | None = None) -> list[Completion]:
     """Complete every request; returns completions in request order (`on_complete` sees them as they finish).
+
+    `packed`: run the model's fp32 CPU linears through oneDNN with weights reordered for the batch
+    (`codequant.generation.packed`; None = when memory allows, False = torch's default kernels).
 
     `speculate`: when greedy and only a few rows are left, verify prompt-lookup drafts in the same forward."""
     from codequant.progress import bar as progress_bar
@@ -245,7 +249,7 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
         return []
     bar = progress_bar(len(requests), "generate", unit="completion", enabled=progress, leave=False)
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), packed_linears(model, batch_size, packed):
             return _Scheduler(model, tokenizer, requests, params, batch_size, continuous, speculate, on_complete,
                               bar).run()
     finally:
