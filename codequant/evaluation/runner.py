@@ -171,6 +171,7 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
         else:
             lm, tokenizer = (loaded.model, loaded.tokenizer) if loaded else _load_model(model_spec, cfg.device)
         timings["load_s"] = time.perf_counter() - t0
+        cfg = _backend_for(lm, cfg)
         model_id = getattr(getattr(lm, "config", None), "_name_or_path", None) or model_spec
         style = resolve_style(cfg.prompt_style, tokenizer)
         timings.update(_generate_all(lm, tokenizer, pending, problems, store, style, cfg, progress))
@@ -182,6 +183,21 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
                             **{k: round(v, 3) for k, v in timings.items()}}})
     store.write_summary(summary)
     return summary
+
+
+def _backend_for(model, cfg: EvalSettings) -> EvalSettings:
+    """The settings with the backend that can decode `model`: the engine drives attention KV caches only, so a
+    state-space model (Mamba, RWKV) asked for the engine goes through `model.generate` (the run's summary says
+    which backend ran)."""
+    import dataclasses
+
+    from codequant.generation.batch import engine_unsupported
+
+    why = engine_unsupported(model) if cfg.backend == "engine" else None
+    if why is None:
+        return cfg
+    print(f"note: {why}; generating with the hf backend (model.generate) instead of codequant's engine")
+    return dataclasses.replace(cfg, backend="hf")
 
 
 def _record(p: Problem, i: int, *, prompt: str, raw: str, completion: str, stop_reason: str | None,

@@ -25,6 +25,29 @@ def cache_kwarg(model: torch.nn.Module) -> str:
     return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
 
 
+ATTENTION_LAYERS = ("DynamicLayer", "DynamicSlidingWindowLayer")  # cache layers holding attention keys/values
+
+
+def engine_unsupported(model: torch.nn.Module) -> str | None:
+    """Why the engine cannot decode `model`, or None. It drives attention KV caches (rows of keys and values,
+    masked by a 2-D attention mask); a model keeping its state elsewhere (RWKV) or a recurrent state in the cache
+    (Mamba: its linear-attention layers would read the whole mask as the new tokens' mask) would crash or, worse,
+    decode wrong tokens without an error."""
+    params = inspect.signature(model.forward).parameters
+    if "cache" not in params and "past_key_values" not in params:
+        return f"{type(model).__name__} keeps its state outside a KV cache (its forward takes no past_key_values)"
+    from transformers import DynamicCache
+
+    try:
+        kinds = {type(layer).__name__ for layer in DynamicCache(config=model.config).layers}
+    except (TypeError, ValueError, AttributeError):
+        return None  # no config-built cache to inspect: transformers grows a plain one
+    other = sorted(kinds - set(ATTENTION_LAYERS))
+    if other:
+        return f"{type(model).__name__}'s cache holds {', '.join(other)} layers, not attention keys and values"
+    return None
+
+
 @dataclass
 class _Row:
     req_index: int

@@ -34,7 +34,8 @@ from typing import Any
 
 import torch
 
-from codequant.generation.batch import Batch, SharedPrefix, _Row, cache_kwarg
+from codequant.errors import CodequantError
+from codequant.generation.batch import Batch, SharedPrefix, _Row, cache_kwarg, engine_unsupported
 from codequant.generation.detok import IncrementalText
 from codequant.generation.drafts import MAX_DRAFT, PREFILL_PAD_RATIO, length_groups, prompt_lookup
 from codequant.generation.packed import packed_linears
@@ -247,6 +248,10 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
     use_all_cores()
     if not requests:
         return []
+    why = engine_unsupported(model)
+    if why:
+        raise CodequantError(f"codequant's engine cannot decode this model: {why}; use the hf backend "
+                             "(`--backend hf`, `hf_generate`)")
     bar = progress_bar(len(requests), "generate", unit="completion", enabled=progress, leave=False)
     try:
         with torch.inference_mode(), packed_linears(model, batch_size, packed):

@@ -71,6 +71,13 @@ class QuantizedLinear(nn.Module, ABC):
     def from_state(cls, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> QuantizedLinear:
         """Inverse of `state()` + `meta()`; used to resume a run and to reload codequant checkpoints."""
 
+    @property
+    def weight(self) -> torch.Tensor:
+        """The dequantized weight, for model code that reads `linear.weight` instead of calling the linear (Mamba's
+        `dt_proj.weight @ x`, `hidden.to(linear.weight.dtype)`): such code then computes with the quantized weight,
+        exactly as the forward does. Read-only: an in-place edit of it is not stored in the codes."""
+        return self.dequantize()
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         bias = getattr(self, "bias", None)
         return nn.functional.linear(x, self.dequantize().to(x.dtype), bias)

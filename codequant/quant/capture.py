@@ -6,13 +6,15 @@ inputs of block 0 costs only the embedding, and collecting the XTX of an early l
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
 from torch import nn
 
 from codequant.errors import CodequantError
-from codequant.quant.blocks import Stop, block_device_dtype, call_block, run_block
+from codequant.quant.arch import block_linears
+from codequant.quant.blocks import Stop, block_device_dtype, call_block, relative_mse, run_block
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -42,26 +44,56 @@ def capture_first_inputs(model: nn.Module, layer0: nn.Module, tokens: torch.Tens
     return torch.cat(chunks)
 
 
+def block_call_kwargs(block: nn.Module, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A block call's arguments besides the hidden states, all by name, so that the walk can call the block as
+    `block(hidden, **kwargs)`: GPT-2 passes its cache and mask positionally, StarCoder (gpt_bigcode) its encoder
+    states. Positional arguments are named by the forward's signature."""
+    if len(args) <= 1:
+        return {k: v for k, v in kwargs.items() if k != "hidden_states"}
+    signature = inspect.signature(block.forward)
+    try:
+        bound = signature.bind(*args, **kwargs)
+    except TypeError as exc:
+        raise CodequantError(f"cannot name the positional arguments of {type(block).__name__}.forward: {exc}") from exc
+    named: dict[str, Any] = {}
+    for i, (name, value) in enumerate(bound.arguments.items()):
+        kind = signature.parameters[name].kind
+        if kind is inspect.Parameter.VAR_KEYWORD:
+            named.update(value)
+        elif kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY) and i > 0:
+            raise CodequantError(f"{type(block).__name__}.forward takes {name!r} positionally only; the block walk "
+                                 "calls blocks with the hidden states positionally and everything else by name")
+        elif i > 0:
+            named[name] = value
+    return named
+
+
 @torch.no_grad()
 def capture_layer_kwargs(model: nn.Module, layers: nn.ModuleList, row: torch.Tensor) -> list[dict[str, Any]]:
     """The keyword arguments each decoder layer receives (rotary embeddings, mask, position ids), captured
     from one full forward of one row. They have batch dimension 1 and broadcast over any batch; per-layer
-    capture handles models whose layers differ (sliding-window vs global attention)."""
+    capture handles models whose layers differ (sliding-window vs global attention). The same forward checks that
+    the walk reproduces it (`check_walk`)."""
     captured: list[dict[str, Any] | None] = [None] * len(layers)
+    seen: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(layers)
     handles = []
     for idx, layer in enumerate(layers):
 
-        def hook(_module, args, kwargs, idx=idx):
-            if len(args) > 1:
-                raise CodequantError(f"{type(_module).__name__} takes positional arguments besides hidden_states")
-            kw = {k: v for k, v in kwargs.items() if k != "hidden_states"}
+        def pre_hook(module, args, kwargs, idx=idx):
+            kw = block_call_kwargs(module, args, kwargs)
             kw["use_cache"] = False
-            for name in ("past_key_values", "past_key_value", "cache"):  # the cache's name differs by version
+            for name in ("past_key_values", "past_key_value", "cache", "layer_past"):  # the cache's name varies
                 if name in kw:
                     kw[name] = None
             captured[idx] = kw
 
-        handles.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
+        def hook(_module, args, kwargs, output, idx=idx):
+            hidden = args[0] if args else kwargs["hidden_states"]
+            out = output[0] if isinstance(output, tuple) else output
+            seen[idx] = (hidden.detach().clone(), out.detach().clone())
+
+        handles.append(layer.register_forward_pre_hook(pre_hook, with_kwargs=True))
+        handles.append(layer.register_forward_hook(hook, with_kwargs=True))
     try:
         model(input_ids=row.to(model_device(model)), use_cache=False)
     finally:
@@ -69,15 +101,34 @@ def capture_layer_kwargs(model: nn.Module, layers: nn.ModuleList, row: torch.Ten
             h.remove()
     if any(c is None for c in captured):
         raise CodequantError("not every decoder layer ran during the forward pass; unsupported architecture")
+    check_walk(layers, captured, seen)  # type: ignore[arg-type]
     return captured  # type: ignore[return-value]
 
+
+WALK_TOLERANCE = 1e-6  # relative MSE: float noise passes, any real transformation (a halving is 0.25) does not
+
+
+def check_walk(layers: nn.ModuleList, kwargs: list[dict[str, Any]], seen: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+    """The walk feeds block i+1 what block i returned and calls each block with its captured arguments only; check
+    both against the model's own forward (`seen`: each block's (input, output)). A model that transforms the hidden
+    states between its blocks, or a block that reads state the arguments do not carry, fails here, by name."""
+    for idx, (layer, (hidden, out)) in enumerate(zip(layers, seen, strict=True)):
+        replay = call_block(layer, hidden, kwargs[idx])
+        if relative_mse(replay.float(), out.float()) > WALK_TOLERANCE:
+            raise CodequantError(f"block {idx} ({type(layer).__name__}) gives other outputs when called with the "
+                                 "arguments the model passed it: it depends on state outside its arguments, which "
+                                 "the block walk cannot reproduce")
+        if idx + 1 < len(layers) and relative_mse(seen[idx + 1][0].float(), out.float()) > WALK_TOLERANCE:
+            raise CodequantError(f"{type(layer).__name__} {idx + 1} does not receive what block {idx} returned: the "
+                                 "model transforms the hidden states between its blocks, which the block walk "
+                                 "(block i+1 gets block i's output) does not reproduce")
 
 
 @torch.no_grad()
 def linear_groups(block: nn.Module, sample: torch.Tensor, kwargs: dict[str, Any]) -> list[list[str]]:
-    """The block's nn.Linear names grouped by shared input, in the order the forward first calls them.
+    """The block's linear names (nn.Linear, Conv1D) grouped by shared input, in the order the forward first calls them.
     Linears the forward never calls come last, each alone."""
-    linears = {n: m for n, m in block.named_modules() if isinstance(m, nn.Linear)}
+    linears = block_linears(block)
     calls: list[tuple[str, torch.Tensor]] = []
     handles = [
         m.register_forward_pre_hook(lambda _m, args, n=n: calls.append((n, args[0]))) for n, m in linears.items()

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from codequant.errors import CodequantError
+from codequant.quant.arch import conv1d_names, to_conv1d
 from codequant.quant.checkpoint import (
     apply_module_state,
     load_state_file,
@@ -79,9 +80,11 @@ def export_dequantized(model: nn.Module, tokenizer: Any, out_dir: str | Path, *,
     if not quant:
         raise CodequantError("the model has no quantized layers; run quantize_model first")
     acc = accounting(model)
+    transposed = conv1d_names(model)  # GPT-2 stores these linears as Conv1D: the folder must hold that layout
     try:
         for name, q in quant.items():
-            set_submodule(model, name, _dequantized_linear(q))
+            linear = _dequantized_linear(q)
+            set_submodule(model, name, to_conv1d(linear) if name in transposed else linear)
         model.save_pretrained(out)
     finally:
         for name, q in quant.items():

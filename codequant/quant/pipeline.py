@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from codequant.errors import CodequantError
+from codequant.quant.arch import as_linear, block_linears, check_architecture, find_decoder_layers
 from codequant.quant.base import QuantizedLinear, Quantizer
 from codequant.quant.blocks import block_device_dtype, relative_mse, run_block, to_device
 from codequant.quant.capture import capture_first_inputs, capture_layer_kwargs, collect_xtx, linear_groups
@@ -67,29 +68,19 @@ class QuantReport:
         return {**dataclasses.asdict(self), "totals": self.totals()}
 
 
-def find_decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
-    """The ModuleList of decoder blocks: `model.model.layers` for Llama/Mistral/Qwen2, else the ModuleList named
-    `*layers`/`*h`/`*blocks` whose length is the config's num_hidden_layers (Gemma3 and friends)."""
-    inner = getattr(model, "model", None)
-    if isinstance(getattr(inner, "layers", None), nn.ModuleList):
-        return "model.layers", inner.layers
-    config = getattr(model, "config", None)
-    text = getattr(config, "text_config", None) or config
-    n = getattr(text, "num_hidden_layers", None)
-    for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and name.split(".")[-1] in ("layers", "h", "blocks"):
-            if n is None or len(module) == n:
-                return name, module
-    raise CodequantError(f"cannot find the decoder layers of {type(model).__name__}; expected model.model.layers")
-
-
 def check_model(model: nn.Module, quantizer: Quantizer) -> tuple[str, nn.ModuleList]:
-    """Fail before any work if the quantizer cannot handle some block linear (e.g. group size vs inputs)."""
+    """Fail before any work if the architecture does what the walk cannot follow (`check_architecture`), if its
+    blocks hold no linear, or if the quantizer cannot handle some block linear (e.g. group size vs inputs)."""
+    check_architecture(model)
     prefix, layers = find_decoder_layers(model)
+    found = 0
     for idx, layer in enumerate(layers):
-        for name, m in layer.named_modules():
-            if isinstance(m, nn.Linear):
-                quantizer.check_linear(f"{prefix}.{idx}.{name}", m)
+        for name, m in block_linears(layer).items():
+            quantizer.check_linear(f"{prefix}.{idx}.{name}", as_linear(m, device="meta"))
+            found += 1
+    if not found:
+        raise CodequantError(f"the decoder blocks of {type(model).__name__} ({prefix}) hold no nn.Linear or Conv1D; "
+                             "nothing to quantize")
     return prefix, layers
 
 
@@ -247,7 +238,7 @@ class BlockWalk:
                 xtx[g] = collect_xtx(block, self.acts.train, kwargs, self.batch_size, [names], stop=True)[1].get(0)
             for lin_name in names:
                 self.notify(index, lin_name)
-                linear = block.get_submodule(lin_name)
+                linear = as_linear(block.get_submodule(lin_name))  # a Conv1D as the [out, in] linear it is
                 h = xtx.get(g) if needs_xtx else None
                 if needs_xtx and h is None:  # never called in the forward: no activations, treat inputs as white
                     h = torch.eye(linear.in_features, dtype=torch.float64, device=linear.weight.device)

@@ -126,6 +126,7 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     times["load_s"] = time.perf_counter() - t
     quantizer = make_model_quantizer(config, model)
     check_model(model, quantizer)
+    formats = _formats_for(model, formats, explicit=run.formats is not None)
     out.mkdir(parents=True, exist_ok=True)
     resolved = quantizer.describe()
     if on_resolved is not None:
@@ -160,6 +161,19 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     tmp.write_text(json.dumps(result, indent=2, default=str))
     tmp.replace(out / "quantize.json")
     return result
+
+
+def _formats_for(model: Any, formats: list[str], *, explicit: bool) -> list[str]:
+    """The formats to write for this model: a format the architecture cannot be written in is an error, before any
+    work, when asked for by name, and left out of the method's default formats."""
+    if "aqlm" not in formats:
+        return formats
+    from codequant.quant.aqlm.export import aqlm_format_problem
+
+    problem = aqlm_format_problem(model)
+    if problem and explicit:
+        raise CodequantError(problem)
+    return [f for f in formats if f != "aqlm"] if problem else formats
 
 
 def _calibration(run: QuantRun, tokenizer, seed: int) -> tuple[Any, int | None]:

@@ -24,6 +24,7 @@ from torch import nn
 
 from codequant.errors import CodequantError
 from codequant.quant.aqlm.linear import AqlmLinear, pack_codes
+from codequant.quant.arch import conv1d_names
 
 _NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
@@ -63,12 +64,27 @@ def aqlm_state_dict(model: nn.Module, dtype: torch.dtype | None = None) -> tuple
     return {k: v.cpu().contiguous() for k, v in tensors.items()}, qconfig
 
 
+def aqlm_format_problem(model: nn.Module) -> str | None:
+    """Why `model` cannot be written in the aqlm format, or None. transformers swaps only nn.Linear modules for the
+    aqlm package's layer, so an architecture that builds some block linears as GPT-2's Conv1D would load with
+    those left at random weights."""
+    transposed = conv1d_names(model)
+    if transposed:
+        return (f"the aqlm format cannot hold {type(model).__name__}: transformers replaces only nn.Linear modules "
+                f"with aqlm layers, and this architecture builds {len(transposed)} block linears as Conv1D "
+                f"(e.g. {min(transposed)}); write --format dequantized,codequant instead")
+    return None
+
+
 def export_aqlm(model: nn.Module, tokenizer: Any, out_dir: str | Path, description: str | None = None,
                 dtype: torch.dtype | None = None) -> Path:
     """Write `out_dir` (config.json, model.safetensors, tokenizer, README.md); returns it.
 
     `dtype`: of codebooks, scales and the fp parts (default: the quantized layers' compute dtype; load with the
     same `dtype=` for exact logits; aqlm's CPU kernels need float32)."""
+    problem = aqlm_format_problem(model)
+    if problem:
+        raise CodequantError(problem)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tensors, qconfig = aqlm_state_dict(model, dtype)

@@ -30,11 +30,11 @@ DEFAULT_TOLERANCE = 0.1
 
 
 def quantized_shapes(model: nn.Module) -> list[tuple[int, int]]:
-    """(out, in) of every nn.Linear inside the decoder blocks: what the pipeline will quantize."""
-    from codequant.quant.pipeline import find_decoder_layers
+    """(out, in) of every linear (nn.Linear, Conv1D) inside the decoder blocks: what the pipeline will quantize."""
+    from codequant.quant.arch import block_linears, find_decoder_layers, linear_shape
 
     _, layers = find_decoder_layers(model)
-    return [(m.out_features, m.in_features) for layer in layers for m in layer.modules() if isinstance(m, nn.Linear)]
+    return [linear_shape(m) for layer in layers for m in block_linears(layer).values()]
 
 
 def model_cost(shapes: list[tuple[int, int]], num_codebooks: int, nbits: int, group_size: int) -> dict[str, float]:
