@@ -45,8 +45,9 @@ def variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
 
 def markdown(rows: list[dict], batches: list[int]) -> str:
     head = ("| variant | bits/param | file MB | peak RSS MB | prefill tok/s | "
-            + " | ".join(f"decode b{b} tok/s" for b in batches) + " | decode b1 vs fp32 |")
-    lines = [head, "|" + "---|" * (6 + len(batches))]
+            + " | ".join(f"decode b{b} tok/s" for b in batches) + " | decode b1 vs fp32 | "
+            + " | ".join(f"J/token b{b}" for b in batches) + " | energy method |")
+    lines = [head, "|" + "---|" * (7 + 2 * len(batches))]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['label']} | error: {r['error']} |")
@@ -56,7 +57,9 @@ def markdown(rows: list[dict], batches: list[int]) -> str:
         rel = r.get("vs_fp32", {}).get(f"decode_b{batches[0]}")
         lines.append(f"| {r['label']} | {bits} | {mb} | {r['peak_rss_mb']} | {r['prefill_tok_s']} | "
                      + " | ".join(str(r["decode_tok_s"].get(str(b))) for b in batches)
-                     + f" | {'1.000' if r['label'] == 'fp32' else ('-' if rel is None else f'{rel:.3f}')} |")
+                     + f" | {'1.000' if r['label'] == 'fp32' else ('-' if rel is None else f'{rel:.3f}')} | "
+                     + " | ".join(str((r.get("decode_j_per_token") or {}).get(str(b), "-")) for b in batches)
+                     + f" | {r.get('energy_method') or '-'} |")
     return "\n".join(lines)
 
 

@@ -8,7 +8,8 @@ since one quantized folder runs several ways (`backends`):
 - `aqlm-kernels`: the `aqlm` package's kernels through plain transformers (`aqlm/`): the weights stay codes and
   every matmul decodes them (on CPU: numba, one thread, the only exact setting; see `models.loader`).
 
-Decoding is greedy for exactly `new_tokens` per row (no early stop) over held-out Python code (never calibration
+Energy per decoded token comes with the method that gave it (`codequant.metrics.energy`: counters, or a stated
+CPU-time estimate). Decoding is greedy for exactly `new_tokens` per row (no early stop) over held-out Python code (never calibration
 data), through the same preallocated KV cache as the engine. Peak RSS is only the backend's own when it is measured
 in a fresh process: `measure_isolated` runs `python -m codequant.metrics.inference` for that.
 """
@@ -48,10 +49,14 @@ class InferenceResult:
     peak_rss_mb: float | None = None
     file_bytes: int | None = None
     formula_bits_per_param: float | None = None
+    decode_j_per_token: dict[int, float] = field(default_factory=dict)  # batch size -> joules per new token
+    energy_method: str | None = None  # rapl | nvml | estimate:cpu-time (codequant.metrics.energy)
+    energy_note: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["decode_tok_s"] = {str(b): v for b, v in self.decode_tok_s.items()}
+        out["decode_j_per_token"] = {str(b): v for b, v in self.decode_j_per_token.items()}
         return out
 
 
@@ -90,6 +95,7 @@ def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backen
     from codequant.calibration import heldout_tokens
     from codequant.generation.engine import cache_kwarg, use_all_cores
     from codequant.generation.kvcache import preallocate
+    from codequant.metrics.energy import EnergyMeter
     from codequant.models import load
 
     if not settings.batches or min(settings.batches) < 1 or settings.new_tokens < 1 or settings.prompt_tokens < 1:
@@ -104,6 +110,8 @@ def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backen
     kw = cache_kwarg(model)
     sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     decode: dict[int, float] = {}
+    joules: dict[int, float] = {}
+    meter = EnergyMeter(use_gpu=model.device.type == "cuda")
     with torch.inference_mode():
         model(input_ids=prompts[:1, :16])  # warm-up: kernels, numba JIT of the aqlm kernels
         sync()
@@ -118,15 +126,18 @@ def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backen
             token = logits[:, -1].argmax(-1, keepdim=True)
             sync()
             t = time.perf_counter()
-            for _ in range(settings.new_tokens):
-                logits = model(input_ids=token, use_cache=True, **{kw: cache}).logits
-                token = logits[:, -1].argmax(-1, keepdim=True)
-            sync()
+            with meter:
+                for _ in range(settings.new_tokens):
+                    logits = model(input_ids=token, use_cache=True, **{kw: cache}).logits
+                    token = logits[:, -1].argmax(-1, keepdim=True)
+                sync()
             decode[b] = round(b * settings.new_tokens / (time.perf_counter() - t), 2)
+            joules[b] = round(meter.energy.joules / (b * settings.new_tokens), 4)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return InferenceResult(spec=str(spec), backend=backend, load_s=round(load_s, 2), prefill_tok_s=round(prefill, 1),
                            decode_tok_s=decode, peak_rss_mb=round(peak, 1), file_bytes=weight_bytes(spec),
-                           formula_bits_per_param=formula_bits(spec))
+                           formula_bits_per_param=formula_bits(spec), decode_j_per_token=joules,
+                           energy_method=meter.energy.method, energy_note=meter.energy.note)
 
 
 def measure_isolated(spec: str, settings: InferenceSettings = InferenceSettings(), backend: str = "fp",

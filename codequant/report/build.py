@@ -140,7 +140,10 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
           "errors flatter a fit that overfits the calibration rows.", "", tables.markdown(data["quant_errors"]),
           "## Inference", "", captions["inference"] + ". `dequantized`: the fp32 export the evaluations ran; "
           "`aqlm-kernels`: the AQLM codes through the `aqlm` package's kernels (on CPU: numba, one thread). Each "
-          "backend was measured in its own process; `bN_x_fp`: decode tokens/s at batch N over fp's.", "",
+          "backend was measured in its own process; `bN_x_fp`: decode tokens/s at batch N over fp's. "
+          "`j_per_token_bN`: energy per decoded token at batch N, by `energy_method`: `rapl`/`nvml` are counter "
+          "readings, `estimate:cpu-time` is CPU seconds times a stated power per busy core (no counters on that "
+          "machine), an estimate that ranks versions by CPU work (codequant.metrics.energy).", "",
           tables.markdown(data["inference"]),
           "## Why completions fail", "", captions["failures"] + ". " + FAILURE_NOTE, "",
           tables.markdown(data["failures"], FAILURE_COLS), "![failures per version](plots/failures.png)", "",

@@ -209,6 +209,7 @@ def inference_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     rows = [r for r in store.rows("SELECT * FROM inference ORDER BY model, method != 'fp', method, bits DESC, "
                                   "calibration, finetuned, backend") if scope.variant(r["variant_key"])]
     decode = {(r["variant_key"], r["backend"]): json.loads(r["decode_tok_s"] or "{}") for r in rows}
+    energy = {(r["variant_key"], r["backend"]): json.loads(r["decode_j_per_token"] or "{}") for r in rows}
     batches = sorted({int(b) for d in decode.values() for b in d})
     fp = {r["model"]: decode[(r["variant_key"], r["backend"])] for r in rows if r["method"] == "fp"}
     out = []
@@ -222,6 +223,9 @@ def inference_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
             row[f"decode_b{b}_tok_s"] = d.get(str(b))
             ref = fp.get(r["model"], {}).get(str(b))
             row[f"b{b}_x_fp"] = d[str(b)] / ref if ref and d.get(str(b)) is not None else None
+        for b in batches:
+            row[f"j_per_token_b{b}"] = energy[(r["variant_key"], r["backend"])].get(str(b))
+        row["energy_method"] = r["energy_method"]
         out.append(row)
     return out
 

@@ -67,6 +67,7 @@ OUTCOME_COLUMNS_ADDED = {"failure": "TEXT", "failure_detail": "TEXT"}
 # Executors (codequant.study.executors): the job a step was given ("local", a Ray task id, a Slurm job id) and
 # where it ran (host:pid).
 STEP_COLUMNS_ADDED = {"job_id": "TEXT", "worker": "TEXT"}
+INFERENCE_COLUMNS_ADDED = {"decode_j_per_token": "TEXT", "energy_method": "TEXT"}
 
 
 class StudyStore:
@@ -83,6 +84,7 @@ class StudyStore:
         self._add_columns("comparisons", COMPARISON_COLUMNS_ADDED)
         self._add_columns("outcomes", OUTCOME_COLUMNS_ADDED)
         self._add_columns("steps", STEP_COLUMNS_ADDED)
+        self._add_columns("inference", INFERENCE_COLUMNS_ADDED)
 
     def _add_columns(self, table: str, columns: dict[str, str]) -> None:
         have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}

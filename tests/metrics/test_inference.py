@@ -23,6 +23,8 @@ def test_measure_times_prefill_and_each_batch(tiny_llama_dir):
     assert r.file_bytes == sum(p.stat().st_size for p in tiny_llama_dir.glob("*.safetensors")) > 0
     assert r.formula_bits_per_param is None and r.peak_rss_mb > 0
     assert json.loads(json.dumps(r.to_dict()))["decode_tok_s"].keys() == {"1", "3"}
+    assert set(r.decode_j_per_token) == {1, 3} and all(v > 0 for v in r.decode_j_per_token.values())
+    assert r.energy_method in ("rapl", "nvml", "rapl+nvml", "estimate:cpu-time")
     with pytest.raises(CodequantError, match="positive"):
         measure(str(tiny_llama_dir), InferenceSettings(batches=(0,)))
 

@@ -168,9 +168,11 @@ def test_inference_step_times_every_version_and_the_report_shows_it(tmp_path, ti
     for r in rows:
         assert r["prefill_tok_s"] > 0 and r["decode_b1_tok_s"] > 0 and r["decode_b2_tok_s"] > 0
         assert r["peak_rss_mb"] > 50  # a fresh Python process with torch and the model
+        assert r["j_per_token_b1"] > 0 and r["energy_method"]
     assert rows[0]["b1_x_fp"] == 1.0 and rows[1]["formula_bits"] > 4 and rows[1]["file_mb"] > 0
     text = build_report(tmp_path / "tiny").read_text()
     assert "## Inference" in text and f"| {rows[1]['version']} | rtn | 4 | dequantized |" in text
+    assert "j_per_token_b1" in text and "energy_method" in text
 
 
 def test_quantization_errors_reach_the_store_and_the_report(tmp_path, tiny_llama_dir):

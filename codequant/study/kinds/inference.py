@@ -39,4 +39,5 @@ def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None
             "variant_key": variant_key(step), "backend": m["backend"], **cols, "prefill_tok_s": m["prefill_tok_s"],
             "decode_tok_s": json.dumps(m["decode_tok_s"]), "peak_rss_mb": m["peak_rss_mb"],
             "file_bytes": m["file_bytes"], "formula_bits": m["formula_bits_per_param"], "load_s": m["load_s"],
+            "decode_j_per_token": json.dumps(m.get("decode_j_per_token") or {}), "energy_method": m.get("energy_method"),
             "settings": json.dumps({k: step.config[k] for k in ("prompt_tokens", "new_tokens", "device")})}, conn)
