@@ -55,3 +55,25 @@ def test_tiny_model_both_styles_and_resume(tmp_path, tiny_llama, tiny_tokenizer,
         assert "<|im_start|>user\nWrite the docstring of the Python function" in prompt
     assert s["config"]["prompt_style"] == style
     assert s["bleu"] == pytest.approx(sum(r["bleu"] for r in rows) / 2)
+
+
+def test_failures_refuses_a_text_run(tmp_path, no_sandbox):
+    from typer.testing import CliRunner
+
+    from codequant.cli import app
+
+    evaluate("canonical", "humaneval-summarize", EvalSettings(limit=2), out_dir=tmp_path / "c", progress=False)
+    res = CliRunner().invoke(app, ["failures", str(tmp_path / "c")])
+    assert res.exit_code != 0 and "scored by text" in str(res.exception)
+
+
+def test_cli_evaluate_prints_scores(tmp_path, no_sandbox):
+    from typer.testing import CliRunner
+
+    from codequant.cli import app
+
+    out = tmp_path / "c"
+    res = CliRunner().invoke(app, ["evaluate", "canonical", "-b", "humaneval-summarize", "--limit", "3",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "3 summaries of 3 problems  BLEU-4 100.00  corpus BLEU-4 100.00  ROUGE-L 1.0000" in res.output
