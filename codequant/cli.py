@@ -77,8 +77,16 @@ def evaluate_cmd(
                             backend=backend, device=device,
                             vllm=VllmSettings(python=vllm_python, dtype=vllm_dtype, memory_fraction=vllm_memory))
     summary = evaluate(model, benchmark, settings, data=data, out_dir=out_dir)
-    ks = "  ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.startswith("pass@"))
     run = summary["run"]
+    if summary.get("task") == "summarize":  # scored as text, nothing executed (docs/evaluation.md)
+        print(f"{summary['completions']} summaries of {summary['problems']} problems  BLEU-4 {summary['bleu']:.2f}  "
+              f"corpus BLEU-4 {summary['corpus_bleu']:.2f}  ROUGE-L {summary['rouge_l']:.4f}"
+              if summary["completions"] else "no summaries scored yet")
+        print(f"wall {run['wall_s']:.1f}s (load {run['load_s']:.1f}s, generation {run['generation_s']:.1f}s, "
+              f"scoring {run['execution_s']:.1f}s)")
+        print(f"wrote {out_dir}/samples.jsonl and {out_dir}/summary.json")
+        return
+    ks = "  ".join(f"{k}={v:.4f}" for k, v in summary.items() if k.startswith("pass@"))
     print(f"{summary['passed']}/{summary['completions']} completions passed on {summary['problems']} problems  {ks}")
     print(f"status: {summary['status_counts']}  wall {run['wall_s']:.1f}s "
           f"(load {run['load_s']:.1f}s, generation {run['generation_s']:.1f}s, execution {run['execution_s']:.1f}s)")
@@ -235,7 +243,8 @@ def compare_command(
     as_json: bool = typer.Option(False, "--json", help="print a JSON list of rows instead of a table"),
 ) -> None:
     """Paired tests of runs against a baseline (McNemar or clustered), pass@1 difference with CI, odds ratios
-    (b/c > 1: worse), minimum detectable drop, multiple-testing correction."""
+    (b/c > 1: worse), minimum detectable drop, multiple-testing correction. Code summarization runs: the
+    Wilcoxon signed-rank test of per-problem BLEU-4 and ROUGE-L."""
     import json
 
     from codequant.stats import compare_csv, compare_runs, parse_pair
@@ -256,6 +265,12 @@ def compare_command(
                                  "baseline")
         if not runs or len(runs) < 2:
             raise CodequantError("give a baseline run folder and at least one other: codequant compare BASE OTHER")
+        from codequant.stats import read_run
+
+        if read_run(runs[0]).scored:  # code summarization: Wilcoxon per metric (docs/evaluation.md)
+            _print_score_comparisons(runs, correction=correction, common_only=common_only, alpha=alpha,
+                                     as_json=as_json)
+            return
         rows = compare_runs(runs[0], runs[1:], common_only=common_only, **opts)
     if as_json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
@@ -268,6 +283,25 @@ def compare_command(
         if not console.is_terminal:
             console = Console(width=200)  # piped output: don't squeeze the columns into 80
         console.print(comparison_table(rows, alpha=alpha, requested_test=test))
+
+
+def _print_score_comparisons(runs: list[str], *, correction: str, common_only: bool, alpha: float,
+                             as_json: bool) -> None:
+    import json
+
+    from rich.console import Console
+
+    from codequant.stats import compare_score_runs
+    from codequant.stats.table import score_table
+
+    rows = compare_score_runs(runs[0], runs[1:], correction=correction, common_only=common_only)
+    if as_json:
+        print(json.dumps([r.to_dict() for r in rows], indent=2))
+        return
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=200)
+    console.print(score_table(rows, alpha=alpha))
 
 
 @app.command("failures")

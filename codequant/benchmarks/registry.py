@@ -38,6 +38,8 @@ register("humaneval-repair", "python", "codequant.benchmarks.repair:load_humanev
          "HumanEval program repair v1: fix a seeded bug in the canonical solution (set in codequant/benchmarks/data)")
 register("humaneval-repair-msg", "python", "codequant.benchmarks.repair:load_humaneval_repair_msg",
          "humaneval-repair with the failing test's assert and error in the prompt")
+register("humaneval-summarize", "python", "codequant.benchmarks.summarize:load_humaneval_summarize",
+         "HumanEval code summarization: write the docstring of the function (BLEU-4, ROUGE-L; no execution)")
 register("multipl-e-java", "java", "codequant.benchmarks.multipl_e:load_multipl_e_java",
          "MultiPL-E humaneval-java (nuprl/MultiPL-E), 158 problems")
 register("humaneval-x-java", "java", "codequant.benchmarks.humaneval_x:load_humaneval_x_java",

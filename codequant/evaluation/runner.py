@@ -3,7 +3,8 @@
 A run lives in one folder. `config.json` pins what the outputs depend on (model, benchmark, data, decoding);
 `samples.jsonl` gets one line per completion, appended and flushed as soon as its program has run, so an
 interrupted run loses at most the completions in flight and re-running the same command resumes where it
-stopped. Scope options (`limit`, `samples`) may grow between runs: each completion's sampling seed depends only
+stopped. Text tasks (code summarization, `codequant.evaluation.text_task`) are scored against their reference
+instead of executed. Scope options (`limit`, `samples`) may grow between runs: each completion's sampling seed depends only
 on (seed, task_id, sample_index), so new samples are the ones a single longer run would have drawn.
 """
 
@@ -22,6 +23,7 @@ from codequant.benchmarks.registry import load_benchmark
 from codequant.devices import resolve_device
 from codequant.errors import CodequantError
 from codequant.evaluation.store import SampleStore
+from codequant.evaluation.text_task import is_text_task, score_row, summarize_text, text_completion
 from codequant.generation.extract import extract_code, fenced_block_complete
 from codequant.generation.prompts import build_prompt, resolve_style
 from codequant.generation.vllm import VllmSettings
@@ -161,9 +163,11 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
             raise CodequantError(f"{benchmark} has no canonical solution for {missing[0]} (and {len(missing) - 1} more)")
         rows = []
         for p, i in pending:
-            rows.append(_record(p, i, prompt=p.prompt, raw=p.canonical_solution, completion=p.canonical_solution,
+            rows.append(_record(p, i, prompt=p.prompt, raw=p.canonical_solution,
+                                completion=_completion(p, p.canonical_solution, "base"),
                                 stop_reason=None, prompt_tokens=0, new_tokens=0, gen_seconds=0.0))
-        timings["execution_s"] += _execute_and_store(rows, store, cfg.workers, progress)
+        timings["execution_s"] += _execute_and_store(rows, store, cfg.workers, progress,
+                                                     {p.task_id: p for p in problems})
     elif pending:
         t0 = time.perf_counter()
         if cfg.backend == "vllm":
@@ -176,7 +180,8 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
         style = resolve_style(cfg.prompt_style, tokenizer)
         timings.update(_generate_all(lm, tokenizer, pending, problems, store, style, cfg, progress))
     timings["wall_s"] = time.perf_counter() - wall0
-    summary = summarize(store.read(), problems, samples)
+    text_task = bool(problems) and all(map(is_text_task, problems))
+    summary = (summarize_text if text_task else summarize)(store.read(), problems, samples)
     summary.update({"config": config, "scope": {"limit": limit, "samples": samples},
                     "model_id": str(model_id), "versions": _versions(),
                     "run": {"new_completions": len(pending), "batch_size": cfg.batch_size, "backend": cfg.backend,
@@ -200,20 +205,32 @@ def _backend_for(model, cfg: EvalSettings) -> EvalSettings:
     return dataclasses.replace(cfg, backend="hf")
 
 
+def _completion(p: Problem, raw: str, style: str) -> str:
+    """What is kept of a raw output: the code to execute, or for a text task the text to score."""
+    return text_completion(p, raw, style) if is_text_task(p) else extract_code(p, raw, style)
+
+
 def _record(p: Problem, i: int, *, prompt: str, raw: str, completion: str, stop_reason: str | None,
             prompt_tokens: int, new_tokens: int, gen_seconds: float) -> dict:
+    program = None if is_text_task(p) else build_program(p, completion)
     return {"task_id": p.task_id, "sample_index": i, "language": p.language, "prompt": prompt, "raw_output": raw,
-            "completion": completion, "program": build_program(p, completion), "stop_reason": stop_reason,
+            "completion": completion, "program": program, "stop_reason": stop_reason,
             "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "gen_seconds": round(gen_seconds, 4)}
 
 
-def _execute_and_store(rows: list[dict], store: SampleStore, workers: int | None, progress: bool = False) -> float:
-    """Run the rows' programs in the sandbox and append them (with their outcome) to samples.jsonl."""
+def _execute_and_store(rows: list[dict], store: SampleStore, workers: int | None, progress: bool = False,
+                       by_id: dict[str, Problem] | None = None) -> float:
+    """Run the rows' programs in the sandbox (a text task's rows, which have none, are scored against their
+    problem in `by_id` instead) and append them with their outcome to samples.jsonl."""
     if not rows:
         return 0.0
     t0 = time.perf_counter()
-    results = _run_programs([(r["language"], r["program"]) for r in rows], workers, progress)
-    for r, res in zip(rows, results, strict=True):
+    for r in rows:
+        if r["program"] is None:  # a text task's row (`_record`): scored, not run
+            score_row(by_id[r["task_id"]], r)
+    run = [r for r in rows if r["program"] is not None]
+    results = _run_programs([(r["language"], r["program"]) for r in run], workers, progress) if run else []
+    for r, res in zip(run, results, strict=True):
         r.update({"status": str(res.status), "exception_type": res.exception_type, "exit_code": res.exit_code,
                   "exec_seconds": round(res.duration_s, 4), "passed": res.passed,
                   "stdout_tail": res.stdout[-TAIL:], "stderr_tail": res.stderr[-TAIL:]})
@@ -253,14 +270,14 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
         nonlocal exec_s
         task_id, i = c.key
         p = by_id[task_id]
-        completion = extract_code(p, c.raw_output, style)
+        completion = _completion(p, c.raw_output, style)
         indices = wanted[task_id] if greedy else [i]
         for j in indices:
             buffer.append(_record(p, j, prompt=c.prompt, raw=c.raw_output, completion=completion,
                                   stop_reason=c.stop_reason, prompt_tokens=c.prompt_tokens,
                                   new_tokens=c.new_tokens, gen_seconds=c.seconds))
         if len(buffer) >= flush_every:
-            exec_s += _execute_and_store(buffer, store, workers)
+            exec_s += _execute_and_store(buffer, store, workers, by_id=by_id)
             buffer.clear()
 
     t0 = time.perf_counter()
@@ -274,7 +291,7 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
     else:
         generate(model, tokenizer, requests, params, batch_size=batch_size, progress=progress,
                  on_complete=on_complete)
-    exec_s += _execute_and_store(buffer, store, workers)
+    exec_s += _execute_and_store(buffer, store, workers, by_id=by_id)
     total = time.perf_counter() - t0
     return {"generation_s": total - exec_s, "execution_s": exec_s}
 

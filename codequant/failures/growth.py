@@ -57,7 +57,11 @@ def read_failures(run_dir: str | Path) -> Failures:
     if not path.is_file():
         raise CodequantError(f"{run_dir} has no samples.jsonl; is it a `codequant evaluate` output folder?")
     with open(path, encoding="utf-8") as fh:
-        return run_failures(json.loads(line) for line in fh if line.strip())
+        rows = [json.loads(line) for line in fh if line.strip()]
+    if rows and all(r.get("status") == "scored" for r in rows):
+        raise CodequantError(f"{run_dir} is scored by text (code summarization): nothing was executed, so there are "
+                             "no failures to classify; its scores are in samples.jsonl (bleu, rouge_l)")
+    return run_failures(rows)
 
 
 def counts(failures: Failures) -> dict[str, int]:

@@ -38,6 +38,10 @@ def resolve_style(style: str, tokenizer) -> str:
 
 
 def chat_instruction(problem: Problem) -> str:
+    """What a chat model is asked: complete the function, or a benchmark's own instruction when the task is not
+    code completion (`extra["chat_instruction"]`, e.g. code summarization)."""
+    if problem.extra.get("chat_instruction"):
+        return problem.extra["chat_instruction"]
     lang = _LANG_NAMES.get(problem.language, problem.language.capitalize())
     fence = problem.language
     return (

@@ -36,6 +36,16 @@ FAILURE_NOTE = (
     "calls a name, module, attribute or Java method/class that neither the program, the standard library (JDK) nor "
     "the allowed imports define; `assertion`: a wrong answer; `runtime`: any other exception. Precedence in that "
     "order (docs/evaluation.md, failure taxonomy); per-completion classes are in study.db `outcomes.failure`.")
+SUMMARIZE_COLS = ("model", "benchmark", "decoding", "version", "problems", "bleu", "corpus_bleu", "rouge_l",
+                  "bleu_diff", "p_bleu", "p_adj_bleu", "rouge_l_diff", "p_rouge_l", "p_adj_rouge_l")
+SUMMARIZE_NOTE = (
+    "Code summarization (humaneval-summarize): the model writes the docstring of a HumanEval function shown without "
+    "it; the reference is the docstring's description (before its first example). `bleu`: mean sentence BLEU-4 "
+    "(sacrebleu, 13a tokens, exponential smoothing, 0-100); `corpus_bleu`: BLEU-4 over the whole run; `rouge_l`: "
+    "mean ROUGE-L F1 (rouge-score, stemmed, 0-1); each mean is over problems of the per-problem mean over samples. "
+    "`*_diff` = version - fp; p: Wilcoxon signed-rank test of the per-problem scores against fp, paired by problem; "
+    "p_adj: BH within each metric's family (model, benchmark, decoding). Nothing is executed, so these runs have "
+    "no pass@1 and no failure classes (docs/evaluation.md).")
 GROWTH_NOTE = (
     "For each version and class, the completions of fp and of the version are paired (same problem, same sample) "
     "and the outcome is \"has this class\": `new` counts completions that have it only under the version, `gone` "
@@ -81,6 +91,7 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
         scope = tables.Scope(store, plan_keys)
         data = {
             "pass_at_1": tables.pass_table(store, scope),
+            "summarization": tables.summarize_table(store, scope),
             "calibration": tables.pair_table(store, "calibration", scope),
             "finetune": tables.pair_table(store, "finetune", scope),
             "memory": tables.memory_table(store, scope),
@@ -95,6 +106,8 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     captions = {
         "pass_at_1": "pass@1 per version and language; paired test against fp (clustered McNemar where problems have "
                      "several completions), corrected per (model, language)",
+        "summarization": "Code summarization: mean BLEU-4 and ROUGE-L per version; Wilcoxon signed-rank test of "
+                         "per-problem scores against fp, BH-corrected per metric",
         "calibration": "Calibration kinds compared at equal method and bits (paired test as in the pass@1 table)",
         "finetune": "Fine-tuned vs not (baseline: fine-tuned; OR > 1: fine-tuning helped; uncorrected)",
         "memory": "Memory: formula and stored bits per quantized weight, file size, peak RSS while evaluating",
@@ -128,6 +141,9 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
           "### What these designs can detect", "",
           "A comparison that is not significant shows no loss only down to its minimum detectable drop:", "",
           *[f"- {line}" for line in tables.power_lines(data["pass_at_1"]) or ["(no comparisons yet)"]], "",
+          "## Code summarization", "", SUMMARIZE_NOTE, "",
+          tables.markdown(data["summarization"], SUMMARIZE_COLS) if data["summarization"] else
+          "(no summarization runs in this study)\n",
           "## Calibration", "", tables.markdown(data["calibration"], PAIR_COLS),
           "## Fine-tuning", "", captions["finetune"] + ".", "", tables.markdown(data["finetune"], PAIR_COLS),
           "## Memory", "", captions["memory"] + ". fp: the model as loaded (fp32 tensors); quantized: the codequant "

@@ -50,7 +50,7 @@ def pass_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     out = []
     for r in store.rows("SELECT * FROM runs ORDER BY model, benchmark, decoding, language, method != 'fp', "
                         "method, bits DESC, calibration, finetuned"):
-        if not scope.step(r["key"]):
+        if not scope.step(r["key"]) or r["task"]:  # text tasks have no pass@1: summarize_table
             continue
         c = vs.get((r["model"], r["benchmark"], r["decoding"], r["language"], "fp", r["variant"]), {})
         out.append({"model": r["model"], "benchmark": r["benchmark"], "language": r["language"],
@@ -96,7 +96,8 @@ def _failure_runs(store: StudyStore, scope: Scope) -> list[tuple[Row, dict[str, 
     """Every run in scope with its completions' failure classes (None: passed; "unclassified": a failed completion
     ingested before the taxonomy, until the next `study run` fills it)."""
     runs = [r for r in store.rows("SELECT * FROM runs ORDER BY model, benchmark, decoding, language, "
-                                  "method != 'fp', method, bits DESC, calibration, finetuned") if scope.step(r["key"])]
+                                  "method != 'fp', method, bits DESC, calibration, finetuned")
+            if scope.step(r["key"]) and not r["task"]]  # text tasks are not executed: no failures
     out = []
     for r in runs:
         table: dict[str, dict[int, str | None]] = {}
@@ -150,6 +151,28 @@ def failure_growth_table(store: StudyStore, scope: Scope | None = None, *, test:
                         "version": g.other, "class": g.failure, "fp": g.base_count, "count": g.other_count,
                         "new": g.new, "gone": g.gone, "test": g.test, "p": g.p_value, "p_adj": g.p_adjusted,
                         "grows": g.grows})
+    return out
+
+
+def summarize_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
+    """Code summarization: mean sentence BLEU-4, corpus BLEU-4 and mean ROUGE-L per version, with the Wilcoxon
+    signed-rank test of per-problem scores against fp (p_adj: BH within the metric's family)."""
+    scope = scope or Scope(store)
+    tests = {(r["model"], r["benchmark"], r["decoding"], r["other"], r["metric"]): r
+             for r in store.rows("SELECT * FROM score_comparisons WHERE kind = 'vs_fp'") if scope.step(r["step_key"])}
+    out = []
+    for r in store.rows("SELECT * FROM runs WHERE task IS NOT NULL ORDER BY model, benchmark, decoding, "
+                        "method != 'fp', method, bits DESC, calibration, finetuned"):
+        if not scope.step(r["key"]):
+            continue
+        row = {"model": r["model"], "benchmark": r["benchmark"], "decoding": r["decoding"], "version": r["variant"],
+               "method": r["method"], "bits": r["bits"], "problems": r["problems"], "completions": r["completions"],
+               "bleu": r["bleu"], "corpus_bleu": r["corpus_bleu"], "rouge_l": r["rouge_l"]}
+        for metric in ("bleu", "rouge_l"):
+            t = tests.get((r["model"], r["benchmark"], r["decoding"], r["variant"], metric), {})
+            row.update({f"{metric}_diff": t.get("mean_diff"), f"p_{metric}": t.get("p_value"),
+                        f"p_adj_{metric}": t.get("p_adjusted")})
+        out.append(row)
     return out
 
 

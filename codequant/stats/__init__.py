@@ -22,12 +22,13 @@ from codequant.stats.mcnemar import McNemarResult, discordant, mcnemar, mcnemar_
 from codequant.stats.pairing import Paired, pair_outcomes, pass_rates, problem_outcome
 from codequant.stats.power import comparison_mde, estimate_icc, mde_sentence, minimum_detectable_drop, power
 from codequant.stats.runs import OutcomeTable, Run, read_outcome_csv, read_outcome_table, read_run
+from codequant.stats.scores import ScoreComparison, compare_score_runs, compare_scores, correct_scores
 from codequant.stats.wilcoxon import WilcoxonResult, wilcoxon_metric, wilcoxon_paired
 
 __all__ = [
     "CORRECTIONS", "TESTS", "ClusteredResult", "Comparison", "McNemarResult", "OutcomeTable", "Paired", "PassDiff",
-    "Run", "WilcoxonResult", "adjust", "choose_test", "clustered_mcnemar", "compare_csv", "compare_outcome_groups",
-    "compare_pair", "compare_runs", "comparison_mde", "correct", "discordant", "estimate_icc", "mcnemar",
+    "Run", "ScoreComparison", "WilcoxonResult", "adjust", "choose_test", "clustered_mcnemar", "compare_csv", "compare_outcome_groups",
+    "compare_pair", "compare_runs", "compare_score_runs", "compare_scores", "comparison_mde", "correct", "correct_scores", "discordant", "estimate_icc", "mcnemar",
     "mcnemar_counts", "mde_sentence", "minimum_detectable_drop", "odds_ratio_ci", "pair_outcomes", "parse_pair",
     "pass_diff", "pass_rates", "permutation_test", "power", "problem_outcome", "read_outcome_csv",
     "read_outcome_table", "read_run", "wilcoxon_metric", "wilcoxon_paired",

@@ -163,6 +163,9 @@ def compare_runs(baseline: str | Path | Run, others: Iterable[str | Path | Run],
     labels = _labels(paths)
     runs = [i if isinstance(i, Run) else read_run(i, label=lab) for i, lab in zip(items, labels, strict=True)]
     base = runs[0]
+    if any(r.scored for r in runs):
+        raise CodequantError("text-scored runs (code summarization) have no pass/fail outcomes; compare them with "
+                             "codequant.stats.compare_score_runs (the Wilcoxon test per metric)")
     rows = []
     for run in runs[1:]:
         if base.benchmark and run.benchmark and base.benchmark != run.benchmark:

@@ -2,7 +2,9 @@
 
 A run folder holds samples.jsonl (one JSON line per completion with task_id, sample_index, passed) and
 summary.json (config, scope). Only the completions in the summary's scope (sample_index < scope.samples) are read,
-so the statistics describe the same completions as the run's reported pass@1.
+so the statistics describe the same completions as the run's reported pass@1. A text task's run (code
+summarization: rows with `status` "scored", `passed` null) has no outcomes; its per-sample metrics (`bleu`,
+`rouge_l`) are read into `Run.scores` instead, for the Wilcoxon signed-rank test (codequant.stats.scores).
 
 The CSV format is the study's replication package's: columns model, quantization, language, problem, pass. How
 a row finds its partner in another quantization (the pairing key, reported as `OutcomeTable.pairing_key`):
@@ -27,6 +29,8 @@ from pathlib import Path
 
 from codequant.errors import CodequantError
 
+TEXT_STATUS = "scored"  # codequant.evaluation.text_task.STATUS (kept here so that stats need no evaluation import)
+TEXT_METRICS = ("bleu", "rouge_l")  # codequant.metrics.text.METRICS
 CSV_COLUMNS = ("model", "quantization", "language", "problem", "pass")
 SAMPLE_COLUMNS = ("sample", "sample_index")  # the first one present numbers the completions
 _TRUE = {"1", "true", "t", "yes", "pass", "passed"}
@@ -44,6 +48,12 @@ class Run:
     benchmark: str | None = None
     languages: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
+    scores: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)  # {metric: {task: {i: value}}}
+
+    @property
+    def scored(self) -> bool:
+        """True for a text task's run (scores, no pass/fail)."""
+        return bool(self.scores)
 
     @property
     def n_completions(self) -> int:
@@ -88,6 +98,8 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
     scope = (summary.get("scope") or {}).get("samples")
     outcomes: dict[str, dict[int, bool]] = {}
     languages: set[str] = set()
+    scores: dict[str, dict[str, dict[int, float]]] = {}
+    seen: set[tuple[str, int]] = set()
     for no, row in enumerate(_read_jsonl(samples_path), 1):
         missing = [k for k in ("task_id", "sample_index", "passed") if k not in row]
         if missing:
@@ -95,17 +107,25 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
         task, index = str(row["task_id"]), int(row["sample_index"])
         if scope is not None and index >= int(scope):
             continue
-        per_task = outcomes.setdefault(task, {})
-        if index in per_task:
+        if (task, index) in seen:
             raise CodequantError(f"{samples_path} holds completion {index} of {task} twice; the run is damaged")
-        per_task[index] = bool(row["passed"])
+        seen.add((task, index))
+        if row.get("status") == TEXT_STATUS:
+            for metric in TEXT_METRICS:
+                scores.setdefault(metric, {}).setdefault(task, {})[index] = float(row[metric])
+        elif row["passed"] is None:
+            raise CodequantError(f"{samples_path} row {no} has neither an outcome nor text scores; the run is damaged")
+        else:
+            outcomes.setdefault(task, {})[index] = bool(row["passed"])
         if row.get("language"):
             languages.add(str(row["language"]))
-    if not outcomes:
+    if not outcomes and not scores:
         raise CodequantError(f"{samples_path} holds no completions; run (or resume) the evaluation first")
+    if outcomes and scores:
+        raise CodequantError(f"{samples_path} mixes executed and text-scored completions; the run is damaged")
     config = summary.get("config") or {}
     return Run(label=label or folder.name, path=folder, outcomes=outcomes, model=config.get("model"),
-               benchmark=config.get("benchmark"), languages=sorted(languages), summary=summary)
+               benchmark=config.get("benchmark"), languages=sorted(languages), summary=summary, scores=scores)
 
 
 def _as_bool(value: str | None, where: str) -> bool:

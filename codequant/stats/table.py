@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from rich.table import Table
 
 from codequant.stats.compare import Comparison
+from codequant.stats.scores import ScoreComparison
 
 
 def _num(x: float, digits: int = 3) -> str:
@@ -86,5 +87,24 @@ def comparison_table(rows: Sequence[Comparison], alpha: float = 0.05, requested_
                       f"[{_pct(r.diff_ci_low)}, {_pct(r.diff_ci_high)}]", _mde(r.mde), str(r.b), str(r.c),
                       pairs, _num(r.odds_ratio), f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
                       *([r.test] if mixed else []), _p(r.p_value), _p(r.p_mcnemar),
+                      _p(r.p_adjusted) + (" *" if r.p_adjusted < alpha else ""))
+    return table
+
+
+def score_table(rows: Sequence[ScoreComparison], alpha: float = 0.05) -> Table:
+    """Text-scored runs (code summarization): per metric, the means, their difference and the Wilcoxon test."""
+    correction = rows[0].correction if rows else "none"
+    table = Table(title=f"Wilcoxon signed-rank test of per-problem mean scores, paired by problem, correction: "
+                        f"{correction} (per baseline and metric)")
+    table.caption = ("BLEU-4: sacrebleu sentence BLEU 0-100 (exp smoothing); ROUGE-L: F1 0-1 (rouge-score, stemmed); "
+                     "diff = other - base")
+    for col in ("model", "metric", "baseline", "other", "base", "other mean", "diff", "median diff", "problems",
+                "differ", "p", "p adj"):
+        table.add_column(col, justify="left" if col in ("model", "metric", "baseline", "other") else "right")
+    for r in rows:
+        digits = 2 if r.metric == "bleu" else 4
+        table.add_row(r.model, r.metric, r.baseline, r.other, f"{r.baseline_mean:.{digits}f}",
+                      f"{r.other_mean:.{digits}f}", f"{r.mean_diff:+.{digits}f}", f"{r.median_diff:+.{digits}f}",
+                      str(r.n_problems), str(r.n_nonzero), _p(r.p_value),
                       _p(r.p_adjusted) + (" *" if r.p_adjusted < alpha else ""))
     return table

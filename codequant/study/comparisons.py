@@ -9,6 +9,9 @@ test with one completion per problem and the clustered McNemar with several, doc
 - finetune: each fine-tuned version against the same version without fine-tuning, uncorrected, with the
   fine-tuned model as baseline (the orientation of the study's rq1-finetuned_stats.csv): OR > 1 means
   fine-tuning helped.
+
+Text tasks (code summarization) have no pass/fail: `study_score_comparisons` tests every version against fp
+with the Wilcoxon signed-rank test of per-problem mean scores, one family per metric (codequant.stats.scores).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from codequant.stats import compare_outcome_groups
+from codequant.stats import compare_outcome_groups, compare_scores, correct_scores
 from codequant.stats.pairing import Outcomes
 
 
@@ -62,3 +65,16 @@ def study_comparisons(runs: list[tuple[dict[str, Any], Outcomes]], *, model: str
     if ft_pairs:
         add("finetune", pairs=ft_pairs, correction="none")
     return out
+
+
+def study_score_comparisons(runs: list[tuple[dict[str, Any], dict[str, dict[str, dict[int, float]]]]], *, model: str,
+                            correction: str = "bh") -> list[dict[str, Any]]:
+    """Rows (dicts of codequant.stats.ScoreComparison plus `kind` "vs_fp") of every version against fp, per
+    metric; each metric's tests form one correction family. Without fp (or with fp alone) there are none."""
+    fp = next((scores for v, scores in runs if v["label"] == "fp"), None)
+    if fp is None:
+        return []
+    rows = [compare_scores(fp[metric], scores.get(metric, {}), metric=metric, model=model, baseline="fp",
+                           other_label=v["label"], family=metric)
+            for v, scores in runs if v["label"] != "fp" for metric in sorted(fp)]
+    return [_clean({**r.to_dict(), "kind": "vs_fp"}) for r in correct_scores(rows, correction)]

@@ -53,6 +53,14 @@ CREATE TABLE IF NOT EXISTS comparisons (
   other_pass_rate REAL, correction TEXT, test TEXT, p_mcnemar REAL, n_problems INTEGER,
   samples_per_problem REAL, pass_diff REAL, diff_ci_low REAL, diff_ci_high REAL, mde REAL, icc REAL,
   PRIMARY KEY (step_key, kind, baseline, other));
+CREATE TABLE IF NOT EXISTS text_scores (
+  run_key TEXT NOT NULL, task_id TEXT NOT NULL, sample_index INTEGER NOT NULL, bleu REAL, rouge_l REAL,
+  PRIMARY KEY (run_key, task_id, sample_index));
+CREATE TABLE IF NOT EXISTS score_comparisons (
+  step_key TEXT NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, benchmark TEXT NOT NULL, decoding TEXT NOT NULL,
+  metric TEXT NOT NULL, baseline TEXT NOT NULL, other TEXT NOT NULL, n_problems INTEGER, baseline_mean REAL,
+  other_mean REAL, mean_diff REAL, median_diff REAL, n_nonzero INTEGER, statistic REAL, p_value REAL,
+  p_adjusted REAL, correction TEXT, test TEXT, PRIMARY KEY (step_key, kind, metric, baseline, other));
 """
 
 
@@ -68,6 +76,10 @@ OUTCOME_COLUMNS_ADDED = {"failure": "TEXT", "failure_detail": "TEXT"}
 # where it ran (host:pid).
 STEP_COLUMNS_ADDED = {"job_id": "TEXT", "worker": "TEXT"}
 INFERENCE_COLUMNS_ADDED = {"decode_j_per_token": "TEXT", "energy_method": "TEXT"}
+# Text tasks (code summarization): a run's task ("summarize"; null: executed code) and its mean scores; the
+# per-sample scores are in text_scores and the Wilcoxon comparisons in score_comparisons (new tables, so older
+# study.db files simply get them).
+RUN_COLUMNS_ADDED = {"task": "TEXT", "bleu": "REAL", "corpus_bleu": "REAL", "rouge_l": "REAL"}
 
 
 class StudyStore:
@@ -85,6 +97,7 @@ class StudyStore:
         self._add_columns("outcomes", OUTCOME_COLUMNS_ADDED)
         self._add_columns("steps", STEP_COLUMNS_ADDED)
         self._add_columns("inference", INFERENCE_COLUMNS_ADDED)
+        self._add_columns("runs", RUN_COLUMNS_ADDED)
 
     def _add_columns(self, table: str, columns: dict[str, str]) -> None:
         have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}

@@ -1,4 +1,5 @@
-"""compare: the paired tests of one model, benchmark and decoding (codequant.study.comparisons)."""
+"""compare: the paired tests of one model, benchmark and decoding (codequant.study.comparisons): McNemar-type
+tests of pass/fail for code generation, the Wilcoxon signed-rank test per metric for code summarization."""
 
 from __future__ import annotations
 
@@ -12,13 +13,14 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
         metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Every version against fp; calibration kinds against each other; fine-tuned against not (per language)."""
     from codequant.stats import read_run
-    from codequant.study.comparisons import study_comparisons
+    from codequant.study.comparisons import study_comparisons, study_score_comparisons
 
-    runs = []
-    for key in step.deps:
-        variant = (metas or {})[key]["variant"]
-        run = read_run(inputs[key], label=variant["label"])
-        runs.append((variant, run.outcomes))
+    read = [((metas or {})[key]["variant"], read_run(inputs[key], label=(metas or {})[key]["variant"]["label"]))
+            for key in step.deps]
+    if all(run.scored for _, run in read):
+        return {"rows": [], "score_rows": study_score_comparisons(
+            [(v, run.scores) for v, run in read], model=step.meta["model"], correction=step.config["correction"])}
+    runs = [(v, run.outcomes) for v, run in read]
     stats = step.config.get("stats") or {}
     rows = study_comparisons(runs, model=step.meta["model"], language=step.meta["language"],
                              correction=step.config["correction"], test=stats.get("test", "auto"),
@@ -32,8 +34,14 @@ COLUMNS = ("kind", "model", "language", "baseline", "other", "b", "c", "n_pairs"
            "n_problems", "samples_per_problem", "pass_diff", "diff_ci_low", "diff_ci_high", "mde", "icc")
 
 
+SCORE_COLUMNS = ("kind", "model", "metric", "baseline", "other", "n_problems", "baseline_mean", "other_mean",
+                 "mean_diff", "median_diff", "n_nonzero", "statistic", "p_value", "p_adjusted", "correction", "test")
+
+
 def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:
     conn.execute("DELETE FROM comparisons WHERE step_key = ?", (step.key,))  # a rerun's family replaces the old one
-    store.upsert_many("comparisons", [
-        {"step_key": step.key, "benchmark": step.meta["benchmark"], "decoding": step.meta["decoding"],
-         **{c: r.get(c) for c in COLUMNS}} for r in res["rows"]], conn)
+    conn.execute("DELETE FROM score_comparisons WHERE step_key = ?", (step.key,))
+    where = {"step_key": step.key, "benchmark": step.meta["benchmark"], "decoding": step.meta["decoding"]}
+    store.upsert_many("comparisons", [{**where, **{c: r.get(c) for c in COLUMNS}} for r in res["rows"]], conn)
+    store.upsert_many("score_comparisons", [{**where, **{c: r.get(c) for c in SCORE_COLUMNS}}
+                                            for r in res.get("score_rows", [])], conn)

@@ -38,7 +38,8 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
                                 vllm=VllmSettings(**settings.get("vllm", {})))
     summary = evaluate(target, cfg["benchmark"], run_settings, data=cfg["data"], out_dir=workdir, progress=True)
     return {"samples": "samples.jsonl", "footprint": json_safe(fp),
-            **{k: summary.get(k) for k in ("problems", "completions", "passed", "pass@1", "status_counts", "run")}}
+            **{k: summary.get(k) for k in ("problems", "completions", "passed", "pass@1", "status_counts", "run")},
+            **{k: summary[k] for k in ("task", "bleu", "corpus_bleu", "rouge_l") if k in summary}}
 
 
 def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:
@@ -56,6 +57,9 @@ def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None
                 "file_bytes": fp["bytes"], "param_bytes": fp["kinds"]["linear"]["bytes"], "quantized_params": 0},
                 conn)
     run = read_run(artifact)
+    if run.scored:
+        _ingest_text(store, step, res, artifact, run, {"key": step.key, "variant_key": vkey, **cols}, conn)
+        return
     why = _classified(artifact / res.get("samples", "samples.jsonl"))
     outcomes = [{"run_key": step.key, "task_id": t, "sample_index": i, "passed": int(p),
                  **why.get((t, i), {"status": None, "failure": None, "failure_detail": None})}
@@ -66,6 +70,19 @@ def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None
         "completions": len(outcomes), "passed": sum(o["passed"] for o in outcomes), "pass_at_1": res.get("pass@1"),
         "artifact": str(artifact)}, conn)
     store.upsert_many("outcomes", outcomes, conn)
+
+
+def _ingest_text(store, step: Step, res: dict[str, Any], artifact: Path, run, head: dict[str, Any], conn) -> None:
+    """A text task's run (code summarization): its mean scores in `runs` (no pass/fail: passed and pass_at_1 stay
+    null) and every completion's scores in `text_scores`."""
+    scores = [{"run_key": step.key, "task_id": t, "sample_index": i, "bleu": b, "rouge_l": run.scores["rouge_l"][t][i]}
+              for t, s in run.scores["bleu"].items() for i, b in s.items()]
+    store.upsert("runs", {
+        **head, "benchmark": step.meta["benchmark"], "language": step.meta["language"],
+        "decoding": step.meta["decoding"], "problems": res.get("problems"), "completions": len(scores),
+        "passed": None, "pass_at_1": None, "artifact": str(artifact), "task": res.get("task", "summarize"),
+        **{k: res.get(k) for k in ("bleu", "corpus_bleu", "rouge_l")}}, conn)
+    store.upsert_many("text_scores", scores, conn)
 
 
 def _classified(samples: Path) -> dict[tuple[str, int], dict[str, Any]]:
