@@ -10,7 +10,9 @@ may not be copied into this repository. So a row holds no code: only the task id
 turn the canonical solution into the buggy one (character offset and length within the canonical solution, plus
 either short new text such as `<=`, `!(` or a local's name, or the offset and length of another span of the
 solution, for swapped arguments), the failing run's message (the exception line and the `at Solution.../Main.main`
-frames, line numbers dropped, vetted at build time to quote no solution text) and a hash of the HumanEval-X record.
+frames, line numbers dropped, vetted at build time to quote no solution text), the index of the test's first false
+check (HumanEval-X tests collect their checks in a `correct` list and throw a bare AssertionError; the `-msg`
+prompt shows that check, taken from the test at load time) and a hash of the HumanEval-X record.
 The loader joins each row with HumanEval-X and applies the edits; a different HumanEval-X file fails loudly.
 
 The prompt is code, as in the Python set: the HumanEval-X prompt (imports, `class Solution {`, the Javadoc) with,
@@ -39,9 +41,11 @@ DATA_DIR = Path(__file__).resolve().parent / "data"
 DATA_FILE = DATA_DIR / f"humaneval_java_repair_v{VERSION}.jsonl.gz"
 FIELDS = ("task_id", "source_task_id", "operator", "edits", "message", "source_sha256")
 BUILD_SCRIPT = "scripts/build_java_repair.py"
+_MAX_CHECK = 300
 
 __all__ = ["DATA_FILE", "VERSION", "apply_row", "buggy_method", "load_humaneval_java_repair",
-           "load_humaneval_java_repair_msg", "read_rows", "repair_prompt", "source_hash", "write_rows"]
+           "load_humaneval_java_repair_msg", "read_rows", "repair_prompt", "shown_message", "source_hash",
+           "harness_checks", "write_rows"]
 
 
 def source_hash(p: Problem) -> str:
@@ -87,6 +91,36 @@ def repair_prompt(p: Problem, buggy: str, message: str | None) -> str:
     return text + signature
 
 
+def harness_checks(tests: str) -> list[str] | None:
+    """The checks of a HumanEval-X test: the items of its `List<Boolean> correct = Arrays.asList(...)`, each on
+    one line; None for a test of another shape."""
+    from codequant.benchmarks.java_mutations import _parser
+
+    stack = [_parser().parse(tests.encode()).root_node]
+    while stack:
+        n = stack.pop()
+        if n.type == "variable_declarator" and n.child_by_field_name("name").text == b"correct":
+            value = n.child_by_field_name("value")
+            args = value.child_by_field_name("arguments") if value is not None else None
+            if value is None or value.type != "method_invocation" or args is None:
+                return None
+            return [" ".join(x.strip() for x in a.text.decode().splitlines()) for a in args.named_children
+                    if a.type not in ("line_comment", "block_comment")]
+        stack.extend(reversed(n.children))
+    return None
+
+
+def shown_message(row: dict, tests: str) -> str:
+    """The row's message, and when the build recorded which check of the test is false first, that check (joined
+    from the test at load time: the shipped file holds only its index)."""
+    k = row.get("failing_check")
+    checks = harness_checks(tests) if k is not None else None
+    if not checks or not 0 <= k < len(checks):
+        return row["message"]
+    check = checks[k] if len(checks[k]) <= _MAX_CHECK else checks[k][: _MAX_CHECK - 4] + " ..."
+    return row["message"] + f"\nThe first check of the test that is false (item {k + 1} of {len(checks)}):\n    {check}"
+
+
 def apply_row(p: Problem, row: dict) -> str:
     """The buggy solution (`p`'s canonical solution with the row's edits)."""
     try:
@@ -119,9 +153,10 @@ def repair_problems(rows: list[dict], sources: list[Problem], with_message: bool
                                  f"was built from ({r['source_task_id']} is missing or changed); rebuild the set "
                                  f"with {BUILD_SCRIPT}")
         buggy = buggy_method(src, apply_row(src, r))
-        prompt = repair_prompt(src, buggy, r["message"] if with_message else None)
+        message = shown_message(r, src.tests)
+        prompt = repair_prompt(src, buggy, message if with_message else None)
         extra = {k: r[k] for k in r if k not in ("task_id", "source_sha256", "edits")}
-        extra |= {"set_version": VERSION, "format": "humaneval-x", "buggy_method": buggy}
+        extra |= {"set_version": VERSION, "format": "humaneval-x", "buggy_method": buggy, "shown_message": message}
         problems.append(Problem(task_id=r["task_id"], language="java", prompt=prompt, tests=src.tests,
                                 entry_point=src.entry_point, stop=src.stop,
                                 canonical_solution=src.canonical_solution, benchmark=benchmark, extra=extra))

@@ -7,7 +7,9 @@ wrong answer). The operator's mutant is that one, else the first that failed wit
 e.g. an IndexOutOfBoundsException). Mutants that do not compile, time out or are killed for memory are not kept
 (the last two depend on the machine). A problem gets the first `PER_TASK` operators that kept a mutant, so its
 bugs are of different kinds; trying stops there, which keeps a Java build (a JVM per run) to minutes. Kept
-mutants are run a second time and dropped unless they fail with the same message.
+mutants are run a second time and dropped unless they fail with the same message; in that run the test also
+prints which check of its `correct` list is false first (`failing_check`, the item's index), since HumanEval-X's
+tests throw a bare AssertionError.
 
 Every choice depends only on (version, task) and the sandbox's verdicts, never on which other tasks are built:
 building a few tasks gives the same rows as the full build gives for them. Tasks advance in waves (each task's
@@ -19,6 +21,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Callable, Generator
+from dataclasses import replace
 
 from codequant.benchmarks.java_mutations import Mutant, mutants
 from codequant.benchmarks.java_repair import VERSION, source_hash
@@ -28,16 +31,20 @@ from codequant.sandbox import ExecResult, Limits, Status, run_programs
 
 MAX_TRIES = 4
 PER_TASK = 2
+# `boolean` fits few solutions (24 of 164), so it goes first. Unlike the Python set, `wrong_return` is no catch-all
+# here (a Java return of a literal or a local fits 63 solutions): last, it kept 3 rows of 299.
 TIERS: tuple[tuple[str, ...], ...] = (
     ("boolean",),
-    ("comparison", "off_by_one", "swapped_args", "wrong_variable", "negated_condition", "missing_condition"),
-    ("wrong_return",),
+    ("comparison", "off_by_one", "swapped_args", "wrong_variable", "negated_condition", "missing_condition",
+     "wrong_return"),
 )
 LIMITS = Limits(wall_timeout_s=8.0, cpu_s=8)
 _KEPT = (Status.ASSERTION, Status.EXCEPTION)
 _FRAME = re.compile(r"^\s*at\s+((?:Solution|Main)\b[\w$.<>]*)\([^)]*\)\s*$")
 _EXC_LINE = re.compile(r'^Exception in thread "[^"]*" ([\w$.]+)(?::\s*(.*))?$')
 _MAX_FRAMES = 4
+_CASE = re.compile(r"^codequant-failing-check (-?\d+)$", re.MULTILINE)
+_HARNESS_IF = "if (correct.contains(false))"
 _MAX_CHARS = 200
 QUOTE_CHARS = 20  # a message may not share this many consecutive characters with the solution
 
@@ -84,6 +91,15 @@ def failure_message(stderr: str, source: str) -> str:
         head += f": {detail}"
     frames = [f for f in frames if not quotes(f, source)][:_MAX_FRAMES]
     return "\n".join([head, *("    " + f for f in frames)])
+
+
+def instrumented(p: Problem) -> Problem:
+    """`p` with its test printing the index of the first false check before it throws (tests of the usual
+    HumanEval-X shape: `List<Boolean> correct = Arrays.asList(...); if (correct.contains(false)) throw ...`)."""
+    if _HARNESS_IF not in p.tests:
+        return p
+    probe = f'System.out.println("codequant-failing-check " + correct.indexOf(false)); {_HARNESS_IF}'
+    return replace(p, tests=p.tests.replace(_HARNESS_IF, probe, 1))
 
 
 Plan = Generator[Mutant, ExecResult, list[tuple[str, Mutant, ExecResult]]]
@@ -147,7 +163,9 @@ def build_rows(problems: list[Problem], workers: int = 1, progress: bool = False
         log(f"wave {wave}: ran {len(tasks)} mutants")
 
     chosen = [(p, op, m, res) for p in usable for op, m, res in kept.get(p.task_id, [])]
-    again = _run([(p, m.text) for p, _, m, _ in chosen], workers, progress)
+    # second run, with the test telling which check of its `correct` list is false (HumanEval-X's tests only say
+    # AssertionError); the message without that line must be the first run's
+    again = _run([(instrumented(p), m.text) for p, _, m, _ in chosen], workers, progress)
     rows = []
     for (p, op, m, res), res2 in zip(chosen, again, strict=True):
         solution = p.canonical_solution or ""
@@ -155,10 +173,12 @@ def build_rows(problems: list[Problem], workers: int = 1, progress: bool = False
         if res2.status != res.status or failure_message(res2.stderr, solution) != message:
             log(f"drop {p.task_id}/{op}: its failure is not reproducible")
             continue
+        case = _CASE.search(res2.stdout)
         number = p.task_id.rsplit("/", 1)[-1]
         rows.append({"task_id": f"HumanEvalJavaRepair/{number}/{op}", "source_task_id": p.task_id, "operator": op,
                      "site_index": m.site.index, "variant": m.site.variant if len(m.site.variant) < QUOTE_CHARS
                      else "name", "change": m.change, "edits": [e.to_json() for e in m.edits],
                      "status": str(res.status), "exception_type": res.exception_type, "message": message,
+                     "failing_check": int(case.group(1)) if case and res.status == Status.ASSERTION else None,
                      "source_sha256": source_hash(p)})
     return rows
