@@ -177,6 +177,7 @@ def test_shipped_rows_apply_and_match_their_source(sources):
         assert source_hash(src) == r["source_sha256"], r["task_id"]
         buggy = apply_row(src, r)
         assert buggy != src.canonical_solution and J.parses(src.prompt + buggy), r["task_id"]
+        assert r["status"] in ("assertion", "exception") and r["exception_type"], r["task_id"]
         assert r["task_id"] == f"HumanEvalJavaRepair/{r['source_task_id'].split('/')[1]}/{r['operator']}"
     per_task = Counter(r["source_task_id"] for r in rows)
     assert max(per_task.values()) <= PER_TASK and len(per_task) >= 140
@@ -253,7 +254,8 @@ def _check_in_sandbox(problems, workers=2):
         base, chat_method, chat_class, buggy = results[4 * i: 4 * i + 4]
         for r in (base, chat_method, chat_class):
             assert r.passed, (p.task_id, r.status, r.stderr[-500:])
-        assert str(buggy.status) == p.extra["status"], (p.task_id, buggy.status, buggy.stderr[-300:])
+        assert not buggy.passed and str(buggy.status) == p.extra["status"], (p.task_id, buggy.status,
+                                                                             buggy.stderr[-300:])
         assert failure_message(buggy.stderr, p.canonical_solution) == p.extra["message"], p.task_id
 
 
