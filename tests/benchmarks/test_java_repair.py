@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 
 from codequant.benchmarks import java_mutations as J
-from codequant.benchmarks.java_repair import apply_row, read_rows, shown_message, source_hash, harness_checks
+from codequant.benchmarks.java_repair import apply_row, harness_checks, read_rows, shown_message, source_hash
 from codequant.benchmarks.java_repair_build import PER_TASK, QUOTE_CHARS, build_rows, failure_message, quotes
 from codequant.benchmarks.listing import list_benchmarks
 from codequant.benchmarks.programs import build_program
