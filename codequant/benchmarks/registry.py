@@ -40,6 +40,11 @@ register("humaneval-repair-msg", "python", "codequant.benchmarks.repair:load_hum
          "humaneval-repair with the failing test's assert and error in the prompt")
 register("humaneval-summarize", "python", "codequant.benchmarks.summarize:load_humaneval_summarize",
          "HumanEval code summarization: write the docstring of the function (BLEU-4, ROUGE-L; no execution)")
+register("humaneval-java-repair", "java", "codequant.benchmarks.java_repair:load_humaneval_java_repair",
+         "HumanEval-X Java program repair v1: fix a seeded bug (edits in codequant/benchmarks/data, joined with "
+         "HumanEval-X Java)")
+register("humaneval-java-repair-msg", "java", "codequant.benchmarks.java_repair:load_humaneval_java_repair_msg",
+         "humaneval-java-repair with the failing run's exception and frames in the prompt")
 register("multipl-e-java", "java", "codequant.benchmarks.multipl_e:load_multipl_e_java",
          "MultiPL-E humaneval-java (nuprl/MultiPL-E), 158 problems")
 register("humaneval-x-java", "java", "codequant.benchmarks.humaneval_x:load_humaneval_x_java",
