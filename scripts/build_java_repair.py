@@ -21,9 +21,10 @@ from collections import Counter
 from pathlib import Path
 
 from codequant.benchmarks.humaneval_x import load_humaneval_x_java
-from codequant.benchmarks.java_repair import DATA_FILE, read_rows, write_rows
+from codequant.benchmarks.java_repair import DATA_FILE, read_rows
 from codequant.benchmarks.java_repair_build import build_rows
 from codequant.benchmarks.records import BENCHMARKS_DIR_ENV
+from codequant.benchmarks.repair_set import write_or_check
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 
@@ -47,19 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = build_rows(problems, workers=args.workers, progress=sys.stderr.isatty())
     print(f"{len(rows)} repair problems from {len(problems)} HumanEval-X Java problems in "
           f"{time.perf_counter() - t0:.1f} s; by operator: {dict(sorted(Counter(r['operator'] for r in rows).items()))}")
-    if args.check:
-        ids = {p.task_id for p in problems}
-        shipped = [r for r in read_rows(args.out) if r["source_task_id"] in ids]
-        if shipped != rows:
-            diff = sorted({r["task_id"] for r in rows} ^ {r["task_id"] for r in shipped}) or "row contents"
-            print(f"DIFFERENT from {args.out}: {diff}")
-            return 1
-        print(f"identical to {args.out} ({len(rows)} rows)")
-        return 0
-    write_rows(args.out, rows)
-    print(f"wrote {args.out}")
-    return 0
-
+    return write_or_check(rows, {p.task_id for p in problems}, args.out, args.check, read_rows)
 
 if __name__ == "__main__":
     raise SystemExit(main())

@@ -20,6 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
+from codequant.benchmarks.mutations import Site  # the same site record as the Python operators
+
 OPERATORS: tuple[str, ...] = ("comparison", "boolean", "off_by_one", "swapped_args", "wrong_variable",
                               "negated_condition", "missing_condition", "wrong_return")
 
@@ -47,15 +49,6 @@ class Edit:
     def from_json(x: list) -> Edit:
         text = x[2]
         return Edit(int(x[0]), int(x[1]), tuple(text) if isinstance(text, list) else text)
-
-
-@dataclass(frozen=True)
-class Site:
-    """`operator` applied to the mutable node at `index` (pre-order) as `variant` says."""
-
-    operator: str
-    index: int
-    variant: str
 
 
 @dataclass(frozen=True)

@@ -29,11 +29,11 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-from codequant.benchmarks.humaneval import read_jsonl
+from codequant.benchmarks import repair_set
 from codequant.benchmarks.java_mutations import Edit, apply_edits
 from codequant.benchmarks.java_source import mask
 from codequant.benchmarks.problem import Problem
-from codequant.benchmarks.repair import write_rows
+from codequant.benchmarks.repair_set import write_rows
 from codequant.errors import CodequantError
 
 VERSION = 1
@@ -131,15 +131,8 @@ def apply_row(p: Problem, row: dict) -> str:
 
 
 def read_rows(path: Path | None = None) -> list[dict]:
-    path = Path(path) if path is not None else DATA_FILE
-    if not path.is_file():
-        raise CodequantError(f"Java repair set {path} does not exist; build it with {BUILD_SCRIPT}")
-    rows = read_jsonl(path)
-    for r in rows:
-        missing = [f for f in FIELDS if f not in r]
-        if missing:
-            raise CodequantError(f"{path}: row {r.get('task_id', '?')!r} lacks {', '.join(missing)}")
-    return rows
+    return repair_set.read_rows(Path(path) if path is not None else DATA_FILE, FIELDS, "Java repair set",
+                                BUILD_SCRIPT)
 
 
 def repair_problems(rows: list[dict], sources: list[Problem], with_message: bool, benchmark: str) -> list[Problem]:

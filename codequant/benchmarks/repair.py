@@ -18,13 +18,12 @@ the prompt before the first `def` of the entry point). The canonical solution co
 from __future__ import annotations
 
 import ast
-import gzip
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from codequant.benchmarks.humaneval import STOP_SEQUENCES, load_humaneval, read_jsonl
+from codequant.benchmarks import repair_set
+from codequant.benchmarks.humaneval import STOP_SEQUENCES, load_humaneval
 from codequant.benchmarks.problem import Problem
 from codequant.errors import CodequantError
 
@@ -90,23 +89,9 @@ def repair_prompt(parts: Parts, entry_point: str, buggy: str, message: str | Non
     return text + f"# The same function with the bug fixed (complete, same name and signature):\n{parts.signature}"
 
 
-def write_rows(path: Path, rows: list[dict]) -> None:
-    """JSONL.gz with a fixed gzip header (mtime 0, no name): the same rows give the same bytes."""
-    text = "".join(json.dumps(r, sort_keys=True, ensure_ascii=False) + "\n" for r in rows)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(text.encode("utf-8"), compresslevel=9, mtime=0))
-
-
 def read_rows(path: Path | None = None) -> list[dict]:
-    path = Path(path) if path is not None else DATA_FILE
-    if not path.is_file():
-        raise CodequantError(f"repair set {path} does not exist; build it with scripts/build_repair.py")
-    rows = read_jsonl(path)
-    for r in rows:
-        missing = [f for f in FIELDS if f not in r]
-        if missing:
-            raise CodequantError(f"{path}: row {r.get('task_id', '?')!r} lacks {', '.join(missing)}")
-    return rows
+    return repair_set.read_rows(Path(path) if path is not None else DATA_FILE, FIELDS, "repair set",
+                                "scripts/build_repair.py")
 
 
 def repair_problems(rows: list[dict], with_message: bool, benchmark: str) -> list[Problem]:
