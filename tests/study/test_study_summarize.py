@@ -1,5 +1,5 @@
-"""A tiny study with code summarization beside code generation: tiny Llama, RTN 4/2 bits, humaneval-summarize
-(2 problems) and a 2-problem HumanEval file; study.db holds the text scores and Wilcoxon comparisons, the report
+"""A tiny study with code summarization and program repair beside code generation: tiny Llama, RTN 4/2 bits,
+humaneval-summarize and humaneval-repair (2 problems each) and a 2-problem HumanEval file; study.db holds the text scores and Wilcoxon comparisons, the report
 shows the summarization table beside the pass@1 one."""
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ def study_config(tmp_path, tiny_llama_dir):
     cfg = {"name": "summ", "models": [str(tiny_llama_dir)],
            "quantizations": [{"method": "rtn", "bits": [4, 2], "calibration": ["texts"]}],
            "calibration": {"samples": 4, "seq_len": 16, "val_samples": 0, "seed": 0},
-           "benchmarks": [{"name": "humaneval", "data": "mini.jsonl"}, {"name": "humaneval-summarize", "limit": 2}],
+           "benchmarks": [{"name": "humaneval", "data": "mini.jsonl"}, {"name": "humaneval-summarize", "limit": 2},
+                          {"name": "humaneval-repair", "limit": 2}],
            "decoding": [{"name": "greedy", "max_new_tokens": 6, "prompt_style": "base", "batch_size": 4}],
            "runner": {"isolate": False, "quantize_batch_size": 2}}
     path = tmp_path / "summ.yaml"
@@ -47,12 +48,14 @@ def test_study_with_summarization_fills_db_and_report(tmp_path, study_config):
     run_study(cfg, study, base=tmp_path, log=lambda s: None)
     with StudyStore(study / "study.db") as store:
         runs = {(r["benchmark"], r["variant"]): r for r in store.rows("SELECT * FROM runs")}
-        assert len(runs) == 6
+        assert len(runs) == 9
         text = [r for (b, _), r in runs.items() if b == "humaneval-summarize"]
         assert {r["task"] for r in text} == {"summarize"}
         assert all(r["passed"] is None and r["pass_at_1"] is None and r["completions"] == 2 for r in text)
         assert all(0 <= r["bleu"] <= 100 and 0 <= r["rouge_l"] <= 1 for r in text)
-        assert {r["task"] for (b, _), r in runs.items() if b == "humaneval"} == {None}
+        assert {r["task"] for (b, _), r in runs.items() if b in ("humaneval", "humaneval-repair")} == {None}
+        repair = [r for (b, _), r in runs.items() if b == "humaneval-repair"]
+        assert all(r["completions"] == 2 and r["pass_at_1"] is not None for r in repair)
         scores = store.rows("SELECT * FROM text_scores")
         assert len(scores) == 6 and {s["task_id"] for s in scores} == {"HumanEvalSummarize/0", "HumanEvalSummarize/1"}
         # the run's mean equals the mean of its stored per-sample scores
@@ -67,8 +70,10 @@ def test_study_with_summarization_fills_db_and_report(tmp_path, study_config):
             ("rouge_l", "rtn-2bit-texts"), ("rouge_l", "rtn-4bit-texts")]
         assert all(c["test"] == "wilcoxon" and c["baseline"] == "fp" and c["n_problems"] == 2 and
                    c["correction"] == "bh" and 0 <= c["p_value"] <= c["p_adjusted"] <= 1 for c in cmp)
-        # McNemar rows only for the executed benchmark
-        assert {r["benchmark"] for r in store.rows("SELECT * FROM comparisons")} == {"humaneval"}
+        # McNemar rows only for the executed benchmarks: code generation and repair, each version against fp
+        mcnemar = store.rows("SELECT * FROM comparisons")
+        assert {r["benchmark"] for r in mcnemar} == {"humaneval", "humaneval-repair"}
+        assert sum(r["benchmark"] == "humaneval-repair" for r in mcnemar) == 2
     # a second run changes nothing (upserts)
     con = sqlite3.connect(study / "study.db")
     before = [con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("text_scores", "score_comparisons")]
@@ -83,6 +88,7 @@ def test_study_with_summarization_fills_db_and_report(tmp_path, study_config):
     assert section.count("| humaneval-summarize |") == 3
     pass_section = report[:report.index("## Code summarization")]
     assert "humaneval-summarize" not in pass_section  # text runs have no pass@1 row
+    assert pass_section.count("| humaneval-repair |") >= 3  # repair sits beside code generation
     csv = (study / "report" / "tables" / "summarization.csv").read_text().splitlines()
     assert len(csv) == 4 and csv[0].startswith("model,benchmark,decoding,version")
     con = sqlite3.connect(study / "study.db")
