@@ -146,7 +146,8 @@ class _Scheduler:
         queue = sorted(range(len(requests)), key=lambda i: (-len(self.encoded[i]), i))
         self.queue = queue[::-1]  # pop() from the end takes the longest first
         self.results: list[Completion | None] = [None] * len(requests)
-        self.refill_at = max(1, batch_size // 8)  # free slots that justify a prefill of waiting prompts
+        self.refill_at = max(1, batch_size // 16)  # free slots that justify a prefill of waiting prompts (A/B: 1/16
+        # of the batch keeps it fuller than 1/8 for the same tokens, +2% on a HumanEval pass; docs/evaluation.md)
         self.max_stop = max((len(s) for s in params.stop), default=0)
         self.batch = Batch(model, batch_size if continuous else None)
         self.continuous = self.batch.slotted  # False also for models whose cache cannot be edited in slots
