@@ -9,6 +9,8 @@ model, and a padded static batch keeps paying for rows that finished long ago. H
   (`kvcache.SlotLayer`): appending a step writes in place; a finished row (EOS, stop sequence, extra stop rule, or
   `max_new_tokens`) leaves at once and the last row moves into its slot; waiting prompts are prefilled, in groups of
   similar length, into the free slots (continuous batching) so the batch stays full;
+- one-token steps attend, per contiguous group of rows, only from the group's earliest live column on
+  (`attention.py`: rows joining later are left-padded to the longest one, ~45% of the columns on a HumanEval pass);
 - the token prefix all prompts share (a chat template's system turn and the instruction) is prefilled once
   (`SharedPrefix`); each prompt then runs only its own tokens;
 - when only a few rows are left (the tail of a run, where a step's cost is mostly reading the weights), greedy
