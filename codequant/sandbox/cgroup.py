@@ -1,11 +1,23 @@
-"""A pids cgroup per run, so a fork bomb is bounded within its own run.
+"""Cgroups per run: pids (fork bombs), memory (all processes of the run together) and cpu (fairness).
 
 RLIMIT_NPROC counts every process and thread of the sandbox *user*, across all parallel runs: while one program
 fork-bombs up to the limit, an honest program started beside it fails to fork or even to exec (EAGAIN), and its
-sample would be scored by another sample's behaviour. A cgroup with `pids.max` bounds each run separately;
-where one can be made (root, with a pids controller: cgroup v1 `pids` hierarchy or v2 with `pids` delegated),
-the launcher joins it before anything else and RLIMIT_NPROC is left off. The cgroup also gives a last sweep:
-whatever is still in it after the run (no PID namespace, a setsid() escapee) is SIGKILLed before it is removed.
+sample would be scored by another sample's behaviour. RLIMIT_AS is per process: three forked children of 1 GB
+each all live, and a JVM's off-heap memory (`Unsafe.allocateMemory`) is outside `-Xmx`. So each run gets:
+
+- `pids`: `pids.max = max_processes` for the run alone (RLIMIT_NPROC is then left off);
+- `memory`: `memory_mb` for all its processes together (v1 `memory.limit_in_bytes` and, with swap accounting,
+  `memory.memsw.limit_in_bytes`; v2 `memory.max` and `memory.swap.max = 0`); the kernel's OOM killer then
+  kills inside the run only, and the run is reported as `memory`;
+- `cpu`: its own group with the default weight (v1 `cpu.shares = 1024`, v2 `cpu.weight = 100`), so concurrent
+  programs share the CPU run by run whatever the kernel's autogroup setting (a fork bomb of 100 processes gets
+  the share of one run, not of 100 tasks).
+
+Each controller is taken from its cgroup v1 hierarchy (`/sys/fs/cgroup/<controller>`) or from the v2 unified
+hierarchy (`/sys/fs/cgroup` with the controller in `cgroup.controllers`); one not available is left out (and
+logged by `codequant.sandbox.isolation`). Only root can make them. The launcher joins every directory before
+anything else; after the run, whatever is still in them is SIGKILLed before they are removed. Run directories
+are named `run-<runner pid>-<random>`, so `sweep_stale` can remove those of runners that died (`kill -9`).
 """
 
 from __future__ import annotations
@@ -13,70 +25,143 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import secrets
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
-BASES = (Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup"))  # v1 pids hierarchy, v2 unified hierarchy
+CGROUP_FS = Path("/sys/fs/cgroup")
+CONTROLLERS = ("pids", "memory", "cpu")
 _REMOVE_WITHIN_S = 2.0
+_RUN_DIR = re.compile(r"^run-(\d+)-[0-9a-f]+$")
+MB = 1024 * 1024
 
 
-def _pids_base(base: Path) -> bool:
-    if not (base / "cgroup.procs").exists():
-        return False
-    if base.name == "pids":
-        return True
+def _v2_controllers(base: Path) -> set[str]:
     try:
-        return "pids" in (base / "cgroup.controllers").read_text().split()
+        return set((base / "cgroup.controllers").read_text().split())
     except OSError:
-        return False
+        return set()
+
+
+def _base_for(controller: str) -> Path | None:
+    """The hierarchy holding `controller`: its v1 mount, else the v2 root when the controller is there."""
+    v1 = CGROUP_FS / controller
+    if (v1 / "cgroup.procs").exists() and not (v1 / "cgroup.controllers").exists():
+        return v1
+    if controller in _v2_controllers(CGROUP_FS):
+        return CGROUP_FS
+    return None
+
+
+def _probe(root: Path, controller: str) -> None:
+    probe = root / f"probe-{os.getpid()}-{secrets.token_hex(3)}"
+    probe.mkdir()
+    try:
+        for name, value in _settings(controller, root.parent == CGROUP_FS, 8, 64, None).items():
+            if (probe / name).exists():
+                (probe / name).write_text(value)
+    finally:
+        probe.rmdir()
 
 
 @functools.cache
-def pids_root() -> Path | None:
-    """`<base>/codequant`, the parent of the per-run cgroups, or None where none can be made."""
+def controller_roots() -> dict[str, Path]:
+    """controller -> `<hierarchy>/codequant`, the parent of the per-run cgroups (empty unless root)."""
     if os.geteuid() != 0:
-        return None
-    for base in BASES:
-        if not _pids_base(base):
+        return {}
+    found: dict[str, Path] = {}
+    for controller in CONTROLLERS:
+        base = _base_for(controller)
+        if base is None:
             continue
         root = base / "codequant"
         try:
             root.mkdir(exist_ok=True)
-            if (root / "cgroup.subtree_control").exists():  # v2: children get the pids controller
-                (root / "cgroup.subtree_control").write_text("+pids")
-            probe = root / f"probe-{os.getpid()}"
-            probe.mkdir(exist_ok=True)
-            (probe / "pids.max").write_text("8")
-            probe.rmdir()
-            return root
+            if base == CGROUP_FS:  # v2: the children get the controller
+                (root / "cgroup.subtree_control").write_text(f"+{controller}")
+            _probe(root, controller)
+            found[controller] = root
         except OSError:
             continue
-    return None
+    return found
+
+
+def pids_root() -> Path | None:
+    """Where the per-run pids cgroups live, or None where none can be made."""
+    return controller_roots().get("pids")
+
+
+def _settings(controller: str, v2: bool, max_pids: int | None, memory_mb: int | None,
+              swap_accounting: bool | None) -> dict[str, str]:
+    """The files to write in a run's cgroup for `controller`, in order."""
+    if controller == "pids":
+        return {"pids.max": str(int(max_pids))} if max_pids is not None else {}
+    if controller == "memory":
+        if memory_mb is None:
+            return {}
+        limit = str(int(memory_mb) * MB)
+        if v2:
+            return {"memory.max": limit, "memory.swap.max": "0"}
+        return {"memory.limit_in_bytes": limit, "memory.memsw.limit_in_bytes": limit}
+    if controller == "cpu":
+        return {"cpu.weight": "100"} if v2 else {"cpu.shares": "1024"}
+    return {}
+
+
+@dataclass
+class RunCgroups:
+    """The cgroup directories of one run (the launcher joins each); `memory` is where OOM kills are counted."""
+
+    paths: list[Path] = field(default_factory=list)
+    memory: Path | None = None
+    pids: bool = False
+
+    def oom_killed(self) -> bool:
+        """Did the kernel's OOM killer kill a process of this run (its memory limit was hit)?"""
+        if self.memory is None:
+            return False
+        for name in ("memory.events", "memory.oom_control"):  # v2, v1
+            try:
+                text = (self.memory / name).read_text()
+            except OSError:
+                continue
+            m = re.search(r"^oom_kill (\d+)$", text, re.MULTILINE)
+            return bool(m and int(m.group(1)) > 0)
+        return False
 
 
 @contextlib.contextmanager
-def run_cgroup(max_pids: int | None) -> Iterator[Path | None]:
-    """A fresh cgroup with `pids.max = max_pids` for one run (None where unavailable); emptied and removed after."""
-    root = pids_root()
-    if root is None or max_pids is None:
-        yield None
-        return
-    path = root / f"run-{os.getpid()}-{secrets.token_hex(6)}"
+def run_cgroups(max_pids: int | None, memory_mb: int | None) -> Iterator[RunCgroups]:
+    """Fresh cgroups for one run (those this machine allows); emptied and removed afterwards."""
+    groups = RunCgroups()
+    name = f"run-{os.getpid()}-{secrets.token_hex(6)}"
     try:
-        path.mkdir()
-        (path / "pids.max").write_text(str(int(max_pids)))
-    except OSError:
-        with contextlib.suppress(OSError):
-            path.rmdir()
-        yield None
-        return
-    try:
-        yield path
+        for controller, root in controller_roots().items():
+            settings = _settings(controller, root.parent == CGROUP_FS, max_pids, memory_mb, None)
+            if not settings and controller != "cpu":
+                continue
+            path = root / name
+            try:
+                path.mkdir(exist_ok=True)
+                for file, value in settings.items():
+                    if (path / file).exists():  # memsw / swap.max only with swap accounting
+                        (path / file).write_text(value)
+            except OSError:
+                continue
+            if path not in groups.paths:
+                groups.paths.append(path)
+            if controller == "memory":
+                groups.memory = path
+            if controller == "pids":
+                groups.pids = True
+        yield groups
     finally:
-        remove(path)
+        for path in groups.paths:
+            remove(path)
 
 
 def remove(path: Path) -> bool:
@@ -99,3 +184,32 @@ def remove(path: Path) -> bool:
             if time.monotonic() > end:
                 return False
             time.sleep(0.01)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def sweep_stale(roots: dict[str, Path] | None = None, owner: int | None = None) -> list[Path]:
+    """Remove the run cgroups of runners that are gone (or, with `owner`, of that runner pid); returns them."""
+    removed = []
+    for root in (controller_roots() if roots is None else roots).values():
+        try:
+            entries = list(root.iterdir())
+        except OSError:
+            continue
+        for path in entries:
+            m = _RUN_DIR.match(path.name)
+            if not m or not path.is_dir():
+                continue
+            pid = int(m.group(1))
+            if (pid == owner) if owner is not None else not pid_alive(pid):
+                if remove(path):
+                    removed.append(path)
+    return removed

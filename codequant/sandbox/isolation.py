@@ -28,6 +28,7 @@ CLONE_NEWUSER = 0x10000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
 CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 
 log = logging.getLogger("codequant.sandbox")
 
@@ -39,6 +40,11 @@ class Support:
     user: bool  # namespaces need a user namespace too (not root)
     mnt: bool = False  # a mount namespace: host read-only, private /tmp, only the scratch dir writable
     proc: bool = False  # a private /proc (only with a PID namespace): host processes invisible
+    ipc: bool = False  # a fresh IPC namespace: no host SysV shared memory, semaphores, message queues
+    tmpfs: bool = False  # the scratch dir can be a size-limited tmpfs (a disk quota per run)
+    seccomp: bool = False  # a seccomp filter: no AF_UNIX sockets, no keyring calls
+    keyring: bool = False  # a fresh session keyring per run
+    machine: str = ""  # platform.machine() of the probe (selects the syscall numbers)
 
 
 @functools.cache
@@ -51,17 +57,22 @@ def namespace_support() -> Support:
         )
         found = json.loads(out.stdout)
         return Support(bool(found["net"]), bool(found["pid"]), bool(found["user"]),
-                       bool(found.get("mnt")), bool(found.get("proc")))
+                       bool(found.get("mnt")), bool(found.get("proc")), bool(found.get("ipc")),
+                       bool(found.get("tmpfs")), bool(found.get("seccomp")), bool(found.get("keyring")),
+                       str(found.get("machine", "")))
     except (OSError, subprocess.SubprocessError, ValueError, KeyError):
         return Support(False, False, False)
 
 
-def unshare_flags(isolate_network: bool, isolate_pids: bool, isolate_files: bool = False) -> int:
+def unshare_flags(isolate_network: bool, isolate_pids: bool, isolate_files: bool = False,
+                  isolate_ipc: bool = False) -> int:
     """The `unshare` flags for a run, restricted to what the machine supports."""
     sup = namespace_support()
     flags = (CLONE_NEWNET if isolate_network and sup.net else 0) | (CLONE_NEWPID if isolate_pids and sup.pid else 0)
     if isolate_files and sup.mnt:
         flags |= CLONE_NEWNS
+    if isolate_ipc and sup.ipc:
+        flags |= CLONE_NEWIPC
     if flags and sup.user:
         flags |= CLONE_NEWUSER
     return flags
@@ -98,6 +109,13 @@ def resolve_user(requested: str | None) -> RunAs | None:
     return RunAs(name, entry.pw_uid, entry.pw_gid)
 
 
+_CGROUP_COST = {
+    "pids": "a fork bomb is bounded only by the per-user RLIMIT_NPROC",
+    "memory": "memory is bounded per process (RLIMIT_AS), not per run, and Java off-heap memory is not bounded",
+    "cpu": "CPU fairness between concurrent programs depends on the kernel's autogroup",
+}
+
+
 @functools.cache
 def warn_weak_isolation(root_without_user: bool) -> tuple[str, ...]:
     """Log, once per process, each protection this machine cannot give; returns the warnings (for reports)."""
@@ -113,6 +131,18 @@ def warn_weak_isolation(root_without_user: bool) -> tuple[str, ...]:
         found.append("no PID namespace here: a program that calls setsid() can outlive its run")
     if not sup.mnt:
         found.append("no mount namespace here: generated code sees the host file system with its user's rights")
+    elif not sup.tmpfs:
+        found.append("no size-limited tmpfs scratch dir here: a program can fill the disk of $TMPDIR")
+    if not sup.ipc:
+        found.append("no IPC namespace here: generated code shares the host's SysV shared memory and semaphores")
+    if not sup.seccomp:
+        found.append("no seccomp filter here: generated code can connect to host unix sockets and use the keyring")
+    from codequant.sandbox.cgroup import controller_roots
+
+    missing = [c for c in ("pids", "memory", "cpu") if c not in controller_roots()]
+    if missing:
+        found.append(f"no per-run {'/'.join(missing)} cgroup here (needs root and the controller): "
+                     + "; ".join(_CGROUP_COST[c] for c in missing))
     for line in found:
         log.warning("sandbox: %s", line)
     return tuple(found)

@@ -31,6 +31,12 @@ class Limits:
         (see `codequant.sandbox.isolation`); skipped, with a logged warning, where it does not.
     isolate_files: a fresh mount namespace: the host file system read-only, private tmpfs /tmp, /var/tmp and
         /dev/shm, a private /proc; only the scratch dir is writable. Skipped (warned) where not allowed.
+    isolate_ipc: a fresh IPC namespace (SysV shared memory, semaphores, message queues of the run's own).
+    memory_mb: all processes of the run together (a memory cgroup; root only); past it the kernel kills inside
+        the run -> `memory`. Covers what RLIMIT_AS cannot: forked children, a JVM's off-heap memory.
+    disk_mb: the scratch dir is a tmpfs of this size (with a mount namespace): the run's total disk quota.
+    seccomp: a seccomp filter: socket(AF_UNIX) fails (no host path socket can be reached), the kernel keyring
+        calls fail (nothing crosses from one run to the next).
     user: run as this (unprivileged) user; needs root. None: $CODEQUANT_SANDBOX_USER, else the user
         `codequant-sandbox` when it exists and we are root, else the current user.
     python: the interpreter for Python programs; None means the one running codequant. With `user`, it must be
@@ -48,13 +54,18 @@ class Limits:
     isolate_network: bool = True
     isolate_pids: bool = True
     isolate_files: bool = True
+    isolate_ipc: bool = True
+    memory_mb: int | None = 2048
+    disk_mb: int | None = 256
+    seccomp: bool = True
     user: str | None = None
     python: str | None = None
 
     def __post_init__(self) -> None:
         if not self.wall_timeout_s > 0:
             raise CodequantError(f"wall timeout must be > 0 seconds, got {self.wall_timeout_s}")
-        for name in ("cpu_s", "address_space_mb", "file_size_mb", "max_processes", "open_files"):
+        for name in ("cpu_s", "address_space_mb", "file_size_mb", "max_processes", "open_files", "memory_mb",
+                     "disk_mb"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise CodequantError(f"limit {name} must be positive or None (off), got {value}")

@@ -8,26 +8,31 @@ Language sandboxes (Python here, Java beside it) build a command and a scratch d
 - stdout and stderr are read concurrently with select(), keeping only a tail of each, so a flood neither
   blocks the child on a full pipe nor grows the parent's memory; past `output_limit_bytes` the group is killed;
 - the exit is detected with waitid(WNOWAIT), the group is killed *before* the leader is reaped (so its id cannot
-  have been reused by an unrelated process), then the leader is reaped.
+  have been reused by an unrelated process), then the leader is reaped;
+- each run gets its own cgroups (pids, memory, cpu: `cgroup.py`) and, with a mount namespace, a size-limited
+  tmpfs scratch dir; an end marker, when given, reaches the program only through the launcher (`launcher.py`);
+- the first run of a process removes what dead runners left (scratch dirs, cgroups) and starts the reaper
+  (`reaper.py`) that removes this runner's leftovers if it dies.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from codequant.sandbox.cgroup import run_cgroup
+from codequant.sandbox import cgroup, scratch
 from codequant.sandbox.isolation import (
     CLONE_NEWNS,
     LAUNCHER,
@@ -52,6 +57,7 @@ class ProcessOutcome:
     duration_s: float
     timed_out: bool  # we killed it at the wall timeout
     output_exceeded: bool  # we killed it for writing more than output_limit_bytes
+    memory_exceeded: bool = False  # the kernel's OOM killer acted in the run's memory cgroup
 
 
 def sandbox_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -70,28 +76,45 @@ def sandbox_env(home: Path, extra: dict[str, str] | None = None) -> dict[str, st
     return env
 
 
+log = logging.getLogger("codequant.sandbox")
+REAPER = Path(__file__).with_name("reaper.py")
+_REAPERS: dict[int, int] = {}  # runner pid -> the write end of its reaper's pipe (held until the runner dies)
+_REAPER_LOCK = threading.Lock()
+
+
 @contextlib.contextmanager
 def scratch_dir(run_as: RunAs | None = None) -> Iterator[Path]:
     """A fresh private directory (the program's cwd and HOME), removed afterwards whatever the program did."""
-    path = Path(tempfile.mkdtemp(prefix="codequant-sbx-"))
-    try:
-        if run_as is not None:
-            os.chown(path, run_as.uid, run_as.gid)
+    with scratch.scratch_dir((run_as.uid, run_as.gid) if run_as is not None else None) as path:
         yield path
-    finally:
-        _remove_tree(path)
 
 
 def _remove_tree(path: Path) -> None:
-    def make_writable(func, p, _exc):  # a program may have chmod-ed its files read-only
-        with contextlib.suppress(OSError):
-            os.chmod(os.path.dirname(p), 0o700)
-            os.chmod(p, 0o700)
-            func(p)
+    if not scratch.remove_tree(path):
+        log.warning("sandbox: could not remove %s (left for the next start-up sweep)", path)
 
-    shutil.rmtree(path, onerror=make_writable)
-    if path.exists():
-        shutil.rmtree(path, ignore_errors=True)
+
+def start_reaper() -> None:
+    """Once per runner process: sweep what dead runners left, and start this runner's reaper (`reaper.py`)."""
+    pid = os.getpid()
+    with _REAPER_LOCK:
+        if pid in _REAPERS:
+            return
+        stale = scratch.sweep_stale() + cgroup.sweep_stale()
+        if stale:
+            log.warning("sandbox: removed %d scratch dirs / cgroups left by runners that died", len(stale))
+        read_fd, write_fd = os.pipe()
+        cfg = {"runner": pid, "tmpdir": tempfile.gettempdir(),
+               "cgroups": {k: str(v) for k, v in cgroup.controller_roots().items()}}
+        try:
+            subprocess.Popen([sys.executable, "-I", "-S", str(REAPER), json.dumps(cfg)], stdin=read_fd,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                             close_fds=True)
+        except OSError as exc:
+            log.warning("sandbox: no reaper (%s): a killed runner leaves its scratch dirs to the next sweep", exc)
+        finally:
+            os.close(read_fd)
+        _REAPERS[pid] = write_fd
 
 
 class _Tail:
@@ -128,27 +151,43 @@ def run_sandboxed(
     limits: Limits,
     env: dict[str, str] | None = None,
     run_as: RunAs | None = None,
+    marker: str | None = None,
+    shared: dict[str, str] | None = None,
 ) -> ProcessOutcome:
-    """Run `argv` (argv[0] an absolute path) in `cwd` under `limits`; never raises for what the program does."""
-    flags = unshare_flags(limits.isolate_network, limits.isolate_pids, limits.isolate_files)
+    """Run `argv` (argv[0] an absolute path) in `cwd` under `limits`; never raises for what the program does.
+
+    `marker`: handed to the program on fd `launcher.MARKER_FD` (never written to a file it can read).
+    `shared`: subdirs of `cwd` kept from the host when the scratch dir is a tmpfs ("rw" or "ro"), e.g. the
+    classes javac writes for the JVM run that follows.
+    """
+    start_reaper()
+    flags = unshare_flags(limits.isolate_network, limits.isolate_pids, limits.isolate_files, limits.isolate_ipc)
     warn_weak_isolation(run_as is None and os.geteuid() == 0)
-    with run_cgroup(limits.max_processes) as cgroup:
-        return _run(argv, cwd, limits, env, run_as, flags, cgroup)
+    with cgroup.run_cgroups(limits.max_processes, limits.memory_mb) as groups:
+        return _run(argv, cwd, limits, env, run_as, flags, groups, marker, shared)
 
 
 def _run(argv: Sequence[str], cwd: Path, limits: Limits, env: dict[str, str] | None, run_as: RunAs | None,
-         flags: int, cgroup: Path | None) -> ProcessOutcome:
+         flags: int, groups: cgroup.RunCgroups, marker: str | None, shared: dict[str, str] | None) -> ProcessOutcome:
     rlimits = limits.rlimits()
-    if cgroup is not None:  # the cgroup bounds this run's processes; the per-user limit would couple runs
+    if groups.pids:  # the cgroup bounds this run's processes; the per-user limit would couple runs
         rlimits.pop("RLIMIT_NPROC", None)
+    sup = namespace_support()
+    mount = {}
+    if flags & CLONE_NEWNS:
+        mount = {"scratch": str(cwd), "proc": sup.proc, "disk_mb": limits.disk_mb if sup.tmpfs else None,
+                 "shared": shared or {}}
     config = {
         "argv": list(argv),
         "rlimits": rlimits,
-        "cgroup": str(cgroup) if cgroup is not None else None,
+        "cgroups": [str(p) for p in groups.paths],
+        "parent": os.getpid(),
         "unshare": flags,
-        "mount": {"scratch": str(cwd), "proc": namespace_support().proc} if flags & CLONE_NEWNS else {},
+        "mount": mount,
         "uid": run_as.uid if run_as else None,
         "gid": run_as.gid if run_as else None,
+        "seccomp": sup.machine if limits.seccomp and sup.seccomp else None,
+        "keyring": sup.machine if sup.keyring else None,
     }
     start = time.monotonic()
     deadline = start + limits.wall_timeout_s
@@ -156,13 +195,18 @@ def _run(argv: Sequence[str], cwd: Path, limits: Limits, env: dict[str, str] | N
         [sys.executable, "-I", "-S", str(LAUNCHER), json.dumps(config)],
         cwd=cwd,
         env=env if env is not None else sandbox_env(cwd),
-        stdin=subprocess.DEVNULL,
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
         close_fds=True,
     )
     pgid = proc.pid  # start_new_session: the leader's pid is the group's id
+    assert proc.stdin is not None
+    with contextlib.suppress(OSError):  # the launcher reads the marker, then makes stdin /dev/null
+        proc.stdin.write((marker + "\n").encode() if marker else b"")
+    with contextlib.suppress(OSError):
+        proc.stdin.close()
     out, err = _Tail(limits.output_cap_bytes), _Tail(limits.output_cap_bytes)
     timed_out = exceeded = False
     try:
@@ -188,6 +232,7 @@ def _run(argv: Sequence[str], cwd: Path, limits: Limits, env: dict[str, str] | N
         duration_s=duration,
         timed_out=timed_out,
         output_exceeded=exceeded,
+        memory_exceeded=groups.oom_killed(),
     )
 
 

@@ -3,7 +3,10 @@
 "Passed" must mean that the tests ran to their end, not merely that the process exited 0: a completion that calls
 `sys.exit(0)` or `os._exit(0)` before the asserts would otherwise pass. So a fresh random end marker is printed
 by a line appended after the program; the status is `ok` only when the exit code is 0 AND stdout ends with that
-marker. (This guards against accidents, not against a program that reads its own source to forge the marker.)
+marker. The marker is in no file the program can read (not in program.py, its argv or environment): the
+appended epilogue reads it from an inherited pipe (`launcher.MARKER_FD`), once, after the tests. The epilogue
+prints it only when asserts are on (`__debug__` and `sys.flags.optimize == 0`): a program that re-executes
+itself with `python -O` (every assert stripped) never gets `ok`.
 
 Syntax errors are found by compiling in the parent first (cheap, and exact: same interpreter), so that a
 `SyntaxError` raised at run time by `exec`/`eval`/an import counts as an ordinary exception.
@@ -21,7 +24,7 @@ import warnings
 
 from codequant.errors import CodequantError
 from codequant.sandbox.isolation import python_for, resolve_user
-from codequant.sandbox.launcher import LAUNCH_FAILED
+from codequant.sandbox.launcher import LAUNCH_FAILED, MARKER_FD
 from codequant.sandbox.limits import Limits
 from codequant.sandbox.process import ProcessOutcome, run_sandboxed, sandbox_env, scratch_dir
 from codequant.sandbox.result import ExecResult, Status, forced_status, split_marker
@@ -31,13 +34,16 @@ _SYNTAX_ERRORS = ("SyntaxError", "IndentationError", "TabError")
 _COMPILE_LOCK = threading.Lock()  # warnings.catch_warnings() swaps global state: one compile at a time
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s.*|:)?$")
 _TRACEBACK = "Traceback (most recent call last):"
+# after the tests: the marker from its pipe, only while asserts are on (no -O re-exec, no optimized compile)
+EPILOGUE = (f'if __debug__ and not __import__("sys").flags.optimize:\n'
+            f'    print(__import__("os").read({MARKER_FD}, 256).decode(), end="", flush=True)\n')
 
 
 def run_python(source: str, limits: Limits | None = None) -> ExecResult:
     """Run `source` as a fresh `python -I program.py` under `limits` (defaults: `Limits()`)."""
     limits = limits or Limits()
     marker = f"__codequant_done_{secrets.token_hex(12)}__"
-    program = source + ("" if source.endswith("\n") or not source else "\n") + f'print("{marker}", flush=True)\n'
+    program = source + ("" if source.endswith("\n") or not source else "\n") + EPILOGUE
     start = time.monotonic()
     syntax = _syntax_error(program)
     if syntax is not None:
@@ -50,7 +56,7 @@ def run_python(source: str, limits: Limits | None = None) -> ExecResult:
         path.write_text(program, encoding="utf-8")
         if run_as is not None:
             os.chown(path, run_as.uid, run_as.gid)
-        outcome = run_sandboxed([python, "-I", PROGRAM_NAME], work, limits, sandbox_env(work), run_as)
+        outcome = run_sandboxed([python, "-I", PROGRAM_NAME], work, limits, sandbox_env(work), run_as, marker=marker)
     if (outcome.returncode == LAUNCH_FAILED and outcome.stderr.startswith(b"codequant-sandbox: cannot start")
             and b"[Errno 11]" not in outcome.stderr):  # EAGAIN: the user's RLIMIT_NPROC is full right now
         # (another run's fork bomb), a failure of this run only -> `killed`, not of the interpreter

@@ -20,6 +20,8 @@ class Status(StrEnum):
     TIMEOUT = "timeout"  # wall or CPU time limit hit; the whole process group was killed
     MEMORY = "memory"  # address-space limit hit (MemoryError / OutOfMemoryError / allocation failure)
     KILLED = "killed"  # killed by a signal, or exited before the tests ran to the end
+    COMPILE_TIMEOUT = "compile_timeout"  # javac ran past its own time limit (Java only)
+    HARNESS_ERROR = "harness_error"  # the sandbox itself failed on this program (the reason in stderr)
 
 
 @dataclass
@@ -67,6 +69,8 @@ def forced_status(outcome: ProcessOutcome, finished: bool) -> Status | None:
     """The status decided by how the run ended, before any traceback is read; None when the program failed on its
     own (a non-zero exit code) and its stderr must tell why. Same rules for every language."""
     code = outcome.returncode
+    if outcome.memory_exceeded and not (code == 0 and finished):  # the run's memory cgroup OOM-killed it
+        return Status.MEMORY
     if outcome.timed_out or code == -signal.SIGXCPU:
         return Status.TIMEOUT
     if outcome.output_exceeded:
