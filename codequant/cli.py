@@ -58,6 +58,7 @@ def evaluate_cmd(
     backend: str = typer.Option("engine", "--backend",
                                 help="engine (codequant's batched loop) | hf (model.generate) | vllm (docs/vllm.md)"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto (cuda when a GPU is visible)"),
+    workers: int | None = typer.Option(None, "--workers", help="sandboxed programs run at once (default: one per CPU)"),
     vllm_python: str | None = typer.Option(None, "--vllm-python",
                                            help="Python with vLLM (default $CODEQUANT_VLLM_PYTHON, or this one)"),
     vllm_dtype: str = typer.Option("auto", "--vllm-dtype", help="vLLM weights dtype: auto | float32 | bfloat16 ..."),
@@ -74,7 +75,7 @@ def evaluate_cmd(
     out_dir = out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{benchmark}"
     settings = EvalSettings(samples=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             limit=limit, prompt_style=prompt_style, seed=seed, batch_size=batch_size,
-                            backend=backend, device=device,
+                            backend=backend, device=device, workers=workers,
                             vllm=VllmSettings(python=vllm_python, dtype=vllm_dtype, memory_fraction=vllm_memory))
     summary = evaluate(model, benchmark, settings, data=data, out_dir=out_dir)
     run = summary["run"]

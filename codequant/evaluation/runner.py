@@ -120,6 +120,8 @@ class EvalSettings:
             raise CodequantError("--samples must be at least 1")
         if self.max_new_tokens < 1:
             raise CodequantError("--max-new-tokens must be at least 1")
+        if self.workers is not None and self.workers < 1:
+            raise CodequantError("--workers must be at least 1")
         if self.backend not in BACKENDS:
             raise CodequantError(f"unknown backend {self.backend!r}; use {', '.join(BACKENDS)}")
         resolve_device(self.device)

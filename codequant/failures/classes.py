@@ -15,8 +15,11 @@ A completion fails for one reason first, so each failed completion gets one clas
 | `memory`           | memory limit (MemoryError, OutOfMemoryError)                                               |
 | `assertion`        | ran, and a test assertion failed: the wrong answer                                         |
 | `runtime`          | any other uncaught exception, by type (detail: `IndexError`, `NullPointerException`, ...)  |
+| `harness`          | not the model's: the sandbox itself failed on this program (status `harness_error`, the    |
+|                    | error in stderr); checked first, whatever the completion looks like                        |
 
-The order of the table is the order of precedence: a completion cut at the token limit that fails to parse is
+`timeout` includes javac running past its own limit (status `compile_timeout`, detail `compile time limit`).
+Apart from `harness`, the order of the table is the order of precedence: a completion cut at the token limit that fails to parse is
 `degenerate/token_limit`, not `syntax`, because the cut and not the model's syntax broke it. A completion that was
 cut but parses is judged by how it ran. Passed completions have no class.
 """
@@ -38,6 +41,7 @@ class Failure(StrEnum):
     MEMORY = "memory"
     ASSERTION = "assertion"
     RUNTIME = "runtime"
+    HARNESS = "harness"
 
 
 CLASSES: tuple[str, ...] = tuple(str(f) for f in Failure)
@@ -62,6 +66,8 @@ def classify(record: Mapping[str, Any]) -> Classified | None:
     status = str(record.get("status") or "")
     completion = str(record.get("completion") or "")
     language = str(record.get("language") or "python").lower()
+    if status == "harness_error":
+        return Classified(Failure.HARNESS, str(record.get("exception_type") or "harness_error"))
     if degenerate.no_code(completion, language):
         return Classified(Failure.DEGENERATE, "no_code")
     if degenerate.repetitive(completion):
@@ -70,6 +76,8 @@ def classify(record: Mapping[str, Any]) -> Classified | None:
         return Classified(Failure.DEGENERATE, "token_limit")
     if status == "timeout":
         return Classified(Failure.TIMEOUT, "time limit")
+    if status == "compile_timeout":
+        return Classified(Failure.TIMEOUT, "compile time limit")
     if status == "memory":
         return Classified(Failure.MEMORY, str(record.get("exception_type") or "memory limit"))
     if status == "assertion":

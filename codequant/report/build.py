@@ -29,12 +29,13 @@ STATS_NOTE = (
     "power (points; `none`: no drop up to the whole pass rate). See docs/statistics.md.")
 
 FAILURE_COLS = ("model", "benchmark", "language", "decoding", "version", "completions", "passed", "degenerate",
-                "syntax", "compile", "hallucinated_api", "timeout", "memory", "assertion", "runtime")
+                "syntax", "compile", "hallucinated_api", "timeout", "memory", "assertion", "runtime", "harness")
 FAILURE_NOTE = (
     "`degenerate`: no code, a repetition loop, or cut at the token limit so that it does not parse; `syntax`: "
     "does not parse; `compile`: javac rejects it otherwise (types, a missing JDK import); `hallucinated_api`: "
     "calls a name, module, attribute or Java method/class that neither the program, the standard library (JDK) nor "
-    "the allowed imports define; `assertion`: a wrong answer; `runtime`: any other exception. Precedence in that "
+    "the allowed imports define; `assertion`: a wrong answer; `runtime`: any other exception; `harness`: the "
+    "sandbox failed on it (not the model's). Precedence in that "
     "order (docs/evaluation.md, failure taxonomy); per-completion classes are in study.db `outcomes.failure`.")
 SUMMARIZE_COLS = ("model", "benchmark", "decoding", "version", "problems", "bleu", "corpus_bleu", "rouge_l",
                   "bleu_diff", "p_bleu", "p_adj_bleu", "rouge_l_diff", "p_rouge_l", "p_adj_rouge_l")

@@ -185,7 +185,8 @@ class Runner(_Strict):
 
     isolate: bool = True
     quantize_batch_size: int = Field(8, ge=1)
-    workers: int | None = Field(None, ge=1)
+    workers: int | None = Field(None, ge=1)  # older name of sandbox_workers (kept for existing study files)
+    sandbox_workers: int | None = Field(None, ge=1)  # programs an evaluation runs at once (default: one per CPU)
     executor: Literal["local", "ray", "slurm"] = "local"
     parallel: int = Field(1, ge=1)  # local executor: steps at once
     max_attempts: int = Field(2, ge=1)

@@ -118,7 +118,7 @@ class _Driver:
         self.study, self.plan, self.store, self.executor = study, plan, store, executor
         self.hook, self.log, self.counts = hook, log, counts
         self.runner = config.runner
-        self.settings = {"calibration": config.calibration.model_dump(), "workers": config.runner.workers,
+        self.settings = {"calibration": config.calibration.model_dump(), "workers": config.runner.sandbox_workers or config.runner.workers,
                          "vllm": config.runner.vllm.model_dump(), "device": config.runner.device}
         self.metas = {s.key: s.meta for s in plan.steps}
         self.by_key = plan.by_key()
