@@ -64,7 +64,7 @@ class SampleStore:
     def append(self, rows: list[dict]) -> None:
         with open(self.samples_path, "a", encoding="utf-8") as fh:
             for r in rows:
-                fh.write(json.dumps(r, ensure_ascii=False) + "\n")
+                fh.write(_json_line(r))
             fh.flush()
             os.fsync(fh.fileno())
 
@@ -72,3 +72,14 @@ class SampleStore:
         tmp = self.summary_path.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
         tmp.replace(self.summary_path)
+
+
+def _json_line(row: dict) -> str:
+    """One JSON line, readable UTF-8; text that UTF-8 cannot hold (a lone surrogate in a model's output) is kept
+    as a JSON escape rather than failing the whole batch's write."""
+    line = json.dumps(row, ensure_ascii=False) + "\n"
+    try:
+        line.encode("utf-8")
+    except UnicodeEncodeError:
+        line = json.dumps(row) + "\n"
+    return line

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import socket
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -46,3 +48,42 @@ def tempfile_home() -> str:
     return tempfile.mkdtemp(prefix="codequant-canary-", dir=base)
 
 
+@pytest.fixture
+def host_unix_socket():
+    """A listening AF_UNIX socket at a host path outside /tmp (so a mount namespace alone does not hide it),
+    world-connectable; yields (path, received bytes)."""
+    base = Path.home() / ".cache"
+    base.mkdir(parents=True, exist_ok=True)
+    d = Path(os.path.realpath(base)) / f"cq-sock-{secrets.token_hex(4)}"
+    d.mkdir()
+    d.chmod(0o777)
+    path = d / "s"
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(str(path))
+    path.chmod(0o777)
+    srv.listen(4)
+    srv.settimeout(0.2)
+    got = bytearray()
+    stop = threading.Event()
+
+    def serve():
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2)
+                try:
+                    while chunk := conn.recv(1024):
+                        got.extend(chunk)
+                except OSError:
+                    pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    yield path, got
+    stop.set()
+    t.join(2)
+    srv.close()
+    shutil.rmtree(d, ignore_errors=True)
