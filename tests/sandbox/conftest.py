@@ -51,10 +51,9 @@ def tempfile_home() -> str:
 @pytest.fixture
 def host_unix_socket():
     """A listening AF_UNIX socket at a host path outside /tmp (so a mount namespace alone does not hide it),
-    world-connectable; yields (path, received bytes)."""
-    base = Path.home() / ".cache"
-    base.mkdir(parents=True, exist_ok=True)
-    d = Path(os.path.realpath(base)) / f"cq-sock-{secrets.token_hex(4)}"
+    world-connectable, in the checkout (as the attacker's was: a path every user can traverse);
+    yields (path, received bytes)."""
+    d = Path(__file__).resolve().parents[2] / f".cq-sock-{secrets.token_hex(4)}"
     d.mkdir()
     d.chmod(0o777)
     path = d / "s"

@@ -7,6 +7,7 @@ Each was checked by switching its fix off once and seeing the test fail (docs/sa
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import secrets
 import shutil
@@ -20,7 +21,7 @@ from hostile_kit import QUICK, assert_runner_alive, leftovers, prelude
 
 from codequant.sandbox import Limits, Status, run_program, run_programs
 from codequant.sandbox.cgroup import controller_roots
-from codequant.sandbox.isolation import namespace_support
+from codequant.sandbox.isolation import LAUNCHER, namespace_support, unshare_flags
 from codequant.sandbox.scratch import remove_tree
 
 SUP = namespace_support()
@@ -57,11 +58,15 @@ def test_remove_tree_deeper_than_the_recursion_limit_and_path_max(tmp_path):
             os.close(fd)
             fd = new
         os.fchmod(fd, 0o500)  # a read-only directory at the bottom
-    finally:
         os.close(fd)
-    assert remove_tree(top) is True
-    assert not top.exists()
-    assert remove_tree(top) is True  # gone already: still no error
+        fd = -1
+        assert remove_tree(top) is True
+        assert not top.exists()
+        assert remove_tree(top) is True  # gone already: still no error
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        subprocess.run(["rm", "-rf", str(top)], check=False)  # never leave pytest's own cleanup a tree it chokes on
 
 
 @pytest.mark.parametrize("isolate_files", [True, False], ids=["tmpfs-scratch", "host-scratch"])
@@ -91,6 +96,26 @@ def test_a_program_that_breaks_the_harness_is_its_own_harness_error_the_batch_go
                       QUICK, workers=2, progress=False)
     assert [r.status for r in rs] == [Status.OK, Status.HARNESS_ERROR, Status.OK]
     assert "UnicodeEncodeError" in rs[1].stderr and rs[1].exception_type == "UnicodeEncodeError"
+
+
+def test_sandbox_dies_with_its_runner(token):
+    """PR_SET_PDEATHSIG in launcher, init and program: a SIGKILLed runner takes its sandboxes with it at once
+    (the reaper, tested through `codequant evaluate` in tests/evaluation, then removes dirs and cgroups)."""
+    cfg = {"argv": [sys.executable, "-c", f"{prelude(token)}import time\ntime.sleep(30)\n"], "rlimits": {},
+           "unshare": unshare_flags(True, True)}
+    runner = (f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-I', '-S', {str(LAUNCHER)!r}, "
+              f"{json.dumps(cfg)!r}], stdin=subprocess.DEVNULL)\ntime.sleep(30)\n")
+    proc = subprocess.Popen([sys.executable, "-c", runner])
+    try:
+        end = time.monotonic() + 20
+        while subprocess.run(["pgrep", "-x", token], capture_output=True).returncode != 0:  # by its own name
+            assert time.monotonic() < end and proc.poll() is None, "the sandboxed program never started"
+            time.sleep(0.05)
+        proc.kill()
+        proc.wait()
+        assert leftovers(token, within_s=1.0) == [], "the sandbox outlived its runner"
+    finally:
+        proc.kill()
 
 
 # ---- the boundary ----
