@@ -4,10 +4,15 @@ Each program is prompt + canonical_solution + test + `check(entry_point)`, i.e. 
 runs for a perfect model, so the figure is the harness overhead an evaluation pays per sample. Every program
 must pass: a failure here is a harness bug, and the script exits 1.
 
-    .venv/bin/python bench/sandbox.py [--limit N] [--workers W] [--java-data humaneval_java.jsonl.gz]
+    .venv/bin/python bench/sandbox.py [--limit N] [--workers W] [--java-data humaneval_java.jsonl.gz] [--rounds R]
 
 With --java-data (a HumanEval-X Java file), the same figure for Java programs (javac + JVM per program) is added
 under "java", measured with the parallel workers only.
+
+"layers" measures, in the same run, what the second round of isolation costs: every program with all limits
+(`Limits()`: IPC namespace, seccomp, memory and cpu cgroups per run, tmpfs scratch quota) against the same
+programs with those layers off (the first round's sandbox), alternating R rounds of each so that a change of the
+machine's load hits both; `cost` is 1 - (programs/s with) / (programs/s without), from the medians.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from collections import Counter
@@ -23,12 +29,15 @@ from collections import Counter
 from codequant.benchmarks.humaneval import load_humaneval
 from codequant.benchmarks.python_program import build_python_program
 from codequant.sandbox import Limits, run_programs
+from codequant.sandbox.cgroup import controller_roots
 from codequant.sandbox.isolation import namespace_support
 
+ROUND_ONE = Limits(isolate_ipc=False, memory_mb=None, disk_mb=None, seccomp=False, isolate_cpu=False)
 
-def _measure(programs: list[str], workers: int, language: str = "python") -> dict:
+
+def _measure(programs: list[str], workers: int, language: str = "python", limits: Limits | None = None) -> dict:
     t0 = time.perf_counter()
-    results = run_programs([(language, p) for p in programs], Limits(), workers=workers, progress=False)
+    results = run_programs([(language, p) for p in programs], limits or Limits(), workers=workers, progress=False)
     elapsed = time.perf_counter() - t0
     durations = sorted(r.duration_s for r in results)
     return {
@@ -47,6 +56,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N problems only")
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cpu count)")
     ap.add_argument("--java-data", default=None, help="HumanEval-X Java file: also measure Java programs")
+    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per variant for the layers' cost")
     args = ap.parse_args()
     problems = load_humaneval()[: args.limit]
     programs = [build_python_program(p, p.canonical_solution or "") for p in problems]
@@ -60,12 +70,17 @@ def main() -> int:
             "load_avg_1m": round(os.getloadavg()[0], 2),
             "network_namespace": sup.net,
             "pid_namespace": sup.pid,
+            "ipc_namespace": sup.ipc,
+            "seccomp": sup.seccomp,
+            "tmpfs_scratch": sup.tmpfs,
+            "cgroups": sorted(controller_roots()),
         },
         "serial": _measure(programs, 1),
         "parallel": _measure(programs, args.workers),
     }
     for run in ("serial", "parallel"):
         report[run]["failed"] = [problems[i].task_id for i in report[run]["failed"]]
+    report["layers"] = _layers_cost(programs, args.workers, args.rounds)
     runs = ["serial", "parallel"]
     if args.java_data:
         from codequant.benchmarks.humaneval_x import load_humaneval_x_java
@@ -77,7 +92,26 @@ def main() -> int:
         report["java"]["failed"] = [java[i].task_id for i in report["java"]["failed"]]
         runs.append("java")
     print(json.dumps(report, indent=2))
-    return 0 if not any(report[r]["failed"] for r in runs) else 1
+    return 0 if not any(report[r]["failed"] for r in runs) and not report["layers"]["failed"] else 1
+
+
+def _layers_cost(programs: list[str], workers: int, rounds: int) -> dict:
+    """programs/s with every limit (`Limits()`) and with the second round's layers off, alternating rounds."""
+    rates: dict[str, dict[str, list[float]]] = {"with": {"serial": [], "parallel": []},
+                                                 "without": {"serial": [], "parallel": []}}
+    failed = 0
+    for _ in range(rounds):
+        for name, limits in (("with", Limits()), ("without", ROUND_ONE)):
+            for mode, w in (("serial", 1), ("parallel", workers)):
+                m = _measure(programs, w, limits=limits)
+                rates[name][mode].append(m["programs_per_s"])
+                failed += len(m["failed"])
+    out: dict = {"rounds": rates, "failed": failed}
+    for mode in ("serial", "parallel"):
+        with_, without = statistics.median(rates["with"][mode]), statistics.median(rates["without"][mode])
+        out[mode] = {"with_programs_per_s": with_, "without_programs_per_s": without,
+                     "cost": round(1 - with_ / without, 3)}
+    return out
 
 
 if __name__ == "__main__":

@@ -135,14 +135,15 @@ class RunCgroups:
 
 
 @contextlib.contextmanager
-def run_cgroups(max_pids: int | None, memory_mb: int | None) -> Iterator[RunCgroups]:
-    """Fresh cgroups for one run (those this machine allows); emptied and removed afterwards."""
+def run_cgroups(max_pids: int | None, memory_mb: int | None, cpu: bool = True) -> Iterator[RunCgroups]:
+    """Fresh cgroups for one run (those this machine allows; `cpu`: a cpu group of its own); emptied and removed
+    afterwards."""
     groups = RunCgroups()
     name = f"run-{os.getpid()}-{secrets.token_hex(6)}"
     try:
         for controller, root in controller_roots().items():
             settings = _settings(controller, root.parent == CGROUP_FS, max_pids, memory_mb, None)
-            if not settings and controller != "cpu":
+            if not settings or (controller == "cpu" and not cpu):
                 continue
             path = root / name
             try:

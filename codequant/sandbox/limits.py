@@ -35,6 +35,8 @@ class Limits:
     memory_mb: all processes of the run together (a memory cgroup; root only); past it the kernel kills inside
         the run -> `memory`. Covers what RLIMIT_AS cannot: forked children, a JVM's off-heap memory.
     disk_mb: the scratch dir is a tmpfs of this size (with a mount namespace): the run's total disk quota.
+    isolate_cpu: its own cpu cgroup with the default weight (root only): concurrent programs share the CPU run
+        by run, not process by process, whatever the kernel's autogroup does.
     seccomp: a seccomp filter: socket(AF_UNIX) fails (no host path socket can be reached), the kernel keyring
         calls fail (nothing crosses from one run to the next).
     user: run as this (unprivileged) user; needs root. None: $CODEQUANT_SANDBOX_USER, else the user
@@ -58,6 +60,7 @@ class Limits:
     memory_mb: int | None = 2048
     disk_mb: int | None = 256
     seccomp: bool = True
+    isolate_cpu: bool = True
     user: str | None = None
     python: str | None = None
 

@@ -163,7 +163,7 @@ def run_sandboxed(
     start_reaper()
     flags = unshare_flags(limits.isolate_network, limits.isolate_pids, limits.isolate_files, limits.isolate_ipc)
     warn_weak_isolation(run_as is None and os.geteuid() == 0)
-    with cgroup.run_cgroups(limits.max_processes, limits.memory_mb) as groups:
+    with cgroup.run_cgroups(limits.max_processes, limits.memory_mb, limits.isolate_cpu) as groups:
         return _run(argv, cwd, limits, env, run_as, flags, groups, marker, shared)
 
 
