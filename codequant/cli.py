@@ -181,7 +181,7 @@ def exec_command(
     file: str = typer.Argument(..., help="program file to run ('-' reads it from stdin)"),
     language: str = typer.Option("python", "--language", "-l", help="python | java"),
     timeout: float | None = typer.Option(None, "--timeout", help="wall-clock limit in seconds (default 10)"),
-    memory_mb: int | None = typer.Option(None, "--memory-mb", help="address-space limit in MB (default 2048)"),
+    memory_mb: int | None = typer.Option(None, "--memory-mb", help="memory limit in MB, per process (RLIMIT_AS) and per run (memory cgroup; default 2048)"),
 ) -> None:
     """Run one program in the sandbox and print its outcome as one JSON object (exit 0 whenever it ran)."""
     import json
@@ -202,14 +202,18 @@ def exec_command(
     if timeout is not None:
         limits = limits.with_timeout(timeout)
     if memory_mb is not None:
-        limits = replace(limits, address_space_mb=memory_mb)
+        limits = replace(limits, address_space_mb=memory_mb, memory_mb=memory_mb)
     result = run_program(language, source, limits).to_dict()
     sup = namespace_support()
     from codequant.sandbox.isolation import resolve_user
 
     who = resolve_user(None)
+    from codequant.sandbox.cgroup import controller_roots
+
     result["isolation"] = {"network_namespace": sup.net, "pid_namespace": sup.pid, "mount_namespace": sup.mnt,
-                           "private_proc": sup.proc, "user": who.name if who else None}
+                           "private_proc": sup.proc, "ipc_namespace": sup.ipc, "tmpfs_scratch": sup.tmpfs,
+                           "seccomp": sup.seccomp, "cgroups": sorted(controller_roots()),
+                           "user": who.name if who else None}
     print(json.dumps(result))
 
 
