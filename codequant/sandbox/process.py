@@ -89,11 +89,6 @@ def scratch_dir(run_as: RunAs | None = None) -> Iterator[Path]:
         yield path
 
 
-def _remove_tree(path: Path) -> None:
-    if not scratch.remove_tree(path):
-        log.warning("sandbox: could not remove %s (left for the next start-up sweep)", path)
-
-
 def start_reaper() -> None:
     """Once per runner process: sweep what dead runners left, and start this runner's reaper (`reaper.py`)."""
     pid = os.getpid()

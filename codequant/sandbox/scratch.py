@@ -16,6 +16,7 @@ died (`kill -9`) without touching the ones of runners still alive. Standard libr
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import stat
@@ -36,7 +37,9 @@ def scratch_dir(owner: tuple[int, int] | None = None) -> Iterator[Path]:
             os.chown(path, *owner)
         yield path
     finally:
-        remove_tree(path)
+        if not remove_tree(path):
+            logging.getLogger("codequant.sandbox").warning(
+                "sandbox: could not remove %s (left for the start-up sweep)", path)
 
 
 def _writable_dir(parent: int, name: str) -> int | None:

@@ -77,6 +77,7 @@ def _sandbox_leftovers(pid: int) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.ci
 def test_sigkilled_evaluate_leaves_no_sandbox_behind(tmp_path):
     _write(tmp_path / "sleep.jsonl", _sleepers(2))
     code = "from codequant.cli import main; main()"
