@@ -15,7 +15,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     from codequant.metrics.perplexity import perplexity
 
     cfg = step.config
-    model, tokenizer = load_model(model_spec(step, inputs), settings.get("device", "cpu"))
+    model, tokenizer = load_model(model_spec(step, inputs), settings.get("device", "cpu"), settings.get("dtype", "auto"))
     out = {}
     for language in cfg["languages"]:
         tokens = heldout_tokens(language, tokenizer, n_tokens=cfg["tokens"])
