@@ -197,6 +197,7 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
         else:
             lm, tokenizer = (loaded.model, loaded.tokenizer) if loaded else _load_model(model_spec, cfg.device, cfg.dtype)
         timings["load_s"] = time.perf_counter() - t0
+        _check_dtype(lm, config)
         cfg = _backend_for(lm, cfg)
         model_id = getattr(getattr(lm, "config", None), "_name_or_path", None) or model_spec
         style = resolve_style(cfg.prompt_style, tokenizer)
@@ -210,6 +211,19 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
                             **{k: round(v, 3) for k, v in timings.items()}}})
     store.write_summary(summary)
     return summary
+
+
+def _check_dtype(model, config: dict) -> None:
+    """The weights computed in the dtype the run's config records (an fp16 request that loaded fp32 is another
+    version, and would be filed as the fp16 one)."""
+    from codequant.models.dtype import dtype_name, model_dtype
+
+    wanted = config.get("dtype")
+    if wanted is None or isinstance(model, str) or wanted.startswith("vllm-"):  # vLLM: loaded in its own process
+        return
+    got = dtype_name(model_dtype(model))
+    if got != wanted:
+        raise CodequantError(f"the model computes in {got}, but this run is recorded as {wanted}")
 
 
 def _backend_for(model, cfg: EvalSettings) -> EvalSettings:

@@ -93,7 +93,7 @@ def finetune(
     from codequant.calibration import resolve_val_samples
     from codequant.devices import resolve_device
     from codequant.models import check_dtype, load, load_dtype
-    from codequant.models.dtype import dtype_name, folder_dtype, resolve_dtype
+    from codequant.models.dtype import dtype_name, folder_dtype, model_dtype, resolve_dtype
     from codequant.quant.export import (
         export_dequantized,
         load_codequant_checkpoint,
@@ -148,7 +148,7 @@ def finetune(
 
     method = (info.get("config") or {}).get("method") or (info.get("resolved") or {}).get("method")
     new_info = {**{k: v for k, v in info.items() if k not in ("format", "bytes", "accounting")},
-                "finetuned_from": str(quant_dir), "teacher": teacher_spec, "dtype": dtype_name(student_dtype)}
+                "finetuned_from": str(quant_dir), "teacher": teacher_spec, "dtype": dtype_name(model_dtype(student))}
     for p in student.parameters():
         p.requires_grad_(False)
     student.to("cpu")
@@ -162,7 +162,7 @@ def finetune(
         "quant_dir": str(quant_dir), "teacher": teacher_spec, "method": method,
         "calibration": calibration if isinstance(calibration, str) else "given",
         "samples": samples, "seq_len": seq_len, "val_samples": val_samples, "top_k": top_k,
-        "dtype": dtype_name(student_dtype), "teacher_dtype": teacher_dtype, "device": device,
+        "dtype": dtype_name(model_dtype(student)), "teacher_dtype": teacher_dtype, "device": device,
         "teacher_device": teacher_device,
         "config": vars(config), "teacher_heldout_ppl": teacher_ppl, "heldout_ppl_before": ppl_before,
         "heldout_ppl_after": ppl_after, "exports": exports, "total_seconds": time.perf_counter() - started,
