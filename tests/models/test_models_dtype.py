@@ -60,8 +60,9 @@ def test_folder_own_dtype_and_load(fp16_dir, tiny_llama_dir):
 
 def test_gguf_own_dtype_is_what_the_converter_writes(tmp_path, tiny_llama, tiny_tokenizer):
     """An embedded/GGUF model is float32 in its converted folder: `auto` is float32 even on a GPU."""
-    from codequant.models.loader import gguf_cache_folder
     from tiny_gguf import write_tiny_gguf
+
+    from codequant.models.loader import gguf_cache_folder
 
     gguf = write_tiny_gguf(tiny_llama, tiny_tokenizer, tmp_path / "tiny.gguf", chat_template=None)
     assert load_dtype(str(gguf), "auto", "cuda") == torch.float32
