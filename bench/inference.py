@@ -74,11 +74,16 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", default="1,16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="auto", help="weights dtype of every variant: auto (float32 on the CPU, the "
+                   "checkpoint's own on a GPU) | float32 | float16 | bfloat16")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per variant")
     p.add_argument("--out", help="write OUT.json and OUT.md too")
     args = p.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",") if b]
-    settings = InferenceSettings(args.prompt_tokens, args.new_tokens, tuple(batches), args.seed, args.device)
+    from codequant.models import check_dtype
+
+    settings = InferenceSettings(args.prompt_tokens, args.new_tokens, tuple(batches), args.seed, args.device,
+                                 check_dtype(args.dtype))
     rows = []
     for label, backend, spec in variants(args):
         rows.append({"label": label, **measure_isolated(spec, settings, backend, timeout=args.timeout)})

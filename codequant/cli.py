@@ -64,19 +64,26 @@ def evaluate_cmd(
     vllm_dtype: str = typer.Option("auto", "--vllm-dtype", help="vLLM weights dtype: auto | float32 | bfloat16 ..."),
     vllm_memory: float = typer.Option(0.5, "--vllm-memory",
                                       help="vLLM's gpu_memory_utilization (CPU build: share of RAM it reserves)"),
+    tensor_parallel_size: int = typer.Option(1, "--tensor-parallel-size",
+                                             help="vllm backend: GPUs one model is split over (a 34B: 2 or more)"),
+    dtype: str = typer.Option("auto", "--dtype", help="weights dtype: auto (the checkpoint's own on a GPU, float32 "
+                              "on the CPU) | float32 | float16 | bfloat16"),
     out: str | None = typer.Option(None, "--out", help="run folder (default runs/<model>-<benchmark>)"),
 ) -> None:
     """Generate completions, execute them, and write samples.jsonl + summary.json; re-running resumes."""
     import re
 
     from codequant.evaluation import EvalSettings, evaluate
-    from codequant.generation.vllm import VllmSettings
+    from codequant.generation.vllm import VllmSettings, pick_dtype
+    from codequant.models import check_dtype
 
+    dtype = check_dtype(dtype)
     out_dir = out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{benchmark}"
     settings = EvalSettings(samples=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             limit=limit, prompt_style=prompt_style, seed=seed, batch_size=batch_size,
-                            backend=backend, device=device, workers=workers,
-                            vllm=VllmSettings(python=vllm_python, dtype=vllm_dtype, memory_fraction=vllm_memory))
+                            backend=backend, device=device, dtype=dtype, workers=workers,
+                            vllm=VllmSettings(python=vllm_python, dtype=pick_dtype(vllm_dtype, dtype),
+                                              memory_fraction=vllm_memory, tensor_parallel_size=tensor_parallel_size))
     summary = evaluate(model, benchmark, settings, data=data, out_dir=out_dir)
     run = summary["run"]
     if summary.get("task") == "summarize":  # scored as text, nothing executed (docs/evaluation.md)
@@ -131,6 +138,8 @@ def quantize_cmd(
              "(default: one pass for aqlm, as AQLM does; true-sequential for gptq/rtn)"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where each block is quantized "
                                "(one block at a time on the GPU; the model stays in CPU memory)"),
+    dtype: str = typer.Option("auto", "--dtype", help="weights dtype: auto (the checkpoint's own on a GPU, float32 "
+                              "on the CPU) | float32 | float16 | bfloat16"),
 ) -> None:
     """Quantize every decoder-block linear of MODEL and write the export(s) + quantize.json to OUT."""
     import json
@@ -158,7 +167,7 @@ def quantize_cmd(
     formats = parse_formats(fmt, method)
     run = QuantRun(calibration=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples,
                    formats=tuple(formats), batch_size=batch_size, max_blocks=max_blocks, sequential=sequential,
-                   device=device)
+                   device=device, dtype=dtype)
     result = quantize_to_dir(
         model, config, out, run,
         on_resolved=lambda r: print(f"configuration: {json.dumps(r, default=str)}"),
@@ -546,7 +555,12 @@ def finetune_cmd(
     reencode_every: int = typer.Option(0, "--reencode-every", help="steps between re-encodings (0: every epoch end)"),
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder"),
-    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where teacher and student run"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where the student trains (and "
+                               "the teacher runs, unless --teacher-device)"),
+    teacher_device: str | None = typer.Option(None, "--teacher-device", help="where the teacher computes its top-k "
+                                              "targets (another GPU, or cpu); it is freed before the student loads"),
+    dtype: str = typer.Option("auto", "--dtype", help="weights dtype: auto (the checkpoint's own on a GPU, float32 "
+                              "on the CPU) | float32 | float16 | bfloat16"),
 ) -> None:
     """Distil the fp teacher into a quantized model (KL on calibration sequences; codes frozen unless
     --code-updates)."""
@@ -564,7 +578,7 @@ def finetune_cmd(
                             reencode_every=reencode_every)
     result = finetune(quant_dir, teacher, out, calibration=calibration, samples=samples, seq_len=seq_len,
                       val_samples=val_samples, seed=seed, config=config, top_k=top_k, heldout_tokens=heldout_tokens,
-                      device=device)
+                      device=device, dtype=dtype, teacher_device=teacher_device)
     print(f"validation KL {result['val_kl_before']:.4f} -> {result['val_kl_after']:.4f} "
           f"({result['epochs_run']} epoch(s), {result['total_seconds']:.0f} s); wrote {out}")
     for lang, after in result["heldout_ppl_after"].items():
@@ -656,6 +670,9 @@ def perplexity_cmd(
     max_tokens: int = typer.Option(32_768, "--max-tokens", help="tokens scored"),
     batch_size: int = typer.Option(4, "--batch-size"),
     as_json: bool = typer.Option(False, "--json", help="print one JSON object"),
+    device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto"),
+    dtype: str = typer.Option("auto", "--dtype", help="weights dtype: auto (the checkpoint's own on a GPU, float32 "
+                              "on the CPU) | float32 | float16 | bfloat16"),
 ) -> None:
     """Perplexity of MODEL on held-out Python/Java code or on a text file (non-overlapping windows)."""
     import json
@@ -663,11 +680,13 @@ def perplexity_cmd(
 
     from codequant.calibration import heldout_tokens
     from codequant.metrics.perplexity import perplexity
-    from codequant.models import load
+    from codequant.models import check_dtype, load
 
     if (heldout is None) == (text is None):
         raise CodequantError("give exactly one of --heldout python|java or --text FILE")
-    loaded = load(model)
+    from codequant.devices import resolve_device
+
+    loaded = load(model, dtype=check_dtype(dtype), device=resolve_device(device))
     if heldout is not None:
         tokens = heldout_tokens(heldout, loaded.tokenizer, n_tokens=max_tokens)
     else:
@@ -679,12 +698,12 @@ def perplexity_cmd(
 
         tokens = torch.tensor(ids["input_ids"][:max_tokens], dtype=torch.long)
     result = perplexity(loaded.model, tokens, seq_len=seq_len, batch_size=batch_size, progress=not as_json)
-    result = {"model": model, "data": f"heldout:{heldout}" if heldout else text, **result}
+    result = {"model": model, "data": f"heldout:{heldout}" if heldout else text, "dtype": loaded.dtype, **result}
     if as_json:
         print(json.dumps(result))
     else:
         print(f"perplexity {result['ppl']:.4f} (nll {result['nll']:.4f}) over {result['tokens']:,} predicted tokens "
-              f"in {result['windows']} windows of {seq_len}; data {result['data']}")
+              f"in {result['windows']} windows of {seq_len}; data {result['data']}; weights {result['dtype']}")
 
 
 # ---- benchmarks ----

@@ -37,10 +37,13 @@ TAIL = 2000  # characters of stdout/stderr kept per sample
 
 
 def run_config(model_spec: str, benchmark: str, *, temperature: float, top_p: float, max_new_tokens: int,
-               prompt_style: str, data: Path | None, seed: int) -> dict:
-    """What the completions depend on; a run folder holds one such config (scope and speed knobs excluded)."""
+               prompt_style: str, data: Path | None, seed: int, dtype: str | None = None) -> dict:
+    """What the completions depend on; a run folder holds one such config (scope and speed knobs excluded).
+    `dtype`: what the weights computed in (float32, float16, bfloat16; vLLM's own name when vLLM resolves it;
+    None for the canonical solutions): an fp16 run of a model is another version than its fp32 run."""
     greedy = temperature <= 0
     return {
+        **({"dtype": dtype} if dtype is not None else {}),
         "model": model_spec,
         "benchmark": benchmark,
         "data": str(Path(data).resolve()) if data is not None else None,
@@ -66,12 +69,27 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _load_model(spec: str, device: str = "cpu"):
+def _load_model(spec: str, device: str = "cpu", dtype: str = "auto"):
     """(model, tokenizer) through codequant.models.load, which knows the embedded and quantized checkpoints."""
     from codequant.models import load
 
-    loaded = load(spec, device=resolve_device(device))
+    loaded = load(spec, dtype=dtype, device=resolve_device(device))
     return loaded.model, loaded.tokenizer
+
+
+def run_dtype(model: str | Loaded, cfg: EvalSettings) -> str | None:
+    """The dtype the run's config records (see `run_config`), known before the model loads."""
+    from codequant.models.dtype import dtype_name, model_dtype
+
+    if isinstance(model, Loaded):
+        return dtype_name(model_dtype(model.model))
+    if model == CANONICAL:
+        return None
+    if cfg.backend == "vllm":  # vLLM loads the weights itself; its `auto` is resolved there
+        return None if cfg.vllm.dtype == "auto" else f"vllm-{cfg.vllm.dtype}"
+    from codequant.models import load_dtype
+
+    return dtype_name(load_dtype(model, cfg.dtype, resolve_device(cfg.device)))
 
 
 def _vllm_target(spec: str, loaded: Loaded | None, cfg: EvalSettings) -> tuple[str, Any]:
@@ -112,6 +130,7 @@ class EvalSettings:
     batch_size: int = 32
     backend: str = "engine"
     device: str = "cpu"
+    dtype: str = "auto"  # of the weights (codequant.models.dtype); auto = float32 on the CPU
     workers: int | None = None
     vllm: VllmSettings = field(default_factory=VllmSettings)  # how the vllm backend starts its engine
 
@@ -125,6 +144,9 @@ class EvalSettings:
         if self.backend not in BACKENDS:
             raise CodequantError(f"unknown backend {self.backend!r}; use {', '.join(BACKENDS)}")
         resolve_device(self.device)
+        from codequant.models.dtype import check_dtype
+
+        check_dtype(self.dtype)
 
 
 @dataclass(frozen=True)
@@ -151,7 +173,7 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
     canonical = model_spec == CANONICAL
     config = run_config(model_spec, benchmark, temperature=cfg.temperature, top_p=cfg.top_p,
                         max_new_tokens=cfg.max_new_tokens, prompt_style="base" if canonical else cfg.prompt_style,
-                        data=data, seed=cfg.seed)
+                        data=data, seed=cfg.seed, dtype=run_dtype(model, cfg))
     store = SampleStore(Path(out_dir), config)
     done = store.done_keys()
     pending = [(p, i) for p in problems for i in range(samples) if (p.task_id, i) not in done]
@@ -175,8 +197,9 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
         if cfg.backend == "vllm":
             lm, tokenizer = _vllm_target(model_spec, loaded, cfg)
         else:
-            lm, tokenizer = (loaded.model, loaded.tokenizer) if loaded else _load_model(model_spec, cfg.device)
+            lm, tokenizer = (loaded.model, loaded.tokenizer) if loaded else _load_model(model_spec, cfg.device, cfg.dtype)
         timings["load_s"] = time.perf_counter() - t0
+        _check_dtype(lm, config)
         cfg = _backend_for(lm, cfg)
         model_id = getattr(getattr(lm, "config", None), "_name_or_path", None) or model_spec
         style = resolve_style(cfg.prompt_style, tokenizer)
@@ -190,6 +213,19 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
                             **{k: round(v, 3) for k, v in timings.items()}}})
     store.write_summary(summary)
     return summary
+
+
+def _check_dtype(model, config: dict) -> None:
+    """The weights computed in the dtype the run's config records (an fp16 request that loaded fp32 is another
+    version, and would be filed as the fp16 one)."""
+    from codequant.models.dtype import dtype_name, model_dtype
+
+    wanted = config.get("dtype")
+    if wanted is None or isinstance(model, str) or wanted.startswith("vllm-"):  # vLLM: loaded in its own process
+        return
+    got = dtype_name(model_dtype(model))
+    if got != wanted:
+        raise CodequantError(f"the model computes in {got}, but this run is recorded as {wanted}")
 
 
 def _backend_for(model, cfg: EvalSettings) -> EvalSettings:

@@ -4,7 +4,12 @@ OUT/                 HF folder with dequantized weights (`codequant evaluate OUT
 OUT/codequant/       native checkpoint (codes unchanged, tuned codebooks/scales/norms)
 OUT/aqlm/            HF folder in the `aqlm` format (AQLM checkpoints only)
 OUT/state/           training checkpoint (rerunning the same command resumes)
-OUT/finetune.json    val_kl_before / val_kl_after, history, perplexities, timings, peak memory
+OUT/finetune.json    val_kl_before / val_kl_after, history, perplexities, timings, peak memory, dtypes, devices
+
+Memory: the teacher never sits beside the student. Its top-k targets are computed first (on `teacher_device`,
+which may be another GPU or the CPU), cached on disk (N x L x k x 8 bytes: ids int32 + log-probs fp32) and the
+teacher is freed before the student loads; the peak is max(teacher, student + its activations and optimizer
+state), not their sum. Both load in `dtype` (auto: each checkpoint's own dtype on a GPU, float32 on the CPU).
 """
 
 from __future__ import annotations
@@ -78,13 +83,17 @@ def finetune(
     heldout_tokens: int = 0,
     progress: bool = True,
     device: str = "cpu",
+    dtype: str = "auto",
+    teacher_device: str | None = None,
 ) -> dict[str, Any]:
     """Distil `teacher_spec` into the quantized model at `quant_dir`; write OUT; return what finetune.json holds.
-    `device`: where the teacher's targets are computed and the student trains (cpu, cuda, auto); the exports are
-    written from the CPU."""
+    `device`: where the student trains (cpu, cuda, auto); `teacher_device`: where the teacher's targets are
+    computed (default: `device`); the exports are written from the CPU. `dtype`: of teacher and student (see the
+    module doc)."""
     from codequant.calibration import resolve_val_samples
     from codequant.devices import resolve_device
-    from codequant.models import load
+    from codequant.models import check_dtype, load, load_dtype
+    from codequant.models.dtype import dtype_name, folder_dtype, model_dtype, resolve_dtype
     from codequant.quant.export import (
         export_dequantized,
         load_codequant_checkpoint,
@@ -97,7 +106,10 @@ def finetune(
     native = native_checkpoint_dir(quant_dir)
     started = time.perf_counter()
     device = resolve_device(device)
-    teacher = load(teacher_spec, device=device)
+    teacher_device = resolve_device(teacher_device or device)
+    dtype = check_dtype(dtype)
+    student_dtype = resolve_dtype(dtype, device, folder_dtype(native))
+    teacher = load(teacher_spec, dtype=load_dtype(teacher_spec, dtype, teacher_device), device=teacher_device)
     tokenizer = teacher.tokenizer
     if isinstance(calibration, str):
         from codequant.calibration import resolve_calibration
@@ -108,7 +120,8 @@ def finetune(
         calib = calibration
     train, val = _tokens(calib)
     tokens = torch.cat([train, val])
-    key = targets_key(f"{teacher_spec}:{getattr(teacher, 'path', '')}", tokens, top_k)
+    key = targets_key(f"{teacher_spec}:{getattr(teacher, 'path', '')}"
+                      + ("" if teacher.dtype == "float32" else f":{teacher.dtype}"), tokens, top_k)
     cached = cache_dir("teacher") / f"{key}.safetensors"
     if cached.exists():
         targets = TeacherTargets.load(cached)
@@ -117,10 +130,11 @@ def finetune(
                                           progress=progress)
         targets.save(cached)
     teacher_ppl = _heldout_ppl(teacher.model, tokenizer, heldout_tokens) if heldout_tokens else {}
+    teacher_dtype = teacher.dtype
     del teacher
     gc.collect()  # the teacher is not needed beside the student: its targets are on disk
 
-    student, info = load_codequant_checkpoint(native, device=device)
+    student, info = load_codequant_checkpoint(native, device=device, dtype=student_dtype)
     if config.code_updates and not aqlm_layers(student):
         raise CodequantError(f"--code-updates re-encodes AQLM codes, and {quant_dir} holds no AQLM layers")
     ppl_before = _heldout_ppl(student, tokenizer, heldout_tokens) if heldout_tokens else {}
@@ -134,7 +148,7 @@ def finetune(
 
     method = (info.get("config") or {}).get("method") or (info.get("resolved") or {}).get("method")
     new_info = {**{k: v for k, v in info.items() if k not in ("format", "bytes", "accounting")},
-                "finetuned_from": str(quant_dir), "teacher": teacher_spec}
+                "finetuned_from": str(quant_dir), "teacher": teacher_spec, "dtype": dtype_name(model_dtype(student))}
     for p in student.parameters():
         p.requires_grad_(False)
     student.to("cpu")
@@ -148,6 +162,8 @@ def finetune(
         "quant_dir": str(quant_dir), "teacher": teacher_spec, "method": method,
         "calibration": calibration if isinstance(calibration, str) else "given",
         "samples": samples, "seq_len": seq_len, "val_samples": val_samples, "top_k": top_k,
+        "dtype": dtype_name(model_dtype(student)), "teacher_dtype": teacher_dtype, "device": device,
+        "teacher_device": teacher_device,
         "config": vars(config), "teacher_heldout_ppl": teacher_ppl, "heldout_ppl_before": ppl_before,
         "heldout_ppl_after": ppl_after, "exports": exports, "total_seconds": time.perf_counter() - started,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -1,5 +1,9 @@
 """The distillation loop: Adam on the trainable parameters, validation KL each epoch, early stopping,
-keep-best, and a checkpoint after every epoch so a killed run resumes where it stopped."""
+keep-best, and a checkpoint after every epoch so a killed run resumes where it stopped.
+
+A half-precision student runs forward and backward in its dtype; the KL is computed in fp32 (`topk_kl`) and Adam
+steps fp32 master copies of its half-precision trainable parameters (norms, embeddings, head:
+codequant.quant.master), which are also what keep-best and resume save."""
 
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ from codequant.finetune.loss import topk_kl
 from codequant.finetune.params import restore, select_trainable, snapshot
 from codequant.finetune.teacher import TeacherTargets
 from codequant.progress import bar as progress_bar
+from codequant.quant.master import MasterWeights
 
 
 @dataclass
@@ -99,8 +104,9 @@ def distill(
 def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, val_targets, config,
              checkpoint_dir, progress, started) -> FinetuneResult:
     # what keep-best and resume save: the trained tensors, the shadows and (with code updates) the codes
-    tracked = {**params, **shadows, **(code_buffers(student) if config.code_updates else {})}
-    groups = [{"params": list(params.values())}]
+    masters = MasterWeights(params)
+    tracked = {**masters.masters, **shadows, **(code_buffers(student) if config.code_updates else {})}
+    groups = [{"params": masters.parameters()}]
     if shadows:
         groups.append({"params": list(shadows.values()), "lr": config.shadow_lr or 10 * config.lr})
     optimizer = torch.optim.Adam(groups, lr=config.lr)
@@ -110,6 +116,7 @@ def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, 
     state = torch.load(ckpt_path, weights_only=False) if ckpt_path and ckpt_path.exists() else None
     if state is not None:
         restore(tracked, state["params"])
+        masters.masters_to_model()
         optimizer.load_state_dict(state["optimizer"])
         history, best, best_state = state["history"], state["best"], state["best_params"]
         before, start_epoch, stale = state["before"], state["epoch"], state["stale"]
@@ -131,8 +138,10 @@ def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, 
             loss = topk_kl(logits, train_targets.ids[idx].to(device), train_targets.logprobs[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(params.values()), config.max_grad_norm)
+            masters.grads_to_masters()
+            torch.nn.utils.clip_grad_norm_(masters.parameters(), config.max_grad_norm)
             optimizer.step()
+            masters.masters_to_model()
             losses.append(loss.item())
             bar.set_info(f"loss {loss.item():.4f}")
             bar.update(1)
@@ -158,6 +167,7 @@ def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, 
         if stale >= config.patience:
             break
     restore(tracked, best_state)
+    masters.masters_to_model()
     improved = [h for h in history if h["val_kl"] == best]
     return FinetuneResult(
         val_kl_before=before,

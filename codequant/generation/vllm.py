@@ -44,12 +44,19 @@ MARK = "@@codequant "  # the worker's answer lines (vllm_worker.MARK)
 class VllmSettings:
     """How the vLLM engine is started. `memory_fraction` is vLLM's gpu_memory_utilization (on the CPU build, the
     share of RAM it reserves for weights and KV cache); `dtype` float32 matches codequant's CPU engine token for
-    token more often, auto is what a GPU user wants."""
+    token more often, auto is what a GPU user wants; `tensor_parallel_size` > 1 splits the model over that many
+    GPUs of one node."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tensor_parallel_size, int) or self.tensor_parallel_size < 1:
+            raise CodequantError(f"tensor_parallel_size must be a positive integer, not {self.tensor_parallel_size!r}")
 
     python: str | None = None
     dtype: str = "auto"
     max_model_len: int | None = None  # None: the model's own context (vLLM reads it from the config)
     memory_fraction: float = 0.5
+    tensor_parallel_size: int = 1  # GPUs one model is split over (vLLM's LLM(tensor_parallel_size=)): a 34B in fp16
+    # (68 GB of weights) needs 2 x 80 GB GPUs for its KV cache to fit beside the weights
     chunk: int = 256
     engine_args: dict[str, Any] = field(default_factory=dict)
     timeout_s: float | None = None
@@ -123,6 +130,18 @@ def replay(token_ids: Sequence[int], tokenizer, params: SamplingParams, eos: set
     return kept, "length" if finish_reason == "length" else "eos"
 
 
+def pick_dtype(vllm_dtype: str, dtype: str) -> str:
+    """vLLM's dtype: `--vllm-dtype` when set, else the run's `--dtype` (one flag serves every backend), else auto."""
+    return vllm_dtype if vllm_dtype != "auto" else dtype
+
+
+def engine_args(settings: VllmSettings) -> dict[str, Any]:
+    """The keyword arguments of vLLM's `LLM(...)` (the worker passes them as they are)."""
+    return {"dtype": settings.dtype, "seed": 0, "gpu_memory_utilization": settings.memory_fraction,
+            **({"tensor_parallel_size": settings.tensor_parallel_size} if settings.tensor_parallel_size > 1 else {}),
+            **({"max_model_len": settings.max_model_len} if settings.max_model_len else {}), **settings.engine_args}
+
+
 def vllm_generate(model_path: str, tokenizer, requests: Sequence[Request], params: SamplingParams, *,
                   settings: VllmSettings = VllmSettings(), progress: bool = True,
                   on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
@@ -134,8 +153,7 @@ def vllm_generate(model_path: str, tokenizer, requests: Sequence[Request], param
     python = vllm_python(settings)
     eos = generation_eos(model_path, tokenizer)
     encoded = [tokenizer(r.prompt, add_special_tokens=r.add_special_tokens)["input_ids"] for r in requests]
-    engine = {"dtype": settings.dtype, "seed": 0, "gpu_memory_utilization": settings.memory_fraction,
-              **({"max_model_len": settings.max_model_len} if settings.max_model_len else {}), **settings.engine_args}
+    engine = engine_args(settings)
     job = {"model": model_path, "engine": engine, "chunk": settings.chunk,
            "sampling": {"max_tokens": params.max_new_tokens, "temperature": params.temperature,
                         "top_p": params.top_p, "stop": list(params.stop), "stop_token_ids": sorted(eos)},

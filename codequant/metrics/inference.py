@@ -37,6 +37,7 @@ class InferenceSettings:
     batches: tuple[int, ...] = (1, 16)
     seed: int = 0
     device: str = "cpu"
+    dtype: str = "auto"  # of the weights (codequant.models.dtype): auto = float32 on the CPU
 
 
 @dataclass
@@ -52,6 +53,7 @@ class InferenceResult:
     decode_j_per_token: dict[int, float] = field(default_factory=dict)  # batch size -> joules per new token
     energy_method: str | None = None  # rapl | nvml | estimate:cpu-time (codequant.metrics.energy)
     energy_note: str = ""
+    dtype: str | None = None  # what the weights computed in (LoadedModel.dtype)
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -102,7 +104,7 @@ def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backen
         raise CodequantError(f"inference settings need positive batches and token counts, got {settings}")
     use_all_cores()
     t = time.perf_counter()
-    loaded = load(spec, device=settings.device)
+    loaded = load(spec, dtype=settings.dtype, device=settings.device)
     model, tok = loaded.model, loaded.tokenizer
     load_s = time.perf_counter() - t
     prompts = heldout_tokens("python", tok, samples=max(settings.batches), seq_len=settings.prompt_tokens,
@@ -137,7 +139,7 @@ def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backen
     return InferenceResult(spec=str(spec), backend=backend, load_s=round(load_s, 2), prefill_tok_s=round(prefill, 1),
                            decode_tok_s=decode, peak_rss_mb=round(peak, 1), file_bytes=weight_bytes(spec),
                            formula_bits_per_param=formula_bits(spec), decode_j_per_token=joules,
-                           energy_method=meter.energy.method, energy_note=meter.energy.note)
+                           energy_method=meter.energy.method, energy_note=meter.energy.note, dtype=loaded.dtype)
 
 
 def measure_isolated(spec: str, settings: InferenceSettings = InferenceSettings(), backend: str = "fp",
@@ -146,7 +148,8 @@ def measure_isolated(spec: str, settings: InferenceSettings = InferenceSettings(
     {"error": ...} if it fails."""
     cmd = [sys.executable, "-m", "codequant.metrics.inference", str(spec), "--backend", backend,
            "--prompt-tokens", str(settings.prompt_tokens), "--new-tokens", str(settings.new_tokens),
-           "--batches", ",".join(map(str, settings.batches)), "--seed", str(settings.seed), "--device", settings.device]
+           "--batches", ",".join(map(str, settings.batches)), "--seed", str(settings.seed), "--device", settings.device,
+           "--dtype", settings.dtype]
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -169,9 +172,10 @@ def _main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", default="1,16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--dtype", default="auto", help="auto | float32 | float16 | bfloat16")
     a = p.parse_args(argv)
     settings = InferenceSettings(a.prompt_tokens, a.new_tokens, tuple(int(b) for b in a.batches.split(",") if b),
-                                 a.seed, a.device)
+                                 a.seed, a.device, a.dtype)
     print(json.dumps(measure(a.spec, settings, a.backend).to_dict()))
 
 

@@ -8,6 +8,9 @@ and tokenizer are therefore cached as an ordinary HF folder under `cache_dir("mo
 path, size and mtime (and the transformers version, which owns the conversion), so later loads read
 safetensors in seconds. The cache folder is written under a temporary name and renamed into place: a killed
 conversion never leaves a half-written cache that a later load would trust.
+
+The weights load in the dtype `dtype` asks for (codequant.models.dtype: `auto` = the checkpoint's own dtype on a
+GPU, float32 on the CPU); `LoadedModel.dtype` says which one it became.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ import torch
 
 from codequant.cache import cache_dir
 from codequant.errors import CodequantError
+from codequant.models.dtype import dtype_name, folder_dtype, hub_dtype, model_dtype, resolve_dtype
 from codequant.models.registry import EMBEDDED
 
 Source = Literal["embedded", "gguf", "folder", "hub"]
@@ -50,6 +54,7 @@ class LoadedModel:
     path: Path | str
     load_seconds: float
     cached: bool = False
+    dtype: str = "float32"  # the dtype the weights compute in ("float16", ...), as resolved from the request
 
 
 def resolve(spec: str) -> tuple[Source, Path | str]:
@@ -83,24 +88,46 @@ def resolve(spec: str) -> tuple[Source, Path | str]:
     )
 
 
-def load(spec: str, *, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> LoadedModel:
-    """Load `spec` (see module doc) in eval mode on `device`, with a tokenizer that has a pad token."""
+def load(spec: str, *, dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> LoadedModel:
+    """Load `spec` (see module doc) in eval mode on `device`, with a tokenizer that has a pad token.
+
+    `dtype`: auto | float32 | float16 | bfloat16 (or a torch dtype); auto = the checkpoint's own dtype on a GPU,
+    float32 on the CPU (codequant.models.dtype). A quantized checkpoint keeps its codes, codebooks and scales as
+    stored; its other weights and its compute dtype become `dtype`."""
     start = time.perf_counter()
     _quiet_transformers()
     source, where = resolve(str(spec))
+    target = load_dtype(spec, dtype, device)
     cached = False
     if source in ("embedded", "gguf"):
         folder, cached = _converted_gguf(Path(where))
-        model, tokenizer = _load_folder(folder, dtype)
+        model, tokenizer = _load_folder(folder, target)
     elif source == "folder":
-        model, tokenizer = _load_folder(Path(where), dtype)
+        model, tokenizer = _load_folder(Path(where), target)
     else:
-        model, tokenizer = _load_hub(str(where), dtype)
-    model = model.to(device=device, dtype=dtype) if _floating(model) else model.to(device)
+        model, tokenizer = _load_hub(str(where), target)
+    model = model.to(device=device, dtype=target) if _floating(model) else model.to(device)
     model.eval()
     _guard_aqlm_cpu_kernel(model)
     _ensure_pad(model, tokenizer)
-    return LoadedModel(model, tokenizer, str(spec), source, where, time.perf_counter() - start, cached)
+    loaded_dtype = dtype_name(model_dtype(model))
+    if loaded_dtype != dtype_name(target):  # a loader that ignored the request must not pass for it
+        raise CodequantError(f"{spec} loaded in {loaded_dtype}, not the {dtype_name(target)} asked for")
+    return LoadedModel(model, tokenizer, str(spec), source, where, time.perf_counter() - start, cached, loaded_dtype)
+
+
+def load_dtype(spec: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> torch.dtype:
+    """The torch dtype `load(spec, dtype=dtype)` gives for work on `device` (codequant.models.dtype.resolve_dtype).
+    The checkpoint's own dtype is read (config only, no weights) only when `auto` meets a GPU. A GGUF (the
+    embedded models) is float32: that is what transformers' converter writes."""
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    own = None
+    if str(dtype).strip().lower() == "auto" and str(device).startswith("cuda"):
+        source, where = resolve(str(spec))
+        own = "float32" if source in ("embedded", "gguf") else (
+            folder_dtype(where) if source == "folder" else hub_dtype(str(where)))
+    return resolve_dtype(str(dtype), str(device), own)
 
 
 def _quiet_transformers() -> None:
@@ -241,7 +268,7 @@ def _load_folder(folder: Path, dtype: torch.dtype) -> tuple[Any, Any]:
         if native.is_file() and not any(folder.glob("model*.safetensors")):
             from codequant.quant.export import load_codequant_checkpoint
 
-            model, _ = load_codequant_checkpoint(folder)
+            model, _ = load_codequant_checkpoint(folder, dtype=dtype)
         else:
             model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype)
     except (ValueError, KeyError, NotImplementedError) as exc:

@@ -17,9 +17,17 @@ class Stop(Exception):
 
 
 def block_device_dtype(block: nn.Module) -> tuple[torch.device, torch.dtype]:
+    """Where the block runs and its compute dtype: that of its fp parameters (norms, unquantized linears), or a
+    quantized linear's compute dtype, never a quantized linear's storage (AQLM codebooks stay fp32 in a
+    half-precision model)."""
+    quantized = [m for m in block.modules() if hasattr(m, "dequantize")]
+    inside = {id(p) for m in quantized for p in m.parameters()}
     for p in block.parameters():
-        if p.is_floating_point():
+        if p.is_floating_point() and id(p) not in inside:
             return p.device, p.dtype
+    for m in quantized:
+        for t in (*m.parameters(), *m.buffers()):
+            return t.device, getattr(m, "dtype", torch.float32)
     return torch.device("cpu"), torch.float32
 
 

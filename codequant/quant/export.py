@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 from torch import nn
 
 from codequant.errors import CodequantError
+from codequant.models.dtype import folder_dtype, model_dtype, torch_dtype
 from codequant.quant.arch import conv1d_names, to_conv1d
 from codequant.quant.checkpoint import (
     apply_module_state,
@@ -101,7 +103,9 @@ def save_codequant_checkpoint(
     """Native checkpoint: `config.json`, `codequant.safetensors` (quantized states + fp tensors), `codequant.json`."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    model.config.save_pretrained(out)
+    config = copy.deepcopy(model.config)
+    config.dtype = model_dtype(model)  # what the fp parts are stored in: a reload gives this dtype back
+    config.save_pretrained(out)
     tensors, meta = module_state(model)
     size = save_state_file(out / NATIVE_FILE, tensors, meta)
     if tokenizer is not None:
@@ -111,16 +115,35 @@ def save_codequant_checkpoint(
     return out
 
 
-def load_codequant_checkpoint(path: str | Path, *, device: str | torch.device = "cpu") -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the quantized model written by `save_codequant_checkpoint`; returns (model, codequant.json)."""
+def load_codequant_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
+                              dtype: torch.dtype | None = None) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the quantized model written by `save_codequant_checkpoint`; returns (model, codequant.json).
+
+    `dtype`: what the fp parts (embeddings, norms, head, biases) and the quantized linears' compute dtype become;
+    None = the dtype they were saved in. Codes, codebooks and scales stay as stored (casting fp16-exact codebooks
+    to bf16 would change the model)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     path = Path(path)
     if not (path / NATIVE_FILE).exists():
         raise CodequantError(f"{path} is not a codequant checkpoint (no {NATIVE_FILE}); write one with --format codequant")
     config = AutoConfig.from_pretrained(path)
-    model = AutoModelForCausalLM.from_config(config).to(device)
+    dtype = dtype or torch_dtype(folder_dtype(path))
+    model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)
     tensors, meta = load_state_file(path / NATIVE_FILE)
     apply_module_state(model, tensors, meta)
+    for q in quantized_modules(model).values():
+        set_compute_dtype(q, dtype)
     info = json.loads((path / INFO_FILE).read_text()) if (path / INFO_FILE).exists() else {}
     return model.eval(), info
+
+
+@torch.no_grad()
+def set_compute_dtype(q: nn.Module, dtype: torch.dtype) -> None:
+    """A quantized linear's output dtype (and its bias) becomes `dtype`; its codes and codebooks are untouched."""
+    q.dtype = dtype
+    bias = getattr(q, "bias", None)
+    if bias is not None:
+        bias.data = bias.data.to(dtype)
+    if hasattr(q, "_cache"):
+        q._cache = None

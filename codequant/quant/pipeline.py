@@ -107,7 +107,9 @@ def _fingerprint(model, quantizer, train, val, batch_size, sequential) -> dict[s
             h.update(t.detach().cpu().to(torch.int64).numpy().tobytes())
     emb = model.get_input_embeddings().weight.detach().float().cpu()
     model_hash = hashlib.sha256(emb[:: max(1, emb.shape[0] // 256)].numpy().tobytes()).hexdigest()[:16]
+    dtype = model.get_input_embeddings().weight.dtype  # fp16-exact weights hash alike in fp32 and fp16
     return {
+        **({"dtype": str(dtype).removeprefix("torch.")} if dtype != torch.float32 else {}),  # fp32 keys as before
         "version": 1,
         "quantizer": quantizer.describe(),
         "config": dataclasses.asdict(quantizer.config),

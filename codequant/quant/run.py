@@ -91,6 +91,9 @@ class QuantRun:
     `default_val_samples(samples)`, 0: none): they never steer a fit, and give every layer and block a held-out
     error (AQLM's block tuning selects on them). `formats`: None = every format of the method (`parse_formats`).
     `device`: where each block is quantized ("cuda": one block at a time on the GPU, the model in CPU memory).
+    `dtype`: the weights' dtype (auto | float32 | float16 | bfloat16; auto = the checkpoint's own on a GPU, float32
+    on the CPU: codequant.models.dtype); XTX, GPTQ's Cholesky, the AQLM fit and block tuning accumulate in
+    fp32/fp64 whatever it is, and the exports keep it.
     """
 
     calibration: Any = "code"
@@ -102,10 +105,14 @@ class QuantRun:
     sequential: bool | None = None  # None: the quantizer's own default (see quantize_model)
     max_blocks: int | None = None
     device: str = "cpu"
+    dtype: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.formats, str):
             raise CodequantError(f"QuantRun.formats is a sequence of format names, not the string {self.formats!r}")
+        from codequant.models.dtype import check_dtype
+
+        object.__setattr__(self, "dtype", check_dtype(self.dtype))
 
 
 def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, run: QuantRun = QuantRun(), *,
@@ -113,7 +120,7 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     """Run the whole quantization and write OUT; returns what quantize.json holds. `on_resolved` gets the
     quantizer's resolved configuration before the (long) quantization starts."""
     from codequant.devices import resolve_device
-    from codequant.models import load
+    from codequant.models import load, load_dtype
     from codequant.quant.export import accounting
     from codequant.quant.pipeline import check_model, quantize_model
 
@@ -121,7 +128,9 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     out = Path(out_dir)
     times: dict[str, float] = {}
     t = time.perf_counter()
-    loaded = load(model_spec)
+    device = resolve_device(run.device)
+    # resolved against the device the blocks run on; the model itself stays in CPU memory
+    loaded = load(model_spec, dtype=load_dtype(model_spec, run.dtype, device))
     model, tokenizer = loaded.model, loaded.tokenizer
     times["load_s"] = time.perf_counter() - t
     quantizer = make_model_quantizer(config, model)
@@ -135,12 +144,11 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     calib, val_samples = _calibration(run, tokenizer, config.seed)
     times["calibration_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    device = resolve_device(run.device)
     report = quantize_model(model, calib, quantizer, checkpoint_dir=out / "checkpoint", batch_size=run.batch_size,
                             progress=progress, sequential=run.sequential, max_blocks=run.max_blocks,
                             device=None if device == "cpu" else device)
     times["quantize_s"] = time.perf_counter() - t
-    info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved}
+    info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved, "dtype": loaded.dtype}
     t = time.perf_counter()
     written = _write_exports(model, tokenizer, out, info, formats) if report.complete else {}
     times["export_s"] = time.perf_counter() - t

@@ -164,11 +164,12 @@ class SlurmSettings(_Strict):
 
 class VllmRunner(_Strict):
     """How `backend: vllm` evaluations start vLLM: which Python has it (default $CODEQUANT_VLLM_PYTHON, or the
-    worker's own), the weights' dtype and vLLM's gpu_memory_utilization."""
+    worker's own), the weights' dtype, vLLM's gpu_memory_utilization and the GPUs per model (tensor parallel)."""
 
     python: str | None = None
-    dtype: str = "auto"
+    dtype: str = "auto"  # auto: runner.dtype when that is set, else vLLM's own choice
     memory_fraction: float = Field(0.5, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)  # GPUs one model is split over (vLLM's LLM(tensor_parallel_size=))
 
 
 class Runner(_Strict):
@@ -180,7 +181,9 @@ class Runner(_Strict):
     fails is retried up to `max_attempts` times in all, resuming in its `.partial` folder; after that it is
     marked failed and the rest of the grid goes on. `resources` overrides the per-kind defaults
     (`{quantize: {gpus: 1, memory_gb: 80}}`). `device` is resolved on each worker (`auto`: its GPU when it sees
-    one); a quantization holds one block at a time on the GPU.
+    one); a quantization holds one block at a time on the GPU. `dtype` is the weights' dtype of every step that
+    loads a model (the same names and checks as `--dtype`); set, it enters the steps' keys, so an fp16 study is
+    other versions than an fp32 one.
     """
 
     isolate: bool = True
@@ -195,6 +198,19 @@ class Runner(_Strict):
     slurm: SlurmSettings = SlurmSettings()
     vllm: VllmRunner = VllmRunner()
     device: str = "auto"  # where quantize, finetune, evaluate and perplexity steps run: auto = cuda when visible
+    # the weights' dtype in quantize, finetune, evaluate, perplexity and inference steps (codequant.models.dtype):
+    # auto = the checkpoint's own dtype on a GPU, float32 on the CPU; float32 | float16 | bfloat16
+    dtype: str = "auto"
+
+    @field_validator("dtype")
+    @classmethod
+    def _dtype(cls, v: str) -> str:
+        from codequant.models.dtype import check_dtype
+
+        try:
+            return check_dtype(v)
+        except CodequantError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("resources")
     @classmethod

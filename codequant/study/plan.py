@@ -158,6 +158,8 @@ def build_plan(config: StudyConfig, base: str | Path = ".") -> Plan:
         return steps[key]
 
     cal = config.calibration
+    # runner.dtype is part of every model step's key once set (auto, the default, keeps the keys studies had)
+    dtype = {"dtype": config.runner.dtype} if config.runner.dtype != "auto" else {}
     benches = [(b, _benchmark_language(b.name), _resolve_data(b.data, base)) for b in config.benchmarks]
     for model in config.models:
         versions: list[tuple[Variant, Step | None]] = []
@@ -185,7 +187,7 @@ def build_plan(config: StudyConfig, base: str | Path = ".") -> Plan:
                 qstep = add("quantize", f"{model_name(model)}-{variant.label}",
                             {"model": model, "method": q.method, "bits": bits, "preset": q.preset,
                              "group_size": q.group_size, "options": q.options,
-                             "batch_size": config.runner.quantize_batch_size},
+                             "batch_size": config.runner.quantize_batch_size, **dtype},
                             [c.key], {"variant": variant.to_dict()})
                 for ft in q.finetune:
                     if not ft:
@@ -195,26 +197,26 @@ def build_plan(config: StudyConfig, base: str | Path = ".") -> Plan:
                     fc = calibrate(ft_kind)
                     fvariant = Variant(model, q.method, bits, kind, finetuned=True, calibration_size=size)
                     fcfg = config.finetune.model_dump()
-                    fcfg["calibration"] = ft_kind
+                    fcfg.update({"calibration": ft_kind, **dtype})
                     fstep = add("finetune", f"{model_name(model)}-{fvariant.label}", fcfg, [qstep.key, fc.key],
                                 {"variant": fvariant.to_dict(), "teacher": model})
                     versions.append((fvariant, fstep))
         if config.perplexity is not None:
             for variant, source in versions:
                 add("perplexity", f"{model_name(model)}-{variant.label}",
-                    {**config.perplexity.model_dump(), "model": model if source is None else None},
+                    {**config.perplexity.model_dump(), "model": model if source is None else None, **dtype},
                     [source.key] if source else [], {"variant": variant.to_dict()})
         if config.inference is not None and model != "canonical":  # canonical solutions: no model to time
             for variant, source in versions:
                 add("inference", f"{model_name(model)}-{variant.label}",
-                    {**config.inference.model_dump(), "model": model if source is None else None},
+                    {**config.inference.model_dump(), "model": model if source is None else None, **dtype},
                     [source.key] if source else [], {"variant": variant.to_dict()})
         for bench, language, data in benches:
             for dec in config.decoding:
                 evals = []
                 for variant, source in versions:
                     ecfg = {"benchmark": bench.name, "data": data, "limit": bench.limit, **_decoding(dec),
-                            "model": model if source is None else None}
+                            "model": model if source is None else None, **dtype}
                     evals.append(add("evaluate", f"{model_name(model)}-{variant.label}-{bench.name}-{dec.name}", ecfg,
                                      [source.key] if source else [],
                                      {"variant": variant.to_dict(), "benchmark": bench.name, "language": language,

@@ -119,7 +119,8 @@ class _Driver:
         self.hook, self.log, self.counts = hook, log, counts
         self.runner = config.runner
         self.settings = {"calibration": config.calibration.model_dump(), "workers": config.runner.sandbox_workers or config.runner.workers,
-                         "vllm": config.runner.vllm.model_dump(), "device": config.runner.device}
+                         "vllm": config.runner.vllm.model_dump(), "device": config.runner.device,
+                         "dtype": config.runner.dtype}
         self.metas = {s.key: s.meta for s in plan.steps}
         self.by_key = plan.by_key()
         self.index = {s.key: n for n, s in enumerate(plan.steps, 1)}

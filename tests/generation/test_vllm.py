@@ -172,3 +172,29 @@ def test_vllm_evaluation_matches_the_engine_on_smollm2(tmp_path):
     assert rows[0].keys() == rows[1].keys() and len(rows[0]) == 5
     assert [rows[0][k]["raw_output"] for k in rows[0]] == [rows[1][k]["raw_output"] for k in rows[0]]
     assert theirs["passed"] == ours["passed"] and theirs["run"]["backend"] == "vllm"
+
+
+def test_tensor_parallel_size_reaches_vllms_llm_arguments(tmp_path):
+    """`--tensor-parallel-size` / runner.vllm.tensor_parallel_size become LLM(tensor_parallel_size=...); 1 (one GPU)
+    is left out, so the worker's job is what it was; 0 is refused from the settings and from a study YAML."""
+    from codequant.generation.vllm import engine_args, pick_dtype
+    from codequant.study.config import parse_config
+
+    assert engine_args(VllmSettings(tensor_parallel_size=4))["tensor_parallel_size"] == 4
+    assert "tensor_parallel_size" not in engine_args(VllmSettings())
+    with pytest.raises(CodequantError, match="tensor_parallel_size must be a positive integer"):
+        VllmSettings(tensor_parallel_size=0)
+    base = {"name": "s", "models": ["m"], "benchmarks": [{"name": "humaneval"}]}
+    cfg = parse_config({**base, "runner": {"vllm": {"tensor_parallel_size": 2}}})
+    assert VllmSettings(**cfg.runner.vllm.model_dump()).tensor_parallel_size == 2
+    with pytest.raises(CodequantError, match="runner.vllm.tensor_parallel_size"):
+        parse_config({**base, "runner": {"vllm": {"tensor_parallel_size": 0}}})
+    # one --dtype serves every backend: vLLM gets it unless --vllm-dtype names its own
+    assert pick_dtype("auto", "float16") == "float16" and pick_dtype("float32", "bfloat16") == "float32"
+
+
+def test_study_vllm_settings_follow_runner_dtype():
+    from codequant.study.kinds.evaluate import _vllm
+
+    vllm = _vllm({"dtype": "bfloat16", "vllm": {"tensor_parallel_size": 2, "dtype": "auto"}})
+    assert (vllm.dtype, vllm.tensor_parallel_size) == ("bfloat16", 2)

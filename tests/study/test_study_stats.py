@@ -97,3 +97,19 @@ def test_report_shows_test_effect_interval_and_power(tmp_path):
     assert json.loads(json.dumps(row))  # the stored row is JSON-safe
     (summary,) = power_summary(study)  # what `codequant study run` prints after the report
     assert summary.startswith("m humaneval python (greedy): 10 problems x 4 samples cannot show")
+
+
+def test_compare_refuses_to_pair_runs_of_different_dtypes(tmp_path):
+    """An fp16 baseline against an fp32 quantized run (runner.dtype auto on a mixed CPU/GPU grid) is not a
+    quantization effect: the compare step refuses it, naming each version's dtype. Older runs count as float32."""
+    from codequant.stats.runs import Run
+    from codequant.study.kinds.compare import check_same_dtype
+
+    def run(label, dtype):
+        config = {"model": "m"} if dtype is None else {"model": "m", "dtype": dtype}
+        return ({"label": label}, Run(label, tmp_path, {"t": {0: True}}, summary={"config": config}))
+
+    check_same_dtype([run("fp", "float16"), run("rtn", "float16")])
+    check_same_dtype([run("fp", None), run("rtn", "float32")])
+    with pytest.raises(CodequantError, match=r"different dtypes \(fp: float16, rtn-4bit: float32\)"):
+        check_same_dtype([run("fp", "float16"), run("rtn-4bit", None)])

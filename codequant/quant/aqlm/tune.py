@@ -7,6 +7,10 @@ parameters are kept (the start counts, so tuning never makes the selection error
 `early_stop` epochs without improvement. The selection rows are the held-out split when one is given (the honest
 choice: the reference keeps the best on 128 held-out sequences), else a fixed slice of the training rows, which
 can only detect divergence, not overfitting.
+
+In a half-precision model the block runs forward and backward in its own dtype, while the loss is reduced in fp32
+and Adam steps fp32 master copies of the half-precision parameters (codequant.quant.master); codebooks and scales
+are fp32 already.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ import torch
 from torch import nn
 
 from codequant.quant.aqlm.linear import AqlmLinear
-from codequant.quant.blocks import call_block
+from codequant.quant.blocks import block_device_dtype, call_block
+from codequant.quant.master import MasterWeights
 
 
 @dataclass
@@ -50,7 +55,8 @@ def _rel_error(block, inputs, targets, kwargs, batch_size, device, dtype) -> flo
     return num / max(den, 1e-30)
 
 
-def _epoch(block, opt, inputs, targets, kwargs, batch_size, generator, device, dtype) -> float:
+def _epoch(block, opt, masters: MasterWeights, inputs, targets, kwargs, batch_size, generator, device,
+           dtype) -> float:
     """One pass over the training rows in a seeded order; returns the mean training loss."""
     order = torch.randperm(inputs.shape[0], generator=generator)
     losses = []
@@ -61,7 +67,9 @@ def _epoch(block, opt, inputs, targets, kwargs, batch_size, generator, device, d
         loss = ((y - t) ** 2).mean() / (t**2).mean().clamp_min(1e-30)
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        masters.grads_to_masters()
         opt.step()
+        masters.masters_to_model()
         losses.append(float(loss.detach()))
     return sum(losses) / max(len(losses), 1)
 
@@ -76,7 +84,7 @@ def tune_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, kw
     if opts.epochs <= 0 or not params:
         return {"epochs": 0}
     t0 = time.perf_counter()
-    device, dtype = next(iter(params.values())).device, next(iter(params.values())).dtype
+    device, dtype = block_device_dtype(block)  # the block's compute dtype (not its fp32 codebooks')
     selection = "heldout" if val_inputs is not None and val_targets is not None else "train_rows"
     if selection == "train_rows":
         val_inputs, val_targets = inputs[: opts.select_rows], targets[: opts.select_rows]
@@ -93,23 +101,22 @@ def tune_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, kw
     try:
         best = evaluate()
         result: dict[str, Any] = {"selection": selection, "select_before": best}
-        best_state = {n: p.detach().clone() for n, p in params.items()}
+        masters = MasterWeights(params)
+        best_state = masters.snapshot()
         best_epoch, history, ran = 0, [], 0
-        opt = torch.optim.Adam(params.values(), lr=opts.lr, betas=opts.betas)
+        opt = torch.optim.Adam(masters.parameters(), lr=opts.lr, betas=opts.betas)
         with torch.enable_grad():
             for epoch in range(1, opts.epochs + 1):
-                _epoch(block, opt, inputs, targets, kwargs, opts.batch_size, gen, device, dtype)
+                _epoch(block, opt, masters, inputs, targets, kwargs, opts.batch_size, gen, device, dtype)
                 ran = epoch
                 score = evaluate()
                 history.append(score)
                 if score < best:
                     best, best_epoch = score, epoch
-                    best_state = {n: p.detach().clone() for n, p in params.items()}
+                    best_state = masters.snapshot()
                 elif epoch - best_epoch >= opts.early_stop:
                     break
-        with torch.no_grad():
-            for n, p in params.items():
-                p.copy_(best_state[n])
+        masters.load(best_state)
     finally:
         for n, p in block.named_parameters():
             p.requires_grad_(was.get(n, False))

@@ -30,11 +30,11 @@ def model_spec(step: Step, inputs: dict[str, Path]) -> str:
     return str(source / read_result(source)["model_path"])
 
 
-def load_model(spec: str, device: str = "cpu"):
+def load_model(spec: str, device: str = "cpu", dtype: str = "auto"):
     from codequant.devices import resolve_device
     from codequant.models import load
 
-    loaded = load(spec, device=resolve_device(device))
+    loaded = load(spec, dtype=dtype, device=resolve_device(device))
     return loaded.model, loaded.tokenizer
 
 
@@ -53,9 +53,11 @@ def version_columns(v: dict[str, Any]) -> dict[str, Any]:
 
 
 def variant_key(step: Step) -> str:
-    """The version a step measures: fp models by their spec, quantized ones by the step that made them."""
+    """The version a step measures: fp models by their spec (and their dtype when runner.dtype names one: an fp16
+    baseline is another version than the fp32 one), quantized ones by the step that made them."""
     v = step.meta["variant"]
-    return f"fp:{v['spec']}" if v["method"] == FP else step.deps[0]
+    dtype = step.config.get("dtype")
+    return (f"fp:{v['spec']}" + (f"@{dtype}" if dtype else "")) if v["method"] == FP else step.deps[0]
 
 
 def variant_row(key: str, v: dict[str, Any], model_path: str | None) -> dict[str, Any]:

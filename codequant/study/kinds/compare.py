@@ -17,6 +17,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
 
     read = [((metas or {})[key]["variant"], read_run(inputs[key], label=(metas or {})[key]["variant"]["label"]))
             for key in step.deps]
+    check_same_dtype(read)
     if all(run.scored for _, run in read):
         return {"rows": [], "score_rows": study_score_comparisons(
             [(v, run.scores) for v, run in read], model=step.meta["model"], correction=step.config["correction"])}
@@ -27,6 +28,20 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
                              resamples=stats.get("resamples", 10_000), seed=stats.get("seed", 0),
                              alpha=stats.get("alpha", 0.05))
     return {"rows": rows}
+
+
+def check_same_dtype(read: list) -> None:
+    """Versions are paired only when their weights computed in the same dtype: against an fp16 baseline an fp32 run
+    differs by more than its quantization (runner.dtype `auto` resolves per worker, so a mixed CPU/GPU grid could
+    otherwise pair float32 with float16 runs). Runs from before dtypes were recorded count as float32."""
+    from codequant.errors import CodequantError
+
+    dtypes = {v["label"]: (run.summary.get("config") or {}).get("dtype", "float32") for v, run in read
+              if (run.summary.get("config") or {}).get("model") != "canonical"}
+    if len(set(dtypes.values())) > 1:
+        found = ", ".join(f"{label}: {d}" for label, d in dtypes.items())
+        raise CodequantError(f"cannot pair runs whose weights had different dtypes ({found}); set runner.dtype "
+                             "(float16, bfloat16 or float32) so that every step loads the same one")
 
 
 COLUMNS = ("kind", "model", "language", "baseline", "other", "b", "c", "n_pairs", "odds_ratio", "ci_low", "ci_high",

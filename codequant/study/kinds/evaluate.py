@@ -19,7 +19,6 @@ from codequant.study.plan import FP, Step
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
         metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     from codequant.evaluation import EvalSettings, Loaded, evaluate
-    from codequant.generation.vllm import VllmSettings
     from codequant.models import footprint
 
     cfg = step.config
@@ -28,18 +27,27 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     fp = None
     backend = cfg.get("backend", "engine")
     if step.config.get("model") != "canonical" and backend != "vllm":  # vLLM loads the weights in its own process
-        model, tokenizer = load_model(spec, settings.get("device", "cpu"))
+        model, tokenizer = load_model(spec, settings.get("device", "cpu"), settings.get("dtype", "auto"))
         fp = footprint(model).to_dict()
         target = Loaded(spec, model, tokenizer)
     run_settings = EvalSettings(samples=cfg["samples"], temperature=cfg["temperature"], top_p=cfg["top_p"],
                                 max_new_tokens=cfg["max_new_tokens"], limit=cfg["limit"],
                                 prompt_style=cfg["prompt_style"], seed=cfg["seed"], batch_size=cfg["batch_size"],
                                 workers=settings.get("workers"), backend=backend, device=settings.get("device", "cpu"),
-                                vllm=VllmSettings(**settings.get("vllm", {})))
+                                dtype=settings.get("dtype", "auto"), vllm=_vllm(settings))
     summary = evaluate(target, cfg["benchmark"], run_settings, data=cfg["data"], out_dir=workdir, progress=True)
-    return {"samples": "samples.jsonl", "footprint": json_safe(fp),
+    return {"samples": "samples.jsonl", "footprint": json_safe(fp), "dtype": summary["config"].get("dtype"),
             **{k: summary.get(k) for k in ("problems", "completions", "passed", "pass@1", "status_counts", "run")},
             **{k: summary[k] for k in ("task", "bleu", "corpus_bleu", "rouge_l") if k in summary}}
+
+
+def _vllm(settings: dict[str, Any]):
+    """runner.vllm as VllmSettings; its dtype follows runner.dtype unless it names its own."""
+    from codequant.generation.vllm import VllmSettings, pick_dtype
+
+    vllm = dict(settings.get("vllm", {}))
+    vllm["dtype"] = pick_dtype(vllm.get("dtype", "auto"), settings.get("dtype", "auto"))
+    return VllmSettings(**vllm)
 
 
 def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:

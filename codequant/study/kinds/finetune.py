@@ -23,7 +23,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
                          seed=cal["seed"])
     out = finetune(qdir, step.meta["teacher"], workdir / "model", calibration=str(cdir / cal["set"]),
                    samples=cal["samples"], seq_len=cal["seq_len"], val_samples=cal["val_samples"], seed=cal["seed"],
-                   config=ftc, progress=True, device=settings.get("device", "cpu"))
+                   config=ftc, progress=True, device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto"))
     return {"model_path": "model", "codequant_path": "model/codequant",
             "file_bytes": dir_bytes(workdir / "model" / "codequant") or qres.get("file_bytes"),
             "accounting": qres.get("accounting"), "finetune": json_safe(out)}

@@ -19,7 +19,8 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
 
     cfg = step.config
     spec = model_spec(step, inputs)
-    options = InferenceSettings(cfg["prompt_tokens"], cfg["new_tokens"], tuple(cfg["batches"]), 0, cfg["device"])
+    options = InferenceSettings(cfg["prompt_tokens"], cfg["new_tokens"], tuple(cfg["batches"]), 0, cfg["device"],
+                                settings.get("dtype", "auto"))
     todo = [("fp" if cfg.get("model") else "dequantized", spec)]
     if not cfg.get("model") and cfg["kernels"]:
         todo += [(name, path) for name, path in backends(spec) if name == "aqlm-kernels"]

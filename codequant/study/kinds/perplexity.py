@@ -15,7 +15,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     from codequant.metrics.perplexity import perplexity
 
     cfg = step.config
-    model, tokenizer = load_model(model_spec(step, inputs), settings.get("device", "cpu"))
+    model, tokenizer = load_model(model_spec(step, inputs), settings.get("device", "cpu"), settings.get("dtype", "auto"))
     out = {}
     for language in cfg["languages"]:
         tokens = heldout_tokens(language, tokenizer, n_tokens=cfg["tokens"])
@@ -23,7 +23,9 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
         ppl = value["ppl"] if isinstance(value, dict) else float(value)
         n = value.get("tokens", tokens.numel()) if isinstance(value, dict) else tokens.numel()
         out[language] = {"perplexity": float(ppl), "tokens": int(n)}
-    return {"perplexities": out}
+    from codequant.models.dtype import dtype_name, model_dtype
+
+    return {"perplexities": out, "dtype": dtype_name(model_dtype(model))}
 
 
 def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:

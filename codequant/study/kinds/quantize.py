@@ -23,7 +23,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     formats = ["dequantized", "codequant"] + (["aqlm"] if cfg["method"] == "aqlm" else [])
     run = QuantRun(calibration=str(calib_dir / cal["set"]), samples=cal["samples"], seq_len=cal["seq_len"],
                    val_samples=cal["val_samples"], formats=tuple(formats), batch_size=cfg["batch_size"],
-                   device=settings.get("device", "cpu"))
+                   device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto"))
     result = quantize_to_dir(cfg["model"], qc, workdir, run, progress=True)
     if not result.get("complete", True):
         raise CodequantError(f"quantization {step.label} stopped before the last block; rerun the study to resume")
@@ -31,6 +31,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     return {"model_path": ".", "codequant_path": "codequant",  # quantize_to_dir writes the HF export at OUT
             "file_bytes": dir_bytes(workdir / "codequant"), "accounting": json_safe(acc),
             "timings": json_safe(result.get("timings", {})), "resolved": json_safe(result.get("resolved")),
+            "dtype": result.get("dtype"),
             "errors": quant_errors(result)}
 
 
