@@ -11,8 +11,8 @@ under "java", measured with the parallel workers only.
 
 "layers" measures, in the same run, what the second round of isolation costs: every program with all limits
 (`Limits()`: IPC namespace, seccomp, memory and cpu cgroups per run, tmpfs scratch quota) against the same
-programs with those layers off (the first round's sandbox), alternating R rounds of each so that a change of the
-machine's load hits both; `cost` is 1 - (programs/s with) / (programs/s without), from the medians.
+programs with those layers off (the first round's sandbox), R rounds in ABBA order so that a load that drifts
+during the run hits both alike; `cost` is 1 - (programs/s with) / (programs/s without), from the medians.
 """
 
 from __future__ import annotations
@@ -100,8 +100,9 @@ def _layers_cost(programs: list[str], workers: int, rounds: int) -> dict:
     rates: dict[str, dict[str, list[float]]] = {"with": {"serial": [], "parallel": []},
                                                  "without": {"serial": [], "parallel": []}}
     failed = 0
-    for _ in range(rounds):
-        for name, limits in (("with", Limits()), ("without", ROUND_ONE)):
+    variants = [("with", Limits()), ("without", ROUND_ONE)]
+    for r in range(rounds):  # ABBA order: a load that drifts during the run does not favour either variant
+        for name, limits in variants if r % 2 == 0 else variants[::-1]:
             for mode, w in (("serial", 1), ("parallel", workers)):
                 m = _measure(programs, w, limits=limits)
                 rates[name][mode].append(m["programs_per_s"])

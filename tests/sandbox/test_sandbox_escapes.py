@@ -9,6 +9,7 @@ from __future__ import annotations
 import ctypes
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -209,9 +210,9 @@ def test_each_run_has_its_own_cpu_group_with_the_default_weight(token):
     r = contained(src, token)
     assert r.status == Status.OK, r.stderr
     line = next(ln for ln in r.stdout.splitlines()  # v1 "N:cpu[,...]:/path", v2 "0::/path"
-                if (ln.split(":")[1] == "" or "cpu" in ln.split(":")[1].split(",")) and "codequant/run-" in ln)
+                if (ln.split(":")[1] == "" or "cpu" in ln.split(":")[1].split(",")) and "run-" in ln)
     name = line.rsplit("/", 1)[1]
-    assert name.startswith(f"run-{os.getpid()}-")
+    assert re.match(rf"^(codequant-)?run-{os.getpid()}-", name)
     assert not (ROOTS["cpu"] / name).exists()  # removed after the run
 
 
