@@ -52,6 +52,10 @@ def evaluate_cmd(
     max_new_tokens: int = typer.Option(512, "--max-new-tokens"),
     limit: int | None = typer.Option(None, "--limit", help="only the first K problems"),
     prompt_style: str = typer.Option("auto", "--prompt-style", help="auto | chat | base"),
+    prompt_strip: bool = typer.Option(False, "--prompt-strip",
+                                      help="the model continues prompt.strip(), as the study's scripts did"),
+    python_main: str = typer.Option("skip", "--python-main",
+                                    help="Python main blocks: skip (__name__ != '__main__', human-eval) | run"),
     data: str | None = typer.Option(None, "--data", help="benchmark file instead of the built-in one"),
     batch_size: int = typer.Option(32, "--batch-size", help="rows decoded together (continuous batching)"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
@@ -74,7 +78,7 @@ def evaluate_cmd(
     out_dir = out or f"runs/{re.sub(r'[^A-Za-z0-9_.-]+', '_', model)}-{benchmark}"
     settings = EvalSettings(samples=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             limit=limit, prompt_style=prompt_style, seed=seed, batch_size=batch_size,
-                            backend=backend, device=device,
+                            backend=backend, device=device, prompt_strip=prompt_strip, python_main=python_main,
                             vllm=VllmSettings(python=vllm_python, dtype=vllm_dtype, memory_fraction=vllm_memory))
     summary = evaluate(model, benchmark, settings, data=data, out_dir=out_dir)
     run = summary["run"]
@@ -688,17 +692,30 @@ app.add_typer(benchmarks_app, name="benchmarks")
 
 
 @benchmarks_app.command("list")
-def benchmarks_list(as_json: bool = typer.Option(False, "--json", help="print a JSON list of objects")) -> None:
-    """Every benchmark with its language, problem count here and source (set CODEQUANT_BENCHMARKS_DIR or pass
-    --data to `evaluate` for the published ones)."""
+def benchmarks_list(
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list of objects"),
+    check_canonical: bool = typer.Option(False, "--check-canonical",
+                                         help="run every benchmark's canonical solutions now (cached per content)"),
+) -> None:
+    """Every benchmark with its language, problem count here, how many canonical solutions pass through
+    `evaluate canonical` (the harness check; `unchecked` until --check-canonical ran here) and its source (set
+    CODEQUANT_BENCHMARKS_DIR, use ~/.cache/codequant/benchmarks, or pass --data to `evaluate`)."""
     import json
 
     from codequant.benchmarks.listing import list_benchmarks
+    from codequant.evaluation.canonical import cached_check, checkable
+    from codequant.evaluation.canonical import check_canonical as run_check
 
-    rows = list_benchmarks()
+    def canonical(name, problems):
+        if not checkable(problems):
+            return "scored, not run"  # a text task's reference (humaneval-summarize)
+        found = run_check(name) if check_canonical else cached_check(name, problems)
+        return f"{found.figure} pass" if found else None
+
+    rows = list_benchmarks(canonical)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     for r in rows:
         count = "-" if r["problems"] is None else str(r["problems"])
-        print(f"{r['name']:<26} {r['language']:<7} {count:>4}  {r['source']}")
+        print(f"{r['name']:<26} {r['language']:<7} {count:>4}  {r['canonical'] or '-':<14} {r['source']}")
