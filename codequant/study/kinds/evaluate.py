@@ -36,6 +36,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
                                 prompt_style=cfg["prompt_style"], seed=cfg["seed"], batch_size=cfg["batch_size"],
                                 workers=settings.get("workers"), backend=backend, device=settings.get("device", "cpu"),
                                 prompt_strip=cfg.get("prompt_strip", False), python_main=cfg.get("python_main", "skip"),
+                                sanitize=cfg.get("sanitize", False),
                                 vllm=VllmSettings(**settings.get("vllm", {})))
     summary = evaluate(target, cfg["benchmark"], run_settings, data=cfg["data"], out_dir=workdir, progress=True)
     return {"samples": "samples.jsonl", "footprint": json_safe(fp),
