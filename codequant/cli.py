@@ -52,6 +52,12 @@ def evaluate_cmd(
     max_new_tokens: int = typer.Option(512, "--max-new-tokens"),
     limit: int | None = typer.Option(None, "--limit", help="only the first K problems"),
     prompt_style: str = typer.Option("auto", "--prompt-style", help="auto | chat | base"),
+    prompt_strip: bool = typer.Option(False, "--prompt-strip",
+                                      help="the model continues prompt.strip(), as the study's scripts did"),
+    python_main: str = typer.Option("skip", "--python-main",
+                                    help="Python main blocks: skip (__name__ != '__main__', human-eval) | run"),
+    sanitize: bool = typer.Option(False, "--sanitize",
+                                  help="evalplus-style: keep imports and what the entry point reaches"),
     data: str | None = typer.Option(None, "--data", help="benchmark file instead of the built-in one"),
     batch_size: int = typer.Option(32, "--batch-size", help="rows decoded together (continuous batching)"),
     seed: int = typer.Option(0, "--seed", help="sampling seed"),
@@ -82,6 +88,7 @@ def evaluate_cmd(
     settings = EvalSettings(samples=samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
                             limit=limit, prompt_style=prompt_style, seed=seed, batch_size=batch_size,
                             backend=backend, device=device, dtype=dtype, workers=workers,
+                            prompt_strip=prompt_strip, python_main=python_main, sanitize=sanitize,
                             vllm=VllmSettings(python=vllm_python, dtype=pick_dtype(vllm_dtype, dtype),
                                               memory_fraction=vllm_memory, tensor_parallel_size=tensor_parallel_size))
     summary = evaluate(model, benchmark, settings, data=data, out_dir=out_dir)
@@ -101,6 +108,22 @@ def evaluate_cmd(
     if summary.get("failure_counts"):
         print(f"failures: {summary['failure_counts']}  (codequant failures {out_dir} for details)")
     print(f"wrote {out_dir}/samples.jsonl and {out_dir}/summary.json")
+
+
+@app.command("sanitize")
+def sanitize_cmd(
+    run: str = typer.Argument(..., help="a finished run folder (evaluate --out) made without --sanitize"),
+    out: str = typer.Option(..., "--out", help="folder of the sanitised run"),
+) -> None:
+    """Re-execute a run's completions sanitised (evalplus-style) and print pass@1 before and after: what the
+    sanitiser alone changes on the same outputs."""
+    from codequant.evaluation.resanitize import resanitize
+
+    res = resanitize(run, out)
+    b, a = res["before"], res["after"]
+    print(f"before {b['passed']}/{b['completions']} (pass@1 {b.get('pass@1', 0):.4f})  "
+          f"after {a['passed']}/{a['completions']} (pass@1 {a.get('pass@1', 0):.4f})  status after: {a['status_counts']}")
+    print(f"wrote {out}/samples.jsonl and {out}/summary.json")
 
 
 # ---- quantize ----
@@ -712,17 +735,30 @@ app.add_typer(benchmarks_app, name="benchmarks")
 
 
 @benchmarks_app.command("list")
-def benchmarks_list(as_json: bool = typer.Option(False, "--json", help="print a JSON list of objects")) -> None:
-    """Every benchmark with its language, problem count here and source (set CODEQUANT_BENCHMARKS_DIR or pass
-    --data to `evaluate` for the published ones)."""
+def benchmarks_list(
+    as_json: bool = typer.Option(False, "--json", help="print a JSON list of objects"),
+    check_canonical: bool = typer.Option(False, "--check-canonical",
+                                         help="run every benchmark's canonical solutions now (cached per content)"),
+) -> None:
+    """Every benchmark with its language, problem count here, how many canonical solutions pass through
+    `evaluate canonical` (the harness check; `unchecked` until --check-canonical ran here) and its source (set
+    CODEQUANT_BENCHMARKS_DIR, use ~/.cache/codequant/benchmarks, or pass --data to `evaluate`)."""
     import json
 
     from codequant.benchmarks.listing import list_benchmarks
+    from codequant.evaluation.canonical import cached_check, checkable
+    from codequant.evaluation.canonical import check_canonical as run_check
 
-    rows = list_benchmarks()
+    def canonical(name, problems):
+        if not checkable(problems):
+            return "scored, not run"  # a text task's reference (humaneval-summarize)
+        found = run_check(name) if check_canonical else cached_check(name, problems)
+        return f"{found.figure} pass" if found else None
+
+    rows = list_benchmarks(canonical)
     if as_json:
         print(json.dumps(rows, indent=2))
         return
     for r in rows:
         count = "-" if r["problems"] is None else str(r["problems"])
-        print(f"{r['name']:<26} {r['language']:<7} {count:>4}  {r['source']}")
+        print(f"{r['name']:<26} {r['language']:<7} {count:>4}  {r['canonical'] or '-':<14} {r['source']}")

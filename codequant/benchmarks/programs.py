@@ -16,10 +16,12 @@ _BUILDERS: dict[str, str] = {
 }
 
 
-def build_program(problem: Problem, completion: str) -> str:
-    """`completion` is the code taken from the model's output (or the canonical solution)."""
+def build_program(problem: Problem, completion: str, python_main: str = "skip") -> str:
+    """`completion` is the code taken from the model's output (or the canonical solution); `python_main` is how
+    a Python program treats main blocks (`codequant.benchmarks.python_program`: "skip" or "run")."""
     target = _BUILDERS.get(problem.language)
     if target is None:
         raise CodequantError(f"no program builder for language {problem.language!r}")
     module, func = target.split(":")
-    return getattr(importlib.import_module(module), func)(problem, completion)
+    build = getattr(importlib.import_module(module), func)
+    return build(problem, completion, python_main) if problem.language == "python" else build(problem, completion)

@@ -1,8 +1,11 @@
 """Where a published benchmark's records come from, and how they are read.
 
 Order: the file the user gave (`--data`), else `$CODEQUANT_BENCHMARKS_DIR/<relative path>` (a folder laid out
-like the project's shared benchmarks folder), else the Hugging Face hub when the network is usable. Offline
-with none of these, the error names `--data`: a fresh machine has no copy, and guessing a path would hide it.
+like the project's shared benchmarks folder), else the same relative path under the default folder
+`$CODEQUANT_CACHE/benchmarks` (`~/.cache/codequant/benchmarks`: put downloaded benchmark files there once, as
+evalplus keeps its datasets in its cache), else the Hugging Face hub when the network is usable. Offline with
+none of these, the error names `--data` and both folders: a fresh machine has no copy, and guessing a path
+would hide it.
 Files may be JSON (a list of records), JSONL(.gz) or parquet.
 """
 
@@ -14,9 +17,26 @@ import socket
 from pathlib import Path
 
 from codequant.benchmarks.humaneval import read_jsonl
+from codequant.cache import cache_root
 from codequant.errors import CodequantError
 
 BENCHMARKS_DIR_ENV = "CODEQUANT_BENCHMARKS_DIR"
+
+
+def default_benchmarks_dir() -> Path:
+    """The folder searched after $CODEQUANT_BENCHMARKS_DIR: `<cache root>/benchmarks` (not created)."""
+    return cache_root() / "benchmarks"
+
+
+def benchmark_folders() -> list[Path]:
+    """Where a benchmark's relative path is looked up, in order."""
+    folder = os.environ.get(BENCHMARKS_DIR_ENV)
+    return ([Path(folder)] if folder else []) + [default_benchmarks_dir()]
+
+
+def local_file(relative: str) -> Path | None:
+    """The first existing `<folder>/<relative>` of `benchmark_folders()`."""
+    return next((f / relative for f in benchmark_folders() if (f / relative).is_file()), None)
 
 
 def read_records(path: Path) -> list[dict]:
@@ -64,7 +84,8 @@ def _offline() -> bool:
 
 def hub_file(repo: str, wanted: tuple[str, ...], what: str) -> Path:
     """Download the first file of dataset `repo` whose path contains every part of `wanted`."""
-    hint = f"pass --data FILE with a {what} file (or set {BENCHMARKS_DIR_ENV})"
+    hint = (f"pass --data FILE with a {what} file, or set {BENCHMARKS_DIR_ENV}, or put the file in "
+            f"{default_benchmarks_dir()}")
     if _offline():
         raise CodequantError(f"no {what} file given and the Hugging Face hub is offline; {hint}")
     try:
@@ -83,12 +104,7 @@ def hub_file(repo: str, wanted: tuple[str, ...], what: str) -> Path:
 
 
 def resolve(data: Path | None, relative: str, repo: str, wanted: tuple[str, ...], what: str) -> Path:
-    """The file to read: --data, else the benchmarks folder, else the hub."""
+    """The file to read: --data, else `relative` in the benchmark folders, else the hub."""
     if data is not None:
         return Path(data)
-    folder = os.environ.get(BENCHMARKS_DIR_ENV)
-    if folder:
-        path = Path(folder) / relative
-        if path.is_file():
-            return path
-    return hub_file(repo, wanted, what)
+    return local_file(relative) or hub_file(repo, wanted, what)

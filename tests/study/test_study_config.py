@@ -141,3 +141,29 @@ def test_generation_backend_is_a_decoding_setting_hashed_only_when_not_the_engin
     assert [s.key for s in vllm.of_kind("quantize")] == [s.key for s in plan.of_kind("quantize")]
     with pytest.raises(CodequantError, match="backend"):
         parse_config(_with(decoding=[{"name": "greedy", "backend": "tgi"}]))
+
+
+def test_paper_benchmarks_study_is_the_study_benchmarks_with_the_prompt_stripped():
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "studies" / "paper-benchmarks.yaml"
+    cfg = load_config(path)
+    plan = build_plan(cfg, path.parent)
+    evals = plan.of_kind("evaluate")
+    assert {s.config["benchmark"] for s in evals} == {"multipl-e-py", "multipl-e-java"}
+    assert len(evals) == 2 * 3 and all(s.config["prompt_strip"] is True for s in evals)  # fp, AQLM 4 and 2
+    scale = load_config(path.parent / "paper-scale.yaml")
+    assert {"multipl-e-py", "multipl-e-java"} <= {b.name for b in scale.benchmarks}
+    assert scale.decoding[0].prompt_strip
+
+
+def test_prompt_strip_python_main_and_sanitize_hashed_only_when_set(tmp_path):
+    plain = build_plan(parse_config(BASE), tmp_path).of_kind("evaluate")
+    assert all(k not in s.config for s in plain for k in ("prompt_strip", "python_main", "sanitize"))
+    changed = build_plan(parse_config(_with(decoding=[{"name": "greedy", "prompt_strip": True, "sanitize": True,
+                                                       "python_main": "run"}])), tmp_path).of_kind("evaluate")
+    assert all(s.config["prompt_strip"] and s.config["sanitize"] and s.config["python_main"] == "run"
+               for s in changed)
+    assert {s.key for s in changed}.isdisjoint(s.key for s in plain)
+    with pytest.raises(CodequantError, match="python_main"):
+        parse_config(_with(decoding=[{"name": "greedy", "python_main": "exec"}]))

@@ -34,7 +34,9 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
                                 max_new_tokens=cfg["max_new_tokens"], limit=cfg["limit"],
                                 prompt_style=cfg["prompt_style"], seed=cfg["seed"], batch_size=cfg["batch_size"],
                                 workers=settings.get("workers"), backend=backend, device=settings.get("device", "cpu"),
-                                dtype=settings.get("dtype", "auto"), vllm=_vllm(settings))
+                                dtype=settings.get("dtype", "auto"), prompt_strip=cfg.get("prompt_strip", False),
+                                python_main=cfg.get("python_main", "skip"), sanitize=cfg.get("sanitize", False),
+                                vllm=_vllm(settings))
     summary = evaluate(target, cfg["benchmark"], run_settings, data=cfg["data"], out_dir=workdir, progress=True)
     return {"samples": "samples.jsonl", "footprint": json_safe(fp), "dtype": summary["config"].get("dtype"),
             **{k: summary.get(k) for k in ("problems", "completions", "passed", "pass@1", "status_counts", "run")},
