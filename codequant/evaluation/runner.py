@@ -260,8 +260,6 @@ def _backend_for(model, cfg: EvalSettings) -> EvalSettings:
     """The settings with the backend that can decode `model`: the engine drives attention KV caches only, so a
     state-space model (Mamba, RWKV) asked for the engine goes through `model.generate` (the run's summary says
     which backend ran)."""
-    import dataclasses
-
     from codequant.generation.batch import engine_unsupported
 
     why = engine_unsupported(model) if cfg.backend == "engine" else None
