@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from codequant.errors import CodequantError
+from codequant.quant.activations import ActivationPolicy
 from codequant.quant.base import QuantConfig, Quantizer
 from codequant.quant.registry import make_quantizer, method_names
 
@@ -91,6 +92,8 @@ class QuantRun:
     `default_val_samples(samples)`, 0: none): they never steer a fit, and give every layer and block a held-out
     error (AQLM's block tuning selects on them). `formats`: None = every format of the method (`parse_formats`).
     `device`: where each block is quantized ("cuda": one block at a time on the GPU, the model in CPU memory).
+    `max_host_memory_gb` / `activations`: where the walk's two activation buffers go (auto: host RAM while the
+    model and the buffers fit the budget, else the GPU, else memory-mapped files in OUT/checkpoint).
     """
 
     calibration: Any = "code"
@@ -102,10 +105,17 @@ class QuantRun:
     sequential: bool | None = None  # None: the quantizer's own default (see quantize_model)
     max_blocks: int | None = None
     device: str = "cpu"
+    max_host_memory_gb: float | None = None
+    activations: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.formats, str):
             raise CodequantError(f"QuantRun.formats is a sequence of format names, not the string {self.formats!r}")
+        self.activation_policy(None)  # validates placement and budget once, before the model is loaded
+
+    def activation_policy(self, folder: Path | None) -> ActivationPolicy:
+        budget = None if self.max_host_memory_gb is None else int(self.max_host_memory_gb * 1e9)
+        return ActivationPolicy(self.activations, budget, folder)
 
 
 def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, run: QuantRun = QuantRun(), *,
@@ -138,7 +148,8 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     device = resolve_device(run.device)
     report = quantize_model(model, calib, quantizer, checkpoint_dir=out / "checkpoint", batch_size=run.batch_size,
                             progress=progress, sequential=run.sequential, max_blocks=run.max_blocks,
-                            device=None if device == "cpu" else device)
+                            device=None if device == "cpu" else device,
+                            activations=run.activation_policy(out / "checkpoint"))
     times["quantize_s"] = time.perf_counter() - t
     info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved}
     t = time.perf_counter()
@@ -148,7 +159,8 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
         **info,
         "calibration": {"spec": run.calibration if isinstance(run.calibration, str) else "given",
                         "samples": run.samples, "seq_len": run.seq_len, "val_samples": val_samples,
-                        "sequential": report.calibration["sequential"], "manifest": getattr(calib, "manifest", None)},
+                        "sequential": report.calibration["sequential"], "manifest": getattr(calib, "manifest", None),
+                        "activations": report.calibration.get("activations")},
         "complete": report.complete,
         "accounting": {**accounting(model), "checkpoint_bytes": _checkpoint_bytes(out / "checkpoint")},
         "timings": {**times, "pipeline_s": report.seconds},
