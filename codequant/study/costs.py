@@ -197,18 +197,24 @@ def _quantize(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
 
 
 def _finetune(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
+    """Teacher top-k first (the fp model alone), then the student: quantized linears at their bits, embeddings and
+    norms in the dtype, ~1% trainable (codebooks, scales, norms) with fp32 grads and Adam moments, and the
+    activations its backward keeps."""
     b = DTYPE_BYTES[dtype]
     cal = _source_rows(plan, step)
     tokens = cal["samples"] * cal["seq_len"]
     model = shape.params * b
-    grads = shape.params * 4 * 0.05 * 3  # continuous parameters (codebooks, scales, norms) ~5%: fp32 grads + Adam
+    quantized = shape.layers * shape.block_params
+    bits = (step.meta.get("variant") or {}).get("bits") or 16
+    student = (shape.params - quantized) * b + quantized * bits / 8 + 2 * shape.hidden * shape.intermediate * b
+    trainable = 0.01 * shape.params * 4 * 3
     # kept for backward: 34 bytes x hidden per token and layer in 16 bits (Korthikanti et al. 2022, SDPA attention)
     acts = config.finetune.batch_size * cal["seq_len"] * shape.layers * shape.hidden * 17 * b
-    device = model + grads + acts
+    device = max(model, student + trainable + acts)
     host = RUNTIME_HOST_BYTES + model + (0 if gpu else device)
     seconds = 3 * 2 * shape.params * tokens * config.finetune.epochs / tp.flops + 2 * shape.params * tokens / tp.flops
     return StepCost(step.name, "finetune", host / 1e9, device / 1e9 if gpu else 0.0, 3 * model / 1e9, seconds / 3600,
-                    "", "teacher top-k computed first, then the student alone")
+                    "", f"batch {config.finetune.batch_size}: teacher top-k first, then the {bits}-bit student")
 
 
 def _generation(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
