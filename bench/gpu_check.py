@@ -121,7 +121,7 @@ def check_engine(fp, tokenizer, device: str, prompts: int, max_new_tokens: int) 
 
 PROXY_SHAPE = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
                "vocab_size": 32016, "num_hidden_layers": 2, "max_position_embeddings": 4096}
-DRY_SHAPE = {**PROXY_SHAPE, "hidden_size": 64, "intermediate_size": 176, "num_attention_heads": 4,
+DRY_SHAPE = {**PROXY_SHAPE, "hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4,
              "num_key_value_heads": 4, "vocab_size": 384}
 
 

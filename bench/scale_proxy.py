@@ -19,6 +19,7 @@ The CPU is shared with other work: `os.getloadavg()` before and after is in the 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -93,14 +94,13 @@ def run_child(args, placement: str, budget_gb: float | None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def aqlm_one_linear(rows: int, seq_len: int) -> dict:
+def aqlm_one_linear(model, rows: int, seq_len: int) -> dict:
     """AQLM 2x8 g8 (the fast preset's 2-bit) of block 0's gate_proj (4096 -> 11008) on XTX of its real inputs."""
     from codequant.quant.aqlm import AqlmQuantizer
     from codequant.quant.base import QuantConfig
     from codequant.quant.blocks import run_block
     from codequant.quant.capture import XtxCollector, capture_first_inputs, capture_layer_kwargs
 
-    model = build()
     layers = model.model.layers
     calib = calibration(rows, 0, seq_len)
     x = capture_first_inputs(model, layers[0], calib.train, 2)
@@ -118,7 +118,7 @@ def aqlm_one_linear(rows: int, seq_len: int) -> dict:
             "fit": q.fit_info, "weights": weights, "calibration": f"{rows}x{seq_len}"}
 
 
-def dtype_errors(rows: int, val_rows: int, seq_len: int) -> dict:
+def dtype_errors(fp32_model, rows: int, val_rows: int, seq_len: int) -> dict:
     """GPTQ-4 of block 0 from fp32, bf16 and fp16 weights of the same random model: held-out block errors."""
     from codequant.quant.base import QuantConfig
     from codequant.quant.pipeline import quantize_model
@@ -127,7 +127,7 @@ def dtype_errors(rows: int, val_rows: int, seq_len: int) -> dict:
     calib = calibration(rows, val_rows, seq_len, seed=1)
     out = {}
     for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16)):
-        model = build(dtype)
+        model = copy.deepcopy(fp32_model).to(dtype)  # the same random weights, rounded to the dtype
         t0 = time.perf_counter()
         report = quantize_model(model, calib, make_quantizer(QuantConfig("gptq", bits=4, group_size=128)),
                                 progress=False, batch_size=2, max_blocks=1)
@@ -140,9 +140,8 @@ def dtype_errors(rows: int, val_rows: int, seq_len: int) -> dict:
     return {"calibration": f"{rows}x{seq_len} + {val_rows} held out", "by_dtype": out}
 
 
-def decode_bandwidth() -> float:
+def decode_bandwidth(model) -> float:
     """Weight bytes read per second by one-token forwards at batch 1 (decoding is bound by them)."""
-    model = build()
     ids = torch.randint(3, 1000, (1, 1))
     with torch.no_grad():
         model(input_ids=ids)
@@ -194,8 +193,11 @@ def main() -> None:
     }
     walk_s = walk["seconds"] - walk["fit_seconds"]
     rates = {"flops_per_s": plan.flops_walk / walk_s}
+    model = build()
+    rates["bandwidth_bytes_per_s"] = decode_bandwidth(model)
+    result["dtypes_gptq4_block0"] = dtype_errors(model, 2, 1, 256)
     if not args.skip_aqlm:
-        aq = aqlm_one_linear(args.rows, args.seq_len)
+        aq = aqlm_one_linear(model, args.rows, args.seq_len)
         from codequant.quant.budget import aqlm_scan_flops
 
         ops = aqlm_scan_flops(aq["weights"], 2, 8, "fast")
@@ -206,8 +208,6 @@ def main() -> None:
                          "measured, the block extrapolated by weights: a whole block would take "
                          f"~{aq['extrapolated_block_seconds'] / 60:.0f} min here")
         result["aqlm_2x8_one_linear"] = aq
-    result["dtypes_gptq4_block0"] = dtype_errors(4, 1, 512)
-    rates["bandwidth_bytes_per_s"] = decode_bandwidth()
     result["plan_rates"] = rates
     result["loadavg_after"] = os.getloadavg()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
