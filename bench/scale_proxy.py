@@ -74,7 +74,7 @@ def child_walk(args) -> dict:
     budget = None if args.budget_gb is None else int(args.budget_gb * 1e9)
     t0 = time.perf_counter()
     report = quantize_model(model, calib, make_quantizer(QuantConfig("gptq", bits=4, group_size=128)),
-                            progress=False, batch_size=args.batch_size,
+                            progress=False, batch_size=args.batch_size, max_blocks=args.blocks,
                             activations=ActivationPolicy(args.placement, budget, Path(args.folder)))
     seconds = time.perf_counter() - t0
     fit = sum(layer["seconds"] for layer in report.layers)
@@ -87,7 +87,7 @@ def child_walk(args) -> dict:
 def run_child(args, placement: str, budget_gb: float | None) -> dict:
     cmd = [sys.executable, __file__, "--child", "--rows", str(args.rows), "--val-rows", str(args.val_rows),
            "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size), "--placement", placement,
-           "--folder", str(args.folder)]
+           "--folder", str(args.folder), "--blocks", str(args.blocks)]
     if budget_gb is not None:
         cmd += ["--budget-gb", str(budget_gb)]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "CODEQUANT_PROGRESS": "off"})
@@ -118,8 +118,9 @@ def aqlm_one_linear(model, rows: int, seq_len: int) -> dict:
             "fit": q.fit_info, "weights": weights, "calibration": f"{rows}x{seq_len}"}
 
 
-def dtype_errors(fp32_model, rows: int, val_rows: int, seq_len: int) -> dict:
-    """GPTQ-4 of block 0 from fp32, bf16 and fp16 weights of the same random model: held-out block errors."""
+def dtype_errors(fp32_model, rows: int, val_rows: int, seq_len: int, method: str = "gptq") -> dict:
+    """4-bit `method` of block 0 from fp32, bf16 and fp16 weights of the same random model: held-out block
+    errors (RTN: the grid's rounding alone; GPTQ adds its fit, ~12 min per block on 2 shared cores)."""
     from codequant.quant.base import QuantConfig
     from codequant.quant.pipeline import quantize_model
     from codequant.quant.registry import make_quantizer
@@ -129,7 +130,7 @@ def dtype_errors(fp32_model, rows: int, val_rows: int, seq_len: int) -> dict:
     for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16)):
         model = copy.deepcopy(fp32_model).to(dtype)  # the same random weights, rounded to the dtype
         t0 = time.perf_counter()
-        report = quantize_model(model, calib, make_quantizer(QuantConfig("gptq", bits=4, group_size=128)),
+        report = quantize_model(model, calib, make_quantizer(QuantConfig(method, bits=4, group_size=128)),
                                 progress=False, batch_size=2, max_blocks=1)
         out[name] = {"heldout_block_error": report.blocks[0]["rel_output_mse_heldout"],
                      "seconds": time.perf_counter() - t0, "activations": report.calibration["activations"]["dtype"]}
@@ -137,7 +138,7 @@ def dtype_errors(fp32_model, rows: int, val_rows: int, seq_len: int) -> dict:
     ref = out["float32"]["heldout_block_error"]
     for name in ("bfloat16", "float16"):
         out[name]["relative_to_fp32"] = out[name]["heldout_block_error"] / ref
-    return {"calibration": f"{rows}x{seq_len} + {val_rows} held out", "by_dtype": out}
+    return {"method": f"{method}-4 g128", "calibration": f"{rows}x{seq_len} + {val_rows} held out", "by_dtype": out}
 
 
 def decode_bandwidth(model) -> float:
@@ -159,10 +160,12 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--placement", default="auto")
+    ap.add_argument("--blocks", type=int, default=2, help="blocks the GPTQ-4 walk quantizes (1: half the time)")
     ap.add_argument("--budget-gb", type=float, default=None)
     ap.add_argument("--folder", default=str(ROOT / "runs" / "scale_proxy"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--skip-aqlm", action="store_true")
+    ap.add_argument("--dtype-method", default="gptq", help="gptq | rtn: the method of the dtype comparison")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results" / "scale_proxy.json"))
     args = ap.parse_args()
     if args.child:
@@ -178,6 +181,7 @@ def main() -> None:
     job = QuantJob(method="gptq", bits=4, rows=args.rows, val_rows=args.val_rows, seq_len=args.seq_len,
                    dtype="float32", batch_size=args.batch_size, gpu=False)
     plan = quant_needs(shape, job)
+    walk_flops = plan.flops_walk * args.blocks / SHAPE["num_hidden_layers"]
     one = buffer_bytes(args.rows + args.val_rows, args.seq_len, SHAPE["hidden_size"], torch.float32)
     old_walk = plan.host_bytes + int(3.4 * one)  # the old walk: 5.4 fp32 copies where the new one has 2
     budget_gb = round((plan.host_bytes + 0.5 * (old_walk - plan.host_bytes)) / 1e9, 2)  # between the two
@@ -192,10 +196,10 @@ def main() -> None:
                        "rss_over_plan": walk["peak_rss_bytes"] / plan.host_bytes},
     }
     walk_s = walk["seconds"] - walk["fit_seconds"]
-    rates = {"flops_per_s": plan.flops_walk / walk_s}
+    rates = {"flops_per_s": walk_flops / walk_s}
     model = build()
     rates["bandwidth_bytes_per_s"] = decode_bandwidth(model)
-    result["dtypes_gptq4_block0"] = dtype_errors(model, 2, 1, 256)
+    result["dtypes_block0"] = dtype_errors(model, 2, 1, 256, args.dtype_method)
     if not args.skip_aqlm:
         aq = aqlm_one_linear(model, args.rows, args.seq_len)
         from codequant.quant.budget import aqlm_scan_flops
