@@ -170,7 +170,10 @@ def check_proxy(device: str, dry: bool, rows: int, val_rows: int, seq_len: int) 
     out["errors_ok"] = errors_ok
     memory_ok = all(v["peak_over_plan"] is None or v["peak_over_plan"] <= 1.2 for k, v in out.items()
                     if isinstance(v, dict) and "peak_over_plan" in v)
-    out["ok"] = bool(errors_ok and memory_ok)
+    finite = all(v["heldout_block_error"] is not None and v["heldout_block_error"] > 0 for k, v in out.items()
+                 if isinstance(v, dict) and "heldout_block_error" in v)
+    # --dry: 4 x 32 tokens on a 128-wide model make the dtype comparison noise (8-13% seen); it checks the script
+    out["ok"] = bool(finite and memory_ok and (errors_ok or dry))
     return out
 
 
