@@ -85,14 +85,18 @@ def quant_needs(shape: ModelShape, job: QuantJob) -> QuantNeeds:
     model = shape.params * b
     acts = activation_bytes(shape, job)
     placement = place(shape, job, acts, model)
-    xtx = (3 * h * h + inter * inter) * 8 * (2 if job.val_rows else 1)  # fp64, host: one-pass groups, + held-out
+    every_group = (3 * h * h + inter * inter) * 8  # XTX in fp64 on the host: q/k/v, o, gate/up, down inputs
+    train_xtx = {"aqlm": every_group, "gptq": max(h, inter) ** 2 * 8, "rtn": 0}[job.method]  # one pass vs one group
+    xtx = train_xtx + (every_group if job.val_rows else 0)  # held-out rows: every group's XTX, for their errors
     # One batch through the block (SDPA attention: no seq_len^2 scores), and for AQLM's block tuning the
     # activations a backward keeps, fp32 grads and Adam moments of the block, and one linear's fit in fp32.
     batch = job.batch_size * job.seq_len * (4 * h + 3 * inter) * b
     backward = TUNE_BATCH * job.seq_len * (10 * h + 5 * inter) * b if job.method == "aqlm" else 0
     block = shape.block_params * b
     tuning = shape.block_params * 4 * 3 if job.method == "aqlm" else 0
-    work = block + batch + backward + tuning + 4 * h * inter * 4
+    widest = max(h, inter)
+    fit = {"aqlm": 4 * h * inter * 4, "gptq": widest**2 * 12 + 2 * h * inter * 4, "rtn": 2 * h * inter * 4}[job.method]
+    work = (block if job.gpu else 0) + batch + backward + tuning + fit  # on the CPU the block is the model's own
     host = RUNTIME_HOST_BYTES + model + xtx + (acts if placement == "host" else 0) + (0 if job.gpu else work)
     gpu = (work + (acts if placement == "device" else 0)) if job.gpu else 0
     quantized = shape.layers * shape.block_params
