@@ -12,6 +12,10 @@ Three checks, each a JSON entry with `ok` and its figures; the last line printed
   the first HumanEval chat prompts (the CPU test suite checks the same on the CPU).
 - `aqlm_2x8`: the time of AQLM 2x8 over every block on the device (one block on the GPU at a time, as for a model
   larger than the GPU), with its mean block errors: the figure docs/scale.md projects the study grid from.
+- `proxy`: the 7B-shaped proxy of bench/scale_proxy.py (CodeLlama-7B's layer shapes, 2 blocks, random weights)
+  in fp32, fp16 and bf16, GPTQ-4 over both blocks and AQLM 2x8 of block 0 on the device: held-out block errors
+  (fp16 and bf16 within 5% of fp32's), seconds, and the peak GPU memory against the plan's estimate
+  (codequant.quant.budget.quant_needs; ok within +20%).
 Made to finish within 10 minutes on one GPU (SmolLM2-135M: 30 blocks). Exit status 1 when a check fails.
 """
 
@@ -115,6 +119,68 @@ def check_engine(fp, tokenizer, device: str, prompts: int, max_new_tokens: int) 
             "engine_tok_s": round(tokens / ours_s, 2), "generate_tok_s": round(sum(c.new_tokens for c in ref) / ref_s, 2)}
 
 
+PROXY_SHAPE = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
+               "vocab_size": 32016, "num_hidden_layers": 2, "max_position_embeddings": 4096}
+DRY_SHAPE = {**PROXY_SHAPE, "hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4,
+             "num_key_value_heads": 4, "vocab_size": 384}
+
+
+def check_proxy(device: str, dry: bool, rows: int, val_rows: int, seq_len: int) -> dict[str, Any]:
+    """The proxy in fp16 and bf16 on the device: errors, time, peak GPU memory against the plan."""
+    from types import SimpleNamespace
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from codequant.models.shapes import shape_from_config
+    from codequant.quant.budget import QuantJob, quant_needs
+
+    shape_cfg = DRY_SHAPE if dry else PROXY_SHAPE
+    g = torch.Generator().manual_seed(0)
+    tokens = torch.randint(3, shape_cfg["vocab_size"], (rows + val_rows, seq_len), generator=g)
+    calib = SimpleNamespace(train=tokens[:rows], val=tokens[rows:])
+    gpu = device.startswith("cuda")
+    out: dict[str, Any] = {"shape": shape_cfg, "calibration": f"{rows}x{seq_len} + {val_rows} held out"}
+    for dtype in ("float32", "float16", "bfloat16"):
+        for method, spec, blocks in (("gptq", {"bits": 4, "group_size": 128}, 2),
+                                     ("aqlm", {"num_codebooks": 2, "codebook_bits": 8, "group_size": 8}, 1)):
+            torch.manual_seed(0)
+            model = LlamaForCausalLM(LlamaConfig(**shape_cfg)).to(getattr(torch, dtype)).eval()
+            quantizer = make_model_quantizer(build_config(method, **spec), model)
+            if gpu:
+                torch.cuda.empty_cache()
+                torch.cuda.reset_peak_memory_stats(torch.device(device))
+            _sync(device if gpu else None)
+            t0 = time.perf_counter()
+            report = quantize_model(model, calib, quantizer, progress=False, max_blocks=blocks, batch_size=2,
+                                    device=device if gpu else None)
+            _sync(device if gpu else None)
+            job = QuantJob(method=method, bits=spec.get("bits", 2), rows=rows, val_rows=val_rows, seq_len=seq_len,
+                           dtype=dtype, batch_size=2, gpu=gpu, codebooks=spec.get("num_codebooks", 0),
+                           codebook_bits=spec.get("codebook_bits", 0))
+            plan_gpu = quant_needs(shape_from_config({**shape_cfg, "torch_dtype": dtype}), job).gpu_bytes
+            peak = torch.cuda.max_memory_allocated(torch.device(device)) if gpu else None
+            out[f"{method}_{dtype}"] = {
+                "seconds": round(time.perf_counter() - t0, 2), "blocks": blocks,
+                "heldout_block_error": _mean([b.get("rel_output_mse_heldout") for b in report.blocks]),
+                "peak_gpu_bytes": peak, "plan_gpu_bytes": plan_gpu if gpu else None,
+                "peak_over_plan": None if peak is None else round(peak / max(plan_gpu, 1), 3)}
+            del model
+    errors_ok = all(_within(out[f"{m}_{half}"]["heldout_block_error"], out[f"{m}_float32"]["heldout_block_error"])
+                    for m in ("gptq", "aqlm") for half in ("float16", "bfloat16"))
+    out["errors_ok"] = errors_ok
+    memory_ok = all(v["peak_over_plan"] is None or v["peak_over_plan"] <= 1.2 for k, v in out.items()
+                    if isinstance(v, dict) and "peak_over_plan" in v)
+    finite = all(v["heldout_block_error"] is not None and v["heldout_block_error"] > 0 for k, v in out.items()
+                 if isinstance(v, dict) and "heldout_block_error" in v)
+    # --dry: 4 x 32 tokens on a 128-wide model make the dtype comparison noise (8-13% seen); it checks the script
+    out["ok"] = bool(finite and memory_ok and (errors_ok or dry))
+    return out
+
+
+def _within(a: float | None, b: float | None, rel: float = 0.05) -> bool:
+    return a is not None and b is not None and abs(a - b) <= rel * max(abs(b), 1e-12)
+
+
 def machine(device: str) -> dict[str, Any]:
     info: dict[str, Any] = {"device": device, "torch": torch.__version__, "cpu_count": os.cpu_count(),
                             "platform": platform.platform()}
@@ -136,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new-tokens", type=int, default=256)
     ap.add_argument("--blocks", type=int, default=None, help="blocks timed in aqlm_2x8 (default: all)")
     ap.add_argument("--out", help="also write the JSON here")
+    ap.add_argument("--no-proxy", action="store_true", help="skip the 7B-shaped proxy check")
     args = ap.parse_args(argv)
     options: dict[str, Any] = {}
     if args.dry:
@@ -159,6 +226,8 @@ def main(argv: list[str] | None = None) -> int:
               "engine": check_engine(fp, tokenizer, device, args.prompts, args.max_new_tokens)}
     timed = _quantize(fp, calib, device, args.blocks, options)
     checks["aqlm_2x8"] = {"ok": timed["block_mse"] is not None, **timed}
+    if not args.no_proxy:
+        checks["proxy"] = check_proxy(device, args.dry, *((4, 2, 32) if args.dry else (32, 8, 2048)))
     result.update(checks=checks, ok=all(c["ok"] for c in checks.values()), machine=machine(device))
     text = json.dumps(result, indent=2)
     if args.out:

@@ -163,6 +163,11 @@ def quantize_cmd(
                                "(one block at a time on the GPU; the model stays in CPU memory)"),
     dtype: str = typer.Option("auto", "--dtype", help="weights dtype: auto (the checkpoint's own on a GPU, float32 "
                               "on the CPU) | float32 | float16 | bfloat16"),
+    max_host_memory: float | None = typer.Option(
+        None, "--max-host-memory", help="host RAM budget in GB: the two activation buffers stay in RAM while the "
+        "model and they fit it, else go to the GPU (with --device cuda) or to memory-mapped files in OUT/checkpoint"),
+    activations: str = typer.Option("auto", "--activations", help="auto | host | device | disk: force where the "
+                                    "activation buffers live (auto: from --max-host-memory)"),
 ) -> None:
     """Quantize every decoder-block linear of MODEL and write the export(s) + quantize.json to OUT."""
     import json
@@ -190,7 +195,7 @@ def quantize_cmd(
     formats = parse_formats(fmt, method)
     run = QuantRun(calibration=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples,
                    formats=tuple(formats), batch_size=batch_size, max_blocks=max_blocks, sequential=sequential,
-                   device=device, dtype=dtype)
+                   device=device, dtype=dtype, max_host_memory_gb=max_host_memory, activations=activations)
     result = quantize_to_dir(
         model, config, out, run,
         on_resolved=lambda r: print(f"configuration: {json.dumps(r, default=str)}"),
@@ -508,6 +513,44 @@ def _with_runner(cfg, *, executor: str | None, parallel: int | None, address: st
     if address is not None:
         runner["ray"] = {**runner["ray"], "address": address}
     return parse_config({**cfg.model_dump(), "runner": runner}, source="--executor/--parallel/--address")
+
+
+@study_app.command("plan")
+def study_plan_cmd(
+    config: str = typer.Argument(..., help="study YAML"),
+    as_json: bool = typer.Option(False, "--json", help="one JSON object per step instead of the table"),
+    all_steps: bool = typer.Option(False, "--all", help="every step (default: one row per distinct cost)"),
+) -> None:
+    """Size every step before running: peak host and GPU memory, disk, time, against what the step asks for."""
+    import json
+    from pathlib import Path
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from codequant.study import build_plan, load_config
+    from codequant.study.costs import plan_costs, plan_summary
+
+    cfg = load_config(config)
+    plan = build_plan(cfg, Path(config).resolve().parent)
+    costs = plan_costs(cfg, plan)
+    if as_json:
+        for cost in costs:
+            print(json.dumps(cost.row()))
+    else:
+        table = Table(title=f"plan of {cfg.name}: {len(plan.steps)} steps (runner.gpu {cfg.runner.gpu})")
+        for col in ("step", "n", "host GB", "GPU GB", "disk GB", "hours", "throughput", "asks (GB, GPUs, min)",
+                    "note"):
+            table.add_column(col)
+        for row in plan_summary(costs, every=all_steps):
+            table.add_row(*row)
+        Console(width=200).print(table)
+    problems = [c.problem for c in costs if c.problem]
+    for line in problems:
+        print(f"does not fit: {line}")
+    if problems:
+        raise typer.Exit(1)
+    print(f"every step fits what it asks for ({len(costs)} steps)")
 
 
 @study_app.command("status")

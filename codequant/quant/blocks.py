@@ -1,7 +1,8 @@
 """Running one decoder block on stored activations: the block I/O the pipeline and block tuning share.
 
-Activations are kept as fp32 on the CPU (only the current block needs to sit on the accelerator); each batch is
-moved to the block's device and dtype for the call and back for storage.
+Activations are stored in buffers the walk owns (codequant.quant.activations: host, GPU or memory-mapped disk, in
+the model's dtype); each batch is moved to the block's device and dtype for the call and written back into a
+buffer, so no full-calibration temporary is ever made here.
 """
 
 from __future__ import annotations
@@ -49,18 +50,39 @@ def call_block(block: nn.Module, x: torch.Tensor, kwargs: dict[str, Any]) -> tor
 
 
 @torch.no_grad()
-def run_block(block: nn.Module, inputs: torch.Tensor, kwargs: dict[str, Any], batch_size: int) -> torch.Tensor:
-    """block(inputs) in batches; fp32 CPU out, whatever the block's device/dtype. Batches stopped by a hook
-    (`Stop`) leave zeros, which callers that stop on purpose ignore."""
+def run_block(block: nn.Module, inputs: torch.Tensor, kwargs: dict[str, Any], batch_size: int,
+              out: torch.Tensor | None = None, *, keep: bool = True) -> torch.Tensor | None:
+    """block(inputs) in batches, written into `out` (default: a new tensor like `inputs`; `out` may be `inputs`
+    itself: each batch is read before it is overwritten). `keep=False` stores nothing (a hook collects what is
+    wanted) and returns None. Batches stopped by a hook (`Stop`) are left as they were."""
     device, dtype = block_device_dtype(block)
-    out = torch.zeros_like(inputs)
+    if keep and out is None:
+        out = torch.zeros_like(inputs)
     for i in range(0, inputs.shape[0], batch_size):
         try:
             y = call_block(block, inputs[i : i + batch_size].to(device, dtype), kwargs)
         except Stop:
             continue
-        out[i : i + batch_size] = y.float().cpu()
+        if out is not None:
+            out[i : i + batch_size] = y.to(out.device, out.dtype)
     return out
+
+
+@torch.no_grad()
+def propagate(block: nn.Module, acts: torch.Tensor, kwargs: dict[str, Any], batch_size: int,
+              targets: torch.Tensor | None = None) -> float | None:
+    """Overwrite `acts` with block(acts), batch by batch (the next block's inputs, without a second buffer); with
+    `targets`, return the relative MSE of the new outputs against them, accumulated per batch in float64."""
+    device, dtype = block_device_dtype(block)
+    num = den = 0.0
+    for i in range(0, acts.shape[0], batch_size):
+        y = call_block(block, acts[i : i + batch_size].to(device, dtype), kwargs)
+        if targets is not None:
+            t = targets[i : i + batch_size].to(y.device).double()
+            num += float(((y.double() - t) ** 2).sum())
+            den += float((t**2).sum())
+        acts[i : i + batch_size] = y.to(acts.device, acts.dtype)
+    return None if targets is None else num / max(den, 1e-30)
 
 
 def relative_mse(pred: torch.Tensor, target: torch.Tensor) -> float:

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from codequant.errors import CodequantError
+from codequant.quant.activations import ActivationStore
 from codequant.quant.arch import block_linears
 from codequant.quant.blocks import Stop, block_device_dtype, call_block, relative_mse, run_block
 
@@ -22,26 +23,35 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def capture_first_inputs(model: nn.Module, layer0: nn.Module, tokens: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """Hidden states entering block 0 for every row (fp32, CPU), stopping each forward there."""
-    chunks: list[torch.Tensor] = []
+def capture_first_inputs(model: nn.Module, layer0: nn.Module, tokens: torch.Tensor, batch_size: int,
+                         store: ActivationStore | None = None) -> torch.Tensor:
+    """Hidden states entering block 0 for every row, in the model's dtype, stopping each forward there. They are
+    written batch by batch into one buffer of `store` (default: host RAM), never gathered and concatenated."""
+    store = store or ActivationStore("host")
+    buffer: list[torch.Tensor] = []
+    start = [0]
 
     def hook(_module, args, kwargs):
         hidden = args[0] if args else kwargs["hidden_states"]
-        chunks.append(hidden.detach().float().cpu())
+        if not buffer:
+            buffer.append(store.empty((tokens.shape[0], *hidden.shape[1:]), hidden.dtype))
+        buffer[0][start[0] : start[0] + hidden.shape[0]] = hidden.detach().to(buffer[0].device)
         raise Stop
 
     handle = layer0.register_forward_pre_hook(hook, with_kwargs=True)
     device = model_device(model)
     try:
         for i in range(0, tokens.shape[0], batch_size):
+            start[0] = i
             try:
                 model(input_ids=tokens[i : i + batch_size].to(device), use_cache=False)
             except Stop:
                 pass
     finally:
         handle.remove()
-    return torch.cat(chunks)
+    if not buffer:
+        raise CodequantError("block 0 never ran on the calibration rows: nothing to capture")
+    return buffer[0]
 
 
 def block_call_kwargs(block: nn.Module, args: tuple, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -186,11 +196,12 @@ class XtxCollector:
 
 
 def collect_xtx(block: nn.Module, inputs: torch.Tensor, kwargs: dict[str, Any], batch_size: int, groups: list[list[str]],
-                stop: bool) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """(block outputs, {group index: XTX}) over `inputs`; with `stop` the forward ends at the first group's input."""
+                stop: bool, out: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+    """{group index: XTX} over `inputs`; the block's outputs go into `out` when given (the walk's targets buffer),
+    else nowhere. With `stop` the forward ends at the first group's input."""
     collector = XtxCollector(block, groups, stop)
     try:
-        outputs = run_block(block, inputs, kwargs, batch_size)
+        run_block(block, inputs, kwargs, batch_size, out, keep=out is not None)
     finally:
         collector.remove()
-    return outputs, collector.xtx
+    return collector.xtx

@@ -13,6 +13,10 @@ For block i:
    XTX from the fp block in one pass;
 3. `quantizer.tune_block(...)` may tune the block's continuous parameters against the targets (AQLM);
 4. the quantized block's outputs become block i+1's inputs, and the block is checkpointed.
+Memory: the walk holds two full-calibration buffers, inputs and targets, in the model's dtype; step 4 writes the
+new outputs over the inputs batch by batch, and errors are accumulated per batch, so no third copy is made. Where
+the buffers live (host RAM, the GPU, memory-mapped files) follows the run's host-memory budget
+(codequant.quant.activations); the results do not depend on it.
 Held-out rows (the calibration set's validation split) go through the same walk without steering any fit: each
 linear's output error is measured on their XTX as well as on the calibration XTX, each block's output error on
 them as well as on the calibration rows, and block tuning selects on them. In-sample errors flatter a method
@@ -34,9 +38,10 @@ import torch
 from torch import nn
 
 from codequant.errors import CodequantError
+from codequant.quant.activations import GIB, ActivationPolicy, ActivationStore, buffer_bytes, choose_placement
 from codequant.quant.arch import as_linear, block_linears, check_architecture, find_decoder_layers
 from codequant.quant.base import QuantizedLinear, Quantizer
-from codequant.quant.blocks import block_device_dtype, relative_mse, run_block, to_device
+from codequant.quant.blocks import block_device_dtype, propagate, to_device
 from codequant.quant.capture import capture_first_inputs, capture_layer_kwargs, collect_xtx, linear_groups
 from codequant.quant.checkpoint import RunCheckpoint, set_submodule
 from codequant.quant.objective import relative_output_error
@@ -150,10 +155,14 @@ def _layer_info(name: str, index: int, weight: torch.Tensor, q: QuantizedLinear,
 
 @dataclass
 class _Activations:
-    """The rows entering the current block: calibration (`train`) and held-out (`val`, may be None)."""
+    """The rows entering the current block, calibration (`train`) and held-out (`val`, may be None), and the
+    buffers the fp block's outputs on them (the targets) are written to. Two buffers per split, reused by every
+    block: the new outputs overwrite the inputs."""
 
     train: torch.Tensor
     val: torch.Tensor | None
+    train_targets: torch.Tensor
+    val_targets: torch.Tensor | None
 
 
 class BlockWalk:
@@ -200,19 +209,20 @@ class BlockWalk:
         resumed = ckpt is not None and ckpt.is_done(index)
         if resumed:
             info = ckpt.load_block(index, block)
-            layers_info, block_info, targets, val_targets = info["layers"], {**info["block"], "resumed": True}, None, None
+            layers_info, block_info = info["layers"], {**info["block"], "resumed": True}
         else:
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(self.seed(index))
-                layers_info, block_info, targets, val_targets = self._quantize_block(index, kwargs)
+                layers_info, block_info = self._quantize_block(index, kwargs)
         self.notify(index, "propagating")
-        new_train = run_block(block, self.acts.train, kwargs, self.batch_size)
-        new_val = None if self.acts.val is None else run_block(block, self.acts.val, kwargs, self.batch_size)
-        if targets is not None:
-            block_info["rel_output_mse"] = relative_mse(new_train, targets)
-        if val_targets is not None and new_val is not None:
-            block_info["rel_output_mse_heldout"] = relative_mse(new_val, val_targets)
-        self.acts = _Activations(new_train, new_val)
+        acts = self.acts
+        mse = propagate(block, acts.train, kwargs, self.batch_size, None if resumed else acts.train_targets)
+        val_mse = None if acts.val is None else propagate(block, acts.val, kwargs, self.batch_size,
+                                                          None if resumed else acts.val_targets)
+        if mse is not None:
+            block_info["rel_output_mse"] = mse
+        if val_mse is not None:
+            block_info["rel_output_mse_heldout"] = val_mse
         block_info["seconds"] = block_info.get("seconds", 0.0) + time.perf_counter() - t0
         self.report.layers.extend(layers_info)
         self.report.blocks.append(block_info)
@@ -228,16 +238,17 @@ class BlockWalk:
         needs_xtx = type(q).needs_xtx
         self.notify(index, "targets")
         first = groups[:1] if self.sequential else groups
-        targets, xtx = collect_xtx(block, self.acts.train, kwargs, self.batch_size, first if needs_xtx else [],
-                                   stop=False)
-        val_targets, val_xtx = None, {}
-        if self.acts.val is not None:  # the fp block on held-out rows: targets and XTX of every group
-            val_targets, val_xtx = collect_xtx(block, self.acts.val, kwargs, self.batch_size, groups, stop=False)
+        acts = self.acts
+        xtx = collect_xtx(block, acts.train, kwargs, self.batch_size, first if needs_xtx else [], stop=False,
+                          out=acts.train_targets)
+        val_xtx: dict[int, torch.Tensor] = {}
+        if acts.val is not None:  # the fp block on held-out rows: targets and XTX of every group
+            val_xtx = collect_xtx(block, acts.val, kwargs, self.batch_size, groups, stop=False, out=acts.val_targets)
         layers_info = []
         for g, names in enumerate(groups):
             if needs_xtx and g not in xtx:
                 self.notify(index, f"XTX {names[0]}")
-                xtx[g] = collect_xtx(block, self.acts.train, kwargs, self.batch_size, [names], stop=True)[1].get(0)
+                xtx[g] = collect_xtx(block, acts.train, kwargs, self.batch_size, [names], stop=True).get(0)
             for lin_name in names:
                 self.notify(index, lin_name)
                 linear = as_linear(block.get_submodule(lin_name))  # a Conv1D as the [out, in] linear it is
@@ -253,8 +264,9 @@ class BlockWalk:
         block_info: dict[str, Any] = {"index": index, "resumed": False}
         if type(q).tunes_blocks:
             self.notify(index, "tuning")
-            block_info["tune"] = q.tune_block(block, self.acts.train, targets, kwargs, self.acts.val, val_targets)
-        return layers_info, block_info, targets, val_targets
+            block_info["tune"] = q.tune_block(block, acts.train, acts.train_targets, kwargs, acts.val,
+                                              acts.val_targets)
+        return layers_info, block_info
 
 
 def quantize_model(
@@ -268,6 +280,7 @@ def quantize_model(
     sequential: bool | None = None,
     max_blocks: int | None = None,
     device: str | None = None,
+    activations: ActivationPolicy | None = None,
 ) -> QuantReport:
     """Quantize every nn.Linear inside the decoder blocks of `model` in place.
 
@@ -279,6 +292,8 @@ def quantize_model(
     (`Quantizer.true_sequential`: GPTQ and RTN yes, AQLM no). `max_blocks`: stop after that many blocks (the
     report says `complete=False`); used to split long runs and to test resuming. `device`: where each block is
     quantized (e.g. "cuda"); the model stays where it is, only the current block moves (None: in place).
+    `activations`: where the two activation buffers live (host RAM by default; `ActivationPolicy` with a budget
+    picks host, the GPU or memory-mapped files under `checkpoint_dir`); the results do not depend on it.
     """
     start = time.perf_counter()
     model.eval()
@@ -298,19 +313,55 @@ def quantize_model(
     )
     n_blocks = len(layers) if max_blocks is None else min(max_blocks, len(layers))
     notify, close = _progress_fn(progress, quantizer.method, n_blocks)
-    acts = _Activations(capture_first_inputs(model, layers[0], train, batch_size),
-                        None if val is None else capture_first_inputs(model, layers[0], val, batch_size))
-    walk = BlockWalk(quantizer, prefix, layers, capture_layer_kwargs(model, layers, train[:1]), acts, report,
-                     batch_size=batch_size, sequential=sequential, notify=notify, blocks=n_blocks,
-                     device=device)
+    policy = activations or ActivationPolicy()
+    if policy.folder is None and checkpoint_dir is not None:
+        policy = dataclasses.replace(policy, folder=Path(checkpoint_dir))
+    store = _activation_store(model, train, val, policy, device, report)
     try:
+        acts = _capture(model, layers, train, val, batch_size, store)
+        walk = BlockWalk(quantizer, prefix, layers, capture_layer_kwargs(model, layers, train[:1]), acts, report,
+                         batch_size=batch_size, sequential=sequential, notify=notify, blocks=n_blocks,
+                         device=device)
         for index in range(n_blocks):
             walk.run_block(index, ckpt)
     finally:
         close()
+        store.close()
     report.complete = n_blocks == len(layers)
     report.seconds = time.perf_counter() - start
     return report
+
+
+RUNTIME_HOST_BYTES = GIB // 2  # Python, torch and transformers loaded, before any model or activation
+
+
+def model_host_bytes(model: nn.Module) -> int:
+    """Bytes of the model's parameters and buffers that sit in host memory."""
+    tensors = [*model.parameters(), *model.buffers()]
+    return sum(t.numel() * t.element_size() for t in tensors if t.device.type == "cpu")
+
+
+def _activation_store(model: nn.Module, train: torch.Tensor, val: torch.Tensor | None, policy: ActivationPolicy,
+                      device: str | None, report: QuantReport) -> ActivationStore:
+    """The store for this run's two buffers per split, placed by `policy`; the choice goes into the report."""
+    dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
+    hidden = int(model.get_input_embeddings().weight.shape[1])
+    rows = int(train.shape[0]) + (0 if val is None else int(val.shape[0]))
+    need = 2 * buffer_bytes(rows, int(train.shape[1]), hidden, dtype)
+    placement = choose_placement(policy, need_bytes=need, other_host_bytes=model_host_bytes(model) + RUNTIME_HOST_BYTES,
+                                 device=device)
+    report.calibration["activations"] = {"placement": placement, "dtype": str(dtype).removeprefix("torch."),
+                                         "bytes": need, "max_host_bytes": policy.max_host_bytes}
+    return ActivationStore(placement, device=device, folder=policy.folder)
+
+
+def _capture(model: nn.Module, layers: nn.ModuleList, train: torch.Tensor, val: torch.Tensor | None, batch_size: int,
+             store: ActivationStore) -> _Activations:
+    """Block 0's inputs for both splits, and an empty targets buffer of the same shape beside each."""
+    x = capture_first_inputs(model, layers[0], train, batch_size, store)
+    x_val = None if val is None else capture_first_inputs(model, layers[0], val, batch_size, store)
+    return _Activations(x, x_val, store.empty(tuple(x.shape), x.dtype),
+                        None if x_val is None else store.empty(tuple(x_val.shape), x_val.dtype))
 
 
 def _progress_fn(progress: bool | ProgressFn, desc: str, total: int) -> tuple[ProgressFn | None, Callable[[], None]]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from codequant.errors import CodequantError
+from codequant.quant.activations import ActivationPolicy
 from codequant.quant.base import QuantConfig, Quantizer
 from codequant.quant.registry import make_quantizer, method_names
 
@@ -94,6 +95,8 @@ class QuantRun:
     `dtype`: the weights' dtype (auto | float32 | float16 | bfloat16; auto = the checkpoint's own on a GPU, float32
     on the CPU: codequant.models.dtype); XTX, GPTQ's Cholesky, the AQLM fit and block tuning accumulate in
     fp32/fp64 whatever it is, and the exports keep it.
+    `max_host_memory_gb` / `activations`: where the walk's two activation buffers go (auto: host RAM while the
+    model and the buffers fit the budget, else the GPU, else memory-mapped files in OUT/checkpoint).
     """
 
     calibration: Any = "code"
@@ -106,6 +109,8 @@ class QuantRun:
     max_blocks: int | None = None
     device: str = "cpu"
     dtype: str = "auto"
+    max_host_memory_gb: float | None = None
+    activations: str = "auto"
 
     def __post_init__(self) -> None:
         if isinstance(self.formats, str):
@@ -113,6 +118,11 @@ class QuantRun:
         from codequant.models.dtype import check_dtype
 
         object.__setattr__(self, "dtype", check_dtype(self.dtype))
+        self.activation_policy(None)  # validates placement and budget once, before the model is loaded
+
+    def activation_policy(self, folder: Path | None) -> ActivationPolicy:
+        budget = None if self.max_host_memory_gb is None else int(self.max_host_memory_gb * 1e9)
+        return ActivationPolicy(self.activations, budget, folder)
 
 
 def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, run: QuantRun = QuantRun(), *,
@@ -146,7 +156,8 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     t = time.perf_counter()
     report = quantize_model(model, calib, quantizer, checkpoint_dir=out / "checkpoint", batch_size=run.batch_size,
                             progress=progress, sequential=run.sequential, max_blocks=run.max_blocks,
-                            device=None if device == "cpu" else device)
+                            device=None if device == "cpu" else device,
+                            activations=run.activation_policy(out / "checkpoint"))
     times["quantize_s"] = time.perf_counter() - t
     info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved, "dtype": loaded.dtype}
     t = time.perf_counter()
@@ -156,7 +167,8 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
         **info,
         "calibration": {"spec": run.calibration if isinstance(run.calibration, str) else "given",
                         "samples": run.samples, "seq_len": run.seq_len, "val_samples": val_samples,
-                        "sequential": report.calibration["sequential"], "manifest": getattr(calib, "manifest", None)},
+                        "sequential": report.calibration["sequential"], "manifest": getattr(calib, "manifest", None),
+                        "activations": report.calibration.get("activations")},
         "complete": report.complete,
         "accounting": {**accounting(model), "checkpoint_bytes": _checkpoint_bytes(out / "checkpoint")},
         "timings": {**times, "pipeline_s": report.seconds},

@@ -215,6 +215,13 @@ class Runner(_Strict):
         except CodequantError as exc:
             raise ValueError(str(exc)) from None
 
+    # Where a quantization keeps its two activation buffers (docs/scale.md): auto picks host RAM while the model and
+    # the buffers fit max_host_memory_gb (default: a cluster job's memory_gb; unlimited locally), else the GPU,
+    # else memory-mapped files in the step's folder. `gpu` is the card `codequant study plan` sizes steps for.
+    max_host_memory_gb: float | None = Field(None, gt=0)
+    activations: Literal["auto", "host", "device", "disk"] = "auto"
+    gpu: Literal["a100-80gb", "h100-80gb", "h200"] = "a100-80gb"
+
     @field_validator("resources")
     @classmethod
     def _kinds(cls, v: dict[str, StepResources]) -> dict[str, StepResources]:

@@ -31,6 +31,7 @@ from typing import Any
 
 from codequant.errors import CodequantError
 from codequant.study.config import StudyConfig
+from codequant.study.costs import check_plan, host_budget_gb
 from codequant.study.executors import Executor, make_executor, resources_for
 from codequant.study.kinds import KINDS, RESULT, read_result
 from codequant.study.plan import Plan, Step, build_plan
@@ -118,9 +119,11 @@ class _Driver:
         self.study, self.plan, self.store, self.executor = study, plan, store, executor
         self.hook, self.log, self.counts = hook, log, counts
         self.runner = config.runner
-        self.settings = {"calibration": config.calibration.model_dump(), "workers": config.runner.sandbox_workers or config.runner.workers,
+        self.settings = {"calibration": config.calibration.model_dump(),
+                         "workers": config.runner.sandbox_workers or config.runner.workers,
                          "vllm": config.runner.vllm.model_dump(), "device": config.runner.device,
-                         "dtype": config.runner.dtype}
+                         "dtype": config.runner.dtype,
+                         "max_host_memory_gb": host_budget_gb(config), "activations": config.runner.activations}
         self.metas = {s.key: s.meta for s in plan.steps}
         self.by_key = plan.by_key()
         self.index = {s.key: n for n, s in enumerate(plan.steps, 1)}
@@ -256,6 +259,7 @@ def run_study(config: StudyConfig, study: str | Path, *, base: str | Path = ".",
     """
     study = Path(study).resolve()
     plan = build_plan(config, base)
+    check_plan(config, plan)  # a step that cannot fit what it asks for is refused now, in one line
     counts = {"ran": 0, "skipped": 0, "ingested": 0, "failed": 0, "total": len(plan.steps)}
     with StudyLock(study), StudyStore(study / "study.db") as store:
         _write_atomic(study / "study.json", json.dumps(config.model_dump(), indent=2) + "\n")

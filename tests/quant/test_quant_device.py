@@ -88,3 +88,8 @@ def test_gpu_check_dry_run_checks_itself_on_the_cpu(tiny_llama_dir, tmp_path):
     assert block["cpu"]["block_mse"] == block["device"]["block_mse"] > 0  # same seed, same path on the CPU
     assert result["checks"]["engine"]["identical_rows"] == result["checks"]["engine"]["prompts"] == 3
     assert result["checks"]["aqlm_2x8"]["blocks"] == 2
+    proxy = result["checks"]["proxy"]  # the 7B-shaped proxy's check, small: three dtypes x GPTQ-4 / AQLM 2x8
+    assert proxy["ok"] and isinstance(proxy["errors_ok"], bool)  # small: the 5% check is for the GPU run
+    for method in ("gptq", "aqlm"):
+        errors = [proxy[f"{method}_{d}"]["heldout_block_error"] for d in ("float32", "float16", "bfloat16")]
+        assert all(e > 0 for e in errors) and proxy[f"{method}_float32"]["peak_gpu_bytes"] is None

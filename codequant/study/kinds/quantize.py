@@ -23,7 +23,8 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     formats = ["dequantized", "codequant"] + (["aqlm"] if cfg["method"] == "aqlm" else [])
     run = QuantRun(calibration=str(calib_dir / cal["set"]), samples=cal["samples"], seq_len=cal["seq_len"],
                    val_samples=cal["val_samples"], formats=tuple(formats), batch_size=cfg["batch_size"],
-                   device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto"))
+                   device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto"),
+                   max_host_memory_gb=settings.get("max_host_memory_gb"), activations=settings.get("activations", "auto"))
     result = quantize_to_dir(cfg["model"], qc, workdir, run, progress=True)
     if not result.get("complete", True):
         raise CodequantError(f"quantization {step.label} stopped before the last block; rerun the study to resume")
