@@ -102,7 +102,7 @@ def _runs_on_gpu(config: StudyConfig, gpus: float) -> bool:
 
 def _dtype(config: StudyConfig, shape: ModelShape, gpu: bool) -> str:
     """runner.dtype where the study sets one (auto: the checkpoint's on a GPU, float32 on the CPU)."""
-    dtype = getattr(config.runner, "dtype", "auto")
+    dtype = config.runner.dtype
     if dtype == "auto":
         return shape.torch_dtype if gpu and shape.torch_dtype in DTYPE_BYTES else "float32"
     return dtype
@@ -149,6 +149,10 @@ def _check(step: Step, cost: StepCost, asks: dict[str, Any], config: StudyConfig
                + (" or a smaller runner.max_host_memory_gb (activations to disk)" if kind == "quantize" else ""))
         return f"{step.name} needs {cost.host_gb:.0f} GB of host memory, asks for {asks['memory_gb']:g} GB; {fix}"
     gpus = max(asks["gpus"], 1)
+    tp_size = config.runner.vllm.tensor_parallel_size or 1
+    if kind == "evaluate" and tp_size > asks["gpus"] and _uses_vllm(step):
+        return (f"{step.name} shards vLLM over {tp_size} GPUs (runner.vllm.tensor_parallel_size), asks for "
+                f"{asks['gpus']:g}; set runner.resources.evaluate.gpus >= {tp_size}")
     if cost.gpu_gb * 1e9 > gpus * gpu_mem > 0:
         return (f"{step.name} needs {cost.gpu_gb:.0f} GB of GPU memory, {gpus:g} x {config.runner.gpu} give "
                 f"{gpus * gpu_mem / 1e9:.0f} GB; fix: runner.gpu, runner.dtype or runner.vllm.tensor_parallel_size")
@@ -158,6 +162,10 @@ def _check(step: Step, cost: StepCost, asks: dict[str, Any], config: StudyConfig
                 f"{asks['time_min']} min give {limit_h:.1f} h; set runner.resources.{kind}.time_min >= "
                 f"{math.ceil(cost.hours * 60 / config.runner.max_attempts)}")
     return None
+
+
+def _uses_vllm(step: Step) -> bool:
+    return step.config.get("backend", "engine") == "vllm"
 
 
 def _model_of(plan: Plan, step: Step) -> str | None:
@@ -220,7 +228,7 @@ def _finetune(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
 def _generation(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
     b = DTYPE_BYTES[dtype]
     model = shape.params * b
-    tp_size = max(1, int(getattr(config.runner.vllm, "tensor_parallel_size", 1) or 1))
+    tp_size = max(1, int(config.runner.vllm.tensor_parallel_size or 1))
     if step.kind == "evaluate":
         cfg = step.config
         problems = cfg.get("limit") or PROBLEMS.get(cfg["benchmark"], 164)

@@ -90,3 +90,18 @@ def test_the_paper_grid_passes_its_own_plan():
     assert all(c.throughput.startswith("assumed") for c in costs if c.kind in ("quantize", "evaluate"))
     result = CliRunner().invoke(app, ["study", "plan", str(ROOT / "studies" / "paper-scale.yaml")])
     assert result.exit_code == 0 and "every step fits" in result.output
+
+
+def test_vllm_sharded_over_more_gpus_than_the_evaluation_asks_for_is_refused(tmp_path, tiny_llama_dir):
+    path = _study(tmp_path, str(tiny_llama_dir), {"evaluate": {"gpus": 1}})
+    data = yaml.safe_load(path.read_text())
+    data["decoding"][0]["backend"] = "vllm"
+    data["runner"]["vllm"] = {"tensor_parallel_size": 2}
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(path)
+    problems = [c.problem for c in plan_costs(cfg, build_plan(cfg, tmp_path)) if c.problem]
+    assert problems and all("tensor_parallel_size" in p and "evaluate.gpus >= 2" in p for p in problems)
+    data["runner"]["resources"]["evaluate"]["gpus"] = 2
+    path.write_text(yaml.safe_dump(data))
+    cfg = load_config(path)
+    assert not [c.problem for c in plan_costs(cfg, build_plan(cfg, tmp_path)) if c.problem]
