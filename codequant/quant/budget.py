@@ -95,7 +95,10 @@ def quant_needs(shape: ModelShape, job: QuantJob) -> QuantNeeds:
     block = shape.block_params * b
     tuning = shape.block_params * 4 * 3 if job.method == "aqlm" else 0
     widest = max(h, inter)
-    fit = {"aqlm": 4 * h * inter * 4, "gptq": widest**2 * 12 + 2 * h * inter * 4, "rtn": 2 * h * inter * 4}[job.method]
+    # GPTQ (quant/gptq.py) beside the group's XTX: its fp64 copy of H plus two N x N during each Cholesky step, then
+    # the fp32 inverse factor; and two fp32 copies of the widest weight.
+    gptq_fit = widest**2 * (3 * 8 + 4) + 2 * h * inter * 4
+    fit = {"aqlm": 4 * h * inter * 4, "gptq": gptq_fit, "rtn": 2 * h * inter * 4}[job.method]
     work = (block if job.gpu else 0) + batch + backward + tuning + fit  # on the CPU the block is the model's own
     host = RUNTIME_HOST_BYTES + model + xtx + (acts if placement == "host" else 0) + (0 if job.gpu else work)
     gpu = (work + (acts if placement == "device" else 0)) if job.gpu else 0
