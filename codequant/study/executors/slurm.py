@@ -10,27 +10,17 @@ driver resubmits it and the new job resumes in the step's `.partial` folder.
 from __future__ import annotations
 
 import math
-import os
 import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from codequant.errors import CodequantError
+from codequant.sandbox.cgroup import pid_alive
 from codequant.study.executors import Resources, Submission
 from codequant.study.worker import StepCall, execute_step
 
 ALIVE = {"PENDING", "RUNNING", "REQUEUED", "CONFIGURING", "COMPLETING", "RESIZING", "SUSPENDED"}
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class SlurmExecutor:
@@ -78,14 +68,14 @@ class SlurmExecutor:
         job = self._submitit.local.local.LocalJob(folder=folder, job_id=job_id)
         if job.paths.result_pickle.exists():
             return self._waiters.submit(job.result)
-        if not (job_id.isdigit() and _pid_alive(int(job_id))):
+        if not (job_id.isdigit() and pid_alive(int(job_id))):
             return None
         return self._waiters.submit(self._wait_local, job, int(job_id))
 
     @staticmethod
     def _wait_local(job, pid: int):
         """A local job of an earlier driver has no process handle here: wait for its pid, then read its result."""
-        while _pid_alive(pid) and not job.paths.result_pickle.exists():
+        while pid_alive(pid) and not job.paths.result_pickle.exists():
             time.sleep(0.5)
         return job.result()
 
