@@ -16,7 +16,7 @@ import os
 import socket
 from pathlib import Path
 
-from codequant.benchmarks.humaneval import read_jsonl
+from codequant.benchmarks.sources.humaneval import read_jsonl
 from codequant.cache import cache_root
 from codequant.errors import CodequantError
 

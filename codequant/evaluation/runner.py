@@ -20,7 +20,7 @@ from typing import Any
 
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.programs import build_program
-from codequant.benchmarks.python_program import MAIN_CHOICES
+from codequant.benchmarks.programs.python import MAIN_CHOICES
 from codequant.benchmarks.registry import load_benchmark
 from codequant.devices import resolve_device
 from codequant.errors import CodequantError

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from codequant.benchmarks.problem import Problem
-from codequant.benchmarks.summarize import is_summarize
+from codequant.benchmarks.sources.summarize import is_summarize
 from codequant.generation.extract_summary import extract_docstring, summary_text
 from codequant.metrics.text import METRICS, corpus_bleu, text_scores
 

@@ -9,7 +9,7 @@ whole method or a whole class.
 
 from __future__ import annotations
 
-from codequant.benchmarks.java_source import brace_balance, mask
+from codequant.java_source import brace_balance, mask
 from codequant.benchmarks.problem import Problem
 from codequant.generation.extract import cut_at_stop, first_fenced_block, register_extractor
 

@@ -13,7 +13,7 @@ import inspect
 import re
 
 from codequant.benchmarks.problem import Problem
-from codequant.benchmarks.summarize import description
+from codequant.benchmarks.sources.summarize import description
 from codequant.generation.extract import cut_at_stop, first_fenced_block
 
 _QUOTED = re.compile(r"(\"\"\"|''')(.*?)(?:\1|$)", re.DOTALL)

@@ -115,7 +115,7 @@ def sanitize(problem: Problem, code: str) -> str:
     if fn is None:
         return code
     if problem.language == "python":
-        from codequant.benchmarks.python_program import solution_source
+        from codequant.benchmarks.programs.python import solution_source
 
         return fn(solution_source(problem, code), problem.entry_point)
     return fn(code, problem.entry_point)

@@ -34,7 +34,7 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from codequant.benchmarks.java_source import main_class, package_name, public_class
+from codequant.java_source import main_class, package_name, public_class
 from codequant.errors import CodequantError
 from codequant.sandbox.isolation import resolve_user
 from codequant.sandbox.launcher import MARKER_FD

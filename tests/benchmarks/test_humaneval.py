@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from codequant.benchmarks.humaneval import STOP_SEQUENCES, load_humaneval
+from codequant.benchmarks.sources.humaneval import STOP_SEQUENCES, load_humaneval
 from codequant.benchmarks.registry import load_benchmark
 from codequant.errors import CodequantError
 

@@ -6,9 +6,9 @@ import shutil
 
 import pytest
 
-from codequant.benchmarks.java_program import build_java_program, declares_method
-from codequant.benchmarks.java_source import brace_balance, main_class, mask, public_class
-from codequant.benchmarks.java_translate import translate_problem
+from codequant.benchmarks.programs.java import build_java_program, declares_method
+from codequant.java_source import brace_balance, main_class, mask, public_class
+from codequant.benchmarks.translate.java_translate import translate_problem
 from codequant.generation.extract import extract_code
 from codequant.generation.extract_java import cut_at_method_end, extract_java
 from codequant.sandbox import Status

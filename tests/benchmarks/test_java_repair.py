@@ -10,9 +10,10 @@ from dataclasses import replace
 
 import pytest
 
-from codequant.benchmarks import java_mutations as J
-from codequant.benchmarks.java_repair import apply_row, harness_checks, read_rows, shown_message, source_hash
-from codequant.benchmarks.java_repair_build import PER_TASK, QUOTE_CHARS, build_rows, failure_message, quotes
+from codequant.benchmarks.build import java_mutations as J
+from codequant.benchmarks.repair.edits import Edit, apply_edits
+from codequant.benchmarks.repair.java import apply_row, harness_checks, read_rows, shown_message, source_hash
+from codequant.benchmarks.build.java_repair import PER_TASK, QUOTE_CHARS, build_rows, failure_message, quotes
 from codequant.benchmarks.listing import list_benchmarks
 from codequant.benchmarks.programs import build_program
 from codequant.benchmarks.registry import benchmark_info, load_benchmark
@@ -32,7 +33,7 @@ def _mutants(sig: str, body: str, operator: str) -> set[str]:
     out = set()
     for m in J.mutants(src, len(head), operator, "t"):
         assert J.parses(head + m.text) and m.site.operator == operator
-        assert J.apply_edits(src[len(head):], m.edits) == m.text
+        assert apply_edits(src[len(head):], m.edits) == m.text
         out.add(" ".join(m.text.rsplit("}", 2)[0].split()))
     return out
 
@@ -107,11 +108,11 @@ def test_wrong_return_value():
 
 def test_edits_apply_moves_and_reject_overlaps():
     text = "f(alpha, beta)"
-    swap = [J.Edit(2, 5, (9, 4)), J.Edit(9, 4, (2, 5))]
-    assert J.apply_edits(text, swap) == "f(beta, alpha)"
-    assert [J.Edit.from_json(e.to_json()) for e in swap] == swap
+    swap = [Edit(2, 5, (9, 4)), Edit(9, 4, (2, 5))]
+    assert apply_edits(text, swap) == "f(beta, alpha)"
+    assert [Edit.from_json(e.to_json()) for e in swap] == swap
     with pytest.raises(ValueError):
-        J.apply_edits(text, [J.Edit(2, 5, "x"), J.Edit(4, 1, "y")])
+        apply_edits(text, [Edit(2, 5, "x"), Edit(4, 1, "y")])
 
 
 def test_failure_message_keeps_the_harness_lines_only():
@@ -202,7 +203,7 @@ def test_shipped_file_holds_no_solution_text(sources):
 
 
 def test_a_different_humaneval_x_file_fails_loudly(sources):
-    from codequant.benchmarks.java_repair import repair_problems
+    from codequant.benchmarks.repair.java import repair_problems
 
     rows = read_rows()[:3]
     changed = [p if p.task_id != rows[0]["source_task_id"] else replace(p, canonical_solution=p.canonical_solution + "\n")

@@ -7,9 +7,9 @@ import subprocess
 
 import pytest
 
-from codequant.benchmarks.humaneval import load_humaneval
-from codequant.benchmarks.java_translate import camel, parse_checks, translate_humaneval, translate_problem
-from codequant.benchmarks.java_types import (
+from codequant.benchmarks.sources.humaneval import load_humaneval
+from codequant.benchmarks.translate.java_translate import camel, parse_checks, translate_humaneval, translate_problem
+from codequant.benchmarks.translate.java_types import (
     Untranslatable,
     java_string,
     java_type,

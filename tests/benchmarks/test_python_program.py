@@ -3,7 +3,7 @@ import sys
 
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.programs import build_program
-from codequant.benchmarks.python_program import (
+from codequant.benchmarks.programs.python import (
     NOT_MAIN,
     build_python_program,
     prompt_preamble,

@@ -1,4 +1,4 @@
-from codequant.benchmarks.humaneval import STOP_SEQUENCES
+from codequant.benchmarks.sources.humaneval import STOP_SEQUENCES
 from codequant.benchmarks.problem import Problem
 from codequant.generation.extract import cut_at_stop, extract_code, fenced_block_complete, first_fenced_block
 

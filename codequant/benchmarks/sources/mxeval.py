@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codequant.benchmarks.java_translate import JAVA_STOP
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.records import read_records, require_fields, resolve
+from codequant.benchmarks.translate.java_translate import JAVA_STOP
 
 FIELDS = ("task_id", "prompt", "entry_point", "test")
 

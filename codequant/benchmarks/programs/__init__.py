@@ -11,14 +11,14 @@ from codequant.benchmarks.problem import Problem
 from codequant.errors import CodequantError
 
 _BUILDERS: dict[str, str] = {
-    "python": "codequant.benchmarks.python_program:build_python_program",
-    "java": "codequant.benchmarks.java_program:build_java_program",
+    "python": "codequant.benchmarks.programs.python:build_python_program",
+    "java": "codequant.benchmarks.programs.java:build_java_program",
 }
 
 
 def build_program(problem: Problem, completion: str, python_main: str = "skip") -> str:
     """`completion` is the code taken from the model's output (or the canonical solution); `python_main` is how
-    a Python program treats main blocks (`codequant.benchmarks.python_program`: "skip" or "run")."""
+    a Python program treats main blocks (`codequant.benchmarks.programs.python`: "skip" or "run")."""
     target = _BUILDERS.get(problem.language)
     if target is None:
         raise CodequantError(f"no program builder for language {problem.language!r}")

@@ -5,7 +5,7 @@ arguments, a wrong variable, an inverted or missing condition, a wrong return va
 re-rendered tree: it is a list of *edits* to the source text, each `(offset, length, replacement)`, where the
 replacement is either short new text (`<=`, `!(`, `1`, a local's name) or `[offset, length]`, a span of the
 original source moved elsewhere (swapped arguments). An edit list says what changed without quoting the code
-around it, which is what the repair set may store (see `java_repair`: the HumanEval-X solutions are not ours to
+around it, which is what the repair set may store (see `benchmarks.repair.java`: the HumanEval-X solutions are not ours to
 ship). Offsets count characters of the mutated text (`source[start:]`, the canonical solution).
 
 Sites are enumerated in a fixed order (pre-order over the tree, then by variant), so the same source always gives
@@ -20,7 +20,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 
-from codequant.benchmarks.mutations import Site  # the same site record as the Python operators
+from codequant.benchmarks.build.mutations import Site  # the same site record as the Python operators
+from codequant.benchmarks.repair.edits import Edit, Replacement, apply_edits
 
 OPERATORS: tuple[str, ...] = ("comparison", "boolean", "off_by_one", "swapped_args", "wrong_variable",
                               "negated_condition", "missing_condition", "wrong_return")
@@ -33,23 +34,6 @@ _COMPOUND = ("binary_expression", "ternary_expression", "assignment_expression",
 _INDEX_METHODS = {"get": 1, "charAt": 1, "substring": 2, "subList": 2}
 _MAX_TEXT = 19  # a replacement longer than this would quote the code it was taken from
 
-Replacement = str | tuple[int, int]
-
-
-@dataclass(frozen=True)
-class Edit:
-    offset: int
-    length: int
-    text: Replacement  # new text, or (offset, length) of the original span whose text goes here
-
-    def to_json(self) -> list:
-        return [self.offset, self.length, list(self.text) if isinstance(self.text, tuple) else self.text]
-
-    @staticmethod
-    def from_json(x: list) -> Edit:
-        text = x[2]
-        return Edit(int(x[0]), int(x[1]), tuple(text) if isinstance(text, list) else text)
-
 
 @dataclass(frozen=True)
 class Mutant:
@@ -57,18 +41,6 @@ class Mutant:
     change: str  # short, human-readable, quotes no more than an operator or a name: "`<` -> `<=`"
     edits: tuple[Edit, ...]
     text: str  # the mutated code (source[start:] with the edits applied)
-
-
-def apply_edits(text: str, edits: list[Edit] | tuple[Edit, ...]) -> str:
-    """`text` with `edits` applied; moved spans are read from the original `text`. Edits may not overlap."""
-    out, pos = [], 0
-    for e in sorted(edits, key=lambda e: (e.offset, e.length)):
-        if e.offset < pos or e.offset + e.length > len(text):
-            raise ValueError(f"edit {e.to_json()} overlaps another or leaves the text")
-        out.append(text[pos:e.offset])
-        out.append(text[e.text[0]:e.text[0] + e.text[1]] if isinstance(e.text, tuple) else e.text)
-        pos = e.offset + e.length
-    return "".join(out) + text[pos:]
 
 
 @lru_cache(maxsize=1)

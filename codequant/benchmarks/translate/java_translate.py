@@ -20,7 +20,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from codequant.benchmarks.java_types import (
+from codequant.benchmarks.problem import Problem
+from codequant.benchmarks.translate.java_types import (
     BOOL,
     FLOAT,
     Type,
@@ -35,7 +36,6 @@ from codequant.benchmarks.java_types import (
     show,
     value_type,
 )
-from codequant.benchmarks.problem import Problem
 
 JAVA_STOP: tuple[str, ...] = ("\n    }\n",)
 JAVA_IMPORTS = ("import java.util.*;\nimport java.lang.reflect.*;\nimport org.javatuples.*;\nimport java.security.*;\n"

@@ -23,8 +23,8 @@ import re
 from collections.abc import Callable, Generator
 from dataclasses import replace
 
-from codequant.benchmarks.java_mutations import Mutant, mutants
-from codequant.benchmarks.java_repair import VERSION, source_hash
+from codequant.benchmarks.build.java_mutations import Mutant, mutants
+from codequant.benchmarks.repair.java import VERSION, source_hash
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.programs import build_program
 from codequant.sandbox import ExecResult, Limits, Status, run_programs

@@ -1,4 +1,8 @@
-"""Just enough Java lexing to find classes, `main` and the end of a method by brace matching.
+"""Just enough Java lexing to find classes, `main`, the end of a method and a call's arguments by bracket matching.
+
+A neutral module below every package: the sandbox (file and class names), generation (where a Java answer ends)
+and the benchmarks (program assembly, the repair sets' prompts) all read Java source with it, and none of them
+needs a parser (tree-sitter is for building the repair sets only).
 
 Braces inside comments, string/char literals and text blocks must not count, so `mask` blanks them out while
 keeping every offset (and newline) in place; all structure queries run on the masked text and report offsets
@@ -120,3 +124,48 @@ def brace_balance(src: str) -> int:
     """Opening minus closing braces outside comments and literals."""
     masked = mask(src)
     return masked.count("{") - masked.count("}")
+
+
+_OPENERS = {"(": ")", "[": "]", "{": "}"}
+_GENERIC_ARGS = re.compile(r"<[\w$.,\s?\[\]&<>]*>")  # what type arguments may hold: names, `?`, arrays, nesting
+
+
+def _generic_end(masked: str, lt: int) -> int | None:
+    """Offset just past the `>` closing type arguments opened at `lt` (`HashMap<String, Integer>`), or None when
+    the `<` is a comparison. Type arguments follow a name with no space and hold only type syntax."""
+    if lt == 0 or not (masked[lt - 1].isalnum() or masked[lt - 1] in "_$"):
+        return None
+    depth = 0
+    for k in range(lt, len(masked)):
+        depth += {"<": 1, ">": -1}.get(masked[k], 0)
+        if depth == 0:
+            return k + 1 if _GENERIC_ARGS.fullmatch(masked, lt, k + 1) else None
+    return None
+
+
+def call_arguments(src: str, open_paren: int) -> list[tuple[int, int]] | None:
+    """(start, end) of each argument of the call whose `(` is at `open_paren`, comments and surrounding space
+    left out; commas inside nested brackets, literals and type arguments do not split. None when the `(` is never
+    closed."""
+    masked = mask(src)
+    spans, start, stack, k = [], open_paren + 1, [")"], open_paren + 1
+    while k < len(masked):
+        ch = masked[k]
+        if ch == "<" and (end := _generic_end(masked, k)) is not None:
+            k = end
+            continue
+        if ch in _OPENERS:
+            stack.append(_OPENERS[ch])
+        elif ch == stack[-1]:
+            stack.pop()
+        if not stack or (ch == "," and len(stack) == 1):
+            spans.append((start, k))
+            start = k + 1
+        if not stack:
+            break
+        k += 1
+    else:
+        return None
+    trimmed = [(a + len(masked[a:b]) - len(masked[a:b].lstrip()), b - len(masked[a:b]) + len(masked[a:b].rstrip()))
+               for a, b in spans]
+    return [(a, b) for a, b in trimmed if a < b]

@@ -20,10 +20,10 @@ import random
 import re
 from collections.abc import Callable
 
-from codequant.benchmarks.mutations import OPERATORS, Mutant, mutants, unparse_body
+from codequant.benchmarks.build.mutations import OPERATORS, Mutant, mutants, unparse_body
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.programs import build_program
-from codequant.benchmarks.repair import VERSION, buggy_function, source_hash, split_problem
+from codequant.benchmarks.repair.python import VERSION, buggy_function, source_hash, split_problem
 from codequant.sandbox import ExecResult, Limits, Status, run_programs
 
 MAX_TRIES = 4

@@ -8,7 +8,7 @@ import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from codequant.benchmarks.humaneval import read_jsonl
+from codequant.benchmarks.sources.humaneval import read_jsonl
 from codequant.errors import CodequantError
 
 

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import re
 
-from codequant.benchmarks.java_source import (
+from codequant.benchmarks.problem import Problem
+from codequant.java_source import (
     brace_balance,
     first_block_end,
     mask,
     matching_brace,
     top_level_classes,
 )
-from codequant.benchmarks.problem import Problem
 
 # format -> (brace depth the code must be closed to before the tests, leading `}` of the tests to drop)
 FORMATS: dict[str, tuple[int, int]] = {"multipl-e": (1, 1), "mceval": (1, 0), "humaneval-x": (0, 0), "mxeval": (0, 0)}

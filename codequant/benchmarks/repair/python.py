@@ -1,6 +1,6 @@
 """HumanEval program repair (`humaneval-repair`, `humaneval-repair-msg`): fix a seeded bug, judged by execution.
 
-Each problem is a HumanEval function with one seeded bug (see `codequant.benchmarks.mutations`) that the sandbox
+Each problem is a HumanEval function with one seeded bug (see `codequant.benchmarks.build.mutations`) that the sandbox
 showed failing the problem's tests while the canonical solution passes. The set is fixed and versioned: the rows
 (task, operator, the buggy function, the failing test's message) live in `data/humaneval_repair_v1.jsonl.gz`,
 built by `scripts/build_repair.py`; everything else (prompt, tests, canonical solution) is joined from the
@@ -22,13 +22,13 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from codequant.benchmarks import repair_set
-from codequant.benchmarks.humaneval import STOP_SEQUENCES, load_humaneval
 from codequant.benchmarks.problem import Problem
+from codequant.benchmarks.repair import rows as repair_set
+from codequant.benchmarks.sources.humaneval import STOP_SEQUENCES, load_humaneval
 from codequant.errors import CodequantError
 
 VERSION = 1
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"  # codequant/benchmarks/data (package data)
 DATA_FILE = DATA_DIR / f"humaneval_repair_v{VERSION}.jsonl.gz"
 FIELDS = ("task_id", "source_task_id", "operator", "buggy_function", "message", "source_sha256")
 

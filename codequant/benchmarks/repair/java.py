@@ -27,21 +27,24 @@ signature, so `codequant evaluate canonical` checks the harness on this set too.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
-from codequant.benchmarks import repair_set
-from codequant.benchmarks.java_mutations import Edit, apply_edits
-from codequant.benchmarks.java_source import mask
 from codequant.benchmarks.problem import Problem
-from codequant.benchmarks.repair_set import write_rows
+from codequant.benchmarks.repair import rows as repair_set
+from codequant.benchmarks.repair.edits import Edit, apply_edits
+from codequant.benchmarks.repair.rows import write_rows
 from codequant.errors import CodequantError
+from codequant.java_source import call_arguments, mask
 
 VERSION = 1
-DATA_DIR = Path(__file__).resolve().parent / "data"
+DATA_DIR = Path(__file__).resolve().parent.parent / "data"  # codequant/benchmarks/data (package data)
 DATA_FILE = DATA_DIR / f"humaneval_java_repair_v{VERSION}.jsonl.gz"
 FIELDS = ("task_id", "source_task_id", "operator", "edits", "message", "source_sha256")
 BUILD_SCRIPT = "scripts/build_java_repair.py"
 _MAX_CHECK = 300
+# `correct` declared (after its type) as the value of a method call: `List<Boolean> correct = Arrays.asList(`
+_CORRECT = re.compile(r"[\w$>\]]\s+correct\s*=(?!=)\s*[\w$.]+\s*\(")
 
 __all__ = ["DATA_FILE", "VERSION", "apply_row", "buggy_method", "load_humaneval_java_repair",
            "load_humaneval_java_repair_msg", "read_rows", "repair_prompt", "shown_message", "source_hash",
@@ -93,21 +96,13 @@ def repair_prompt(p: Problem, buggy: str, message: str | None) -> str:
 
 def harness_checks(tests: str) -> list[str] | None:
     """The checks of a HumanEval-X test: the items of its `List<Boolean> correct = Arrays.asList(...)`, each on
-    one line; None for a test of another shape."""
-    from codequant.benchmarks.java_mutations import _parser
-
-    stack = [_parser().parse(tests.encode()).root_node]
-    while stack:
-        n = stack.pop()
-        if n.type == "variable_declarator" and n.child_by_field_name("name").text == b"correct":
-            value = n.child_by_field_name("value")
-            args = value.child_by_field_name("arguments") if value is not None else None
-            if value is None or value.type != "method_invocation" or args is None:
-                return None
-            return [" ".join(x.strip() for x in a.text.decode().splitlines()) for a in args.named_children
-                    if a.type not in ("line_comment", "block_comment")]
-        stack.extend(reversed(n.children))
-    return None
+    one line; None for a test of another shape. Read with the lexer (`codequant.java_source`), not a parser, so
+    loading the set needs no tree-sitter."""
+    m = _CORRECT.search(mask(tests))
+    spans = call_arguments(tests, m.end() - 1) if m else None
+    if spans is None:
+        return None
+    return [" ".join(x.strip() for x in tests[a:b].splitlines()) for a, b in spans]
 
 
 def shown_message(row: dict, tests: str) -> str:
@@ -160,7 +155,7 @@ def repair_problems(rows: list[dict], sources: list[Problem], with_message: bool
 
 def _load(data: Path | None, with_message: bool, benchmark: str) -> list[Problem]:
     """`data` is a HumanEval-X Java file (as for `humaneval-x-java`): the set's rows are always the shipped ones."""
-    from codequant.benchmarks.humaneval_x import load_humaneval_x_java
+    from codequant.benchmarks.sources.humaneval_x import load_humaneval_x_java
 
     rows = read_rows()
     return repair_problems(rows, load_humaneval_x_java(data), with_message, benchmark)

@@ -31,8 +31,8 @@ import inspect
 import re
 from pathlib import Path
 
-from codequant.benchmarks.humaneval import load_humaneval
 from codequant.benchmarks.problem import Problem
+from codequant.benchmarks.sources.humaneval import load_humaneval
 from codequant.errors import CodequantError
 
 TASK = "summarize"

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from codequant.benchmarks.java_source import mask
-from codequant.benchmarks.java_translate import JAVA_STOP
-from codequant.benchmarks.multipl_e import _METHOD
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.records import read_records, require_fields, resolve
+from codequant.benchmarks.sources.multipl_e import _METHOD
+from codequant.benchmarks.translate.java_translate import JAVA_STOP
 from codequant.errors import CodequantError
+from codequant.java_source import mask
 
 FIELDS = ("task_id", "prompt", "canonical_solution", "test")
 
