@@ -26,8 +26,8 @@ import sys
 import time
 from collections import Counter
 
-from codequant.benchmarks.sources.humaneval import load_humaneval
 from codequant.benchmarks.programs.python import build_python_program
+from codequant.benchmarks.sources.humaneval import load_humaneval
 from codequant.sandbox import Limits, run_programs
 from codequant.sandbox.cgroup import controller_roots
 from codequant.sandbox.isolation import namespace_support
@@ -83,8 +83,8 @@ def main() -> int:
     report["layers"] = _layers_cost(programs, args.workers, args.rounds)
     runs = ["serial", "parallel"]
     if args.java_data:
-        from codequant.benchmarks.sources.humaneval_x import load_humaneval_x_java
         from codequant.benchmarks.programs.java import build_java_program
+        from codequant.benchmarks.sources.humaneval_x import load_humaneval_x_java
 
         java = load_humaneval_x_java(args.java_data)[: args.limit]
         report["java"] = _measure([build_java_program(p, p.canonical_solution or "") for p in java], args.workers,

@@ -20,11 +20,11 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from codequant.benchmarks.sources.humaneval_x import load_humaneval_x_java
-from codequant.benchmarks.repair.java import DATA_FILE, read_rows
 from codequant.benchmarks.build.java_repair import build_rows
 from codequant.benchmarks.records import BENCHMARKS_DIR_ENV
+from codequant.benchmarks.repair.java import DATA_FILE, read_rows
 from codequant.benchmarks.repair.rows import write_or_check
+from codequant.benchmarks.sources.humaneval_x import load_humaneval_x_java
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "benchmarks"
 

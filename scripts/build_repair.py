@@ -17,10 +17,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from codequant.benchmarks.sources.humaneval import load_humaneval
-from codequant.benchmarks.repair.python import DATA_FILE, read_rows
 from codequant.benchmarks.build.python_repair import build_rows
+from codequant.benchmarks.repair.python import DATA_FILE, read_rows
 from codequant.benchmarks.repair.rows import write_or_check
+from codequant.benchmarks.sources.humaneval import load_humaneval
 
 
 def main(argv: list[str] | None = None) -> int:

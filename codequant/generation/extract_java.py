@@ -9,9 +9,9 @@ whole method or a whole class.
 
 from __future__ import annotations
 
-from codequant.java_source import brace_balance, mask
 from codequant.benchmarks.problem import Problem
 from codequant.generation.extract import cut_at_stop, first_fenced_block, register_extractor
+from codequant.java_source import brace_balance, mask
 
 
 def cut_at_method_end(completion: str, open_depth: int) -> str:

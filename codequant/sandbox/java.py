@@ -34,8 +34,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from codequant.java_source import main_class, package_name, public_class
 from codequant.errors import CodequantError
+from codequant.java_source import main_class, package_name, public_class
 from codequant.sandbox.isolation import resolve_user
 from codequant.sandbox.launcher import MARKER_FD
 from codequant.sandbox.limits import Limits

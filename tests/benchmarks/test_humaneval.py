@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from codequant.benchmarks.sources.humaneval import STOP_SEQUENCES, load_humaneval
 from codequant.benchmarks.registry import load_benchmark
+from codequant.benchmarks.sources.humaneval import STOP_SEQUENCES, load_humaneval
 from codequant.errors import CodequantError
 
 

@@ -7,10 +7,10 @@ import shutil
 import pytest
 
 from codequant.benchmarks.programs.java import build_java_program, declares_method
-from codequant.java_source import brace_balance, main_class, mask, public_class
 from codequant.benchmarks.translate.java_translate import translate_problem
 from codequant.generation.extract import extract_code
 from codequant.generation.extract_java import cut_at_method_end, extract_java
+from codequant.java_source import brace_balance, main_class, mask, public_class
 from codequant.sandbox import Status
 from codequant.sandbox.java import run_java
 

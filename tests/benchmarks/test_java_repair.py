@@ -11,12 +11,12 @@ from dataclasses import replace
 import pytest
 
 from codequant.benchmarks.build import java_mutations as J
-from codequant.benchmarks.repair.edits import Edit, apply_edits
-from codequant.benchmarks.repair.java import apply_row, harness_checks, read_rows, shown_message, source_hash
 from codequant.benchmarks.build.java_repair import PER_TASK, QUOTE_CHARS, build_rows, failure_message, quotes
 from codequant.benchmarks.listing import list_benchmarks
 from codequant.benchmarks.programs import build_program
 from codequant.benchmarks.registry import benchmark_info, load_benchmark
+from codequant.benchmarks.repair.edits import Edit, apply_edits
+from codequant.benchmarks.repair.java import apply_row, harness_checks, read_rows, shown_message, source_hash
 from codequant.errors import CodequantError
 from codequant.generation.extract import extract_code
 from codequant.generation.prompts import chat_instruction

@@ -8,7 +8,12 @@ import subprocess
 import pytest
 
 from codequant.benchmarks.sources.humaneval import load_humaneval
-from codequant.benchmarks.translate.java_translate import camel, parse_checks, translate_humaneval, translate_problem
+from codequant.benchmarks.translate.java_translate import (
+    camel,
+    parse_checks,
+    translate_humaneval,
+    translate_problem,
+)
 from codequant.benchmarks.translate.java_types import (
     Untranslatable,
     java_string,

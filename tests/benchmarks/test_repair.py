@@ -8,12 +8,12 @@ from collections import Counter
 import pytest
 
 from codequant.benchmarks.build import mutations as M
-from codequant.benchmarks.sources.humaneval import load_humaneval
+from codequant.benchmarks.build.python_repair import build_rows, failure_message
 from codequant.benchmarks.listing import list_benchmarks
 from codequant.benchmarks.programs import build_program
 from codequant.benchmarks.registry import benchmark_info, load_benchmark
 from codequant.benchmarks.repair.python import read_rows
-from codequant.benchmarks.build.python_repair import build_rows, failure_message
+from codequant.benchmarks.sources.humaneval import load_humaneval
 from codequant.generation.extract import extract_code
 from codequant.generation.prompts import chat_instruction
 from codequant.sandbox import Status, run_program, run_programs

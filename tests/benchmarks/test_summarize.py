@@ -7,8 +7,8 @@ import ast
 
 import pytest
 
-from codequant.benchmarks.sources.humaneval import load_humaneval
 from codequant.benchmarks.registry import benchmark_info, load_benchmark
+from codequant.benchmarks.sources.humaneval import load_humaneval
 from codequant.benchmarks.sources.summarize import description, is_summarize, split_docstring
 from codequant.errors import CodequantError
 from codequant.generation.extract_summary import extract_docstring, summary_text

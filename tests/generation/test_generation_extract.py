@@ -1,5 +1,5 @@
-from codequant.benchmarks.sources.humaneval import STOP_SEQUENCES
 from codequant.benchmarks.problem import Problem
+from codequant.benchmarks.sources.humaneval import STOP_SEQUENCES
 from codequant.generation.extract import cut_at_stop, extract_code, fenced_block_complete, first_fenced_block
 
 P = Problem("T/0", "python", "def f(x):\n", "", "f", stop=STOP_SEQUENCES)
