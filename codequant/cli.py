@@ -361,8 +361,8 @@ def failures_command(
     from collections import Counter
     from pathlib import Path
 
-    from codequant.failures import CLASSES, classify, counts, growth_tests
-    from codequant.failures.growth import read_failures
+    from codequant.failures import CLASSES, classify, counts, read_failures
+    from codequant.stats.growth import growth_tests
 
     if not 0 < alpha < 1:
         raise CodequantError("--alpha must lie strictly between 0 and 1")

@@ -1,4 +1,4 @@
-"""The failure classes, and how one failed completion is given exactly one of them.
+"""The failure classes (the one place their names are spelled), and what each means.
 
 A completion fails for one reason first, so each failed completion gets one class (and a detail that says more):
 
@@ -26,10 +26,8 @@ cut but parses is judged by how it ran. Passed completions have no class.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 
 class Failure(StrEnum):
@@ -54,33 +52,3 @@ class Classified:
 
     def to_dict(self) -> dict[str, str]:
         return {"failure": str(self.failure), "failure_detail": self.detail}
-
-
-def classify(record: Mapping[str, Any]) -> Classified | None:
-    """The class of one executed completion (a samples.jsonl record: status, exception_type, stderr_tail,
-    stop_reason, completion, program, language); None when it passed."""
-    from codequant.failures import degenerate, java, python
-
-    if record.get("passed") or record.get("status") == "ok":
-        return None
-    status = str(record.get("status") or "")
-    completion = str(record.get("completion") or "")
-    language = str(record.get("language") or "python").lower()
-    if status == "harness_error":
-        return Classified(Failure.HARNESS, str(record.get("exception_type") or "harness_error"))
-    if degenerate.no_code(completion, language):
-        return Classified(Failure.DEGENERATE, "no_code")
-    if degenerate.repetitive(completion):
-        return Classified(Failure.DEGENERATE, "repetition")
-    if record.get("stop_reason") == "length" and status in ("syntax_error", "compile_error"):
-        return Classified(Failure.DEGENERATE, "token_limit")
-    if status == "timeout":
-        return Classified(Failure.TIMEOUT, "time limit")
-    if status == "compile_timeout":
-        return Classified(Failure.TIMEOUT, "compile time limit")
-    if status == "memory":
-        return Classified(Failure.MEMORY, str(record.get("exception_type") or "memory limit"))
-    if status == "assertion":
-        return Classified(Failure.ASSERTION, "wrong answer")
-    lang = java if language == "java" else python
-    return lang.classify(status, record)

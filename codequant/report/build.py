@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from codequant.errors import CodequantError
+from codequant.failures import CLASSES
 from codequant.report import plots, tables
 from codequant.study.store import StudyStore
 
@@ -28,8 +29,7 @@ STATS_NOTE = (
     "95% problem-bootstrap interval (diff_ci_low, diff_ci_high); mde = the smallest drop the design detects at 80% "
     "power (points; `none`: no drop up to the whole pass rate). See docs/statistics.md.")
 
-FAILURE_COLS = ("model", "benchmark", "language", "decoding", "version", "completions", "passed", "degenerate",
-                "syntax", "compile", "hallucinated_api", "timeout", "memory", "assertion", "runtime", "harness")
+FAILURE_COLS = ("model", "benchmark", "language", "decoding", "version", "completions", "passed", *CLASSES)
 FAILURE_NOTE = (
     "`degenerate`: no code, a repetition loop, or cut at the token limit so that it does not parse; `syntax`: "
     "does not parse; `compile`: javac rejects it otherwise (types, a missing JDK import); `hallucinated_api`: "
@@ -129,8 +129,6 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     plots.perplexity_vs_bits(data["perplexity"], out / "plots" / "perplexity_vs_bits.png")
     plots.perplexity_pareto([p for p in pareto if p["bits_per_weight"] is not None or p["series"] == "fp"],
                             out / "plots" / "perplexity_pareto.png")
-    from codequant.failures import CLASSES
-
     plots.failure_bars(data["failures"], out / "plots" / "failures.png", CLASSES)
     config = {}
     if (study / "study.json").is_file():

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from codequant.failures import CLASSES, counts
+from codequant.stats.growth import growth_tests
 from codequant.study.store import StudyStore
 
 Row = dict[str, Any]
@@ -111,8 +113,6 @@ def _failure_runs(store: StudyStore, scope: Scope) -> list[tuple[Row, dict[str, 
 
 def failure_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     """Failed completions per class and version (codequant.failures), as counts over all completions."""
-    from codequant.failures import CLASSES, counts
-
     scope = scope or Scope(store)
     out = []
     for r, table in _failure_runs(store, scope):
@@ -131,9 +131,7 @@ def failure_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
 def failure_growth_table(store: StudyStore, scope: Scope | None = None, *, test: str = "auto",
                          alpha: float = 0.05) -> list[Row]:
     """Does a failure class grow from fp to a version? One paired test per (version, class), BH-corrected within
-    each model x benchmark x language x decoding (codequant.failures.growth_tests)."""
-    from codequant.failures import growth_tests
-
+    each model x benchmark x language x decoding (codequant.stats.growth)."""
     scope = scope or Scope(store)
     families: dict[tuple, list[tuple[Row, dict]]] = {}
     for r, table in _failure_runs(store, scope):

@@ -10,8 +10,9 @@ from scipy import stats
 from statsmodels.stats.multitest import multipletests
 
 from codequant.errors import CodequantError
-from codequant.failures import counts, growth_tests
+from codequant.failures import counts
 from codequant.failures.degenerate import no_code, repetitive
+from codequant.stats.growth import growth_tests
 
 
 def design(problems: int, samples: int, rates: dict[str, float], seed: int) -> dict[str, dict[int, str | None]]:

@@ -1,4 +1,5 @@
-"""How often each failure class occurs per run, and whether it grows from a baseline (fp) to another version.
+"""Whether a failure class grows from a baseline (fp) to another version (the counts per run are
+`codequant.failures.tally`).
 
 The test of growth is paired over the same completions (problem p, sample i of both runs): the outcome of a
 completion is "has class c", and the test is the one `codequant compare` would choose for these runs (`auto`:
@@ -10,17 +11,17 @@ Benjamini-Hochberg over every (version, class) test of one call: one family per 
 
 from __future__ import annotations
 
-import json
-from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-from codequant.errors import CodequantError
-from codequant.failures.classes import CLASSES, classify
-
-Failures = dict[str, dict[int, str | None]]  # task -> sample -> class (None: passed)
+from codequant.failures.classes import CLASSES
+from codequant.failures.tally import Failures
+from codequant.stats.clustered import clustered_mcnemar, permutation_test
+from codequant.stats.compare import choose_test
+from codequant.stats.correction import adjust
+from codequant.stats.mcnemar import mcnemar
+from codequant.stats.pairing import pair_outcomes
 
 
 @dataclass
@@ -41,51 +42,11 @@ class GrowthTest:
         return asdict(self)
 
 
-def run_failures(records: Iterable[Mapping[str, Any]]) -> Failures:
-    """Class of every completion of a run (its samples.jsonl records); None for the passed ones."""
-    out: Failures = {}
-    for r in records:
-        if r.get("status") is None:
-            continue  # not executed yet
-        found = classify(r)
-        out.setdefault(str(r["task_id"]), {})[int(r["sample_index"])] = str(found.failure) if found else None
-    return out
-
-
-def read_failures(run_dir: str | Path) -> Failures:
-    path = Path(run_dir) / "samples.jsonl"
-    if not path.is_file():
-        raise CodequantError(f"{run_dir} has no samples.jsonl; is it a `codequant evaluate` output folder?")
-    with open(path, encoding="utf-8") as fh:
-        rows = [json.loads(line) for line in fh if line.strip()]
-    if rows and all(r.get("status") == "scored" for r in rows):
-        raise CodequantError(f"{run_dir} is scored by text (code summarization): nothing was executed, so there are "
-                             "no failures to classify; its scores are in samples.jsonl (bleu, rouge_l)")
-    return run_failures(rows)
-
-
-def counts(failures: Failures) -> dict[str, int]:
-    """{"completions", "passed", "failed", and one count per class (zeros included)}."""
-    flat = [c for samples in failures.values() for c in samples.values()]
-    tally = Counter(c for c in flat if c is not None)
-    return {"completions": len(flat), "passed": sum(c is None for c in flat), "failed": sum(tally.values()),
-            **{c: tally.get(c, 0) for c in CLASSES}}
-
-
 def growth_tests(base: Failures, others: Mapping[str, Failures], *, test: str = "auto", resamples: int = 10_000,
                  seed: int | None = 0, alpha: float = 0.05, correction: str = "bh",
                  classes: Iterable[str] = CLASSES, common_only: bool = False) -> list[GrowthTest]:
     """One test per (other version, class) that occurs in either run, corrected together. The runs must hold the
     same completions (one clear error otherwise), or with `common_only` the completions they share."""
-    from codequant.stats import (
-        adjust,
-        choose_test,
-        clustered_mcnemar,
-        mcnemar,
-        pair_outcomes,
-        permutation_test,
-    )
-
     rows: list[GrowthTest] = []
     for label, other in others.items():
         # pair on "passed" first: the keys must be the same completions (one clear error otherwise)
