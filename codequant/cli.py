@@ -446,6 +446,7 @@ def footprint_cmd(
     """Load MODEL and show its parameters and real bytes by kind (embeddings, linear, norms, head, other)."""
     import json
 
+    import codequant.quant.export  # noqa: F401  registers the native checkpoint loader with codequant.models
     from codequant.models import footprint, load
     from codequant.models.footprint import footprint_table
 
@@ -744,6 +745,7 @@ def perplexity_cmd(
     import json
     from pathlib import Path
 
+    import codequant.quant.export  # noqa: F401  registers the native checkpoint loader with codequant.models
     from codequant.calibration import heldout_tokens
     from codequant.metrics.perplexity import perplexity
     from codequant.models import check_dtype, load

@@ -19,6 +19,7 @@ _PUBLIC_CLASS = re.compile(r"\bpublic\s+(?:(?:final|abstract|static)\s+)*(?:clas
 _MAIN = re.compile(r"\bpublic\s+(?:final\s+)?static\s+(?:final\s+)?void\s+main\s*\(\s*(?:final\s+)?String\s*"
                    r"(?:\[\s*\]|\.\.\.)\s*[\w$]+\s*(?:\[\s*\])?\s*\)")
 _PACKAGE = re.compile(r"^\s*package\s+([\w$.]+)\s*;", re.MULTILINE)
+_STATIC_METHOD = re.compile(r"\b(?:public|private|protected)?\s*static\s+[\w$<>\[\],.? ]+?\s+([\w$]+)\s*\(")
 
 
 def mask(src: str) -> str:
@@ -108,6 +109,11 @@ def main_class(src: str) -> str | None:
 def package_name(src: str) -> str | None:
     m = _PACKAGE.search(mask(src))
     return m.group(1) if m else None
+
+
+def static_method_names(src: str) -> list[str]:
+    """Names of the static methods `src` declares, in order (comments and literals masked)."""
+    return _STATIC_METHOD.findall(mask(src))
 
 
 def first_block_end(src: str) -> int | None:

@@ -14,7 +14,7 @@ from pathlib import Path
 from codequant.benchmarks.programs import build_program
 from codequant.benchmarks.registry import load_benchmark
 from codequant.errors import CodequantError
-from codequant.evaluation.runner import _execute_and_store, _time_limit, summarize
+from codequant.evaluation.runner import execute_and_store, summarize, time_limit
 from codequant.evaluation.store import SampleStore
 from codequant.evaluation.text_task import is_text_task
 from codequant.generation.sanitize import sanitize
@@ -52,7 +52,7 @@ def resanitize(run_dir: Path | str, out_dir: Path | str, *, workers: int | None 
         todo.append({**{k: r[k] for k in ("task_id", "sample_index", "language", "prompt", "raw_output",
                                           "stop_reason", "prompt_tokens", "new_tokens", "gen_seconds")},
                      "unsanitized": r["completion"], "completion": code, "program": build_program(p, code, main)})
-    _execute_and_store(todo, store, workers, progress, by_id, _time_limit(problems))
+    execute_and_store(todo, store, workers, progress, by_id, time_limit(problems))
     samples = max((int(r["sample_index"]) for r in rows), default=0) + 1
     listed = [p for p in problems if p.task_id in {r["task_id"] for r in rows}]
     after = summarize(store.read(), listed, samples)

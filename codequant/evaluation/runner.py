@@ -77,8 +77,9 @@ def _versions() -> dict:
             "python": platform.python_version()}
 
 
-def _load_model(spec: str, device: str = "cpu", dtype: str = "auto"):
+def load_model(spec: str, device: str = "cpu", dtype: str = "auto"):
     """(model, tokenizer) through codequant.models.load, which knows the embedded and quantized checkpoints."""
+    import codequant.quant.export  # noqa: F401  registers the native checkpoint loader with codequant.models
     from codequant.models import load
 
     loaded = load(spec, dtype=dtype, device=resolve_device(device))
@@ -117,7 +118,7 @@ def _run_programs(items: list[tuple[str, str]], workers: int | None, progress: b
     return run_programs(items, limits=limits, workers=workers, progress=progress)
 
 
-def _time_limit(problems: list[Problem]) -> float | None:
+def time_limit(problems: list[Problem]) -> float | None:
     """The benchmark's own per-program time limit (`extra["time_limit_s"]`, e.g. MultiPL-E's 15 s), the longest
     when problems differ; None: the sandbox default."""
     found = [float(p.extra["time_limit_s"]) for p in problems if p.extra.get("time_limit_s")]
@@ -218,14 +219,14 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
             rows.append(_record(p, i, prompt=p.prompt, raw=p.canonical_solution,
                                 completion=canonical_completion(p), stop_reason=None, prompt_tokens=0,
                                 new_tokens=0, gen_seconds=0.0, python_main=cfg.python_main))
-        timings["execution_s"] += _execute_and_store(rows, store, cfg.workers, progress,
-                                                     {p.task_id: p for p in problems}, _time_limit(problems))
+        timings["execution_s"] += execute_and_store(rows, store, cfg.workers, progress,
+                                                     {p.task_id: p for p in problems}, time_limit(problems))
     elif pending:
         t0 = time.perf_counter()
         if cfg.backend == "vllm":
             lm, tokenizer = _vllm_target(model_spec, loaded, cfg)
         else:
-            lm, tokenizer = (loaded.model, loaded.tokenizer) if loaded else _load_model(model_spec, cfg.device, cfg.dtype)
+            lm, tokenizer = (loaded.model, loaded.tokenizer) if loaded else load_model(model_spec, cfg.device, cfg.dtype)
         timings["load_s"] = time.perf_counter() - t0
         _check_dtype(lm, config)
         cfg = _backend_for(lm, cfg)
@@ -294,7 +295,7 @@ def _record(p: Problem, i: int, *, prompt: str, raw: str, completion: str, stop_
             "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "gen_seconds": round(gen_seconds, 4)}
 
 
-def _execute_and_store(rows: list[dict], store: SampleStore, workers: int | None, progress: bool = False,
+def execute_and_store(rows: list[dict], store: SampleStore, workers: int | None, progress: bool = False,
                        by_id: dict[str, Problem] | None = None, time_limit_s: float | None = None) -> float:
     """Run the rows' programs in the sandbox (a text task's rows, which have none, are scored against their
     problem in `by_id` instead) and append them with their outcome to samples.jsonl."""
@@ -341,7 +342,7 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
                             stop=stop, stop_rule=fenced_block_complete if style == "chat" else None)
     buffer: list[dict] = []
     exec_s = 0.0
-    limit_s = _time_limit(problems)
+    limit_s = time_limit(problems)
     flush_every = max(8, batch_size)
 
     def on_complete(c) -> None:
@@ -355,7 +356,7 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
                                   stop_reason=c.stop_reason, prompt_tokens=c.prompt_tokens,
                                   new_tokens=c.new_tokens, gen_seconds=c.seconds, python_main=cfg.python_main))
         if len(buffer) >= flush_every:
-            exec_s += _execute_and_store(buffer, store, workers, by_id=by_id, time_limit_s=limit_s)
+            exec_s += execute_and_store(buffer, store, workers, by_id=by_id, time_limit_s=limit_s)
             buffer.clear()
 
     t0 = time.perf_counter()
@@ -369,7 +370,7 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
     else:
         generate(model, tokenizer, requests, params, batch_size=batch_size, progress=progress,
                  on_complete=on_complete)
-    exec_s += _execute_and_store(buffer, store, workers, by_id=by_id, time_limit_s=limit_s)
+    exec_s += execute_and_store(buffer, store, workers, by_id=by_id, time_limit_s=limit_s)
     total = time.perf_counter() - t0
     return {"generation_s": total - exec_s, "execution_s": exec_s}
 

@@ -51,7 +51,7 @@ def engine_unsupported(model: torch.nn.Module) -> str | None:
 
 
 @dataclass
-class _Row:
+class Row:
     req_index: int
     prompt_ids: list[int]
     started: float
@@ -101,7 +101,7 @@ class Batch:
         from codequant.generation.kvcache import slot_cache
 
         self.model = model
-        self.rows: list[_Row] = []
+        self.rows: list[Row] = []
         self.cache = slot_cache(model.config, slots) if slots else None
         self.slotted = self.cache is not None
         self.prefix: SharedPrefix | None = None  # set by `generate` for slotted batches only
@@ -139,7 +139,7 @@ class Batch:
                          **{self.cache_kwarg: cache})
         return cache, mask, out.logits[:, -1, :].float()
 
-    def prefill(self, rows: list[_Row], pad_id: int):
+    def prefill(self, rows: list[Row], pad_id: int):
         # n samples of one problem share a prompt: prefill it once and copy its cache rows.
         unique: dict[tuple[int, ...], int] = {}
         which = [unique.setdefault(tuple(r.prompt_ids), len(unique)) for r in rows]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from codequant.generation.batch import _Row
+from codequant.generation.batch import Row
 
 
 def prompt_lookup(history: Sequence[int], limit: int, ngram: int = 3) -> list[int]:
@@ -29,14 +29,14 @@ MAX_DRAFT = 8  # draft tokens per row at most
 PREFILL_PAD_RATIO = 0.8  # a prefill group's shortest prompt is at least this fraction of its longest
 
 
-def length_groups(rows: list[_Row], ratio: float = PREFILL_PAD_RATIO) -> list[list[_Row]]:
+def length_groups(rows: list[Row], ratio: float = PREFILL_PAD_RATIO) -> list[list[Row]]:
     """Split rows (longest prompt first) into prefill groups of similar length.
 
     Prefill is compute-bound and pays for every left-padding position: 32 HumanEval chat prompts of 94-322 tokens
     padded to the longest cost twice their real tokens. Prefilling groups whose lengths stay within `ratio` of
     each other and merging them (a cache copy, cheap next to the forward) bounds the waste to 1/ratio.
     """
-    groups: list[list[_Row]] = []
+    groups: list[list[Row]] = []
     for row in rows:
         if groups and len(row.prompt_ids) >= ratio * len(groups[-1][0].prompt_ids):
             groups[-1].append(row)

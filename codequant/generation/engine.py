@@ -38,7 +38,7 @@ import torch
 
 from codequant.errors import CodequantError
 from codequant.generation.attention import live_window_attention
-from codequant.generation.batch import Batch, SharedPrefix, _Row, cache_kwarg, engine_unsupported
+from codequant.generation.batch import Batch, Row, SharedPrefix, cache_kwarg, engine_unsupported
 from codequant.generation.detok import IncrementalText
 from codequant.generation.drafts import MAX_DRAFT, PREFILL_PAD_RATIO, length_groups, prompt_lookup
 from codequant.generation.packed import packed_linears
@@ -176,11 +176,11 @@ class _Scheduler:
         for _ in range(min(free, len(self.queue))):
             i = self.queue.pop()
             gen = None if self.params.greedy else torch.Generator().manual_seed(int(self.requests[i].seed))
-            rows.append(_Row(i, self.encoded[i], now, gen, text=IncrementalText(self.tokenizer)))
+            rows.append(Row(i, self.encoded[i], now, gen, text=IncrementalText(self.tokenizer)))
         for group in (length_groups(rows) if self.continuous else [rows]):
             self.batch.prefill(group, self.pad)
 
-    def _take(self, row: _Row, tok: int) -> str | None:
+    def _take(self, row: Row, tok: int) -> str | None:
         """Append one new token to a row; the stop reason if the row is done."""
         if tok in self.eos:
             return "eos"
@@ -213,7 +213,7 @@ class _Scheduler:
                 self._finish(row, reason)
         return keep
 
-    def _finish(self, row: _Row, reason: str) -> None:
+    def _finish(self, row: Row, reason: str) -> None:
         req = self.requests[row.req_index]
         done = Completion(key=req.key, prompt=req.prompt, raw_output=row.text.full(), stop_reason=reason,
                           prompt_tokens=len(row.prompt_ids), new_tokens=len(row.new_ids),

@@ -89,9 +89,9 @@ def vllm_model_path(spec: str) -> str:
 
 def load_tokenizer(model_path: str):
     """The tokenizer codequant encodes prompts with for vLLM (the model itself stays in vLLM's process)."""
-    from codequant.models.loader import _load_tokenizer
+    from codequant.models.loader import load_tokenizer
 
-    return _load_tokenizer(model_path)
+    return load_tokenizer(model_path)
 
 
 def generation_eos(model_path: str, tokenizer) -> set[int]:

@@ -94,6 +94,7 @@ def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backen
     import torch
     from transformers import DynamicCache
 
+    import codequant.quant.export  # noqa: F401  registers the native checkpoint loader with codequant.models
     from codequant.calibration import heldout_tokens
     from codequant.generation.engine import cache_kwarg, use_all_cores
     from codequant.generation.kvcache import preallocate

@@ -1,7 +1,8 @@
 """`load(spec)`: one entry point from a user's model spec to an eval-mode model and its tokenizer.
 
 A spec is resolved in order: embedded name (`smollm2-135m`) -> existing `.gguf` file -> existing folder (an HF
-`save_pretrained` folder, an aqlm-format export, or a codequant native checkpoint) -> hub id (`org/name`).
+`save_pretrained` folder, an aqlm-format export, or a codequant native checkpoint, read by the loader that
+`codequant.quant` registers in `models.checkpoints`) -> hub id (`org/name`).
 
 GGUF files are dequantized by transformers to fp32, which takes ~35 s for SmolLM2-135M. The converted weights
 and tokenizer are therefore cached as an ordinary HF folder under `cache_dir("models", ...)`, keyed by the GGUF's
@@ -34,6 +35,7 @@ import torch
 
 from codequant.cache import cache_dir
 from codequant.errors import CodequantError
+from codequant.models.checkpoints import folder_loader
 from codequant.models.dtype import dtype_name, folder_dtype, hub_dtype, model_dtype, resolve_dtype
 from codequant.models.registry import EMBEDDED
 
@@ -263,12 +265,10 @@ def _load_folder(folder: Path, dtype: torch.dtype) -> tuple[Any, Any]:
             f"cannot load {folder} as a causal LM: transformers has no generating model for "
             f"model_type {config.model_type!r}; codequant needs a decoder LM such as llama, qwen2 or starcoder2"
         )
-    native = folder / "codequant.safetensors"
+    registered = folder_loader(folder)
     try:
-        if native.is_file() and not any(folder.glob("model*.safetensors")):
-            from codequant.quant.export import load_codequant_checkpoint
-
-            model, _ = load_codequant_checkpoint(folder, dtype=dtype)
+        if registered is not None:
+            model = registered(folder, dtype)
         else:
             model = AutoModelForCausalLM.from_pretrained(folder, config=config, dtype=dtype)
     except (ValueError, KeyError, NotImplementedError) as exc:
@@ -279,10 +279,10 @@ def _load_folder(folder: Path, dtype: torch.dtype) -> tuple[Any, Any]:
         raise CodequantError(f"loading {folder} needs a missing package: {_first_line(exc)}") from exc
     except OSError as exc:
         raise CodequantError(f"cannot read the weights in {folder}: {_first_line(exc)}") from exc
-    return model, _load_tokenizer(folder)
+    return model, load_tokenizer(folder)
 
 
-def _load_tokenizer(folder: Path) -> Any:
+def load_tokenizer(folder: Path) -> Any:
     from transformers import AutoTokenizer
 
     try:

@@ -6,7 +6,8 @@
   model's. It does not save memory: `codequant.json` says what the quantized storage would be.
 - `save_codequant_checkpoint` / `load_codequant_checkpoint`: the native format (codes, codebooks, scales as
   the methods store them, plus fp tensors), which really is small and reloads into QuantizedLinear modules,
-  e.g. for fine-tuning the continuous parameters later.
+  e.g. for fine-tuning the continuous parameters later. Importing this module registers the native loader with
+  `codequant.models.checkpoints`, so `codequant.models.load` reads native folders too.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from torch import nn
 
 from codequant.errors import CodequantError
+from codequant.models.checkpoints import NATIVE_FILE, register_folder_loader
 from codequant.models.dtype import folder_dtype, model_dtype, torch_dtype
 from codequant.quant.arch import conv1d_names, to_conv1d
 from codequant.quant.checkpoint import (
@@ -32,7 +34,6 @@ from codequant.quant.checkpoint import (
 )
 
 INFO_FILE = "codequant.json"
-NATIVE_FILE = "codequant.safetensors"
 
 
 def accounting(model: nn.Module) -> dict[str, Any]:
@@ -136,6 +137,13 @@ def load_codequant_checkpoint(path: str | Path, *, device: str | torch.device = 
         set_compute_dtype(q, dtype)
     info = json.loads((path / INFO_FILE).read_text()) if (path / INFO_FILE).exists() else {}
     return model.eval(), info
+
+
+def _load_native(folder: Path, dtype: torch.dtype) -> nn.Module:
+    return load_codequant_checkpoint(folder, dtype=dtype)[0]
+
+
+register_folder_loader(NATIVE_FILE, _load_native)  # models.load reads native checkpoints through this
 
 
 @torch.no_grad()

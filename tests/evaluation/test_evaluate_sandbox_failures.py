@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from codequant.evaluation import EvalSettings, evaluate
-from codequant.evaluation.runner import _execute_and_store
+from codequant.evaluation.runner import execute_and_store
 from codequant.evaluation.store import SampleStore
 from codequant.sandbox.cgroup import controller_roots
 
@@ -55,7 +55,7 @@ def test_harness_error_is_the_completions_status_and_the_rest_is_stored(tmp_path
             for i, (lang, prog) in enumerate([("python", "assert 1 + 1 == 2\n"), ("java", java),
                                               ("python", "assert 2 + 2 == 5\n")])]
     store = SampleStore(tmp_path / "run", {"model": "hand"})
-    _execute_and_store(rows, store, workers=2)
+    execute_and_store(rows, store, workers=2)
     stored = {r["task_id"]: r for r in store.read()}
     assert [stored[f"H/{i}"]["status"] for i in range(3)] == ["ok", "harness_error", "assertion"]
     assert "UnicodeEncodeError" in stored["H/1"]["stderr_tail"]

@@ -108,10 +108,11 @@ def test_shared_prompt_prefilled_once_gives_same_samples(tiny_llama, tiny_tokeni
 
 
 def test_length_groups_bound_the_padding_of_each_prefill():
-    from codequant.generation.engine import _Row, length_groups
+    from codequant.generation.batch import Row
+    from codequant.generation.engine import length_groups
 
     lengths = [322, 223, 220, 219, 180, 178, 150, 140, 94, 94, 3]
-    rows = [_Row(i, [1] * n, 0.0, None) for i, n in enumerate(lengths)]
+    rows = [Row(i, [1] * n, 0.0, None) for i, n in enumerate(lengths)]
     groups = length_groups(rows, ratio=0.8)
     assert [r.req_index for g in groups for r in g] == list(range(len(lengths)))  # order kept, nothing lost
     assert [[len(r.prompt_ids) for r in g] for g in groups] == [[322], [223, 220, 219, 180], [178, 150], [140],

@@ -7,25 +7,23 @@ closes the method and the class, so a program is `prompt + completion + test` (f
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.records import read_records, require_fields, resolve
-from codequant.benchmarks.sources.multipl_e import _METHOD
 from codequant.benchmarks.translate.java_translate import JAVA_STOP
 from codequant.errors import CodequantError
-from codequant.java_source import mask
+from codequant.java_source import mask, static_method_names
 
 FIELDS = ("task_id", "prompt", "canonical_solution", "test")
 
 
 def method_name(prompt: str) -> str:
     """The method HumanEval-X's prompt opens (instance methods: `public boolean f(...) {`)."""
-    import re
-
     found = re.findall(r"\bpublic\s+(?:static\s+)?[\w$<>\[\],.? ]+?\s+([\w$]+)\s*\([^)]*\)\s*"
                        r"(?:throws\s+[\w$.,\s]+)?\{", mask(prompt))
-    found = found or _METHOD.findall(mask(prompt))
+    found = found or static_method_names(prompt)
     if not found:
         raise CodequantError("a HumanEval-X Java prompt declares no method")
     return found[-1]

@@ -19,18 +19,17 @@ from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.records import read_records, require_fields, resolve
 from codequant.benchmarks.translate.java_translate import JAVA_STOP, translate_humaneval
 from codequant.errors import CodequantError
-from codequant.java_source import mask
+from codequant.java_source import static_method_names
 
 FIELDS = ("name", "prompt", "tests", "stop_tokens")
 TIME_LIMIT_S = 15.0  # MultiPL-E's per-process limit (evaluation/src/safe_subprocess: timeout_seconds=15)
 _PY_CHECK = re.compile(r"^\s*check\(\s*([\w.]+)\s*\)", re.MULTILINE)
 _PY_DEF = re.compile(r"^def\s+(\w+)\s*\(", re.MULTILINE)
-_METHOD = re.compile(r"\b(?:public|private|protected)?\s*static\s+[\w$<>\[\],.? ]+?\s+([\w$]+)\s*\(")
 
 
 def method_name(prompt: str) -> str:
     """The last static method the prompt declares (the one the completion continues)."""
-    found = _METHOD.findall(mask(prompt))
+    found = static_method_names(prompt)
     if not found:
         raise CodequantError("a MultiPL-E Java prompt declares no static method")
     return found[-1]

@@ -60,7 +60,7 @@ def _search_rows(w, h, books, s, codes, k, order) -> torch.Tensor:
     w, h, codes = w[:, cols], h[cols][:, cols], codes[:, perm]
     s = s.reshape(n, 1, 1)
     # hypotheses: codes q [n, k, G, M] and r = e H [n, k, in] with e = W' - W; only hypothesis 0 is alive at first
-    e = _decode(codes, books) * s.reshape(n, 1) - w
+    e = decode(codes, books) * s.reshape(n, 1) - w
     r = (e @ h).unsqueeze(1)
     loss = (e.unsqueeze(1) * r).sum(-1)  # [n, 1]
     del e
@@ -113,7 +113,7 @@ def _search_rows(w, h, books, s, codes, k, order) -> torch.Tensor:
     return out
 
 
-def _decode(codes: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
+def decode(codes: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
     """sum_m books[m, codes[..., m]] as [n, G*g] (unscaled)."""
     n, num_groups, m = codes.shape
     parts = books[torch.arange(m, device=codes.device), codes]  # [n, G, M, g]
@@ -124,4 +124,4 @@ def _decode(codes: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
 def objective(weight: torch.Tensor, xtx: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor,
               codes: torch.Tensor) -> float:
     """tr((W' - W) H (W' - W)^T) for codebooks [M, K, g]."""
-    return float(weighted_energy(_decode(codes, codebooks) * scales.reshape(-1, 1) - weight, xtx))
+    return float(weighted_energy(decode(codes, codebooks) * scales.reshape(-1, 1) - weight, xtx))

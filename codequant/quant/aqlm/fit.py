@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from codequant.quant.aqlm.assign import Assignment
-from codequant.quant.aqlm.beam import _decode, beam_search
+from codequant.quant.aqlm.beam import beam_search, decode
 from codequant.quant.aqlm.kmeans import residual_kmeans
 from codequant.quant.objective import weighted_energy
 
@@ -137,7 +137,7 @@ def _fit(weight, xtx, num_codebooks, nbits, group_size, opts: FitOptions, genera
     codes = codes.reshape(out_features, num_groups, num_codebooks)
 
     def rel(books, scales, codes, h, norm) -> float:
-        return float(weighted_energy(_decode(codes, books) * scales[:, None] - w, h)) / norm
+        return float(weighted_energy(decode(codes, books) * scales[:, None] - w, h)) / norm
 
     # Both phases can only lower the damped objective (Adam keeps its best point, the search keeps the current
     # code as a candidate), so the last round is the best one; the tolerance is on that objective too.

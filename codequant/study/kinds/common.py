@@ -31,6 +31,7 @@ def model_spec(step: Step, inputs: dict[str, Path]) -> str:
 
 
 def load_model(spec: str, device: str = "cpu", dtype: str = "auto"):
+    import codequant.quant.export  # noqa: F401  registers the native checkpoint loader with codequant.models
     from codequant.devices import resolve_device
     from codequant.models import load
 
