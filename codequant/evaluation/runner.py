@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import codequant
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.programs import build_program
 from codequant.benchmarks.programs.python import MAIN_CHOICES
@@ -26,11 +27,13 @@ from codequant.devices import resolve_device
 from codequant.errors import CodequantError
 from codequant.evaluation.store import SampleStore
 from codequant.evaluation.text_task import is_text_task, score_row, summarize_text, text_completion
+from codequant.failures import classify
 from codequant.generation.extract import extract_code, fenced_block_complete
 from codequant.generation.prompts import build_prompt, resolve_style
 from codequant.generation.sanitize import sanitize as sanitize_code
 from codequant.generation.vllm import VllmSettings
 from codequant.metrics.passk import pass_at_ks
+from codequant.sandbox import Limits, run_programs
 from codequant.seeds import derive_seed
 
 BACKENDS = ("engine", "hf", "vllm")
@@ -71,8 +74,6 @@ def _versions() -> dict:
     import torch
     import transformers
 
-    import codequant
-
     return {"codequant": codequant.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
             "python": platform.python_version()}
 
@@ -112,8 +113,6 @@ def _vllm_target(spec: str, loaded: Loaded | None, cfg: EvalSettings) -> tuple[s
 
 def _run_programs(items: list[tuple[str, str]], workers: int | None, progress: bool,
                   time_limit_s: float | None = None):
-    from codequant.sandbox import Limits, run_programs
-
     limits = Limits().with_timeout(time_limit_s) if time_limit_s else None
     return run_programs(items, limits=limits, workers=workers, progress=progress)
 
@@ -377,8 +376,6 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
 
 def _failure_counts(rows: list[dict]) -> dict[str, int]:
     """Failed completions per failure class (codequant.failures), the classes that occur."""
-    from codequant.failures import classify
-
     found = Counter(str(c.failure) for c in map(classify, rows) if c is not None)
     return dict(sorted(found.items()))
 

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from codequant.failures.classes import Classified, Failure
+from codequant.sandbox.java import javatuples_jar
 
 _ERROR = re.compile(r"^\S+\.java:\d+: error: (.+)$", re.M)
 _SYMBOL = re.compile(r"^\s*symbol:\s+(method|class|variable|interface|enum|record)\s+([^\s(]+)(\([^)]*\))?", re.M)
@@ -53,8 +54,6 @@ def jdk_classes() -> frozenset[str]:
                 path = line.strip()
                 if path.startswith(("java/", "javax/")) and path.endswith(".class") and "$" not in path:
                     names.add(path.rsplit("/", 1)[-1][: -len(".class")])
-    from codequant.sandbox.java import javatuples_jar
-
     jar = javatuples_jar()
     if jar:
         with zipfile.ZipFile(jar) as zf:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from codequant.generation.attention import LiveWindows
+from codequant.generation.kvcache import preallocate, slot_cache
 
 if TYPE_CHECKING:
     from codequant.generation.detok import IncrementalText
@@ -98,8 +99,6 @@ class Batch:
     sliding-window layers) a plain transformers cache, prefilled once per batch and shrunk by row selection."""
 
     def __init__(self, model, slots: int | None = None):
-        from codequant.generation.kvcache import slot_cache
-
         self.model = model
         self.rows: list[Row] = []
         self.cache = slot_cache(model.config, slots) if slots else None
@@ -115,8 +114,6 @@ class Batch:
     def _forward_prompts(self, prompts: list[tuple[int, ...]], pad_id: int):
         """Prefill prompts (left-padded) into a fresh cache; with a shared prefix, only the tokens after it."""
         from transformers import DynamicCache
-
-        from codequant.generation.kvcache import preallocate
 
         skip = len(self.prefix.ids) if self.prefix else 0
         width = max(len(p) for p in prompts) - skip

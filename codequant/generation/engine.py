@@ -42,6 +42,7 @@ from codequant.generation.batch import Batch, Row, SharedPrefix, cache_kwarg, en
 from codequant.generation.detok import IncrementalText
 from codequant.generation.drafts import MAX_DRAFT, PREFILL_PAD_RATIO, length_groups, prompt_lookup
 from codequant.generation.packed import packed_linears
+from codequant.progress import bar as progress_bar
 
 __all__ = ["MAX_DRAFT", "PREFILL_PAD_RATIO", "Batch", "Completion", "Request", "SamplingParams", "SharedPrefix",
            "cache_kwarg", "eos_token_ids", "generate", "length_groups", "pad_token_id", "prompt_lookup",
@@ -247,8 +248,6 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
     (`codequant.generation.packed`; None = when memory allows, False = torch's default kernels).
 
     `speculate`: when greedy and only a few rows are left, verify prompt-lookup drafts in the same forward."""
-    from codequant.progress import bar as progress_bar
-
     use_all_cores()
     if not requests:
         return []

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from codequant.generation.engine import Completion, Request, SamplingParams, eos_token_ids, pad_token_id
+from codequant.progress import track
 
 
 class _TextStop:
@@ -33,8 +34,6 @@ def hf_generate(model, tokenizer, requests: Sequence[Request], params: SamplingP
                 on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
     """One `model.generate` call per request (batch 1, as a user would loop), same records as the engine."""
     from transformers import StoppingCriteriaList
-
-    from codequant.progress import track
 
     eos = sorted(eos_token_ids(model, tokenizer))
     pad = pad_token_id(model, tokenizer)

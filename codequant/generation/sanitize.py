@@ -16,6 +16,7 @@ import ast
 from collections.abc import Callable
 
 from codequant.benchmarks.problem import Problem
+from codequant.benchmarks.programs.python import solution_source
 
 _SANITIZERS: dict[str, Callable[[str, str], str]] = {}
 
@@ -115,7 +116,5 @@ def sanitize(problem: Problem, code: str) -> str:
     if fn is None:
         return code
     if problem.language == "python":
-        from codequant.benchmarks.programs.python import solution_source
-
         return fn(solution_source(problem, code), problem.entry_point)
     return fn(code, problem.entry_point)

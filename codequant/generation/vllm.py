@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from codequant.errors import CodequantError
 from codequant.generation.detok import IncrementalText
+from codequant.progress import Bar
 
 if TYPE_CHECKING:  # the engine imports torch; this module is imported by EvalSettings and must stay light
     from codequant.generation.engine import Completion, Request, SamplingParams
@@ -146,8 +147,6 @@ def vllm_generate(model_path: str, tokenizer, requests: Sequence[Request], param
                   settings: VllmSettings = VllmSettings(), progress: bool = True,
                   on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
     """Generate every request with vLLM in its own process; `on_complete` gets each record as its chunk ends."""
-    from codequant.progress import Bar
-
     if not requests:
         return []
     python = vllm_python(settings)

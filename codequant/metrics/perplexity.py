@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from codequant.errors import CodequantError
+from codequant.progress import track
 
 
 class PerplexityResult(dict):
@@ -47,8 +48,6 @@ def perplexity(model: Any, tokens: torch.Tensor, *, seq_len: int = 512, batch_si
     for w in windows:
         by_len.setdefault(w.numel(), []).append(w)  # equal lengths batch without padding
     batches = [torch.stack(ws[i:i + batch_size]) for n, ws in by_len.items() for i in range(0, len(ws), batch_size)]
-    from codequant.progress import track
-
     batches = track(batches, "perplexity", unit="batch", enabled=progress, leave=False)
     total, count = 0.0, 0
     was_training = model.training

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from codequant.progress import bar as progress_bar
+
 
 @dataclass(frozen=True)
 class QuantProgress:
@@ -33,8 +35,6 @@ ProgressFn = Callable[[QuantProgress], None]
 
 def bar_progress(desc: str, total: int) -> tuple[ProgressFn, Callable[[], None]]:
     """A bar (codequant.progress: rich in a terminal, log lines otherwise) fed by events, and its closer."""
-    from codequant.progress import bar as progress_bar
-
     bar = progress_bar(total, desc, unit="block")
 
     def update(event: QuantProgress) -> None:

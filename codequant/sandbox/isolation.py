@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from codequant.errors import CodequantError
+from codequant.sandbox.cgroup import controller_roots
 
 LAUNCHER = Path(__file__).with_name("launcher.py")
 DEFAULT_USER = "codequant-sandbox"
@@ -137,8 +138,6 @@ def warn_weak_isolation(root_without_user: bool) -> tuple[str, ...]:
         found.append("no IPC namespace here: generated code shares the host's SysV shared memory and semaphores")
     if not sup.seccomp:
         found.append("no seccomp filter here: generated code can connect to host unix sockets and use the keyring")
-    from codequant.sandbox.cgroup import controller_roots
-
     missing = [c for c in ("pids", "memory", "cpu") if c not in controller_roots()]
     if missing:
         found.append(f"no per-run {'/'.join(missing)} cgroup here (needs root and the controller): "

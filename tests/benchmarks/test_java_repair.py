@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from dataclasses import replace
 
@@ -168,6 +170,42 @@ def repair(bench_dir):
 @pytest.fixture(scope="module")
 def repair_msg(bench_dir):
     return load_benchmark("humaneval-java-repair-msg")
+
+
+def _tree_sitter_checks(tests: str) -> list[str] | None:
+    """The checks as a Java parser sees them: the arguments of `correct`'s initializing call."""
+    stack = [J.parse(tests).root_node]
+    while stack:
+        n = stack.pop()
+        if n.type == "variable_declarator" and n.child_by_field_name("name").text == b"correct":
+            value = n.child_by_field_name("value")
+            if value is None or value.type != "method_invocation":
+                return None
+            return [" ".join(x.strip() for x in a.text.decode().splitlines())
+                    for a in value.child_by_field_name("arguments").named_children
+                    if a.type not in ("line_comment", "block_comment")]
+        stack.extend(reversed(n.children))
+    return None
+
+
+def test_the_lexer_reads_every_humaneval_x_check_as_the_parser_does(sources):
+    """harness_checks runs at load time without tree-sitter; on all of HumanEval-X it must agree with it."""
+    with_checks = 0
+    for p in sources.values():
+        expected = _tree_sitter_checks(p.tests)
+        assert harness_checks(p.tests) == expected, p.task_id
+        with_checks += expected is not None
+    assert with_checks >= 160
+
+
+def test_loading_the_java_repair_set_needs_neither_tree_sitter_nor_the_sandbox(bench_dir):
+    code = ("import sys\nfrom codequant.benchmarks.registry import load_benchmark\n"
+            "n = len(load_benchmark('humaneval-java-repair-msg'))\n"
+            "print(n, sorted(m for m in sys.modules if m.startswith(('tree_sitter', 'codequant.sandbox', "
+            "'codequant.benchmarks.build'))))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    count, loaded = out.stdout.split(" ", 1)
+    assert int(count) >= 250 and loaded.strip() == "[]"
 
 
 def test_shipped_rows_apply_and_match_their_source(sources):

@@ -34,6 +34,7 @@ from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.repair import rows as repair_set
 from codequant.benchmarks.repair.edits import Edit, apply_edits
 from codequant.benchmarks.repair.rows import write_rows
+from codequant.benchmarks.sources.humaneval_x import load_humaneval_x_java
 from codequant.errors import CodequantError
 from codequant.java_source import call_arguments, mask
 
@@ -155,8 +156,6 @@ def repair_problems(rows: list[dict], sources: list[Problem], with_message: bool
 
 def _load(data: Path | None, with_message: bool, benchmark: str) -> list[Problem]:
     """`data` is a HumanEval-X Java file (as for `humaneval-x-java`): the set's rows are always the shipped ones."""
-    from codequant.benchmarks.sources.humaneval_x import load_humaneval_x_java
-
     rows = read_rows()
     return repair_problems(rows, load_humaneval_x_java(data), with_message, benchmark)
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.records import read_records, require_fields, resolve
+from codequant.benchmarks.sources.humaneval import load_humaneval
 from codequant.benchmarks.translate.java_translate import JAVA_STOP, translate_humaneval
 from codequant.errors import CodequantError
 from codequant.java_source import static_method_names
@@ -81,7 +82,5 @@ def load_multipl_e_py(data: Path | None = None) -> list[Problem]:
 
 def load_humaneval_java(data: Path | None = None) -> list[Problem]:
     """HumanEval translated to Java offline (157 of 164); `data` is a HumanEval-format file to translate."""
-    from codequant.benchmarks.sources.humaneval import load_humaneval
-
     problems, _skipped = translate_humaneval(load_humaneval(data))
     return problems

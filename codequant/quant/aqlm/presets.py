@@ -19,6 +19,7 @@ from torch import nn
 
 from codequant.errors import CodequantError
 from codequant.quant.aqlm.linear import aqlm_storage
+from codequant.quant.arch import block_linears, find_decoder_layers, linear_shape
 from codequant.quant.base import QuantConfig
 
 # bits -> (num_codebooks M, codebook bits B, in_group_size g)
@@ -31,8 +32,6 @@ DEFAULT_TOLERANCE = 0.1
 
 def quantized_shapes(model: nn.Module) -> list[tuple[int, int]]:
     """(out, in) of every linear (nn.Linear, Conv1D) inside the decoder blocks: what the pipeline will quantize."""
-    from codequant.quant.arch import block_linears, find_decoder_layers, linear_shape
-
     _, layers = find_decoder_layers(model)
     return [linear_shape(m) for layer in layers for m in block_linears(layer).values()]
 

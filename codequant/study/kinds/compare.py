@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from codequant.errors import CodequantError
 from codequant.study.plan import Step
 
 
@@ -34,8 +35,6 @@ def check_same_dtype(read: list) -> None:
     """Versions are paired only when their weights computed in the same dtype: against an fp16 baseline an fp32 run
     differs by more than its quantization (runner.dtype `auto` resolves per worker, so a mixed CPU/GPU grid could
     otherwise pair float32 with float16 runs). Runs from before dtypes were recorded count as float32."""
-    from codequant.errors import CodequantError
-
     dtypes = {v["label"]: (run.summary.get("config") or {}).get("dtype", "float32") for v, run in read
               if (run.summary.get("config") or {}).get("model") != "canonical"}
     if len(set(dtypes.values())) > 1:

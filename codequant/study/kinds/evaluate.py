@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from codequant.failures import classify
 from codequant.study.kinds.common import (
     json_safe,
     load_model,
@@ -98,8 +99,6 @@ def _ingest_text(store, step: Step, res: dict[str, Any], artifact: Path, run, he
 def _classified(samples: Path) -> dict[tuple[str, int], dict[str, Any]]:
     """(task, sample) -> sandbox status and failure class of every executed completion (codequant.failures)."""
     import json
-
-    from codequant.failures import classify
 
     out: dict[tuple[str, int], dict[str, Any]] = {}
     if not samples.is_file():
