@@ -1,7 +1,8 @@
 """The `codequant` command line: one Typer app, thin over the Python API.
 
 Every command delegates to a function of the package; this module only parses options and prints. Errors of
-type `CodequantError` become one `error: ...` line on stderr and exit code 2.
+type `CodequantError` become one `error: ...` line on stderr and exit code 2. Each command imports its work
+inside its function, so `codequant --help` and every command start without torch, transformers or scipy.
 """
 
 from __future__ import annotations

@@ -21,7 +21,9 @@ import torch
 
 from codequant.calibration.artifact import FORMAT, CalibrationSet, tokens_sha256
 from codequant.calibration.builtin import BUILTIN, DEFAULT_SOURCES, LICENCES
+from codequant.calibration.hub import hub_units
 from codequant.calibration.identity import tokenizer_identity
+from codequant.calibration.local import local_units
 from codequant.calibration.split import HELDOUT_SALT, is_heldout, key_is_heldout, split_key
 from codequant.calibration.units import NATURAL, Unit, seeded_order, stable_hash
 from codequant.errors import CodequantError
@@ -38,9 +40,6 @@ MAX_DOC_CHARS = 400_000  # text windows are drawn from at most this many leading
 
 def load_units(sources: Sequence[str]) -> list[Unit]:
     """Units of each source: a built-in name, `hub:DATASET[:CONFIG]`, or a local path."""
-    from codequant.calibration.hub import hub_units
-    from codequant.calibration.local import local_units
-
     units: list[Unit] = []
     for spec in sources:
         spec = str(spec)

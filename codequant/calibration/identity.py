@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+# codequant.models (torch, transformers) loads inside `load_tokenizer` only: hashing a tokenizer needs neither.
 from codequant.errors import CodequantError
 
 

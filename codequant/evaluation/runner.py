@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# models and the generation backends (torch) load inside the functions that use them: `evaluate canonical`,
+# the summaries and the study's planner import this module without torch.
 import codequant
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.programs import build_program

@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+# models.loader and the engine (torch) load inside the functions that need them: settings and dtype choice
+# are read by the CLI and the study without torch.
 from codequant.errors import CodequantError
 from codequant.generation.detok import IncrementalText
 from codequant.progress import Bar

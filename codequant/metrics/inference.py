@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+# torch, the model and the engine load inside `measure`, which `measure_isolated` runs in a fresh process.
 from codequant.errors import CodequantError
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+# models.loader (torch) loads inside `_read_config` only: planning a study reads shapes without torch.
 from codequant.errors import CodequantError
 
 _TABLE = Path(__file__).parent / "data" / "paper_models.json"

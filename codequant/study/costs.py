@@ -187,7 +187,7 @@ def _source_rows(plan: Plan, step: Step) -> dict[str, Any]:
 
 def _quantize(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
     cal = _source_rows(plan, step)
-    from codequant.quant.aqlm.presets import PRESETS
+    from codequant.quant.aqlm.presets import PRESETS  # torch: loaded only when a grid has an AQLM step
 
     m, b, _g = PRESETS[step.config["preset"]].get(step.config["bits"], (2, 8, 8)) if step.config["method"] == "aqlm" \
         else (0, 0, 0)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# The step kinds (and with them torch) load inside `execute_step`: executors import this module to ship it.
 from codequant.study.plan import Step
 
 WORKER_FILE = "worker.json"

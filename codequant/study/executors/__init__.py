@@ -18,6 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
+# Each executor module loads inside `make_executor`: they import Resources from here (a cycle otherwise),
+# and ray/submitit are optional.
 from codequant.errors import CodequantError
 from codequant.study.worker import StepCall
 

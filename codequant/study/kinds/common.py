@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+# The model (torch) loads inside `load_model`: the study's planner and runner import the kinds without torch.
 from codequant.study.plan import FP, Step
 
 RESULT = "result.json"
