@@ -48,6 +48,7 @@ class Edge:
     source: str  # importing module
     target: str  # imported module
     name: str | None = None  # the imported name, for `from target import name` and `target.name`
+    by_name: bool = False  # a registry's lazy "module:function" string, not an import statement
 
     def __str__(self) -> str:
         shown = f"{self.target}.{self.name}" if self.name else self.target
@@ -108,7 +109,7 @@ def edges(root: Path) -> list[Edge]:
             elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (m := _LAZY.match(node.value)):
                 target = _resolve(m.group(1), known)
                 if target:
-                    out.append(Edge(path, node.lineno, source, target, m.group(2)))
+                    out.append(Edge(path, node.lineno, source, target, m.group(2), by_name=True))
         for node in ast.walk(tree):
             if isinstance(node, ast.Attribute) and _private(node.attr):
                 dotted = _dotted(node.value)
@@ -194,6 +195,56 @@ def test_no_loader_imports_the_build_time_code():
     assert importers <= {m for m in modules(ROOT) if m.startswith("codequant.benchmarks.build")} | {"codequant.cli"}
 
 
+# Cycles that are the point of their design: a module registers itself with a dispatcher that imports it lazily
+# (the Java sanitizer), and the executor factory imports the executor modules, which take their types from it.
+ALLOWED_CYCLES = (
+    frozenset({"codequant.generation.sanitize", "codequant.generation.sanitize_java"}),
+    frozenset({"codequant.study.executors", "codequant.study.executors.local", "codequant.study.executors.ray",
+               "codequant.study.executors.slurm"}),
+)
+
+
+def cycles(found: list[Edge]) -> list[set[str]]:
+    """Groups of modules that import each other in a circle (strongly connected, more than one module), over the
+    import statements at any level; a registry's lazy strings are not imports and do not count."""
+    graph: dict[str, set[str]] = {}
+    for e in found:
+        if e.source != e.target and not e.by_name:
+            graph.setdefault(e.source, set()).add(e.target)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    out: list[set[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = set()
+            while (w := stack.pop()) != v:
+                group.add(w)
+            if group:
+                out.append(group | {v})
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_import_cycles_but_the_registrations():
+    found = edges(ROOT)
+    bad = [group for group in cycles(found) if frozenset(group) not in ALLOWED_CYCLES]
+    lines = [str(e) for group in bad for e in found if e.source in group and e.target in group]
+    assert not bad, "modules importing each other in a circle:\n" + "\n".join(lines)
+
+
 # ---- the checker itself, on a small tree with known faults ----
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
@@ -227,6 +278,13 @@ def test_the_checker_finds_back_edges_at_any_depth_and_private_names(tmp_path):
     assert "low/a.py:7  codequant.low.a -> codequant.low.b._hidden  (private name" in text
     assert "high/h.py:1  codequant.high.h -> codequant.low.b._hidden  (private name" in text
     assert len(bad) == 5  # high -> low and low -> errors are fine
+
+
+def test_the_checker_finds_a_cycle_through_a_function_level_import(tmp_path):
+    root = _tree(tmp_path, {"__init__.py": "", "low/__init__.py": "",
+                            "low/types.py": "def f():\n    from codequant.low import rules\n",
+                            "low/rules.py": "from codequant.low.types import f\n", "low/leaf.py": "import codequant.low.rules\n"})
+    assert cycles(edges(root)) == [{"codequant.low.types", "codequant.low.rules"}]
 
 
 def test_a_package_beside_another_in_its_layer_is_not_importable(tmp_path):
