@@ -22,7 +22,7 @@ import time
 import torch
 
 from codequant.benchmarks.registry import load_benchmark
-from codequant.evaluation.runner import _load_model
+from codequant.evaluation.runner import load_model
 from codequant.generation.engine import Request, SamplingParams, generate, use_all_cores
 from codequant.generation.extract import fenced_block_complete
 from codequant.generation.hf import hf_generate
@@ -80,7 +80,7 @@ def main() -> None:
 
     cores = use_all_cores()
     t0 = time.perf_counter()
-    model, tok = _load_model(args.model)
+    model, tok = load_model(args.model)
     load_s = time.perf_counter() - t0
     problems = load_benchmark("humaneval")[: args.n]
     reqs = []
