@@ -12,7 +12,7 @@ from codequant.benchmarks.programs import build_program
 from codequant.benchmarks.registry import load_benchmark
 from codequant.errors import CodequantError
 from codequant.evaluation import EvalSettings, Loaded, evaluate
-from codequant.evaluation.runner import _time_limit
+from codequant.evaluation.runner import time_limit
 from codequant.sandbox import Status, run_programs
 
 needs_javac = pytest.mark.skipif(shutil.which("javac") is None, reason="javac not installed")
@@ -43,7 +43,7 @@ def test_both_sets_load_as_published(bench_dir):
     assert strlen.language == "python" and strlen.entry_point == "strlen"
     assert strlen.stop == ("\ndef", "\n#", "\nif", "\nclass") and strlen.tests.rstrip().endswith("test_check()")
     assert {p.entry_point for p in java if p.task_id == "HumanEval_23_strlen"} == {"strlen"}
-    assert _time_limit(py) == 15.0 and _time_limit(load_benchmark("mceval-python")) is None
+    assert time_limit(py) == 15.0 and time_limit(load_benchmark("mceval-python")) is None
 
 
 def test_default_folder_under_the_cache(shared_dir, monkeypatch, tmp_path):
