@@ -24,9 +24,9 @@ from collections.abc import Callable, Generator
 from dataclasses import replace
 
 from codequant.benchmarks.build.java_mutations import Mutant, mutants
-from codequant.benchmarks.repair.java import VERSION, source_hash
 from codequant.benchmarks.problem import Problem
 from codequant.benchmarks.programs import build_program
+from codequant.benchmarks.repair.java import VERSION, source_hash
 from codequant.sandbox import ExecResult, Limits, Status, run_programs
 
 MAX_TRIES = 4
