@@ -173,20 +173,12 @@ def quantize_cmd(
     import json
 
     from codequant.calibration import resolve_val_samples
+    from codequant.quant.options import cli_options
     from codequant.quant.run import QuantRun, build_config, error_summary, parse_formats, quantize_to_dir
 
-    options = {"act_order": act_order, "static_groups": static_groups} if method == "gptq" else {}
-    if method != "gptq" and (act_order or static_groups):
-        raise CodequantError("--act-order and --static-groups are GPTQ options")
-    if clip is not None:
-        if method not in ("rtn", "gptq"):
-            raise CodequantError("--clip is an RTN/GPTQ option (minmax | mse)")
-        if clip != "minmax":  # the default: the same config (and checkpoint fingerprint) as without --clip
-            options["clip"] = clip
-    if method == "aqlm":
-        options.update({k: v for k, v in (("effort", effort), ("beam_size", beam_size)) if v is not None})
-    elif effort is not None or beam_size is not None:
-        raise CodequantError("--effort and --beam-size are AQLM options")
+    flags = {"act_order": act_order or None, "static_groups": static_groups or None, "clip": clip,
+             "effort": effort, "beam_size": beam_size}
+    options = cli_options(method, {k: v for k, v in flags.items() if v is not None})
     if val_samples is None:
         val_samples = resolve_val_samples(samples, None)
         print(f"held out: {val_samples} of the {samples} calibration rows (--val-samples to change)")

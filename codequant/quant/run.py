@@ -20,6 +20,7 @@ from typing import Any
 from codequant.errors import CodequantError
 from codequant.quant.activations import ActivationPolicy
 from codequant.quant.base import QuantConfig, Quantizer
+from codequant.quant.options import parse_options
 from codequant.quant.registry import make_quantizer, method_names
 
 FORMATS = ("dequantized", "aqlm", "codequant")
@@ -53,6 +54,7 @@ def build_config(
     """Check what can be checked without the model and build the QuantConfig."""
     if method not in method_names():
         raise CodequantError(f"unknown --method {method!r}; choose one of {', '.join(method_names())}")
+    parse_options(method, options)  # the same checks as a study's `options:` (one line naming a bad key)
     if method == "aqlm":
         if bits is None and (num_codebooks is None or codebook_bits is None or group_size is None):
             raise CodequantError("aqlm needs --bits (8|4|3|2) or all of --codebooks M --codebook-bits B --group-size g")
