@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from typing import Annotated
 
 import typer
 
@@ -150,6 +151,9 @@ def quantize_cmd(
     effort: str | None = typer.Option(None, "--effort", help="aqlm: fast (default) | reference (the AQLM "
                                       "reference's fit and block-tuning defaults; much slower)"),
     beam_size: int | None = typer.Option(None, "--beam-size", help="aqlm: beam width of the code search"),
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", help="KEY=VALUE, repeatable: any option of the method, the keys of a study's `options:` "
+        "(docs/quantization.md lists them), e.g. --option percdamp=0.05")] = None,
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder (rerunning resumes from OUT/checkpoint)"),
     fmt: str | None = typer.Option(None, "--format", help="aqlm | dequantized | codequant | both, or a comma list"),
@@ -173,12 +177,16 @@ def quantize_cmd(
     import json
 
     from codequant.calibration import resolve_val_samples
-    from codequant.quant.options import cli_options
+    from codequant.quant.options import cli_options, parse_assignments
     from codequant.quant.run import QuantRun, build_config, error_summary, parse_formats, quantize_to_dir
 
     flags = {"act_order": act_order or None, "static_groups": static_groups or None, "clip": clip,
              "effort": effort, "beam_size": beam_size}
-    options = cli_options(method, {k: v for k, v in flags.items() if v is not None})
+    given = parse_assignments(option or [])
+    for key, value in flags.items():
+        if value is not None and given.setdefault(key, value) != value:
+            raise CodequantError(f"{key} is given twice (--option {key}=... and its own flag) with different values")
+    options = cli_options(method, {k: v for k, v in given.items() if v is not None})
     if val_samples is None:
         val_samples = resolve_val_samples(samples, None)
         print(f"held out: {val_samples} of the {samples} calibration rows (--val-samples to change)")
@@ -247,8 +255,6 @@ def exec_command(
 
 
 # ---- statistics ----
-
-from typing import Annotated  # noqa: E402
 
 
 @app.command("compare")

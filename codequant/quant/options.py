@@ -165,6 +165,19 @@ def parse_options(method: str, raw: dict[str, Any] | None) -> Any:
     return cls(**{k: _coerce(method, k, v, str(hints[k])) for k, v in given.items()})
 
 
+def parse_assignments(items: list[str]) -> dict[str, Any]:
+    """`--option KEY=VALUE` items as a dict; VALUE is read as a YAML scalar (true, 0.05, mse), as in a study file."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise CodequantError(f"--option takes KEY=VALUE (e.g. percdamp=0.05), got {item!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else None
+    return out
+
+
 def cli_options(method: str, given: dict[str, Any]) -> dict[str, Any]:
     """`QuantConfig.options` from the flags given on the command line, checked as a study's `options:` are. The dict
     keeps the shape it always had, so the config (and the checkpoint fingerprint) of equal settings is unchanged:

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from codequant.errors import CodequantError
+from codequant.quant.options import parse_options
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -64,6 +65,15 @@ class Quantization(_Strict):
         bad = [b for b in self.bits if b not in allowed]
         if bad:
             raise ValueError(f"{self.method} bits must be among {', '.join(map(str, allowed))}; got {bad}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_options(self) -> Quantization:
+        """The method's typed options (`quant.options`): the same checks as `codequant quantize`'s flags."""
+        try:
+            parse_options(self.method, self.options)
+        except CodequantError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
 
