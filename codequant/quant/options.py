@@ -26,8 +26,9 @@ KMEANS_ALL = ("all", "none")  # kmeans_sample values meaning "every group" (as 0
 RESOLVED = "resolved"  # what `resolve_aqlm_config` adds to an AQLM config's options: a record, not a user option
 
 
-def _opt(doc: str, flag: str | None = None) -> dict[str, str]:
-    return {"doc": doc, **({"flag": flag} if flag else {})}
+def _opt(doc: str, flag: str | None = None, unset: str = "the effort's") -> dict[str, str]:
+    """A field's metadata: what it sets, its `codequant quantize` flag, and what None means (the docs' default)."""
+    return {"doc": doc, "unset": unset, **({"flag": flag} if flag else {})}
 
 
 @dataclass(frozen=True)
@@ -40,11 +41,13 @@ class RtnOptions:
         the p-norm of the error.
     """
 
-    zero_point: str = field(default="float", metadata=_opt('"float" | "int": the grid\'s offset'))
-    clip: str = field(default="minmax", metadata=_opt('"minmax" | "mse": the grid\'s range', "--clip"))
+    zero_point: str = field(default="float", metadata=_opt(
+        'the grid\'s offset: "float" (fp16) or "int" (integer zero point)'))
+    clip: str = field(default="minmax", metadata=_opt(
+        'the grid\'s range: "minmax" or "mse" (searched shrink)', "--clip"))
     clip_grid: int = field(default=100, metadata=_opt("mse: shrink factors tried per group"))
     clip_maxshrink: float = field(default=0.8, metadata=_opt("mse: the largest shrink of the range, in [0, 1)"))
-    clip_norm: float = field(default=2.4, metadata=_opt("mse: p of the |error|^p minimised"))
+    clip_norm: float = field(default=2.4, metadata=_opt("mse: the p of the p-norm error minimised"))
 
     def __post_init__(self) -> None:
         if self.zero_point not in ZERO_POINTS:
@@ -102,7 +105,7 @@ class AqlmOptions:
     bits_tolerance: how far over `--bits` a preset's real bits/param may go before a smaller one is picked.
     """
 
-    effort: str = field(default="fast", metadata=_opt("preset: fast | reference", "--effort"))
+    effort: str = field(default="fast", metadata=_opt('preset of the others: "fast" or "reference"', "--effort"))
     beam_size: int | None = field(default=None, metadata=_opt("beam width of the code search", "--beam-size"))
     kmeans_iters: int | None = field(default=None, metadata=_opt("Lloyd iterations of the codebook init"))
     kmeans_sample: int | str | None = field(default=None, metadata=_opt(
@@ -117,7 +120,8 @@ class AqlmOptions:
     tune_lr: float | None = field(default=None, metadata=_opt("block tuning learning rate"))
     tune_batch: int | None = field(default=None, metadata=_opt("block tuning rows per step"))
     tune_early_stop: int | None = field(default=None, metadata=_opt("epochs without a better held-out error"))
-    bits_tolerance: float | None = field(default=None, metadata=_opt("slack over --bits when resolving a preset"))
+    bits_tolerance: float | None = field(default=None, metadata=_opt(
+        "slack over --bits when resolving a preset", unset="presets.DEFAULT_TOLERANCE"))
 
     def __post_init__(self) -> None:
         from codequant.quant.aqlm.effort import EFFORTS
@@ -254,6 +258,6 @@ def option_table(method: str) -> list[tuple[str, str, str, str]]:
     """(key, default, CLI flag, what it does) for every option of `method`: the rows of the docs' tables."""
     rows = []
     for f in dataclasses.fields(OPTIONS[method]):
-        default = "effort's" if f.default is None else repr(f.default).replace("'", '"')
+        default = f.metadata["unset"] if f.default is None else repr(f.default).replace("'", '"')
         rows.append((f.name, default, f.metadata.get("flag", ""), f.metadata["doc"]))
     return rows

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 
 import pytest
 import yaml
@@ -18,6 +19,7 @@ from codequant.quant.options import (
     RtnOptions,
     cli_options,
     option_names,
+    option_table,
     parse_assignments,
     parse_options,
 )
@@ -144,3 +146,19 @@ def test_study_artifact_keys_are_unchanged_for_equal_settings(tmp_path):
     plan = build_plan(parse_config(data), tmp_path)
     keys = {s.name: s.key for s in plan.steps if s.kind == "quantize"}
     assert keys == {"quantize:m-gptq-4bit-code": "52ef4b1360135a16", "quantize:m-aqlm-2bit-code": "b7449233e5a63184"}
+
+
+def markdown_table(method: str) -> str:
+    rows = ["| option | default | flag | what it sets |", "|---|---|---|---|"]
+    for key, default, flag, doc in option_table(method):
+        rows.append(f"| `{key}` | {default} | {f'`{flag}`' if flag else ''} | {doc} |")
+    return "\n".join(rows)
+
+
+@pytest.mark.parametrize("method", ["rtn", "gptq", "aqlm"])
+def test_docs_list_every_option_of_every_method(method):
+    """docs/quantization.md's tables are the dataclasses' fields: a new or renamed option fails here until the doc
+    holds the table printed in the message."""
+    doc = (Path(__file__).parents[2] / "docs" / "quantization.md").read_text(encoding="utf-8")
+    table = markdown_table(method)
+    assert table in doc, f"docs/quantization.md must hold the {method} options table:\n{table}"
