@@ -287,18 +287,14 @@ def compare_command(
     Wilcoxon signed-rank test of per-problem BLEU-4 and ROUGE-L."""
     import json
 
-    from codequant.stats import compare_csv, compare_runs, parse_pair
+    from codequant.stats import CompareOptions, compare_csv, compare_runs, parse_pair
 
-    if not 0 < alpha < 1:
-        raise CodequantError("--alpha must lie strictly between 0 and 1")
-    if resamples < 1:
-        raise CodequantError("--resamples must be at least 1")
-    opts = {"by": by, "rule": rule, "method": method, "ci": ci, "alpha": alpha, "correction": correction,
-            "test": test, "resamples": resamples, "seed": seed}
+    opts = CompareOptions(by=by, rule=rule, method=method, ci=ci, alpha=alpha, correction=correction, test=test,
+                          resamples=resamples, seed=seed)
     if from_csv is not None:
         if runs:
             raise CodequantError("give either run folders or --from-csv, not both")
-        rows = compare_csv(from_csv, baseline, pairs=[parse_pair(p) for p in pair or []] or None, **opts)
+        rows = compare_csv(from_csv, baseline, opts, pairs=[parse_pair(p) for p in pair or []] or None)
     else:
         if baseline is not None or pair:
             raise CodequantError("--baseline and --pair go with --from-csv; for runs the first folder is the "
@@ -311,7 +307,7 @@ def compare_command(
             _print_score_comparisons(runs, correction=correction, common_only=common_only, alpha=alpha,
                                      as_json=as_json)
             return
-        rows = compare_runs(runs[0], runs[1:], common_only=common_only, **opts)
+        rows = compare_runs(runs[0], runs[1:], opts, common_only=common_only)
     if as_json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
@@ -361,9 +357,9 @@ def failures_command(
 
     from codequant.failures import CLASSES, classify, counts, growth_tests
     from codequant.failures.growth import read_failures
+    from codequant.stats import CompareOptions
 
-    if not 0 < alpha < 1:
-        raise CodequantError("--alpha must lie strictly between 0 and 1")
+    options = CompareOptions(test=test, alpha=alpha)
     tables = {r: read_failures(r) for r in runs}
     details: dict[str, Counter] = {}
     for r in runs:
@@ -371,7 +367,7 @@ def failures_command(
             found = [classify(json.loads(line)) for line in fh if line.strip()]
         details[r] = Counter(f"{c.failure}: {c.detail}" for c in found if c is not None)
     rows = [{"run": r, **counts(t)} for r, t in tables.items()]
-    tests = growth_tests(tables[runs[0]], {r: tables[r] for r in runs[1:]}, test=test, alpha=alpha) \
+    tests = growth_tests(tables[runs[0]], {r: tables[r] for r in runs[1:]}, options) \
         if len(runs) > 1 else []
     if as_json:
         print(json.dumps({"counts": rows, "details": {r: dict(d.most_common()) for r, d in details.items()},

@@ -15,10 +15,13 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from codequant.errors import CodequantError
 from codequant.failures.classes import CLASSES, classify
+
+if TYPE_CHECKING:
+    from codequant.stats.options import CompareOptions
 
 Failures = dict[str, dict[int, str | None]]  # task -> sample -> class (None: passed)
 
@@ -72,12 +75,13 @@ def counts(failures: Failures) -> dict[str, int]:
             **{c: tally.get(c, 0) for c in CLASSES}}
 
 
-def growth_tests(base: Failures, others: Mapping[str, Failures], *, test: str = "auto", resamples: int = 10_000,
-                 seed: int | None = 0, alpha: float = 0.05, correction: str = "bh",
+def growth_tests(base: Failures, others: Mapping[str, Failures], options: CompareOptions | None = None, *,
                  classes: Iterable[str] = CLASSES, common_only: bool = False) -> list[GrowthTest]:
-    """One test per (other version, class) that occurs in either run, corrected together. The runs must hold the
-    same completions (one clear error otherwise), or with `common_only` the completions they share."""
+    """One test per (other version, class) that occurs in either run, corrected together (`options`: the test,
+    its resamples and seed, the correction and alpha; pairing is per completion). The runs must hold the same
+    completions (one clear error otherwise), or with `common_only` the completions they share."""
     from codequant.stats import (
+        CompareOptions,
         adjust,
         choose_test,
         clustered_mcnemar,
@@ -86,6 +90,8 @@ def growth_tests(base: Failures, others: Mapping[str, Failures], *, test: str = 
         permutation_test,
     )
 
+    options = options or CompareOptions()
+    test, resamples, seed, alpha = options.test, options.resamples, options.seed, options.alpha
     rows: list[GrowthTest] = []
     for label, other in others.items():
         # pair on "passed" first: the keys must be the same completions (one clear error otherwise)
@@ -111,7 +117,7 @@ def growth_tests(base: Failures, others: Mapping[str, Failures], *, test: str = 
                                    gone=sum(a and not b for a, b in zip(x, y, strict=True)), test=chosen,
                                    p_value=float(p), p_adjusted=float(p), grows=False))
     if rows:
-        for row, q in zip(rows, adjust([r.p_value for r in rows], correction), strict=True):
+        for row, q in zip(rows, adjust([r.p_value for r in rows], options.correction), strict=True):
             row.p_adjusted = float(q)
             row.grows = row.other_count > row.base_count and q < alpha
     return rows

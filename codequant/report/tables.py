@@ -133,6 +133,7 @@ def failure_growth_table(store: StudyStore, scope: Scope | None = None, *, test:
     """Does a failure class grow from fp to a version? One paired test per (version, class), BH-corrected within
     each model x benchmark x language x decoding (codequant.failures.growth_tests)."""
     from codequant.failures import growth_tests
+    from codequant.stats import CompareOptions
 
     scope = scope or Scope(store)
     families: dict[tuple, list[tuple[Row, dict]]] = {}
@@ -146,7 +147,7 @@ def failure_growth_table(store: StudyStore, scope: Scope | None = None, *, test:
                   and any((task, i) in shared for task, s in t.items() for i in s)}
         if not fp or not others:
             continue
-        for g in growth_tests(fp[0], others, test=test, alpha=alpha, common_only=True):
+        for g in growth_tests(fp[0], others, CompareOptions(test=test, alpha=alpha), common_only=True):
             out.append({"model": model, "benchmark": benchmark, "language": language, "decoding": decoding,
                         "version": g.other, "class": g.failure, "fp": g.base_count, "count": g.other_count,
                         "new": g.new, "gone": g.gone, "test": g.test, "p": g.p_value, "p_adj": g.p_adjusted,
