@@ -177,7 +177,7 @@ def test_cli_from_csv_says_how_it_paired(tmp_path):
     ({"rule": "most"}, "unknown problem rule 'most'"),
     ({"method": "midp"}, "unknown McNemar method 'midp'"),
     ({"ci": "wilson"}, "unknown CI method 'wilson'"),
-    ({"correction": "fdr"}, "unknown correction 'fdr'"),
+    ({"correction": "sidak"}, "unknown correction 'sidak'"),
 ])
 def test_compare_options_are_checked_once_when_made(kwargs, message):
     with pytest.raises(CodequantError, match=message):
