@@ -177,6 +177,7 @@ def quantize_cmd(
     import json
 
     from codequant.calibration import resolve_val_samples
+    from codequant.calibration.spec import CalibrationSpec
     from codequant.quant.options import cli_options, parse_assignments
     from codequant.quant.run import QuantRun, build_config, error_summary, parse_formats, quantize_to_dir
 
@@ -193,8 +194,8 @@ def quantize_cmd(
     config = build_config(method, bits=bits, preset=preset, group_size=group_size, num_codebooks=codebooks,
                           codebook_bits=codebook_bits, seed=seed, options=options)
     formats = parse_formats(fmt, method)
-    run = QuantRun(calibration=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples,
-                   formats=tuple(formats), batch_size=batch_size, max_blocks=max_blocks, sequential=sequential,
+    spec = CalibrationSpec(kind=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples, seed=seed)
+    run = QuantRun(calibration=spec, formats=tuple(formats), batch_size=batch_size, max_blocks=max_blocks, sequential=sequential,
                    device=device, dtype=dtype, max_host_memory_gb=max_host_memory, activations=activations)
     result = quantize_to_dir(
         model, config, out, run,
@@ -625,7 +626,8 @@ def finetune_cmd(
     """Distil the fp teacher into a quantized model (KL on calibration sequences; codes frozen unless
     --code-updates)."""
     from codequant.calibration import resolve_val_samples
-    from codequant.finetune import FinetuneConfig, finetune
+    from codequant.calibration.spec import CalibrationSpec
+    from codequant.finetune import FinetuneConfig, FinetuneRun, finetune
 
     if not 0 < reencode_fraction <= 1:
         raise CodequantError(f"--reencode-fraction must be in (0, 1], not {reencode_fraction}")
@@ -636,9 +638,10 @@ def finetune_cmd(
                             train_embeddings=train_embeddings, train_head=train_head, seed=seed,
                             code_updates=code_updates, reencode_fraction=reencode_fraction,
                             reencode_every=reencode_every)
-    result = finetune(quant_dir, teacher, out, calibration=calibration, samples=samples, seq_len=seq_len,
-                      val_samples=val_samples, seed=seed, config=config, top_k=top_k, heldout_tokens=heldout_tokens,
-                      device=device, dtype=dtype, teacher_device=teacher_device)
+    spec = CalibrationSpec(kind=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples, seed=seed)
+    run = FinetuneRun(calibration=spec, top_k=top_k, heldout_tokens=heldout_tokens, device=device, dtype=dtype,
+                      teacher_device=teacher_device)
+    result = finetune(quant_dir, teacher, out, run, config)
     print(f"validation KL {result['val_kl_before']:.4f} -> {result['val_kl_after']:.4f} "
           f"({result['epochs_run']} epoch(s), {result['total_seconds']:.0f} s); wrote {out}")
     for lang, after in result["heldout_ppl_after"].items():
