@@ -134,7 +134,7 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     from codequant.devices import resolve_device
     from codequant.models import load, load_dtype
     from codequant.quant.export import accounting
-    from codequant.quant.pipeline import check_model, quantize_model
+    from codequant.quant.pipeline import WalkOptions, check_model, quantize_model
 
     formats = list(run.formats) if run.formats is not None else parse_formats(None, config.method)
     out = Path(out_dir)
@@ -156,10 +156,10 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     calib, spec = _calibration(run, tokenizer)
     times["calibration_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    report = quantize_model(model, calib, quantizer, checkpoint_dir=out / "checkpoint", batch_size=run.batch_size,
-                            progress=progress, sequential=run.sequential, max_blocks=run.max_blocks,
-                            device=None if device == "cpu" else device,
-                            activations=run.activation_policy(out / "checkpoint"))
+    walk = WalkOptions(batch_size=run.batch_size, sequential=run.sequential, max_blocks=run.max_blocks,
+                       device=None if device == "cpu" else device,
+                       activations=run.activation_policy(out / "checkpoint"))
+    report = quantize_model(model, calib, quantizer, walk, checkpoint_dir=out / "checkpoint", progress=progress)
     times["quantize_s"] = time.perf_counter() - t
     info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved, "dtype": loaded.dtype}
     t = time.perf_counter()
