@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from aqlm_fit import settings_of  # noqa: E402
 
-from codequant.quant.pipeline import quantize_model  # noqa: E402
+from codequant.quant.pipeline import WalkOptions, quantize_model  # noqa: E402
 from codequant.quant.run import build_config, make_model_quantizer  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         model = copy.deepcopy(fp).eval()
         quantizer = make_model_quantizer(build_config("aqlm", bits=args.bits, options=setting), model)
         t = time.perf_counter()
-        report = quantize_model(model, calib, quantizer, max_blocks=args.blocks, progress=False)
+        report = quantize_model(model, calib, quantizer, WalkOptions(max_blocks=args.blocks), progress=False)
         blocks = [{k: b.get(k) for k in ("index", "rel_output_mse", "rel_output_mse_heldout")}
                   | {"tune": {k: v for k, v in (b.get("tune") or {}).items() if k != "history"}} for b in report.blocks]
         row = {"bits": args.bits, "setting": setting, "seconds": round(time.perf_counter() - t, 1),

@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from codequant.devices import resolve_device  # noqa: E402
-from codequant.quant.pipeline import quantize_model  # noqa: E402
+from codequant.quant.pipeline import WalkOptions, quantize_model  # noqa: E402
 from codequant.quant.run import build_config, make_model_quantizer  # noqa: E402
 
 TOLERANCE = 0.15  # relative gap allowed between the device's and the CPU's block errors
@@ -64,7 +64,7 @@ def _quantize(fp, calib, device: str | None, blocks: int | None, options: dict[s
     quantizer = make_model_quantizer(build_config("aqlm", **spec), model)
     _sync(device)
     t0 = time.perf_counter()
-    report = quantize_model(model, calib, quantizer, progress=False, max_blocks=blocks, device=device)
+    report = quantize_model(model, calib, quantizer, WalkOptions(max_blocks=blocks, device=device), progress=False)
     _sync(device)
     seconds = time.perf_counter() - t0
     errs = [b.get("rel_output_mse") for b in report.blocks]
@@ -151,8 +151,8 @@ def check_proxy(device: str, dry: bool, rows: int, val_rows: int, seq_len: int) 
                 torch.cuda.reset_peak_memory_stats(torch.device(device))
             _sync(device if gpu else None)
             t0 = time.perf_counter()
-            report = quantize_model(model, calib, quantizer, progress=False, max_blocks=blocks, batch_size=2,
-                                    device=device if gpu else None)
+            walk = WalkOptions(max_blocks=blocks, batch_size=2, device=device if gpu else None)
+            report = quantize_model(model, calib, quantizer, walk, progress=False)
             _sync(device if gpu else None)
             job = QuantJob(method=method, bits=spec.get("bits", 2), rows=rows, val_rows=val_rows, seq_len=seq_len,
                            dtype=dtype, batch_size=2, gpu=gpu, codebooks=spec.get("num_codebooks", 0),

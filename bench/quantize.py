@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 
 import quality_peers  # noqa: E402  (bench/; also puts the peers' own site folder on sys.path)
 
-from codequant.quant.pipeline import quantize_model  # noqa: E402
+from codequant.quant.pipeline import WalkOptions, quantize_model  # noqa: E402
 from codequant.quant.run import build_config, make_model_quantizer  # noqa: E402
 
 
@@ -132,7 +132,7 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
         calib_cache["calib"] = resolve_calibration(args.calibration, tokenizer, samples=args.samples,
                                                    seq_len=args.seq_len, seed=args.seed, val_samples=args.val_samples)
     t = time.perf_counter()
-    report = quantize_model(model, calib_cache["calib"], quantizer, batch_size=args.batch_size, progress=True)
+    report = quantize_model(model, calib_cache["calib"], quantizer, WalkOptions(batch_size=args.batch_size), progress=True)
     seconds = time.perf_counter() - t
     totals = report.totals()
     errs = [layer["rel_weight_error"] for layer in report.layers]

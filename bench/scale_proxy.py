@@ -66,16 +66,17 @@ def child_walk(args) -> dict:
     """GPTQ-4 over the 2 blocks; run in its own process so that its peak RSS is its own."""
     from codequant.quant.activations import ActivationPolicy
     from codequant.quant.base import QuantConfig
-    from codequant.quant.pipeline import quantize_model
+    from codequant.quant.pipeline import WalkOptions, quantize_model
     from codequant.quant.registry import make_quantizer
 
     model = build()
     calib = calibration(args.rows, args.val_rows, args.seq_len)
     budget = None if args.budget_gb is None else int(args.budget_gb * 1e9)
     t0 = time.perf_counter()
-    report = quantize_model(model, calib, make_quantizer(QuantConfig("gptq", bits=4, group_size=128)),
-                            progress=False, batch_size=args.batch_size, max_blocks=args.blocks,
-                            activations=ActivationPolicy(args.placement, budget, Path(args.folder)))
+    walk = WalkOptions(batch_size=args.batch_size, max_blocks=args.blocks,
+                       activations=ActivationPolicy(args.placement, budget, Path(args.folder)))
+    report = quantize_model(model, calib, make_quantizer(QuantConfig("gptq", bits=4, group_size=128)), walk,
+                            progress=False)
     seconds = time.perf_counter() - t0
     fit = sum(layer["seconds"] for layer in report.layers)
     return {"peak_rss_bytes": peak_rss_bytes(), "seconds": seconds, "fit_seconds": fit,
@@ -122,7 +123,7 @@ def dtype_errors(fp32_model, rows: int, val_rows: int, seq_len: int, method: str
     """4-bit `method` of block 0 from fp32, bf16 and fp16 weights of the same random model: held-out block
     errors (RTN: the grid's rounding alone; GPTQ adds its fit, ~12 min per block on 2 shared cores)."""
     from codequant.quant.base import QuantConfig
-    from codequant.quant.pipeline import quantize_model
+    from codequant.quant.pipeline import WalkOptions, quantize_model
     from codequant.quant.registry import make_quantizer
 
     calib = calibration(rows, val_rows, seq_len, seed=1)
@@ -131,7 +132,7 @@ def dtype_errors(fp32_model, rows: int, val_rows: int, seq_len: int, method: str
         model = copy.deepcopy(fp32_model).to(dtype)  # the same random weights, rounded to the dtype
         t0 = time.perf_counter()
         report = quantize_model(model, calib, make_quantizer(QuantConfig(method, bits=4, group_size=128)),
-                                progress=False, batch_size=2, max_blocks=1)
+                                WalkOptions(batch_size=2, max_blocks=1), progress=False)
         out[name] = {"heldout_block_error": report.blocks[0]["rel_output_mse_heldout"],
                      "seconds": time.perf_counter() - t0, "activations": report.calibration["activations"]["dtype"]}
         del model

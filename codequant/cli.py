@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import sys
+from typing import Annotated
 
 import typer
 
@@ -151,6 +152,9 @@ def quantize_cmd(
     effort: str | None = typer.Option(None, "--effort", help="aqlm: fast (default) | reference (the AQLM "
                                       "reference's fit and block-tuning defaults; much slower)"),
     beam_size: int | None = typer.Option(None, "--beam-size", help="aqlm: beam width of the code search"),
+    option: Annotated[list[str] | None, typer.Option(
+        "--option", help="KEY=VALUE, repeatable: any option of the method, the keys of a study's `options:` "
+        "(docs/quantization.md lists them), e.g. --option percdamp=0.05")] = None,
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder (rerunning resumes from OUT/checkpoint)"),
     fmt: str | None = typer.Option(None, "--format", help="aqlm | dequantized | codequant | both, or a comma list"),
@@ -174,28 +178,25 @@ def quantize_cmd(
     import json
 
     from codequant.calibration import resolve_val_samples
+    from codequant.calibration.spec import CalibrationSpec
+    from codequant.quant.options import cli_options, parse_assignments
     from codequant.quant.run import QuantRun, build_config, error_summary, parse_formats, quantize_to_dir
 
-    options = {"act_order": act_order, "static_groups": static_groups} if method == "gptq" else {}
-    if method != "gptq" and (act_order or static_groups):
-        raise CodequantError("--act-order and --static-groups are GPTQ options")
-    if clip is not None:
-        if method not in ("rtn", "gptq"):
-            raise CodequantError("--clip is an RTN/GPTQ option (minmax | mse)")
-        if clip != "minmax":  # the default: the same config (and checkpoint fingerprint) as without --clip
-            options["clip"] = clip
-    if method == "aqlm":
-        options.update({k: v for k, v in (("effort", effort), ("beam_size", beam_size)) if v is not None})
-    elif effort is not None or beam_size is not None:
-        raise CodequantError("--effort and --beam-size are AQLM options")
+    flags = {"act_order": act_order or None, "static_groups": static_groups or None, "clip": clip,
+             "effort": effort, "beam_size": beam_size}
+    given = parse_assignments(option or [])
+    for key, value in flags.items():
+        if value is not None and given.setdefault(key, value) != value:
+            raise CodequantError(f"{key} is given twice (--option {key}=... and its own flag) with different values")
+    options = cli_options(method, {k: v for k, v in given.items() if v is not None})
     if val_samples is None:
         val_samples = resolve_val_samples(samples, None)
         print(f"held out: {val_samples} of the {samples} calibration rows (--val-samples to change)")
     config = build_config(method, bits=bits, preset=preset, group_size=group_size, num_codebooks=codebooks,
                           codebook_bits=codebook_bits, seed=seed, options=options)
     formats = parse_formats(fmt, method)
-    run = QuantRun(calibration=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples,
-                   formats=tuple(formats), batch_size=batch_size, max_blocks=max_blocks, sequential=sequential,
+    spec = CalibrationSpec(kind=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples, seed=seed)
+    run = QuantRun(calibration=spec, formats=tuple(formats), batch_size=batch_size, max_blocks=max_blocks, sequential=sequential,
                    device=device, dtype=dtype, max_host_memory_gb=max_host_memory, activations=activations)
     result = quantize_to_dir(
         model, config, out, run,
@@ -257,8 +258,6 @@ def exec_command(
 
 # ---- statistics ----
 
-from typing import Annotated  # noqa: E402
-
 
 @app.command("compare")
 def compare_command(
@@ -290,18 +289,14 @@ def compare_command(
     Wilcoxon signed-rank test of per-problem BLEU-4 and ROUGE-L."""
     import json
 
-    from codequant.stats import compare_csv, compare_runs, parse_pair
+    from codequant.stats import CompareOptions, compare_csv, compare_runs, parse_pair
 
-    if not 0 < alpha < 1:
-        raise CodequantError("--alpha must lie strictly between 0 and 1")
-    if resamples < 1:
-        raise CodequantError("--resamples must be at least 1")
-    opts = {"by": by, "rule": rule, "method": method, "ci": ci, "alpha": alpha, "correction": correction,
-            "test": test, "resamples": resamples, "seed": seed}
+    opts = CompareOptions(by=by, rule=rule, method=method, ci=ci, alpha=alpha, correction=correction, test=test,
+                          resamples=resamples, seed=seed)
     if from_csv is not None:
         if runs:
             raise CodequantError("give either run folders or --from-csv, not both")
-        rows = compare_csv(from_csv, baseline, pairs=[parse_pair(p) for p in pair or []] or None, **opts)
+        rows = compare_csv(from_csv, baseline, opts, pairs=[parse_pair(p) for p in pair or []] or None)
     else:
         if baseline is not None or pair:
             raise CodequantError("--baseline and --pair go with --from-csv; for runs the first folder is the "
@@ -314,7 +309,7 @@ def compare_command(
             _print_score_comparisons(runs, correction=correction, common_only=common_only, alpha=alpha,
                                      as_json=as_json)
             return
-        rows = compare_runs(runs[0], runs[1:], common_only=common_only, **opts)
+        rows = compare_runs(runs[0], runs[1:], opts, common_only=common_only)
     if as_json:
         print(json.dumps([r.to_dict() for r in rows], indent=2))
     else:
@@ -363,10 +358,10 @@ def failures_command(
     from pathlib import Path
 
     from codequant.failures import CLASSES, classify, counts, read_failures
+    from codequant.stats import CompareOptions
     from codequant.stats.growth import growth_tests
 
-    if not 0 < alpha < 1:
-        raise CodequantError("--alpha must lie strictly between 0 and 1")
+    options = CompareOptions(test=test, alpha=alpha)
     tables = {r: read_failures(r) for r in runs}
     details: dict[str, Counter] = {}
     for r in runs:
@@ -374,7 +369,7 @@ def failures_command(
             found = [classify(json.loads(line)) for line in fh if line.strip()]
         details[r] = Counter(f"{c.failure}: {c.detail}" for c in found if c is not None)
     rows = [{"run": r, **counts(t)} for r, t in tables.items()]
-    tests = growth_tests(tables[runs[0]], {r: tables[r] for r in runs[1:]}, test=test, alpha=alpha) \
+    tests = growth_tests(tables[runs[0]], {r: tables[r] for r in runs[1:]}, options) \
         if len(runs) > 1 else []
     if as_json:
         print(json.dumps({"counts": rows, "details": {r: dict(d.most_common()) for r, d in details.items()},
@@ -633,7 +628,8 @@ def finetune_cmd(
     """Distil the fp teacher into a quantized model (KL on calibration sequences; codes frozen unless
     --code-updates)."""
     from codequant.calibration import resolve_val_samples
-    from codequant.finetune import FinetuneConfig, finetune
+    from codequant.calibration.spec import CalibrationSpec
+    from codequant.finetune import FinetuneConfig, FinetuneRun, finetune
 
     if not 0 < reencode_fraction <= 1:
         raise CodequantError(f"--reencode-fraction must be in (0, 1], not {reencode_fraction}")
@@ -644,9 +640,10 @@ def finetune_cmd(
                             train_embeddings=train_embeddings, train_head=train_head, seed=seed,
                             code_updates=code_updates, reencode_fraction=reencode_fraction,
                             reencode_every=reencode_every)
-    result = finetune(quant_dir, teacher, out, calibration=calibration, samples=samples, seq_len=seq_len,
-                      val_samples=val_samples, seed=seed, config=config, top_k=top_k, heldout_tokens=heldout_tokens,
-                      device=device, dtype=dtype, teacher_device=teacher_device)
+    spec = CalibrationSpec(kind=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples, seed=seed)
+    run = FinetuneRun(calibration=spec, top_k=top_k, heldout_tokens=heldout_tokens, device=device, dtype=dtype,
+                      teacher_device=teacher_device)
+    result = finetune(quant_dir, teacher, out, run, config)
     print(f"validation KL {result['val_kl_before']:.4f} -> {result['val_kl_after']:.4f} "
           f"({result['epochs_run']} epoch(s), {result['total_seconds']:.0f} s); wrote {out}")
     for lang, after in result["heldout_ppl_after"].items():

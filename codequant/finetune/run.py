@@ -18,12 +18,14 @@ import gc
 import json
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from codequant.cache import cache_dir
+from codequant.calibration.spec import CalibrationSpec
 from codequant.errors import CodequantError
 from codequant.finetune.codes import aqlm_layers
 from codequant.finetune.teacher import TeacherTargets, compute_teacher_targets, targets_key
@@ -68,29 +70,45 @@ def _heldout_ppl(model: torch.nn.Module, tokenizer: Any, n_tokens: int) -> dict[
     return out
 
 
+@dataclass(frozen=True)
+class FinetuneRun:
+    """How one fine-tuning runs, besides the checkpoint, the teacher and the training settings (`FinetuneConfig`).
+
+    calibration: the `CalibrationSpec` of the distillation sequences (a plain string is its kind; its held-out rows
+        drive early stopping and keep-best), or an already built set (tensor or CalibrationSet-like).
+    top_k: teacher tokens kept per position for the KL.
+    heldout_tokens: also measure held-out code perplexity on this many tokens (0: not at all).
+    device: where the student trains (cpu, cuda, auto); teacher_device: where the teacher's targets are computed
+        (None: `device`); the exports are written from the CPU.
+    dtype: of teacher and student (see the module doc).
+    """
+
+    calibration: CalibrationSpec | Any = CalibrationSpec()
+    top_k: int = 64
+    heldout_tokens: int = 0
+    device: str = "cpu"
+    dtype: str = "auto"
+    teacher_device: str | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.calibration, str):
+            object.__setattr__(self, "calibration", CalibrationSpec(kind=self.calibration))
+        if self.top_k < 1 or self.heldout_tokens < 0:
+            raise CodequantError(f"top_k must be >= 1 and heldout_tokens >= 0, got {self.top_k}, "
+                                 f"{self.heldout_tokens}")
+
+
 def finetune(
     quant_dir: str | Path,
     teacher_spec: str,
     out_dir: str | Path,
-    *,
-    calibration: Any = "code",
-    samples: int = 128,
-    seq_len: int = 512,
-    val_samples: int | None = None,
-    seed: int = 0,
+    run: FinetuneRun | None = None,
     config: FinetuneConfig | None = None,
-    top_k: int = 64,
-    heldout_tokens: int = 0,
+    *,
     progress: bool = True,
-    device: str = "cpu",
-    dtype: str = "auto",
-    teacher_device: str | None = None,
 ) -> dict[str, Any]:
     """Distil `teacher_spec` into the quantized model at `quant_dir`; write OUT; return what finetune.json holds.
-    `device`: where the student trains (cpu, cuda, auto); `teacher_device`: where the teacher's targets are
-    computed (default: `device`); the exports are written from the CPU. `dtype`: of teacher and student (see the
-    module doc)."""
-    from codequant.calibration import resolve_val_samples
+    `config.seed` (default: the calibration spec's seed) orders the training batches."""
     from codequant.devices import resolve_device
     from codequant.models import check_dtype, load, load_dtype
     from codequant.models.dtype import dtype_name, folder_dtype, model_dtype, resolve_dtype
@@ -100,24 +118,20 @@ def finetune(
         save_codequant_checkpoint,
     )
 
-    val_samples = resolve_val_samples(samples, val_samples)
-    config = config or FinetuneConfig(seed=seed)
+    run = run or FinetuneRun()
+    spec = run.calibration if isinstance(run.calibration, CalibrationSpec) else None
+    top_k, heldout_tokens, dtype = run.top_k, run.heldout_tokens, run.dtype
+    config = config or FinetuneConfig(seed=spec.seed if spec else 0)
     quant_dir, out = Path(quant_dir), Path(out_dir)
     native = native_checkpoint_dir(quant_dir)
     started = time.perf_counter()
-    device = resolve_device(device)
-    teacher_device = resolve_device(teacher_device or device)
+    device = resolve_device(run.device)
+    teacher_device = resolve_device(run.teacher_device or device)
     dtype = check_dtype(dtype)
     student_dtype = resolve_dtype(dtype, device, folder_dtype(native))
     teacher = load(teacher_spec, dtype=load_dtype(teacher_spec, dtype, teacher_device), device=teacher_device)
     tokenizer = teacher.tokenizer
-    if isinstance(calibration, str):
-        from codequant.calibration import resolve_calibration
-
-        calib = resolve_calibration(calibration, tokenizer, samples=samples, seq_len=seq_len, seed=seed,
-                                    val_samples=val_samples)
-    else:
-        calib = calibration
+    calib = spec.resolve(tokenizer) if spec else run.calibration
     train, val = _tokens(calib)
     tokens = torch.cat([train, val])
     key = targets_key(f"{teacher_spec}:{getattr(teacher, 'path', '')}"
@@ -160,8 +174,9 @@ def finetune(
     exports["dequantized"] = str(export_dequantized(student, tokenizer, out, info=new_info))
     extra = {
         "quant_dir": str(quant_dir), "teacher": teacher_spec, "method": method,
-        "calibration": calibration if isinstance(calibration, str) else "given",
-        "samples": samples, "seq_len": seq_len, "val_samples": val_samples, "top_k": top_k,
+        "calibration": spec.kind if spec else "given",
+        "samples": spec and spec.samples, "seq_len": spec and spec.seq_len, "val_samples": spec and spec.held_out,
+        "top_k": top_k,
         "dtype": dtype_name(model_dtype(student)), "teacher_dtype": teacher_dtype, "device": device,
         "teacher_device": teacher_device,
         "config": vars(config), "teacher_heldout_ppl": teacher_ppl, "heldout_ppl_before": ppl_before,

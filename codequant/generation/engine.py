@@ -140,7 +140,7 @@ class _Scheduler:
     """One `generate` call: the queue of waiting requests, the running batch, and the finished completions."""
 
     def __init__(self, model, tokenizer, requests: Sequence[Request], params: SamplingParams, batch_size: int,
-                 continuous: bool, speculate: bool, on_complete: Callable[[Completion], None] | None, bar):
+                 engine: EngineOptions, on_complete: Callable[[Completion], None] | None, bar):
         self.tokenizer, self.requests, self.params, self.batch_size = tokenizer, requests, params, batch_size
         self.on_complete, self.bar = on_complete, bar
         self.eos = eos_token_ids(model, tokenizer)
@@ -152,11 +152,11 @@ class _Scheduler:
         self.refill_at = max(1, batch_size // 16)  # free slots that justify a prefill of waiting prompts (A/B: 1/16
         # of the batch keeps it fuller than 1/8 for the same tokens, +2% on a HumanEval pass; docs/evaluation.md)
         self.max_stop = max((len(s) for s in params.stop), default=0)
-        self.batch = Batch(model, batch_size if continuous else None)
+        self.batch = Batch(model, batch_size if engine.continuous else None)
         self.continuous = self.batch.slotted  # False also for models whose cache cannot be edited in slots
         if self.continuous:
             self.batch.prefix = SharedPrefix.find(model, self.encoded)
-        self.speculate = speculate and self.continuous and params.greedy
+        self.speculate = engine.speculate and self.continuous and params.greedy
 
     def run(self) -> list[Completion]:
         while self.queue or self.batch.rows:
@@ -239,15 +239,26 @@ class _Scheduler:
             row.pending = accepted
 
 
+@dataclass(frozen=True)
+class EngineOptions:
+    """How the engine decodes; none of it changes the tokens (tests/generation check that bit for bit).
+
+    continuous: refill finished rows with waiting requests (continuous batching); False: static batches.
+    speculate: when greedy and only a few rows are left, verify prompt-lookup drafts in the same forward.
+    packed: run the model's fp32 CPU linears through oneDNN with weights reordered for the batch
+        (`codequant.generation.packed`; None = when memory allows, False = torch's default kernels).
+    """
+
+    continuous: bool = True
+    speculate: bool = True
+    packed: bool | None = None
+
+
 def generate(model, tokenizer, requests: Sequence[Request], params: SamplingParams, *, batch_size: int = 8,
-             continuous: bool = True, speculate: bool = True, progress: bool = True,
-             on_complete: Callable[[Completion], None] | None = None, packed: bool | None = None) -> list[Completion]:
-    """Complete every request; returns completions in request order (`on_complete` sees them as they finish).
-
-    `packed`: run the model's fp32 CPU linears through oneDNN with weights reordered for the batch
-    (`codequant.generation.packed`; None = when memory allows, False = torch's default kernels).
-
-    `speculate`: when greedy and only a few rows are left, verify prompt-lookup drafts in the same forward."""
+             engine: EngineOptions | None = None, progress: bool = True,
+             on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
+    """Complete every request, `batch_size` rows at a time; returns completions in request order (`on_complete`
+    sees them as they finish). `engine`: continuous batching, speculation, packed linears (`EngineOptions`)."""
     use_all_cores()
     if not requests:
         return []
@@ -255,11 +266,12 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
     if why:
         raise CodequantError(f"codequant's engine cannot decode this model: {why}; use the hf backend "
                              "(`--backend hf`, `hf_generate`)")
+    engine = engine or EngineOptions()
     bar = progress_bar(len(requests), "generate", unit="completion", enabled=progress, leave=False)
     try:
-        with torch.inference_mode(), packed_linears(model, batch_size, packed), live_window_attention(model) as lw:
-            scheduler = _Scheduler(model, tokenizer, requests, params, batch_size, continuous, speculate, on_complete,
-                                   bar)
+        with torch.inference_mode(), packed_linears(model, batch_size, engine.packed), \
+                live_window_attention(model) as lw:
+            scheduler = _Scheduler(model, tokenizer, requests, params, batch_size, engine, on_complete, bar)
             scheduler.batch.live_windows = lw and scheduler.continuous
             return scheduler.run()
     finally:

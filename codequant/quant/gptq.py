@@ -25,6 +25,7 @@ The result is stored exactly like RTN (`GptqLinear` = integer codes on fp16 per-
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
@@ -33,18 +34,16 @@ from torch import nn
 from codequant.errors import CodequantError
 from codequant.quant.base import QuantConfig, Quantizer
 from codequant.quant.grid import (
-    ZERO_POINTS,
     check_bits,
-    check_clip,
     check_divides,
     check_group_size,
-    clip_options,
     dequantize_codes,
     describe_clip,
     grid_params,
     quantize_codes,
 )
 from codequant.quant.intlinear import GroupedIntLinear
+from codequant.quant.options import GptqOptions, parse_options
 from codequant.quant.registry import register_linear
 
 
@@ -78,35 +77,42 @@ def _inverse_cholesky(h: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, d
                          f"({RETRIES} retries from {percdamp:g})")
 
 
+@dataclass(frozen=True)
+class GptqResult:
+    """One weight quantized by GPTQ: codes [out, in] (uint8, original column order), scale and offset [out, groups]
+    (fp16), `g_idx` [in] (None when group g holds columns g*gs..(g+1)*gs-1), and the damping the Cholesky step
+    asked for, the damping it used and the retries it took (see `_inverse_cholesky`)."""
+
+    codes: torch.Tensor
+    scale: torch.Tensor
+    offset: torch.Tensor
+    g_idx: torch.Tensor | None
+    damping: float
+    damping_used: float
+    retries: int
+
+    def fit_info(self) -> dict[str, Any]:
+        """What quantize.json records per layer (`layers[i]["fit"]`)."""
+        return {"damping": self.damping, "damping_used": self.damping_used, "retries": self.retries}
+
+
 def gptq_quantize_weight(
     weight: torch.Tensor,
     xtx: torch.Tensor,
     bits: int,
     group_size: int | None,
-    *,
-    percdamp: float = 0.01,
-    blocksize: int = 128,
-    act_order: bool = False,
-    static_groups: bool = False,
-    zero_point: str = "float",
-    clip: str = "minmax",
-    clip_grid: int = 100,
-    clip_maxshrink: float = 0.8,
-    clip_norm: float = 2.4,
-    info: dict[str, Any] | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """GPTQ one weight. Returns codes [out, in] (uint8, original column order), scale and offset
-    [out, groups] (fp16) and `g_idx` [in] (None when group g holds columns g*gs..(g+1)*gs-1).
-
-    `clip`: "minmax" grids, or "mse" (each grid's range shrink searched on the group's weights when the grid is
-    fixed; `grid.mse_params`). `info`, if given, receives the damping actually used (see `_inverse_cholesky`)."""
-    if static_groups and not act_order:
-        raise CodequantError("gptq: static_groups (--static-groups) only applies with act_order (--act-order); "
-                             "without it the groups are already contiguous")
-    check_clip(clip, clip_grid, clip_maxshrink, clip_norm)
+    options: GptqOptions | None = None,
+) -> GptqResult:
+    """GPTQ one weight with `options` (damping, block size, act-order, static groups, zero point, clip: "minmax"
+    grids, or "mse", each grid's range shrink searched on the group's weights when the grid is fixed;
+    `grid.mse_params`); None: the defaults."""
+    options = options or GptqOptions()
+    percdamp, blocksize, act_order = options.percdamp, options.blocksize, options.act_order
+    zero_point, clip, knobs = options.zero_point, options.clip, options.clip_knobs
 
     def params(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return grid_params(x, bits, zero_point, clip, grid=clip_grid, maxshrink=clip_maxshrink, norm=clip_norm)
+        return grid_params(x, bits, zero_point, clip, grid=knobs["clip_grid"], maxshrink=knobs["clip_maxshrink"],
+                           norm=knobs["clip_norm"])
 
     w = weight.detach().float().clone()  # on the weight's device: a GPU runs the column loop there
     dev = w.device
@@ -121,7 +127,7 @@ def gptq_quantize_weight(
     n_groups = 1 if gs is None else in_f // gs
     scales = torch.empty(out_f, n_groups, dtype=torch.float16, device=dev)
     offsets = torch.empty(out_f, n_groups, dtype=torch.float16, device=dev)
-    static = gs is not None and act_order and static_groups
+    static = gs is not None and act_order and options.static_groups
     if gs is None:  # one grid per row, from the (dead-zeroed) weights
         scales, offsets = params(w)
     elif static:
@@ -137,8 +143,6 @@ def gptq_quantize_weight(
     hinv, damping = _inverse_cholesky(h, percdamp)
     del h
     hinv = hinv.float()
-    if info is not None:
-        info.update(damping)
 
     # Group of each (permuted) column: on-the-fly groups follow the processing order. A CPU list, read per column.
     if gs is None:
@@ -176,13 +180,12 @@ def gptq_quantize_weight(
     g_idx = None
     if act_order and gs is not None and not static:
         g_idx = col_group[inv].to(torch.int32)
-    return codes, scales.cpu(), offsets.cpu(), g_idx
+    return GptqResult(codes, scales.cpu(), offsets.cpu(), g_idx, **damping)
 
 
 class GptqQuantizer(Quantizer):
-    """Options (QuantConfig.options): percdamp (0.01), blocksize (128), act_order (False), static_groups
-    (False; only with act_order), zero_point ("float" | "int"), clip ("minmax" | "mse") and for mse clip_grid
-    (100), clip_maxshrink (0.8), clip_norm (2.4). Each GptqLinear's `fit_info` reports the damping used."""
+    """Options: `GptqOptions` (QuantConfig.options, parsed and checked by `parse_options`). Each GptqLinear's
+    `fit_info` reports the damping used."""
 
     method: ClassVar[str] = "gptq"
     needs_xtx: ClassVar[bool] = True
@@ -191,22 +194,7 @@ class GptqQuantizer(Quantizer):
         super().__init__(config)
         self.bits = check_bits(config.bits, self.method)
         self.group_size = check_group_size(config.group_size, self.method)
-        opts = config.options
-        self.percdamp = float(opts.get("percdamp", 0.01))
-        self.blocksize = int(opts.get("blocksize", 128))
-        self.act_order = bool(opts.get("act_order", False))
-        self.static_groups = bool(opts.get("static_groups", False))
-        self.zero_point = opts.get("zero_point", "float")
-        if self.zero_point not in ZERO_POINTS:
-            raise CodequantError(f"zero_point must be one of {ZERO_POINTS}, got {self.zero_point!r}")
-        if not 0 <= self.percdamp < 1:
-            raise CodequantError(f"gptq: percdamp must be in [0, 1), got {self.percdamp}")
-        if self.blocksize < 1:
-            raise CodequantError(f"gptq: blocksize must be positive, got {self.blocksize}")
-        if self.static_groups and not self.act_order:
-            raise CodequantError("gptq: --static-groups only applies with --act-order (without act-order the "
-                                 "groups are already contiguous); add --act-order or drop --static-groups")
-        self.clip, self.clip_knobs = clip_options(opts)
+        self.options: GptqOptions = parse_options(self.method, config.options)
 
     def check_linear(self, name: str, linear: nn.Linear) -> None:
         check_divides(self.group_size, linear.in_features, name)
@@ -215,39 +203,26 @@ class GptqQuantizer(Quantizer):
         if xtx is None:
             raise CodequantError("gptq needs calibration activations (XTX) for every linear")
         self.check_linear(name, linear)
-        fit: dict[str, Any] = {}
-        codes, scale, offset, g_idx = gptq_quantize_weight(
-            linear.weight.detach(),
-            xtx,
-            self.bits,
-            self.group_size,
-            percdamp=self.percdamp,
-            blocksize=self.blocksize,
-            act_order=self.act_order,
-            static_groups=self.static_groups,
-            zero_point=self.zero_point,
-            clip=self.clip,
-            **self.clip_knobs,
-            info=fit,
-        )
+        res = gptq_quantize_weight(linear.weight.detach(), xtx, self.bits, self.group_size, self.options)
         q = GptqLinear(
-            codes, scale, offset, self.bits, g_idx=g_idx, bias=linear.bias, zero_point=self.zero_point,
-            dtype=linear.weight.dtype,
+            res.codes, res.scale, res.offset, self.bits, g_idx=res.g_idx, bias=linear.bias,
+            zero_point=self.options.zero_point, dtype=linear.weight.dtype,
         )
         q = q.to(linear.weight.device)
-        q.fit_info = fit  # the pipeline writes it into quantize.json (layers[i]["fit"])
+        q.fit_info = res.fit_info()  # the pipeline writes it into quantize.json (layers[i]["fit"])
         return q
 
     def describe(self) -> dict[str, Any]:
+        o = self.options
         return {
             "method": self.method,
             "bits": self.bits,
             "group_size": self.group_size,
-            "zero_point": self.zero_point,
-            "percdamp": self.percdamp,
-            "blocksize": self.blocksize,
-            "act_order": self.act_order,
-            "static_groups": self.static_groups,
-            **describe_clip(self.clip, self.clip_knobs),
+            "zero_point": o.zero_point,
+            "percdamp": o.percdamp,
+            "blocksize": o.blocksize,
+            "act_order": o.act_order,
+            "static_groups": o.static_groups,
+            **describe_clip(o.clip, o.clip_knobs),
             "formula_bits_per_param": self.bits + (32 / self.group_size if self.group_size else 0.0),
         }

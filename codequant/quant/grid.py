@@ -22,8 +22,7 @@ import numpy as np
 import torch
 
 from codequant.errors import CodequantError
-
-ZERO_POINTS = ("float", "int")
+from codequant.quant.options import CLIPS, ZERO_POINTS
 
 
 def check_bits(bits: int | None, method: str) -> int:
@@ -71,20 +70,6 @@ def minmax_params(w: torch.Tensor, bits: int, zero_point: str = "float") -> tupl
     else:
         offset = lo.clamp(-65504.0, 65504.0).half()
     return scale, offset
-
-
-CLIPS = ("minmax", "mse")
-
-
-def check_clip(clip: str, grid: int = 100, maxshrink: float = 0.8, norm: float = 2.4) -> None:
-    if clip not in CLIPS:
-        raise CodequantError(f"clip must be one of {', '.join(CLIPS)}, got {clip!r}")
-    if not isinstance(grid, int) or grid < 1:
-        raise CodequantError(f"clip_grid must be a positive integer, got {grid!r}")
-    if not 0 <= maxshrink < 1:
-        raise CodequantError(f"clip_maxshrink must be in [0, 1), got {maxshrink!r}")
-    if not norm > 0:
-        raise CodequantError(f"clip_norm must be positive, got {norm!r}")
 
 
 def shrink_factors(grid: int = 100, maxshrink: float = 0.8) -> torch.Tensor:
@@ -156,19 +141,6 @@ def grid_params(
     if clip != "minmax":
         raise CodequantError(f"clip must be one of {', '.join(CLIPS)}, got {clip!r}")
     return minmax_params(w, bits, zero_point)
-
-
-def clip_options(opts: dict[str, Any]) -> tuple[str, dict[str, Any]]:
-    """(clip, {clip_grid, clip_maxshrink, clip_norm}) from QuantConfig.options, checked (shared with GPTQ)."""
-    clip = str(opts.get("clip") or "minmax")
-    try:
-        knobs = {"clip_grid": int(opts.get("clip_grid", 100)),
-                 "clip_maxshrink": float(opts.get("clip_maxshrink", 0.8)),
-                 "clip_norm": float(opts.get("clip_norm", 2.4))}
-    except (TypeError, ValueError) as exc:
-        raise CodequantError(f"bad clip option: {exc}") from exc
-    check_clip(clip, knobs["clip_grid"], knobs["clip_maxshrink"], knobs["clip_norm"])
-    return clip, knobs
 
 
 def describe_clip(clip: str, knobs: dict[str, Any]) -> dict[str, Any]:

@@ -153,6 +153,33 @@ def _layer_info(name: str, index: int, weight: torch.Tensor, q: QuantizedLinear,
     return info
 
 
+@dataclass(frozen=True)
+class WalkOptions:
+    """How the block walk runs.
+
+    batch_size: calibration rows per forward pass (part of the checkpoint fingerprint).
+    sequential: true-sequential XTX (see the module docstring); None = the quantizer's own default
+        (`Quantizer.true_sequential`: GPTQ and RTN yes, AQLM no).
+    max_blocks: stop after that many blocks (the report says `complete=False`); splits long runs, tests resuming.
+    device: where each block is quantized (e.g. "cuda"); the model stays where it is, only the current block
+        moves (None: in place).
+    activations: where the two activation buffers live (host RAM by default; `ActivationPolicy` with a budget
+        picks host, the GPU or memory-mapped files under the checkpoint folder); the results do not depend on it.
+    """
+
+    batch_size: int = 8
+    sequential: bool | None = None
+    max_blocks: int | None = None
+    device: str | None = None
+    activations: ActivationPolicy | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise CodequantError(f"batch size must be at least 1, got {self.batch_size}")
+        if self.max_blocks is not None and self.max_blocks < 1:
+            raise CodequantError(f"--max-blocks must be at least 1, got {self.max_blocks}")
+
+
 @dataclass
 class _Activations:
     """The rows entering the current block, calibration (`train`) and held-out (`val`, may be None), and the
@@ -175,12 +202,12 @@ class BlockWalk:
     """
 
     def __init__(self, quantizer: Quantizer, prefix: str, layers: nn.ModuleList, kwargs: list[dict[str, Any]],
-                 acts: _Activations, report: QuantReport, *, batch_size: int, sequential: bool,
-                 notify: ProgressFn | None = None, blocks: int | None = None, device: str | None = None):
+                 acts: _Activations, report: QuantReport, walk: WalkOptions, notify: ProgressFn | None = None):
+        """`walk.sequential` must be resolved (not None) by the caller."""
         self.quantizer, self.prefix, self.layers, self.kwargs = quantizer, prefix, layers, kwargs
-        self.device = device
-        self.acts, self.report, self.batch_size, self.sequential = acts, report, batch_size, sequential
-        self.blocks = len(layers) if blocks is None else blocks
+        self.device = walk.device
+        self.acts, self.report, self.batch_size, self.sequential = acts, report, walk.batch_size, walk.sequential
+        self.blocks = len(layers) if walk.max_blocks is None else min(walk.max_blocks, len(layers))
         self._notify = notify
 
     def notify(self, index: int, stage: str, **metrics: Any) -> None:
@@ -273,14 +300,10 @@ def quantize_model(
     model: nn.Module,
     calibration: Any,
     quantizer: Quantizer,
+    walk: WalkOptions | None = None,
     *,
     checkpoint_dir: str | Path | None = None,
-    batch_size: int = 8,
     progress: bool | ProgressFn = True,
-    sequential: bool | None = None,
-    max_blocks: int | None = None,
-    device: str | None = None,
-    activations: ActivationPolicy | None = None,
 ) -> QuantReport:
     """Quantize every nn.Linear inside the decoder blocks of `model` in place.
 
@@ -288,17 +311,15 @@ def quantize_model(
     held-out rows give every layer and block a held-out error (and block tuning its selection rows).
     `checkpoint_dir`: each finished block is saved there; a rerun with the same config resumes after the last
     finished block. `progress`: True for a bar (codequant.progress), False for none, or a function receiving `QuantProgress`
-    events. `sequential`: true-sequential XTX (see the module docstring); None = the quantizer's own default
-    (`Quantizer.true_sequential`: GPTQ and RTN yes, AQLM no). `max_blocks`: stop after that many blocks (the
-    report says `complete=False`); used to split long runs and to test resuming. `device`: where each block is
-    quantized (e.g. "cuda"); the model stays where it is, only the current block moves (None: in place).
-    `activations`: where the two activation buffers live (host RAM by default; `ActivationPolicy` with a budget
-    picks host, the GPU or memory-mapped files under `checkpoint_dir`); the results do not depend on it.
+    events. `walk`: batch size, true-sequential or one pass, a block limit, the device, where the activations
+    live (`WalkOptions`).
     """
     start = time.perf_counter()
     model.eval()
-    if sequential is None:
-        sequential = type(quantizer).true_sequential
+    walk = walk or WalkOptions()
+    if walk.sequential is None:
+        walk = dataclasses.replace(walk, sequential=type(quantizer).true_sequential)
+    batch_size, sequential, device = walk.batch_size, walk.sequential, walk.device
     train, val = split_calibration(calibration)
     prefix, layers = check_model(model, quantizer)
     ckpt = None
@@ -311,19 +332,18 @@ def quantize_model(
         calibration={"train_rows": int(train.shape[0]), "seq_len": int(train.shape[1]),
                      "val_rows": 0 if val is None else int(val.shape[0]), "sequential": sequential},
     )
-    n_blocks = len(layers) if max_blocks is None else min(max_blocks, len(layers))
+    n_blocks = len(layers) if walk.max_blocks is None else min(walk.max_blocks, len(layers))
     notify, close = _progress_fn(progress, quantizer.method, n_blocks)
-    policy = activations or ActivationPolicy()
+    policy = walk.activations or ActivationPolicy()
     if policy.folder is None and checkpoint_dir is not None:
         policy = dataclasses.replace(policy, folder=Path(checkpoint_dir))
     store = _activation_store(model, train, val, policy, device, report)
     try:
         acts = _capture(model, layers, train, val, batch_size, store)
-        walk = BlockWalk(quantizer, prefix, layers, capture_layer_kwargs(model, layers, train[:1]), acts, report,
-                         batch_size=batch_size, sequential=sequential, notify=notify, blocks=n_blocks,
-                         device=device)
+        walker = BlockWalk(quantizer, prefix, layers, capture_layer_kwargs(model, layers, train[:1]), acts, report,
+                           walk, notify)
         for index in range(n_blocks):
-            walk.run_block(index, ckpt)
+            walker.run_block(index, ckpt)
     finally:
         close()
         store.close()

@@ -13,19 +13,17 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from codequant.errors import CodequantError
 from codequant.quant.base import QuantConfig, Quantizer
 from codequant.quant.grid import (
-    ZERO_POINTS,
     check_bits,
     check_divides,
     check_group_size,
-    clip_options,
     describe_clip,
     grid_params,
     quantize_codes,
 )
 from codequant.quant.intlinear import GroupedIntLinear
+from codequant.quant.options import RtnOptions, parse_options
 from codequant.quant.registry import register_linear
 
 
@@ -52,8 +50,7 @@ def rtn_quantize_weight(
 
 
 class RtnQuantizer(Quantizer):
-    """Options (QuantConfig.options): zero_point ("float" | "int"), clip ("minmax" | "mse"), and for mse
-    clip_grid (100), clip_maxshrink (0.8), clip_norm (2.4)."""
+    """Options: `RtnOptions` (QuantConfig.options, parsed and checked by `parse_options`)."""
 
     method: ClassVar[str] = "rtn"
     needs_xtx: ClassVar[bool] = False
@@ -62,10 +59,7 @@ class RtnQuantizer(Quantizer):
         super().__init__(config)
         self.bits = check_bits(config.bits, self.method)
         self.group_size = check_group_size(config.group_size, self.method)
-        self.zero_point = config.options.get("zero_point", "float")
-        if self.zero_point not in ZERO_POINTS:
-            raise CodequantError(f"zero_point must be one of {ZERO_POINTS}, got {self.zero_point!r}")
-        self.clip, self.clip_knobs = clip_options(config.options)
+        self.options: RtnOptions = parse_options(self.method, config.options)
 
     def check_linear(self, name: str, linear: nn.Linear) -> None:
         check_divides(self.group_size, linear.in_features, name)
@@ -73,10 +67,12 @@ class RtnQuantizer(Quantizer):
     def quantize_linear(self, name: str, linear: nn.Linear, xtx: torch.Tensor | None = None) -> RtnLinear:
         self.check_linear(name, linear)
         codes, scale, offset = rtn_quantize_weight(
-            linear.weight.detach(), self.bits, self.group_size, self.zero_point, clip=self.clip, **self.clip_knobs
+            linear.weight.detach(), self.bits, self.group_size, self.options.zero_point, clip=self.options.clip,
+            **self.options.clip_knobs,
         )
         return RtnLinear(
-            codes, scale, offset, self.bits, bias=linear.bias, zero_point=self.zero_point, dtype=linear.weight.dtype
+            codes, scale, offset, self.bits, bias=linear.bias, zero_point=self.options.zero_point,
+            dtype=linear.weight.dtype,
         )
 
     def describe(self) -> dict[str, Any]:
@@ -84,7 +80,7 @@ class RtnQuantizer(Quantizer):
             "method": self.method,
             "bits": self.bits,
             "group_size": self.group_size,
-            "zero_point": self.zero_point,
-            **describe_clip(self.clip, self.clip_knobs),
+            "zero_point": self.options.zero_point,
+            **describe_clip(self.options.clip, self.options.clip_knobs),
             "formula_bits_per_param": self.bits + (32 / self.group_size if self.group_size else 0.0),
         }

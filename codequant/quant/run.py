@@ -17,9 +17,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from codequant.calibration.spec import CalibrationSpec
 from codequant.errors import CodequantError
 from codequant.quant.activations import ActivationPolicy
 from codequant.quant.base import QuantConfig, Quantizer
+from codequant.quant.options import parse_options
 from codequant.quant.registry import make_quantizer, method_names
 
 FORMATS = ("dequantized", "aqlm", "codequant")
@@ -53,6 +55,7 @@ def build_config(
     """Check what can be checked without the model and build the QuantConfig."""
     if method not in method_names():
         raise CodequantError(f"unknown --method {method!r}; choose one of {', '.join(method_names())}")
+    parse_options(method, options)  # the same checks as a study's `options:` (one line naming a bad key)
     if method == "aqlm":
         if bits is None and (num_codebooks is None or codebook_bits is None or group_size is None):
             raise CodequantError("aqlm needs --bits (8|4|3|2) or all of --codebooks M --codebook-bits B --group-size g")
@@ -87,10 +90,10 @@ def make_model_quantizer(config: QuantConfig, model: Any) -> Quantizer:
 class QuantRun:
     """How one quantization runs, besides the model and the method (what `codequant quantize` takes).
 
-    `calibration`: code | mixed | random | PATH of a built set, or an already built set (tensor or
-    CalibrationSet-like, from the benches and tests). `val_samples` of the `samples` rows are held out (None:
-    `default_val_samples(samples)`, 0: none): they never steer a fit, and give every layer and block a held-out
-    error (AQLM's block tuning selects on them). `formats`: None = every format of the method (`parse_formats`).
+    `calibration`: a `CalibrationSpec` (kind code | mixed | random | PATH of a built set, rows, tokens per row,
+    held-out rows, seed; a plain string is its kind), or an already built set (tensor or CalibrationSet-like, from
+    the benches and tests). The spec's held-out rows never steer a fit, and give every layer and block a
+    held-out error (AQLM's block tuning selects on them). `formats`: None = every format of the method (`parse_formats`).
     `device`: where each block is quantized ("cuda": one block at a time on the GPU, the model in CPU memory).
     `dtype`: the weights' dtype (auto | float32 | float16 | bfloat16; auto = the checkpoint's own on a GPU, float32
     on the CPU: codequant.models.dtype); XTX, GPTQ's Cholesky, the AQLM fit and block tuning accumulate in
@@ -99,10 +102,7 @@ class QuantRun:
     model and the buffers fit the budget, else the GPU, else memory-mapped files in OUT/checkpoint).
     """
 
-    calibration: Any = "code"
-    samples: int = 128
-    seq_len: int = 512
-    val_samples: int | None = None
+    calibration: CalibrationSpec | Any = CalibrationSpec()
     formats: tuple[str, ...] | None = None
     batch_size: int = 8
     sequential: bool | None = None  # None: the quantizer's own default (see quantize_model)
@@ -113,6 +113,8 @@ class QuantRun:
     activations: str = "auto"
 
     def __post_init__(self) -> None:
+        if isinstance(self.calibration, str):
+            object.__setattr__(self, "calibration", CalibrationSpec(kind=self.calibration))
         if isinstance(self.formats, str):
             raise CodequantError(f"QuantRun.formats is a sequence of format names, not the string {self.formats!r}")
         from codequant.models.dtype import check_dtype
@@ -132,7 +134,7 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     from codequant.devices import resolve_device
     from codequant.models import load, load_dtype
     from codequant.quant.export import accounting
-    from codequant.quant.pipeline import check_model, quantize_model
+    from codequant.quant.pipeline import WalkOptions, check_model, quantize_model
 
     formats = list(run.formats) if run.formats is not None else parse_formats(None, config.method)
     out = Path(out_dir)
@@ -151,13 +153,13 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     if on_resolved is not None:
         on_resolved(resolved)
     t = time.perf_counter()
-    calib, val_samples = _calibration(run, tokenizer, config.seed)
+    calib, spec = _calibration(run, tokenizer)
     times["calibration_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    report = quantize_model(model, calib, quantizer, checkpoint_dir=out / "checkpoint", batch_size=run.batch_size,
-                            progress=progress, sequential=run.sequential, max_blocks=run.max_blocks,
-                            device=None if device == "cpu" else device,
-                            activations=run.activation_policy(out / "checkpoint"))
+    walk = WalkOptions(batch_size=run.batch_size, sequential=run.sequential, max_blocks=run.max_blocks,
+                       device=None if device == "cpu" else device,
+                       activations=run.activation_policy(out / "checkpoint"))
+    report = quantize_model(model, calib, quantizer, walk, checkpoint_dir=out / "checkpoint", progress=progress)
     times["quantize_s"] = time.perf_counter() - t
     info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved, "dtype": loaded.dtype}
     t = time.perf_counter()
@@ -165,8 +167,8 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     times["export_s"] = time.perf_counter() - t
     result = {
         **info,
-        "calibration": {"spec": run.calibration if isinstance(run.calibration, str) else "given",
-                        "samples": run.samples, "seq_len": run.seq_len, "val_samples": val_samples,
+        "calibration": {"spec": spec.kind if spec else "given", "samples": spec and spec.samples,
+                        "seq_len": spec and spec.seq_len, "val_samples": spec and spec.held_out,
                         "sequential": report.calibration["sequential"], "manifest": getattr(calib, "manifest", None),
                         "activations": report.calibration.get("activations")},
         "complete": report.complete,
@@ -196,17 +198,10 @@ def _formats_for(model: Any, formats: list[str], *, explicit: bool) -> list[str]
     return [f for f in formats if f != "aqlm"] if problem else formats
 
 
-def _calibration(run: QuantRun, tokenizer, seed: int) -> tuple[Any, int | None]:
-    """(calibration set, held-out rows): a named or saved set is built or read here; a given one is used as is."""
-    if not isinstance(run.calibration, str):
-        return run.calibration, run.val_samples
-    try:
-        from codequant.calibration import resolve_calibration, resolve_val_samples
-    except ImportError as exc:
-        raise CodequantError(f"calibration sets are not available in this install: {exc}") from exc
-    val_samples = resolve_val_samples(run.samples, run.val_samples)
-    return resolve_calibration(run.calibration, tokenizer, samples=run.samples, seq_len=run.seq_len, seed=seed,
-                               val_samples=val_samples), val_samples
+def _calibration(run: QuantRun, tokenizer) -> tuple[Any, CalibrationSpec | None]:
+    """(calibration set, its spec): a spec's set is built or read here; a given set is used as is (no spec)."""
+    spec = run.calibration if isinstance(run.calibration, CalibrationSpec) else None
+    return (spec.resolve(tokenizer) if spec else run.calibration), spec
 
 
 def _write_exports(model, tokenizer, out: Path, info: dict[str, Any], formats: list[str]) -> dict[str, str]:

@@ -12,6 +12,7 @@ from typing import Any
 
 from codequant.failures import CLASSES, counts
 from codequant.stats.growth import growth_tests
+from codequant.stats.options import CompareOptions
 from codequant.study.store import StudyStore
 
 Row = dict[str, Any]
@@ -144,7 +145,7 @@ def failure_growth_table(store: StudyStore, scope: Scope | None = None, *, test:
                   and any((task, i) in shared for task, s in t.items() for i in s)}
         if not fp or not others:
             continue
-        for g in growth_tests(fp[0], others, test=test, alpha=alpha, common_only=True):
+        for g in growth_tests(fp[0], others, CompareOptions(test=test, alpha=alpha), common_only=True):
             out.append({"model": model, "benchmark": benchmark, "language": language, "decoding": decoding,
                         "version": g.other, "class": g.failure, "fp": g.base_count, "count": g.other_count,
                         "new": g.new, "gone": g.gone, "test": g.test, "p": g.p_value, "p_adj": g.p_adjusted,

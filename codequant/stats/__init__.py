@@ -19,6 +19,7 @@ from codequant.stats.compare import (
 from codequant.stats.correction import CORRECTIONS, adjust
 from codequant.stats.effect import PassDiff, pass_diff
 from codequant.stats.mcnemar import McNemarResult, discordant, mcnemar, mcnemar_counts, odds_ratio_ci
+from codequant.stats.options import CompareOptions, PairLabels
 from codequant.stats.pairing import Paired, pair_outcomes, pass_rates, problem_outcome
 from codequant.stats.power import comparison_mde, estimate_icc, mde_sentence, minimum_detectable_drop, power
 from codequant.stats.runs import OutcomeTable, Run, read_outcome_csv, read_outcome_table, read_run
@@ -26,7 +27,7 @@ from codequant.stats.scores import ScoreComparison, compare_score_runs, compare_
 from codequant.stats.wilcoxon import WilcoxonResult, wilcoxon_metric, wilcoxon_paired
 
 __all__ = [
-    "CORRECTIONS", "TESTS", "ClusteredResult", "Comparison", "McNemarResult", "OutcomeTable", "Paired", "PassDiff",
+    "CORRECTIONS", "TESTS", "ClusteredResult", "CompareOptions", "Comparison", "McNemarResult", "OutcomeTable", "PairLabels", "Paired", "PassDiff",
     "Run", "ScoreComparison", "WilcoxonResult", "adjust", "choose_test", "clustered_mcnemar", "compare_csv", "compare_outcome_groups",
     "compare_pair", "compare_runs", "compare_score_runs", "compare_scores", "comparison_mde", "correct", "correct_scores", "discordant", "estimate_icc", "mcnemar",
     "mcnemar_counts", "mde_sentence", "minimum_detectable_drop", "odds_ratio_ci", "pair_outcomes", "parse_pair",

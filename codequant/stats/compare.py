@@ -37,11 +37,10 @@ from codequant.stats.clustered import cluster_counts, clustered_mcnemar, permuta
 from codequant.stats.correction import adjust, normalize
 from codequant.stats.effect import pass_diff
 from codequant.stats.mcnemar import mcnemar, mcnemar_counts
+from codequant.stats.options import TESTS, CompareOptions, PairLabels
 from codequant.stats.pairing import Outcomes, Paired, pair_outcomes
 from codequant.stats.power import comparison_mde
 from codequant.stats.runs import Run, read_outcome_table, read_run
-
-TESTS = ("auto", "mcnemar", "clustered", "permutation")
 
 
 @dataclass(frozen=True)
@@ -93,16 +92,15 @@ def choose_test(test: str, paired: Paired) -> str:
     return "mcnemar" if len(set(tasks)) == len(tasks) else "clustered"
 
 
-def compare_pair(paired: Paired, *, model: str, language: str, baseline: str, other: str, pairing: str,
-                 method: str = "exact", ci: str = "exact", alpha: float = 0.05, family: str = "",
-                 test: str = "auto", resamples: int = 10_000, seed: int | None = 0,
+def compare_pair(paired: Paired, labels: PairLabels, options: CompareOptions, *,
                  pairing_key: str = "") -> Comparison:
     """One test on aligned outcomes -> an uncorrected Comparison (p_adjusted = p_value).
 
-    Problems (the task ids of `paired.keys`) are the clusters; `resamples` and `seed` drive the permutation
-    test and the bootstrap interval of the pass@1 difference.
+    Problems (the task ids of `paired.keys`) are the clusters; `options.resamples` and `options.seed` drive the
+    permutation test and the bootstrap interval of the pass@1 difference; the row's `pairing` is `options.by`.
     """
-    chosen = choose_test(test, paired)
+    method, ci, alpha, resamples, seed = options.method, options.ci, options.alpha, options.resamples, options.seed
+    chosen = choose_test(options.test, paired)
     res = mcnemar(paired.base, paired.other, method=method, ci=ci, alpha=alpha)
     p_exact = res.p_value if method == "exact" else mcnemar_counts(res.b, res.c).p_value
     clusters = [t for t, _ in paired.keys]
@@ -118,11 +116,12 @@ def compare_pair(paired: Paired, *, model: str, language: str, baseline: str, ot
     counts = cluster_counts(paired.base, paired.other, clusters)
     mde, icc = comparison_mde(counts.base_pass, counts.n, alpha=alpha)
     n = len(paired)
-    return Comparison(model=model, language=language, baseline=baseline, other=other, b=res.b, c=res.c,
+    return Comparison(model=labels.model, language=labels.language, baseline=labels.baseline, other=labels.other,
+                      b=res.b, c=res.c,
                       n_pairs=res.n_pairs, odds_ratio=res.odds_ratio, ci_low=res.ci_low, ci_high=res.ci_high,
                       p_value=p, p_adjusted=p,
                       baseline_pass_rate=sum(paired.base) / n, other_pass_rate=sum(paired.other) / n,
-                      pairing=pairing, method=used, family=family, test=chosen, p_mcnemar=p_exact,
+                      pairing=options.by, method=used, family=labels.family, test=chosen, p_mcnemar=p_exact,
                       n_problems=effect.n_problems, samples_per_problem=n / effect.n_problems,
                       pass_diff=effect.diff, diff_ci_low=effect.ci_low, diff_ci_high=effect.ci_high,
                       diff_se=effect.se, mde=mde, icc=icc, pairing_key=pairing_key)
@@ -148,14 +147,13 @@ def _labels(paths: Sequence[Path]) -> list[str]:
     return [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths, strict=True)]
 
 
-def compare_runs(baseline: str | Path | Run, others: Iterable[str | Path | Run], *, by: str = "completion",
-                 rule: str = "majority", method: str = "exact", ci: str = "exact", alpha: float = 0.05,
-                 correction: str = "bh", common_only: bool = False, test: str = "auto", resamples: int = 10_000,
-                 seed: int | None = 0) -> list[Comparison]:
+def compare_runs(baseline: str | Path | Run, others: Iterable[str | Path | Run],
+                 options: CompareOptions | None = None, *, common_only: bool = False) -> list[Comparison]:
     """Each other run against the baseline run; the comparisons of one call form one correction family.
 
-    Completions are matched by (task_id, sample_index); `test` picks the test (see the module docstring).
+    Completions are matched by (task_id, sample_index); `options.test` picks the test (see the module docstring).
     """
+    options = options or CompareOptions()
     items = [baseline, *others]
     if len(items) < 2:
         raise CodequantError("compare needs a baseline run and at least one other run")
@@ -171,14 +169,13 @@ def compare_runs(baseline: str | Path | Run, others: Iterable[str | Path | Run],
         if base.benchmark and run.benchmark and base.benchmark != run.benchmark:
             raise CodequantError(f"{base.label} ran {base.benchmark} but {run.label} ran {run.benchmark}; "
                                  "compare runs of the same benchmark")
-        paired = pair_outcomes(base.outcomes, run.outcomes, by=by, rule=rule, common_only=common_only,
-                               labels=(base.label, run.label))
+        paired = pair_outcomes(base.outcomes, run.outcomes, by=options.by, rule=options.rule,
+                               common_only=common_only, labels=(base.label, run.label))
         language = ",".join(sorted(set(base.languages) | set(run.languages))) or (base.benchmark or "")
-        rows.append(compare_pair(paired, model=base.model or base.label, language=language, baseline=base.label,
-                                 other=run.label, pairing=by, method=method, ci=ci, alpha=alpha,
-                                 family=base.label, test=test, resamples=resamples, seed=seed,
-                                 pairing_key="sample_index"))
-    return correct(rows, correction)
+        labels = PairLabels(model=base.model or base.label, language=language, baseline=base.label,
+                            other=run.label, family=base.label)
+        rows.append(compare_pair(paired, labels, options, pairing_key="sample_index"))
+    return correct(rows, options.correction)
 
 
 def parse_pair(text: str) -> tuple[str, str]:
@@ -189,17 +186,15 @@ def parse_pair(text: str) -> tuple[str, str]:
     return parts[0].strip(), parts[1].strip()
 
 
-def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], *, baseline: str | None = None,
-                           pairs: Sequence[tuple[str, str]] | None = None, by: str = "completion",
-                           rule: str = "majority", method: str = "exact", ci: str = "exact",
-                           alpha: float = 0.05, correction: str = "bh", test: str = "auto",
-                           resamples: int = 10_000, seed: int | None = 0,
+def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], options: CompareOptions | None = None,
+                           *, baseline: str | None = None, pairs: Sequence[tuple[str, str]] | None = None,
                            pairing_key: str = "sample_index") -> list[Comparison]:
     """Comparisons within each (model, language) of `{(model, quantization, language): outcomes}`.
 
     Outcomes are `{problem: {i: passed}}`; completion i of a problem pairs with completion i of the same
-    problem (`pairing_key` records what i means). `test` picks the test (see the module docstring).
+    problem (`pairing_key` records what i means). `options.test` picks the test (see the module docstring).
     """
+    options = options or CompareOptions()
     if (baseline is None) == (not pairs):
         raise CodequantError("give either a baseline label (--baseline) or explicit pairs (--pair BASE:OTHER)")
     by_ml: dict[tuple[str, str], dict[str, Outcomes]] = {}
@@ -218,23 +213,22 @@ def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], *, base
         else:
             todo = [(a, b) for a, b in pairs if a in quants and b in quants]
         for a, b in todo:
-            paired = pair_outcomes(quants[a], quants[b], by=by, rule=rule,
+            paired = pair_outcomes(quants[a], quants[b], by=options.by, rule=options.rule,
                                    labels=(f"{model}/{lang}/{a}", f"{model}/{lang}/{b}"))
-            rows.append(compare_pair(paired, model=model, language=lang, baseline=a, other=b, pairing=by,
-                                     method=method, ci=ci, alpha=alpha, family=f"{model}/{lang}", test=test,
-                                     resamples=resamples, seed=seed, pairing_key=pairing_key))
+            labels = PairLabels(model=model, language=lang, baseline=a, other=b, family=f"{model}/{lang}")
+            rows.append(compare_pair(paired, labels, options, pairing_key=pairing_key))
     if not rows:
         raise CodequantError("nothing to compare: no (model, language) holds both sides of a comparison")
-    return correct(rows, correction)
+    return correct(rows, options.correction)
 
 
-def compare_csv(path: str | Path, baseline: str | None = None, *, pairs: Sequence[tuple[str, str]] | None = None,
-                **kwargs) -> list[Comparison]:
+def compare_csv(path: str | Path, baseline: str | None = None, options: CompareOptions | None = None, *,
+                pairs: Sequence[tuple[str, str]] | None = None) -> list[Comparison]:
     """`compare_outcome_groups` over a per-completion CSV in the study's format (see runs.read_outcome_table).
 
     Pairs by the CSV's `sample` column when it has one, else by the order of rows within each problem; each
     row's `pairing_key` says which. The study's own test is `test="mcnemar"`.
     """
     table = read_outcome_table(path)
-    return compare_outcome_groups(table.groups, baseline=baseline, pairs=pairs, pairing_key=table.pairing_key,
-                                  **kwargs)
+    return compare_outcome_groups(table.groups, options, baseline=baseline, pairs=pairs,
+                                  pairing_key=table.pairing_key)

@@ -21,6 +21,7 @@ from codequant.stats.clustered import clustered_mcnemar, permutation_test
 from codequant.stats.compare import choose_test
 from codequant.stats.correction import adjust
 from codequant.stats.mcnemar import mcnemar
+from codequant.stats.options import CompareOptions
 from codequant.stats.pairing import pair_outcomes
 
 
@@ -42,11 +43,13 @@ class GrowthTest:
         return asdict(self)
 
 
-def growth_tests(base: Failures, others: Mapping[str, Failures], *, test: str = "auto", resamples: int = 10_000,
-                 seed: int | None = 0, alpha: float = 0.05, correction: str = "bh",
+def growth_tests(base: Failures, others: Mapping[str, Failures], options: CompareOptions | None = None, *,
                  classes: Iterable[str] = CLASSES, common_only: bool = False) -> list[GrowthTest]:
-    """One test per (other version, class) that occurs in either run, corrected together. The runs must hold the
-    same completions (one clear error otherwise), or with `common_only` the completions they share."""
+    """One test per (other version, class) that occurs in either run, corrected together (`options`: the test,
+    its resamples and seed, the correction and alpha; pairing is per completion). The runs must hold the same
+    completions (one clear error otherwise), or with `common_only` the completions they share."""
+    options = options or CompareOptions()
+    test, resamples, seed, alpha = options.test, options.resamples, options.seed, options.alpha
     rows: list[GrowthTest] = []
     for label, other in others.items():
         # pair on "passed" first: the keys must be the same completions (one clear error otherwise)
@@ -72,7 +75,7 @@ def growth_tests(base: Failures, others: Mapping[str, Failures], *, test: str = 
                                    gone=sum(a and not b for a, b in zip(x, y, strict=True)), test=chosen,
                                    p_value=float(p), p_adjusted=float(p), grows=False))
     if rows:
-        for row, q in zip(rows, adjust([r.p_value for r in rows], correction), strict=True):
+        for row, q in zip(rows, adjust([r.p_value for r in rows], options.correction), strict=True):
             row.p_adjusted = float(q)
             row.grows = row.other_count > row.base_count and q < alpha
     return rows

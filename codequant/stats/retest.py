@@ -21,6 +21,7 @@ from pathlib import Path
 
 from codequant.errors import CodequantError
 from codequant.stats.compare import Comparison, compare_csv
+from codequant.stats.options import CompareOptions
 
 FT_PAIRS = [("3bit-finetuned", "3bit"), ("2bit-finetuned", "2bit")]
 
@@ -63,16 +64,17 @@ def _published(path: Path) -> dict[tuple[str, str, str, str], dict[str, str]]:
 def _family(ref: Path, family: str, resamples: int, seed: int, alpha: float) -> list[RetestRow]:
     if family == "rq1":
         data, stats_file = ref / "rq1_cg.csv", ref / "rq1_stats.csv"
-        kwargs: dict = {"baseline": "16bit", "correction": "bh"}
+        baseline, pairs, correction = "16bit", None, "bh"
     else:
         data, stats_file = ref / "rq1ft_cg.csv", ref / "rq1-finetuned_stats.csv"
-        kwargs = {"pairs": FT_PAIRS, "correction": "none"}
+        baseline, pairs, correction = None, FT_PAIRS, "none"
     for f in (data, stats_file):
         if not f.is_file():
             raise CodequantError(f"{f} is missing; point at the study's reference folder (lowbit-quantization)")
     published = _published(stats_file)
     runs: dict[str, list[Comparison]] = {
-        test: compare_csv(data, test=test, resamples=resamples, seed=seed, alpha=alpha, **kwargs)
+        test: compare_csv(data, baseline, CompareOptions(test=test, resamples=resamples, seed=seed, alpha=alpha,
+                                                         correction=correction), pairs=pairs)
         for test in ("mcnemar", "clustered", "permutation")}
     out = []
     for m, cl, pe in zip(runs["mcnemar"], runs["clustered"], runs["permutation"], strict=True):

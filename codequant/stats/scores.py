@@ -20,6 +20,7 @@ from pathlib import Path
 
 from codequant.errors import CodequantError
 from codequant.stats.correction import adjust, normalize
+from codequant.stats.options import PairLabels
 from codequant.stats.runs import Run, read_run
 from codequant.stats.wilcoxon import wilcoxon_metric
 
@@ -57,18 +58,20 @@ def problem_means(scores: Scores) -> dict[str, float]:
     return {t: sum(s.values()) / len(s) for t, s in scores.items() if s}
 
 
-def compare_scores(base: Scores, other: Scores, *, metric: str, model: str = "", benchmark: str = "",
-                   baseline: str = "base", other_label: str = "other", family: str = "",
+def compare_scores(base: Scores, other: Scores, labels: PairLabels | None = None, *, metric: str,
                    common_only: bool = False) -> ScoreComparison:
-    """Wilcoxon signed-rank test of one metric's per-problem means (uncorrected: p_adjusted = p_value)."""
+    """Wilcoxon signed-rank test of one metric's per-problem means (uncorrected: p_adjusted = p_value).
+    `labels.language` is the row's benchmark."""
+    labels = labels or PairLabels()
     b, o = problem_means(base), problem_means(other)
     res = wilcoxon_metric(b, o, common_only=common_only)
     keys = sorted(set(b) & set(o))
-    return ScoreComparison(model=model, benchmark=benchmark, metric=metric, baseline=baseline, other=other_label,
+    return ScoreComparison(model=labels.model, benchmark=labels.language, metric=metric, baseline=labels.baseline,
+                           other=labels.other,
                            n_problems=res.n, baseline_mean=sum(b[k] for k in keys) / len(keys),
                            other_mean=sum(o[k] for k in keys) / len(keys), mean_diff=res.mean_diff,
                            median_diff=res.median_diff, n_nonzero=res.n_nonzero, statistic=res.statistic,
-                           p_value=res.p_value, p_adjusted=res.p_value, family=family)
+                           p_value=res.p_value, p_adjusted=res.p_value, family=labels.family)
 
 
 def correct_scores(rows: Sequence[ScoreComparison], correction: str = "bh") -> list[ScoreComparison]:
@@ -103,8 +106,8 @@ def compare_score_runs(baseline: str | Path | Run, others: Iterable[str | Path |
             raise CodequantError(f"{labels[0]} ran {base.benchmark} but {label} ran {run.benchmark}; "
                                  "compare runs of the same benchmark")
         for metric in sorted(base.scores):
-            rows.append(compare_scores(base.scores[metric], run.scores.get(metric, {}), metric=metric,
-                                       model=base.model or labels[0], benchmark=base.benchmark or "",
-                                       baseline=labels[0], other_label=label, family=f"{labels[0]}/{metric}",
+            pair = PairLabels(model=base.model or labels[0], language=base.benchmark or "", baseline=labels[0],
+                              other=label, family=f"{labels[0]}/{metric}")
+            rows.append(compare_scores(base.scores[metric], run.scores.get(metric, {}), pair, metric=metric,
                                        common_only=common_only))
     return correct_scores(rows, correction)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from codequant.stats import compare_outcome_groups, compare_scores, correct_scores
+from codequant.stats import CompareOptions, PairLabels, compare_outcome_groups, compare_scores, correct_scores
 from codequant.stats.pairing import Outcomes
 
 
@@ -35,13 +35,13 @@ def study_comparisons(runs: list[tuple[dict[str, Any], Outcomes]], *, model: str
     variants = {v["label"]: v for v, _ in runs}
     out: list[dict[str, Any]] = []
 
-    def add(kind: str, **kwargs: Any) -> None:
-        for c in compare_outcome_groups(groups, test=test, resamples=resamples, seed=seed, alpha=alpha,
-                                        pairing_key="sample_index", **kwargs):
+    def add(kind: str, correction: str, **kwargs: Any) -> None:
+        options = CompareOptions(test=test, resamples=resamples, seed=seed, alpha=alpha, correction=correction)
+        for c in compare_outcome_groups(groups, options, pairing_key="sample_index", **kwargs):
             out.append(_clean({**c.to_dict(), "kind": kind}))
 
     if "fp" in variants and len(variants) > 1:
-        add("vs_fp", baseline="fp", correction=correction)
+        add("vs_fp", correction, baseline="fp")
     by_setting: dict[tuple, list[str]] = {}
     for label, v in variants.items():
         if v["method"] != "fp":
@@ -54,7 +54,7 @@ def study_comparisons(runs: list[tuple[dict[str, Any], Outcomes]], *, model: str
             base = next((x for x in code if not variants[x].get("calibration_size")), code[0] if code else labels[0])
             cal_pairs += [(base, x) for x in labels if x != base]
     if cal_pairs:
-        add("calibration", pairs=cal_pairs, correction=correction)
+        add("calibration", correction, pairs=cal_pairs)
     ft_pairs = []
     for label, v in variants.items():
         if v["finetuned"]:
@@ -63,7 +63,7 @@ def study_comparisons(runs: list[tuple[dict[str, Any], Outcomes]], *, model: str
             if plain:
                 ft_pairs.append((label, plain))
     if ft_pairs:
-        add("finetune", pairs=ft_pairs, correction="none")
+        add("finetune", "none", pairs=ft_pairs)
     return out
 
 
@@ -74,7 +74,7 @@ def study_score_comparisons(runs: list[tuple[dict[str, Any], dict[str, dict[str,
     fp = next((scores for v, scores in runs if v["label"] == "fp"), None)
     if fp is None:
         return []
-    rows = [compare_scores(fp[metric], scores.get(metric, {}), metric=metric, model=model, baseline="fp",
-                           other_label=v["label"], family=metric)
+    rows = [compare_scores(fp[metric], scores.get(metric, {}),
+                           PairLabels(model=model, baseline="fp", other=v["label"], family=metric), metric=metric)
             for v, scores in runs if v["label"] != "fp" for metric in sorted(fp)]
     return [_clean({**r.to_dict(), "kind": "vs_fp"}) for r in correct_scores(rows, correction)]

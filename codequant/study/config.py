@@ -15,7 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from codequant.calibration.spec import CalibrationSpec
 from codequant.errors import CodequantError
+from codequant.quant.options import parse_options
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -31,6 +33,15 @@ class CalibrationSettings(_Strict):
     seq_len: int = Field(512, ge=8)
     val_samples: int | None = Field(None, ge=0)  # held-out rows of each set; None: samples // 8
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _check_spec(self) -> CalibrationSettings:
+        """The sizes go through `CalibrationSpec`: the same checks as `codequant quantize --samples ...`."""
+        try:
+            CalibrationSpec(samples=self.samples, seq_len=self.seq_len, val_samples=self.val_samples, seed=self.seed)
+        except CodequantError as exc:
+            raise ValueError(str(exc)) from None
+        return self
 
 
 class Quantization(_Strict):
@@ -64,6 +75,15 @@ class Quantization(_Strict):
         bad = [b for b in self.bits if b not in allowed]
         if bad:
             raise ValueError(f"{self.method} bits must be among {', '.join(map(str, allowed))}; got {bad}")
+        return self
+
+    @model_validator(mode="after")
+    def _check_options(self) -> Quantization:
+        """The method's typed options (`quant.options`): the same checks as `codequant quantize`'s flags."""
+        try:
+            parse_options(self.method, self.options)
+        except CodequantError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
 

@@ -20,6 +20,7 @@ from codequant.errors import CodequantError
 from codequant.models.shapes import DTYPE_BYTES, ModelShape, model_shape
 from codequant.quant.activations import GIB
 from codequant.quant.budget import RUNTIME_HOST_BYTES, QuantJob, quant_needs
+from codequant.quant.options import aqlm_options
 from codequant.study.config import StudyConfig
 from codequant.study.executors import resources_for
 from codequant.study.plan import Plan, Step
@@ -197,7 +198,7 @@ def _quantize(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
                    batch_size=step.config["batch_size"], gpu=gpu,
                    max_host_bytes=None if budget is None else int(budget * 1e9), gpu_bytes=int(gpu_mem) or 80 * 10**9,
                    placement=config.runner.activations, codebooks=m, codebook_bits=b,
-                   effort=(step.config.get("options") or {}).get("effort", "fast"))
+                   effort=_effort(step.config))
     needs = quant_needs(shape, job)
     seconds = needs.flops_walk / tp.flops + needs.codeword_ops / tp.codewords + needs.flops_fit / tp.flops
     return StepCost(step.name, "quantize", needs.host_bytes / 1e9, needs.gpu_bytes / 1e9, needs.disk_bytes / 1e9,
@@ -294,3 +295,10 @@ def plan_summary(costs: list[StepCost], every: bool = False) -> list[tuple[str, 
         rows.append((c.step, str(len(members)), f"{c.host_gb:.1f}", f"{c.gpu_gb:.1f}", f"{c.disk_gb:.1f}",
                      f"{c.hours:.2f}", c.throughput, ask, ("DOES NOT FIT: " if c.problem else "") + c.note))
     return rows
+
+
+def _effort(step_config: dict[str, Any]) -> str:
+    """The AQLM effort a quantize step runs at (its typed options; "fast" for the other methods)."""
+    if step_config["method"] != "aqlm":
+        return "fast"
+    return aqlm_options(step_config.get("options") or {}).effort

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from codequant.errors import CodequantError
-from codequant.finetune import FinetuneConfig, finetune
+from codequant.finetune import FinetuneConfig, FinetuneRun, finetune
 from codequant.quant.run import QuantRun, build_config, quantize_to_dir
 
 
@@ -34,7 +34,8 @@ def test_finetune_improves_and_exports_reloadable_checkpoint(confident_llama_dir
     quantize_to_dir(str(tiny_llama_dir), build_config("rtn", bits=2, group_size=16), qdir,
                     QuantRun(calibration=tokens, formats=("codequant", "dequantized")), progress=False)
     config = FinetuneConfig(epochs=4, lr=1e-3, batch_size=4, patience=2)
-    result = finetune(qdir, str(tiny_llama_dir), fdir, calibration=tokens, config=config, top_k=16, progress=False)
+    result = finetune(qdir, str(tiny_llama_dir), fdir, FinetuneRun(calibration=tokens, top_k=16), config,
+                      progress=False)
     saved = json.loads((fdir / "finetune.json").read_text())
     assert saved["val_kl_after"] < saved["val_kl_before"] == result["val_kl_before"]
     assert saved["method"] == "rtn" and saved["peak_rss_mb"] > 0
@@ -51,7 +52,7 @@ def test_finetune_improves_and_exports_reloadable_checkpoint(confident_llama_dir
 
 def test_finetune_needs_a_codequant_checkpoint(tiny_llama_dir, tmp_path):
     with pytest.raises(CodequantError, match="no codequant checkpoint"):
-        finetune(tmp_path, str(tiny_llama_dir), tmp_path / "out", calibration=torch.zeros(8, 8, dtype=torch.long))
+        finetune(tmp_path, str(tiny_llama_dir), tmp_path / "out", FinetuneRun(calibration=torch.zeros(8, 8, dtype=torch.long)))
 
 
 def test_code_updates_on_an_aqlm_checkpoint_and_refused_for_rtn(confident_llama_dir, tmp_path):
@@ -67,7 +68,7 @@ def test_code_updates_on_an_aqlm_checkpoint_and_refused_for_rtn(confident_llama_
     before, _ = load_codequant_checkpoint(qdir / "codequant")
     ft = FinetuneConfig(epochs=2, lr=3e-3, batch_size=4, patience=2, code_updates=True, reencode_fraction=0.05,
                         reencode_every=1)
-    result = finetune(qdir, str(confident_llama_dir), tmp_path / "ft", calibration=tokens, config=ft, top_k=16,
+    result = finetune(qdir, str(confident_llama_dir), tmp_path / "ft", FinetuneRun(calibration=tokens, top_k=16), ft,
                       progress=False)
     saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
     assert saved["config"]["code_updates"] and all(h["codes_changed"] > 0 for h in saved["history"])
@@ -81,4 +82,4 @@ def test_code_updates_on_an_aqlm_checkpoint_and_refused_for_rtn(confident_llama_
     quantize_to_dir(str(confident_llama_dir), build_config("rtn", bits=2, group_size=16), rtn,
                     QuantRun(calibration=tokens, formats=("codequant",)), progress=False)
     with pytest.raises(CodequantError, match="no AQLM layers"):
-        finetune(rtn, str(confident_llama_dir), tmp_path / "ft2", calibration=tokens, config=ft, progress=False)
+        finetune(rtn, str(confident_llama_dir), tmp_path / "ft2", FinetuneRun(calibration=tokens), ft, progress=False)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from codequant.benchmarks.registry import load_benchmark
-from codequant.generation.engine import Request, SamplingParams, generate
+from codequant.generation.engine import EngineOptions, Request, SamplingParams, generate
 from codequant.generation.extract import fenced_block_complete
 from codequant.generation.prompts import build_prompt
 
@@ -25,7 +25,7 @@ def test_greedy_tokens_identical_across_batch_sizes_and_packing():
     runs = {}
     for batch in (1, 8, 32):
         for packed in (False, True):
-            out = generate(model, tok, reqs, params, batch_size=batch, progress=False, packed=packed)
+            out = generate(model, tok, reqs, params, batch_size=batch, engine=EngineOptions(packed=packed), progress=False)
             runs[(batch, packed)] = {c.key: c.token_ids for c in out}
     reference = runs[(1, False)]
     assert len(reference) == 12 and all(len(t) > 0 for t in reference.values())

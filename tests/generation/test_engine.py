@@ -5,7 +5,7 @@ from collections import Counter
 import pytest
 import torch
 
-from codequant.generation.engine import Request, SamplingParams, generate
+from codequant.generation.engine import EngineOptions, Request, SamplingParams, generate
 from codequant.generation.hf import hf_generate
 
 PROMPTS = [
@@ -52,7 +52,7 @@ def test_greedy_identical_to_generate_with_rows_leaving_and_joining(tiny_llama, 
     assert [c.stop_reason for c in ours] == [c.stop_reason for c in ref]
     assert [c.key for c in ours] == list(range(len(PROMPTS)))
     assert [c.token_ids for c in ours] == _hf_batched(model, tok, PROMPTS, 24)
-    static = generate(model, tok, reqs, params, batch_size=3, continuous=False, progress=False)
+    static = generate(model, tok, reqs, params, batch_size=3, engine=EngineOptions(continuous=False), progress=False)
     assert [c.token_ids for c in static] == [c.token_ids for c in ours]
 
 
@@ -140,7 +140,7 @@ def test_shared_prefix_is_prefilled_once_and_changes_no_token(tiny_llama, tiny_t
     assert len({c.new_tokens for c in ours}) >= 3  # rows left and joined at different steps
     ref = hf_generate(model, tok, reqs, params, progress=False)
     assert [c.token_ids for c in ours] == [c.token_ids for c in ref]
-    static = generate(model, tok, reqs, params, batch_size=3, continuous=False, progress=False)  # no prefix path
+    static = generate(model, tok, reqs, params, batch_size=3, engine=EngineOptions(continuous=False), progress=False)  # no prefix path
     assert [c.token_ids for c in static] == [c.token_ids for c in ref]
 
 
@@ -151,7 +151,7 @@ def test_prompt_lookup_drafts_keep_greedy_output_identical(tiny_llama, tiny_toke
     params = SamplingParams(max_new_tokens=40)
     ours = generate(model, tok, reqs, params, batch_size=16, progress=False)  # 4 rows <= 16 // 4: drafts verified
     assert sum(c.drafted_tokens for c in ours) > 0 and all(c.drafted_tokens <= c.new_tokens for c in ours)
-    plain = generate(model, tok, reqs, params, batch_size=16, speculate=False, progress=False)
+    plain = generate(model, tok, reqs, params, batch_size=16, engine=EngineOptions(speculate=False), progress=False)
     assert sum(c.drafted_tokens for c in plain) == 0
     ref = hf_generate(model, tok, reqs, params, progress=False)
     assert [c.token_ids for c in ours] == [c.token_ids for c in plain] == [c.token_ids for c in ref]

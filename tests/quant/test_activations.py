@@ -12,7 +12,7 @@ from codequant.errors import CodequantError
 from codequant.quant.activations import GIB, ActivationPolicy, ActivationStore, choose_placement
 from codequant.quant.base import QuantConfig, QuantizedLinear
 from codequant.quant.capture import capture_first_inputs
-from codequant.quant.pipeline import find_decoder_layers, quantize_model
+from codequant.quant.pipeline import WalkOptions, find_decoder_layers, quantize_model
 from codequant.quant.registry import make_quantizer
 
 
@@ -46,8 +46,8 @@ def test_host_and_disk_placements_give_the_same_codes_and_weights(tiny_llama_bui
     for placement in ("host", "disk"):
         model = tiny_llama_builder(384)
         quantizer = make_quantizer(config) if method == "gptq" else _aqlm(config)
-        report = quantize_model(model, calib, quantizer, progress=False, batch_size=4,
-                                activations=ActivationPolicy(placement, folder=tmp_path / placement))
+        walk = WalkOptions(batch_size=4, activations=ActivationPolicy(placement, folder=tmp_path / placement))
+        report = quantize_model(model, calib, quantizer, walk, progress=False)
         assert report.calibration["activations"]["placement"] == placement
         results[placement] = (quantized_state(model), [b["rel_output_mse_heldout"] for b in report.blocks])
         assert not list((tmp_path / placement).glob("activations-*"))  # the disk buffers are removed
@@ -69,8 +69,9 @@ def test_budget_sends_the_buffers_to_disk_with_the_same_result(tiny_llama_builde
     free = tiny_llama_builder(384)
     quantize_model(free, calib, make_quantizer(config), progress=False)
     tight = tiny_llama_builder(384)
-    report = quantize_model(tight, calib, make_quantizer(config), progress=False, checkpoint_dir=tmp_path,
-                            activations=ActivationPolicy(max_host_bytes=1))  # nothing fits beside the model
+    report = quantize_model(tight, calib, make_quantizer(config),
+                            WalkOptions(activations=ActivationPolicy(max_host_bytes=1)),  # nothing fits beside it
+                            progress=False, checkpoint_dir=tmp_path)
     assert report.calibration["activations"]["placement"] == "disk"
     a, b = quantized_state(free), quantized_state(tight)
     assert all(torch.equal(a[k], b[k]) for k in a)

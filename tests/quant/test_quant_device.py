@@ -12,7 +12,7 @@ import torch
 
 from codequant.quant.base import QuantConfig
 from codequant.quant.blocks import to_device
-from codequant.quant.pipeline import find_decoder_layers, quantize_model
+from codequant.quant.pipeline import WalkOptions, find_decoder_layers, quantize_model
 from codequant.quant.registry import make_quantizer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -45,7 +45,7 @@ def test_walk_on_a_device_gives_the_in_place_results(tiny_llama_dir, calib, conf
     for device in (None, "cpu"):
         model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
         torch.manual_seed(0)
-        report = quantize_model(model, calib, make_quantizer(config), progress=False, device=device)
+        report = quantize_model(model, calib, make_quantizer(config), WalkOptions(device=device), progress=False)
         runs.append((_weights(model), [b["rel_output_mse"] for b in report.blocks]))
         assert all(p.device.type == "cpu" for p in model.parameters())
     (w0, e0), (w1, e1) = runs
@@ -67,7 +67,7 @@ def test_walk_on_cuda_holds_one_block_there_and_matches_the_cpu(tiny_llama_dir, 
         hooks = [layer.register_forward_pre_hook(
             lambda _m, _a, layers=layers: on_gpu.append(sum(next(b.parameters()).is_cuda for b in layers)))
             for layer in layers] if device else []
-        report = quantize_model(model, calib, make_quantizer(config), progress=False, device=device)
+        report = quantize_model(model, calib, make_quantizer(config), WalkOptions(device=device), progress=False)
         for h in hooks:
             h.remove()
         errors[device] = [b["rel_output_mse"] for b in report.blocks]

@@ -54,7 +54,7 @@ def runs(tiny_llama_dir, tmp_path_factory, calib):
             out = tmp_path_factory.mktemp(f"{method}-{dtype}")
             formats = ("aqlm", "dequantized", "codequant") if method == "aqlm" else ("dequantized", "codequant")
             result = quantize_to_dir(str(tiny_llama_dir), _config(method), out,
-                                     QuantRun(calibration=calib, val_samples=4, formats=formats, dtype=dtype),
+                                     QuantRun(calibration=calib, formats=formats, dtype=dtype),
                                      progress=False)
             done[(method, dtype)] = (out, result)
     return done

@@ -10,8 +10,9 @@ from torch import nn
 
 from codequant.errors import CodequantError
 from codequant.quant.base import QuantConfig
-from codequant.quant.gptq import GptqLinear, gptq_quantize_weight
+from codequant.quant.gptq import GptqLinear, GptqResult, gptq_quantize_weight
 from codequant.quant.grid import mse_params
+from codequant.quant.options import GptqOptions
 from codequant.quant.registry import linear_class, make_quantizer
 from codequant.quant.rtn import RtnLinear, rtn_quantize_weight
 
@@ -29,6 +30,11 @@ def output_error(w: torch.Tensor, dq: torch.Tensor, x: torch.Tensor) -> float:
     return float(((x @ (w - dq).T) ** 2).sum() / ((x @ w.T) ** 2).sum())
 
 
+def fields(res: GptqResult) -> tuple:
+    """(codes, scale, offset, g_idx) of a GPTQ result."""
+    return res.codes, res.scale, res.offset, res.g_idx
+
+
 def setup(seed=0):
     torch.manual_seed(seed)
     w = torch.randn(48, 128)
@@ -41,7 +47,7 @@ def test_gptq_beats_rtn_at_3_bits_on_correlated_inputs():
     for group_size in (32, None):
         c, s, o = rtn_quantize_weight(w, 3, group_size)
         rtn = output_error(w, RtnLinear(c, s, o, 3).dequantize(), x)
-        c, s, o, g = gptq_quantize_weight(w, xtx, 3, group_size)
+        c, s, o, g = fields(gptq_quantize_weight(w, xtx, 3, group_size))
         assert g is None
         gptq = output_error(w, GptqLinear(c, s, o, 3).dequantize(), x)
         assert gptq < 0.6 * rtn, (group_size, gptq, rtn)
@@ -67,7 +73,7 @@ def test_act_order_groups_follow_activation_order_and_roundtrip():
 
 def test_static_groups_keep_contiguous_layout():
     w, x, xtx = setup(2)
-    c, s, o, g = gptq_quantize_weight(w, xtx, 4, 32, act_order=True, static_groups=True)
+    c, s, o, g = fields(gptq_quantize_weight(w, xtx, 4, 32, GptqOptions(act_order=True, static_groups=True)))
     assert g is None
     dq = GptqLinear(c, s, o, 4).dequantize()
     # every column sits on the grid of its contiguous group, whose min-max was fixed from the original weights
@@ -79,14 +85,14 @@ def test_static_groups_keep_contiguous_layout():
 def test_gptq_reproduces_on_grid_weights():
     w = q41_grid_weight(16, 128, seed=3)
     xtx = (correlated_inputs(512, 128).T @ correlated_inputs(512, 128)).double()
-    c, s, o, _ = gptq_quantize_weight(w, xtx @ xtx.T + torch.eye(128, dtype=torch.float64), 4, 32)
+    c, s, o, _ = fields(gptq_quantize_weight(w, xtx @ xtx.T + torch.eye(128, dtype=torch.float64), 4, 32))
     assert (GptqLinear(c, s, o, 4).dequantize() - w).norm() / w.norm() < 1e-6
 
 
 def test_dead_inputs_are_zeroed():
     w, x, _ = setup(4)
     x[:, 5] = 0
-    c, s, o, _ = gptq_quantize_weight(w, (x.T @ x).double(), 4, None)
+    c, s, o, _ = fields(gptq_quantize_weight(w, (x.T @ x).double(), 4, None))
     dq = GptqLinear(c, s, o, 4).dequantize()
     assert dq[:, 5].abs().max() <= s.float().max() / 2 + 1e-6  # rounded from 0
     assert torch.isfinite(dq).all()
@@ -102,7 +108,7 @@ def test_mse_clip_lowers_gptq_weight_and_output_error_on_heavy_tailed_weights(bi
     _, x, xtx = setup()
     err = {}
     for clip in ("minmax", "mse"):
-        c, s, o, _ = gptq_quantize_weight(w, xtx, bits, group_size, clip=clip)
+        c, s, o, _ = fields(gptq_quantize_weight(w, xtx, bits, group_size, GptqOptions(clip=clip)))
         dq = GptqLinear(c, s, o, bits).dequantize()
         err[clip] = (float(((dq - w) ** 2).mean()), output_error(w, dq, x))
     assert err["mse"][0] < weight_ratio * err["minmax"][0], err
@@ -113,12 +119,12 @@ def test_mse_clip_is_searched_once_per_group_on_the_weights_it_fixes():
     w = heavy_tailed(24, 128, seed=3)
     _, _, xtx = setup(3)
     # static groups: every grid is fixed up front on the original contiguous group, so it is exactly its search
-    _, s, o, _ = gptq_quantize_weight(w, xtx, 3, 32, act_order=True, static_groups=True, clip="mse")
+    _, s, o, _ = fields(gptq_quantize_weight(w, xtx, 3, 32, GptqOptions(act_order=True, static_groups=True, clip="mse")))
     for g in range(4):
         s2, o2 = mse_params(w[:, 32 * g : 32 * (g + 1)], 3)
         assert torch.equal(s[:, g : g + 1], s2) and torch.equal(o[:, g : g + 1], o2)
     # on-the-fly groups: the first group is searched on the untouched weights, later ones on updated weights
-    _, s, o, _ = gptq_quantize_weight(w, xtx, 3, 32, clip="mse")
+    _, s, o, _ = fields(gptq_quantize_weight(w, xtx, 3, 32, GptqOptions(clip="mse")))
     assert torch.equal(s[:, :1], mse_params(w[:, :32], 3)[0])
     assert not torch.equal(s[:, 1:2], mse_params(w[:, 32:64], 3)[0])
 
@@ -126,7 +132,7 @@ def test_mse_clip_is_searched_once_per_group_on_the_weights_it_fixes():
 def test_static_groups_without_act_order_is_an_error():
     w, _, xtx = setup()
     with pytest.raises(CodequantError, match="only applies with act_order"):
-        gptq_quantize_weight(w, xtx, 4, 32, static_groups=True)
+        gptq_quantize_weight(w, xtx, 4, 32, GptqOptions(static_groups=True))
     with pytest.raises(CodequantError, match="--static-groups only applies with --act-order"):
         make_quantizer(QuantConfig("gptq", bits=4, group_size=32, options={"static_groups": True}))
     make_quantizer(QuantConfig("gptq", bits=4, group_size=32, options={"static_groups": True, "act_order": True}))
@@ -150,8 +156,7 @@ def test_damping_retry_is_reported_on_a_rank_deficient_xtx():
     assert ql.fit_info == {"damping": 0.0, "damping_used": 0.01, "retries": 1}  # 0 -> 0.01
     assert torch.isfinite(ql.dequantize()).all()
     # 1e-16 of the mean diagonal is below float64 resolution: H + damp I == H, so it fails too and grows x10
-    info = {}
-    gptq_quantize_weight(w, xtx, 4, 32, percdamp=1e-16, info=info)
+    info = gptq_quantize_weight(w, xtx, 4, 32, GptqOptions(percdamp=1e-16)).fit_info()
     assert info["retries"] >= 1
     assert info["damping_used"] == pytest.approx(1e-16 * 10 ** info["retries"], rel=1e-9, abs=0)
     # the default damping makes it positive definite at once
@@ -159,4 +164,4 @@ def test_damping_retry_is_reported_on_a_rank_deficient_xtx():
     assert ql.fit_info == {"damping": 0.01, "damping_used": 0.01, "retries": 0}
     # damping too small to ever register in 5 retries: one clear error
     with pytest.raises(CodequantError, match="not positive definite"):
-        gptq_quantize_weight(w, xtx, 4, 32, percdamp=1e-30)
+        gptq_quantize_weight(w, xtx, 4, 32, GptqOptions(percdamp=1e-30))

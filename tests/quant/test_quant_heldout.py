@@ -11,7 +11,7 @@ from transformers import AutoModelForCausalLM
 
 from codequant.calibration import default_val_samples, resolve_val_samples
 from codequant.quant.base import QuantConfig, QuantizedLinear
-from codequant.quant.pipeline import quantize_model
+from codequant.quant.pipeline import WalkOptions, quantize_model
 from codequant.quant.progress import QuantProgress
 from codequant.quant.registry import make_quantizer
 from codequant.quant.run import error_summary
@@ -35,7 +35,7 @@ def test_heldout_equals_in_sample_when_the_rows_are_the_same(tiny_llama_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     train = rows(8, 0)
     # one pass: every XTX from the fp block, as the held-out XTX is, so the same rows must give the same numbers
-    report = quantize_model(model, Split(train, train.clone()), gptq(), progress=False, sequential=False)
+    report = quantize_model(model, Split(train, train.clone()), gptq(), WalkOptions(sequential=False), progress=False)
     for layer in report.layers:
         assert layer["rel_output_error_heldout"] == pytest.approx(layer["rel_output_error"], rel=1e-9)
     for block in report.blocks:

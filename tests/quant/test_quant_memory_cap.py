@@ -27,7 +27,7 @@ CHILD = f"""
 import sys, torch
 from transformers import LlamaConfig, LlamaForCausalLM
 from codequant.quant.base import QuantConfig, QuantizedLinear
-from codequant.quant.pipeline import quantize_model
+from codequant.quant.pipeline import WalkOptions, quantize_model
 from codequant.quant.registry import make_quantizer
 torch.set_num_threads(1)
 torch.manual_seed(0)
@@ -35,7 +35,7 @@ config = LlamaConfig(vocab_size=384, hidden_size={HIDDEN}, intermediate_size=256
                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings={SEQ})
 model = LlamaForCausalLM(config).eval()
 tokens = torch.randint(3, 384, ({ROWS}, {SEQ}), generator=torch.Generator().manual_seed(1))
-quantize_model(model, tokens, make_quantizer(QuantConfig("rtn", bits=4, group_size=32)), progress=False, batch_size=16)
+quantize_model(model, tokens, make_quantizer(QuantConfig("rtn", bits=4, group_size=32)), WalkOptions(batch_size=16), progress=False)
 codes = {{f"{{n}}.{{b}}": t for n, m in model.named_modules() if isinstance(m, QuantizedLinear)
          for b, t in m.named_buffers() if not t.is_floating_point()}}
 torch.save(codes, sys.argv[1])

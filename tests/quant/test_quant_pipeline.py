@@ -9,7 +9,7 @@ from torch import nn
 from codequant.errors import CodequantError
 from codequant.quant.base import QuantConfig, QuantizedLinear
 from codequant.quant.gptq import GptqQuantizer
-from codequant.quant.pipeline import find_decoder_layers, linear_groups, quantize_model
+from codequant.quant.pipeline import WalkOptions, find_decoder_layers, linear_groups, quantize_model
 from codequant.quant.registry import make_quantizer
 
 
@@ -79,7 +79,8 @@ def test_gptq_beats_rtn_end_to_end_and_is_deterministic(tiny_llama_dir, calib):
     assert report.calibration["sequential"] is True  # GPTQ's default is true-sequential
     # non-sequential collection works too and differs (XTX from the fp block only)
     flat = fresh()
-    quantize_model(flat, calib, make_quantizer(QuantConfig("gptq", bits=3, group_size=32)), progress=False, sequential=False)
+    quantize_model(flat, calib, make_quantizer(QuantConfig("gptq", bits=3, group_size=32)), WalkOptions(sequential=False),
+                   progress=False)
     assert any(not torch.equal(first[n], w) for n, w in weights(flat).items())
 
 
@@ -122,7 +123,8 @@ def test_limited_run_then_resume_and_config_mismatch(tiny_llama_dir, calib, tmp_
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     config = QuantConfig("rtn", bits=4, group_size=16)
-    first = quantize_model(model, calib, make_quantizer(config), checkpoint_dir=tmp_path, max_blocks=1, progress=False)
+    first = quantize_model(model, calib, make_quantizer(config), WalkOptions(max_blocks=1), checkpoint_dir=tmp_path,
+                           progress=False)
     assert not first.complete and len(first.blocks) == 1
     other = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     with pytest.raises(CodequantError, match="different run"):

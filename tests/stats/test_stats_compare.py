@@ -9,6 +9,7 @@ from codequant.errors import CodequantError
 from codequant.stats.compare import compare_csv, compare_runs, parse_pair
 from codequant.stats.correction import adjust
 from codequant.stats.mcnemar import mcnemar_counts
+from codequant.stats.options import CompareOptions
 from codequant.stats.runs import read_run
 
 
@@ -41,7 +42,7 @@ def three_runs(tmp_path):
 
 def test_compare_two_synthetic_runs(three_runs):
     base, worse, same = three_runs
-    rows = compare_runs(base, [worse, same], correction="bh", test="mcnemar")
+    rows = compare_runs(base, [worse, same], CompareOptions(correction="bh", test="mcnemar"))
     r, s = rows
     assert (r.baseline, r.other, r.model, r.language) == ("fp32", "int2", "m", "python")
     assert (r.b, r.c, r.n_pairs) == (8, 1, 12)
@@ -50,14 +51,14 @@ def test_compare_two_synthetic_runs(three_runs):
     assert (s.b, s.c, s.p_value) == (0, 0, 1.0)
     assert [r.p_adjusted, s.p_adjusted] == pytest.approx(adjust([r.p_value, 1.0], "bh"))
     assert r.baseline_pass_rate == pytest.approx(10 / 12) and r.other_pass_rate == pytest.approx(3 / 12)
-    by_problem = compare_runs(base, [worse], by="problem", rule="any", correction="none")[0]
+    by_problem = compare_runs(base, [worse], CompareOptions(by="problem", rule="any", correction="none"))[0]
     assert (by_problem.b, by_problem.c, by_problem.n_pairs) == (3, 1, 6)
     assert by_problem.test == "mcnemar"  # one outcome per problem: auto is McNemar's own test
 
 
 def test_auto_test_is_clustered_with_several_completions_per_problem(three_runs):
     base, worse, _ = three_runs
-    r = compare_runs(base, [worse], correction="none")[0]
+    r = compare_runs(base, [worse], CompareOptions(correction="none"))[0]
     # d_p = b_p - c_p: 2, 2, 2, 1, 1, -1 -> (B - C)^2 / sum d_p^2 = 49 / 15 (Durkalski)
     assert r.test == "clustered" and r.method == "durkalski"
     assert r.p_value == pytest.approx(chi2.sf(49 / 15, 1), rel=1e-12)
@@ -65,12 +66,12 @@ def test_auto_test_is_clustered_with_several_completions_per_problem(three_runs)
     assert (r.n_problems, r.samples_per_problem) == (6, 2.0)
     assert r.pass_diff == pytest.approx(3 / 12 - 10 / 12)
     assert r.diff_ci_low < r.pass_diff < r.diff_ci_high
-    perm = compare_runs(base, [worse], correction="none", test="permutation")[0]
+    perm = compare_runs(base, [worse], CompareOptions(correction="none", test="permutation"))[0]
     # 6 discordant problems, all 64 sign patterns: |2 (s1 + s2 + s3) + s4 + s5 - s6| >= 7 needs s1 = s2 = s3 and
     # s4 + s5 - s6 of the same sign >= 1: 4 patterns, and their 4 mirror images
     assert perm.test == "permutation" and perm.method == "exact" and perm.p_value == pytest.approx(8 / 64)
     with pytest.raises(CodequantError, match="unknown test"):
-        compare_runs(base, [worse], test="ttest")
+        compare_runs(base, [worse], CompareOptions(test="ttest"))
 
 
 def test_read_run_respects_scope_and_drops_truncated_tail(tmp_path):
@@ -106,7 +107,7 @@ def test_compare_csv_families_and_pairs(tmp_path):
                 lines.append(f"mdl,{quant},{lang},P{k // 3},{v}")
     path = tmp_path / "cg.csv"
     path.write_text("\n".join(lines) + "\n")
-    rows = compare_csv(path, "16bit", correction="bh", test="mcnemar")
+    rows = compare_csv(path, "16bit", CompareOptions(correction="bh", test="mcnemar"))
     assert {r.pairing_key for r in rows} == {"order"}
     assert len(rows) == 4 and {r.family for r in rows} == {"mdl/py", "mdl/java"}
     two = next(r for r in rows if r.language == "py" and r.other == "2bit")
@@ -115,7 +116,7 @@ def test_compare_csv_families_and_pairs(tmp_path):
     ps = [mcnemar_counts(4, 1).p_value, mcnemar_counts(1, 0).p_value]
     assert [two.p_adjusted, four.p_adjusted] == pytest.approx(adjust(ps, "bh"))
     assert {r.test for r in compare_csv(path, "16bit")} == {"clustered"}
-    pair = compare_csv(path, pairs=[parse_pair("4bit:2bit")], correction="none")
+    pair = compare_csv(path, options=CompareOptions(correction="none"), pairs=[parse_pair("4bit:2bit")])
     assert len(pair) == 2 and (pair[0].b, pair[0].c) == (3, 1)
     with pytest.raises(CodequantError, match="no quantization '1bit'"):
         compare_csv(path, "1bit")
@@ -167,3 +168,18 @@ def test_cli_from_csv_says_how_it_paired(tmp_path):
     out = CliRunner().invoke(app, ["compare", "--from-csv", str(path), "--baseline", "16bit"])
     assert out.exit_code == 0, out.output
     assert "paired by their order within each problem" in out.output
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"alpha": 1.0}, "--alpha must lie strictly between 0 and 1"),
+    ({"resamples": 0}, "--resamples must be at least 1"),
+    ({"by": "task"}, "unknown pairing 'task'"),
+    ({"rule": "most"}, "unknown problem rule 'most'"),
+    ({"method": "midp"}, "unknown McNemar method 'midp'"),
+    ({"ci": "wilson"}, "unknown CI method 'wilson'"),
+    ({"correction": "sidak"}, "unknown correction 'sidak'"),
+])
+def test_compare_options_are_checked_once_when_made(kwargs, message):
+    with pytest.raises(CodequantError, match=message):
+        CompareOptions(**kwargs)
+    assert CompareOptions(correction="BH").correction == "bh"  # aliases normalised once

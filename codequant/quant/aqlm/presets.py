@@ -21,6 +21,7 @@ from codequant.errors import CodequantError
 from codequant.quant.aqlm.linear import aqlm_storage
 from codequant.quant.arch import block_linears, find_decoder_layers, linear_shape
 from codequant.quant.base import QuantConfig
+from codequant.quant.options import RESOLVED, aqlm_options
 
 # bits -> (num_codebooks M, codebook bits B, in_group_size g)
 PRESETS: dict[str, dict[int, tuple[int, int, int]]] = {
@@ -112,9 +113,10 @@ def resolve_aqlm_config(config: QuantConfig, model: nn.Module) -> QuantConfig:
     else:
         if config.bits is None:
             raise CodequantError("aqlm needs --bits (8|4|3|2) or all of --codebooks M --codebook-bits B --group-size g")
-        tolerance = float(config.options.get("bits_tolerance", DEFAULT_TOLERANCE))
+        tolerance = aqlm_options(config.options).bits_tolerance
+        tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
         (m, b, g), reason = resolve_spec(shapes, config.bits, config.preset, tolerance)
     cost = model_cost(shapes, m, b, g)
     resolved: dict[str, Any] = {"reason": reason, **cost}
     return dataclasses.replace(config, num_codebooks=m, codebook_bits=b, group_size=g,
-                               options={**config.options, "resolved": resolved})
+                               options={**config.options, RESOLVED: resolved})

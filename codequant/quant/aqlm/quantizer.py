@@ -2,9 +2,8 @@
 
 Per linear: `fit.fit_weight` (k-means init, then Adam on codebooks/scales alternating with exact beam search
 over codes). Per block: `tune.tune_block` (Adam on codebooks, scales and norms against the fp block outputs).
-Options (`QuantConfig.options`): effort (a preset of everything below, `effort.EFFORTS`), beam_size,
-kmeans_iters, kmeans_sample, adam_steps, lr, tol, max_rounds, damping, threads, tune_epochs, tune_lr, tune_batch,
-tune_early_stop, bits_tolerance. Explicit options override the effort's.
+Options: `quant.options.AqlmOptions` (`QuantConfig.options`, parsed and checked by `parse_options`): an effort
+preset (`effort.EFFORTS`) and explicit options that override the effort's.
 """
 
 from __future__ import annotations
@@ -22,17 +21,16 @@ from codequant.quant.aqlm.linear import AqlmLinear, aqlm_storage
 from codequant.quant.aqlm.presets import validate_spec
 from codequant.quant.aqlm.tune import TuneOptions, tune_block
 from codequant.quant.base import QuantConfig, Quantizer
+from codequant.quant.options import KMEANS_ALL, RESOLVED, aqlm_options
 from codequant.seeds import derive_seed
 
+_FIT_KEYS = ("beam_size", "kmeans_iters", "kmeans_sample", "adam_steps", "lr", "tol", "max_rounds", "damping",
+             "threads")
+_TUNE_KEYS = {"tune_epochs": "epochs", "tune_lr": "lr", "tune_batch": "batch_size", "tune_early_stop": "early_stop"}
 
-def _optional_int(value: Any) -> int | None:
-    return None if value is None or str(value).lower() in ("none", "all", "0") else int(value)
-
-
-_FIT_KEYS = {"beam_size": int, "kmeans_iters": int, "kmeans_sample": _optional_int, "adam_steps": int, "lr": float,
-             "tol": float, "max_rounds": int, "damping": float, "threads": int}
-_TUNE_KEYS = {"tune_epochs": ("epochs", int), "tune_lr": ("lr", float), "tune_batch": ("batch_size", int),
-              "tune_early_stop": ("early_stop", int)}
+def _kmeans_sample(value: int | str | None) -> int | None:
+    """None (every group) for 0, "all" and "none"; else the number of groups per centroid."""
+    return None if value is None or str(value).lower() in (*KMEANS_ALL, "0") else int(value)
 
 
 class AqlmQuantizer(Quantizer):
@@ -51,14 +49,12 @@ class AqlmQuantizer(Quantizer):
                                  "for the model first with codequant.quant.aqlm.resolve_aqlm_config")
         validate_spec(m, b, g, [])
         self.num_codebooks, self.nbits, self.group_size = m, b, g
-        self.effort, opts = resolve_effort(config.options)
-        try:
-            self.fit_options = FitOptions(**{k: t(opts[k]) for k, t in _FIT_KEYS.items() if k in opts})
-            self.tune_options = TuneOptions(**{n: t(opts[k]) for k, (n, t) in _TUNE_KEYS.items() if k in opts})
-        except (TypeError, ValueError) as exc:
-            raise CodequantError(f"bad AQLM option: {exc}") from exc
-        if self.fit_options.beam_size < 1:
-            raise CodequantError(f"beam_size must be at least 1, got {self.fit_options.beam_size}")
+        options = aqlm_options(config.options)
+        self.effort, opts = resolve_effort({"effort": options.effort, **options.explicit()})
+        if "kmeans_sample" in opts:
+            opts["kmeans_sample"] = _kmeans_sample(opts["kmeans_sample"])
+        self.fit_options = FitOptions(**{k: opts[k] for k in _FIT_KEYS if k in opts})
+        self.tune_options = TuneOptions(**{n: opts[k] for k, n in _TUNE_KEYS.items() if k in opts})
 
     def check_linear(self, name: str, linear: nn.Linear) -> None:
         if linear.in_features % self.group_size:
@@ -97,7 +93,7 @@ class AqlmQuantizer(Quantizer):
             "beam_size": self.fit_options.beam_size, "tol": self.fit_options.tol,
             "tune_epochs": self.tune_options.epochs,
         }
-        resolved = self.config.options.get("resolved")
+        resolved = self.config.options.get(RESOLVED)
         if resolved:
             out["resolved"] = resolved
         return out

@@ -12,12 +12,11 @@ from codequant.study.plan import Step
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
         metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Draw the calibration set once, so that a bad corpus fails before any quantization, and record it."""
-    from codequant.calibration import resolve_calibration
+    from codequant.calibration.spec import CalibrationSpec
 
     cfg = step.config
     _, tokenizer = load_model(cfg["model"])  # the model too: codequant.models.load owns spec resolution
-    calib = resolve_calibration(cfg["kind"], tokenizer, samples=cfg["samples"], seq_len=cfg["seq_len"],
-                                seed=cfg["seed"], val_samples=cfg["val_samples"])
+    calib = CalibrationSpec.of(cfg).resolve(tokenizer)
     calib.save(workdir / "set")
     tokens = getattr(calib, "tokens", None)
     return {**{k: cfg[k] for k in ("kind", "samples", "seq_len", "val_samples", "seed")}, "set": "set",

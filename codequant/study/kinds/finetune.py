@@ -13,7 +13,8 @@ from codequant.study.plan import Step
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
         metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """End-to-end distillation of a quantized model from its fp teacher (codequant.finetune.run)."""
-    from codequant.finetune.run import finetune
+    from codequant.calibration.spec import CalibrationSpec
+    from codequant.finetune.run import FinetuneRun, finetune
     from codequant.finetune.trainer import FinetuneConfig
 
     qdir, cdir = (inputs[k] for k in step.deps)
@@ -21,9 +22,9 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     cfg = step.config
     ftc = FinetuneConfig(epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"], patience=cfg["patience"],
                          seed=cal["seed"])
-    out = finetune(qdir, step.meta["teacher"], workdir / "model", calibration=str(cdir / cal["set"]),
-                   samples=cal["samples"], seq_len=cal["seq_len"], val_samples=cal["val_samples"], seed=cal["seed"],
-                   config=ftc, progress=True, device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto"))
+    spec = CalibrationSpec.of({**cal, "kind": str(cdir / cal["set"])})  # the set the calibrate step drew
+    run = FinetuneRun(calibration=spec, device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto"))
+    out = finetune(qdir, step.meta["teacher"], workdir / "model", run, ftc, progress=True)
     return {"model_path": "model", "codequant_path": "model/codequant",
             "file_bytes": dir_bytes(workdir / "model" / "codequant") or qres.get("file_bytes"),
             "accounting": qres.get("accounting"), "finetune": json_safe(out)}

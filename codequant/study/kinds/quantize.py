@@ -12,6 +12,7 @@ from codequant.study.plan import Step
 
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
         metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    from codequant.calibration.spec import CalibrationSpec
     from codequant.quant.run import QuantRun, build_config, quantize_to_dir
 
     cfg = step.config
@@ -21,8 +22,8 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
                       seed=cal["seed"], options=cfg["options"])
     # AQLM also in the `aqlm` package's format: the inference step times its kernels (the codes, not fp weights).
     formats = ["dequantized", "codequant"] + (["aqlm"] if cfg["method"] == "aqlm" else [])
-    run = QuantRun(calibration=str(calib_dir / cal["set"]), samples=cal["samples"], seq_len=cal["seq_len"],
-                   val_samples=cal["val_samples"], formats=tuple(formats), batch_size=cfg["batch_size"],
+    spec = CalibrationSpec.of({**cal, "kind": str(calib_dir / cal["set"])})  # the set the calibrate step drew
+    run = QuantRun(calibration=spec, formats=tuple(formats), batch_size=cfg["batch_size"],
                    device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto"),
                    max_host_memory_gb=settings.get("max_host_memory_gb"), activations=settings.get("activations", "auto"))
     result = quantize_to_dir(cfg["model"], qc, workdir, run, progress=True)

@@ -14,7 +14,7 @@ from codequant.quant.aqlm.tune import TuneOptions, tune_block
 from codequant.quant.base import QuantConfig
 from codequant.quant.blocks import relative_mse, run_block
 from codequant.quant.capture import capture_first_inputs, capture_layer_kwargs
-from codequant.quant.pipeline import find_decoder_layers, quantize_model
+from codequant.quant.pipeline import WalkOptions, find_decoder_layers, quantize_model
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +34,7 @@ def quantized_block(tiny_llama_dir):
     y, y_val = (run_block(layers[0], t, kwargs, 8) for t in (x, x_val))  # the fp block's outputs
     quantizer = AqlmQuantizer(QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8, seed=0,
                                           options={"max_rounds": 1, "tune_epochs": 0}))
-    quantize_model(model, train, quantizer, progress=False, max_blocks=1)
+    quantize_model(model, train, quantizer, WalkOptions(max_blocks=1), progress=False)
     assert sum(isinstance(m, AqlmLinear) for m in layers[0].modules()) == 7
     with torch.no_grad():
         for m in layers[0].modules():
