@@ -26,8 +26,10 @@ sys.path.insert(0, str(ROOT))
 
 import quality_peers  # noqa: E402  (bench/; also puts the peers' own site folder on sys.path)
 
+from codequant.models.filebits import parameter_count, whole_file_bits  # noqa: E402
 from codequant.quant.pipeline import quantize_model  # noqa: E402
 from codequant.quant.run import build_config, make_model_quantizer  # noqa: E402
+from codequant.quant.tables import TableSpec, quantize_tables  # noqa: E402
 
 
 def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
@@ -43,6 +45,8 @@ def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
         fields["val_samples"] = args.val_samples
     if method == "aqlm" and (args.effort or args.aqlm_option):
         fields.update(effort=args.effort, aqlm_options=sorted(args.aqlm_option))
+    if args.embedding_bits is not None and method != "fp":  # cells with fp tables keep the keys they had
+        fields.update(embedding_bits=args.embedding_bits, table_group_size=args.table_group_size)
     if method == "fp":
         fields = {k: fields[k] for k in ("model", "method", "eval_rows", "eval_seq_len", "seed")}
     peer_version = _peer_version(method)
@@ -111,9 +115,30 @@ def peer_cell(args, method, bits, fp_model, tokenizer, evals) -> dict:
             **perplexities(out["model"], evals)}
 
 
+def saved_whole_file(model, fp_params: int) -> dict:
+    """Bits/weight of the model as `codequant quantize` saves it (the native checkpoint; an fp model as
+    safetensors), measured on the written file in a temporary folder (codequant.models.filebits)."""
+    import tempfile
+
+    from safetensors.torch import save_model
+
+    from codequant.quant.checkpoint import quantized_modules
+    from codequant.quant.export import save_codequant_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="bench-whole-file-") as tmp:
+        if quantized_modules(model):
+            save_codequant_checkpoint(model, tmp)
+        else:
+            save_model(model, f"{tmp}/model.safetensors")
+        whole = whole_file_bits(tmp, fp_params)
+    return {**whole, "saved_as": "codequant" if quantized_modules(model) else "safetensors",
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+
+
 def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dict:
     if method == "fp":
-        return {"method": "fp", "bits": None, **perplexities(fp_model, evals)}
+        return {"method": "fp", "bits": None, "whole_file": saved_whole_file(fp_model, parameter_count(fp_model)),
+                **perplexities(fp_model, evals)}
     if method in quality_peers.PEERS:
         return peer_cell(args, method, bits, fp_model, tokenizer, evals)
     options = {"act_order": args.act_order} if method == "gptq" else {}
@@ -134,6 +159,8 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
     t = time.perf_counter()
     report = quantize_model(model, calib_cache["calib"], quantizer, batch_size=args.batch_size, progress=True)
     seconds = time.perf_counter() - t
+    tables = TableSpec(args.embedding_bits, args.embedding_bits, args.table_group_size)
+    table_info = quantize_tables(model, tables) if tables.active else None
     totals = report.totals()
     errs = [layer["rel_weight_error"] for layer in report.layers]
     held = [layer["rel_output_error_heldout"] for layer in report.layers if "rel_output_error_heldout" in layer]
@@ -143,6 +170,8 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
         "resolved": quantizer.describe(), "quantize_s": round(seconds, 1),
         "formula_bits_per_param": totals["formula_bits_per_param"],
         "stored_bits_per_param": totals["stored_bits_per_param"],
+        **({"tables": table_info} if table_info else {}),
+        "whole_file": saved_whole_file(model, fp_params=parameter_count(fp_model)),
         "mean_rel_weight_error": sum(errs) / len(errs),
         "last_block_rel_output_mse": report.blocks[-1].get("rel_output_mse"),
         "last_block_rel_output_mse_heldout": report.blocks[-1].get("rel_output_mse_heldout"),
@@ -179,15 +208,26 @@ def _commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+def _whole(cell: dict) -> float | None:
+    """Whole-file bits/weight of a cell; cells measured before it was recorded have none (never derived)."""
+    return (cell.get("whole_file") or {}).get("bits_per_weight")
+
+
+def _label(cell: dict) -> str:
+    tables = cell.get("tables") or {}
+    emb = (tables.get("embedding") or {}).get("bits")
+    return f"{cell['method']}{' clip ' + cell['clip'] if cell.get('clip') else ''}{f' emb{emb}' if emb else ''}"
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
 def markdown(cells: list[dict]) -> str:
     fp = next((c for c in cells if c["method"] == "fp"), {})
-    rows = ["| method | bits | bits/param (formula) | stored | quantize s | layer out err in-sample / held-out | "
-            "ppl Python | ppl Java |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| method | bits | bits/param (formula) | stored | whole file bits/weight | quantize s | "
+            "layer out err in-sample / held-out | ppl Python | ppl Java |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         ppls = []
         for lang in ("python", "java"):
@@ -195,8 +235,8 @@ def markdown(cells: list[dict]) -> str:
             delta = f" ({v / ref - 1:+.1%})" if v is not None and ref and c is not fp else ""
             ppls.append(_fmt(v, ".3f") + delta)
         rows.append(
-            f"| {c['method']}{' clip ' + c['clip'] if c.get('clip') else ''} | {c['bits'] or '-'} | {_fmt(c.get('formula_bits_per_param'), '.3f')} | "
-            f"{_fmt(c.get('stored_bits_per_param'), '.3f')} | {_fmt(c.get('quantize_s'), '')} | "
+            f"| {_label(c)} | {c['bits'] or '-'} | {_fmt(c.get('formula_bits_per_param'), '.3f')} | "
+            f"{_fmt(c.get('stored_bits_per_param'), '.3f')} | {_fmt(_whole(c), '.3f')} | {_fmt(c.get('quantize_s'), '')} | "
             f"{_fmt(c.get('mean_rel_output_error'), '.4f')} / {_fmt(c.get('mean_rel_output_error_heldout'), '.4f')} | "
             f"{ppls[0]} | {ppls[1]} |"
         )
@@ -224,6 +264,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--embedding-bits", type=int, default=None, choices=[8, 6, 4],
+                   help="also quantize the token embedding and the head (tied on SmolLM2) on RTN grids")
+    p.add_argument("--table-group-size", type=int, default=64, help="values per scale/offset of the table grids")
     p.add_argument("--no-fp", action="store_true", help="skip the fp reference row")
     p.add_argument("--cache", default=str(ROOT / "bench" / "results" / "quantize"))
     p.add_argument("--fresh", action="store_true", help="recompute cached cells")
@@ -300,7 +343,8 @@ def folder_cell(folder: str, args: argparse.Namespace, loaded: dict) -> dict:
 
 
 def plot(cells: list[dict], path: Path) -> Path:
-    """Perplexity vs measured bits/weight, one series per method (codequant.report.plots.perplexity_pareto)."""
+    """Perplexity vs measured bits/weight, one series per method, on the linears' bits and (for cells that
+    recorded it) on the whole saved file's bits (codequant.report.plots.perplexity_pareto)."""
     from codequant.report.plots import perplexity_pareto
 
     rows = []
@@ -310,9 +354,12 @@ def plot(cells: list[dict], path: Path) -> Path:
         name = f"{c['method']} (peer)" if c["method"] in quality_peers.PEERS else c["method"]
         if c.get("clip"):
             name += f" clip {c['clip']}"
+        emb = ((c.get("tables") or {}).get("embedding") or {}).get("bits")
+        name += f" emb{emb}" if emb else ""
         for lang in ("python", "java"):
             rows.append({"series": name, "language": lang, "perplexity": c.get(f"ppl_{lang}"),
-                         "bits_per_weight": None if c["method"] == "fp" else c.get("formula_bits_per_param")})
+                         "bits_per_weight": None if c["method"] == "fp" else c.get("formula_bits_per_param"),
+                         "whole_file_bits": _whole(c)})
     path.parent.mkdir(parents=True, exist_ok=True)
     return perplexity_pareto(rows, path, title="SmolLM2-135M: held-out perplexity vs bits per weight")
 

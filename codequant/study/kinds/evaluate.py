@@ -64,7 +64,9 @@ def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None
             store.upsert("footprints", {
                 "variant_key": vkey, **{k: cols[k] for k in ("model", "variant", "method", "bits")},
                 "formula_bits": fp["linear_bits_per_weight"], "stored_bits": fp["linear_bits_per_weight"],
-                "file_bytes": fp["bytes"], "param_bytes": fp["kinds"]["linear"]["bytes"], "quantized_params": 0},
+                "file_bytes": fp["bytes"], "param_bytes": fp["kinds"]["linear"]["bytes"], "quantized_params": 0,
+                # the fp model's tensors as loaded are its file's: bytes * 8 over its parameters
+                "whole_file_bits": 8 * fp["bytes"] / fp["parameters"] if fp.get("parameters") else None},
                 conn)
     run = read_run(artifact)
     if run.scored:
