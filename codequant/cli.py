@@ -458,19 +458,25 @@ def footprint_cmd(
     import json
 
     from codequant.models import footprint, load
+    from codequant.models.filebits import model_file_bits
     from codequant.models.footprint import footprint_table
 
     loaded = load(model)
     fp = footprint(loaded.model)
+    whole = model_file_bits(loaded.path, loaded.model)
     if as_json:
         print(json.dumps({"model": model, "source": loaded.source, "path": str(loaded.path),
-                          "load_seconds": loaded.load_seconds, **fp.to_dict()}, indent=2))
+                          "load_seconds": loaded.load_seconds, **fp.to_dict(), "whole_file_bits_per_weight": whole},
+                         indent=2))
         return
     from rich.console import Console
 
     console = Console()
     console = console if console.is_terminal else Console(width=200)
     console.print(footprint_table(fp, title=f"{model} ({type(loaded.model).__name__}, {loaded.source})"))
+    if whole is not None:
+        console.print(f"whole saved model: {whole:.3f} bits/weight (every tensor in its files over the fp "
+                      f"parameters; the decoder linears alone: {fp.linear_bits_per_weight:.2f})")
     console.print(f"loaded from {loaded.path} in {loaded.load_seconds:.1f}s" + (" (cached conversion)" if loaded.cached else ""))
 
 

@@ -55,3 +55,35 @@ def parameter_count(model: Any) -> int:
             seen.add(id(p))
             total += p.numel()
     return total
+
+
+def recorded_parameters(folder: str | Path) -> int | None:
+    """The fp model's parameter count recorded by the run that wrote `folder` (`accounting.model_params` in its
+    codequant.json, or the quantize.json of the folder or its parent); None for folders written before it was."""
+    folder = Path(folder)
+    for where in (folder, folder.parent):
+        for name in ("codequant.json", "quantize.json"):
+            info = where / name
+            if info.is_file():
+                params = json.loads(info.read_text()).get("accounting", {}).get("model_params")
+                if params:
+                    return int(params)
+    return None
+
+
+def model_file_bits(spec: str | Path, model: Any) -> float | None:
+    """Whole-file bits/weight of the model loaded from `spec`: the tensors of its folder over the fp parameters
+    (recorded by the writing run; an fp model's own). An fp model that is not a folder of safetensors (an embedded
+    GGUF, loaded converted) counts the tensors it loads. None when it cannot be known (an older quantized folder)."""
+    quantized = any(not t.is_floating_point() for t in model.buffers())
+    folder = Path(spec)
+    params = recorded_parameters(folder) if folder.is_dir() else None
+    if params is None and not quantized:
+        params = parameter_count(model)
+    if not params:
+        return None
+    if folder.is_dir() and any(folder.glob("*.safetensors")):
+        return 8 * folder_tensor_bytes(folder) / params
+    if quantized:
+        return None
+    return 8 * sum(p.numel() * p.element_size() for p in model.parameters()) / params

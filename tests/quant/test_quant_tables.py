@@ -60,6 +60,14 @@ def test_whole_file_bits_are_the_saved_tensors_over_the_fp_parameters(tmp_path, 
     saved = json.loads((tmp_path / "q" / "quantize.json").read_text())
     assert saved["whole_file"] == result["whole_file"] and saved["tables"]["head"]["bits"] == 4
     assert json.loads((tmp_path / "q" / "codequant" / "codequant.json").read_text())["whole_file"] == native
+    # what `codequant models footprint` and bench/inference.py show for the saved folders
+    from codequant.models import footprint, load
+    from codequant.models.filebits import model_file_bits
+
+    again = load(str(tmp_path / "q" / "codequant")).model
+    assert model_file_bits(tmp_path / "q" / "codequant", again) == pytest.approx(native["bits_per_weight"])
+    assert model_file_bits(tmp_path / "q", load(str(tmp_path / "q")).model) == pytest.approx(32.0)
+    assert footprint(again).kinds["embeddings"].bytes == vocab * HIDDEN + vocab * (HIDDEN // 16) * 4
 
 
 def test_without_tables_the_file_keeps_fp32_tables(tmp_path, tiny_llama_builder, tiny_tokenizer):
