@@ -138,6 +138,9 @@ def test_a_tied_table_is_quantized_and_stored_once(tmp_path, tiny_llama_builder,
         torch.testing.assert_close(deq(ids).logits, ref, rtol=1e-5, atol=1e-5)
         # the head reads the same quantized table as the embedding
         torch.testing.assert_close(again.lm_head.weight, again.model.embed_tokens.dequantize())
+        # generation with the KV cache runs through the quantized tables and agrees with the dequantized export
+        out = again.generate(ids, max_new_tokens=4, do_sample=False)
+        assert torch.equal(out, deq.generate(ids, max_new_tokens=4, do_sample=False))
 
 
 def test_embedding_lookup_equals_the_dequantized_table(tiny_llama):
