@@ -44,16 +44,18 @@ def variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
 
 
 def markdown(rows: list[dict], batches: list[int]) -> str:
-    head = ("| variant | bits/param | file MB | peak RSS MB | prefill tok/s | "
+    head = ("| variant | bits/param | whole-file bits/weight | file MB | peak RSS MB | prefill tok/s | "
             + " | ".join(f"decode b{b} tok/s" for b in batches) + " | decode b1 vs fp32 | "
             + " | ".join(f"J/token b{b}" for b in batches) + " | energy method |")
-    lines = [head, "|" + "---|" * (7 + 2 * len(batches))]
+    lines = [head, "|" + "---|" * (8 + 2 * len(batches))]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['label']} | error: {r['error']} |")
             continue
         bits = "-" if r.get("formula_bits_per_param") is None else f"{r['formula_bits_per_param']:.3f}"
         mb = "-" if r.get("file_bytes") is None else f"{r['file_bytes'] / 1e6:.1f}"
+        whole = r.get("whole_file_bits_per_weight")
+        bits += f" | {'-' if whole is None else f'{whole:.3f}'}"
         rel = r.get("vs_fp32", {}).get(f"decode_b{batches[0]}")
         lines.append(f"| {r['label']} | {bits} | {mb} | {r['peak_rss_mb']} | {r['prefill_tok_s']} | "
                      + " | ".join(str(r["decode_tok_s"].get(str(b))) for b in batches)

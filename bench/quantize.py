@@ -26,11 +26,13 @@ sys.path.insert(0, str(ROOT))
 
 import quality_peers  # noqa: E402  (bench/; also puts the peers' own site folder on sys.path)
 
+from codequant.models.filebits import parameter_count, whole_file_bits  # noqa: E402
 from codequant.quant.pipeline import WalkOptions, quantize_model  # noqa: E402
 from codequant.quant.run import build_config, make_model_quantizer  # noqa: E402
+from codequant.quant.tables import TableSpec, quantize_tables  # noqa: E402
 
 
-def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
+def cell_key(args: argparse.Namespace, method: str, bits: int | None, table_bits: int | None = None) -> str:
     fields = {
         "model": args.model, "method": method, "bits": bits, "group_size": args.group_size if method != "fp" else None,
         "act_order": args.act_order if method == "gptq" else None, "preset": args.preset if method == "aqlm" else None,
@@ -45,12 +47,14 @@ def cell_key(args: argparse.Namespace, method: str, bits: int | None) -> str:
         fields.update(effort=args.effort, aqlm_options=sorted(args.aqlm_option))
     if method == "fp":
         fields = {k: fields[k] for k in ("model", "method", "eval_rows", "eval_seq_len", "seed")}
+    if table_bits is not None:  # cells with fp tables keep the keys they had
+        fields.update(table_bits=table_bits, table_group_size=args.table_group_size)
     peer_version = _peer_version(method)
     if peer_version is not None:  # peers: their library version, not codequant's calibration
         fields.update(peer_version=peer_version, calibration=None, samples=None, seq_len=None,
                       preset=None)
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-    return f"{method}-{bits}-{digest}"
+    return f"{method}-{bits}-{digest}" if table_bits is None else f"{method}-{bits}-t{table_bits}-{digest}"
 
 
 def _any_peer_cell(cache: Path, method: str, bits: int | None, args: argparse.Namespace) -> Path | None:
@@ -111,9 +115,45 @@ def peer_cell(args, method, bits, fp_model, tokenizer, evals) -> dict:
             **perplexities(out["model"], evals)}
 
 
+def saved_whole_file(model, fp_params: int) -> dict:
+    """Bits/weight of the model as `codequant quantize` saves it (the native checkpoint; an fp model as
+    safetensors), measured on the written file in a temporary folder (codequant.models.filebits)."""
+    import tempfile
+
+    from safetensors.torch import save_model
+
+    from codequant.quant.checkpoint import quantized_modules
+    from codequant.quant.export import save_codequant_checkpoint
+
+    with tempfile.TemporaryDirectory(prefix="bench-whole-file-") as tmp:
+        if quantized_modules(model):
+            save_codequant_checkpoint(model, tmp)
+        else:
+            save_model(model, f"{tmp}/model.safetensors")
+        whole = whole_file_bits(tmp, fp_params)
+    return {**whole, "saved_as": "codequant" if quantized_modules(model) else "safetensors",
+            "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+
+
+def table_cell(base: dict, model, table_bits: int, group_size: int, fp_params: int, evals) -> dict:
+    """`base`'s model with its token embedding and head (one tensor when tied) on `table_bits`-bit RTN grids
+    (codequant.quant.tables), from the same quantized decoder: its whole-file bits and perplexities."""
+    model = copy.deepcopy(model)
+    t = time.perf_counter()
+    tables = quantize_tables(model, TableSpec(table_bits, table_bits, group_size))
+    seconds = time.perf_counter() - t
+    keep = ("method", "bits", "clip", "resolved", "quantize_s", "formula_bits_per_param", "stored_bits_per_param",
+            "mean_rel_weight_error", "last_block_rel_output_mse", "last_block_rel_output_mse_heldout",
+            "mean_rel_output_error", "mean_rel_output_error_heldout")
+    return {**{k: base[k] for k in keep if k in base}, "tables": tables, "tables_s": round(seconds, 2),
+            "whole_file": saved_whole_file(model, fp_params), **perplexities(model, evals)}
+
+
 def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dict:
+    calib_cache["model"] = fp_model if method == "fp" else None
     if method == "fp":
-        return {"method": "fp", "bits": None, **perplexities(fp_model, evals)}
+        return {"method": "fp", "bits": None, "whole_file": saved_whole_file(fp_model, parameter_count(fp_model)),
+                **perplexities(fp_model, evals)}
     if method in quality_peers.PEERS:
         return peer_cell(args, method, bits, fp_model, tokenizer, evals)
     options = {"act_order": args.act_order} if method == "gptq" else {}
@@ -134,6 +174,7 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
     t = time.perf_counter()
     report = quantize_model(model, calib_cache["calib"], quantizer, WalkOptions(batch_size=args.batch_size), progress=True)
     seconds = time.perf_counter() - t
+    calib_cache["model"] = model  # the table variants of this cell start from it (no second walk)
     totals = report.totals()
     errs = [layer["rel_weight_error"] for layer in report.layers]
     held = [layer["rel_output_error_heldout"] for layer in report.layers if "rel_output_error_heldout" in layer]
@@ -143,6 +184,7 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
         "resolved": quantizer.describe(), "quantize_s": round(seconds, 1),
         "formula_bits_per_param": totals["formula_bits_per_param"],
         "stored_bits_per_param": totals["stored_bits_per_param"],
+        "whole_file": saved_whole_file(model, fp_params=parameter_count(fp_model)),
         "mean_rel_weight_error": sum(errs) / len(errs),
         "last_block_rel_output_mse": report.blocks[-1].get("rel_output_mse"),
         "last_block_rel_output_mse_heldout": report.blocks[-1].get("rel_output_mse_heldout"),
@@ -179,15 +221,26 @@ def _commit() -> str | None:
     return head + ("+dirty" if dirty else "")
 
 
+def _whole(cell: dict) -> float | None:
+    """Whole-file bits/weight of a cell; cells measured before it was recorded have none (never derived)."""
+    return (cell.get("whole_file") or {}).get("bits_per_weight")
+
+
+def _label(cell: dict) -> str:
+    tables = cell.get("tables") or {}
+    emb = (tables.get("embedding") or {}).get("bits")
+    return f"{cell['method']}{' clip ' + cell['clip'] if cell.get('clip') else ''}{f' emb{emb}' if emb else ''}"
+
+
 def _fmt(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
 def markdown(cells: list[dict]) -> str:
     fp = next((c for c in cells if c["method"] == "fp"), {})
-    rows = ["| method | bits | bits/param (formula) | stored | quantize s | layer out err in-sample / held-out | "
-            "ppl Python | ppl Java |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| method | bits | bits/param (formula) | stored | whole file bits/weight | quantize s | "
+            "layer out err in-sample / held-out | ppl Python | ppl Java |",
+            "|---|---|---|---|---|---|---|---|---|"]
     for c in cells:
         ppls = []
         for lang in ("python", "java"):
@@ -195,8 +248,8 @@ def markdown(cells: list[dict]) -> str:
             delta = f" ({v / ref - 1:+.1%})" if v is not None and ref and c is not fp else ""
             ppls.append(_fmt(v, ".3f") + delta)
         rows.append(
-            f"| {c['method']}{' clip ' + c['clip'] if c.get('clip') else ''} | {c['bits'] or '-'} | {_fmt(c.get('formula_bits_per_param'), '.3f')} | "
-            f"{_fmt(c.get('stored_bits_per_param'), '.3f')} | {_fmt(c.get('quantize_s'), '')} | "
+            f"| {_label(c)} | {c['bits'] or '-'} | {_fmt(c.get('formula_bits_per_param'), '.3f')} | "
+            f"{_fmt(c.get('stored_bits_per_param'), '.3f')} | {_fmt(_whole(c), '.3f')} | {_fmt(c.get('quantize_s'), '')} | "
             f"{_fmt(c.get('mean_rel_output_error'), '.4f')} / {_fmt(c.get('mean_rel_output_error_heldout'), '.4f')} | "
             f"{ppls[0]} | {ppls[1]} |"
         )
@@ -224,6 +277,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--table-bits", default="", help="comma list of 8,6,4: each cell also with its token embedding "
+                   "and head (tied on SmolLM2) on RTN grids of these bits, from the same quantized decoder")
+    p.add_argument("--table-group-size", type=int, default=64, help="values per scale/offset of the table grids")
     p.add_argument("--no-fp", action="store_true", help="skip the fp reference row")
     p.add_argument("--cache", default=str(ROOT / "bench" / "results" / "quantize"))
     p.add_argument("--fresh", action="store_true", help="recompute cached cells")
@@ -241,12 +297,17 @@ def main(argv: list[str] | None = None) -> None:
     loaded: dict = {}
     calib_cache: dict = {}
     cells = []
+    table_bits = [int(b) for b in args.table_bits.split(",") if b]
     for method, bits in grid:
         path = cache / f"{cell_key(args, method, bits)}.json"
         if args.cached_only and not path.exists() and _peer_version(method) == "missing":
             path = _any_peer_cell(cache, method, bits, args) or path  # peer not installed here: its last cell
-        if path.exists() and not args.fresh:
+        variants = [(t, cache / f"{cell_key(args, method, bits, t)}.json") for t in table_bits
+                    if method not in quality_peers.PEERS]
+        todo = [(t, p) for t, p in variants if args.fresh or not p.exists()]
+        if path.exists() and not args.fresh and (not todo or args.cached_only):
             cells.append(json.loads(path.read_text()))
+            cells += [json.loads(p.read_text()) for _, p in variants if p.exists()]
             continue
         if args.cached_only:
             print(f"not cached: {method} {bits}", file=sys.stderr)
@@ -255,16 +316,26 @@ def main(argv: list[str] | None = None) -> None:
             model, tokenizer = load_model(args.model)
             loaded.update(model=model.eval(), tokenizer=tokenizer,
                           evals={lang: heldout(tokenizer, lang, args) for lang in ("python", "java")})
-        cell = run_cell(args, method, bits, loaded["model"], loaded["tokenizer"], loaded["evals"], calib_cache)
-        cell["settings"] = {k: v for k, v in vars(args).items() if k not in ("cache", "fresh", "cached_only")}
-        cell["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
-        cell["measured"] = {"date": time.strftime("%Y-%m-%d"), "commit": _commit()}
-        if "unavailable" in cell:  # not cached: installing the peer later fills the cell
-            print(f"{method} {bits}: {cell['unavailable']}", file=sys.stderr)
+        if path.exists() and not args.fresh and method != "fp":  # a table variant is missing: quantize again
+            print(f"{method} {bits}: quantizing again for the table variants (the base cell stays as cached)",
+                  file=sys.stderr)
+        if method == "fp" and path.exists() and not args.fresh:  # the fp model needs no quantizing
+            cell = json.loads(path.read_text())
+            calib_cache["model"] = loaded["model"]
         else:
-            path.write_text(json.dumps(cell, indent=2, default=str))
-        cells.append(cell)
-        print(json.dumps(cell, default=str), flush=True)
+            cell = run_cell(args, method, bits, loaded["model"], loaded["tokenizer"], loaded["evals"], calib_cache)
+        base_model = calib_cache.pop("model", None)
+        if args.fresh or not path.exists():
+            _emit(cell, path, args, cells)
+        else:
+            cells.append(json.loads(path.read_text()))
+        if base_model is not None:
+            fp_params = parameter_count(loaded["model"])
+            for t, p in todo:  # each written as soon as it is measured
+                _emit(table_cell(cell, base_model, t, args.table_group_size, fp_params, loaded["evals"]), p, args,
+                      cells)
+        cells += [json.loads(p.read_text()) for t, p in variants if (t, p) not in todo and p.exists()]
+        del base_model
     for folder in filter(None, args.folders.split(",")):
         cells.append(folder_cell(folder, args, loaded))
         print(json.dumps(cells[-1], default=str), flush=True)
@@ -274,6 +345,19 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown(cells))
     if args.plot:
         print(f"wrote {plot(cells, Path(args.plot))}", file=sys.stderr)
+
+
+def _emit(cell: dict, path: Path, args: argparse.Namespace, cells: list[dict]) -> None:
+    """Stamp a measured cell with its settings, machine and commit, cache it and print it."""
+    cell["settings"] = {k: v for k, v in vars(args).items() if k not in ("cache", "fresh", "cached_only")}
+    cell["machine"] = {"cpus": os.cpu_count(), "platform": platform.platform()}
+    cell["measured"] = {"date": time.strftime("%Y-%m-%d"), "commit": _commit()}
+    if "unavailable" in cell:  # not cached: installing the peer later fills the cell
+        print(f"{cell['method']} {cell['bits']}: {cell['unavailable']}", file=sys.stderr)
+    else:
+        path.write_text(json.dumps(cell, indent=2, default=str))
+    cells.append(cell)
+    print(json.dumps(cell, default=str), flush=True)
 
 
 def folder_cell(folder: str, args: argparse.Namespace, loaded: dict) -> dict:
@@ -300,7 +384,8 @@ def folder_cell(folder: str, args: argparse.Namespace, loaded: dict) -> dict:
 
 
 def plot(cells: list[dict], path: Path) -> Path:
-    """Perplexity vs measured bits/weight, one series per method (codequant.report.plots.perplexity_pareto)."""
+    """Perplexity vs measured bits/weight, one series per method, on the linears' bits and (for cells that
+    recorded it) on the whole saved file's bits (codequant.report.plots.perplexity_pareto)."""
     from codequant.report.plots import perplexity_pareto
 
     rows = []
@@ -310,9 +395,12 @@ def plot(cells: list[dict], path: Path) -> Path:
         name = f"{c['method']} (peer)" if c["method"] in quality_peers.PEERS else c["method"]
         if c.get("clip"):
             name += f" clip {c['clip']}"
+        emb = ((c.get("tables") or {}).get("embedding") or {}).get("bits")
+        name += f" emb{emb}" if emb else ""
         for lang in ("python", "java"):
             rows.append({"series": name, "language": lang, "perplexity": c.get(f"ppl_{lang}"),
-                         "bits_per_weight": None if c["method"] == "fp" else c.get("formula_bits_per_param")})
+                         "bits_per_weight": None if c["method"] == "fp" else c.get("formula_bits_per_param"),
+                         "whole_file_bits": _whole(c)})
     path.parent.mkdir(parents=True, exist_ok=True)
     return perplexity_pareto(rows, path, title="SmolLM2-135M: held-out perplexity vs bits per weight")
 

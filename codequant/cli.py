@@ -173,6 +173,12 @@ def quantize_cmd(
         "model and they fit it, else go to the GPU (with --device cuda) or to memory-mapped files in OUT/checkpoint"),
     activations: str = typer.Option("auto", "--activations", help="auto | host | device | disk: force where the "
                                     "activation buffers live (auto: from --max-host-memory)"),
+    embedding_bits: int | None = typer.Option(None, "--embedding-bits", help="8 | 6 | 4: the token embedding on a "
+                                              "round-to-nearest grid (any method; default fp)"),
+    head_bits: int | None = typer.Option(None, "--head-bits", help="8 | 6 | 4: the LM head likewise (a tied head "
+                                         "is the embedding: give both the same)"),
+    table_group_size: int = typer.Option(64, "--table-group-size", help="values per fp16 scale/offset of the "
+                                         "embedding/head grids (-1 per row)"),
 ) -> None:
     """Quantize every decoder-block linear of MODEL and write the export(s) + quantize.json to OUT."""
     import json
@@ -196,8 +202,10 @@ def quantize_cmd(
                           codebook_bits=codebook_bits, seed=seed, options=options)
     formats = parse_formats(fmt, method)
     spec = CalibrationSpec(kind=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples, seed=seed)
-    run = QuantRun(calibration=spec, formats=tuple(formats), batch_size=batch_size, max_blocks=max_blocks, sequential=sequential,
-                   device=device, dtype=dtype, max_host_memory_gb=max_host_memory, activations=activations)
+    run = QuantRun(calibration=spec, formats=None if fmt is None else tuple(formats), batch_size=batch_size,
+                   max_blocks=max_blocks, sequential=sequential, device=device, dtype=dtype,
+                   max_host_memory_gb=max_host_memory, activations=activations, embedding_bits=embedding_bits,
+                   head_bits=head_bits, table_group_size=table_group_size)
     result = quantize_to_dir(
         model, config, out, run,
         on_resolved=lambda r: print(f"configuration: {json.dumps(r, default=str)}"),
@@ -205,6 +213,9 @@ def quantize_cmd(
     acc, times = result["accounting"], result["timings"]
     print(f"{acc['quantized_params']:,} weights quantized: {acc['formula_bits_per_param']:.3f} bits/param (formula), "
           f"{acc['stored_bits_per_param']:.3f} stored; quantize {times['quantize_s']:.1f}s")
+    for name, whole in result.get("whole_file", {}).items():
+        print(f"whole file ({name}): {whole['bits_per_weight']:.3f} bits/weight, {whole['tensor_bytes'] / 1e6:.1f} MB "
+              f"of tensors for {whole['parameters']:,} fp parameters")
     for line in error_summary(result):
         print(line)
     if not result["complete"]:
@@ -444,19 +455,25 @@ def footprint_cmd(
 
     import codequant.quant.export  # noqa: F401  registers the native checkpoint loader with codequant.models
     from codequant.models import footprint, load
+    from codequant.models.filebits import model_file_bits
     from codequant.models.footprint import footprint_table
 
     loaded = load(model)
     fp = footprint(loaded.model)
+    whole = model_file_bits(loaded.path, loaded.model)
     if as_json:
         print(json.dumps({"model": model, "source": loaded.source, "path": str(loaded.path),
-                          "load_seconds": loaded.load_seconds, **fp.to_dict()}, indent=2))
+                          "load_seconds": loaded.load_seconds, **fp.to_dict(), "whole_file_bits_per_weight": whole},
+                         indent=2))
         return
     from rich.console import Console
 
     console = Console()
     console = console if console.is_terminal else Console(width=200)
     console.print(footprint_table(fp, title=f"{model} ({type(loaded.model).__name__}, {loaded.source})"))
+    if whole is not None:
+        console.print(f"whole saved model: {whole:.3f} bits/weight (every tensor in its files over the fp "
+                      f"parameters; the decoder linears alone: {fp.linear_bits_per_weight:.2f})")
     console.print(f"loaded from {loaded.path} in {loaded.load_seconds:.1f}s" + (" (cached conversion)" if loaded.cached else ""))
 
 

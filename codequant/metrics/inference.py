@@ -27,6 +27,7 @@ from typing import Any
 
 # torch, the model and the engine load inside `measure`, which `measure_isolated` runs in a fresh process.
 from codequant.errors import CodequantError
+from codequant.models.filebits import model_file_bits
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 
@@ -51,6 +52,7 @@ class InferenceResult:
     peak_rss_mb: float | None = None
     file_bytes: int | None = None
     formula_bits_per_param: float | None = None
+    whole_file_bits_per_weight: float | None = None  # every tensor of the measured folder over the fp parameters
     decode_j_per_token: dict[int, float] = field(default_factory=dict)  # batch size -> joules per new token
     energy_method: str | None = None  # rapl | nvml | estimate:cpu-time (codequant.metrics.energy)
     energy_note: str = ""
@@ -140,7 +142,8 @@ def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backen
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     return InferenceResult(spec=str(spec), backend=backend, load_s=round(load_s, 2), prefill_tok_s=round(prefill, 1),
                            decode_tok_s=decode, peak_rss_mb=round(peak, 1), file_bytes=weight_bytes(spec),
-                           formula_bits_per_param=formula_bits(spec), decode_j_per_token=joules,
+                           formula_bits_per_param=formula_bits(spec),
+                           whole_file_bits_per_weight=model_file_bits(spec, model), decode_j_per_token=joules,
                            energy_method=meter.energy.method, energy_note=meter.energy.note, dtype=loaded.dtype)
 
 

@@ -91,7 +91,7 @@ def footprint(model: nn.Module) -> Footprint:
     def walk(module: nn.Module) -> None:
         if module is head:
             return  # charged last, so a tied weight is found under embeddings first
-        if isinstance(module, nn.Embedding):
+        if isinstance(module, nn.Embedding) or getattr(module, "kind", None) == "embedding":  # fp or quantized table
             charge("embeddings", module, True)
         elif _is_linear(module):
             charge("linear", module, True)

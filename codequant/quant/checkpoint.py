@@ -39,8 +39,11 @@ def set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
 def module_state(module: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Tensors and JSON description of `module`: its quantized linears and its remaining fp parameters/buffers.
 
-    Tensors shared between names (tied embeddings) are stored once and recorded as aliases.
+    Tensors shared between names (tied embeddings) are stored once and recorded as aliases; a head tied to a
+    quantized embedding (`tables.TiedHead`) holds no tensor of its own and is recorded under `tied_heads`.
     """
+    from codequant.quant.tables import tied_heads
+
     tensors: dict[str, torch.Tensor] = {}
     quant = quantized_modules(module)
     qmeta: dict[str, Any] = {}
@@ -63,7 +66,11 @@ def module_state(module: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, 
         seen[ident] = name
         tensors[f"fp.{name}"] = t.detach().cpu().contiguous()
         fp.append(name)
-    return tensors, {"quantized": qmeta, "fp": fp, "aliases": aliases}
+    meta: dict[str, Any] = {"quantized": qmeta, "fp": fp, "aliases": aliases}
+    ties = tied_heads(module)
+    if ties:  # only written when present, so block checkpoints keep their layout
+        meta["tied_heads"] = ties
+    return tensors, meta
 
 
 def apply_module_state(module: nn.Module, tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
@@ -73,11 +80,17 @@ def apply_module_state(module: nn.Module, tensors: dict[str, torch.Tensor], meta
         cls = linear_class(info["kind"])
         state = {key: tensors[f"q.{name}.{key}"] for key in info["keys"]}
         set_submodule(module, name, cls.from_state(state, info["meta"]).to(device))
+    ties = meta.get("tied_heads", {})
+    if ties:
+        from codequant.quant.tables import TiedHead
+
+        for head, embedding in ties.items():
+            set_submodule(module, head, TiedHead(module.get_submodule(embedding)))
     fp = {name: tensors[f"fp.{name}"] for name in meta["fp"]}
     for alias, original in meta.get("aliases", {}).items():
         fp[alias] = fp[original]
     missing, unexpected = module.load_state_dict(fp, strict=False)
-    quant_prefixes = tuple(f"{n}." for n in meta["quantized"])
+    quant_prefixes = tuple(f"{n}." for n in [*meta["quantized"], *ties])
     missing = [m for m in missing if not m.startswith(quant_prefixes)]
     if missing or unexpected:
         raise CodequantError(

@@ -23,6 +23,7 @@ from torch import nn
 from codequant.errors import CodequantError
 from codequant.models.checkpoints import NATIVE_FILE, register_folder_loader
 from codequant.models.dtype import folder_dtype, model_dtype, torch_dtype
+from codequant.models.filebits import whole_file_bits
 from codequant.quant.arch import conv1d_names, to_conv1d
 from codequant.quant.checkpoint import (
     apply_module_state,
@@ -32,16 +33,27 @@ from codequant.quant.checkpoint import (
     save_state_file,
     set_submodule,
 )
+from codequant.quant.tables import QuantizedEmbedding, dequantized_tables, is_table
 
 INFO_FILE = "codequant.json"
 
 
 def accounting(model: nn.Module) -> dict[str, Any]:
-    """Bits of the quantized linears (formula and stored) and of the whole model with fp parts at 16 bits."""
+    """Bits of the quantized decoder linears (formula and stored), of the quantized token tables if any, and of
+    the whole model with fp parts at 16 bits. `model_params` is the fp model's parameter count (each quantized
+    weight, bias and fp tensor once): the denominator of the saved files' bits (`whole_file_accounting`)."""
     quant = quantized_modules(model)
     q_params = q_formula = q_stored = 0.0
+    t_params = t_stored = 0.0
+    biases = 0
     for q in quant.values():
         cost = q.storage()
+        bias = getattr(q, "bias", None)
+        biases += 0 if bias is None else bias.numel()
+        if is_table(q):
+            t_params += cost.params
+            t_stored += cost.stored_bits
+            continue
         q_params += cost.params
         q_formula += cost.formula_bits
         q_stored += cost.stored_bits
@@ -53,15 +65,24 @@ def accounting(model: nn.Module) -> dict[str, Any]:
             continue
         seen.add(p.data_ptr())
         fp_params += p.numel()
-    total = q_params + fp_params
-    return {
+    total = q_params + t_params + fp_params
+    out = {
         "quantized_params": int(q_params),
         "fp_params": int(fp_params),
         "formula_bits_per_param": q_formula / q_params if q_params else 0.0,
         "stored_bits_per_param": q_stored / q_params if q_params else 0.0,
-        "model_bits_per_param_fp16_rest": (q_stored + 16 * fp_params) / total if total else 0.0,
+        "model_bits_per_param_fp16_rest": (q_stored + t_stored + 16 * fp_params) / total if total else 0.0,
         "quantized_linears_bytes": int(q_stored // 8),
+        "model_params": int(total + biases),
     }
+    if t_params:
+        out.update(table_params=int(t_params), table_stored_bits_per_param=t_stored / t_params)
+    return out
+
+
+def whole_file_accounting(folders: dict[str, str | Path], parameters: int) -> dict[str, dict[str, Any]]:
+    """{export: whole_file_bits(folder)} for each written export (`codequant.models.filebits`)."""
+    return {name: whole_file_bits(folder, parameters) for name, folder in folders.items()}
 
 
 def _dequantized_linear(q: nn.Module) -> nn.Linear:
@@ -84,17 +105,25 @@ def export_dequantized(model: nn.Module, tokenizer: Any, out_dir: str | Path, *,
         raise CodequantError("the model has no quantized layers; run quantize_model first")
     acc = accounting(model)
     transposed = conv1d_names(model)  # GPT-2 stores these linears as Conv1D: the folder must hold that layout
+    tables = dequantized_tables(model)  # embedding -> nn.Embedding; a tied head shares its weight
+    originals = {name: model.get_submodule(name) for name in [*quant, *tables]}
     try:
         for name, q in quant.items():
+            if isinstance(q, QuantizedEmbedding):
+                continue
             linear = _dequantized_linear(q)
             set_submodule(model, name, to_conv1d(linear) if name in transposed else linear)
+        for name, plain in tables.items():
+            set_submodule(model, name, plain)
         model.save_pretrained(out)
     finally:
-        for name, q in quant.items():
-            set_submodule(model, name, q)
+        for name, original in originals.items():
+            set_submodule(model, name, original)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
-    (out / INFO_FILE).write_text(json.dumps({"format": "dequantized", "accounting": acc, **(info or {})}, indent=2))
+    whole = whole_file_bits(out, acc["model_params"])  # the fp tensors it really holds: 32 bits in fp32
+    (out / INFO_FILE).write_text(json.dumps({"format": "dequantized", "accounting": acc, "whole_file": whole,
+                                             **(info or {})}, indent=2))
     return out
 
 
@@ -111,7 +140,9 @@ def save_codequant_checkpoint(
     size = save_state_file(out / NATIVE_FILE, tensors, meta)
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
-    data = {"format": "codequant", "bytes": size, "accounting": accounting(model), **(info or {})}
+    acc = accounting(model)
+    data = {"format": "codequant", "bytes": size, "accounting": acc,
+            "whole_file": whole_file_bits(out, acc["model_params"]), **(info or {})}
     (out / INFO_FILE).write_text(json.dumps(data, indent=2))
     return out
 

@@ -19,7 +19,8 @@ _QUANTIZERS: dict[str, str] = {
     "gptq": "codequant.quant.gptq:GptqQuantizer",
     "aqlm": "codequant.quant.aqlm:AqlmQuantizer",
 }
-_HOME = {"rtn": "codequant.quant.rtn", "gptq": "codequant.quant.gptq", "aqlm": "codequant.quant.aqlm"}
+_HOME = {"rtn": "codequant.quant.rtn", "gptq": "codequant.quant.gptq", "aqlm": "codequant.quant.aqlm",
+         "embedding": "codequant.quant.tables", "head": "codequant.quant.tables"}
 
 
 def register_linear(cls: type[QuantizedLinear]) -> type[QuantizedLinear]:

@@ -100,6 +100,8 @@ class QuantRun:
     fp32/fp64 whatever it is, and the exports keep it.
     `max_host_memory_gb` / `activations`: where the walk's two activation buffers go (auto: host RAM while the
     model and the buffers fit the budget, else the GPU, else memory-mapped files in OUT/checkpoint).
+    `embedding_bits` / `head_bits` / `table_group_size`: round-to-nearest grids for the token tables after the
+    walk (quant/tables.py; None keeps them fp); the aqlm export cannot hold them (left out, or an error by name).
     """
 
     calibration: CalibrationSpec | Any = CalibrationSpec()
@@ -111,6 +113,11 @@ class QuantRun:
     dtype: str = "auto"
     max_host_memory_gb: float | None = None
     activations: str = "auto"
+    # the token tables (quant/tables.py), quantized after the decoder walk whatever the method: 8 | 6 | 4 bits,
+    # None = fp (the default); a tied model takes equal bits for both
+    embedding_bits: int | None = None
+    head_bits: int | None = None
+    table_group_size: int = 64
 
     def __post_init__(self) -> None:
         if isinstance(self.calibration, str):
@@ -121,6 +128,12 @@ class QuantRun:
 
         object.__setattr__(self, "dtype", check_dtype(self.dtype))
         self.activation_policy(None)  # validates placement and budget once, before the model is loaded
+        self.table_spec()  # validates the table bits and group size once, before the model is loaded
+
+    def table_spec(self):
+        from codequant.quant.tables import TableSpec
+
+        return TableSpec(self.embedding_bits, self.head_bits, self.table_group_size)
 
     def activation_policy(self, folder: Path | None) -> ActivationPolicy:
         budget = None if self.max_host_memory_gb is None else int(self.max_host_memory_gb * 1e9)
@@ -133,8 +146,10 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     quantizer's resolved configuration before the (long) quantization starts."""
     from codequant.devices import resolve_device
     from codequant.models import load, load_dtype
-    from codequant.quant.export import accounting
+    from codequant.models.filebits import parameter_count
+    from codequant.quant.export import accounting, whole_file_accounting
     from codequant.quant.pipeline import WalkOptions, check_model, quantize_model
+    from codequant.quant.tables import check_tables, quantize_tables
 
     formats = list(run.formats) if run.formats is not None else parse_formats(None, config.method)
     out = Path(out_dir)
@@ -147,7 +162,10 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     times["load_s"] = time.perf_counter() - t
     quantizer = make_model_quantizer(config, model)
     check_model(model, quantizer)
-    formats = _formats_for(model, formats, explicit=run.formats is not None)
+    tables = run.table_spec()
+    check_tables(model, tables)
+    fp_params = parameter_count(model)
+    formats = _formats_for(model, formats, explicit=run.formats is not None, tables=tables.active)
     out.mkdir(parents=True, exist_ok=True)
     resolved = quantizer.describe()
     if on_resolved is not None:
@@ -162,9 +180,13 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     report = quantize_model(model, calib, quantizer, walk, checkpoint_dir=out / "checkpoint", progress=progress)
     times["quantize_s"] = time.perf_counter() - t
     info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved, "dtype": loaded.dtype}
+    table_info = quantize_tables(model, tables) if report.complete else {}
+    if table_info:
+        info["tables"] = table_info
     t = time.perf_counter()
     written = _write_exports(model, tokenizer, out, info, formats) if report.complete else {}
     times["export_s"] = time.perf_counter() - t
+    acc = accounting(model)
     result = {
         **info,
         "calibration": {"spec": spec.kind if spec else "given", "samples": spec and spec.samples,
@@ -172,7 +194,9 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
                         "sequential": report.calibration["sequential"], "manifest": getattr(calib, "manifest", None),
                         "activations": report.calibration.get("activations")},
         "complete": report.complete,
-        "accounting": {**accounting(model), "checkpoint_bytes": _checkpoint_bytes(out / "checkpoint")},
+        "accounting": {**acc, "checkpoint_bytes": _checkpoint_bytes(out / "checkpoint")},
+        # bits/weight of each written folder: all its tensors' bytes * 8 / the fp model's parameters
+        "whole_file": whole_file_accounting(written, fp_params),
         "timings": {**times, "pipeline_s": report.seconds},
         "exports": written,
         "blocks": report.blocks,
@@ -185,14 +209,17 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     return result
 
 
-def _formats_for(model: Any, formats: list[str], *, explicit: bool) -> list[str]:
-    """The formats to write for this model: a format the architecture cannot be written in is an error, before any
-    work, when asked for by name, and left out of the method's default formats."""
+def _formats_for(model: Any, formats: list[str], *, explicit: bool, tables: bool = False) -> list[str]:
+    """The formats to write for this model: a format the architecture (or quantized token tables) cannot be
+    written in is an error, before any work, when asked for by name, and left out of the method's defaults."""
     if "aqlm" not in formats:
         return formats
     from codequant.quant.aqlm.export import aqlm_format_problem
 
     problem = aqlm_format_problem(model)
+    if tables and not problem:
+        problem = ("the aqlm format cannot hold quantized token tables (embedding_bits/head_bits): transformers' "
+                   "aqlm loader keeps the embedding and the head in fp; write --format dequantized,codequant")
     if problem and explicit:
         raise CodequantError(problem)
     return [f for f in formats if f != "aqlm"] if problem else formats

@@ -108,43 +108,73 @@ def memory_pareto(rows: Sequence[Row], path: Path) -> Path:
     return path
 
 
+BITS_AXES = {
+    "bits_per_weight": "bits per weight of the quantized linears (measured, codebooks and scales included)",
+    "whole_file_bits": "bits per weight of the whole saved file (embeddings, head, norms included)",
+}
+
+
+def pareto_axes(rows: Sequence[Row]) -> list[str]:
+    """The x axes `perplexity_pareto` draws: linear-only bits always, the whole file's bits when any row has them."""
+    return ["bits_per_weight"] + (["whole_file_bits"] if any(r.get("whole_file_bits") is not None for r in rows)
+                                  else [])
+
+
+def pareto_series(rows: Sequence[Row], language: str, axis: str) -> tuple[dict[str, list[tuple[float, float]]],
+                                                                         list[float]]:
+    """({series: [(bits, perplexity), ...]}, fp perplexities) of one language on one bits axis. On the linear axis
+    fp has no bits (the reference line); on the whole-file axis fp is a point too (its file is 16 or 32 bits)."""
+    series: dict[str, list[tuple[float, float]]] = {}
+    fp = []
+    for r in rows:
+        if r["language"] != language or r.get("perplexity") is None:
+            continue
+        if r.get("bits_per_weight") is None:
+            fp.append(r["perplexity"])
+        x = r.get(axis)
+        if x is not None:
+            series.setdefault(r["series"], []).append((x, r["perplexity"]))
+    return series, fp
+
+
 def perplexity_pareto(rows: Sequence[Row], path: Path, title: str = "held-out perplexity vs bits per weight") -> Path:
-    """One panel per language: each method's held-out perplexity against its *measured* bits per weight (formula
-    bits of the quantized linears, codebooks and scales included), log scale, the fp model as a dashed line and
-    the Pareto front over all methods dotted. Rows: {"series", "bits_per_weight", "language", "perplexity"};
+    """One panel per language and bits axis: each method's held-out perplexity against its *measured* bits per
+    weight, log scale, the fp model as a dashed line and the Pareto front over all methods dotted. The first row
+    of panels counts the quantized linears' bits (codebooks and scales included); a second row, when the rows
+    have `whole_file_bits`, the whole saved file's (on a small model the fp embedding alone moves a "2-bit"
+    model to several bits). Rows: {"series", "bits_per_weight", "whole_file_bits"?, "language", "perplexity"};
     a row with bits_per_weight None is the fp reference."""
     langs = sorted({r["language"] for r in rows})
-    fig, axes = plt.subplots(1, max(1, len(langs)), figsize=(5.2 * max(1, len(langs)), 4), squeeze=False)
-    for ax, lang in zip(axes[0], langs, strict=False):
-        mine = [r for r in rows if r["language"] == lang and r.get("perplexity") is not None]
-        fp = [r["perplexity"] for r in mine if r.get("bits_per_weight") is None]
-        cap = 30 * min(fp) if fp else float("inf")  # beyond 30x fp a model is broken; say so instead of scaling
-        series: dict[str, list[tuple[float, float]]] = {}
-        for r in mine:
-            if r.get("bits_per_weight") is None:
-                ax.axhline(r["perplexity"], linestyle="--", color="gray", label=f"{r['series']} (fp)")
-            else:
-                series.setdefault(r["series"], []).append((r["bits_per_weight"], r["perplexity"]))
-        for i, (name, pts) in enumerate(sorted(series.items())):
-            pts.sort()
-            shown = [min(p[1], cap) for p in pts]
-            ax.plot([p[0] for p in pts], shown, marker="o", label=name, color=f"C{i}")
-            over = [(p[0], cap) for p in pts if p[1] > cap]
-            if over:
-                ax.scatter(*zip(*over, strict=True), marker="^", s=60, color=f"C{i}", zorder=3)
-        if any(p[1] > cap for ps in series.values() for p in ps):
-            ax.text(0.99, 0.98, f"^ off scale (> {cap:.0f})", ha="right", va="top", fontsize=7, transform=ax.transAxes)
-        pts = [p for ps in series.values() for p in ps]
-        front = pareto_front([(x, -y) for x, y in pts])  # fewer bits and lower perplexity
-        if len(front) > 1:
-            ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], linestyle=":", color="black",
-                    linewidth=1, label="Pareto front")
-        ax.set_yscale("log")
-        ax.set_xlabel("bits per weight (measured, codebooks and scales included)")
-        ax.set_ylabel("held-out perplexity (log)")
-        ax.set_title(lang, fontsize=9)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
+    axes_keys = pareto_axes(rows)
+    ncols = max(1, len(langs))
+    fig, axes = plt.subplots(len(axes_keys), ncols, figsize=(5.2 * ncols, 4 * len(axes_keys)), squeeze=False)
+    for row_axes, key in zip(axes, axes_keys, strict=True):
+        for ax, lang in zip(row_axes, langs, strict=False):
+            series, fp = pareto_series(rows, lang, key)
+            cap = 30 * min(fp) if fp else float("inf")  # beyond 30x fp a model is broken; say so instead of scaling
+            if fp:
+                ax.axhline(min(fp), linestyle="--", color="gray", label="fp")
+            for i, (name, pts) in enumerate(sorted(series.items())):
+                pts.sort()
+                shown = [min(p[1], cap) for p in pts]
+                ax.plot([p[0] for p in pts], shown, marker="o", label=name, color=f"C{i}")
+                over = [(p[0], cap) for p in pts if p[1] > cap]
+                if over:
+                    ax.scatter(*zip(*over, strict=True), marker="^", s=60, color=f"C{i}", zorder=3)
+            if any(p[1] > cap for ps in series.values() for p in ps):
+                ax.text(0.99, 0.98, f"^ off scale (> {cap:.0f})", ha="right", va="top", fontsize=7,
+                        transform=ax.transAxes)
+            pts = [p for ps in series.values() for p in ps]
+            front = pareto_front([(x, -y) for x, y in pts])  # fewer bits and lower perplexity
+            if len(front) > 1:
+                ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], linestyle=":", color="black",
+                        linewidth=1, label="Pareto front")
+            ax.set_yscale("log")
+            ax.set_xlabel(BITS_AXES[key], fontsize=8)
+            ax.set_ylabel("held-out perplexity (log)")
+            ax.set_title(lang, fontsize=9)
+            ax.grid(alpha=0.3, which="both")
+            ax.legend(fontsize=7)
     if not langs:
         axes[0][0].text(0.5, 0.5, "no data", ha="center", va="center")
     fig.suptitle(title, fontsize=10)

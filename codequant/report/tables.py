@@ -192,7 +192,8 @@ def pair_table(store: StudyStore, kind: str, scope: Scope | None = None) -> list
 
 
 def memory_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
-    """Per model version: bits (formula and stored), bytes on disk, peak RSS of its evaluation, mean pass@1."""
+    """Per model version: bits of the quantized linears (formula and stored), bits/weight of the whole saved file
+    (embeddings, head, norms, codebooks, scales, codes), bytes on disk, peak RSS of its evaluation, mean pass@1."""
     scope = scope or Scope(store)
     peaks: dict[str, float] = {}
     for r in store.rows("SELECT r.key, r.variant_key, s.peak_rss_mb FROM runs r JOIN steps s ON s.key = r.key"):
@@ -203,7 +204,8 @@ def memory_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
         if r["pass_at_1"] is not None and scope.step(r["key"]):
             passes.setdefault(r["variant_key"], []).append(r["pass_at_1"])
     out = []
-    for v in store.rows("SELECT v.*, f.formula_bits, f.stored_bits, f.file_bytes, f.quantized_params FROM variants v "
+    for v in store.rows("SELECT v.*, f.formula_bits, f.stored_bits, f.whole_file_bits, f.file_bytes, "
+                        "f.quantized_params FROM variants v "
                         "LEFT JOIN footprints f ON f.variant_key = v.key ORDER BY v.model, v.method != 'fp', "
                         "v.method, v.bits DESC, v.calibration, v.finetuned"):
         if not scope.variant(v["key"]):
@@ -211,6 +213,7 @@ def memory_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
         p = passes.get(v["key"], [])
         out.append({"model": v["model"], "version": v["label"], "method": v["method"], "bits": v["bits"],
                     "formula_bits": v["formula_bits"], "stored_bits": v["stored_bits"],
+                    "whole_file_bits": v["whole_file_bits"],
                     "file_mb": v["file_bytes"] / 2**20 if v["file_bytes"] is not None else None,
                     "peak_rss_mb": peaks.get(v["key"]), "mean_pass@1": sum(p) / len(p) if p else None})
     return out
@@ -264,10 +267,13 @@ def quant_error_table(store: StudyStore, scope: Scope | None = None) -> list[Row
 
 
 def pareto_points(store: StudyStore, scope: Scope | None = None) -> list[Row]:
-    """Held-out perplexity against measured bits per weight (footprints' formula bits), per version and language,
-    for `plots.perplexity_pareto`; fp has no bits (it is the reference line)."""
+    """Held-out perplexity against measured bits per weight (footprints' formula bits of the quantized linears, and
+    the whole saved file's bits), per version and language, for `plots.perplexity_pareto`; fp has no linear bits
+    (it is the reference line) but has whole-file bits."""
     scope = scope or Scope(store)
-    bits = {r["variant_key"]: r["formula_bits"] for r in store.rows("SELECT variant_key, formula_bits FROM footprints")}
+    rows = store.rows("SELECT variant_key, formula_bits, whole_file_bits FROM footprints")
+    bits = {r["variant_key"]: r["formula_bits"] for r in rows}
+    whole = {r["variant_key"]: r["whole_file_bits"] for r in rows}
     out = []
     for r in store.rows("SELECT * FROM perplexities"):
         if not scope.variant(r["variant_key"]):
@@ -275,7 +281,8 @@ def pareto_points(store: StudyStore, scope: Scope | None = None) -> list[Row]:
         series = r["method"] if r["method"] == "fp" else f"{r['method']} {r['calibration'] or ''}".strip()
         series += " +ft" if r["finetuned"] else ""
         out.append({"series": series, "language": r["language"], "perplexity": r["perplexity"],
-                    "bits_per_weight": None if r["method"] == "fp" else bits.get(r["variant_key"])})
+                    "bits_per_weight": None if r["method"] == "fp" else bits.get(r["variant_key"]),
+                    "whole_file_bits": whole.get(r["variant_key"])})
     return out
 
 

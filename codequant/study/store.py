@@ -80,6 +80,8 @@ INFERENCE_COLUMNS_ADDED = {"decode_j_per_token": "TEXT", "energy_method": "TEXT"
 # per-sample scores are in text_scores and the Wilcoxon comparisons in score_comparisons (new tables, so older
 # study.db files simply get them).
 RUN_COLUMNS_ADDED = {"task": "TEXT", "bleu": "REAL", "corpus_bleu": "REAL", "rouge_l": "REAL"}
+# The whole saved model's bits per weight (every tensor of the native checkpoint over the fp parameters).
+FOOTPRINT_COLUMNS_ADDED = {"whole_file_bits": "REAL"}
 
 
 class StudyStore:
@@ -98,6 +100,7 @@ class StudyStore:
         self._add_columns("steps", STEP_COLUMNS_ADDED)
         self._add_columns("inference", INFERENCE_COLUMNS_ADDED)
         self._add_columns("runs", RUN_COLUMNS_ADDED)
+        self._add_columns("footprints", FOOTPRINT_COLUMNS_ADDED)
 
     def _add_columns(self, table: str, columns: dict[str, str]) -> None:
         have = {r["name"] for r in self.conn.execute(f"PRAGMA table_info({table})")}

@@ -82,3 +82,21 @@ def test_report_shows_the_current_grid_only(small_study, tmp_path):
     assert rows and {r["model"] for r in rows} == {r["model"] for r in rows if r["model"] != "canonical"}
     timings = list(csv.DictReader(open(study / "report" / "tables" / "timings.csv")))
     assert timings and not any("canonical" in r["step"] for r in timings)
+
+
+def test_the_pareto_plot_draws_whole_file_bits_beside_the_linears(tmp_path):
+    from codequant.report.plots import pareto_axes, pareto_series, perplexity_pareto
+
+    rows = [{"series": "fp", "language": "python", "perplexity": 10.0, "bits_per_weight": None, "whole_file_bits": 32.0},
+            {"series": "rtn", "language": "python", "perplexity": 12.0, "bits_per_weight": 4.5, "whole_file_bits": 10.3},
+            {"series": "rtn emb4", "language": "python", "perplexity": 13.0, "bits_per_weight": 4.5,
+             "whole_file_bits": 4.5}]
+    assert pareto_axes(rows) == ["bits_per_weight", "whole_file_bits"]
+    linear, fp = pareto_series(rows, "python", "bits_per_weight")
+    assert fp == [10.0] and linear == {"rtn": [(4.5, 12.0)], "rtn emb4": [(4.5, 13.0)]}
+    whole, _ = pareto_series(rows, "python", "whole_file_bits")
+    assert whole == {"fp": [(32.0, 10.0)], "rtn": [(10.3, 12.0)], "rtn emb4": [(4.5, 13.0)]}
+    assert pareto_axes([{**r, "whole_file_bits": None} for r in rows]) == ["bits_per_weight"]
+    two = mpimg.imread(perplexity_pareto(rows, tmp_path / "two.png"))
+    one = mpimg.imread(perplexity_pareto([{**r, "whole_file_bits": None} for r in rows], tmp_path / "one.png"))
+    assert two.shape[0] > 1.8 * one.shape[0]  # a second row of panels

@@ -194,6 +194,16 @@ def test_quantization_errors_reach_the_store_and_the_report(tmp_path, tiny_llama
         assert r["val_rows"] == 2 and r["layer_error"] > 0 and r["layer_error_heldout"] > 0
         assert r["block_mse_heldout"] > 0 and r["quantize_s"] > 0
     assert rows[2]["layer_error_heldout"] > rows[4]["layer_error_heldout"]  # fewer bits, more error
+    from codequant.report.tables import memory_table, pareto_points
+
+    with StudyStore(tmp_path / "tiny" / "study.db") as store:
+        memory = {r["bits"]: r for r in memory_table(store)}
+        points = pareto_points(store)
+    # whole-file bits: the native checkpoint's tensors over the fp parameters; fp (fp32 as loaded) is 32
+    assert memory[None]["whole_file_bits"] == pytest.approx(32.0)
+    assert memory[4]["whole_file_bits"] > memory[2]["whole_file_bits"] > memory[2]["formula_bits"]
+    fp_points = [p["whole_file_bits"] for p in points if p["series"] == "fp"]
+    assert fp_points and fp_points == [pytest.approx(32.0)] * len(fp_points)
     report = build_report(tmp_path / "tiny")
     text = report.read_text()
     assert "## Quantization error" in text and "plots/perplexity_pareto.png" in text

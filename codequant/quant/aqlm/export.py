@@ -67,7 +67,15 @@ def aqlm_state_dict(model: nn.Module, dtype: torch.dtype | None = None) -> tuple
 def aqlm_format_problem(model: nn.Module) -> str | None:
     """Why `model` cannot be written in the aqlm format, or None. transformers swaps only nn.Linear modules for the
     aqlm package's layer, so an architecture that builds some block linears as GPT-2's Conv1D would load with
-    those left at random weights."""
+    those left at random weights; and its format has no quantized embedding or head (writing their fp copy
+    would claim bits the file does not have)."""
+    from codequant.quant.tables import TiedHead, is_table
+
+    tables = [n for n, m in model.named_modules() if is_table(m) or isinstance(m, TiedHead)]
+    if tables:
+        return (f"the aqlm format cannot hold quantized token tables ({', '.join(tables)}): transformers' aqlm "
+                "loader keeps the embedding and the head in fp; write --format dequantized,codequant, or leave "
+                "embedding_bits/head_bits unset for an aqlm export")
     transposed = conv1d_names(model)
     if transposed:
         return (f"the aqlm format cannot hold {type(model).__name__}: transformers replaces only nn.Linear modules "

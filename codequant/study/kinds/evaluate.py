@@ -21,6 +21,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
         metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     from codequant.evaluation import EvalSettings, Loaded, evaluate
     from codequant.models import footprint
+    from codequant.models.filebits import model_file_bits
 
     cfg = step.config
     spec = model_spec(step, inputs)
@@ -30,6 +31,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     if step.config.get("model") != "canonical" and backend != "vllm":  # vLLM loads the weights in its own process
         model, tokenizer = load_model(spec, settings.get("device", "cpu"), settings.get("dtype", "auto"))
         fp = footprint(model).to_dict()
+        fp["whole_file_bits"] = model_file_bits(spec, model)  # its saved tensors over its parameters
         target = Loaded(spec, model, tokenizer)
     run_settings = EvalSettings(samples=cfg["samples"], temperature=cfg["temperature"], top_p=cfg["top_p"],
                                 max_new_tokens=cfg["max_new_tokens"], limit=cfg["limit"],
@@ -65,7 +67,8 @@ def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None
             store.upsert("footprints", {
                 "variant_key": vkey, **{k: cols[k] for k in ("model", "variant", "method", "bits")},
                 "formula_bits": fp["linear_bits_per_weight"], "stored_bits": fp["linear_bits_per_weight"],
-                "file_bytes": fp["bytes"], "param_bytes": fp["kinds"]["linear"]["bytes"], "quantized_params": 0},
+                "file_bytes": fp["bytes"], "param_bytes": fp["kinds"]["linear"]["bytes"], "quantized_params": 0,
+                "whole_file_bits": fp.get("whole_file_bits")},
                 conn)
     run = read_run(artifact)
     if run.scored:

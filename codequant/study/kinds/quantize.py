@@ -32,6 +32,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     acc = result.get("accounting", {})
     return {"model_path": ".", "codequant_path": "codequant",  # quantize_to_dir writes the HF export at OUT
             "file_bytes": dir_bytes(workdir / "codequant"), "accounting": json_safe(acc),
+            "whole_file": json_safe((result.get("whole_file") or {}).get("codequant")),
             "timings": json_safe(result.get("timings", {})), "resolved": json_safe(result.get("resolved")),
             "dtype": result.get("dtype"),
             "errors": quant_errors(result)}
@@ -63,7 +64,8 @@ def ingest_version(store, step: Step, res: dict[str, Any], artifact: Path, conn)
         "variant_key": step.key, **{k: cols[k] for k in ("model", "variant", "method", "bits")},
         "formula_bits": acc.get("formula_bits_per_param"), "stored_bits": acc.get("stored_bits_per_param"),
         "file_bytes": res.get("file_bytes"), "param_bytes": acc.get("quantized_linears_bytes"),
-        "quantized_params": acc.get("quantized_params")}, conn)
+        "quantized_params": acc.get("quantized_params"),
+        "whole_file_bits": (res.get("whole_file") or {}).get("bits_per_weight")}, conn)
 
 
 def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:
