@@ -22,6 +22,7 @@ from torch import nn
 from codequant.errors import CodequantError
 from codequant.quant.base import QuantizedLinear
 from codequant.quant.registry import linear_class
+from codequant.quant.tables import TiedHead, tied_heads
 
 META_KEY = "codequant"
 
@@ -42,8 +43,6 @@ def module_state(module: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, 
     Tensors shared between names (tied embeddings) are stored once and recorded as aliases; a head tied to a
     quantized embedding (`tables.TiedHead`) holds no tensor of its own and is recorded under `tied_heads`.
     """
-    from codequant.quant.tables import tied_heads
-
     tensors: dict[str, torch.Tensor] = {}
     quant = quantized_modules(module)
     qmeta: dict[str, Any] = {}
@@ -82,8 +81,6 @@ def apply_module_state(module: nn.Module, tensors: dict[str, torch.Tensor], meta
         set_submodule(module, name, cls.from_state(state, info["meta"]).to(device))
     ties = meta.get("tied_heads", {})
     if ties:
-        from codequant.quant.tables import TiedHead
-
         for head, embedding in ties.items():
             set_submodule(module, head, TiedHead(module.get_submodule(embedding)))
     fp = {name: tensors[f"fp.{name}"] for name in meta["fp"]}

@@ -153,8 +153,6 @@ def quantize_tables(model: nn.Module, spec: TableSpec) -> dict[str, Any]:
     check_tables(model, spec)
     if not spec.active:
         return {}
-    from codequant.quant.checkpoint import set_submodule
-
     names = {m: n for n, m in model.named_modules()}
     emb, head = model.get_input_embeddings(), model.get_output_embeddings()
     tied = head_is_tied(model)
@@ -162,13 +160,13 @@ def quantize_tables(model: nn.Module, spec: TableSpec) -> dict[str, Any]:
     if spec.embedding_bits is not None:
         q = quantize_table(emb.weight, spec.embedding_bits, spec.group_size, QuantizedEmbedding)
         q.padding_idx = emb.padding_idx
-        set_submodule(model, names[emb], q)
+        model.set_submodule(names[emb], q)
         done["embedding"] = {"module": names[emb], "bits": spec.embedding_bits}
         if tied:
-            set_submodule(model, names[head], TiedHead(q))
+            model.set_submodule(names[head], TiedHead(q))
             done["head"] = {"module": names[head], "bits": spec.embedding_bits, "tied_to": names[emb]}
     if spec.head_bits is not None and not tied:
-        set_submodule(model, names[head], quantize_table(head.weight, spec.head_bits, spec.group_size, QuantizedHead))
+        model.set_submodule(names[head], quantize_table(head.weight, spec.head_bits, spec.group_size, QuantizedHead))
         done["head"] = {"module": names[head], "bits": spec.head_bits}
     return done
 
