@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from codequant.errors import CodequantError
+from codequant.study.kinds import STEP_KINDS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -135,11 +136,8 @@ class Inference(_Strict):
         return v
 
 
-STEP_KINDS = ("calibrate", "quantize", "finetune", "evaluate", "perplexity", "inference", "compare")
-
-
 class StepResources(_Strict):
-    """What one step asks of a worker; unset fields keep the kind's default (codequant.study.executors)."""
+    """What one step asks of a worker; unset fields keep the kind's default (codequant.study.kinds.STEP_KINDS)."""
 
     cpus: int | None = Field(None, ge=1)
     gpus: float | None = Field(None, ge=0)
@@ -225,9 +223,9 @@ class Runner(_Strict):
     @field_validator("resources")
     @classmethod
     def _kinds(cls, v: dict[str, StepResources]) -> dict[str, StepResources]:
-        unknown = sorted(set(v) - set(STEP_KINDS))
+        unknown = sorted(set(v) - set(STEP_KINDS.names))
         if unknown:
-            raise ValueError(f"unknown step kind(s) {unknown}; the kinds are {', '.join(STEP_KINDS)}")
+            raise ValueError(f"unknown step kind(s) {unknown}; the kinds are {', '.join(STEP_KINDS.names)}")
         return v
 
 

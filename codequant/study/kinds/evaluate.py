@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from codequant.study.config import Decoding
 from codequant.study.kinds.common import (
     json_safe,
     load_model,
@@ -13,7 +14,33 @@ from codequant.study.kinds.common import (
     variant_row,
     version_columns,
 )
-from codequant.study.plan import FP, Step
+from codequant.study.plan import FP, Evaluations, Planning, Step
+
+
+def plan(planning: Planning) -> None:
+    """Every version on every benchmark and decoding."""
+    for bench in planning.benchmarks:
+        for dec in planning.config.decoding:
+            steps = []
+            for variant, source in planning.versions():
+                cfg = {"benchmark": bench.benchmark.name, "data": bench.data, "limit": bench.benchmark.limit,
+                       **_decoding(dec), "model": planning.model if source is None else None, **planning.dtype}
+                steps.append(planning.add(
+                    "evaluate", f"{planning.name}-{variant.label}-{bench.benchmark.name}-{dec.name}", cfg,
+                    [source.key] if source else [],
+                    {"variant": variant.to_dict(), "benchmark": bench.benchmark.name, "language": bench.language,
+                     "decoding": dec.name}))
+            planning.evaluations.append(Evaluations(bench, dec, steps))
+
+
+def _decoding(dec: Decoding) -> dict[str, Any]:
+    """A decoding's hashed settings; defaults of later fields (the engine backend, no prompt strip, skipped
+    Python main blocks, no sanitising) are left out, so studies written before them keep their step keys."""
+    d = dec.model_dump()
+    for key, default in (("backend", "engine"), ("prompt_strip", False), ("python_main", "skip"), ("sanitize", False)):
+        if d.get(key) == default:
+            del d[key]
+    return d
 
 
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
