@@ -129,14 +129,14 @@ def step_cost(config: StudyConfig, plan: Plan, step: Step, cpu: Throughput | Non
     asks = _asks(config, step.kind, plan.kinds)
     gpu = _runs_on_gpu(config, asks["gpus"])
     spec = _model_of(plan, step)
-    if spec is None or step.kind not in _KIND_COSTS:  # calibrate, compare: a fixed small cost
+    if spec is None or step.kind not in MODEL_COSTS:  # calibrate, compare: a fixed small cost
         return StepCost(step.name, step.kind, 2.0 if step.kind == "calibrate" else 1.0, 0.0, 0.1, 0.05, "fixed",
                         "no model on a device", asks)
     shape = model_shape(spec)
     dtype = _dtype(config, shape, gpu)
     tp = gpu_throughput(config.runner.gpu) if gpu else (cpu or cpu_throughput())
     gpu_mem = GPUS[config.runner.gpu]["memory_gb"] * 1e9 if gpu else 0
-    cost = _KIND_COSTS[step.kind](config, plan, step, shape, dtype, gpu, tp, gpu_mem)
+    cost = MODEL_COSTS[step.kind](config, plan, step, shape, dtype, gpu, tp, gpu_mem)
     cost.asks, cost.throughput = asks, tp.label
     cost.note = f"{shape.params / 1e9:.2f}B {dtype} ({shape.source}); " + cost.note
     cost.problem = _check(step, cost, asks, config, gpu_mem)
@@ -252,7 +252,7 @@ def _generation(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
 
 
 # The kinds whose steps load a model on a device, and how each is sized; any other kind costs a fixed little.
-_KIND_COSTS = {"quantize": _quantize, "finetune": _finetune, "evaluate": _generation, "perplexity": _generation,
+MODEL_COSTS = {"quantize": _quantize, "finetune": _finetune, "evaluate": _generation, "perplexity": _generation,
                "inference": _generation}
 
 
