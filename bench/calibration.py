@@ -46,7 +46,8 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--one", choices=CALIBRATION_KINDS, help=argparse.SUPPRESS)  # internal: build one kind, print its JSON
+    # internal: build one kind, print its JSON
+    ap.add_argument("--one", choices=CALIBRATION_KINDS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(build_one(args.one, args.model, args.samples, args.seq_len, args.seed)))

@@ -77,7 +77,8 @@ def execute_step(call: StepCall) -> dict[str, Any]:
     call.workdir.mkdir(parents=True, exist_ok=True)
     (call.workdir / WORKER_FILE).write_text(json.dumps(where) + "\n", encoding="utf-8")
     with _threads(call.threads):
-        result = importlib.import_module(call.module).run(call.step, call.workdir, call.inputs, call.settings, call.metas)
+        kind = importlib.import_module(call.module)
+        result = kind.run(call.step, call.workdir, call.inputs, call.settings, call.metas)
     return {**where, "result": result, "peak_rss_mb": _peak_rss_mb(), "finished": time.time()}
 
 

@@ -19,7 +19,8 @@ def plan(planning: Planning) -> None:
                             {"model": planning.model, "method": q.method, "bits": point.bits, "preset": q.preset,
                              "group_size": q.group_size, "options": q.options,
                              "batch_size": config.runner.quantize_batch_size, **planning.dtype},
-                            [planning.calibrations[(point.calibration, point.size)].key], {"variant": variant.to_dict()})
+                            [planning.calibrations[(point.calibration, point.size)].key],
+                            {"variant": variant.to_dict()})
         planning.sources[point.quantized] = step
 
 
