@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from codequant.metrics.text import METRICS
 from codequant.study.store import StudyStore
 
 Row = dict[str, Any]
@@ -168,7 +169,7 @@ def summarize_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
         row = {"model": r["model"], "benchmark": r["benchmark"], "decoding": r["decoding"], "version": r["variant"],
                "method": r["method"], "bits": r["bits"], "problems": r["problems"], "completions": r["completions"],
                "bleu": r["bleu"], "corpus_bleu": r["corpus_bleu"], "rouge_l": r["rouge_l"]}
-        for metric in ("bleu", "rouge_l"):
+        for metric in METRICS:
             t = tests.get((r["model"], r["benchmark"], r["decoding"], r["variant"], metric), {})
             row.update({f"{metric}_diff": t.get("mean_diff"), f"p_{metric}": t.get("p_value"),
                         f"p_adj_{metric}": t.get("p_adjusted")})

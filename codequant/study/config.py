@@ -16,6 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from codequant.errors import CodequantError
+from codequant.evaluation.runner import BACKENDS
+from codequant.generation.prompts import STYLES
 from codequant.study.kinds import STEP_KINDS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -84,10 +86,10 @@ class Decoding(_Strict):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     samples: int = Field(1, ge=1)
     max_new_tokens: int = Field(512, ge=1)
-    prompt_style: Literal["auto", "chat", "base"] = "auto"
+    prompt_style: Literal[STYLES] = "auto"
     seed: int = 0
     batch_size: int = Field(32, ge=1)
-    backend: Literal["engine", "hf", "vllm"] = "engine"  # generation backend (vllm: runner.vllm, docs/vllm.md)
+    backend: Literal[BACKENDS] = "engine"  # generation backend (vllm: runner.vllm, docs/vllm.md)
     prompt_strip: bool = False  # the model continues prompt.strip() (the study's scripts; `--prompt-strip`)
     python_main: Literal["skip", "run"] = "skip"  # Python main blocks (`--python-main`, docs/evaluation.md)
     sanitize: bool = False  # evalplus-style sanitising of the answers (`--sanitize`)

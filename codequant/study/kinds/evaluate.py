@@ -15,6 +15,7 @@ from codequant.study.kinds.common import (
     version_columns,
 )
 from codequant.study.plan import FP, Evaluations, Planning, Step
+from codequant.study.store import RUN_SCORES
 
 
 def plan(planning: Planning) -> None:
@@ -67,7 +68,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     summary = evaluate(target, cfg["benchmark"], run_settings, data=cfg["data"], out_dir=workdir, progress=True)
     return {"samples": "samples.jsonl", "footprint": json_safe(fp), "dtype": summary["config"].get("dtype"),
             **{k: summary.get(k) for k in ("problems", "completions", "passed", "pass@1", "status_counts", "run")},
-            **{k: summary[k] for k in ("task", "bleu", "corpus_bleu", "rouge_l") if k in summary}}
+            **{k: summary[k] for k in ("task", *RUN_SCORES) if k in summary}}
 
 
 def _vllm(settings: dict[str, Any]):
@@ -118,7 +119,7 @@ def _ingest_text(store, step: Step, res: dict[str, Any], artifact: Path, run, he
         **head, "benchmark": step.meta["benchmark"], "language": step.meta["language"],
         "decoding": step.meta["decoding"], "problems": res.get("problems"), "completions": len(scores),
         "passed": None, "pass_at_1": None, "artifact": str(artifact), "task": res.get("task", "summarize"),
-        **{k: res.get(k) for k in ("bleu", "corpus_bleu", "rouge_l")}}, conn)
+        **{k: res.get(k) for k in RUN_SCORES}}, conn)
     store.upsert_many("text_scores", scores, conn)
 
 
