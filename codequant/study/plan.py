@@ -19,6 +19,7 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+import codequant
 from codequant.calibration.build import CALIBRATION_KINDS
 from codequant.errors import CodequantError
 from codequant.study.config import Benchmark, Decoding, Quantization, StudyConfig
@@ -189,8 +190,6 @@ class Planning:
 
     def add(self, kind: str, label: str, cfg: dict[str, Any], deps: list[str], meta: dict[str, Any]) -> Step:
         """The step of this kind, settings and inputs: made once, whoever asks again gets the same one."""
-        import codequant
-
         cfg = {**cfg, "codequant": codequant.__version__}
         key = content_key(kind, cfg, deps)
         if key not in self.steps:
