@@ -54,7 +54,7 @@ eval-demo: setup
 	$(BIN)/codequant evaluate smollm2-135m --benchmark humaneval --prompt-style chat --out runs/demo-smollm2
 
 test: setup
-	$(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+	$(BIN)/python -m pytest -q -n 2 -m "not slow" --durations=20 tests
 	$(BIN)/python -m pytest -q -m "slow and ci" tests
 
 test-all: setup

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 
-from codequant.calibration import KINDS, build_calibration, heldout_rows, load_tokenizer
+from codequant.calibration import CALIBRATION_KINDS, build_calibration, heldout_rows, load_tokenizer
 from codequant.calibration.split import check_disjoint
 
 BUDGET_S = 120.0
@@ -46,13 +46,14 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=128)
     ap.add_argument("--seq-len", type=int, default=512)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--one", choices=KINDS, help=argparse.SUPPRESS)  # internal: build one kind, print its JSON
+    # internal: build one kind, print its JSON
+    ap.add_argument("--one", choices=CALIBRATION_KINDS, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(build_one(args.one, args.model, args.samples, args.seq_len, args.seed)))
         return
     sets = {}
-    for kind in KINDS:
+    for kind in CALIBRATION_KINDS:
         out = subprocess.run([sys.executable, __file__, "--one", kind, "--model", args.model, "--samples",
                               str(args.samples), "--seq-len", str(args.seq_len), "--seed", str(args.seed)],
                              check=True, capture_output=True, text=True)

@@ -28,12 +28,13 @@ from codequant.calibration.split import HELDOUT_SALT, is_heldout, key_is_heldout
 from codequant.calibration.units import NATURAL, Unit, seeded_order, stable_hash
 from codequant.errors import CodequantError
 
-KINDS = ("random", "mixed", "code")
+# The recipe of each calibration kind, in the study's order (Random / Mixed / Code): the one list of the kinds.
 CYCLES = {
-    "code": ("python", "java"),
-    "mixed": ("prose:python", "python", "prose:java", "java"),
     "random": ("text",),
+    "mixed": ("prose:python", "python", "prose:java", "java"),
+    "code": ("python", "java"),
 }
+CALIBRATION_KINDS = tuple(CYCLES)
 MAX_FILES_PER_UNIT = 8  # files tried per package before moving on (bounds the cost of packages of tiny files)
 MAX_DOC_CHARS = 400_000  # text windows are drawn from at most this many leading characters of a document
 
@@ -194,8 +195,9 @@ def build_calibration(
     """Draw `samples` rows of `seq_len` tokens by the `kind` recipe; the last `val_samples` rows are validation
     (None: `default_val_samples(samples)`)."""
     val_samples = resolve_val_samples(samples, val_samples)
-    if kind not in (*KINDS, "local"):
-        raise CodequantError(f"unknown calibration kind {kind!r}; use one of {', '.join(KINDS)} or a folder path")
+    if kind not in (*CALIBRATION_KINDS, "local"):
+        raise CodequantError(f"unknown calibration kind {kind!r}; use one of {', '.join(CALIBRATION_KINDS)} or a "
+                             "folder path")
     if samples < 1 or seq_len < 2 or not 0 <= val_samples < samples:
         raise CodequantError(f"bad sizes samples={samples} seq_len={seq_len} val_samples={val_samples}: need "
                              "samples >= 1, seq_len >= 2 and 0 <= val_samples < samples")

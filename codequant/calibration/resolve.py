@@ -15,7 +15,7 @@ from typing import Any
 
 from codequant.cache import cache_dir
 from codequant.calibration.artifact import FORMAT, CalibrationSet, is_calibration_dir, load_calibration
-from codequant.calibration.build import KINDS, build_calibration, resolve_val_samples
+from codequant.calibration.build import CALIBRATION_KINDS, build_calibration, resolve_val_samples
 from codequant.calibration.identity import tokenizer_identity
 from codequant.errors import CodequantError
 
@@ -33,14 +33,14 @@ def resolve_calibration(kind_or_dir: str | Path, tokenizer: Any, *, samples: int
     """The set for `kind_or_dir`; `val_samples` None is `default_val_samples(samples)`."""
     spec = str(kind_or_dir)
     val_samples = resolve_val_samples(samples, val_samples)
-    if spec in KINDS:
+    if spec in CALIBRATION_KINDS:
         kind, srcs = spec, sources
     elif is_calibration_dir(spec):
         return load_calibration(spec)
     elif Path(spec).expanduser().exists():
         kind, srcs = "local", [str(Path(spec).expanduser().resolve())]
     else:
-        raise CodequantError(f"calibration {spec!r} is neither a kind ({', '.join(KINDS)}) nor an existing "
+        raise CodequantError(f"calibration {spec!r} is neither a kind ({', '.join(CALIBRATION_KINDS)}) nor an existing "
                              "calibration set or source folder")
     key = cache_key(kind, tokenizer, samples=samples, seq_len=seq_len, seed=seed, val_samples=val_samples,
                     sources=srcs)

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from codequant.errors import CodequantError
 from codequant.failures import CLASSES
 from codequant.report import plots, tables
+from codequant.report.tables import Row
 from codequant.study.store import StudyStore
 
 PASS_COLS = ("model", "benchmark", "language", "decoding", "version", "pass@1", "diff", "diff_ci_low",
@@ -77,6 +80,131 @@ def power_summary(study: str | Path) -> list[str]:
         return tables.power_lines(tables.pass_table(store, tables.Scope(store, _plan_keys(study))))
 
 
+@dataclass(frozen=True)
+class Table:
+    """One table of the report: tables/<name>.csv and .tex, read from study.db by `read(store, scope, stats)`."""
+
+    name: str
+    read: Callable[[StudyStore, tables.Scope, dict], list[Row]]
+    caption: str
+
+
+@dataclass(frozen=True)
+class Plot:
+    """One figure: plots/<name>.png, drawn from the tables' rows (and `pareto`: the perplexity points)."""
+
+    name: str
+    draw: Callable[[dict[str, list[Row]], Path], Path]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of report.md: a heading, an optional paragraph, a body (Markdown lines from the tables' rows), the
+    plots shown after it, and a blank line to close it where `gap` (always after plots)."""
+
+    heading: str
+    body: Callable[[dict[str, list[Row]]], list[str]]
+    intro: str | None = None
+    plots: tuple[str, ...] = ()
+    gap: bool = False
+
+    def lines(self, data: dict[str, list[Row]]) -> list[str]:
+        intro = [self.intro, ""] if self.intro is not None else []
+        return [self.heading, "", *intro, *self.body(data), *self.plots, *([""] if self.plots or self.gap else [])]
+
+
+TABLES = (
+    Table("pass_at_1", lambda store, scope, stats: tables.pass_table(store, scope),
+          "pass@1 per version and language; paired test against fp (clustered McNemar where problems have several "
+          "completions), corrected per (model, language)"),
+    Table("summarization", lambda store, scope, stats: tables.summarize_table(store, scope),
+          "Code summarization: mean BLEU-4 and ROUGE-L per version; Wilcoxon signed-rank test of per-problem scores "
+          "against fp, BH-corrected per metric"),
+    Table("calibration", lambda store, scope, stats: tables.pair_table(store, "calibration", scope),
+          "Calibration kinds compared at equal method and bits (paired test as in the pass@1 table)"),
+    Table("finetune", lambda store, scope, stats: tables.pair_table(store, "finetune", scope),
+          "Fine-tuned vs not (baseline: fine-tuned; OR > 1: fine-tuning helped; uncorrected)"),
+    Table("memory", lambda store, scope, stats: tables.memory_table(store, scope),
+          "Memory: formula and stored bits per quantized weight, file size, peak RSS while evaluating"),
+    Table("perplexity", lambda store, scope, stats: tables.perplexity_table(store, scope),
+          "Held-out perplexity per version and language"),
+    Table("quant_errors", lambda store, scope, stats: tables.quant_error_table(store, scope),
+          "Quantization output error: mean relative output error over layers and the last block's relative output "
+          "MSE, on the calibration rows (in-sample) and on held-out rows"),
+    Table("inference", lambda store, scope, stats: tables.inference_table(store, scope),
+          "Inference cost per version and backend: prefill and greedy decode tokens/s, peak RSS"),
+    Table("timings", lambda store, scope, stats: tables.timing_table(store, scope), "Step timings and peak RSS"),
+    Table("failures", lambda store, scope, stats: tables.failure_table(store, scope),
+          "Failed completions by class (codequant.failures): one class per failed completion"),
+    Table("failure_growth", lambda store, scope, stats: tables.failure_growth_table(store, scope, **stats),
+          "Does a failure class grow from fp? Paired test per version and class, BH-corrected per "
+          "(model, benchmark, language, decoding)"),
+)
+CAPTIONS = {t.name: t.caption for t in TABLES}
+
+
+def _failure_bars(data: dict[str, list[Row]], path: Path) -> Path:
+    return plots.failure_bars(data["failures"], path, CLASSES)
+
+
+PLOTS = (
+    Plot("pass_vs_bits", lambda data, path: plots.pass_vs_bits(data["pass_at_1"], path)),
+    Plot("memory_pareto", lambda data, path: plots.memory_pareto(data["memory"], path)),
+    Plot("perplexity_vs_bits", lambda data, path: plots.perplexity_vs_bits(data["perplexity"], path)),
+    Plot("perplexity_pareto", lambda data, path: plots.perplexity_pareto(
+        [p for p in data["pareto"] if p["bits_per_weight"] is not None or p["series"] == "fp"], path)),
+    Plot("failures", _failure_bars),
+)
+
+
+def _table(name: str, columns: tuple[str, ...] | None = None, empty: str | None = None
+           ) -> Callable[[dict[str, list[Row]]], list[str]]:
+    """A section body: the table's Markdown (or `empty` where it has no rows: else `_(no rows)_`)."""
+    def body(data: dict[str, list[Row]]) -> list[str]:
+        rows = data[name]
+        return [tables.markdown(rows, columns) if rows or empty is None else empty]
+    return body
+
+
+def _power(data: dict[str, list[Row]]) -> list[str]:
+    return [f"- {line}" for line in tables.power_lines(data["pass_at_1"]) or ["(no comparisons yet)"]]
+
+
+SECTIONS = (
+    Section("## pass@1 against fp", _table("pass_at_1", PASS_COLS),
+            plots=("![pass@1 vs bits](plots/pass_vs_bits.png)",)),
+    Section("### What these designs can detect", _power, gap=True,
+            intro="A comparison that is not significant shows no loss only down to its minimum detectable drop:"),
+    Section("## Code summarization",
+            _table("summarization", SUMMARIZE_COLS, empty="(no summarization runs in this study)\n"),
+            intro=SUMMARIZE_NOTE),
+    Section("## Calibration", _table("calibration", PAIR_COLS)),
+    Section("## Fine-tuning", _table("finetune", PAIR_COLS), intro=CAPTIONS["finetune"] + "."),
+    Section("## Memory", _table("memory"), plots=("![memory vs pass@1](plots/memory_pareto.png)",),
+            intro=CAPTIONS["memory"] + ". fp: the model as loaded (fp32 tensors); quantized: the codequant checkpoint "
+            "on disk. Evaluation runs the dequantized export, so peak RSS is that of an fp32 model."),
+    Section("## Perplexity", _table("perplexity"),
+            plots=("![perplexity vs bits](plots/perplexity_vs_bits.png)",
+                   "![perplexity vs bits per weight](plots/perplexity_pareto.png)")),
+    Section("## Quantization error", _table("quant_errors"),
+            intro=CAPTIONS["quant_errors"] + ". Decide on the held-out columns: in-sample errors flatter a fit that "
+            "overfits the calibration rows."),
+    Section("## Inference", _table("inference"),
+            intro=CAPTIONS["inference"] + ". `dequantized`: the fp32 export the evaluations ran; `aqlm-kernels`: the "
+            "AQLM codes through the `aqlm` package's kernels (on CPU: numba, one thread). Each backend was measured in "
+            "its own process; `bN_x_fp`: decode tokens/s at batch N over fp's. `j_per_token_bN`: energy per decoded "
+            "token at batch N, by `energy_method`: `rapl`/`nvml` are counter readings, `estimate:cpu-time` is CPU "
+            "seconds times a stated power per busy core (no counters on that machine), an estimate that ranks "
+            "versions by CPU work (codequant.metrics.energy)."),
+    Section("## Why completions fail", _table("failures", FAILURE_COLS),
+            plots=("![failures per version](plots/failures.png)",),
+            intro=CAPTIONS["failures"] + ". " + FAILURE_NOTE),
+    Section("### Does a class grow from fp?",
+            _table("failure_growth", empty="(no fp and quantized runs to compare yet)"), intro=GROWTH_NOTE, gap=True),
+    Section("## Timings", _table("timings")),
+)
+
+
 def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     """Write STUDY/report (or `out`): report.md, tables/*.csv|tex, plots/*.png; returns the report.md path."""
     study = Path(study)
@@ -87,85 +215,20 @@ def build_report(study: str | Path, out: str | Path | None = None) -> Path:
     out = Path(out) if out is not None else study / "report"
     (out / "tables").mkdir(parents=True, exist_ok=True)
     (out / "plots").mkdir(parents=True, exist_ok=True)
-    plan_keys = _plan_keys(study)
+    stats = _stats_settings(study)
     with StudyStore(db) as store:
-        scope = tables.Scope(store, plan_keys)
-        data = {
-            "pass_at_1": tables.pass_table(store, scope),
-            "summarization": tables.summarize_table(store, scope),
-            "calibration": tables.pair_table(store, "calibration", scope),
-            "finetune": tables.pair_table(store, "finetune", scope),
-            "memory": tables.memory_table(store, scope),
-            "perplexity": tables.perplexity_table(store, scope),
-            "quant_errors": tables.quant_error_table(store, scope),
-            "inference": tables.inference_table(store, scope),
-            "timings": tables.timing_table(store, scope),
-            "failures": tables.failure_table(store, scope),
-            "failure_growth": tables.failure_growth_table(store, scope, **_stats_settings(study)),
-        }
+        scope = tables.Scope(store, _plan_keys(study))
+        data = {t.name: t.read(store, scope, stats) for t in TABLES}
         pareto = tables.pareto_points(store, scope)
-    captions = {
-        "pass_at_1": "pass@1 per version and language; paired test against fp (clustered McNemar where problems have "
-                     "several completions), corrected per (model, language)",
-        "summarization": "Code summarization: mean BLEU-4 and ROUGE-L per version; Wilcoxon signed-rank test of "
-                         "per-problem scores against fp, BH-corrected per metric",
-        "calibration": "Calibration kinds compared at equal method and bits (paired test as in the pass@1 table)",
-        "finetune": "Fine-tuned vs not (baseline: fine-tuned; OR > 1: fine-tuning helped; uncorrected)",
-        "memory": "Memory: formula and stored bits per quantized weight, file size, peak RSS while evaluating",
-        "perplexity": "Held-out perplexity per version and language",
-        "quant_errors": "Quantization output error: mean relative output error over layers and the last block's "
-                        "relative output MSE, on the calibration rows (in-sample) and on held-out rows",
-        "inference": "Inference cost per version and backend: prefill and greedy decode tokens/s, peak RSS",
-        "timings": "Step timings and peak RSS",
-        "failures": "Failed completions by class (codequant.failures): one class per failed completion",
-        "failure_growth": "Does a failure class grow from fp? Paired test per version and class, BH-corrected per "
-                          "(model, benchmark, language, decoding)",
-    }
-    for name, rows in data.items():
-        tables.write_csv(rows, out / "tables" / f"{name}.csv")
-        tables.write_latex(rows, out / "tables" / f"{name}.tex", captions[name], f"tab:{name.replace('_', '-')}")
-    plots.pass_vs_bits(data["pass_at_1"], out / "plots" / "pass_vs_bits.png")
-    plots.memory_pareto(data["memory"], out / "plots" / "memory_pareto.png")
-    plots.perplexity_vs_bits(data["perplexity"], out / "plots" / "perplexity_vs_bits.png")
-    plots.perplexity_pareto([p for p in pareto if p["bits_per_weight"] is not None or p["series"] == "fp"],
-                            out / "plots" / "perplexity_pareto.png")
-    plots.failure_bars(data["failures"], out / "plots" / "failures.png", CLASSES)
-    config = {}
-    if (study / "study.json").is_file():
-        config = json.loads((study / "study.json").read_text(encoding="utf-8"))
+    for t in TABLES:
+        tables.write_csv(data[t.name], out / "tables" / f"{t.name}.csv")
+        tables.write_latex(data[t.name], out / "tables" / f"{t.name}.tex", t.caption, f"tab:{t.name.replace('_', '-')}")
+    for plot in PLOTS:
+        plot.draw({**data, "pareto": pareto}, out / "plots" / f"{plot.name}.png")
+    config = json.loads((study / "study.json").read_text(encoding="utf-8")) if (study / "study.json").is_file() else {}
     md = [f"# Study report: {config.get('name', study.name)}", "",
           f"Generated {time.strftime('%Y-%m-%d %H:%M')} from `{db}`. " + STATS_NOTE, "",
-          "## pass@1 against fp", "", tables.markdown(data["pass_at_1"], PASS_COLS),
-          "![pass@1 vs bits](plots/pass_vs_bits.png)", "",
-          "### What these designs can detect", "",
-          "A comparison that is not significant shows no loss only down to its minimum detectable drop:", "",
-          *[f"- {line}" for line in tables.power_lines(data["pass_at_1"]) or ["(no comparisons yet)"]], "",
-          "## Code summarization", "", SUMMARIZE_NOTE, "",
-          tables.markdown(data["summarization"], SUMMARIZE_COLS) if data["summarization"] else
-          "(no summarization runs in this study)\n",
-          "## Calibration", "", tables.markdown(data["calibration"], PAIR_COLS),
-          "## Fine-tuning", "", captions["finetune"] + ".", "", tables.markdown(data["finetune"], PAIR_COLS),
-          "## Memory", "", captions["memory"] + ". fp: the model as loaded (fp32 tensors); quantized: the codequant "
-          "checkpoint on disk. Evaluation runs the dequantized export, so peak RSS is that of an fp32 model.", "",
-          tables.markdown(data["memory"]), "![memory vs pass@1](plots/memory_pareto.png)", "",
-          "## Perplexity", "", tables.markdown(data["perplexity"]),
-          "![perplexity vs bits](plots/perplexity_vs_bits.png)",
-          "![perplexity vs bits per weight](plots/perplexity_pareto.png)", "",
-          "## Quantization error", "", captions["quant_errors"] + ". Decide on the held-out columns: in-sample "
-          "errors flatter a fit that overfits the calibration rows.", "", tables.markdown(data["quant_errors"]),
-          "## Inference", "", captions["inference"] + ". `dequantized`: the fp32 export the evaluations ran; "
-          "`aqlm-kernels`: the AQLM codes through the `aqlm` package's kernels (on CPU: numba, one thread). Each "
-          "backend was measured in its own process; `bN_x_fp`: decode tokens/s at batch N over fp's. "
-          "`j_per_token_bN`: energy per decoded token at batch N, by `energy_method`: `rapl`/`nvml` are counter "
-          "readings, `estimate:cpu-time` is CPU seconds times a stated power per busy core (no counters on that "
-          "machine), an estimate that ranks versions by CPU work (codequant.metrics.energy).", "",
-          tables.markdown(data["inference"]),
-          "## Why completions fail", "", captions["failures"] + ". " + FAILURE_NOTE, "",
-          tables.markdown(data["failures"], FAILURE_COLS), "![failures per version](plots/failures.png)", "",
-          "### Does a class grow from fp?", "", GROWTH_NOTE, "",
-          tables.markdown(data["failure_growth"]) if data["failure_growth"] else "(no fp and quantized runs to "
-          "compare yet)", "",
-          "## Timings", "", tables.markdown(data["timings"]),
+          *[line for section in SECTIONS for line in section.lines(data)],
           "Tables as CSV and LaTeX: `tables/`. Plots: `plots/`.", ""]
     path = out / "report.md"
     tmp = path.with_suffix(".md.tmp")

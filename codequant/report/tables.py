@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from codequant.failures import CLASSES, counts
+from codequant.metrics.text import METRICS
 from codequant.stats.growth import growth_tests
 from codequant.stats.options import CompareOptions
 from codequant.study.store import StudyStore
@@ -167,7 +168,7 @@ def summarize_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
         row = {"model": r["model"], "benchmark": r["benchmark"], "decoding": r["decoding"], "version": r["variant"],
                "method": r["method"], "bits": r["bits"], "problems": r["problems"], "completions": r["completions"],
                "bleu": r["bleu"], "corpus_bleu": r["corpus_bleu"], "rouge_l": r["rouge_l"]}
-        for metric in ("bleu", "rouge_l"):
+        for metric in METRICS:
             t = tests.get((r["model"], r["benchmark"], r["decoding"], r["variant"], metric), {})
             row.update({f"{metric}_diff": t.get("mean_diff"), f"p_{metric}": t.get("p_value"),
                         f"p_adj_{metric}": t.get("p_adjusted")})

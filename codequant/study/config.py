@@ -17,7 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from codequant.calibration.spec import CalibrationSpec
 from codequant.errors import CodequantError
+from codequant.evaluation.runner import BACKENDS
+from codequant.generation.prompts import STYLES
 from codequant.quant.options import parse_options
+from codequant.study.kinds import STEP_KINDS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
@@ -103,10 +106,10 @@ class Decoding(_Strict):
     top_p: float = Field(0.95, gt=0.0, le=1.0)
     samples: int = Field(1, ge=1)
     max_new_tokens: int = Field(512, ge=1)
-    prompt_style: Literal["auto", "chat", "base"] = "auto"
+    prompt_style: Literal[STYLES] = "auto"
     seed: int = 0
     batch_size: int = Field(32, ge=1)
-    backend: Literal["engine", "hf", "vllm"] = "engine"  # generation backend (vllm: runner.vllm, docs/vllm.md)
+    backend: Literal[BACKENDS] = "engine"  # generation backend (vllm: runner.vllm, docs/vllm.md)
     prompt_strip: bool = False  # the model continues prompt.strip() (the study's scripts; `--prompt-strip`)
     python_main: Literal["skip", "run"] = "skip"  # Python main blocks (`--python-main`, docs/evaluation.md)
     sanitize: bool = False  # evalplus-style sanitising of the answers (`--sanitize`)
@@ -155,11 +158,8 @@ class Inference(_Strict):
         return v
 
 
-STEP_KINDS = ("calibrate", "quantize", "finetune", "evaluate", "perplexity", "inference", "compare")
-
-
 class StepResources(_Strict):
-    """What one step asks of a worker; unset fields keep the kind's default (codequant.study.executors)."""
+    """What one step asks of a worker; unset fields keep the kind's default (codequant.study.kinds.STEP_KINDS)."""
 
     cpus: int | None = Field(None, ge=1)
     gpus: float | None = Field(None, ge=0)
@@ -245,9 +245,9 @@ class Runner(_Strict):
     @field_validator("resources")
     @classmethod
     def _kinds(cls, v: dict[str, StepResources]) -> dict[str, StepResources]:
-        unknown = sorted(set(v) - set(STEP_KINDS))
+        unknown = sorted(set(v) - set(STEP_KINDS.names))
         if unknown:
-            raise ValueError(f"unknown step kind(s) {unknown}; the kinds are {', '.join(STEP_KINDS)}")
+            raise ValueError(f"unknown step kind(s) {unknown}; the kinds are {', '.join(STEP_KINDS.names)}")
         return v
 
 

@@ -23,6 +23,7 @@ from codequant.quant.budget import RUNTIME_HOST_BYTES, QuantJob, quant_needs
 from codequant.quant.options import aqlm_options
 from codequant.study.config import StudyConfig
 from codequant.study.executors import resources_for
+from codequant.study.kinds import STEP_KINDS, StepKinds
 from codequant.study.plan import Plan, Step
 
 # Published dense bf16/fp16 tensor peaks and memory bandwidths (vendor data sheets), and the efficiencies assumed.
@@ -118,25 +119,25 @@ def host_budget_gb(config: StudyConfig, kind: str = "quantize") -> float | None:
     return None
 
 
-def _asks(config: StudyConfig, kind: str) -> dict[str, Any]:
+def _asks(config: StudyConfig, kind: str, kinds: StepKinds = STEP_KINDS) -> dict[str, Any]:
     given = config.runner.resources.get(kind)
-    res = resources_for(kind, given.model_dump() if given else None)
+    res = resources_for(kind, given.model_dump() if given else None, kinds)
     return {"cpus": res.cpus, "gpus": res.gpus, "memory_gb": res.memory_gb, "time_min": res.time_min}
 
 
 def step_cost(config: StudyConfig, plan: Plan, step: Step, cpu: Throughput | None = None) -> StepCost:
     """The cost of one step; raises CodequantError when its model cannot be sized."""
-    asks = _asks(config, step.kind)
+    asks = _asks(config, step.kind, plan.kinds)
     gpu = _runs_on_gpu(config, asks["gpus"])
     spec = _model_of(plan, step)
-    if spec is None or step.kind in ("calibrate", "compare"):
+    if spec is None or step.kind not in MODEL_COSTS:  # calibrate, compare: a fixed small cost
         return StepCost(step.name, step.kind, 2.0 if step.kind == "calibrate" else 1.0, 0.0, 0.1, 0.05, "fixed",
                         "no model on a device", asks)
     shape = model_shape(spec)
     dtype = _dtype(config, shape, gpu)
     tp = gpu_throughput(config.runner.gpu) if gpu else (cpu or cpu_throughput())
     gpu_mem = GPUS[config.runner.gpu]["memory_gb"] * 1e9 if gpu else 0
-    cost = _KIND_COSTS[step.kind](config, plan, step, shape, dtype, gpu, tp, gpu_mem)
+    cost = MODEL_COSTS[step.kind](config, plan, step, shape, dtype, gpu, tp, gpu_mem)
     cost.asks, cost.throughput = asks, tp.label
     cost.note = f"{shape.params / 1e9:.2f}B {dtype} ({shape.source}); " + cost.note
     cost.problem = _check(step, cost, asks, config, gpu_mem)
@@ -251,7 +252,8 @@ def _generation(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
     return StepCost(step.name, step.kind, host / 1e9, device / 1e9 if gpu else 0.0, 0.1, seconds / 3600, "", note)
 
 
-_KIND_COSTS = {"quantize": _quantize, "finetune": _finetune, "evaluate": _generation, "perplexity": _generation,
+# The kinds whose steps load a model on a device, and how each is sized; any other kind costs a fixed little.
+MODEL_COSTS = {"quantize": _quantize, "finetune": _finetune, "evaluate": _generation, "perplexity": _generation,
                "inference": _generation}
 
 

@@ -14,15 +14,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import product
 from pathlib import Path
 from typing import Any
 
-from codequant.calibration.build import resolve_val_samples
+import codequant
+from codequant.calibration.build import CALIBRATION_KINDS
 from codequant.errors import CodequantError
-from codequant.study.config import StudyConfig
+from codequant.study.config import Benchmark, Decoding, Quantization, StudyConfig
+from codequant.study.kinds import STEP_KINDS, StepKinds
 
-KINDS = ("calibrate", "quantize", "finetune", "evaluate", "perplexity", "inference", "compare")
 FP = "fp"
 
 
@@ -85,6 +87,7 @@ class Step:
 @dataclass
 class Plan:
     steps: list[Step]  # in dependency order
+    kinds: StepKinds = STEP_KINDS  # the registry the steps were planned with (and run and ingested with)
 
     def by_key(self) -> dict[str, Step]:
         return {s.key: s for s in self.steps}
@@ -103,9 +106,6 @@ def _resolve_data(data: str | None, base: Path) -> str | None:
     return str(p.resolve())
 
 
-CALIBRATION_KINDS = ("code", "mixed", "random")
-
-
 def _resolve_calibration(kind: str, base: Path) -> str:
     """Kinds stay as they are; a path (a built set or a text folder) becomes absolute so keys don't depend on cwd."""
     p = Path(kind).expanduser()
@@ -121,11 +121,6 @@ def _resolve_calibration(kind: str, base: Path) -> str:
     return str(p.resolve())
 
 
-def _stats_config(config: StudyConfig) -> dict[str, Any]:
-    """The compare step's test settings (part of its key: another test is another result)."""
-    return {"stats": config.stats.model_dump()}
-
-
 def _benchmark_language(name: str) -> str:
     from codequant.benchmarks.registry import benchmark_info, benchmark_names
 
@@ -134,100 +129,116 @@ def _benchmark_language(name: str) -> str:
     return benchmark_info(name).language
 
 
-def _decoding(dec) -> dict[str, Any]:
-    """A decoding's hashed settings; defaults of later fields (the engine backend, no prompt strip, skipped
-    Python main blocks, no sanitising) are left out, so studies written before them keep their step keys."""
-    d = dec.model_dump()
-    for key, default in (("backend", "engine"), ("prompt_strip", False), ("python_main", "skip"), ("sanitize", False)):
-        if d.get(key) == default:
-            del d[key]
-    return d
+@dataclass(frozen=True)
+class GridPoint:
+    """One quantized version of a model: a quantization entry (`index` in the study's list) at one bit width,
+    calibration (a kind or an absolute path) and calibration size, fine-tuned or not."""
+
+    index: int
+    bits: int
+    calibration: str
+    size: str | None
+    finetuned: bool
+    quantization: Quantization = field(compare=False, hash=False)
+
+    def variant(self, model: str) -> Variant:
+        q = self.quantization
+        return Variant(model, q.method, self.bits, self.calibration, finetuned=self.finetuned,
+                       calibration_size=self.size)
+
+    @property
+    def quantized(self) -> GridPoint:
+        """The point of the quantization this version starts from (itself when it is not fine-tuned)."""
+        return GridPoint(self.index, self.bits, self.calibration, self.size, False, self.quantization)
 
 
-def build_plan(config: StudyConfig, base: str | Path = ".") -> Plan:
-    """All steps of the study in an order where every step comes after its inputs; duplicates merged."""
-    import codequant
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """A benchmark as the plan reads it: its settings, its language and its data file made absolute."""
 
-    base = Path(base).resolve()
-    steps: dict[str, Step] = {}
+    benchmark: Benchmark
+    language: str
+    data: str | None
 
-    def add(kind: str, label: str, cfg: dict[str, Any], deps: list[str], meta: dict[str, Any]) -> Step:
+
+@dataclass(frozen=True)
+class Evaluations:
+    """The evaluations of every version of one model on one benchmark and decoding (what a comparison reads)."""
+
+    run: BenchmarkRun
+    decoding: Decoding
+    steps: list[Step]
+
+
+@dataclass
+class Planning:
+    """What each kind's `plan` gets for one model: the study, the steps every kind made so far, and `add`.
+
+    Kinds are planned in the registry's order, so a kind finds the steps of the kinds it reads already made:
+    `calibrations` (calibrate), `sources` (quantize, finetune: the step that writes each quantized version),
+    `evaluations` (evaluate).
+    """
+
+    config: StudyConfig
+    base: Path
+    model: str
+    benchmarks: list[BenchmarkRun]
+    steps: dict[str, Step]  # every model's steps so far, by key: equal steps are planned once
+    calibrations: dict[tuple[str, str | None], Step] = field(default_factory=dict)  # (kind or path, size)
+    sources: dict[GridPoint, Step] = field(default_factory=dict)
+    evaluations: list[Evaluations] = field(default_factory=list)
+
+    def add(self, kind: str, label: str, cfg: dict[str, Any], deps: list[str], meta: dict[str, Any]) -> Step:
+        """The step of this kind, settings and inputs: made once, whoever asks again gets the same one."""
         cfg = {**cfg, "codequant": codequant.__version__}
         key = content_key(kind, cfg, deps)
-        if key not in steps:
-            steps[key] = Step(kind=kind, key=key, label=label, config=cfg, deps=list(deps), meta=meta)
-        return steps[key]
+        if key not in self.steps:
+            self.steps[key] = Step(kind=kind, key=key, label=label, config=cfg, deps=list(deps), meta=meta)
+        return self.steps[key]
 
-    cal = config.calibration
-    # runner.dtype is part of every model step's key once set (auto, the default, keeps the keys studies had)
-    dtype = {"dtype": config.runner.dtype} if config.runner.dtype != "auto" else {}
-    benches = [(b, _benchmark_language(b.name), _resolve_data(b.data, base)) for b in config.benchmarks]
+    @property
+    def name(self) -> str:
+        return model_name(self.model)
+
+    @property
+    def dtype(self) -> dict[str, str]:
+        """runner.dtype, part of every model step's key once set (auto, the default, keeps the keys studies had)."""
+        return {"dtype": self.config.runner.dtype} if self.config.runner.dtype != "auto" else {}
+
+    @cached_property
+    def grid(self) -> list[GridPoint]:
+        """Every quantized version of the model, in the order of the YAML."""
+        return [GridPoint(i, bits, kind, size, ft, q) for i, q in enumerate(self.config.quantizations)
+                for bits, kind, size in product(q.bits, [self.calibration(k) for k in q.calibration],
+                                                q.calibration_sizes or [None])
+                for ft in q.finetune]
+
+    def calibration(self, kind: str) -> str:
+        """A calibration kind as it is, a path made absolute (from the YAML's folder)."""
+        return _resolve_calibration(kind, self.base)
+
+    def finetune_calibration(self, point: GridPoint) -> str:
+        """The calibration a fine-tuned version is distilled on: `finetune.calibration`, else its own."""
+        return self.calibration(self.config.finetune.calibration or point.calibration)
+
+    def versions(self) -> list[tuple[Variant, Step | None]]:
+        """The model's versions (fp first, where the study has a baseline) with the step that writes each."""
+        fp = [(Variant(self.model), None)] if self.config.baseline else []
+        return fp + [(point.variant(self.model), self.sources[point]) for point in self.grid]
+
+
+def build_plan(config: StudyConfig, base: str | Path = ".", kinds: StepKinds = STEP_KINDS) -> Plan:
+    """All steps of the study in an order where every step comes after its inputs; duplicates merged.
+
+    Each model's steps are planned kind by kind, in the registry's order, by the kind's own `plan`; the steps are
+    then listed kind by kind (a stable sort: within a kind, the order they were planned in).
+    """
+    base = Path(base).resolve()
+    benchmarks = [BenchmarkRun(b, _benchmark_language(b.name), _resolve_data(b.data, base)) for b in config.benchmarks]
+    steps: dict[str, Step] = {}
     for model in config.models:
-        versions: list[tuple[Variant, Step | None]] = []
-        if config.baseline:
-            versions.append((Variant(model), None))
-        calib_steps: dict[tuple[str, str | None], Step] = {}
-
-        def calibrate(kind: str, size: str | None = None, model: str = model,
-                      calib_steps: dict[tuple[str, str | None], Step] = calib_steps) -> Step:
-            if (kind, size) not in calib_steps:
-                samples, seq_len = (cal.samples, cal.seq_len) if size is None else map(int, size.split("x"))
-                label = f"{model_name(model)}-{Path(kind).name}" + (f"-{size}" if size else "")
-                calib_steps[(kind, size)] = add(
-                    "calibrate", label,
-                    {"model": model, "kind": kind, "samples": samples, "seq_len": seq_len,
-                     "val_samples": resolve_val_samples(samples, cal.val_samples), "seed": cal.seed}, [],
-                    {"model": model, "calibration": kind})
-            return calib_steps[(kind, size)]
-
-        for q in config.quantizations:
-            for bits, kind, size in product(q.bits, [_resolve_calibration(k, base) for k in q.calibration],
-                                            q.calibration_sizes or [None]):
-                c = calibrate(kind, size)
-                variant = Variant(model, q.method, bits, kind, calibration_size=size)
-                qstep = add("quantize", f"{model_name(model)}-{variant.label}",
-                            {"model": model, "method": q.method, "bits": bits, "preset": q.preset,
-                             "group_size": q.group_size, "options": q.options,
-                             "batch_size": config.runner.quantize_batch_size, **dtype},
-                            [c.key], {"variant": variant.to_dict()})
-                for ft in q.finetune:
-                    if not ft:
-                        versions.append((variant, qstep))
-                        continue
-                    ft_kind = _resolve_calibration(config.finetune.calibration or kind, base)
-                    fc = calibrate(ft_kind)
-                    fvariant = Variant(model, q.method, bits, kind, finetuned=True, calibration_size=size)
-                    fcfg = config.finetune.model_dump()
-                    fcfg.update({"calibration": ft_kind, **dtype})
-                    fstep = add("finetune", f"{model_name(model)}-{fvariant.label}", fcfg, [qstep.key, fc.key],
-                                {"variant": fvariant.to_dict(), "teacher": model})
-                    versions.append((fvariant, fstep))
-        if config.perplexity is not None:
-            for variant, source in versions:
-                add("perplexity", f"{model_name(model)}-{variant.label}",
-                    {**config.perplexity.model_dump(), "model": model if source is None else None, **dtype},
-                    [source.key] if source else [], {"variant": variant.to_dict()})
-        if config.inference is not None and model != "canonical":  # canonical solutions: no model to time
-            for variant, source in versions:
-                add("inference", f"{model_name(model)}-{variant.label}",
-                    {**config.inference.model_dump(), "model": model if source is None else None, **dtype},
-                    [source.key] if source else [], {"variant": variant.to_dict()})
-        for bench, language, data in benches:
-            for dec in config.decoding:
-                evals = []
-                for variant, source in versions:
-                    ecfg = {"benchmark": bench.name, "data": data, "limit": bench.limit, **_decoding(dec),
-                            "model": model if source is None else None, **dtype}
-                    evals.append(add("evaluate", f"{model_name(model)}-{variant.label}-{bench.name}-{dec.name}", ecfg,
-                                     [source.key] if source else [],
-                                     {"variant": variant.to_dict(), "benchmark": bench.name, "language": language,
-                                      "decoding": dec.name}))
-                if len(evals) > 1:
-                    add("compare", f"{model_name(model)}-{bench.name}-{dec.name}",
-                        {"model": model, "benchmark": bench.name, "decoding": dec.name,
-                         "correction": config.correction, **_stats_config(config)}, [e.key for e in evals],
-                        {"model": model_name(model), "benchmark": bench.name, "language": language,
-                         "decoding": dec.name})
-    order = {k: i for i, k in enumerate(KINDS)}
-    ordered = sorted(steps.values(), key=lambda s: order[s.kind])  # stable: kinds in dependency order
-    return Plan(ordered)
+        planning = Planning(config, base, model, benchmarks, steps)
+        for kind in kinds:
+            kind.load().plan(planning)
+    order = {name: i for i, name in enumerate(kinds.names)}
+    return Plan(sorted(steps.values(), key=lambda s: order[s.kind]), kinds)

@@ -33,7 +33,8 @@ from codequant.errors import CodequantError
 from codequant.study.config import StudyConfig
 from codequant.study.costs import check_plan, host_budget_gb
 from codequant.study.executors import Executor, make_executor, resources_for
-from codequant.study.kinds import KINDS, RESULT, read_result
+from codequant.study.kinds import STEP_KINDS, StepKinds
+from codequant.study.kinds.common import RESULT, read_result
 from codequant.study.plan import Plan, Step, build_plan
 from codequant.study.store import StudyStore, now
 from codequant.study.worker import WORKER_FILE, StepCall, read_worker
@@ -100,9 +101,9 @@ def driver_alive(study: Path) -> bool:
 
 
 # ---- ingest: artifact -> database rows (idempotent; each kind's own, codequant.study.kinds) ----
-def ingest(store: StudyStore, step: Step, artifact: Path, conn) -> None:
+def ingest(store: StudyStore, step: Step, artifact: Path, conn, kinds: StepKinds = STEP_KINDS) -> None:
     """Upsert what a finished artifact says into study.db (inside the caller's transaction)."""
-    KINDS[step.kind].ingest(store, step, read_result(artifact), artifact, conn)
+    kinds[step.kind].load().ingest(store, step, read_result(artifact), artifact, conn)
 
 
 @dataclass
@@ -183,9 +184,10 @@ class _Driver:
         self.store.mark_step(step.key, step.kind, step.label, "running", started=now(), config=step.config,
                              meta=step.meta, error=None, job_id=None, worker=None)
         self._guarded(step, "start")
+        kind = self.plan.kinds[step.kind]
         call = StepCall(step, partial, {k: artifact_dir(self.study, self.by_key[k]) for k in step.deps},
-                        self.settings, self.metas)
-        sub = self.executor.submit(call, resources_for(step.kind, self._overrides(step.kind)))
+                        self.settings, self.metas, kind.module)
+        sub = self.executor.submit(call, resources_for(step.kind, self._overrides(step.kind), self.plan.kinds))
         self.store.set_step_fields(step.key, job_id=sub.job_id)
         self.running[sub.future] = _InFlight(step, sub.job_id)
 
@@ -223,7 +225,7 @@ class _Driver:
         partial.rename(final)
         _fsync_dir(final.parent)
         with self.store.transaction() as conn:
-            ingest(self.store, step, final, conn)
+            ingest(self.store, step, final, conn, self.plan.kinds)
         self.store.mark_step(step.key, step.kind, step.label, "done", started=out["started"], finished=out["finished"],
                              seconds=seconds, peak_rss_mb=out["peak_rss_mb"], artifact=str(final),
                              worker=f"{out['host']}:{out['pid']}")
@@ -250,15 +252,16 @@ class _Driver:
 
 def run_study(config: StudyConfig, study: str | Path, *, base: str | Path = ".", isolate: bool | None = None,
               hook: Hook | None = None, log: Callable[[str], None] = print,
-              executor: Executor | None = None) -> dict[str, Any]:
+              executor: Executor | None = None, kinds: StepKinds = STEP_KINDS) -> dict[str, Any]:
     """Run every unfinished step of `config` into folder `study`; returns counts of run/skipped steps.
 
-    `executor` defaults to the one `config.runner.executor` names. `hook(step, phase)` is called at "start"
+    `executor` defaults to the one `config.runner.executor` names; `kinds` is the registry of step kinds the
+    study is planned, run and ingested with. `hook(step, phase)` is called at "start"
     (before the step is submitted) and at "before_commit" (after the work, before the artifact is renamed into
     place); raising from it simulates the driver being killed at that moment.
     """
     study = Path(study).resolve()
-    plan = build_plan(config, base)
+    plan = build_plan(config, base, kinds)
     check_plan(config, plan)  # a step that cannot fit what it asks for is refused now, in one line
     counts = {"ran": 0, "skipped": 0, "ingested": 0, "failed": 0, "total": len(plan.steps)}
     with StudyLock(study), StudyStore(study / "study.db") as store:
@@ -292,10 +295,10 @@ def _reuse_finished(plan: Plan, study: Path, store: StudyStore, counts: dict[str
             continue
         done.add(step.key)
         counts["skipped"] += 1
-        kind = KINDS[step.kind]
-        if status.get(step.key, {}).get("status") != "done" or (kind.stale and kind.stale(store, step)):
+        stale = getattr(plan.kinds[step.kind].load(), "stale", None)
+        if status.get(step.key, {}).get("status") != "done" or (stale and stale(store, step)):
             with store.transaction() as conn:
-                ingest(store, step, final, conn)
+                ingest(store, step, final, conn, plan.kinds)
             store.mark_step(step.key, step.kind, step.label, "done", artifact=str(final), config=step.config,
                             meta=step.meta)
             counts["ingested"] += 1

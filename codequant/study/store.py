@@ -79,7 +79,8 @@ INFERENCE_COLUMNS_ADDED = {"decode_j_per_token": "TEXT", "energy_method": "TEXT"
 # Text tasks (code summarization): a run's task ("summarize"; null: executed code) and its mean scores; the
 # per-sample scores are in text_scores and the Wilcoxon comparisons in score_comparisons (new tables, so older
 # study.db files simply get them).
-RUN_COLUMNS_ADDED = {"task": "TEXT", "bleu": "REAL", "corpus_bleu": "REAL", "rouge_l": "REAL"}
+RUN_SCORES = ("bleu", "corpus_bleu", "rouge_l")  # a text run's mean scores (codequant.evaluation.text_task)
+RUN_COLUMNS_ADDED = {"task": "TEXT", **{score: "REAL" for score in RUN_SCORES}}
 # The whole saved model's bits per weight (every tensor of the native checkpoint over the fp parameters).
 FOOTPRINT_COLUMNS_ADDED = {"whole_file_bits": "REAL"}
 

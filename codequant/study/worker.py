@@ -9,6 +9,7 @@ waits before it starts) and the process's peak RSS. The worker never touches stu
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
 import resource
@@ -35,6 +36,7 @@ class StepCall:
     inputs: dict[str, Path]
     settings: dict[str, Any]
     metas: dict[str, dict[str, Any]]
+    module: str  # the step kind's module (its registry entry), whose `run` does the work
     threads: int | None = None  # torch CPU threads; None keeps torch's default (all cores)
 
 
@@ -71,14 +73,13 @@ def _threads(n: int | None) -> Iterator[None]:
 
 def execute_step(call: StepCall) -> dict[str, Any]:
     """Run one step here; returns {"result", "peak_rss_mb", "host", "pid", "started", "finished", "ids"}."""
-    from codequant.study.kinds import KINDS
-
     started = time.time()
     where = {"host": socket.gethostname(), "pid": os.getpid(), "started": started, "ids": scheduler_ids()}
     call.workdir.mkdir(parents=True, exist_ok=True)
     (call.workdir / WORKER_FILE).write_text(json.dumps(where) + "\n", encoding="utf-8")
     with _threads(call.threads):
-        result = KINDS[call.step.kind].run(call.step, call.workdir, call.inputs, call.settings, call.metas)
+        kind = importlib.import_module(call.module)
+        result = kind.run(call.step, call.workdir, call.inputs, call.settings, call.metas)
     return {**where, "result": result, "peak_rss_mb": _peak_rss_mb(), "finished": time.time()}
 
 

@@ -35,12 +35,19 @@ def test_report_files_tables_and_pngs(small_study):
     text = md.read_text()
     assert text.startswith("# Study report: tiny")
     assert "| canonical | humaneval | python | greedy | fp | 66.7% |" in text  # 2 of 3 canonical solutions pass
-    for name in ("pass_at_1", "calibration", "finetune", "memory", "perplexity", "timings"):
+    assert [line for line in text.splitlines() if line.startswith("#")] == [
+        "# Study report: tiny", "## pass@1 against fp", "### What these designs can detect", "## Code summarization",
+        "## Calibration", "## Fine-tuning", "## Memory", "## Perplexity", "## Quantization error", "## Inference",
+        "## Why completions fail", "### Does a class grow from fp?", "## Timings"]
+    assert "(no summarization runs in this study)\n\n## Calibration" in text
+    assert "(no fp and quantized runs to compare yet)\n\n## Timings" in text  # empty tables say so, then a gap
+    for name in ("pass_at_1", "calibration", "finetune", "memory", "perplexity", "timings", "summarization",
+                 "quant_errors", "inference", "failures", "failure_growth"):
         assert (md.parent / "tables" / f"{name}.tex").read_text().startswith(r"\begin{table}")
         assert (md.parent / "tables" / f"{name}.csv").is_file()
     rows = list(csv.DictReader(open(md.parent / "tables" / "pass_at_1.csv")))
     assert {r["version"] for r in rows} == {"fp"} and len(rows) == 2
-    for png in ("pass_vs_bits", "memory_pareto", "perplexity_vs_bits"):
+    for png in ("pass_vs_bits", "memory_pareto", "perplexity_vs_bits", "perplexity_pareto", "failures"):
         path = md.parent / "plots" / f"{png}.png"
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         img = mpimg.imread(path)

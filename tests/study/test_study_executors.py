@@ -23,12 +23,13 @@ from test_study_runner import write_study
 
 from codequant.errors import CodequantError
 from codequant.study import build_plan, parse_config, run_study, study_status
-from codequant.study.executors import DEFAULT_RESOURCES, Resources, resources_for
+from codequant.study.executors import Resources, resources_for
+from codequant.study.kinds import STEP_KINDS
 from codequant.study.runner import StudyFailed, artifact_dir
 
 SMALL = [{"method": "rtn", "bits": [4], "calibration": ["texts"]},
          {"method": "gptq", "bits": [4], "calibration": ["texts"]}]
-ONE_CPU = {k: {"cpus": 1, "memory_gb": 1, "gpus": 0} for k in DEFAULT_RESOURCES}
+ONE_CPU = {k: {"cpus": 1, "memory_gb": 1, "gpus": 0} for k in STEP_KINDS.names}
 TIMING = {"quantize_s"}  # columns that measure time, not results
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import math
+from collections.abc import Callable
 
 Type = tuple
 
@@ -203,59 +204,86 @@ def java_string(s: str) -> str:
 
 
 def java_value(v: object, t: Type) -> str:
-    """`v` as a Java expression of type `t`."""
-    kind = t[0]
-    if kind == "object":
-        if isinstance(v, (list, tuple)) and not v:
-            return "new ArrayList<Object>()"
-        if isinstance(v, dict) and not v:
-            return "new HashMap<Object,Object>()"
-        return "null" if v is None else java_value(v, value_type(v))
-    if kind == "optional":
-        return "Optional.empty()" if v is None else f"Optional.of({java_value(v, t[1])})"
-    if v is None:
+    """`v` as a Java expression of type `t` (one writer per kind of type, `_VALUES`)."""
+    if v is None and t[0] not in _NULLABLE:
         raise Untranslatable(f"None where {show(t)} is expected")
-    if kind == "int":
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise Untranslatable(f"{v!r} is not an int")
-        if not _LONG_MIN <= v <= _LONG_MAX:
-            raise Untranslatable(f"{v} does not fit a Java long")
-        return f"{v}l" if v != _LONG_MIN else "Long.MIN_VALUE"
-    if kind == "float":
-        if isinstance(v, bool) or not isinstance(v, (int, float)):
-            raise Untranslatable(f"{v!r} is not a float")
-        f = float(v)
-        if math.isnan(f):
-            return "Double.NaN"
-        if math.isinf(f):
-            return "Double.POSITIVE_INFINITY" if f > 0 else "Double.NEGATIVE_INFINITY"
-        return repr(f)
-    if kind == "str":
-        if not isinstance(v, str):
-            raise Untranslatable(f"{v!r} is not a str")
-        return java_string(v)
-    if kind == "bool":
-        if not isinstance(v, bool):
-            raise Untranslatable(f"{v!r} is not a bool")
-        return "true" if v else "false"
-    if kind == "list":
-        if not isinstance(v, (list, tuple)):
-            raise Untranslatable(f"{v!r} is not a list")
-        elem = java_type(t[1], True)
-        if not v:
-            return f"new ArrayList<{elem}>()"
-        return f"new ArrayList<{elem}>(Arrays.<{elem}>asList({', '.join(java_value(x, t[1]) for x in v)}))"
-    if kind == "dict":
-        if not isinstance(v, dict):
-            raise Untranslatable(f"{v!r} is not a dict")
-        k, val = java_type(t[1], True), java_type(t[2], True)
-        if not v:
-            return f"new HashMap<{k},{val}>()"
-        entries = ", ".join(f"Map.entry({java_value(a, t[1])}, {java_value(b, t[2])})" for a, b in v.items())
-        return f"new HashMap<{k},{val}>(Map.<{k},{val}>ofEntries({entries}))"
-    if kind == "tuple":
-        if not isinstance(v, (tuple, list)) or len(v) != len(t) - 1:
-            raise Untranslatable(f"{v!r} is not a {len(t) - 1}-tuple")
-        java_type(t)  # raises for sizes javatuples lacks
-        return f"{TUPLE_CLASSES[len(v)]}.with({', '.join(java_value(x, s) for x, s in zip(v, t[1:], strict=True))})"
-    raise Untranslatable(f"no Java value of type {show(t)}")
+    write = _VALUES.get(t[0])
+    if write is None:
+        raise Untranslatable(f"no Java value of type {show(t)}")
+    return write(v, t)
+
+
+def _object_value(v: object, t: Type) -> str:
+    if isinstance(v, (list, tuple)) and not v:
+        return "new ArrayList<Object>()"
+    if isinstance(v, dict) and not v:
+        return "new HashMap<Object,Object>()"
+    return "null" if v is None else java_value(v, value_type(v))
+
+
+def _optional_value(v: object, t: Type) -> str:
+    return "Optional.empty()" if v is None else f"Optional.of({java_value(v, t[1])})"
+
+
+def _int_value(v: object, t: Type) -> str:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise Untranslatable(f"{v!r} is not an int")
+    if not _LONG_MIN <= v <= _LONG_MAX:
+        raise Untranslatable(f"{v} does not fit a Java long")
+    return f"{v}l" if v != _LONG_MIN else "Long.MIN_VALUE"
+
+
+def _float_value(v: object, t: Type) -> str:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise Untranslatable(f"{v!r} is not a float")
+    f = float(v)
+    if math.isnan(f):
+        return "Double.NaN"
+    if math.isinf(f):
+        return "Double.POSITIVE_INFINITY" if f > 0 else "Double.NEGATIVE_INFINITY"
+    return repr(f)
+
+
+def _str_value(v: object, t: Type) -> str:
+    if not isinstance(v, str):
+        raise Untranslatable(f"{v!r} is not a str")
+    return java_string(v)
+
+
+def _bool_value(v: object, t: Type) -> str:
+    if not isinstance(v, bool):
+        raise Untranslatable(f"{v!r} is not a bool")
+    return "true" if v else "false"
+
+
+def _list_value(v: object, t: Type) -> str:
+    if not isinstance(v, (list, tuple)):
+        raise Untranslatable(f"{v!r} is not a list")
+    elem = java_type(t[1], True)
+    if not v:
+        return f"new ArrayList<{elem}>()"
+    return f"new ArrayList<{elem}>(Arrays.<{elem}>asList({', '.join(java_value(x, t[1]) for x in v)}))"
+
+
+def _dict_value(v: object, t: Type) -> str:
+    if not isinstance(v, dict):
+        raise Untranslatable(f"{v!r} is not a dict")
+    k, val = java_type(t[1], True), java_type(t[2], True)
+    if not v:
+        return f"new HashMap<{k},{val}>()"
+    entries = ", ".join(f"Map.entry({java_value(a, t[1])}, {java_value(b, t[2])})" for a, b in v.items())
+    return f"new HashMap<{k},{val}>(Map.<{k},{val}>ofEntries({entries}))"
+
+
+def _tuple_value(v: object, t: Type) -> str:
+    if not isinstance(v, (tuple, list)) or len(v) != len(t) - 1:
+        raise Untranslatable(f"{v!r} is not a {len(t) - 1}-tuple")
+    java_type(t)  # raises for sizes javatuples lacks
+    return f"{TUPLE_CLASSES[len(v)]}.with({', '.join(java_value(x, s) for x, s in zip(v, t[1:], strict=True))})"
+
+
+_VALUES: dict[str, Callable[[object, Type], str]] = {
+    "object": _object_value, "optional": _optional_value, "int": _int_value, "float": _float_value,
+    "str": _str_value, "bool": _bool_value, "list": _list_value, "dict": _dict_value, "tuple": _tuple_value,
+}
+_NULLABLE = ("object", "optional")  # the kinds of type whose value may be None (null, Optional.empty())

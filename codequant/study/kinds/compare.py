@@ -7,7 +7,21 @@ from pathlib import Path
 from typing import Any
 
 from codequant.errors import CodequantError
-from codequant.study.plan import Step
+from codequant.study.plan import Planning, Step
+
+
+def plan(planning: Planning) -> None:
+    """One comparison per benchmark and decoding that has more than one version to pair."""
+    config = planning.config
+    for evals in planning.evaluations:
+        if len(evals.steps) < 2:
+            continue
+        bench, dec = evals.run.benchmark.name, evals.decoding.name
+        planning.add("compare", f"{planning.name}-{bench}-{dec}",
+                     {"model": planning.model, "benchmark": bench, "decoding": dec,
+                      "correction": config.correction, "stats": config.stats.model_dump()},  # another test, another key
+                     [e.key for e in evals.steps],
+                     {"model": planning.name, "benchmark": bench, "language": evals.run.language, "decoding": dec})
 
 
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],

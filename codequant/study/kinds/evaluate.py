@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from codequant.failures import classify
+from codequant.study.config import Decoding
 from codequant.study.kinds.common import (
     json_safe,
     load_model,
@@ -14,7 +15,34 @@ from codequant.study.kinds.common import (
     variant_row,
     version_columns,
 )
-from codequant.study.plan import FP, Step
+from codequant.study.plan import FP, Evaluations, Planning, Step
+from codequant.study.store import RUN_SCORES
+
+
+def plan(planning: Planning) -> None:
+    """Every version on every benchmark and decoding."""
+    for bench in planning.benchmarks:
+        for dec in planning.config.decoding:
+            steps = []
+            for variant, source in planning.versions():
+                cfg = {"benchmark": bench.benchmark.name, "data": bench.data, "limit": bench.benchmark.limit,
+                       **_decoding(dec), "model": planning.model if source is None else None, **planning.dtype}
+                steps.append(planning.add(
+                    "evaluate", f"{planning.name}-{variant.label}-{bench.benchmark.name}-{dec.name}", cfg,
+                    [source.key] if source else [],
+                    {"variant": variant.to_dict(), "benchmark": bench.benchmark.name, "language": bench.language,
+                     "decoding": dec.name}))
+            planning.evaluations.append(Evaluations(bench, dec, steps))
+
+
+def _decoding(dec: Decoding) -> dict[str, Any]:
+    """A decoding's hashed settings; defaults of later fields (the engine backend, no prompt strip, skipped
+    Python main blocks, no sanitising) are left out, so studies written before them keep their step keys."""
+    d = dec.model_dump()
+    for key, default in (("backend", "engine"), ("prompt_strip", False), ("python_main", "skip"), ("sanitize", False)):
+        if d.get(key) == default:
+            del d[key]
+    return d
 
 
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
@@ -43,7 +71,7 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     summary = evaluate(target, cfg["benchmark"], run_settings, data=cfg["data"], out_dir=workdir, progress=True)
     return {"samples": "samples.jsonl", "footprint": json_safe(fp), "dtype": summary["config"].get("dtype"),
             **{k: summary.get(k) for k in ("problems", "completions", "passed", "pass@1", "status_counts", "run")},
-            **{k: summary[k] for k in ("task", "bleu", "corpus_bleu", "rouge_l") if k in summary}}
+            **{k: summary[k] for k in ("task", *RUN_SCORES) if k in summary}}
 
 
 def _vllm(settings: dict[str, Any]):
@@ -95,7 +123,7 @@ def _ingest_text(store, step: Step, res: dict[str, Any], artifact: Path, run, he
         **head, "benchmark": step.meta["benchmark"], "language": step.meta["language"],
         "decoding": step.meta["decoding"], "problems": res.get("problems"), "completions": len(scores),
         "passed": None, "pass_at_1": None, "artifact": str(artifact), "task": res.get("task", "summarize"),
-        **{k: res.get(k) for k in ("bleu", "corpus_bleu", "rouge_l")}}, conn)
+        **{k: res.get(k) for k in RUN_SCORES}}, conn)
     store.upsert_many("text_scores", scores, conn)
 
 

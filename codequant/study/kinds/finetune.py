@@ -7,7 +7,22 @@ from typing import Any
 
 from codequant.study.kinds.common import dir_bytes, json_safe, read_result
 from codequant.study.kinds.quantize import ingest_version
-from codequant.study.plan import Step
+from codequant.study.plan import Planning, Step
+
+
+def plan(planning: Planning) -> None:
+    """One distillation per fine-tuned point, from its quantization, on its fine-tuning calibration set."""
+    for point in planning.grid:
+        if not point.finetuned:
+            continue
+        kind = planning.finetune_calibration(point)
+        variant = point.variant(planning.model)
+        cfg = planning.config.finetune.model_dump()
+        cfg.update({"calibration": kind, **planning.dtype})
+        planning.sources[point] = planning.add(
+            "finetune", f"{planning.name}-{variant.label}", cfg,
+            [planning.sources[point.quantized].key, planning.calibrations[(kind, None)].key],
+            {"variant": variant.to_dict(), "teacher": planning.model})
 
 
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],

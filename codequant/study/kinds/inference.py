@@ -8,7 +8,20 @@ from typing import Any
 
 from codequant.errors import CodequantError
 from codequant.study.kinds.common import model_spec, variant_key, version_columns
-from codequant.study.plan import Step
+from codequant.study.plan import Planning, Step
+
+
+def plan(planning: Planning) -> None:
+    """The inference cost of every version, where the study has an `inference:` section (`canonical`: no
+    model to time)."""
+    config = planning.config
+    if config.inference is None or planning.model == "canonical":
+        return
+    for variant, source in planning.versions():
+        planning.add("inference", f"{planning.name}-{variant.label}",
+                     {**config.inference.model_dump(), "model": planning.model if source is None else None,
+                      **planning.dtype},
+                     [source.key] if source else [], {"variant": variant.to_dict()})
 
 
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],

@@ -6,7 +6,19 @@ from pathlib import Path
 from typing import Any
 
 from codequant.study.kinds.common import load_model, model_spec, variant_key, version_columns
-from codequant.study.plan import Step
+from codequant.study.plan import Planning, Step
+
+
+def plan(planning: Planning) -> None:
+    """Held-out perplexity of every version, where the study has a `perplexity:` section."""
+    config = planning.config
+    if config.perplexity is None:
+        return
+    for variant, source in planning.versions():
+        planning.add("perplexity", f"{planning.name}-{variant.label}",
+                     {**config.perplexity.model_dump(), "model": planning.model if source is None else None,
+                      **planning.dtype},
+                     [source.key] if source else [], {"variant": variant.to_dict()})
 
 
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],

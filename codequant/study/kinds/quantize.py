@@ -7,7 +7,21 @@ from typing import Any
 
 from codequant.errors import CodequantError
 from codequant.study.kinds.common import dir_bytes, json_safe, read_result, variant_row, version_columns
-from codequant.study.plan import Step
+from codequant.study.plan import Planning, Step
+
+
+def plan(planning: Planning) -> None:
+    """One quantization per method, bits, calibration and size; it is the version of the points not fine-tuned."""
+    config = planning.config
+    for point in planning.grid:
+        q, variant = point.quantization, point.quantized.variant(planning.model)
+        step = planning.add("quantize", f"{planning.name}-{variant.label}",
+                            {"model": planning.model, "method": q.method, "bits": point.bits, "preset": q.preset,
+                             "group_size": q.group_size, "options": q.options,
+                             "batch_size": config.runner.quantize_batch_size, **planning.dtype},
+                            [planning.calibrations[(point.calibration, point.size)].key],
+                            {"variant": variant.to_dict()})
+        planning.sources[point.quantized] = step
 
 
 def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
