@@ -616,7 +616,7 @@ def finetune_cmd(
     train_head: bool = typer.Option(False, "--train-head/--no-train-head"),
     heldout_tokens: int = typer.Option(0, "--heldout-tokens", help="also measure held-out code perplexity on N tokens"),
     code_updates: bool = typer.Option(False, "--code-updates/--no-code-updates",
-                                      help="AQLM: PV-tuning-style code updates (straight-through shadows, re-encoding)"),
+                                      help="AQLM: straight-through code updates (shadows, re-encoding); see --pv-tuning"),
     reencode_fraction: float = typer.Option(0.01, "--reencode-fraction", help="share of codes re-encoded per update"),
     reencode_every: int = typer.Option(0, "--reencode-every", help="steps between re-encodings (0: every epoch end)"),
     pv_tuning: bool = typer.Option(False, "--pv-tuning/--no-pv-tuning",
