@@ -65,11 +65,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--top-k", type=int, default=64)
     p.add_argument("--autocast", choices=["none", "bfloat16"], default="none")
     p.add_argument("--pv", action="store_true", help="also time the V-step (probes + code re-assignment)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", type=Path)
     args = p.parse_args(argv)
 
     from codequant.models import load
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     loaded = load(args.model, dtype="float32")
     model = loaded.model
@@ -101,7 +104,7 @@ def main(argv: list[str] | None = None) -> None:
         timed(masters.masters_to_model, times, "masters_to_model")
         if pv is not None:
             timed(pv.step, times, "v_step")
-        return float(loss)
+        return float(loss.detach())
 
     step(0)  # warm-up (allocator, decode caches), not counted
     times = {"teacher_targets": times["teacher_targets"]}
@@ -109,6 +112,7 @@ def main(argv: list[str] | None = None) -> None:
     for i in range(1, args.steps):
         step(i)
     step_seconds = (time.perf_counter() - started) / max(args.steps - 1, 1)
+    phases = dict(times)  # the profiled step below is not counted in the phases
     from torch.profiler import ProfilerActivity, profile
 
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -118,7 +122,7 @@ def main(argv: list[str] | None = None) -> None:
     if pv is not None:
         detach_probes(model)
     timed_steps = max(args.steps - 1, 1)
-    per_step = {k: v / timed_steps for k, v in times.items() if k != "teacher_targets"}
+    per_step = {k: v / timed_steps for k, v in phases.items() if k != "teacher_targets"}
     result = {
         "bench": "finetune_profile", "model": args.model, "aqlm_linears": replaced, "steps_timed": timed_steps,
         "batch_size": args.batch_size, "seq_len": args.seq_len, "top_k": args.top_k, "autocast": args.autocast,
