@@ -626,8 +626,6 @@ def finetune_cmd(
     pv_tau: float = typer.Option(0.01, "--pv-tau", help="trust region: share of each layer's (row, group) codes "
                                  "a V-step may change (0: none)"),
     pv_every: int = typer.Option(1, "--pv-every", help="Adam steps per V-step"),
-    autocast: str = typer.Option("none", "--autocast", help="none | bfloat16: training matmuls in bf16 (the loss, "
-                                 "Adam and validation stay fp32)"),
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where the student trains (and "
@@ -644,8 +642,6 @@ def finetune_cmd(
 
     if not 0 < reencode_fraction <= 1:
         raise CodequantError(f"--reencode-fraction must be in (0, 1], not {reencode_fraction}")
-    if autocast not in ("none", "bfloat16"):
-        raise CodequantError(f"--autocast must be none or bfloat16, not {autocast!r}")
     if pv_tuning and code_updates:
         raise CodequantError("--pv-tuning and --code-updates both move codes: choose one")
     if not 0 <= pv_tau <= 1 or pv_lr <= 0 or pv_every < 1:
@@ -658,7 +654,7 @@ def finetune_cmd(
                             train_embeddings=train_embeddings, train_head=train_head, seed=seed,
                             code_updates=code_updates, reencode_fraction=reencode_fraction,
                             reencode_every=reencode_every, pv_tuning=pv_tuning, pv_lr=pv_lr, pv_tau=pv_tau,
-                            pv_every=pv_every, autocast=autocast)
+                            pv_every=pv_every)
     result = finetune(quant_dir, teacher, out, calibration=calibration, samples=samples, seq_len=seq_len,
                       val_samples=val_samples, seed=seed, config=config, top_k=top_k, heldout_tokens=heldout_tokens,
                       device=device, dtype=dtype, teacher_device=teacher_device)

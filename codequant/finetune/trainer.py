@@ -24,8 +24,6 @@ from codequant.finetune.teacher import TeacherTargets
 from codequant.progress import bar as progress_bar
 from codequant.quant.master import MasterWeights
 
-AUTOCAST = {"none": None, "bfloat16": torch.bfloat16}
-
 
 @dataclass
 class FinetuneConfig:
@@ -46,16 +44,12 @@ class FinetuneConfig:
     pv_lr: float = 1e-3  # the V-step's step in weight units along Adam's direction for dL/dW
     pv_tau: float = 0.01  # trust region: share of each AQLM layer's (row, group) pairs a V-step may change
     pv_every: int = 1  # P-steps per V-step (dL/dW accumulates in between)
-    autocast: str = "none"  # "bfloat16": training forward/backward matmuls in bf16 (CPUs with AVX512-BF16/AMX,
-    # GPUs); the loss, Adam and the validation KL stay fp32 (bench/finetune_profile.py has the speed)
 
     def __post_init__(self) -> None:
         if self.pv_tuning and self.code_updates:
             raise ValueError("choose one way to move codes: pv_tuning or code_updates")
         if not 0.0 <= self.pv_tau <= 1.0:
             raise ValueError(f"pv_tau must be in [0, 1], got {self.pv_tau}")
-        if self.autocast not in AUTOCAST:
-            raise ValueError(f"autocast must be one of {', '.join(AUTOCAST)}, got {self.autocast!r}")
         if self.pv_lr <= 0 or self.pv_every < 1:
             raise ValueError(f"pv_lr must be > 0 and pv_every >= 1, got {self.pv_lr}, {self.pv_every}")
 
@@ -163,9 +157,7 @@ def _distill(student, params, shadows, pv, train_tokens, train_targets, val_toke
                            unit="batch", enabled=progress)
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
-            with torch.autocast(device.type, dtype=AUTOCAST[config.autocast] or torch.bfloat16,
-                                enabled=AUTOCAST[config.autocast] is not None):
-                logits = student(input_ids=train_tokens[idx].to(device), use_cache=False).logits
+            logits = student(input_ids=train_tokens[idx].to(device), use_cache=False).logits
             loss = topk_kl(logits, train_targets.ids[idx].to(device), train_targets.logprobs[idx].to(device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -82,28 +82,3 @@ def test_distill_lowers_validation_kl_and_resumes(tiny_llama, tmp_path):
     assert again.val_kl_after == pytest.approx(result.val_kl_after, rel=1e-6)
     assert again.history == result.history
 
-
-def test_bf16_autocast_trains_in_bf16_and_still_lowers_validation_kl(tiny_llama, monkeypatch):
-    torch.manual_seed(0)
-    tiny_llama = _peaked(tiny_llama)
-    teacher = copy.deepcopy(tiny_llama)
-    tokens = torch.randint(1, teacher.config.vocab_size, (12, 24))
-    targets = compute_teacher_targets(teacher, tokens, top_k=16, batch_size=4, progress=False)
-    tr = TeacherTargets(targets.ids[:8], targets.logprobs[:8])
-    va = TeacherTargets(targets.ids[8:], targets.logprobs[8:])
-    student = _quantize_rtn(tiny_llama)
-    seen = []
-    real_linear = torch.nn.functional.linear
-
-    def spy(x, w, b=None):
-        if torch.is_grad_enabled():
-            seen.append(torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype)
-        return real_linear(x, w, b)
-
-    monkeypatch.setattr(torch.nn.functional, "linear", spy)
-    config = FinetuneConfig(epochs=3, lr=3e-3, batch_size=4, patience=2, autocast="bfloat16")
-    result = distill(student, tokens[:8], tr, tokens[8:], va, config, progress=False)
-    assert seen and all(d == torch.bfloat16 for d in seen)
-    assert result.val_kl_after < 0.9 * result.val_kl_before
-    with pytest.raises(ValueError, match="autocast"):
-        FinetuneConfig(autocast="float8")
