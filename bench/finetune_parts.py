@@ -44,6 +44,40 @@ def best_of(fn, n: int = 3) -> float:
     return min(times)
 
 
+def measure_shape(out: int, inp: int, tokens: int) -> dict[str, float]:
+    """Seconds of forward + backward for one AqlmLinear [out, inp] and its parts, and one V-step on it."""
+    layer = AqlmLinear(torch.randint(0, 256, (out, inp // 8, 2)), torch.randn(2, 256, 1, 8) * 0.01,
+                       torch.rand(out) + 0.5)
+    layer.codebooks.requires_grad_(True)
+    layer.scales.requires_grad_(True)
+    x = torch.randn(tokens, inp, requires_grad=True)
+    dense_w = layer.dequantize().detach().clone()
+    update = 0.01 * torch.randn(out, inp)
+    codes = layer.codes.clone()
+
+    def aqlm() -> None:
+        torch.nn.functional.linear(x, layer.dequantize()).sum().backward()
+
+    def aqlm_bf16() -> None:
+        w = layer.dequantize()  # the sparse decode has no bf16 kernel: decode in fp32, matmul in bf16
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = torch.nn.functional.linear(x, w)
+        y.float().sum().backward()
+
+    def decode() -> None:
+        layer.dequantize().sum().backward()
+
+    def dense() -> None:
+        torch.nn.functional.linear(x, dense_w.clone().requires_grad_(True)).sum().backward()
+
+    def vstep() -> None:
+        layer.codes.copy_(codes)
+        v_step(layer, update, tau=0.01)
+
+    return {"aqlm_fp32": best_of(aqlm), "aqlm_bf16": best_of(aqlm_bf16), "decode": best_of(decode),
+            "dense": best_of(dense), "v_step": best_of(vstep)}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tokens", type=int, default=2048)
@@ -53,38 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     rows, total = {}, {"aqlm_fp32": 0.0, "aqlm_bf16": 0.0, "decode": 0.0, "dense": 0.0, "v_step": 0.0}
     for name, (out, inp, per_layer) in SHAPES.items():
-        layer = AqlmLinear(torch.randint(0, 256, (out, inp // 8, 2)), torch.randn(2, 256, 1, 8) * 0.01,
-                           torch.rand(out) + 0.5)
-        layer.codebooks.requires_grad_(True)
-        layer.scales.requires_grad_(True)
-        x = torch.randn(args.tokens, inp, requires_grad=True)
-        dense_w = layer.dequantize().detach().clone()
-
-        def aqlm() -> None:
-            torch.nn.functional.linear(x, layer.dequantize()).sum().backward()
-
-        def aqlm_bf16() -> None:
-            w = layer.dequantize()  # the sparse decode has no bf16 kernel: decode in fp32, matmul in bf16
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                y = torch.nn.functional.linear(x, w)
-            y.float().sum().backward()
-
-        def decode() -> None:
-            layer.dequantize().sum().backward()
-
-        def dense() -> None:
-            w = dense_w.clone().requires_grad_(True)
-            torch.nn.functional.linear(x, w).sum().backward()
-
-        update = 0.01 * torch.randn(out, inp)
-        codes = layer.codes.clone()
-
-        def vstep() -> None:
-            layer.codes.copy_(codes)
-            v_step(layer, update, tau=0.01)
-
-        row = {"shape": [out, inp], "per_layer": per_layer, "aqlm_fp32": best_of(aqlm), "aqlm_bf16": best_of(aqlm_bf16),
-               "decode": best_of(decode), "dense": best_of(dense), "v_step": best_of(vstep)}
+        row = {"shape": [out, inp], "per_layer": per_layer, **measure_shape(out, inp, args.tokens)}
         rows[name] = row
         for key in total:
             total[key] += row[key] * per_layer * LAYERS
