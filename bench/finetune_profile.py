@@ -7,6 +7,8 @@ depend on their values) in place of every linear of the decoder, computes the te
 batches, then times each phase of the training step as `codequant.finetune.trainer` runs it (forward, loss,
 backward, gradient copy and clipping, Adam) and the V-step of PV-tuning (`codequant.finetune.pv`), and prints
 the top operators of one step from torch.profiler. Prints (and writes with --out) JSON with the machine.
+On a machine shared by many jobs the two OpenMP threads mostly measure contention (bench/finetune_parts.py times
+the parts on one thread instead).
 """
 
 from __future__ import annotations
@@ -63,7 +65,6 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=4)
     p.add_argument("--seq-len", type=int, default=512)
     p.add_argument("--top-k", type=int, default=64)
-    p.add_argument("--autocast", choices=["none", "bfloat16"], default="none")
     p.add_argument("--pv", action="store_true", help="also time the V-step (probes + code re-assignment)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     p.add_argument("--out", type=Path)
@@ -89,12 +90,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.pv:
         pv = PVCodeOptimizer(attach_probes(model), lr=1e-3, tau=0.01)
     model.eval()
-    dtype = torch.bfloat16 if args.autocast == "bfloat16" else None
 
     def step(i: int) -> float:
         sl = slice(i * args.batch_size, (i + 1) * args.batch_size)
-        with torch.autocast("cpu", dtype=dtype, enabled=dtype is not None):
-            logits = timed(lambda: model(input_ids=tokens[sl], use_cache=False).logits, times, "forward")
+        logits = timed(lambda: model(input_ids=tokens[sl], use_cache=False).logits, times, "forward")
         loss = timed(lambda: topk_kl(logits, targets.ids[sl], targets.logprobs[sl]), times, "loss")
         optimizer.zero_grad(set_to_none=True)
         timed(loss.backward, times, "backward")
@@ -125,7 +124,7 @@ def main(argv: list[str] | None = None) -> None:
     per_step = {k: v / timed_steps for k, v in phases.items() if k != "teacher_targets"}
     result = {
         "bench": "finetune_profile", "model": args.model, "aqlm_linears": replaced, "steps_timed": timed_steps,
-        "batch_size": args.batch_size, "seq_len": args.seq_len, "top_k": args.top_k, "autocast": args.autocast,
+        "batch_size": args.batch_size, "seq_len": args.seq_len, "top_k": args.top_k,
         "pv": args.pv, "tokens_per_step": n_tokens,
         "seconds_per_step": step_seconds, "tokens_per_second": n_tokens / step_seconds,
         "phase_seconds_per_step": per_step,
