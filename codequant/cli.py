@@ -622,7 +622,8 @@ def finetune_cmd(
     pv_tuning: bool = typer.Option(False, "--pv-tuning/--no-pv-tuning",
                                    help="AQLM: PV-tuning, a V-step on the codes (linearised step, trust region) "
                                    "after every --pv-every steps of Adam on codebooks/scales/norms"),
-    pv_lr: float = typer.Option(1e-3, "--pv-lr", help="V-step size in weight units along Adam's direction"),
+    pv_lr: float = typer.Option(0.03, "--pv-lr", help="V-step size in weight units along Adam's direction "
+                                "(SmolLM2 2x8: <= 0.01 moves no code)"),
     pv_tau: float = typer.Option(0.01, "--pv-tau", help="trust region: share of each layer's (row, group) codes "
                                  "a V-step may change (0: none)"),
     pv_every: int = typer.Option(1, "--pv-every", help="Adam steps per V-step"),

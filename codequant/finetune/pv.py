@@ -114,7 +114,7 @@ class PVCodeOptimizer:
     (row, group) pairs that may change per step (0 = none)."""
 
     layers: dict[str, AqlmLinear]
-    lr: float = 1e-3
+    lr: float = 0.03
     tau: float = 0.01
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8

@@ -41,7 +41,8 @@ class FinetuneConfig:
     shadow_lr: float | None = None  # Adam step for the shadows; None = 10 x lr (a shadow must cross a code
     # boundary to change a code, so it moves faster than the codebooks it is measured against)
     pv_tuning: bool = False  # PV-tuning: a V-step on the codes after P-steps (codequant.finetune.pv)
-    pv_lr: float = 1e-3  # the V-step's step in weight units along Adam's direction for dL/dW
+    pv_lr: float = 0.03  # the V-step in weight units along Adam's direction for dL/dW; on SmolLM2 2x8 steps <= 0.01
+    # move no code (bench/results/pv_step_scale.json): 0.03 is the smallest measured size that does
     pv_tau: float = 0.01  # trust region: share of each AQLM layer's (row, group) pairs a V-step may change
     pv_every: int = 1  # P-steps per V-step (dL/dW accumulates in between)
 
