@@ -140,7 +140,7 @@ def _distill(student, params, shadows, pv, train_tokens, train_targets, val_toke
         restore(tracked, state["params"])
         masters.masters_to_model()
         optimizer.load_state_dict(state["optimizer"])
-        if pv is not None:
+        if pv is not None and "pv" in state:  # a checkpoint from a run without PV starts fresh moments
             pv.load_state_dict(state["pv"])
         history, best, best_state = state["history"], state["best"], state["best_params"]
         before, start_epoch, stale = state["before"], state["epoch"], state["stale"]
