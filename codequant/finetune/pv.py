@@ -39,7 +39,8 @@ def attach_probes(model: nn.Module) -> dict[str, AqlmLinear]:
     """Give every AqlmLinear a zero probe whose `.grad` collects dL/dW; returns the layers by name."""
     layers = aqlm_layers(model)
     for layer in layers.values():
-        probe = nn.Parameter(torch.zeros(layer.out_features, layer.in_features), requires_grad=True)
+        probe = nn.Parameter(torch.zeros(layer.out_features, layer.in_features, device=layer.codes.device),
+                             requires_grad=True)
         object.__setattr__(layer, PROBE_ATTR, probe)  # not registered: never in a state dict or an export
     return layers
 
@@ -77,7 +78,7 @@ def v_step(layer: AqlmLinear, update: torch.Tensor, tau: float, candidates: floa
     rows = chosen // num_groups
     s = scales[rows].unsqueeze(-1)  # [P, 1]
     codes = layer.codes.reshape(pairs, m)[chosen].clone()  # [P, M]
-    current = books[torch.arange(m), codes].sum(1)  # [P, g] unscaled current groups
+    current = books[torch.arange(m, device=codes.device), codes].sum(1)  # [P, g] unscaled current groups
     weight = current * s
     target = weight - step[chosen]
     # ||s * sum_m b_m - T||^2 = s^2 ||sum_m b_m - T / s||^2: search on the unscaled target

@@ -81,4 +81,3 @@ def test_distill_lowers_validation_kl_and_resumes(tiny_llama, tmp_path):
     again = distill(student, train_t, tr, val_t, va, config, checkpoint_dir=tmp_path, progress=False)
     assert again.val_kl_after == pytest.approx(result.val_kl_after, rel=1e-6)
     assert again.history == result.history
-
