@@ -630,9 +630,17 @@ def finetune_cmd(
     train_head: bool = typer.Option(False, "--train-head/--no-train-head"),
     heldout_tokens: int = typer.Option(0, "--heldout-tokens", help="also measure held-out code perplexity on N tokens"),
     code_updates: bool = typer.Option(False, "--code-updates/--no-code-updates",
-                                      help="AQLM: PV-tuning-style code updates (straight-through shadows, re-encoding)"),
+                                      help="AQLM: straight-through code updates (shadows, re-encoding); see --pv-tuning"),
     reencode_fraction: float = typer.Option(0.01, "--reencode-fraction", help="share of codes re-encoded per update"),
     reencode_every: int = typer.Option(0, "--reencode-every", help="steps between re-encodings (0: every epoch end)"),
+    pv_tuning: bool = typer.Option(False, "--pv-tuning/--no-pv-tuning",
+                                   help="AQLM: PV-tuning, a V-step on the codes (linearised step, trust region) "
+                                   "after every --pv-every steps of Adam on codebooks/scales/norms"),
+    pv_lr: float = typer.Option(0.03, "--pv-lr", help="V-step size in weight units along Adam's direction "
+                                "(SmolLM2 2x8: <= 0.01 moves no code)"),
+    pv_tau: float = typer.Option(0.01, "--pv-tau", help="trust region: share of each layer's (row, group) codes "
+                                 "a V-step may change (0: none)"),
+    pv_every: int = typer.Option(1, "--pv-every", help="Adam steps per V-step"),
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder"),
     device: str = typer.Option("cpu", "--device", help="cpu | cuda | cuda:N | auto: where the student trains (and "
@@ -643,20 +651,26 @@ def finetune_cmd(
                               "on the CPU) | float32 | float16 | bfloat16"),
 ) -> None:
     """Distil the fp teacher into a quantized model (KL on calibration sequences; codes frozen unless
-    --code-updates)."""
+    --pv-tuning or --code-updates)."""
     from codequant.calibration import resolve_val_samples
     from codequant.calibration.spec import CalibrationSpec
     from codequant.finetune import FinetuneConfig, FinetuneRun, finetune
 
     if not 0 < reencode_fraction <= 1:
         raise CodequantError(f"--reencode-fraction must be in (0, 1], not {reencode_fraction}")
+    if pv_tuning and code_updates:
+        raise CodequantError("--pv-tuning and --code-updates both move codes: choose one")
+    if not 0 <= pv_tau <= 1 or pv_lr <= 0 or pv_every < 1:
+        raise CodequantError(f"--pv-tau must be in [0, 1], --pv-lr > 0, --pv-every >= 1 (got {pv_tau}, {pv_lr}, "
+                             f"{pv_every})")
     if val_samples is None:
         val_samples = resolve_val_samples(samples, None)
         print(f"validation: {val_samples} of the {samples} calibration sequences (--val-samples to change)")
     config = FinetuneConfig(epochs=epochs, lr=lr, batch_size=batch_size, patience=patience,
                             train_embeddings=train_embeddings, train_head=train_head, seed=seed,
                             code_updates=code_updates, reencode_fraction=reencode_fraction,
-                            reencode_every=reencode_every)
+                            reencode_every=reencode_every, pv_tuning=pv_tuning, pv_lr=pv_lr, pv_tau=pv_tau,
+                            pv_every=pv_every)
     spec = CalibrationSpec(kind=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples, seed=seed)
     run = FinetuneRun(calibration=spec, top_k=top_k, heldout_tokens=heldout_tokens, device=device, dtype=dtype,
                       teacher_device=teacher_device)

@@ -1,4 +1,5 @@
-"""PV-tuning-style code updates for AQLM layers during distillation (optional: `FinetuneConfig.code_updates`).
+"""Straight-through code updates for AQLM layers during distillation (optional: `FinetuneConfig.code_updates`;
+PV-tuning's V-step is `codequant.finetune.pv`).
 
 Fine-tuning codebooks and scales alone leaves every code where the quantizer put it. Here each `AqlmLinear`
 also gets a straight-through fp copy of its weight (the "shadow"): the forward pass computes with the quantized

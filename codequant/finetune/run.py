@@ -149,8 +149,9 @@ def finetune(
     gc.collect()  # the teacher is not needed beside the student: its targets are on disk
 
     student, info = load_codequant_checkpoint(native, device=device, dtype=student_dtype)
-    if config.code_updates and not aqlm_layers(student):
-        raise CodequantError(f"--code-updates re-encodes AQLM codes, and {quant_dir} holds no AQLM layers")
+    if (config.code_updates or config.pv_tuning) and not aqlm_layers(student):
+        flag = "--pv-tuning" if config.pv_tuning else "--code-updates"
+        raise CodequantError(f"{flag} moves AQLM codes, and {quant_dir} holds no AQLM layers")
     ppl_before = _heldout_ppl(student, tokenizer, heldout_tokens) if heldout_tokens else {}
     n = train.shape[0]
     result = distill(

@@ -19,6 +19,7 @@ from torch import nn
 from codequant.finetune.codes import attach_shadows, code_buffers, detach_shadows, reencode_model
 from codequant.finetune.loss import topk_kl
 from codequant.finetune.params import restore, select_trainable, snapshot
+from codequant.finetune.pv import PVCodeOptimizer, attach_probes, detach_probes
 from codequant.finetune.teacher import TeacherTargets
 from codequant.progress import bar as progress_bar
 from codequant.quant.master import MasterWeights
@@ -39,6 +40,19 @@ class FinetuneConfig:
     reencode_every: int = 0  # steps between re-encodings; 0 = once at the end of every epoch
     shadow_lr: float | None = None  # Adam step for the shadows; None = 10 x lr (a shadow must cross a code
     # boundary to change a code, so it moves faster than the codebooks it is measured against)
+    pv_tuning: bool = False  # PV-tuning: a V-step on the codes after P-steps (codequant.finetune.pv)
+    pv_lr: float = 0.03  # the V-step in weight units along Adam's direction for dL/dW; on SmolLM2 2x8 steps <= 0.01
+    # move no code (bench/results/pv_step_scale.json): 0.03 is the smallest measured size that does
+    pv_tau: float = 0.01  # trust region: share of each AQLM layer's (row, group) pairs a V-step may change
+    pv_every: int = 1  # P-steps per V-step (dL/dW accumulates in between)
+
+    def __post_init__(self) -> None:
+        if self.pv_tuning and self.code_updates:
+            raise ValueError("choose one way to move codes: pv_tuning or code_updates")
+        if not 0.0 <= self.pv_tau <= 1.0:
+            raise ValueError(f"pv_tau must be in [0, 1], got {self.pv_tau}")
+        if self.pv_lr <= 0 or self.pv_every < 1:
+            raise ValueError(f"pv_lr must be > 0 and pv_every >= 1, got {self.pv_lr}, {self.pv_every}")
 
 
 @dataclass
@@ -94,18 +108,26 @@ def distill(
     shadows = attach_shadows(student) if config.code_updates else {}
     if config.code_updates and not shadows:
         raise ValueError("code updates need AQLM layers; this model has none")
+    pv = None
+    if config.pv_tuning:
+        layers = attach_probes(student)
+        if not layers:
+            raise ValueError("PV-tuning moves AQLM codes; this model has no AQLM layers")
+        pv = PVCodeOptimizer(layers, lr=config.pv_lr, tau=config.pv_tau)
     try:
-        return _distill(student, params, shadows, train_tokens, train_targets, val_tokens, val_targets, config,
-                        checkpoint_dir, progress, started)
+        return _distill(student, params, shadows, pv, train_tokens, train_targets, val_tokens, val_targets,
+                        config, checkpoint_dir, progress, started)
     finally:
         detach_shadows(student)
+        detach_probes(student)
 
 
-def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, val_targets, config,
+def _distill(student, params, shadows, pv, train_tokens, train_targets, val_tokens, val_targets, config,
              checkpoint_dir, progress, started) -> FinetuneResult:
     # what keep-best and resume save: the trained tensors, the shadows and (with code updates) the codes
     masters = MasterWeights(params)
-    tracked = {**masters.masters, **shadows, **(code_buffers(student) if config.code_updates else {})}
+    moves_codes = config.code_updates or pv is not None
+    tracked = {**masters.masters, **shadows, **(code_buffers(student) if moves_codes else {})}
     groups = [{"params": masters.parameters()}]
     if shadows:
         groups.append({"params": list(shadows.values()), "lr": config.shadow_lr or 10 * config.lr})
@@ -118,6 +140,8 @@ def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, 
         restore(tracked, state["params"])
         masters.masters_to_model()
         optimizer.load_state_dict(state["optimizer"])
+        if pv is not None and "pv" in state:  # a checkpoint from a run without PV starts fresh moments
+            pv.load_state_dict(state["pv"])
         history, best, best_state = state["history"], state["best"], state["best_params"]
         before, start_epoch, stale = state["before"], state["epoch"], state["stale"]
     else:
@@ -147,12 +171,14 @@ def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, 
             bar.update(1)
             if config.code_updates and config.reencode_every > 0 and len(losses) % config.reencode_every == 0:
                 changed += reencode_model(student, config.reencode_fraction)
+            if pv is not None and len(losses) % config.pv_every == 0:
+                changed += pv.step()  # V-step: codes towards W - lr * Adam(dL/dW), at most pv_tau of them
         bar.close()
         if config.code_updates and config.reencode_every <= 0:
             changed += reencode_model(student, config.reencode_fraction)
         val = mean_kl(student, val_tokens, val_targets, config.batch_size)
         record = {"epoch": epoch + 1, "train_kl": sum(losses) / max(len(losses), 1), "val_kl": val}
-        if config.code_updates:
+        if moves_codes:
             record["codes_changed"] = changed
         history.append(record)
         if val < best:
@@ -163,6 +189,7 @@ def _distill(student, params, shadows, train_tokens, train_targets, val_tokens, 
             _save_state(ckpt_path, {
                 "params": snapshot(tracked), "optimizer": optimizer.state_dict(), "history": history, "best": best,
                 "best_params": best_state, "before": before, "epoch": epoch + 1, "stale": stale,
+                **({"pv": pv.state_dict()} if pv is not None else {}),
             })
         if stale >= config.patience:
             break

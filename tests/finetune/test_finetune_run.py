@@ -83,3 +83,32 @@ def test_code_updates_on_an_aqlm_checkpoint_and_refused_for_rtn(confident_llama_
                     QuantRun(calibration=tokens, formats=("codequant",)), progress=False)
     with pytest.raises(CodequantError, match="no AQLM layers"):
         finetune(rtn, str(confident_llama_dir), tmp_path / "ft2", FinetuneRun(calibration=tokens), ft, progress=False)
+
+
+def test_pv_tuning_end_to_end_exports_moved_codes_and_is_refused_for_rtn(confident_llama_dir, tmp_path):
+    from codequant.quant.export import load_codequant_checkpoint
+
+    torch.manual_seed(0)
+    tokens = torch.randint(1, 300, (24, 16))
+    qdir = tmp_path / "q"
+    config = build_config("aqlm", num_codebooks=1, codebook_bits=4, group_size=8)
+    config.options.update({"max_rounds": 1, "tune_epochs": 0})
+    quantize_to_dir(str(confident_llama_dir), config, qdir,
+                    QuantRun(calibration=tokens, formats=("codequant",)), progress=False)
+    before, _ = load_codequant_checkpoint(qdir / "codequant")
+    ft = FinetuneConfig(epochs=2, lr=3e-3, batch_size=4, patience=2, pv_tuning=True, pv_lr=0.1, pv_tau=0.02)
+    result = finetune(qdir, str(confident_llama_dir), tmp_path / "ft", FinetuneRun(calibration=tokens, top_k=16), ft,
+                      progress=False)
+    saved = json.loads((tmp_path / "ft" / "finetune.json").read_text())
+    assert saved["config"]["pv_tuning"] and saved["config"]["pv_tau"] == 0.02
+    assert all(h["codes_changed"] > 0 for h in saved["history"])
+    assert result["val_kl_after"] <= result["val_kl_before"]
+    after, _ = load_codequant_checkpoint(tmp_path / "ft" / "codequant")
+    moved = sum(int((a != b).sum()) for (n, a), (_, b) in zip(after.named_buffers(), before.named_buffers(),
+                                                            strict=True) if n.endswith("codes"))
+    assert moved > 0 or result["best_epoch"] == 0
+    rtn = tmp_path / "rtn"
+    quantize_to_dir(str(confident_llama_dir), build_config("rtn", bits=2, group_size=16), rtn,
+                    QuantRun(calibration=tokens, formats=("codequant",)), progress=False)
+    with pytest.raises(CodequantError, match="--pv-tuning moves AQLM codes"):
+        finetune(rtn, str(confident_llama_dir), tmp_path / "ft2", FinetuneRun(calibration=tokens), ft, progress=False)
