@@ -261,3 +261,30 @@ def option_table(method: str) -> list[tuple[str, str, str, str]]:
         default = f.metadata["unset"] if f.default is None else repr(f.default).replace("'", '"')
         rows.append((f.name, default, f.metadata.get("flag", ""), f.metadata["doc"]))
     return rows
+
+
+TABLE_BITS = (8, 6, 4)
+DEFAULT_TABLE_GROUP = 64  # +0.5 bit per weight for fp16 scale and offset, as RTN/GPTQ's default groups
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What to do with the token tables: bits of the embedding and of the head (None: keep them fp) and the
+    grid's group size (-1: one grid per row). Checked once here, from the CLI, the API and a study alike."""
+
+    embedding_bits: int | None = None
+    head_bits: int | None = None
+    group_size: int = DEFAULT_TABLE_GROUP
+
+    def __post_init__(self) -> None:
+        for name in ("embedding_bits", "head_bits"):
+            bits = getattr(self, name)
+            if bits is not None and bits not in TABLE_BITS:
+                raise CodequantError(f"{name} must be one of {', '.join(map(str, TABLE_BITS))} (or unset for fp), "
+                                     f"got {bits!r}")
+        if not isinstance(self.group_size, int) or (self.group_size < 1 and self.group_size != -1):
+            raise CodequantError(f"table group size must be a positive integer or -1 (per row), got {self.group_size!r}")
+
+    @property
+    def active(self) -> bool:
+        return self.embedding_bits is not None or self.head_bits is not None

@@ -19,7 +19,7 @@ from codequant.calibration.spec import CalibrationSpec
 from codequant.errors import CodequantError
 from codequant.evaluation.runner import BACKENDS
 from codequant.generation.prompts import STYLES
-from codequant.quant.options import parse_options
+from codequant.quant.options import TableSpec, parse_options
 from codequant.study.kinds import STEP_KINDS
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -47,6 +47,23 @@ class CalibrationSettings(_Strict):
         return self
 
 
+class TokenTables(_Strict):
+    """The token embedding and LM head on round-to-nearest grids after the walk (`quant.options.TableSpec`, as
+    `codequant quantize --embedding-bits/--head-bits/--table-group-size`); a tied model takes equal bits."""
+
+    embedding_bits: int | None = None
+    head_bits: int | None = None
+    group_size: int = 64
+
+    @model_validator(mode="after")
+    def _check(self) -> TokenTables:
+        try:
+            TableSpec(self.embedding_bits, self.head_bits, self.group_size)
+        except CodequantError as exc:
+            raise ValueError(str(exc)) from None
+        return self
+
+
 class Quantization(_Strict):
     """One grid entry: a method at several bit widths, with several calibration kinds, with/without fine-tuning."""
 
@@ -57,6 +74,7 @@ class Quantization(_Strict):
     preset: Literal["fast", "paper"] = "fast"
     group_size: int | None = None
     options: dict[str, Any] = Field(default_factory=dict)
+    tables: TokenTables | None = None  # None: the token tables stay fp
     # Calibration size as an axis: "ROWSxLEN" entries (e.g. ["1024x64", "16x512"]), each a separate quantization;
     # None uses the study's `calibration:` samples x seq_len.
     calibration_sizes: list[str] | None = Field(None, min_length=1)
@@ -130,6 +148,21 @@ class Finetune(_Strict):
     batch_size: int = Field(4, ge=1)
     patience: int = Field(1, ge=0)
     calibration: str | None = None  # kind of the fine-tuning set; default: the variant's calibration kind
+    # PV-tuning (AQLM only; codequant.finetune.pv, `codequant finetune --pv-tuning`): a V-step on the codes every
+    # `pv_every` P-steps, towards W - pv_lr * Adam's direction, changing at most the share pv_tau of them
+    pv_tuning: bool = False
+    pv_lr: float = Field(0.03, gt=0.0)
+    pv_tau: float = Field(0.01, ge=0.0, le=1.0)
+    pv_every: int = Field(1, ge=1)
+
+    def step_config(self) -> dict[str, Any]:
+        """The settings a finetune step's key is made of; without PV-tuning the PV fields are left out, so the
+        keys of studies written before they existed stay the same."""
+        cfg = self.model_dump()
+        if not self.pv_tuning:
+            for name in ("pv_tuning", "pv_lr", "pv_tau", "pv_every"):
+                cfg.pop(name)
+        return cfg
 
 
 class Perplexity(_Strict):

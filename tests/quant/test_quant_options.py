@@ -162,3 +162,40 @@ def test_docs_list_every_option_of_every_method(method):
     doc = (Path(__file__).parents[2] / "docs" / "quantization.md").read_text(encoding="utf-8")
     table = markdown_table(method)
     assert table in doc, f"docs/quantization.md must hold the {method} options table:\n{table}"
+
+
+def test_token_tables_are_checked_the_same_from_the_cli_and_the_yaml(tmp_path):
+    """`--embedding-bits 5` and a study's `tables: {embedding_bits: 5}` give the same line (TableSpec's); a
+    misspelt key under `tables:` names itself."""
+    data = study("rtn", {})
+    data["quantizations"][0]["tables"] = {"embedding_bits": 5}
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CodequantError) as e:
+        load_config(path)
+    expected = "embedding_bits must be one of 8, 6, 4 (or unset for fp), got 5"
+    assert "\n" not in str(e.value) and str(e.value).endswith(expected)
+    assert cli_error("--method", "rtn", "--bits", "4", "--embedding-bits", "5") == expected
+    data["quantizations"][0]["tables"] = {"embeding_bits": 8}
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(CodequantError, match="embeding_bits"):
+        load_config(path)
+
+
+def test_token_tables_and_pv_tuning_reach_their_steps_and_leave_other_keys_alone(tmp_path):
+    """Without `tables:` or PV-tuning the quantize and finetune keys are those of the tree before either existed
+    (measured there); with them, the steps carry the settings (so another setting is another artifact)."""
+    data = {"name": "t", "models": ["m"], "benchmarks": [{"name": "humaneval"}],
+            "quantizations": [{"method": "aqlm", "bits": [2], "finetune": [False, True]}]}
+    keys = {s.name: s.key for s in build_plan(parse_config(data), tmp_path).steps
+            if s.kind in ("quantize", "finetune")}
+    assert keys == {"quantize:m-aqlm-2bit-code": "b620ead6ea55efd4", "finetune:m-aqlm-2bit-code-ft": "fb9f73a2b6da14fb"}
+    data["quantizations"][0]["tables"] = {"embedding_bits": 8, "head_bits": 8}
+    data["finetune"] = {"pv_tuning": True, "pv_tau": 0.02}
+    steps = {s.kind: s for s in build_plan(parse_config(data), tmp_path).steps}
+    assert steps["quantize"].config["tables"] == {"embedding_bits": 8, "head_bits": 8, "group_size": 64}
+    assert steps["finetune"].config["pv_tuning"] and steps["finetune"].config["pv_tau"] == 0.02
+    assert steps["quantize"].key != keys["quantize:m-aqlm-2bit-code"]
+    data["finetune"] = {"pv_tau": 2}
+    with pytest.raises(CodequantError, match="pv_tau"):
+        parse_config(data)

@@ -17,7 +17,7 @@ def plan(planning: Planning) -> None:
             continue
         kind = planning.finetune_calibration(point)
         variant = point.variant(planning.model)
-        cfg = planning.config.finetune.model_dump()
+        cfg = planning.config.finetune.step_config()
         cfg.update({"calibration": kind, **planning.dtype})
         planning.sources[point] = planning.add(
             "finetune", f"{planning.name}-{variant.label}", cfg,
@@ -36,7 +36,8 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     qres, cal = read_result(qdir), read_result(cdir)
     cfg = step.config
     ftc = FinetuneConfig(epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"], patience=cfg["patience"],
-                         seed=cal["seed"])
+                         seed=cal["seed"], pv_tuning=cfg.get("pv_tuning", False), pv_lr=cfg.get("pv_lr", 0.03),
+                         pv_tau=cfg.get("pv_tau", 0.01), pv_every=cfg.get("pv_every", 1))
     spec = CalibrationSpec.of({**cal, "kind": str(cdir / cal["set"])})  # the set the calibrate step drew
     run = FinetuneRun(calibration=spec, device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto"))
     out = finetune(qdir, step.meta["teacher"], workdir / "model", run, ftc, progress=True)

@@ -15,10 +15,12 @@ def plan(planning: Planning) -> None:
     config = planning.config
     for point in planning.grid:
         q, variant = point.quantization, point.quantized.variant(planning.model)
-        step = planning.add("quantize", f"{planning.name}-{variant.label}",
-                            {"model": planning.model, "method": q.method, "bits": point.bits, "preset": q.preset,
-                             "group_size": q.group_size, "options": q.options,
-                             "batch_size": config.runner.quantize_batch_size, **planning.dtype},
+        cfg = {"model": planning.model, "method": q.method, "bits": point.bits, "preset": q.preset,
+               "group_size": q.group_size, "options": q.options, "batch_size": config.runner.quantize_batch_size,
+               **planning.dtype}
+        if q.tables is not None:  # absent otherwise: the keys of studies without token tables stay the same
+            cfg["tables"] = q.tables.model_dump()
+        step = planning.add("quantize", f"{planning.name}-{variant.label}", cfg,
                             [planning.calibrations[(point.calibration, point.size)].key],
                             {"variant": variant.to_dict()})
         planning.sources[point.quantized] = step
@@ -34,12 +36,17 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     cal = read_result(calib_dir)
     qc = build_config(cfg["method"], bits=cfg["bits"], preset=cfg["preset"], group_size=cfg["group_size"],
                       seed=cal["seed"], options=cfg["options"])
-    # AQLM also in the `aqlm` package's format: the inference step times its kernels (the codes, not fp weights).
-    formats = ["dequantized", "codequant"] + (["aqlm"] if cfg["method"] == "aqlm" else [])
+    # AQLM also in the `aqlm` package's format: the inference step times its kernels (the codes, not fp weights);
+    # that format cannot hold quantized token tables, so with them it is left out.
+    tables = cfg.get("tables") or {}
+    kernels = cfg["method"] == "aqlm" and not any(tables.get(k) for k in ("embedding_bits", "head_bits"))
+    formats = ["dequantized", "codequant"] + (["aqlm"] if kernels else [])
     spec = CalibrationSpec.of({**cal, "kind": str(calib_dir / cal["set"])})  # the set the calibrate step drew
     run = QuantRun(calibration=spec, formats=tuple(formats), batch_size=cfg["batch_size"],
                    device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto"),
-                   max_host_memory_gb=settings.get("max_host_memory_gb"), activations=settings.get("activations", "auto"))
+                   max_host_memory_gb=settings.get("max_host_memory_gb"), activations=settings.get("activations", "auto"),
+                   embedding_bits=tables.get("embedding_bits"), head_bits=tables.get("head_bits"),
+                   table_group_size=tables.get("group_size", 64))
     result = quantize_to_dir(cfg["model"], qc, workdir, run, progress=True)
     if not result.get("complete", True):
         raise CodequantError(f"quantization {step.label} stopped before the last block; rerun the study to resume")
