@@ -2,7 +2,7 @@
 
 Per linear: `fit.fit_weight` (k-means init, then Adam on codebooks/scales alternating with exact beam search
 over codes). Per block: `tune.tune_block` (Adam on codebooks, scales and norms against the fp block outputs).
-Options (`QuantConfig.options`): effort (a preset of everything below, `effort.EFFORTS`), beam_size,
+Options (`QuantConfig.options`): effort (a preset of everything below, `effort.EFFORTS`), init, em_iters, beam_size,
 kmeans_iters, kmeans_sample, adam_steps, lr, tol, max_rounds, damping, threads, tune_epochs, tune_lr, tune_batch,
 tune_early_stop, bits_tolerance. Explicit options override the effort's.
 """
@@ -29,7 +29,7 @@ def _optional_int(value: Any) -> int | None:
     return None if value is None or str(value).lower() in ("none", "all", "0") else int(value)
 
 
-_FIT_KEYS = {"beam_size": int, "kmeans_iters": int, "kmeans_sample": _optional_int, "adam_steps": int, "lr": float,
+_FIT_KEYS = {"init": str, "em_iters": int, "beam_size": int, "kmeans_iters": int, "kmeans_sample": _optional_int, "adam_steps": int, "lr": float,
              "tol": float, "max_rounds": int, "damping": float, "threads": int}
 _TUNE_KEYS = {"tune_epochs": ("epochs", int), "tune_lr": ("lr", float), "tune_batch": ("batch_size", int),
               "tune_early_stop": ("early_stop", int)}
@@ -75,7 +75,7 @@ class AqlmQuantizer(Quantizer):
                        dtype=linear.weight.dtype).to(linear.weight.device)
         q.round_to_fp16()
         q.fit_history = result.history
-        q.fit_info = {"damping": self.fit_options.damping, "rounds": len(result.history) - 1,
+        q.fit_info = {"init": self.fit_options.init, "damping": self.fit_options.damping, "rounds": len(result.history) - 1,
                       "objective_init": result.history[0], "objective_final": result.history[-1]}
         return q
 
