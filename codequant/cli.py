@@ -150,6 +150,8 @@ def quantize_cmd(
     effort: str | None = typer.Option(None, "--effort", help="aqlm: fast (default) | reference (the AQLM "
                                       "reference's fit and block-tuning defaults; much slower)"),
     beam_size: int | None = typer.Option(None, "--beam-size", help="aqlm: beam width of the code search"),
+    init: str | None = typer.Option(None, "--init", help="aqlm: the start of each linear's fit: kmeans (default; "
+                                    "residual k-means on the weights) | oa-em (EM on the XTX-weighted error)"),
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder (rerunning resumes from OUT/checkpoint)"),
     fmt: str | None = typer.Option(None, "--format", help="aqlm | dequantized | codequant | both, or a comma list"),
@@ -184,9 +186,10 @@ def quantize_cmd(
         if clip != "minmax":  # the default: the same config (and checkpoint fingerprint) as without --clip
             options["clip"] = clip
     if method == "aqlm":
-        options.update({k: v for k, v in (("effort", effort), ("beam_size", beam_size)) if v is not None})
-    elif effort is not None or beam_size is not None:
-        raise CodequantError("--effort and --beam-size are AQLM options")
+        options.update({k: v for k, v in (("effort", effort), ("beam_size", beam_size), ("init", init))
+                        if v is not None})
+    elif effort is not None or beam_size is not None or init is not None:
+        raise CodequantError("--effort, --beam-size and --init are AQLM options")
     if val_samples is None:
         val_samples = resolve_val_samples(samples, None)
         print(f"held out: {val_samples} of the {samples} calibration rows (--val-samples to change)")
