@@ -11,12 +11,12 @@ here). Codebook m is fitted to the residual that codebooks < m left (greedy, as 
    least H_jj-weighted distance, and the centroid update is the weighted least-squares solution
    c_k = (sum s^2 H_jj)^-1 sum s^2 H_jj r over the groups assigned to k. It starts from k-means++ seeds.
 2. **EM on the full H** (`em_iters` rounds), which adds the cross terms between groups that stage 1 leaves out:
-   E-step, every group's code of codebook m by the exact coordinate descent of `beam.py` (all other codebooks'
+   E-step, every group's code of codebook m by the exact coordinate descent of `beam.py` (the earlier codebooks'
    contribution held in the target); M-step, the codebook's least-squares update under the full H by block-Jacobi
    preconditioned gradient steps (preconditioner: stage 1's per-codeword Gram) with an exact line search, which
    on a quadratic objective never raises it.
 
-Every stage can only lower the objective it works on; the codebook count, seeds and visit orders all come from
+Every stage can only lower the objective it works on; the k-means++ seeds and the visit orders come from
 the caller's generator, so the start is deterministic.
 """
 
