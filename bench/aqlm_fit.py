@@ -106,6 +106,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--setting", action="append", default=[],
                    help="one setting as KEY=V;KEY=V (repeatable; run after the grid's, if any)")
     p.add_argument("--init-too", action="store_true", help="also measure the start alone (max_rounds=0)")
+    p.add_argument("--xtx-cache", help="load both XTX sets from this file if it exists, else save them there (the "
+                   "file belongs to one model, calibration and layer list)")
     p.add_argument("--out", help="also write the JSON lines here")
     args = p.parse_args(argv)
 
@@ -119,7 +121,13 @@ def main(argv: list[str] | None = None) -> None:
                                 val_samples=args.val_samples)
     names = [f"model.layers.{b}.{n}" for b in args.blocks.split(",") for n in args.linears.split(",")]
     t = time.perf_counter()
-    train_h, val_h = collect_xtx(model, calib.train, names), collect_xtx(model, calib.val, names)
+    cache = Path(args.xtx_cache) if args.xtx_cache else None
+    if cache is not None and cache.exists():
+        train_h, val_h = torch.load(cache)
+    else:
+        train_h, val_h = collect_xtx(model, calib.train, names), collect_xtx(model, calib.val, names)
+        if cache is not None:
+            torch.save((train_h, val_h), cache)
     print(f"XTX of {len(names)} linears in {time.perf_counter() - t:.0f} s", file=sys.stderr)
     m, b = (int(x) for x in args.spec.lower().split("x"))
     rows = []
