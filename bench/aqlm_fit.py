@@ -68,9 +68,14 @@ def parse_grid(items: list[str]) -> list[dict]:
     return [dict(combo) for combo in itertools.product(*axes)] if axes else [{}]
 
 
+class _Enough(Exception):
+    """Raised once the last linear that needs an XTX has seen its input: the rest of the forward is not needed."""
+
+
 @torch.no_grad()
 def collect_xtx(model, rows: torch.Tensor, names: list[str], batch: int = 4) -> dict[str, torch.Tensor]:
-    """XTX (float64) of each named linear's input over all tokens of `rows`."""
+    """XTX (float64) of each named linear's input over all tokens of `rows`. The forward stops after the last
+    block that holds one of them (decoder blocks run in order; the head and later blocks are skipped)."""
     xtx: dict[str, torch.Tensor] = {}
     handles = []
     for name in names:
@@ -79,9 +84,19 @@ def collect_xtx(model, rows: torch.Tensor, names: list[str], batch: int = 4) -> 
             part = (x.T @ x).double()
             xtx[name] = part if name not in xtx else xtx[name] + part
         handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
+    last = max(names, key=lambda n: int(n.split(".")[2]))  # model.layers.<i>.<...>
+    block = model.get_submodule(".".join(last.split(".")[:3]))
+
+    def stop(*_):
+        raise _Enough
+
+    handles.append(block.register_forward_hook(stop))
     try:
         for i in range(0, rows.shape[0], batch):
-            model(input_ids=rows[i : i + batch], use_cache=False)
+            try:
+                model(input_ids=rows[i : i + batch], use_cache=False)
+            except _Enough:
+                pass
     finally:
         for h in handles:
             h.remove()
@@ -96,7 +111,7 @@ def rel_error(w: torch.Tensor, q: torch.Tensor, h: torch.Tensor) -> float:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--spec", default="2x8", help="MxB (group size 8)")
+    p.add_argument("--spec", default="2x8", help="MxB (group size 8), or a comma list of them")
     p.add_argument("--blocks", default="5,20")
     p.add_argument("--linears", default="self_attn.q_proj,self_attn.o_proj,mlp.gate_proj,mlp.down_proj")
     p.add_argument("--samples", type=int, default=128)
@@ -129,9 +144,9 @@ def main(argv: list[str] | None = None) -> None:
         if cache is not None:
             torch.save((train_h, val_h), cache)
     print(f"XTX of {len(names)} linears in {time.perf_counter() - t:.0f} s", file=sys.stderr)
-    m, b = (int(x) for x in args.spec.lower().split("x"))
     rows = []
-    for setting in settings_of(args.grid, args.setting):
+    for spec, setting in itertools.product(args.spec.split(","), settings_of(args.grid, args.setting)):
+        m, b = (int(x) for x in spec.lower().split("x"))
         opts = FitOptions(**setting)
         layers = {}
         for name in names:
@@ -150,9 +165,10 @@ def main(argv: list[str] | None = None) -> None:
                 layers[name] |= {"init_in_sample": rel_error(w, q, train_h[name]),
                                  "init_heldout": rel_error(w, q, val_h[name]),
                                  "init_seconds": round(time.perf_counter() - t, 2)}
+            print(spec, setting, name, layers[name], file=sys.stderr, flush=True)
         keys = ("in_sample", "heldout") + (("init_in_sample", "init_heldout") if args.init_too else ())
         geo = {k: math.exp(sum(math.log(v[k]) for v in layers.values()) / len(layers)) for k in keys}
-        row = {"spec": args.spec, "setting": setting, "geomean": geo,
+        row = {"spec": spec, "setting": setting, "geomean": geo,
                "seconds": round(sum(v["seconds"] for v in layers.values()), 1), "layers": layers,
                "commit": commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "load_average": os.getloadavg()[0], "calibration": [args.samples, args.val_samples, args.seq_len]}
@@ -171,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
         geo = r["geomean"]
         init = (f"{geo['init_in_sample']:.5f} | {geo['init_heldout']:.5f} | {r['init_seconds']}" if args.init_too
                 else "- | - | -")
-        print(f"| {r['setting']} | {init} | {geo['in_sample']:.5f} | {geo['heldout']:.5f} | {r['seconds']} |")
+        print(f"| {r['spec']} {r['setting']} | {init} | {geo['in_sample']:.5f} | {geo['heldout']:.5f} | {r['seconds']} |")
 
 
 def _decode(res, shape) -> torch.Tensor:
