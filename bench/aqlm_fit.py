@@ -144,6 +144,7 @@ def main(argv: list[str] | None = None) -> None:
         if cache is not None:
             torch.save((train_h, val_h), cache)
     print(f"XTX of {len(names)} linears in {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    revision = commit()  # the code that runs, as it was at the start
     rows = []
     for spec, setting in itertools.product(args.spec.split(","), settings_of(args.grid, args.setting)):
         m, b = (int(x) for x in spec.lower().split("x"))
@@ -170,7 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         geo = {k: math.exp(sum(math.log(v[k]) for v in layers.values()) / len(layers)) for k in keys}
         row = {"spec": spec, "setting": setting, "geomean": geo,
                "seconds": round(sum(v["seconds"] for v in layers.values()), 1), "layers": layers,
-               "commit": commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "commit": revision, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "load_average": os.getloadavg()[0], "calibration": [args.samples, args.val_samples, args.seq_len]}
         if args.init_too:
             row["init_seconds"] = round(sum(v["init_seconds"] for v in layers.values()), 1)

@@ -57,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     fp, tokenizer = (loaded[0], loaded[1]) if isinstance(loaded, tuple) else (loaded.model, loaded.tokenizer)
     calib = resolve_calibration("code", tokenizer, samples=args.samples, seq_len=args.seq_len,
                                 val_samples=args.val_samples)
+    revision = commit()  # the code that runs, as it was at the start
     rows = []
     for setting in settings_of(args.grid, args.setting):
         model = copy.deepcopy(fp).eval()
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         row = {"bits": args.bits, "setting": setting, "seconds": round(time.perf_counter() - t, 1),
                "geomean_in_sample": geomean([b["rel_output_mse"] for b in blocks]),
                "geomean_heldout": geomean([b["rel_output_mse_heldout"] for b in blocks]), "blocks": blocks,
-               "commit": commit(), "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "commit": revision, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "load_average": os.getloadavg()[0], "calibration": [args.samples, args.val_samples, args.seq_len]}
         rows.append(row)
         print(json.dumps(row), flush=True)
