@@ -83,6 +83,14 @@ class AqlmQuantizer(Quantizer):
                    val_inputs: torch.Tensor | None = None, val_targets: torch.Tensor | None = None) -> dict[str, float]:
         return tune_block(block, inputs, targets, block_kwargs, val_inputs, val_targets, self.tune_options)
 
+    def _fit_description(self) -> dict[str, Any]:
+        """The fit options; the start's only when it is not the default k-means, so the fingerprints (and resumes)
+        of runs from before `init` existed are unchanged."""
+        fit = dataclasses.asdict(self.fit_options)
+        if fit["init"] == "kmeans":
+            del fit["init"], fit["em_iters"]
+        return fit
+
     def describe(self) -> dict[str, Any]:
         cost = aqlm_storage(4096, 4096, self.num_codebooks, self.nbits, self.group_size)
         out: dict[str, Any] = {
@@ -91,7 +99,7 @@ class AqlmQuantizer(Quantizer):
             "nominal_bits_per_param": self.num_codebooks * self.nbits / self.group_size,
             "bits_per_param_4096x4096": cost.formula_bits / cost.params,
             "effort": self.effort,
-            "fit": dataclasses.asdict(self.fit_options),
+            "fit": self._fit_description(),
             "tune": dataclasses.asdict(self.tune_options),
             # flat copies kept for readers of older quantize.json files
             "beam_size": self.fit_options.beam_size, "tol": self.fit_options.tol,

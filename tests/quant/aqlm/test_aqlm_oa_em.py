@@ -100,7 +100,10 @@ def test_init_option_reaches_the_fit_and_is_validated():
                                                                                              "em_iters": "3"})
     quantizer = AqlmQuantizer(config)
     assert quantizer.fit_options.init == "oa-em" and quantizer.fit_options.em_iters == 3
-    assert AqlmQuantizer(QuantConfig("aqlm", num_codebooks=2, codebook_bits=4, group_size=G)).fit_options.init == \
-        "kmeans"
+    assert quantizer.describe()["fit"]["init"] == "oa-em"
+    default = AqlmQuantizer(QuantConfig("aqlm", num_codebooks=2, codebook_bits=4, group_size=G))
+    assert default.fit_options.init == "kmeans"
+    # the default start leaves describe() (and so a checkpoint's fingerprint) as it was before `init` existed
+    assert "init" not in default.describe()["fit"] and "em_iters" not in default.describe()["fit"]
     with pytest.raises(CodequantError, match="init must be one of"):
         AqlmQuantizer(QuantConfig("aqlm", num_codebooks=2, codebook_bits=4, group_size=G, options={"init": "em"}))
