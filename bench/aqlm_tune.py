@@ -1,6 +1,7 @@
 """AQLM block tuning settings on the first blocks of a real model, judged on held-out rows.
 
     .venv/bin/python bench/aqlm_tune.py --bits 2 --blocks 3 --grid tune_epochs=0,2,4 --grid tune_lr=1e-4,1e-3
+    .venv/bin/python bench/aqlm_tune.py --bits 2 --blocks 3 --grid init=kmeans,oa-em
 
 Quantizes the first `--blocks` decoder blocks (the pipeline's own walk, so each block sees the quantized blocks
 before it) once per setting and prints, per block, the output error on the calibration rows and on the held-out
@@ -26,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT))
 
-from aqlm_fit import settings_of  # noqa: E402
+from aqlm_fit import commit, settings_of  # noqa: E402
 
 from codequant.quant.pipeline import WalkOptions, quantize_model  # noqa: E402
 from codequant.quant.run import build_config, make_model_quantizer  # noqa: E402
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     fp, tokenizer = (loaded[0], loaded[1]) if isinstance(loaded, tuple) else (loaded.model, loaded.tokenizer)
     calib = resolve_calibration("code", tokenizer, samples=args.samples, seq_len=args.seq_len,
                                 val_samples=args.val_samples)
+    revision = commit()  # the code that runs, as it was at the start
     rows = []
     for setting in settings_of(args.grid, args.setting):
         model = copy.deepcopy(fp).eval()
@@ -66,7 +68,9 @@ def main(argv: list[str] | None = None) -> None:
                   | {"tune": {k: v for k, v in (b.get("tune") or {}).items() if k != "history"}} for b in report.blocks]
         row = {"bits": args.bits, "setting": setting, "seconds": round(time.perf_counter() - t, 1),
                "geomean_in_sample": geomean([b["rel_output_mse"] for b in blocks]),
-               "geomean_heldout": geomean([b["rel_output_mse_heldout"] for b in blocks]), "blocks": blocks}
+               "geomean_heldout": geomean([b["rel_output_mse_heldout"] for b in blocks]), "blocks": blocks,
+               "commit": revision, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "load_average": os.getloadavg()[0], "calibration": [args.samples, args.val_samples, args.seq_len]}
         rows.append(row)
         print(json.dumps(row), flush=True)
         if args.out:

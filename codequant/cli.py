@@ -155,6 +155,8 @@ def quantize_cmd(
     option: Annotated[list[str] | None, typer.Option(
         "--option", help="KEY=VALUE, repeatable: any option of the method, the keys of a study's `options:` "
         "(docs/quantization.md lists them), e.g. --option percdamp=0.05")] = None,
+    init: str | None = typer.Option(None, "--init", help="aqlm: the start of each linear's fit: kmeans (default; "
+                                    "residual k-means on the weights) | oa-em (EM on the XTX-weighted error)"),
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder (rerunning resumes from OUT/checkpoint)"),
     fmt: str | None = typer.Option(None, "--format", help="aqlm | dequantized | codequant | both, or a comma list"),
@@ -189,7 +191,7 @@ def quantize_cmd(
     from codequant.quant.run import QuantRun, build_config, error_summary, parse_formats, quantize_to_dir
 
     flags = {"act_order": act_order or None, "static_groups": static_groups or None, "clip": clip,
-             "effort": effort, "beam_size": beam_size}
+             "effort": effort, "beam_size": beam_size, "init": init}
     given = parse_assignments(option or [])
     for key, value in flags.items():
         if value is not None and given.setdefault(key, value) != value:

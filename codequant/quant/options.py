@@ -95,6 +95,9 @@ class GptqOptions(RtnOptions):
                                  "add --act-order or drop --static-groups")
 
 
+AQLM_INITS = ("kmeans", "oa-em")  # how a linear's fit starts (quant/aqlm/fit.py, oa_em.py)
+
+
 @dataclass(frozen=True)
 class AqlmOptions:
     """AQLM's options. None (the default of all but `effort`) takes the effort preset's value
@@ -107,6 +110,10 @@ class AqlmOptions:
 
     effort: str = field(default="fast", metadata=_opt('preset of the others: "fast" or "reference"', "--effort"))
     beam_size: int | None = field(default=None, metadata=_opt("beam width of the code search", "--beam-size"))
+    init: str | None = field(default=None, metadata=_opt(
+        'start of each fit: "kmeans" (residual k-means on the weights) or "oa-em" (EM on the XTX-weighted error)',
+        "--init", unset='"kmeans"'))
+    em_iters: int | None = field(default=None, metadata=_opt("oa-em only: E/M rounds per codebook", unset="2"))
     kmeans_iters: int | None = field(default=None, metadata=_opt("Lloyd iterations of the codebook init"))
     kmeans_sample: int | str | None = field(default=None, metadata=_opt(
         'groups per centroid the k-means sees; 0, "all" or "none": every group'))
@@ -128,6 +135,10 @@ class AqlmOptions:
 
         if self.effort not in EFFORTS:
             raise CodequantError(f"unknown AQLM effort {self.effort!r}; choose one of {', '.join(EFFORTS)}")
+        if self.init is not None and self.init not in AQLM_INITS:
+            raise CodequantError(f"init must be one of {', '.join(AQLM_INITS)}, got {self.init!r}")
+        if self.em_iters is not None and self.em_iters < 0:
+            raise CodequantError(f"em_iters must be >= 0, got {self.em_iters}")
         if self.beam_size is not None and self.beam_size < 1:
             raise CodequantError(f"beam_size must be at least 1, got {self.beam_size}")
         sample = self.kmeans_sample

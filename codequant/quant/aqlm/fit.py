@@ -2,7 +2,8 @@
 
 Minimises the output error on the calibration inputs, tr((W' - W) XTX (W' - W)^T), over codes, codebooks and
 per-row scales:
-1. scales from row norms; codebooks and codes from residual k-means on the scale-normalised groups;
+1. scales from row norms; codebooks and codes from residual k-means on the scale-normalised groups (`init`
+   "kmeans"), or from the output-aware EM start on the XTX-weighted error (`init` "oa-em", `oa_em.py`);
 2. rounds of: Adam steps on codebooks and scales (codes fixed), then one beam-search pass over the codes
    (codebooks fixed), until a round improves the objective by less than `tol` (relative).
 The objective is reported relative to tr(W XTX W^T), so it reads as ||(W'-W)X||^2 / ||WX||^2.
@@ -24,11 +25,15 @@ import torch
 from codequant.quant.aqlm.assign import Assignment
 from codequant.quant.aqlm.beam import beam_search, decode
 from codequant.quant.aqlm.kmeans import residual_kmeans
+from codequant.quant.aqlm.oa_em import oa_em_init
 from codequant.quant.objective import weighted_energy
+from codequant.quant.options import AQLM_INITS
 
 
 @dataclass
 class FitOptions:
+    init: str = "kmeans"  # the start: residual k-means on the weights, or "oa-em" on the XTX-weighted error (oa_em.py)
+    em_iters: int = 2  # oa-em only: E/M rounds on the full XTX per codebook
     beam_size: int = 1
     kmeans_iters: int = 8
     kmeans_sample: int | None = None  # k-means on at most this many groups per centroid; None: on every group
@@ -39,6 +44,12 @@ class FitOptions:
     max_rounds: int = 6
     damping: float = 0.3  # ridge added to XTX, relative to its mean diagonal (chosen on held-out rows: docs/aqlm.md)
     threads: int | None = None  # CPU threads while fitting; None keeps torch's setting (see `cpu_threads`)
+
+    def __post_init__(self) -> None:
+        if self.init not in AQLM_INITS:
+            raise ValueError(f"init must be one of {', '.join(AQLM_INITS)}, got {self.init!r}")
+        if self.em_iters < 0:
+            raise ValueError(f"em_iters must be >= 0, got {self.em_iters}")
 
 
 @dataclass
@@ -131,10 +142,14 @@ def _fit(weight, xtx, num_codebooks, nbits, group_size, opts: FitOptions, genera
 
     scales = w.norm(dim=1) / in_features**0.5
     scales = torch.where(scales > 0, scales, torch.ones_like(scales))
-    groups = (w / scales[:, None]).reshape(-1, group_size)
-    sample = opts.kmeans_sample if opts.kmeans_sample else None
-    books, codes = residual_kmeans(groups, num_codebooks, 2**nbits, opts.kmeans_iters, gen, sample)
-    codes = codes.reshape(out_features, num_groups, num_codebooks)
+    if opts.init == "oa-em":
+        books, codes = oa_em_init(w, h_fit, scales, (num_codebooks, 2**nbits, group_size),
+                                  opts.kmeans_iters, opts.em_iters, gen)
+    else:
+        groups = (w / scales[:, None]).reshape(-1, group_size)
+        sample = opts.kmeans_sample if opts.kmeans_sample else None
+        books, codes = residual_kmeans(groups, num_codebooks, 2**nbits, opts.kmeans_iters, gen, sample)
+        codes = codes.reshape(out_features, num_groups, num_codebooks)
 
     def rel(books, scales, codes, h, norm) -> float:
         return float(weighted_energy(decode(codes, books) * scales[:, None] - w, h)) / norm

@@ -26,7 +26,7 @@ def nearest(points: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor
     return torch.cat(idx), torch.cat(dist)
 
 
-def _init_centroids(points: torch.Tensor, k: int, generator: torch.Generator, plusplus: bool) -> torch.Tensor:
+def init_centroids(points: torch.Tensor, k: int, generator: torch.Generator, plusplus: bool) -> torch.Tensor:
     n = points.shape[0]
     if k >= n or not plusplus:
         pick = torch.randint(n, (k,), generator=generator, device="cpu") if k >= n else \
@@ -65,7 +65,7 @@ def kmeans(points: torch.Tensor, k: int, iters: int, generator: torch.Generator,
     if sample_per_centroid is not None and n > sample_per_centroid * k:
         pick = torch.randperm(n, generator=generator, device="cpu")[: sample_per_centroid * k]
         sample = points[pick.to(points.device)]
-    centroids = _init_centroids(sample, k, generator, plusplus and k <= 4096)
+    centroids = init_centroids(sample, k, generator, plusplus and k <= 4096)
     assign, _ = nearest(sample, centroids)
     for _ in range(iters):
         sums = torch.zeros_like(centroids).index_add_(0, assign, sample)

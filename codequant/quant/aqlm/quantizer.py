@@ -24,7 +24,7 @@ from codequant.quant.base import QuantConfig, Quantizer
 from codequant.quant.options import KMEANS_ALL, RESOLVED, aqlm_options
 from codequant.seeds import derive_seed
 
-_FIT_KEYS = ("beam_size", "kmeans_iters", "kmeans_sample", "adam_steps", "lr", "tol", "max_rounds", "damping",
+_FIT_KEYS = ("init", "em_iters", "beam_size", "kmeans_iters", "kmeans_sample", "adam_steps", "lr", "tol", "max_rounds", "damping",
              "threads")
 _TUNE_KEYS = {"tune_epochs": "epochs", "tune_lr": "lr", "tune_batch": "batch_size", "tune_early_stop": "early_stop"}
 
@@ -71,13 +71,21 @@ class AqlmQuantizer(Quantizer):
                        dtype=linear.weight.dtype).to(linear.weight.device)
         q.round_to_fp16()
         q.fit_history = result.history
-        q.fit_info = {"damping": self.fit_options.damping, "rounds": len(result.history) - 1,
+        q.fit_info = {"init": self.fit_options.init, "damping": self.fit_options.damping, "rounds": len(result.history) - 1,
                       "objective_init": result.history[0], "objective_final": result.history[-1]}
         return q
 
     def tune_block(self, block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, block_kwargs: dict[str, Any],
                    val_inputs: torch.Tensor | None = None, val_targets: torch.Tensor | None = None) -> dict[str, float]:
         return tune_block(block, inputs, targets, block_kwargs, val_inputs, val_targets, self.tune_options)
+
+    def _fit_description(self) -> dict[str, Any]:
+        """The fit options; the start's only when it is not the default k-means, so the fingerprints (and resumes)
+        of runs from before `init` existed are unchanged."""
+        fit = dataclasses.asdict(self.fit_options)
+        if fit["init"] == "kmeans":
+            del fit["init"], fit["em_iters"]
+        return fit
 
     def describe(self) -> dict[str, Any]:
         cost = aqlm_storage(4096, 4096, self.num_codebooks, self.nbits, self.group_size)
@@ -87,7 +95,7 @@ class AqlmQuantizer(Quantizer):
             "nominal_bits_per_param": self.num_codebooks * self.nbits / self.group_size,
             "bits_per_param_4096x4096": cost.formula_bits / cost.params,
             "effort": self.effort,
-            "fit": dataclasses.asdict(self.fit_options),
+            "fit": self._fit_description(),
             "tune": dataclasses.asdict(self.tune_options),
             # flat copies kept for readers of older quantize.json files
             "beam_size": self.fit_options.beam_size, "tol": self.fit_options.tol,
