@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import provenance  # noqa: E402  (bench/)
 
 from codequant.finetune.pv import v_step  # noqa: E402
 from codequant.quant.aqlm import AqlmLinear  # noqa: E402
@@ -112,13 +113,10 @@ def main(argv: list[str] | None = None) -> None:
         "per_step_estimate_one_thread": estimate,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
                     "load_avg": os.getloadavg(), "cpu_flags_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text()},
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": provenance.commit(),
     }
     print(json.dumps(estimate, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write_result(result, args.out)
 
 
 if __name__ == "__main__":

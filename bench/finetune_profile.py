@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +25,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import provenance  # noqa: E402  (bench/)
 
 from codequant.finetune.loss import topk_kl  # noqa: E402
 from codequant.finetune.params import select_trainable  # noqa: E402
@@ -133,13 +134,10 @@ def main(argv: list[str] | None = None) -> None:
         "top_ops": [line for line in table.splitlines()[3:18]],
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
                     "torch": torch.__version__, "load_avg": os.getloadavg()},
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": provenance.commit(),
     }
     print(json.dumps(result, indent=2))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write_result(result, args.out)
 
 
 if __name__ == "__main__":

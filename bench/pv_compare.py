@@ -16,7 +16,6 @@ import copy
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,9 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import provenance  # noqa: E402  (bench/)
+
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import build_tiny_llama  # noqa: E402
@@ -87,12 +89,9 @@ def main(argv: list[str] | None = None) -> None:
         "quant": "aqlm 1x4 g8 (max_rounds 1, no block tuning)", "epochs": args.epochs, "fit_rows": args.rows,
         "heldout_rows": args.rows, "seq_len": 24, "lr": 3e-3, "rows": rows,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": provenance.commit(),
     }
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write_result(result, args.out)
 
 
 if __name__ == "__main__":

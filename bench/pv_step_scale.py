@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 from pathlib import Path
 
@@ -26,6 +25,8 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import provenance  # noqa: E402  (bench/)
 
 from codequant.finetune.pv import v_step  # noqa: E402
 from codequant.quant.aqlm import AqlmLinear  # noqa: E402
@@ -69,13 +70,10 @@ def main(argv: list[str] | None = None) -> None:
         "weight_rms": float(weight.pow(2).mean().sqrt()), "quant_error_rms": float((wq - weight).pow(2).mean().sqrt()),
         "rel_error_before": float((wq - weight).norm()) / norm, "rows": rows,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
-        "commit": subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                                 text=True).stdout.strip(),
+        "commit": provenance.commit(),
     }
     print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(json.dumps(result, indent=2) + "\n")
+    provenance.write_result(result, args.out)
 
 
 if __name__ == "__main__":

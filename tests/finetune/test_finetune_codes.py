@@ -4,8 +4,6 @@ tiny AQLM-quantized Llama (codes change, validation KL falls, keep-best restores
 
 from __future__ import annotations
 
-import copy
-
 import pytest
 import torch
 
@@ -16,11 +14,9 @@ from codequant.finetune.codes import (
     reencode_layer,
     reencode_model,
 )
-from codequant.finetune.teacher import TeacherTargets, compute_teacher_targets
+from codequant.finetune.teacher import TeacherTargets
 from codequant.finetune.trainer import FinetuneConfig, distill, mean_kl
-from codequant.quant.aqlm import AqlmLinear, AqlmQuantizer
-from codequant.quant.base import QuantConfig
-from codequant.quant.pipeline import quantize_model
+from codequant.quant.aqlm import AqlmLinear
 
 
 def _layer(m=1, size=16, g=4, out=6, inp=12, seed=0) -> AqlmLinear:
@@ -117,22 +113,6 @@ def test_straight_through_forward_keeps_the_value_and_feeds_the_shadow():
     y.sum().backward()
     assert shadow.grad is not None and float(shadow.grad.abs().sum()) > 0
     assert SHADOW_ATTR not in dict(layer.named_parameters()) and "shadow" not in str(list(layer.state_dict()))
-
-
-@pytest.fixture()
-def aqlm_student_and_targets(tiny_llama):
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in tiny_llama.parameters():
-            if p.dim() == 2:
-                p.mul_(6.0)  # a confident teacher, so quantization error shows in the KL
-    teacher = copy.deepcopy(tiny_llama)
-    tokens = torch.randint(1, teacher.config.vocab_size, (12, 24))
-    targets = compute_teacher_targets(teacher, tokens, top_k=16, batch_size=4, progress=False)
-    quantizer = AqlmQuantizer(QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8, seed=0,
-                                          options={"max_rounds": 1, "tune_epochs": 0}))
-    quantize_model(tiny_llama, tokens[:8], quantizer, progress=False)
-    return tiny_llama, tokens, targets
 
 
 def test_distill_with_code_updates_changes_codes_and_keeps_the_best(aqlm_student_and_targets, tmp_path):

@@ -132,22 +132,6 @@ def test_settings_are_checked():
         FinetuneConfig(pv_tuning=True, pv_tau=-0.1)
 
 
-@pytest.fixture()
-def aqlm_student_and_targets(tiny_llama):
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for p in tiny_llama.parameters():
-            if p.dim() == 2:
-                p.mul_(6.0)  # a confident teacher, so quantization error shows in the KL
-    teacher = copy.deepcopy(tiny_llama)
-    tokens = torch.randint(1, teacher.config.vocab_size, (12, 24))
-    targets = compute_teacher_targets(teacher, tokens, top_k=16, batch_size=4, progress=False)
-    quantizer = AqlmQuantizer(QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8, seed=0,
-                                          options={"max_rounds": 1, "tune_epochs": 0}))
-    quantize_model(tiny_llama, tokens[:8], quantizer, progress=False)
-    return tiny_llama, tokens, targets
-
-
 def _codes(model) -> dict[str, torch.Tensor]:
     return {n: m.codes.clone() for n, m in model.named_modules() if isinstance(m, AqlmLinear)}
 

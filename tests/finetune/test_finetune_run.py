@@ -55,7 +55,8 @@ def test_finetune_needs_a_codequant_checkpoint(tiny_llama_dir, tmp_path):
         finetune(tmp_path, str(tiny_llama_dir), tmp_path / "out", FinetuneRun(calibration=torch.zeros(8, 8, dtype=torch.long)))
 
 
-def test_code_updates_on_an_aqlm_checkpoint_and_refused_for_rtn(confident_llama_dir, tmp_path):
+def _tiny_aqlm(teacher_dir, tmp_path, formats: tuple[str, ...]):
+    """(calibration tokens, the 1x4 AQLM folder, its loaded checkpoint) of the confident tiny teacher."""
     from codequant.quant.export import load_codequant_checkpoint
 
     torch.manual_seed(0)
@@ -63,9 +64,14 @@ def test_code_updates_on_an_aqlm_checkpoint_and_refused_for_rtn(confident_llama_
     qdir = tmp_path / "q"
     config = build_config("aqlm", num_codebooks=1, codebook_bits=4, group_size=8)
     config.options.update({"max_rounds": 1, "tune_epochs": 0})
-    quantize_to_dir(str(confident_llama_dir), config, qdir,
-                    QuantRun(calibration=tokens, formats=("codequant", "aqlm")), progress=False)
-    before, _ = load_codequant_checkpoint(qdir / "codequant")
+    quantize_to_dir(str(teacher_dir), config, qdir, QuantRun(calibration=tokens, formats=formats), progress=False)
+    return tokens, qdir, load_codequant_checkpoint(qdir / "codequant")[0]
+
+
+def test_code_updates_on_an_aqlm_checkpoint_and_refused_for_rtn(confident_llama_dir, tmp_path):
+    from codequant.quant.export import load_codequant_checkpoint
+
+    tokens, qdir, before = _tiny_aqlm(confident_llama_dir, tmp_path, ("codequant", "aqlm"))
     ft = FinetuneConfig(epochs=2, lr=3e-3, batch_size=4, patience=2, code_updates=True, reencode_fraction=0.05,
                         reencode_every=1)
     result = finetune(qdir, str(confident_llama_dir), tmp_path / "ft", FinetuneRun(calibration=tokens, top_k=16), ft,
@@ -88,14 +94,7 @@ def test_code_updates_on_an_aqlm_checkpoint_and_refused_for_rtn(confident_llama_
 def test_pv_tuning_end_to_end_exports_moved_codes_and_is_refused_for_rtn(confident_llama_dir, tmp_path):
     from codequant.quant.export import load_codequant_checkpoint
 
-    torch.manual_seed(0)
-    tokens = torch.randint(1, 300, (24, 16))
-    qdir = tmp_path / "q"
-    config = build_config("aqlm", num_codebooks=1, codebook_bits=4, group_size=8)
-    config.options.update({"max_rounds": 1, "tune_epochs": 0})
-    quantize_to_dir(str(confident_llama_dir), config, qdir,
-                    QuantRun(calibration=tokens, formats=("codequant",)), progress=False)
-    before, _ = load_codequant_checkpoint(qdir / "codequant")
+    tokens, qdir, before = _tiny_aqlm(confident_llama_dir, tmp_path, ("codequant",))
     ft = FinetuneConfig(epochs=2, lr=3e-3, batch_size=4, patience=2, pv_tuning=True, pv_lr=0.1, pv_tau=0.02)
     result = finetune(qdir, str(confident_llama_dir), tmp_path / "ft", FinetuneRun(calibration=tokens, top_k=16), ft,
                       progress=False)

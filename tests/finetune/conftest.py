@@ -1,0 +1,29 @@
+"""Shared fixtures of the fine-tuning tests."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from codequant.finetune.teacher import compute_teacher_targets
+from codequant.quant.aqlm import AqlmQuantizer
+from codequant.quant.base import QuantConfig
+from codequant.quant.pipeline import quantize_model
+
+
+@pytest.fixture()
+def aqlm_student_and_targets(tiny_llama):
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in tiny_llama.parameters():
+            if p.dim() == 2:
+                p.mul_(6.0)  # a confident teacher, so quantization error shows in the KL
+    teacher = copy.deepcopy(tiny_llama)
+    tokens = torch.randint(1, teacher.config.vocab_size, (12, 24))
+    targets = compute_teacher_targets(teacher, tokens, top_k=16, batch_size=4, progress=False)
+    quantizer = AqlmQuantizer(QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8, seed=0,
+                                          options={"max_rounds": 1, "tune_epochs": 0}))
+    quantize_model(tiny_llama, tokens[:8], quantizer, progress=False)
+    return tiny_llama, tokens, targets
