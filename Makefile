@@ -61,7 +61,8 @@ test-all: setup
 	$(BIN)/python -m pytest -q tests
 
 lint: setup
-	$(BIN)/ruff check codequant tests bench
+	$(BIN)/ruff check codequant tests bench scripts
+	$(BIN)/ruff format --check codequant tests bench scripts
 
 # Each prints one JSON object with its figures and the machine (quantize: cached cells under bench/results/).
 # bench/inference.py measures fp32 and every `codequant quantize` folder under runs/quant/ (bench-models makes
