@@ -37,9 +37,13 @@ from codequant.quant.aqlm.fit import FitOptions, fit_weight  # noqa: E402
 
 def commit() -> str:
     """The checkout's commit (with "+dirty" when it has uncommitted changes), for the results' provenance."""
+
     def git(*a: str) -> str:
         return subprocess.run(["git", "-C", str(ROOT), *a], capture_output=True, text=True).stdout.strip()
-    return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "--", "codequant") else "")
+
+    return git("rev-parse", "--short", "HEAD") + (
+        "+dirty" if git("status", "--porcelain", "--", "codequant") else ""
+    )
 
 
 def _value(text: str):
@@ -57,7 +61,9 @@ def settings_of(grid: list[str], singles: list[str]) -> list[dict]:
     """The grid's settings (if any, or the one empty setting when nothing is given), then each single one
     ("KEY=V;KEY=V")."""
     settings = parse_grid(grid) if grid or not singles else []
-    return settings + [{k: _value(v) for k, _, v in (kv.partition("=") for kv in s.split(";") if kv)} for s in singles]
+    return settings + [
+        {k: _value(v) for k, _, v in (kv.partition("=") for kv in s.split(";") if kv)} for s in singles
+    ]
 
 
 def parse_grid(items: list[str]) -> list[dict]:
@@ -79,10 +85,12 @@ def collect_xtx(model, rows: torch.Tensor, names: list[str], batch: int = 4) -> 
     xtx: dict[str, torch.Tensor] = {}
     handles = []
     for name in names:
+
         def hook(_m, args, name=name):
             x = args[0].reshape(-1, args[0].shape[-1]).float()
             part = (x.T @ x).double()
             xtx[name] = part if name not in xtx else xtx[name] + part
+
         handles.append(model.get_submodule(name).register_forward_pre_hook(hook))
     last = max(names, key=lambda n: int(n.split(".")[2]))  # model.layers.<i>.<...>
     block = model.get_submodule(".".join(last.split(".")[:3]))
@@ -117,12 +125,21 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--samples", type=int, default=128)
     p.add_argument("--val-samples", type=int, default=32)
     p.add_argument("--seq-len", type=int, default=512)
-    p.add_argument("--grid", action="append", default=[], help="KEY=V1,V2 over FitOptions fields (repeatable)")
-    p.add_argument("--setting", action="append", default=[],
-                   help="one setting as KEY=V;KEY=V (repeatable; run after the grid's, if any)")
+    p.add_argument(
+        "--grid", action="append", default=[], help="KEY=V1,V2 over FitOptions fields (repeatable)"
+    )
+    p.add_argument(
+        "--setting",
+        action="append",
+        default=[],
+        help="one setting as KEY=V;KEY=V (repeatable; run after the grid's, if any)",
+    )
     p.add_argument("--init-too", action="store_true", help="also measure the start alone (max_rounds=0)")
-    p.add_argument("--xtx-cache", help="load both XTX sets from this file if it exists, else save them there (the "
-                   "file belongs to one model, calibration and layer list)")
+    p.add_argument(
+        "--xtx-cache",
+        help="load both XTX sets from this file if it exists, else save them there (the "
+        "file belongs to one model, calibration and layer list)",
+    )
     p.add_argument("--out", help="also write the JSON lines here")
     args = p.parse_args(argv)
 
@@ -130,10 +147,17 @@ def main(argv: list[str] | None = None) -> None:
     from codequant.models import load
 
     loaded = load(args.model)
-    model, tokenizer = (loaded[0], loaded[1]) if isinstance(loaded, tuple) else (loaded.model, loaded.tokenizer)
+    model, tokenizer = (
+        (loaded[0], loaded[1]) if isinstance(loaded, tuple) else (loaded.model, loaded.tokenizer)
+    )
     model.eval()
-    calib = resolve_calibration("code", tokenizer, samples=args.samples + args.val_samples, seq_len=args.seq_len,
-                                val_samples=args.val_samples)
+    calib = resolve_calibration(
+        "code",
+        tokenizer,
+        samples=args.samples + args.val_samples,
+        seq_len=args.seq_len,
+        val_samples=args.val_samples,
+    )
     names = [f"model.layers.{b}.{n}" for b in args.blocks.split(",") for n in args.linears.split(",")]
     t = time.perf_counter()
     cache = Path(args.xtx_cache) if args.xtx_cache else None
@@ -156,23 +180,43 @@ def main(argv: list[str] | None = None) -> None:
             res = fit_weight(w, train_h[name], m, b, 8, opts, torch.Generator().manual_seed(0))
             seconds = time.perf_counter() - t
             q = _decode(res, w.shape)
-            layers[name] = {"in_sample": rel_error(w, q, train_h[name]), "heldout": rel_error(w, q, val_h[name]),
-                            "seconds": round(seconds, 2), "rounds": len(res.history) - 1}
+            layers[name] = {
+                "in_sample": rel_error(w, q, train_h[name]),
+                "heldout": rel_error(w, q, val_h[name]),
+                "seconds": round(seconds, 2),
+                "rounds": len(res.history) - 1,
+            }
             if args.init_too:
                 t = time.perf_counter()
-                start = fit_weight(w, train_h[name], m, b, 8, dataclasses.replace(opts, max_rounds=0),
-                                   torch.Generator().manual_seed(0))
+                start = fit_weight(
+                    w,
+                    train_h[name],
+                    m,
+                    b,
+                    8,
+                    dataclasses.replace(opts, max_rounds=0),
+                    torch.Generator().manual_seed(0),
+                )
                 q = _decode(start, w.shape)
-                layers[name] |= {"init_in_sample": rel_error(w, q, train_h[name]),
-                                 "init_heldout": rel_error(w, q, val_h[name]),
-                                 "init_seconds": round(time.perf_counter() - t, 2)}
+                layers[name] |= {
+                    "init_in_sample": rel_error(w, q, train_h[name]),
+                    "init_heldout": rel_error(w, q, val_h[name]),
+                    "init_seconds": round(time.perf_counter() - t, 2),
+                }
             print(spec, setting, name, layers[name], file=sys.stderr, flush=True)
         keys = ("in_sample", "heldout") + (("init_in_sample", "init_heldout") if args.init_too else ())
         geo = {k: math.exp(sum(math.log(v[k]) for v in layers.values()) / len(layers)) for k in keys}
-        row = {"spec": spec, "setting": setting, "geomean": geo,
-               "seconds": round(sum(v["seconds"] for v in layers.values()), 1), "layers": layers,
-               "commit": revision, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "load_average": os.getloadavg()[0], "calibration": [args.samples, args.val_samples, args.seq_len]}
+        row = {
+            "spec": spec,
+            "setting": setting,
+            "geomean": geo,
+            "seconds": round(sum(v["seconds"] for v in layers.values()), 1),
+            "layers": layers,
+            "commit": revision,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_average": os.getloadavg()[0],
+            "calibration": [args.samples, args.val_samples, args.seq_len],
+        }
         if args.init_too:
             row["init_seconds"] = round(sum(v["init_seconds"] for v in layers.values()), 1)
         rows.append(row)
@@ -180,15 +224,31 @@ def main(argv: list[str] | None = None) -> None:
         if args.out:
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
-    print(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                  "torch_threads": torch.get_num_threads()},
-                      "calibration": {"train": list(calib.train.shape), "val": list(calib.val.shape)}}))
-    print("| setting | init in-sample | init held-out | init s | in-sample | held-out | fit s |\n|---|---|---|---|---|---|---|")
+    print(
+        json.dumps(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "torch_threads": torch.get_num_threads(),
+                },
+                "calibration": {"train": list(calib.train.shape), "val": list(calib.val.shape)},
+            }
+        )
+    )
+    print(
+        "| setting | init in-sample | init held-out | init s | in-sample | held-out | fit s |\n|---|---|---|---|---|---|---|"
+    )
     for r in rows:
         geo = r["geomean"]
-        init = (f"{geo['init_in_sample']:.5f} | {geo['init_heldout']:.5f} | {r['init_seconds']}" if args.init_too
-                else "- | - | -")
-        print(f"| {r['spec']} {r['setting']} | {init} | {geo['in_sample']:.5f} | {geo['heldout']:.5f} | {r['seconds']} |")
+        init = (
+            f"{geo['init_in_sample']:.5f} | {geo['init_heldout']:.5f} | {r['init_seconds']}"
+            if args.init_too
+            else "- | - | -"
+        )
+        print(
+            f"| {r['spec']} {r['setting']} | {init} | {geo['in_sample']:.5f} | {geo['heldout']:.5f} | {r['seconds']} |"
+        )
 
 
 def _decode(res, shape) -> torch.Tensor:

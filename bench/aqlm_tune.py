@@ -55,8 +55,9 @@ def main(argv: list[str] | None = None) -> None:
 
     loaded = load(args.model)
     fp, tokenizer = (loaded[0], loaded[1]) if isinstance(loaded, tuple) else (loaded.model, loaded.tokenizer)
-    calib = resolve_calibration("code", tokenizer, samples=args.samples, seq_len=args.seq_len,
-                                val_samples=args.val_samples)
+    calib = resolve_calibration(
+        "code", tokenizer, samples=args.samples, seq_len=args.seq_len, val_samples=args.val_samples
+    )
     revision = commit()  # the code that runs, as it was at the start
     rows = []
     for setting in settings_of(args.grid, args.setting):
@@ -64,24 +65,45 @@ def main(argv: list[str] | None = None) -> None:
         quantizer = make_model_quantizer(build_config("aqlm", bits=args.bits, options=setting), model)
         t = time.perf_counter()
         report = quantize_model(model, calib, quantizer, WalkOptions(max_blocks=args.blocks), progress=False)
-        blocks = [{k: b.get(k) for k in ("index", "rel_output_mse", "rel_output_mse_heldout")}
-                  | {"tune": {k: v for k, v in (b.get("tune") or {}).items() if k != "history"}} for b in report.blocks]
-        row = {"bits": args.bits, "setting": setting, "seconds": round(time.perf_counter() - t, 1),
-               "geomean_in_sample": geomean([b["rel_output_mse"] for b in blocks]),
-               "geomean_heldout": geomean([b["rel_output_mse_heldout"] for b in blocks]), "blocks": blocks,
-               "commit": revision, "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-               "load_average": os.getloadavg()[0], "calibration": [args.samples, args.val_samples, args.seq_len]}
+        blocks = [
+            {k: b.get(k) for k in ("index", "rel_output_mse", "rel_output_mse_heldout")}
+            | {"tune": {k: v for k, v in (b.get("tune") or {}).items() if k != "history"}}
+            for b in report.blocks
+        ]
+        row = {
+            "bits": args.bits,
+            "setting": setting,
+            "seconds": round(time.perf_counter() - t, 1),
+            "geomean_in_sample": geomean([b["rel_output_mse"] for b in blocks]),
+            "geomean_heldout": geomean([b["rel_output_mse_heldout"] for b in blocks]),
+            "blocks": blocks,
+            "commit": revision,
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "load_average": os.getloadavg()[0],
+            "calibration": [args.samples, args.val_samples, args.seq_len],
+        }
         rows.append(row)
         print(json.dumps(row), flush=True)
         if args.out:
             with open(args.out, "a") as f:
                 f.write(json.dumps(row) + "\n")
-    print(json.dumps({"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                  "torch_threads": torch.get_num_threads()},
-                      "calibration": {"train": list(calib.train.shape), "val": list(calib.val.shape)}}))
+    print(
+        json.dumps(
+            {
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "torch_threads": torch.get_num_threads(),
+                },
+                "calibration": {"train": list(calib.train.shape), "val": list(calib.val.shape)},
+            }
+        )
+    )
     print("| setting | block mse in-sample | held-out | s |\n|---|---|---|---|")
     for r in rows:
-        print(f"| {r['setting']} | {r['geomean_in_sample']:.5f} | {r['geomean_heldout']:.5f} | {r['seconds']} |")
+        print(
+            f"| {r['setting']} | {r['geomean_in_sample']:.5f} | {r['geomean_heldout']:.5f} | {r['seconds']} |"
+        )
 
 
 if __name__ == "__main__":

@@ -54,15 +54,44 @@ def main() -> None:
         return
     sets = {}
     for kind in CALIBRATION_KINDS:
-        out = subprocess.run([sys.executable, __file__, "--one", kind, "--model", args.model, "--samples",
-                              str(args.samples), "--seq-len", str(args.seq_len), "--seed", str(args.seed)],
-                             check=True, capture_output=True, text=True)
+        out = subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--one",
+                kind,
+                "--model",
+                args.model,
+                "--samples",
+                str(args.samples),
+                "--seq-len",
+                str(args.seq_len),
+                "--seed",
+                str(args.seed),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
         sets[kind] = json.loads(out.stdout.strip().splitlines()[-1])
-    print(json.dumps({
-        "model": args.model, "samples": args.samples, "seq_len": args.seq_len, "seed": args.seed,
-        "budget_s": BUDGET_S, "sets": sets,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "samples": args.samples,
+                "seq_len": args.seq_len,
+                "seed": args.seed,
+                "budget_s": BUDGET_S,
+                "sets": sets,
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "platform": platform.platform(),
+                    "python": platform.python_version(),
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

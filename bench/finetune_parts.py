@@ -47,8 +47,9 @@ def best_of(fn, n: int = 3) -> float:
 
 def measure_shape(out: int, inp: int, tokens: int) -> dict[str, float]:
     """Seconds of forward + backward for one AqlmLinear [out, inp] and its parts, and one V-step on it."""
-    layer = AqlmLinear(torch.randint(0, 256, (out, inp // 8, 2)), torch.randn(2, 256, 1, 8) * 0.01,
-                       torch.rand(out) + 0.5)
+    layer = AqlmLinear(
+        torch.randint(0, 256, (out, inp // 8, 2)), torch.randn(2, 256, 1, 8) * 0.01, torch.rand(out) + 0.5
+    )
     layer.codebooks.requires_grad_(True)
     layer.scales.requires_grad_(True)
     x = torch.randn(tokens, inp, requires_grad=True)
@@ -75,8 +76,13 @@ def measure_shape(out: int, inp: int, tokens: int) -> dict[str, float]:
         layer.codes.copy_(codes)
         v_step(layer, update, tau=0.01)
 
-    return {"aqlm_fp32": best_of(aqlm), "aqlm_bf16": best_of(aqlm_bf16), "decode": best_of(decode),
-            "dense": best_of(dense), "v_step": best_of(vstep)}
+    return {
+        "aqlm_fp32": best_of(aqlm),
+        "aqlm_bf16": best_of(aqlm_bf16),
+        "decode": best_of(decode),
+        "dense": best_of(dense),
+        "v_step": best_of(vstep),
+    }
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -103,16 +109,27 @@ def main(argv: list[str] | None = None) -> None:
 
     head_fp32, head_bf16 = best_of(head_loss, 2), best_of(lambda: head_loss(True), 2)
     estimate = {
-        "linears_fp32_s": total["aqlm_fp32"], "linears_bf16_s": total["aqlm_bf16"],
-        "of_which_decode_s": total["decode"], "dense_matmul_floor_s": total["dense"],
-        "head_and_log_softmax_fp32_s": head_fp32, "head_and_log_softmax_bf16_s": head_bf16,
+        "linears_fp32_s": total["aqlm_fp32"],
+        "linears_bf16_s": total["aqlm_bf16"],
+        "of_which_decode_s": total["decode"],
+        "dense_matmul_floor_s": total["dense"],
+        "head_and_log_softmax_fp32_s": head_fp32,
+        "head_and_log_softmax_bf16_s": head_bf16,
         "v_step_all_layers_s": total["v_step"],
     }
     result = {
-        "bench": "finetune_parts", "tokens_per_step": args.tokens, "threads": 1, "shapes": rows,
+        "bench": "finetune_parts",
+        "tokens_per_step": args.tokens,
+        "threads": 1,
+        "shapes": rows,
         "per_step_estimate_one_thread": estimate,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "torch": torch.__version__,
-                    "load_avg": os.getloadavg(), "cpu_flags_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "torch": torch.__version__,
+            "load_avg": os.getloadavg(),
+            "cpu_flags_bf16": "avx512_bf16" in Path("/proc/cpuinfo").read_text(),
+        },
         "commit": provenance.commit(),
     }
     print(json.dumps(estimate, indent=2))

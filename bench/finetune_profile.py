@@ -81,8 +81,13 @@ def main(argv: list[str] | None = None) -> None:
     n_tokens = args.batch_size * args.seq_len
     tokens = torch.randint(0, model.config.vocab_size, (args.steps * args.batch_size, args.seq_len))
     times: dict[str, float] = {}
-    targets = timed(lambda: compute_teacher_targets(model, tokens, top_k=args.top_k, batch_size=args.batch_size,
-                                                    progress=False), times, "teacher_targets")
+    targets = timed(
+        lambda: compute_teacher_targets(
+            model, tokens, top_k=args.top_k, batch_size=args.batch_size, progress=False
+        ),
+        times,
+        "teacher_targets",
+    )
     replaced = aqlm_student(model)
     params = select_trainable(model)
     masters = MasterWeights(params)
@@ -98,8 +103,11 @@ def main(argv: list[str] | None = None) -> None:
         loss = timed(lambda: topk_kl(logits, targets.ids[sl], targets.logprobs[sl]), times, "loss")
         optimizer.zero_grad(set_to_none=True)
         timed(loss.backward, times, "backward")
-        timed(lambda: (masters.grads_to_masters(),
-                       torch.nn.utils.clip_grad_norm_(masters.parameters(), 1.0)), times, "grad_copy_clip")
+        timed(
+            lambda: (masters.grads_to_masters(), torch.nn.utils.clip_grad_norm_(masters.parameters(), 1.0)),
+            times,
+            "grad_copy_clip",
+        )
         timed(optimizer.step, times, "adam")
         timed(masters.masters_to_model, times, "masters_to_model")
         if pv is not None:
@@ -124,16 +132,28 @@ def main(argv: list[str] | None = None) -> None:
     timed_steps = max(args.steps - 1, 1)
     per_step = {k: v / timed_steps for k, v in phases.items() if k != "teacher_targets"}
     result = {
-        "bench": "finetune_profile", "model": args.model, "aqlm_linears": replaced, "steps_timed": timed_steps,
-        "batch_size": args.batch_size, "seq_len": args.seq_len, "top_k": args.top_k,
-        "pv": args.pv, "tokens_per_step": n_tokens,
-        "seconds_per_step": step_seconds, "tokens_per_second": n_tokens / step_seconds,
+        "bench": "finetune_profile",
+        "model": args.model,
+        "aqlm_linears": replaced,
+        "steps_timed": timed_steps,
+        "batch_size": args.batch_size,
+        "seq_len": args.seq_len,
+        "top_k": args.top_k,
+        "pv": args.pv,
+        "tokens_per_step": n_tokens,
+        "seconds_per_step": step_seconds,
+        "tokens_per_second": n_tokens / step_seconds,
         "phase_seconds_per_step": per_step,
         "phase_share": {k: v / step_seconds for k, v in per_step.items()},
         "teacher_seconds_per_step": times["teacher_targets"] / args.steps,
         "top_ops": [line for line in table.splitlines()[3:18]],
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "threads": torch.get_num_threads(),
-                    "torch": torch.__version__, "load_avg": os.getloadavg()},
+        "machine": {
+            "platform": platform.platform(),
+            "cpus": os.cpu_count(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "load_avg": os.getloadavg(),
+        },
         "commit": provenance.commit(),
     }
     print(json.dumps(result, indent=2))

@@ -37,15 +37,22 @@ def llama_cpp_run(model, tok, reqs: list[Request], params: SamplingParams) -> di
     try:
         llm = peer.load(peer.cached_f32_gguf(model, tok), n_ctx=4096)
         t0 = time.perf_counter()
-        runs = peer.generate(llm, [(r.prompt, r.add_special_tokens) for r in reqs], params.max_new_tokens,
-                             params.stop_rule)
+        runs = peer.generate(
+            llm, [(r.prompt, r.add_special_tokens) for r in reqs], params.max_new_tokens, params.stop_rule
+        )
         seconds = time.perf_counter() - t0
     except peer.PeerUnavailable as exc:
         return {"llama_cpp_tok_s": None, "llama_cpp_note": str(exc)}
     tokens = sum(len(ids) for ids, _ in runs)
-    return {"llama_cpp_version": peer.version(), "llama_cpp_gguf": "f32", "llama_cpp_prompts": len(runs),
-            "llama_cpp_tokens": tokens, "llama_cpp_s": round(seconds, 2), "llama_cpp_tok_s": round(tokens / seconds, 2),
-            "token_ids": [ids for ids, _ in runs]}
+    return {
+        "llama_cpp_version": peer.version(),
+        "llama_cpp_gguf": "f32",
+        "llama_cpp_prompts": len(runs),
+        "llama_cpp_tokens": tokens,
+        "llama_cpp_s": round(seconds, 2),
+        "llama_cpp_tok_s": round(tokens / seconds, 2),
+        "token_ids": [ids for ids, _ in runs],
+    }
 
 
 def vllm_run(spec: str, tok, reqs: list[Request], params: SamplingParams, ours) -> dict:
@@ -63,9 +70,15 @@ def vllm_run(spec: str, tok, reqs: list[Request], params: SamplingParams, ours) 
     wall = time.perf_counter() - t0
     tokens, seconds = sum(c.new_tokens for c in runs), sum(c.seconds for c in runs)
     same = sum(a.token_ids == b.token_ids for a, b in zip(ours, runs, strict=True))
-    return {"vllm_dtype": settings.dtype, "vllm_prompts": len(runs), "vllm_tokens": tokens,
-            "vllm_decode_s": round(seconds, 2), "vllm_wall_s": round(wall, 2), "vllm_tok_s": round(tokens / seconds, 2),
-            "vllm_identical_rows": same}
+    return {
+        "vllm_dtype": settings.dtype,
+        "vllm_prompts": len(runs),
+        "vllm_tokens": tokens,
+        "vllm_decode_s": round(seconds, 2),
+        "vllm_wall_s": round(wall, 2),
+        "vllm_tok_s": round(tokens / seconds, 2),
+        "vllm_identical_rows": same,
+    }
 
 
 def main() -> None:
@@ -101,27 +114,55 @@ def main() -> None:
 
     llama_ids = llama.pop("token_ids", None)
     if llama_ids is not None:  # same vocabulary: the converter keeps the tokenizer's ids
-        llama["llama_cpp_same_as_hf_rows"] = sum(a == b.token_ids for a, b in zip(llama_ids, ref, strict=True))
+        llama["llama_cpp_same_as_hf_rows"] = sum(
+            a == b.token_ids for a, b in zip(llama_ids, ref, strict=True)
+        )
     ours_tok = sum(c.new_tokens for c in ours)
     ref_tok = sum(c.new_tokens for c in ref)
     same = [a.token_ids == b.token_ids for a, b in zip(ours, ref, strict=False)]  # ref: first hf_n
-    print(json.dumps({
-        "model": args.model, "prompts": len(reqs), "hf_prompts": len(ref), "max_new_tokens": args.max_new_tokens,
-        "batch_size": args.batch_size, "load_s": round(load_s, 1),
-        "codequant_tokens": ours_tok, "codequant_s": round(ours_s, 2), "codequant_tok_s": round(ours_tok / ours_s, 2),
-        "codequant_drafted_tokens": sum(c.drafted_tokens for c in ours),
-        "hf_generate_tokens": ref_tok, "hf_generate_s": round(ref_s, 2), "hf_generate_tok_s": round(ref_tok / ref_s, 2),
-        "ratio": round((ours_tok / ours_s) / (ref_tok / ref_s), 2),
-        "identical_greedy": all(same), "identical_rows": sum(same),
-        **llama,
-        "codequant_vs_llama_cpp": (round((ours_tok / ours_s) / llama["llama_cpp_tok_s"], 2)
-                                   if llama.get("llama_cpp_tok_s") else None),
-        **vllm,
-        **({"codequant_vs_vllm": round((ours_tok / ours_s) / vllm["vllm_tok_s"], 2)} if vllm.get("vllm_tok_s") else {}),
-        "machine": {"cpu_count": os.cpu_count(), "usable_cores": cores, "torch_threads": torch.get_num_threads(),
-                    "platform": platform.platform(), "processor": platform.processor() or platform.machine(),
-                    "torch": torch.__version__},
-    }, indent=2))
+    print(
+        json.dumps(
+            {
+                "model": args.model,
+                "prompts": len(reqs),
+                "hf_prompts": len(ref),
+                "max_new_tokens": args.max_new_tokens,
+                "batch_size": args.batch_size,
+                "load_s": round(load_s, 1),
+                "codequant_tokens": ours_tok,
+                "codequant_s": round(ours_s, 2),
+                "codequant_tok_s": round(ours_tok / ours_s, 2),
+                "codequant_drafted_tokens": sum(c.drafted_tokens for c in ours),
+                "hf_generate_tokens": ref_tok,
+                "hf_generate_s": round(ref_s, 2),
+                "hf_generate_tok_s": round(ref_tok / ref_s, 2),
+                "ratio": round((ours_tok / ours_s) / (ref_tok / ref_s), 2),
+                "identical_greedy": all(same),
+                "identical_rows": sum(same),
+                **llama,
+                "codequant_vs_llama_cpp": (
+                    round((ours_tok / ours_s) / llama["llama_cpp_tok_s"], 2)
+                    if llama.get("llama_cpp_tok_s")
+                    else None
+                ),
+                **vllm,
+                **(
+                    {"codequant_vs_vllm": round((ours_tok / ours_s) / vllm["vllm_tok_s"], 2)}
+                    if vllm.get("vllm_tok_s")
+                    else {}
+                ),
+                "machine": {
+                    "cpu_count": os.cpu_count(),
+                    "usable_cores": cores,
+                    "torch_threads": torch.get_num_threads(),
+                    "platform": platform.platform(),
+                    "processor": platform.processor() or platform.machine(),
+                    "torch": torch.__version__,
+                },
+            },
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

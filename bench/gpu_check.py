@@ -51,26 +51,35 @@ def _calibration(tokenizer, args) -> Any:
 
         g = torch.Generator().manual_seed(0)
         rows = torch.randint(1, len(tokenizer), (args.samples, args.seq_len), generator=g)
-        return SimpleNamespace(train=rows[: -args.val_samples], val=rows[-args.val_samples:])
+        return SimpleNamespace(train=rows[: -args.val_samples], val=rows[-args.val_samples :])
     from codequant.calibration import resolve_calibration
 
-    return resolve_calibration("code", tokenizer, samples=args.samples, seq_len=args.seq_len,
-                               val_samples=args.val_samples)
+    return resolve_calibration(
+        "code", tokenizer, samples=args.samples, seq_len=args.seq_len, val_samples=args.val_samples
+    )
 
 
 def _quantize(fp, calib, device: str | None, blocks: int | None, options: dict[str, Any]) -> dict[str, Any]:
     model = copy.deepcopy(fp)
-    spec = options or {"bits": 2}  # --dry: an explicit small spec (a tiny model's codebooks would cost > 2 bits)
+    spec = options or {
+        "bits": 2
+    }  # --dry: an explicit small spec (a tiny model's codebooks would cost > 2 bits)
     quantizer = make_model_quantizer(build_config("aqlm", **spec), model)
     _sync(device)
     t0 = time.perf_counter()
-    report = quantize_model(model, calib, quantizer, WalkOptions(max_blocks=blocks, device=device), progress=False)
+    report = quantize_model(
+        model, calib, quantizer, WalkOptions(max_blocks=blocks, device=device), progress=False
+    )
     _sync(device)
     seconds = time.perf_counter() - t0
     errs = [b.get("rel_output_mse") for b in report.blocks]
     held = [b.get("rel_output_mse_heldout") for b in report.blocks]
-    return {"blocks": len(report.blocks), "seconds": round(seconds, 2),
-            "block_mse": _mean(errs), "block_mse_heldout": _mean(held)}
+    return {
+        "blocks": len(report.blocks),
+        "seconds": round(seconds, 2),
+        "block_mse": _mean(errs),
+        "block_mse_heldout": _mean(held),
+    }
 
 
 def _mean(values: list[float | None]) -> float | None:
@@ -90,7 +99,9 @@ def _close(a: float | None, b: float | None) -> bool:
 def check_aqlm_block(fp, calib, device: str, options: dict[str, Any]) -> dict[str, Any]:
     cpu = _quantize(fp, calib, None, 1, options)
     dev = _quantize(fp, calib, device, 1, options)
-    ok = _close(dev["block_mse"], cpu["block_mse"]) and _close(dev["block_mse_heldout"], cpu["block_mse_heldout"])
+    ok = _close(dev["block_mse"], cpu["block_mse"]) and _close(
+        dev["block_mse_heldout"], cpu["block_mse_heldout"]
+    )
     return {"ok": ok, "cpu": cpu, "device": dev, "tolerance": TOLERANCE}
 
 
@@ -115,14 +126,33 @@ def check_engine(fp, tokenizer, device: str, prompts: int, max_new_tokens: int) 
     ref_s = time.perf_counter() - t0
     same = sum(a.token_ids == b.token_ids for a, b in zip(ours, ref, strict=True))
     tokens = sum(c.new_tokens for c in ours)
-    return {"ok": same == len(reqs), "prompts": len(reqs), "identical_rows": same, "tokens": tokens,
-            "engine_tok_s": round(tokens / ours_s, 2), "generate_tok_s": round(sum(c.new_tokens for c in ref) / ref_s, 2)}
+    return {
+        "ok": same == len(reqs),
+        "prompts": len(reqs),
+        "identical_rows": same,
+        "tokens": tokens,
+        "engine_tok_s": round(tokens / ours_s, 2),
+        "generate_tok_s": round(sum(c.new_tokens for c in ref) / ref_s, 2),
+    }
 
 
-PROXY_SHAPE = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
-               "vocab_size": 32016, "num_hidden_layers": 2, "max_position_embeddings": 4096}
-DRY_SHAPE = {**PROXY_SHAPE, "hidden_size": 128, "intermediate_size": 256, "num_attention_heads": 4,
-             "num_key_value_heads": 4, "vocab_size": 384}
+PROXY_SHAPE = {
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "vocab_size": 32016,
+    "num_hidden_layers": 2,
+    "max_position_embeddings": 4096,
+}
+DRY_SHAPE = {
+    **PROXY_SHAPE,
+    "hidden_size": 128,
+    "intermediate_size": 256,
+    "num_attention_heads": 4,
+    "num_key_value_heads": 4,
+    "vocab_size": 384,
+}
 
 
 def check_proxy(device: str, dry: bool, rows: int, val_rows: int, seq_len: int) -> dict[str, Any]:
@@ -141,8 +171,10 @@ def check_proxy(device: str, dry: bool, rows: int, val_rows: int, seq_len: int) 
     gpu = device.startswith("cuda")
     out: dict[str, Any] = {"shape": shape_cfg, "calibration": f"{rows}x{seq_len} + {val_rows} held out"}
     for dtype in ("float32", "float16", "bfloat16"):
-        for method, spec, blocks in (("gptq", {"bits": 4, "group_size": 128}, 2),
-                                     ("aqlm", {"num_codebooks": 2, "codebook_bits": 8, "group_size": 8}, 1)):
+        for method, spec, blocks in (
+            ("gptq", {"bits": 4, "group_size": 128}, 2),
+            ("aqlm", {"num_codebooks": 2, "codebook_bits": 8, "group_size": 8}, 1),
+        ):
             torch.manual_seed(0)
             model = LlamaForCausalLM(LlamaConfig(**shape_cfg)).to(getattr(torch, dtype)).eval()
             quantizer = make_model_quantizer(build_config(method, **spec), model)
@@ -154,24 +186,45 @@ def check_proxy(device: str, dry: bool, rows: int, val_rows: int, seq_len: int) 
             walk = WalkOptions(max_blocks=blocks, batch_size=2, device=device if gpu else None)
             report = quantize_model(model, calib, quantizer, walk, progress=False)
             _sync(device if gpu else None)
-            job = QuantJob(method=method, bits=spec.get("bits", 2), rows=rows, val_rows=val_rows, seq_len=seq_len,
-                           dtype=dtype, batch_size=2, gpu=gpu, codebooks=spec.get("num_codebooks", 0),
-                           codebook_bits=spec.get("codebook_bits", 0))
+            job = QuantJob(
+                method=method,
+                bits=spec.get("bits", 2),
+                rows=rows,
+                val_rows=val_rows,
+                seq_len=seq_len,
+                dtype=dtype,
+                batch_size=2,
+                gpu=gpu,
+                codebooks=spec.get("num_codebooks", 0),
+                codebook_bits=spec.get("codebook_bits", 0),
+            )
             plan_gpu = quant_needs(shape_from_config({**shape_cfg, "torch_dtype": dtype}), job).gpu_bytes
             peak = torch.cuda.max_memory_allocated(torch.device(device)) if gpu else None
             out[f"{method}_{dtype}"] = {
-                "seconds": round(time.perf_counter() - t0, 2), "blocks": blocks,
+                "seconds": round(time.perf_counter() - t0, 2),
+                "blocks": blocks,
                 "heldout_block_error": _mean([b.get("rel_output_mse_heldout") for b in report.blocks]),
-                "peak_gpu_bytes": peak, "plan_gpu_bytes": plan_gpu if gpu else None,
-                "peak_over_plan": None if peak is None else round(peak / max(plan_gpu, 1), 3)}
+                "peak_gpu_bytes": peak,
+                "plan_gpu_bytes": plan_gpu if gpu else None,
+                "peak_over_plan": None if peak is None else round(peak / max(plan_gpu, 1), 3),
+            }
             del model
-    errors_ok = all(_within(out[f"{m}_{half}"]["heldout_block_error"], out[f"{m}_float32"]["heldout_block_error"])
-                    for m in ("gptq", "aqlm") for half in ("float16", "bfloat16"))
+    errors_ok = all(
+        _within(out[f"{m}_{half}"]["heldout_block_error"], out[f"{m}_float32"]["heldout_block_error"])
+        for m in ("gptq", "aqlm")
+        for half in ("float16", "bfloat16")
+    )
     out["errors_ok"] = errors_ok
-    memory_ok = all(v["peak_over_plan"] is None or v["peak_over_plan"] <= 1.2 for k, v in out.items()
-                    if isinstance(v, dict) and "peak_over_plan" in v)
-    finite = all(v["heldout_block_error"] is not None and v["heldout_block_error"] > 0 for k, v in out.items()
-                 if isinstance(v, dict) and "heldout_block_error" in v)
+    memory_ok = all(
+        v["peak_over_plan"] is None or v["peak_over_plan"] <= 1.2
+        for k, v in out.items()
+        if isinstance(v, dict) and "peak_over_plan" in v
+    )
+    finite = all(
+        v["heldout_block_error"] is not None and v["heldout_block_error"] > 0
+        for k, v in out.items()
+        if isinstance(v, dict) and "heldout_block_error" in v
+    )
     # --dry: 4 x 32 tokens on a 128-wide model make the dtype comparison noise (8-13% seen); it checks the script
     out["ok"] = bool(finite and memory_ok and (errors_ok or dry))
     return out
@@ -182,11 +235,17 @@ def _within(a: float | None, b: float | None, rel: float = 0.05) -> bool:
 
 
 def machine(device: str) -> dict[str, Any]:
-    info: dict[str, Any] = {"device": device, "torch": torch.__version__, "cpu_count": os.cpu_count(),
-                            "platform": platform.platform()}
+    info: dict[str, Any] = {
+        "device": device,
+        "torch": torch.__version__,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+    }
     if device.startswith("cuda"):
         props = torch.cuda.get_device_properties(torch.device(device))
-        info.update(gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda)
+        info.update(
+            gpu=props.name, gpu_memory_gb=round(props.total_memory / 2**30, 1), cuda=torch.version.cuda
+        )
     return info
 
 
@@ -207,8 +266,11 @@ def main(argv: list[str] | None = None) -> int:
     options: dict[str, Any] = {}
     if args.dry:
         args.device = "cpu"
-        args.samples, args.val_samples, args.seq_len = min(args.samples, 12), min(args.val_samples, 4), min(
-            args.seq_len, 32)
+        args.samples, args.val_samples, args.seq_len = (
+            min(args.samples, 12),
+            min(args.val_samples, 4),
+            min(args.seq_len, 32),
+        )
         args.prompts, args.max_new_tokens = min(args.prompts, 3), min(args.max_new_tokens, 16)
         options = {"num_codebooks": 1, "codebook_bits": 4, "group_size": 8}
     device = resolve_device(args.device)
@@ -218,12 +280,17 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     loaded = load(args.model)
     fp, tokenizer = loaded.model, loaded.tokenizer
-    result: dict[str, Any] = {"model": args.model, "dry": args.dry, "load_s": round(time.perf_counter() - t0, 2),
-                              "calibration": {"rows": args.samples, "held_out": args.val_samples,
-                                              "seq_len": args.seq_len}}
+    result: dict[str, Any] = {
+        "model": args.model,
+        "dry": args.dry,
+        "load_s": round(time.perf_counter() - t0, 2),
+        "calibration": {"rows": args.samples, "held_out": args.val_samples, "seq_len": args.seq_len},
+    }
     calib = _calibration(tokenizer, args)
-    checks = {"aqlm_block": check_aqlm_block(fp, calib, device, options),
-              "engine": check_engine(fp, tokenizer, device, args.prompts, args.max_new_tokens)}
+    checks = {
+        "aqlm_block": check_aqlm_block(fp, calib, device, options),
+        "engine": check_engine(fp, tokenizer, device, args.prompts, args.max_new_tokens),
+    }
     timed = _quantize(fp, calib, device, args.blocks, options)
     checks["aqlm_2x8"] = {"ok": timed["block_mse"] is not None, **timed}
     if not args.no_proxy:

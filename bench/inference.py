@@ -31,7 +31,9 @@ def variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
     found = [("fp32", "fp", args.model)]
     folders = list(args.quantized)
     if args.under:
-        folders += sorted(str(q.parent) for q in Path(args.under).glob("*/quantize.json") if str(q.parent) not in folders)
+        folders += sorted(
+            str(q.parent) for q in Path(args.under).glob("*/quantize.json") if str(q.parent) not in folders
+        )
     for folder in folders:
         base = Path(folder)
         if not (base / "quantize.json").is_file():
@@ -44,9 +46,13 @@ def variants(args: argparse.Namespace) -> list[tuple[str, str, str]]:
 
 
 def markdown(rows: list[dict], batches: list[int]) -> str:
-    head = ("| variant | bits/param | whole-file bits/weight | file MB | peak RSS MB | prefill tok/s | "
-            + " | ".join(f"decode b{b} tok/s" for b in batches) + " | decode b1 vs fp32 | "
-            + " | ".join(f"J/token b{b}" for b in batches) + " | energy method |")
+    head = (
+        "| variant | bits/param | whole-file bits/weight | file MB | peak RSS MB | prefill tok/s | "
+        + " | ".join(f"decode b{b} tok/s" for b in batches)
+        + " | decode b1 vs fp32 | "
+        + " | ".join(f"J/token b{b}" for b in batches)
+        + " | energy method |"
+    )
     lines = [head, "|" + "---|" * (8 + 2 * len(batches))]
     for r in rows:
         if "error" in r:
@@ -57,11 +63,13 @@ def markdown(rows: list[dict], batches: list[int]) -> str:
         whole = r.get("whole_file_bits_per_weight")
         bits += f" | {'-' if whole is None else f'{whole:.3f}'}"
         rel = r.get("vs_fp32", {}).get(f"decode_b{batches[0]}")
-        lines.append(f"| {r['label']} | {bits} | {mb} | {r['peak_rss_mb']} | {r['prefill_tok_s']} | "
-                     + " | ".join(str(r["decode_tok_s"].get(str(b))) for b in batches)
-                     + f" | {'1.000' if r['label'] == 'fp32' else ('-' if rel is None else f'{rel:.3f}')} | "
-                     + " | ".join(str((r.get("decode_j_per_token") or {}).get(str(b), "-")) for b in batches)
-                     + f" | {r.get('energy_method') or '-'} |")
+        lines.append(
+            f"| {r['label']} | {bits} | {mb} | {r['peak_rss_mb']} | {r['prefill_tok_s']} | "
+            + " | ".join(str(r["decode_tok_s"].get(str(b))) for b in batches)
+            + f" | {'1.000' if r['label'] == 'fp32' else ('-' if rel is None else f'{rel:.3f}')} | "
+            + " | ".join(str((r.get("decode_j_per_token") or {}).get(str(b), "-")) for b in batches)
+            + f" | {r.get('energy_method') or '-'} |"
+        )
     return "\n".join(lines)
 
 
@@ -69,23 +77,30 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m", help="the fp reference")
     p.add_argument("--quantized", nargs="*", default=[], help="output folders of `codequant quantize`")
-    p.add_argument("--under", help="also every `codequant quantize` folder directly under this one (runs/quant)")
+    p.add_argument(
+        "--under", help="also every `codequant quantize` folder directly under this one (runs/quant)"
+    )
     p.add_argument("--variant", action="append", default=[], help="LABEL=SPEC, any model spec")
     p.add_argument("--prompt-tokens", type=int, default=256)
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--batches", default="1,16")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--dtype", default="auto", help="weights dtype of every variant: auto (float32 on the CPU, the "
-                   "checkpoint's own on a GPU) | float32 | float16 | bfloat16")
+    p.add_argument(
+        "--dtype",
+        default="auto",
+        help="weights dtype of every variant: auto (float32 on the CPU, the "
+        "checkpoint's own on a GPU) | float32 | float16 | bfloat16",
+    )
     p.add_argument("--timeout", type=float, default=1800, help="seconds per variant")
     p.add_argument("--out", help="write OUT.json and OUT.md too")
     args = p.parse_args(argv)
     batches = [int(b) for b in args.batches.split(",") if b]
     from codequant.models import check_dtype
 
-    settings = InferenceSettings(args.prompt_tokens, args.new_tokens, tuple(batches), args.seed, args.device,
-                                 check_dtype(args.dtype))
+    settings = InferenceSettings(
+        args.prompt_tokens, args.new_tokens, tuple(batches), args.seed, args.device, check_dtype(args.dtype)
+    )
     rows = []
     for label, backend, spec in variants(args):
         rows.append({"label": label, **measure_isolated(spec, settings, backend, timeout=args.timeout)})
@@ -96,10 +111,17 @@ def main(argv: list[str] | None = None) -> None:
     for r in rows:  # ratios against fp32, measured in this one invocation
         if fp and "error" not in r and r is not fp:
             rel = {"prefill": r["prefill_tok_s"] / fp["prefill_tok_s"]}
-            rel.update({f"decode_b{b}": r["decode_tok_s"][str(b)] / fp["decode_tok_s"][str(b)] for b in batches})
+            rel.update(
+                {f"decode_b{b}": r["decode_tok_s"][str(b)] / fp["decode_tok_s"][str(b)] for b in batches}
+            )
             r["vs_fp32"] = {k: round(v, 3) for k, v in rel.items()}
-    machine = {"cpus": os.cpu_count(), "usable_cores": len(os.sched_getaffinity(0)), "platform": platform.platform(),
-               "processor": platform.processor(), "torch": torch.__version__}
+    machine = {
+        "cpus": os.cpu_count(),
+        "usable_cores": len(os.sched_getaffinity(0)),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "torch": torch.__version__,
+    }
     report = {"machine": machine, "settings": {**vars(settings), "batches": batches}, "variants": rows}
     table = markdown(rows, batches)
     print(json.dumps(report, indent=2))

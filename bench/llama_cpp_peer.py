@@ -48,8 +48,10 @@ def version() -> str:
 def _sdist() -> Path:
     found = sorted(SDIST_DIR.glob("llama_cpp_python-*.tar.gz"))
     if not found:
-        raise PeerUnavailable(f"no llama-cpp-python sdist under {SDIST_DIR} (needed for convert_hf_to_gguf.py); "
-                              "run `make bench-peers`")
+        raise PeerUnavailable(
+            f"no llama-cpp-python sdist under {SDIST_DIR} (needed for convert_hf_to_gguf.py); "
+            "run `make bench-peers`"
+        )
     return found[-1]
 
 
@@ -63,8 +65,13 @@ def converter() -> Path:
     prefix = f"{sdist.name.removesuffix('.tar.gz')}/vendor/llama.cpp/"
     wanted = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
     with tarfile.open(sdist) as tar:
-        members = [m for m in tar.getmembers() if m.name.startswith(prefix)
-                   and m.name[len(prefix):].startswith(wanted) and (m.isfile() or m.isdir())]
+        members = [
+            m
+            for m in tar.getmembers()
+            if m.name.startswith(prefix)
+            and m.name[len(prefix) :].startswith(wanted)
+            and (m.isfile() or m.isdir())
+        ]
         tar.extractall(SDIST_DIR, members=members, filter="data")
     return script
 
@@ -73,8 +80,12 @@ def export_gguf(hf_dir: Path, out: Path, outtype: str = "f32") -> Path:
     """Convert an HF folder (config, tokenizer, safetensors) to one GGUF file with llama.cpp's converter."""
     script = converter()
     out.parent.mkdir(parents=True, exist_ok=True)
-    proc = subprocess.run([sys.executable, str(script), str(hf_dir), "--outfile", str(out), "--outtype", outtype],
-                          capture_output=True, text=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
+    proc = subprocess.run(
+        [sys.executable, str(script), str(hf_dir), "--outfile", str(out), "--outtype", outtype],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
     if proc.returncode != 0 or not out.exists():
         raise RuntimeError(f"convert_hf_to_gguf.py failed ({proc.returncode}): {proc.stderr[-2000:]}")
     return out
@@ -97,12 +108,23 @@ def quantize_gguf(src: Path, dst: Path, ftype: str) -> Path:
 def load(gguf: Path, *, n_ctx: int = 2048, logits_all: bool = False):
     lib = _llama_cpp()
     cores = len(os.sched_getaffinity(0))
-    return lib.Llama(model_path=str(gguf), n_ctx=n_ctx, n_batch=512, n_threads=cores, n_threads_batch=cores,
-                     logits_all=logits_all, verbose=False)
+    return lib.Llama(
+        model_path=str(gguf),
+        n_ctx=n_ctx,
+        n_batch=512,
+        n_threads=cores,
+        n_threads_batch=cores,
+        logits_all=logits_all,
+        verbose=False,
+    )
 
 
-def generate(llm, prompts: Sequence[tuple[str, bool]], max_new_tokens: int,
-             stop_rule: Callable[[str], bool] | None = None) -> list[tuple[list[int], float]]:
+def generate(
+    llm,
+    prompts: Sequence[tuple[str, bool]],
+    max_new_tokens: int,
+    stop_rule: Callable[[str], bool] | None = None,
+) -> list[tuple[list[int], float]]:
     """Greedy completions of (prompt text, add BOS) pairs: (new token ids, seconds) each. The text is tokenized by
     llama.cpp itself with special tokens parsed (chat markers), and decoding stops at EOG, the rule or the limit."""
     lib = _llama_cpp()
@@ -112,7 +134,9 @@ def generate(llm, prompts: Sequence[tuple[str, bool]], max_new_tokens: int,
         tokens = llm.tokenize(text.encode(), add_bos=add_bos, special=True)
         start = time.perf_counter()
         new: list[int] = []
-        for tok in llm.generate(tokens, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True):
+        for tok in llm.generate(
+            tokens, top_k=1, top_p=1.0, min_p=0.0, temp=0.0, repeat_penalty=1.0, reset=True
+        ):
             if lib.llama_vocab_is_eog(vocab, tok):
                 break
             new.append(tok)

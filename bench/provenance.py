@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def commit() -> str:
     """The checkout's short commit (empty outside a git checkout)."""
-    return subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    ).stdout.strip()
 
 
 def write_result(result: dict[str, Any], out: Path | None) -> None:

@@ -67,8 +67,16 @@ def main(argv: list[str] | None = None) -> None:
     rows = {}
     for name, extra in VARIANTS.items():
         model = copy.deepcopy(base)
-        quantizer = AqlmQuantizer(QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8, seed=0,
-                                              options={"max_rounds": 1, "tune_epochs": 0}))
+        quantizer = AqlmQuantizer(
+            QuantConfig(
+                "aqlm",
+                num_codebooks=1,
+                codebook_bits=4,
+                group_size=8,
+                seed=0,
+                options={"max_rounds": 1, "tune_epochs": 0},
+            )
+        )
         quantize_model(model, fit_t, quantizer, progress=False)
         codes = {n: m.codes.clone() for n, m in model.named_modules() if isinstance(m, AqlmLinear)}
         held_before = mean_kl(model, held_t, held, 4)
@@ -76,18 +84,31 @@ def main(argv: list[str] | None = None) -> None:
         started = time.perf_counter()
         result = distill(model, fit_t, fit, fit_t, fit, config, progress=False)  # keep-best on the fit rows
         total = sum(c.numel() for c in codes.values())
-        moved = sum(int((m.codes != codes[n]).sum()) for n, m in model.named_modules() if isinstance(m, AqlmLinear))
+        moved = sum(
+            int((m.codes != codes[n]).sum()) for n, m in model.named_modules() if isinstance(m, AqlmLinear)
+        )
         rows[name] = {
-            "settings": extra, "fit_kl_before": result.val_kl_before, "fit_kl_after": result.val_kl_after,
-            "heldout_kl_before": held_before, "heldout_kl_after": mean_kl(model, held_t, held, 4),
+            "settings": extra,
+            "fit_kl_before": result.val_kl_before,
+            "fit_kl_after": result.val_kl_after,
+            "heldout_kl_before": held_before,
+            "heldout_kl_after": mean_kl(model, held_t, held, 4),
             "codes_changed_per_epoch": [h.get("codes_changed", 0) for h in result.history],
-            "codes_differing_at_end": moved, "codes_total": total, "seconds": time.perf_counter() - started,
+            "codes_differing_at_end": moved,
+            "codes_total": total,
+            "seconds": time.perf_counter() - started,
         }
         print(name, json.dumps(rows[name]))
     result = {
-        "bench": "pv_compare", "model": "tiny random Llama (tests/conftest.py build_tiny_llama, weights x6)",
-        "quant": "aqlm 1x4 g8 (max_rounds 1, no block tuning)", "epochs": args.epochs, "fit_rows": args.rows,
-        "heldout_rows": args.rows, "seq_len": 24, "lr": 3e-3, "rows": rows,
+        "bench": "pv_compare",
+        "model": "tiny random Llama (tests/conftest.py build_tiny_llama, weights x6)",
+        "quant": "aqlm 1x4 g8 (max_rounds 1, no block tuning)",
+        "epochs": args.epochs,
+        "fit_rows": args.rows,
+        "heldout_rows": args.rows,
+        "seq_len": 24,
+        "lr": 3e-3,
+        "rows": rows,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "commit": provenance.commit(),
     }

@@ -43,9 +43,18 @@ def main(argv: list[str] | None = None) -> None:
     from codequant.models import load
 
     torch.set_num_threads(1)
-    weight = dict(load(args.model, dtype="float32").model.named_modules())[args.linear].weight.detach().float()
-    fit = fit_weight(weight, torch.eye(weight.shape[1]), 2, 8, 8, FitOptions(max_rounds=2, threads=1),
-                     torch.Generator().manual_seed(0))
+    weight = (
+        dict(load(args.model, dtype="float32").model.named_modules())[args.linear].weight.detach().float()
+    )
+    fit = fit_weight(
+        weight,
+        torch.eye(weight.shape[1]),
+        2,
+        8,
+        8,
+        FitOptions(max_rounds=2, threads=1),
+        torch.Generator().manual_seed(0),
+    )
     books = fit.codebooks.reshape(2, 256, 1, 8)
     base = AqlmLinear(fit.codes, books, fit.scales)
     wq = base.dequantize().detach().clone()
@@ -53,22 +62,37 @@ def main(argv: list[str] | None = None) -> None:
     rows = []
     signs = torch.randint(0, 2, weight.shape, generator=torch.Generator().manual_seed(1)).float() * 2 - 1
     directions = {"to_fp": torch.sign(wq - weight), "random": signs}
-    for (direction, unit), lr, tau in ((d, lr, tau) for d in directions.items()
-                                   for lr in (float(x) for x in args.lrs.split(",")) for tau in (1.0, 0.01)):
+    for (direction, unit), lr, tau in (
+        (d, lr, tau)
+        for d in directions.items()
+        for lr in (float(x) for x in args.lrs.split(","))
+        for tau in (1.0, 0.01)
+    ):
         layer = AqlmLinear(fit.codes.clone(), books, fit.scales)
         before = layer.codes.clone()
         target = wq - lr * unit
         v_step(layer, lr * unit, tau=tau, candidates=1.0 / tau)
-        rows.append({"direction": direction, "lr": lr, "tau": tau,
-                     "target_error_before": float((wq - target).norm()) / norm,
-                     "target_error_after": float((layer.dequantize() - target).norm()) / norm,
-                     "pairs_changed": float((layer.codes != before).any(-1).float().mean()),
-                     "rel_error_after": float((layer.dequantize() - weight).norm()) / norm})
+        rows.append(
+            {
+                "direction": direction,
+                "lr": lr,
+                "tau": tau,
+                "target_error_before": float((wq - target).norm()) / norm,
+                "target_error_after": float((layer.dequantize() - target).norm()) / norm,
+                "pairs_changed": float((layer.codes != before).any(-1).float().mean()),
+                "rel_error_after": float((layer.dequantize() - weight).norm()) / norm,
+            }
+        )
         print(json.dumps(rows[-1]))
     result = {
-        "bench": "pv_step_scale", "model": args.model, "linear": args.linear, "shape": list(weight.shape),
-        "weight_rms": float(weight.pow(2).mean().sqrt()), "quant_error_rms": float((wq - weight).pow(2).mean().sqrt()),
-        "rel_error_before": float((wq - weight).norm()) / norm, "rows": rows,
+        "bench": "pv_step_scale",
+        "model": args.model,
+        "linear": args.linear,
+        "shape": list(weight.shape),
+        "weight_rms": float(weight.pow(2).mean().sqrt()),
+        "quant_error_rms": float((wq - weight).pow(2).mean().sqrt()),
+        "rel_error_before": float((wq - weight).norm()) / norm,
+        "rows": rows,
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "load_avg": os.getloadavg()},
         "commit": provenance.commit(),
     }

@@ -23,7 +23,9 @@ import torch
 from torch import nn
 
 PEERS = ("hqq", "quanto", "torchao", "kquant")
-SITE = Path(sys.prefix) / "share" / "codequant-bench" / "site"  # `make bench-peers` installs hqq/quanto/torchao here
+SITE = (
+    Path(sys.prefix) / "share" / "codequant-bench" / "site"
+)  # `make bench-peers` installs hqq/quanto/torchao here
 if SITE.is_dir() and str(SITE) not in sys.path:
     sys.path.append(str(SITE))
 KQUANT = {8: "Q8_0", 4: "Q4_K_M", 3: "Q3_K_M", 2: "Q2_K"}
@@ -64,7 +66,9 @@ def _quanto_python_unpack() -> None:
     import importlib
 
     cpp = importlib.import_module("optimum.quanto.library.extensions.cpp")
-    default = torch._C.DispatchKeySet(torch._C.DispatchKey.CompositeExplicitAutograd)  # torch.library's "default"
+    default = torch._C.DispatchKeySet(
+        torch._C.DispatchKey.CompositeExplicitAutograd
+    )  # torch.library's "default"
 
     def unpack(t: torch.Tensor, bits: int) -> torch.Tensor:
         return torch.ops.quanto.unpack.default.redispatch(default, t, bits)
@@ -118,14 +122,22 @@ def quantize_peer(name: str, fp_model: nn.Module, bits: int, group: int = 64) ->
         for _, _, linear in _decoder_linears(model):
             w, bpw = fn(linear, bits, group)
             if w.shape != linear.weight.shape:
-                raise RuntimeError(f"{name}: dequantized weight {tuple(w.shape)} != {tuple(linear.weight.shape)}")
+                raise RuntimeError(
+                    f"{name}: dequantized weight {tuple(w.shape)} != {tuple(linear.weight.shape)}"
+                )
             linear.weight.copy_(w)
             params += w.numel()
             cost += bpw * w.numel()
-    return {"model": model, "quantize_s": round(time.perf_counter() - start, 1), "bits_per_param": cost / params}
+    return {
+        "model": model,
+        "quantize_s": round(time.perf_counter() - start, 1),
+        "bits_per_param": cost / params,
+    }
 
 
-def kquant_cell(fp_model, tokenizer, bits: int, evals: dict[str, torch.Tensor], workdir: Path | None = None) -> dict:
+def kquant_cell(
+    fp_model, tokenizer, bits: int, evals: dict[str, torch.Tensor], workdir: Path | None = None
+) -> dict:
     """llama.cpp k-quant of the fp weights (GGUF f32 -> ftype), perplexity by llama.cpp on the same rows."""
     import llama_cpp_peer as peer
     from gguf import GGUFReader
@@ -142,7 +154,10 @@ def kquant_cell(fp_model, tokenizer, bits: int, evals: dict[str, torch.Tensor], 
             seconds = time.perf_counter() - start
             n_ctx = max(int(v.shape[1]) for v in evals.values()) + 8
             llm = peer.load(f32, n_ctx=n_ctx, logits_all=True)
-            f32_ppl = {f"llama_cpp_f32_ppl_{lang}": peer.perplexity(llm, rows.tolist()) for lang, rows in evals.items()}
+            f32_ppl = {
+                f"llama_cpp_f32_ppl_{lang}": peer.perplexity(llm, rows.tolist())
+                for lang, rows in evals.items()
+            }
             del llm
             reader = GGUFReader(str(out))
             blk = [t for t in reader.tensors if t.name.startswith("blk.") and len(t.shape) == 2]
@@ -152,6 +167,11 @@ def kquant_cell(fp_model, tokenizer, bits: int, evals: dict[str, torch.Tensor], 
             del llm
     except peer.PeerUnavailable as exc:
         raise PeerUnavailable(str(exc)) from None
-    return {"resolved": {"ftype": ftype, "llama_cpp": peer.version()}, "quantize_s": round(seconds, 1),
-            "formula_bits_per_param": bpw, "stored_bits_per_param": bpw, **ppl,
-            **f32_ppl}  # the f32 GGUF through llama.cpp: checks its perplexity agrees with ours on the fp weights
+    return {
+        "resolved": {"ftype": ftype, "llama_cpp": peer.version()},
+        "quantize_s": round(seconds, 1),
+        "formula_bits_per_param": bpw,
+        "stored_bits_per_param": bpw,
+        **ppl,
+        **f32_ppl,
+    }  # the f32 GGUF through llama.cpp: checks its perplexity agrees with ours on the fp weights

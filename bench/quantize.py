@@ -34,10 +34,18 @@ from codequant.quant.tables import TableSpec, quantize_tables  # noqa: E402
 
 def cell_key(args: argparse.Namespace, method: str, bits: int | None, table_bits: int | None = None) -> str:
     fields = {
-        "model": args.model, "method": method, "bits": bits, "group_size": args.group_size if method != "fp" else None,
-        "act_order": args.act_order if method == "gptq" else None, "preset": args.preset if method == "aqlm" else None,
-        "calibration": args.calibration, "samples": args.samples, "seq_len": args.seq_len, "seed": args.seed,
-        "eval_rows": args.eval_rows, "eval_seq_len": args.eval_seq_len,
+        "model": args.model,
+        "method": method,
+        "bits": bits,
+        "group_size": args.group_size if method != "fp" else None,
+        "act_order": args.act_order if method == "gptq" else None,
+        "preset": args.preset if method == "aqlm" else None,
+        "calibration": args.calibration,
+        "samples": args.samples,
+        "seq_len": args.seq_len,
+        "seed": args.seed,
+        "eval_rows": args.eval_rows,
+        "eval_seq_len": args.eval_seq_len,
     }
     if args.clip != "minmax" and method in ("rtn", "gptq"):  # min-max cells keep the keys they had
         fields["clip"] = args.clip
@@ -51,8 +59,7 @@ def cell_key(args: argparse.Namespace, method: str, bits: int | None, table_bits
         fields.update(table_bits=table_bits, table_group_size=args.table_group_size)
     peer_version = _peer_version(method)
     if peer_version is not None:  # peers: their library version, not codequant's calibration
-        fields.update(peer_version=peer_version, calibration=None, samples=None, seq_len=None,
-                      preset=None)
+        fields.update(peer_version=peer_version, calibration=None, samples=None, seq_len=None, preset=None)
     digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
     return f"{method}-{bits}-{digest}" if table_bits is None else f"{method}-{bits}-t{table_bits}-{digest}"
 
@@ -63,7 +70,11 @@ def _any_peer_cell(cache: Path, method: str, bits: int | None, args: argparse.Na
     for path in cache.glob(f"{method}-{bits}-*.json"):
         cell = json.loads(path.read_text())
         s = cell.get("settings", {})
-        if (s.get("eval_rows"), s.get("eval_seq_len"), s.get("model")) == (args.eval_rows, args.eval_seq_len, args.model):
+        if (s.get("eval_rows"), s.get("eval_seq_len"), s.get("model")) == (
+            args.eval_rows,
+            args.eval_seq_len,
+            args.model,
+        ):
             found.append((cell.get("measured", {}).get("date", ""), path))
     return max(found)[1] if found else None
 
@@ -72,7 +83,9 @@ def _peer_version(method: str) -> str | None:
     """The installed version of a peer's library: a new version is a new cell."""
     from importlib.metadata import PackageNotFoundError, version
 
-    dist = {"hqq": "hqq", "quanto": "optimum-quanto", "torchao": "torchao", "kquant": "llama_cpp_python"}.get(method)
+    dist = {"hqq": "hqq", "quanto": "optimum-quanto", "torchao": "torchao", "kquant": "llama_cpp_python"}.get(
+        method
+    )
     if dist is None:
         return None
     try:
@@ -91,7 +104,9 @@ def load_model(spec: str):
 def heldout(tokenizer, language: str, args: argparse.Namespace) -> torch.Tensor:
     from codequant.calibration import heldout_tokens
 
-    return heldout_tokens(language, tokenizer, samples=args.eval_rows, seq_len=args.eval_seq_len, seed=args.seed)
+    return heldout_tokens(
+        language, tokenizer, samples=args.eval_rows, seq_len=args.eval_seq_len, seed=args.seed
+    )
 
 
 def perplexities(model, evals: dict[str, torch.Tensor]) -> dict[str, float]:
@@ -110,9 +125,14 @@ def peer_cell(args, method, bits, fp_model, tokenizer, evals) -> dict:
         out = qp.quantize_peer(method, fp_model, bits, group=args.group_size if args.group_size > 0 else 64)
     except qp.PeerUnavailable as exc:
         return {"method": method, "bits": bits, "unavailable": str(exc)}
-    return {"method": method, "bits": bits, "quantize_s": out["quantize_s"],
-            "formula_bits_per_param": out["bits_per_param"], "stored_bits_per_param": out["bits_per_param"],
-            **perplexities(out["model"], evals)}
+    return {
+        "method": method,
+        "bits": bits,
+        "quantize_s": out["quantize_s"],
+        "formula_bits_per_param": out["bits_per_param"],
+        "stored_bits_per_param": out["bits_per_param"],
+        **perplexities(out["model"], evals),
+    }
 
 
 def saved_whole_file(model, fp_params: int) -> dict:
@@ -131,8 +151,11 @@ def saved_whole_file(model, fp_params: int) -> dict:
         else:
             save_model(model, f"{tmp}/model.safetensors")
         whole = whole_file_bits(tmp, fp_params)
-    return {**whole, "saved_as": "codequant" if quantized_modules(model) else "safetensors",
-            "dtype": str(next(model.parameters()).dtype).removeprefix("torch.")}
+    return {
+        **whole,
+        "saved_as": "codequant" if quantized_modules(model) else "safetensors",
+        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+    }
 
 
 def table_cell(base: dict, model, table_bits: int, group_size: int, fp_params: int, evals) -> dict:
@@ -142,18 +165,38 @@ def table_cell(base: dict, model, table_bits: int, group_size: int, fp_params: i
     t = time.perf_counter()
     tables = quantize_tables(model, TableSpec(table_bits, table_bits, group_size))
     seconds = time.perf_counter() - t
-    keep = ("method", "bits", "clip", "resolved", "quantize_s", "formula_bits_per_param", "stored_bits_per_param",
-            "mean_rel_weight_error", "last_block_rel_output_mse", "last_block_rel_output_mse_heldout",
-            "mean_rel_output_error", "mean_rel_output_error_heldout")
-    return {**{k: base[k] for k in keep if k in base}, "tables": tables, "tables_s": round(seconds, 2),
-            "whole_file": saved_whole_file(model, fp_params), **perplexities(model, evals)}
+    keep = (
+        "method",
+        "bits",
+        "clip",
+        "resolved",
+        "quantize_s",
+        "formula_bits_per_param",
+        "stored_bits_per_param",
+        "mean_rel_weight_error",
+        "last_block_rel_output_mse",
+        "last_block_rel_output_mse_heldout",
+        "mean_rel_output_error",
+        "mean_rel_output_error_heldout",
+    )
+    return {
+        **{k: base[k] for k in keep if k in base},
+        "tables": tables,
+        "tables_s": round(seconds, 2),
+        "whole_file": saved_whole_file(model, fp_params),
+        **perplexities(model, evals),
+    }
 
 
 def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dict:
     calib_cache["model"] = fp_model if method == "fp" else None
     if method == "fp":
-        return {"method": "fp", "bits": None, "whole_file": saved_whole_file(fp_model, parameter_count(fp_model)),
-                **perplexities(fp_model, evals)}
+        return {
+            "method": "fp",
+            "bits": None,
+            "whole_file": saved_whole_file(fp_model, parameter_count(fp_model)),
+            **perplexities(fp_model, evals),
+        }
     if method in quality_peers.PEERS:
         return peer_cell(args, method, bits, fp_model, tokenizer, evals)
     options = {"act_order": args.act_order} if method == "gptq" else {}
@@ -163,25 +206,40 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
         options.update({"effort": args.effort} if args.effort else {})
         options.update(dict(_parse_option(o) for o in args.aqlm_option))
     gs = args.group_size if method != "aqlm" else None
-    config = build_config(method, bits=bits, preset=args.preset, group_size=gs, seed=args.seed, options=options)
+    config = build_config(
+        method, bits=bits, preset=args.preset, group_size=gs, seed=args.seed, options=options
+    )
     model = copy.deepcopy(fp_model)
     quantizer = make_model_quantizer(config, model)
     if "calib" not in calib_cache:
         from codequant.calibration import resolve_calibration
 
-        calib_cache["calib"] = resolve_calibration(args.calibration, tokenizer, samples=args.samples,
-                                                   seq_len=args.seq_len, seed=args.seed, val_samples=args.val_samples)
+        calib_cache["calib"] = resolve_calibration(
+            args.calibration,
+            tokenizer,
+            samples=args.samples,
+            seq_len=args.seq_len,
+            seed=args.seed,
+            val_samples=args.val_samples,
+        )
     t = time.perf_counter()
-    report = quantize_model(model, calib_cache["calib"], quantizer, WalkOptions(batch_size=args.batch_size), progress=True)
+    report = quantize_model(
+        model, calib_cache["calib"], quantizer, WalkOptions(batch_size=args.batch_size), progress=True
+    )
     seconds = time.perf_counter() - t
     calib_cache["model"] = model  # the table variants of this cell start from it (no second walk)
     totals = report.totals()
     errs = [layer["rel_weight_error"] for layer in report.layers]
-    held = [layer["rel_output_error_heldout"] for layer in report.layers if "rel_output_error_heldout" in layer]
+    held = [
+        layer["rel_output_error_heldout"] for layer in report.layers if "rel_output_error_heldout" in layer
+    ]
     ins = [layer["rel_output_error"] for layer in report.layers if "rel_output_error" in layer]
     return {
-        "method": method, "bits": bits, **({"clip": options["clip"]} if "clip" in options else {}),
-        "resolved": quantizer.describe(), "quantize_s": round(seconds, 1),
+        "method": method,
+        "bits": bits,
+        **({"clip": options["clip"]} if "clip" in options else {}),
+        "resolved": quantizer.describe(),
+        "quantize_s": round(seconds, 1),
         "formula_bits_per_param": totals["formula_bits_per_param"],
         "stored_bits_per_param": totals["stored_bits_per_param"],
         "whole_file": saved_whole_file(model, fp_params=parameter_count(fp_model)),
@@ -190,9 +248,11 @@ def run_cell(args, method, bits, fp_model, tokenizer, evals, calib_cache) -> dic
         "last_block_rel_output_mse_heldout": report.blocks[-1].get("rel_output_mse_heldout"),
         "mean_rel_output_error": sum(ins) / len(ins) if ins else None,
         "mean_rel_output_error_heldout": sum(held) / len(held) if held else None,
-        "blocks": [{k: b.get(k) for k in ("index", "rel_output_mse", "rel_output_mse_heldout", "seconds")}
-                   | {"tune": {k: v for k, v in (b.get("tune") or {}).items() if k != "history"}}
-                   for b in report.blocks],
+        "blocks": [
+            {k: b.get(k) for k in ("index", "rel_output_mse", "rel_output_mse_heldout", "seconds")}
+            | {"tune": {k: v for k, v in (b.get("tune") or {}).items() if k != "history"}}
+            for b in report.blocks
+        ],
         **perplexities(model, evals),
     }
 
@@ -212,10 +272,18 @@ def _commit() -> str | None:
     import subprocess
 
     try:
-        head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
-                              text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return None
     return head + ("+dirty" if dirty else "")
@@ -229,7 +297,9 @@ def _whole(cell: dict) -> float | None:
 def _label(cell: dict) -> str:
     tables = cell.get("tables") or {}
     emb = (tables.get("embedding") or {}).get("bits")
-    return f"{cell['method']}{' clip ' + cell['clip'] if cell.get('clip') else ''}{f' emb{emb}' if emb else ''}"
+    return (
+        f"{cell['method']}{' clip ' + cell['clip'] if cell.get('clip') else ''}{f' emb{emb}' if emb else ''}"
+    )
 
 
 def _fmt(value, spec: str) -> str:
@@ -238,9 +308,11 @@ def _fmt(value, spec: str) -> str:
 
 def markdown(cells: list[dict]) -> str:
     fp = next((c for c in cells if c["method"] == "fp"), {})
-    rows = ["| method | bits | bits/param (formula) | stored | whole file bits/weight | quantize s | "
-            "layer out err in-sample / held-out | ppl Python | ppl Java |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    rows = [
+        "| method | bits | bits/param (formula) | stored | whole file bits/weight | quantize s | "
+        "layer out err in-sample / held-out | ppl Python | ppl Java |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for c in cells:
         ppls = []
         for lang in ("python", "java"):
@@ -259,15 +331,24 @@ def markdown(cells: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="smollm2-135m")
-    p.add_argument("--methods", default="rtn,gptq",
-                   help="comma list of rtn,gptq,aqlm and the peers hqq,quanto,torchao,kquant")
+    p.add_argument(
+        "--methods",
+        default="rtn,gptq",
+        help="comma list of rtn,gptq,aqlm and the peers hqq,quanto,torchao,kquant",
+    )
     p.add_argument("--bits", default="8,4,3,2")
     p.add_argument("--group-size", type=int, default=64, help="rtn/gptq group size (-1 per row)")
     p.add_argument("--act-order", action="store_true")
-    p.add_argument("--clip", default="minmax", choices=["minmax", "mse"], help="rtn/gptq grid: min-max or "
-                   "the MSE-searched range (GPTQ's reference `mse` option)")
+    p.add_argument(
+        "--clip",
+        default="minmax",
+        choices=["minmax", "mse"],
+        help="rtn/gptq grid: min-max or the MSE-searched range (GPTQ's reference `mse` option)",
+    )
     p.add_argument("--preset", default="fast", help="aqlm preset")
-    p.add_argument("--effort", default=None, help="aqlm effort: fast | reference (default: codequant's default)")
+    p.add_argument(
+        "--effort", default=None, help="aqlm effort: fast | reference (default: codequant's default)"
+    )
     p.add_argument("--aqlm-option", action="append", default=[], help="aqlm option KEY=VALUE (repeatable)")
     p.add_argument("--calibration", default="code")
     p.add_argument("--samples", type=int, default=32)
@@ -277,16 +358,30 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--eval-seq-len", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--table-bits", default="", help="comma list of 8,6,4: each cell also with its token embedding "
-                   "and head (tied on SmolLM2) on RTN grids of these bits, from the same quantized decoder")
-    p.add_argument("--table-group-size", type=int, default=64, help="values per scale/offset of the table grids")
+    p.add_argument(
+        "--table-bits",
+        default="",
+        help="comma list of 8,6,4: each cell also with its token embedding "
+        "and head (tied on SmolLM2) on RTN grids of these bits, from the same quantized decoder",
+    )
+    p.add_argument(
+        "--table-group-size", type=int, default=64, help="values per scale/offset of the table grids"
+    )
     p.add_argument("--no-fp", action="store_true", help="skip the fp reference row")
     p.add_argument("--cache", default=str(ROOT / "bench" / "results" / "quantize"))
     p.add_argument("--fresh", action="store_true", help="recompute cached cells")
-    p.add_argument("--cached-only", action="store_true", help="print the cached cells of the grid, compute nothing")
-    p.add_argument("--plot", help="also draw held-out perplexity vs bits/weight of the grid's cells to this PNG")
-    p.add_argument("--folders", default="", help="comma list of `codequant quantize`/`finetune` output folders: "
-                   "their held-out perplexity on the same rows, as extra cells (e.g. a fine-tuned model)")
+    p.add_argument(
+        "--cached-only", action="store_true", help="print the cached cells of the grid, compute nothing"
+    )
+    p.add_argument(
+        "--plot", help="also draw held-out perplexity vs bits/weight of the grid's cells to this PNG"
+    )
+    p.add_argument(
+        "--folders",
+        default="",
+        help="comma list of `codequant quantize`/`finetune` output folders: "
+        "their held-out perplexity on the same rows, as extra cells (e.g. a fine-tuned model)",
+    )
     args = p.parse_args(argv)
 
     torch.manual_seed(args.seed)
@@ -302,8 +397,11 @@ def main(argv: list[str] | None = None) -> None:
         path = cache / f"{cell_key(args, method, bits)}.json"
         if args.cached_only and not path.exists() and _peer_version(method) == "missing":
             path = _any_peer_cell(cache, method, bits, args) or path  # peer not installed here: its last cell
-        variants = [(t, cache / f"{cell_key(args, method, bits, t)}.json") for t in table_bits
-                    if method not in quality_peers.PEERS]
+        variants = [
+            (t, cache / f"{cell_key(args, method, bits, t)}.json")
+            for t in table_bits
+            if method not in quality_peers.PEERS
+        ]
         todo = [(t, p) for t, p in variants if args.fresh or not p.exists()]
         if path.exists() and not args.fresh and (not todo or args.cached_only):
             cells.append(json.loads(path.read_text()))
@@ -314,16 +412,23 @@ def main(argv: list[str] | None = None) -> None:
             continue
         if not loaded:
             model, tokenizer = load_model(args.model)
-            loaded.update(model=model.eval(), tokenizer=tokenizer,
-                          evals={lang: heldout(tokenizer, lang, args) for lang in ("python", "java")})
+            loaded.update(
+                model=model.eval(),
+                tokenizer=tokenizer,
+                evals={lang: heldout(tokenizer, lang, args) for lang in ("python", "java")},
+            )
         if path.exists() and not args.fresh and method != "fp":  # a table variant is missing: quantize again
-            print(f"{method} {bits}: quantizing again for the table variants (the base cell stays as cached)",
-                  file=sys.stderr)
+            print(
+                f"{method} {bits}: quantizing again for the table variants (the base cell stays as cached)",
+                file=sys.stderr,
+            )
         if method == "fp" and path.exists() and not args.fresh:  # the fp model needs no quantizing
             cell = json.loads(path.read_text())
             calib_cache["model"] = loaded["model"]
         else:
-            cell = run_cell(args, method, bits, loaded["model"], loaded["tokenizer"], loaded["evals"], calib_cache)
+            cell = run_cell(
+                args, method, bits, loaded["model"], loaded["tokenizer"], loaded["evals"], calib_cache
+            )
         base_model = calib_cache.pop("model", None)
         if args.fresh or not path.exists():
             _emit(cell, path, args, cells)
@@ -332,15 +437,23 @@ def main(argv: list[str] | None = None) -> None:
         if base_model is not None:
             fp_params = parameter_count(loaded["model"])
             for t, p in todo:  # each written as soon as it is measured
-                _emit(table_cell(cell, base_model, t, args.table_group_size, fp_params, loaded["evals"]), p, args,
-                      cells)
+                _emit(
+                    table_cell(cell, base_model, t, args.table_group_size, fp_params, loaded["evals"]),
+                    p,
+                    args,
+                    cells,
+                )
         cells += [json.loads(p.read_text()) for t, p in variants if (t, p) not in todo and p.exists()]
         del base_model
     for folder in filter(None, args.folders.split(",")):
         cells.append(folder_cell(folder, args, loaded))
         print(json.dumps(cells[-1], default=str), flush=True)
-    machine = {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-               "torch_threads": torch.get_num_threads()}
+    machine = {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+    }
     print(json.dumps({"machine": machine, "cells": cells}, indent=2, default=str))
     print(markdown(cells))
     if args.plot:
@@ -372,15 +485,23 @@ def folder_cell(folder: str, args: argparse.Namespace, loaded: dict) -> dict:
             info = json.loads(source.read_text())
     if not loaded:
         model, tokenizer = load_model(args.model)
-        loaded.update(model=model.eval(), tokenizer=tokenizer,
-                      evals={lang: heldout(tokenizer, lang, args) for lang in ("python", "java")})
+        loaded.update(
+            model=model.eval(),
+            tokenizer=tokenizer,
+            evals={lang: heldout(tokenizer, lang, args) for lang in ("python", "java")},
+        )
     model, _ = load_model(str(path))
     acc = info.get("accounting") or {}
     config = info.get("config") or {}
-    return {"method": f"{config.get('method', 'model')}{'+ft' if (path / 'finetune.json').is_file() else ''}",
-            "bits": config.get("bits"), "folder": str(path), "formula_bits_per_param": acc.get("formula_bits_per_param"),
-            "stored_bits_per_param": acc.get("stored_bits_per_param"), **perplexities(model.eval(), loaded["evals"]),
-            "measured": {"date": time.strftime("%Y-%m-%d"), "commit": _commit()}}
+    return {
+        "method": f"{config.get('method', 'model')}{'+ft' if (path / 'finetune.json').is_file() else ''}",
+        "bits": config.get("bits"),
+        "folder": str(path),
+        "formula_bits_per_param": acc.get("formula_bits_per_param"),
+        "stored_bits_per_param": acc.get("stored_bits_per_param"),
+        **perplexities(model.eval(), loaded["evals"]),
+        "measured": {"date": time.strftime("%Y-%m-%d"), "commit": _commit()},
+    }
 
 
 def plot(cells: list[dict], path: Path) -> Path:
@@ -398,9 +519,15 @@ def plot(cells: list[dict], path: Path) -> Path:
         emb = ((c.get("tables") or {}).get("embedding") or {}).get("bits")
         name += f" emb{emb}" if emb else ""
         for lang in ("python", "java"):
-            rows.append({"series": name, "language": lang, "perplexity": c.get(f"ppl_{lang}"),
-                         "bits_per_weight": None if c["method"] == "fp" else c.get("formula_bits_per_param"),
-                         "whole_file_bits": _whole(c)})
+            rows.append(
+                {
+                    "series": name,
+                    "language": lang,
+                    "perplexity": c.get(f"ppl_{lang}"),
+                    "bits_per_weight": None if c["method"] == "fp" else c.get("formula_bits_per_param"),
+                    "whole_file_bits": _whole(c),
+                }
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     return perplexity_pareto(rows, path, title="SmolLM2-135M: held-out perplexity vs bits per weight")
 

@@ -35,9 +35,13 @@ from codequant.sandbox.isolation import namespace_support
 ROUND_ONE = Limits(isolate_ipc=False, memory_mb=None, disk_mb=None, seccomp=False, isolate_cpu=False)
 
 
-def _measure(programs: list[str], workers: int, language: str = "python", limits: Limits | None = None) -> dict:
+def _measure(
+    programs: list[str], workers: int, language: str = "python", limits: Limits | None = None
+) -> dict:
     t0 = time.perf_counter()
-    results = run_programs([(language, p) for p in programs], limits or Limits(), workers=workers, progress=False)
+    results = run_programs(
+        [(language, p) for p in programs], limits or Limits(), workers=workers, progress=False
+    )
     elapsed = time.perf_counter() - t0
     durations = sorted(r.duration_s for r in results)
     return {
@@ -54,9 +58,13 @@ def _measure(programs: list[str], workers: int, language: str = "python", limits
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--limit", type=int, default=None, help="first N problems only")
-    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cpu count)")
+    ap.add_argument(
+        "--workers", type=int, default=os.cpu_count() or 1, help="parallel workers (default: cpu count)"
+    )
     ap.add_argument("--java-data", default=None, help="HumanEval-X Java file: also measure Java programs")
-    ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per variant for the layers' cost")
+    ap.add_argument(
+        "--rounds", type=int, default=3, help="alternating rounds per variant for the layers' cost"
+    )
     args = ap.parse_args()
     problems = load_humaneval()[: args.limit]
     programs = [build_python_program(p, p.canonical_solution or "") for p in problems]
@@ -87,8 +95,9 @@ def main() -> int:
         from codequant.benchmarks.sources.humaneval_x import load_humaneval_x_java
 
         java = load_humaneval_x_java(args.java_data)[: args.limit]
-        report["java"] = _measure([build_java_program(p, p.canonical_solution or "") for p in java], args.workers,
-                                  "java")
+        report["java"] = _measure(
+            [build_java_program(p, p.canonical_solution or "") for p in java], args.workers, "java"
+        )
         report["java"]["failed"] = [java[i].task_id for i in report["java"]["failed"]]
         runs.append("java")
     print(json.dumps(report, indent=2))
@@ -97,8 +106,10 @@ def main() -> int:
 
 def _layers_cost(programs: list[str], workers: int, rounds: int) -> dict:
     """programs/s with every limit (`Limits()`) and with the second round's layers off, alternating rounds."""
-    rates: dict[str, dict[str, list[float]]] = {"with": {"serial": [], "parallel": []},
-                                                 "without": {"serial": [], "parallel": []}}
+    rates: dict[str, dict[str, list[float]]] = {
+        "with": {"serial": [], "parallel": []},
+        "without": {"serial": [], "parallel": []},
+    }
     failed = 0
     variants = [("with", Limits()), ("without", ROUND_ONE)]
     for r in range(rounds):  # ABBA order: a load that drifts during the run does not favour either variant
@@ -110,8 +121,11 @@ def _layers_cost(programs: list[str], workers: int, rounds: int) -> dict:
     out: dict = {"rounds": rates, "failed": failed}
     for mode in ("serial", "parallel"):
         with_, without = statistics.median(rates["with"][mode]), statistics.median(rates["without"][mode])
-        out[mode] = {"with_programs_per_s": with_, "without_programs_per_s": without,
-                     "cost": round(1 - with_ / without, 3)}
+        out[mode] = {
+            "with_programs_per_s": with_,
+            "without_programs_per_s": without,
+            "cost": round(1 - with_ / without, 3),
+        }
     return out
 
 

@@ -32,8 +32,15 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-SHAPE = {"hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32, "num_key_value_heads": 32,
-         "vocab_size": 32016, "num_hidden_layers": 2, "max_position_embeddings": 4096}
+SHAPE = {
+    "hidden_size": 4096,
+    "intermediate_size": 11008,
+    "num_attention_heads": 32,
+    "num_key_value_heads": 32,
+    "vocab_size": 32016,
+    "num_hidden_layers": 2,
+    "max_position_embeddings": 4096,
+}
 
 
 def build(dtype: torch.dtype = torch.float32, seed: int = 0):
@@ -54,8 +61,13 @@ def calibration(rows: int, val_rows: int, seq_len: int, seed: int = 0):
 
 
 def machine() -> dict:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "processor": platform.processor(),
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
 
 
 def peak_rss_bytes() -> int:
@@ -73,25 +85,51 @@ def child_walk(args) -> dict:
     calib = calibration(args.rows, args.val_rows, args.seq_len)
     budget = None if args.budget_gb is None else int(args.budget_gb * 1e9)
     t0 = time.perf_counter()
-    walk = WalkOptions(batch_size=args.batch_size, max_blocks=args.blocks,
-                       activations=ActivationPolicy(args.placement, budget, Path(args.folder)))
-    report = quantize_model(model, calib, make_quantizer(QuantConfig("gptq", bits=4, group_size=128)), walk,
-                            progress=False)
+    walk = WalkOptions(
+        batch_size=args.batch_size,
+        max_blocks=args.blocks,
+        activations=ActivationPolicy(args.placement, budget, Path(args.folder)),
+    )
+    report = quantize_model(
+        model, calib, make_quantizer(QuantConfig("gptq", bits=4, group_size=128)), walk, progress=False
+    )
     seconds = time.perf_counter() - t0
     fit = sum(layer["seconds"] for layer in report.layers)
-    return {"peak_rss_bytes": peak_rss_bytes(), "seconds": seconds, "fit_seconds": fit,
-            "seconds_per_block": [b["seconds"] for b in report.blocks],
-            "heldout_block_error": [b.get("rel_output_mse_heldout") for b in report.blocks],
-            "activations": report.calibration["activations"]}
+    return {
+        "peak_rss_bytes": peak_rss_bytes(),
+        "seconds": seconds,
+        "fit_seconds": fit,
+        "seconds_per_block": [b["seconds"] for b in report.blocks],
+        "heldout_block_error": [b.get("rel_output_mse_heldout") for b in report.blocks],
+        "activations": report.calibration["activations"],
+    }
 
 
 def run_child(args, placement: str, budget_gb: float | None) -> dict:
-    cmd = [sys.executable, __file__, "--child", "--rows", str(args.rows), "--val-rows", str(args.val_rows),
-           "--seq-len", str(args.seq_len), "--batch-size", str(args.batch_size), "--placement", placement,
-           "--folder", str(args.folder), "--blocks", str(args.blocks)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        "--rows",
+        str(args.rows),
+        "--val-rows",
+        str(args.val_rows),
+        "--seq-len",
+        str(args.seq_len),
+        "--batch-size",
+        str(args.batch_size),
+        "--placement",
+        placement,
+        "--folder",
+        str(args.folder),
+        "--blocks",
+        str(args.blocks),
+    ]
     if budget_gb is not None:
         cmd += ["--budget-gb", str(budget_gb)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env={**os.environ, "CODEQUANT_PROGRESS": "off"})
+    out = subprocess.run(
+        cmd, capture_output=True, text=True, check=True, env={**os.environ, "CODEQUANT_PROGRESS": "off"}
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -115,8 +153,14 @@ def aqlm_one_linear(model, rows: int, seq_len: int) -> dict:
     q = quantizer.quantize_linear("model.layers.0.mlp.gate_proj", linear, collector.xtx[0])
     seconds = time.perf_counter() - t0
     weights = linear.weight.numel()
-    return {"linear": "model.layers.0.mlp.gate_proj", "shape": list(linear.weight.shape), "seconds": seconds,
-            "fit": q.fit_info, "weights": weights, "calibration": f"{rows}x{seq_len}"}
+    return {
+        "linear": "model.layers.0.mlp.gate_proj",
+        "shape": list(linear.weight.shape),
+        "seconds": seconds,
+        "fit": q.fit_info,
+        "weights": weights,
+        "calibration": f"{rows}x{seq_len}",
+    }
 
 
 def dtype_errors(fp32_model, rows: int, val_rows: int, seq_len: int, method: str = "gptq") -> dict:
@@ -131,15 +175,27 @@ def dtype_errors(fp32_model, rows: int, val_rows: int, seq_len: int, method: str
     for name, dtype in (("float32", torch.float32), ("bfloat16", torch.bfloat16), ("float16", torch.float16)):
         model = copy.deepcopy(fp32_model).to(dtype)  # the same random weights, rounded to the dtype
         t0 = time.perf_counter()
-        report = quantize_model(model, calib, make_quantizer(QuantConfig(method, bits=4, group_size=128)),
-                                WalkOptions(batch_size=2, max_blocks=1), progress=False)
-        out[name] = {"heldout_block_error": report.blocks[0]["rel_output_mse_heldout"],
-                     "seconds": time.perf_counter() - t0, "activations": report.calibration["activations"]["dtype"]}
+        report = quantize_model(
+            model,
+            calib,
+            make_quantizer(QuantConfig(method, bits=4, group_size=128)),
+            WalkOptions(batch_size=2, max_blocks=1),
+            progress=False,
+        )
+        out[name] = {
+            "heldout_block_error": report.blocks[0]["rel_output_mse_heldout"],
+            "seconds": time.perf_counter() - t0,
+            "activations": report.calibration["activations"]["dtype"],
+        }
         del model
     ref = out["float32"]["heldout_block_error"]
     for name in ("bfloat16", "float16"):
         out[name]["relative_to_fp32"] = out[name]["heldout_block_error"] / ref
-    return {"method": f"{method}-4 g128", "calibration": f"{rows}x{seq_len} + {val_rows} held out", "by_dtype": out}
+    return {
+        "method": f"{method}-4 g128",
+        "calibration": f"{rows}x{seq_len} + {val_rows} held out",
+        "by_dtype": out,
+    }
 
 
 def decode_bandwidth(model) -> float:
@@ -161,7 +217,9 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=2048)
     ap.add_argument("--batch-size", type=int, default=1)
     ap.add_argument("--placement", default="auto")
-    ap.add_argument("--blocks", type=int, default=2, help="blocks the GPTQ-4 walk quantizes (1: half the time)")
+    ap.add_argument(
+        "--blocks", type=int, default=2, help="blocks the GPTQ-4 walk quantizes (1: half the time)"
+    )
     ap.add_argument("--budget-gb", type=float, default=None)
     ap.add_argument("--folder", default=str(ROOT / "runs" / "scale_proxy"))
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -179,8 +237,16 @@ def main() -> None:
     Path(args.folder).mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()
     shape = shape_from_config({**SHAPE, "torch_dtype": "float32"})
-    job = QuantJob(method="gptq", bits=4, rows=args.rows, val_rows=args.val_rows, seq_len=args.seq_len,
-                   dtype="float32", batch_size=args.batch_size, gpu=False)
+    job = QuantJob(
+        method="gptq",
+        bits=4,
+        rows=args.rows,
+        val_rows=args.val_rows,
+        seq_len=args.seq_len,
+        dtype="float32",
+        batch_size=args.batch_size,
+        gpu=False,
+    )
     plan = quant_needs(shape, job)
     walk_flops = plan.flops_walk * args.blocks / SHAPE["num_hidden_layers"]
     one = buffer_bytes(args.rows + args.val_rows, args.seq_len, SHAPE["hidden_size"], torch.float32)
@@ -188,13 +254,28 @@ def main() -> None:
     budget_gb = round((plan.host_bytes + 0.5 * (old_walk - plan.host_bytes)) / 1e9, 2)  # between the two
     walk = run_child(args, "auto", budget_gb)
     result: dict = {
-        "machine": machine(), "loadavg_before": load_before,
-        "model": {**SHAPE, "params": shape.params, "dtype": "float32", "built_from": "LlamaConfig, random weights"},
-        "calibration": {"rows": args.rows, "val_rows": args.val_rows, "seq_len": args.seq_len,
-                        "buffer_bytes_fp32": one, "batch_size": args.batch_size},
-        "gptq4_walk": {**walk, "budget_gb": budget_gb, "plan_host_bytes": plan.host_bytes,
-                       "old_walk_estimate_bytes": old_walk,
-                       "rss_over_plan": walk["peak_rss_bytes"] / plan.host_bytes},
+        "machine": machine(),
+        "loadavg_before": load_before,
+        "model": {
+            **SHAPE,
+            "params": shape.params,
+            "dtype": "float32",
+            "built_from": "LlamaConfig, random weights",
+        },
+        "calibration": {
+            "rows": args.rows,
+            "val_rows": args.val_rows,
+            "seq_len": args.seq_len,
+            "buffer_bytes_fp32": one,
+            "batch_size": args.batch_size,
+        },
+        "gptq4_walk": {
+            **walk,
+            "budget_gb": budget_gb,
+            "plan_host_bytes": plan.host_bytes,
+            "old_walk_estimate_bytes": old_walk,
+            "rss_over_plan": walk["peak_rss_bytes"] / plan.host_bytes,
+        },
     }
     walk_s = walk["seconds"] - walk["fit_seconds"]
     rates = {"flops_per_s": walk_flops / walk_s}
@@ -209,9 +290,11 @@ def main() -> None:
         rates["codewords_per_s"] = ops / aq["seconds"]
         block_weights = shape.block_params
         aq["extrapolated_block_seconds"] = aq["seconds"] * block_weights / aq["weights"]
-        aq["options"] = ("fast preset 2x8 g8, fast effort (k-means 8 iterations, 6 rounds, beam 1); one linear "
-                         "measured, the block extrapolated by weights: a whole block would take "
-                         f"~{aq['extrapolated_block_seconds'] / 60:.0f} min here")
+        aq["options"] = (
+            "fast preset 2x8 g8, fast effort (k-means 8 iterations, 6 rounds, beam 1); one linear "
+            "measured, the block extrapolated by weights: a whole block would take "
+            f"~{aq['extrapolated_block_seconds'] / 60:.0f} min here"
+        )
         result["aqlm_2x8_one_linear"] = aq
     result["plan_rates"] = rates
     result["loadavg_after"] = os.getloadavg()

@@ -14,10 +14,14 @@ from __future__ import annotations
 import re
 
 _CLASS = re.compile(r"\b(?:class|interface|enum|record)\s+([A-Za-z_$][\w$]*)")
-_PUBLIC_CLASS = re.compile(r"\bpublic\s+(?:(?:final|abstract|static)\s+)*(?:class|interface|enum|record)\s+"
-                           r"([A-Za-z_$][\w$]*)")
-_MAIN = re.compile(r"\bpublic\s+(?:final\s+)?static\s+(?:final\s+)?void\s+main\s*\(\s*(?:final\s+)?String\s*"
-                   r"(?:\[\s*\]|\.\.\.)\s*[\w$]+\s*(?:\[\s*\])?\s*\)")
+_PUBLIC_CLASS = re.compile(
+    r"\bpublic\s+(?:(?:final|abstract|static)\s+)*(?:class|interface|enum|record)\s+"
+    r"([A-Za-z_$][\w$]*)"
+)
+_MAIN = re.compile(
+    r"\bpublic\s+(?:final\s+)?static\s+(?:final\s+)?void\s+main\s*\(\s*(?:final\s+)?String\s*"
+    r"(?:\[\s*\]|\.\.\.)\s*[\w$]+\s*(?:\[\s*\])?\s*\)"
+)
 _PACKAGE = re.compile(r"^\s*package\s+([\w$.]+)\s*;", re.MULTILINE)
 _STATIC_METHOD = re.compile(r"\b(?:public|private|protected)?\s*static\s+[\w$<>\[\],.? ]+?\s+([\w$]+)\s*\(")
 
@@ -133,7 +137,9 @@ def brace_balance(src: str) -> int:
 
 
 _OPENERS = {"(": ")", "[": "]", "{": "}"}
-_GENERIC_ARGS = re.compile(r"<[\w$.,\s?\[\]&<>]*>")  # what type arguments may hold: names, `?`, arrays, nesting
+_GENERIC_ARGS = re.compile(
+    r"<[\w$.,\s?\[\]&<>]*>"
+)  # what type arguments may hold: names, `?`, arrays, nesting
 
 
 def _generic_end(masked: str, lt: int) -> int | None:
@@ -172,6 +178,8 @@ def call_arguments(src: str, open_paren: int) -> list[tuple[int, int]] | None:
         k += 1
     else:
         return None
-    trimmed = [(a + len(masked[a:b]) - len(masked[a:b].lstrip()), b - len(masked[a:b]) + len(masked[a:b].rstrip()))
-               for a, b in spans]
+    trimmed = [
+        (a + len(masked[a:b]) - len(masked[a:b].lstrip()), b - len(masked[a:b]) + len(masked[a:b].rstrip()))
+        for a, b in spans
+    ]
     return [(a, b) for a, b in trimmed if a < b]

@@ -48,9 +48,15 @@ class _Shared:
             from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-            cls.progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                    TimeElapsedColumn(), TextColumn("{task.fields[info]}"),
-                                    console=Console(stderr=True), transient=False)
+            cls.progress = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[info]}"),
+                console=Console(stderr=True),
+                transient=False,
+            )
             cls.progress.start()
         cls.open_bars += 1
         return cls.progress
@@ -66,8 +72,16 @@ class _Shared:
 class Bar:
     """A progress bar: `update(n)`, `set_info(text)`, `close()`; also a context manager. Disabled: does nothing."""
 
-    def __init__(self, total: int | None, desc: str, *, unit: str = "it", enabled: bool = True,
-                 leave: bool = True, stream: Any = None):
+    def __init__(
+        self,
+        total: int | None,
+        desc: str,
+        *,
+        unit: str = "it",
+        enabled: bool = True,
+        leave: bool = True,
+        stream: Any = None,
+    ):
         self.total, self.desc, self.unit, self.leave = total, desc, unit, leave
         self.n, self.info, self.closed = 0, "", False
         self.started = time.monotonic()
@@ -102,7 +116,11 @@ class Bar:
         elapsed = time.monotonic() - self.started
         info = f" {self.info}" if self.info else ""
         state = "done " if final else ""
-        print(f"{self.desc}: {state}{self.n}{total} {self.unit}{pct} in {elapsed:.0f}s{info}", file=out, flush=True)
+        print(
+            f"{self.desc}: {state}{self.n}{total} {self.unit}{pct} in {elapsed:.0f}s{info}",
+            file=out,
+            flush=True,
+        )
         self._last_line_at, self._last_line_n = time.monotonic(), self.n
 
     def _maybe_line(self) -> None:
@@ -110,7 +128,7 @@ class Bar:
             due = time.monotonic() - self._last_line_at >= 10 * LINE_MIN_S
         else:
             step = max(1, int(self.total * LINE_STEP))
-            due = (self.n - self._last_line_n >= step and time.monotonic() - self._last_line_at >= LINE_MIN_S)
+            due = self.n - self._last_line_n >= step and time.monotonic() - self._last_line_at >= LINE_MIN_S
         if due and self.n != (self.total or -1):
             self._line()
 
@@ -137,8 +155,15 @@ def bar(total: int | None, desc: str, *, unit: str = "it", enabled: bool = True,
     return Bar(total, desc, unit=unit, enabled=enabled, leave=leave)
 
 
-def track(items: Iterable[T], desc: str, *, total: int | None = None, unit: str = "it", enabled: bool = True,
-          leave: bool = True) -> Iterator[T]:
+def track(
+    items: Iterable[T],
+    desc: str,
+    *,
+    total: int | None = None,
+    unit: str = "it",
+    enabled: bool = True,
+    leave: bool = True,
+) -> Iterator[T]:
     """Iterate `items` with a bar (total from len() when it has one)."""
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]

@@ -33,9 +33,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, default=DATA_FILE, help=f"where to write (default {DATA_FILE})")
     ap.add_argument("--check", action="store_true", help="compare with --out instead of writing it")
-    ap.add_argument("--tasks", default=None, help="comma-separated HumanEval-X task ids, e.g. Java/0 (default: all)")
+    ap.add_argument(
+        "--tasks", default=None, help="comma-separated HumanEval-X task ids, e.g. Java/0 (default: all)"
+    )
     ap.add_argument("--workers", type=int, default=1, help="sandbox processes at once (default 1)")
-    ap.add_argument("--data", type=Path, default=None, help="the HumanEval-X Java file (humaneval_java.jsonl.gz)")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="the HumanEval-X Java file (humaneval_java.jsonl.gz)"
+    )
     args = ap.parse_args(argv)
 
     if args.data is None and not os.environ.get(BENCHMARKS_DIR_ENV) and SHARED.is_dir():
@@ -46,9 +50,12 @@ def main(argv: list[str] | None = None) -> int:
         problems = [p for p in problems if p.task_id in wanted]
     t0 = time.perf_counter()
     rows = build_rows(problems, workers=args.workers, progress=sys.stderr.isatty())
-    print(f"{len(rows)} repair problems from {len(problems)} HumanEval-X Java problems in "
-          f"{time.perf_counter() - t0:.1f} s; by operator: {dict(sorted(Counter(r['operator'] for r in rows).items()))}")
+    print(
+        f"{len(rows)} repair problems from {len(problems)} HumanEval-X Java problems in "
+        f"{time.perf_counter() - t0:.1f} s; by operator: {dict(sorted(Counter(r['operator'] for r in rows).items()))}"
+    )
     return write_or_check(rows, {p.task_id for p in problems}, args.out, args.check, read_rows)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

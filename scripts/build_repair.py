@@ -37,9 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         problems = [p for p in problems if p.task_id in wanted]
     t0 = time.perf_counter()
     rows = build_rows(problems, workers=args.workers, progress=sys.stderr.isatty())
-    print(f"{len(rows)} repair problems from {len(problems)} HumanEval problems in {time.perf_counter() - t0:.1f} s; "
-          f"by operator: {dict(sorted(Counter(r['operator'] for r in rows).items()))}")
+    print(
+        f"{len(rows)} repair problems from {len(problems)} HumanEval problems in {time.perf_counter() - t0:.1f} s; "
+        f"by operator: {dict(sorted(Counter(r['operator'] for r in rows).items()))}"
+    )
     return write_or_check(rows, {p.task_id for p in problems}, args.out, args.check, read_rows)
+
 
 if __name__ == "__main__":
     raise SystemExit(main())

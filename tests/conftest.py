@@ -27,7 +27,7 @@ CHAT_TEMPLATE = (
 
 _CORPUS = [
     "def add(a, b):\n    return a + b\n",
-    "def is_even(n: int) -> bool:\n    \"\"\"Return True if n is even.\"\"\"\n    return n % 2 == 0\n",
+    'def is_even(n: int) -> bool:\n    """Return True if n is even."""\n    return n % 2 == 0\n',
     "for i in range(10):\n    print(i)\n",
     "class Problem {\n    public static long add(long a, long b) {\n        return a + b;\n    }\n}\n",
     "The quick brown fox jumps over the lazy dog. Python lists are mutable sequences.\n",
@@ -60,7 +60,9 @@ def build_tiny_tokenizer(vocab_size: int = 384):
     return fast
 
 
-def build_tiny_llama(vocab_size: int, seed: int = 0, layers: int = 2, hidden: int = 64, intermediate: int = 128):
+def build_tiny_llama(
+    vocab_size: int, seed: int = 0, layers: int = 2, hidden: int = 64, intermediate: int = 128
+):
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -11,12 +11,15 @@ def _args(src: str) -> list[str] | None:
 
 
 def test_call_arguments_split_at_top_level_commas_only():
-    src = 'f(a, g(b, c), new int[] {1, 2}, "x, y", \'x\', m.get(k)[0])'
+    src = "f(a, g(b, c), new int[] {1, 2}, \"x, y\", 'x', m.get(k)[0])"
     assert _args(src) == ["a", "g(b, c)", "new int[] {1, 2}", '"x, y"', "'x'", "m.get(k)[0]"]
 
 
 def test_type_arguments_do_not_split_and_comparisons_do():
-    assert _args("f(new HashMap<String, List<Integer>>(), 3)") == ["new HashMap<String, List<Integer>>()", "3"]
+    assert _args("f(new HashMap<String, List<Integer>>(), 3)") == [
+        "new HashMap<String, List<Integer>>()",
+        "3",
+    ]
     assert _args("f(a < b, c > d)") == ["a < b", "c > d"]
     assert _args("f(x.size() < 3, y)") == ["x.size() < 3", "y"]
 
@@ -28,6 +31,8 @@ def test_comments_and_space_around_arguments_are_left_out():
 
 
 def test_static_method_names_skip_comments_and_strings():
-    src = ('class A {\n  // static int hidden(int x)\n  String s = "static void nope(";\n'
-           "  public static List<Integer> first(int x) { return null; }\n  static int second() { return 1; }\n}\n")
+    src = (
+        'class A {\n  // static int hidden(int x)\n  String s = "static void nope(";\n'
+        "  public static List<Integer> first(int x) { return null; }\n  static int second() { return 1; }\n}\n"
+    )
     assert static_method_names(src) == ["first", "second"]

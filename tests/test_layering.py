@@ -18,8 +18,15 @@ ROOT = Path(__file__).resolve().parents[1] / "codequant"
 
 # Bottom to top. A module belongs to the longest prefix listed; it may import its own layer's package and any
 # layer below. The base modules are shared utilities that anyone may import (they import only each other).
-BASE = ("codequant", "codequant.errors", "codequant.seeds", "codequant.cache", "codequant.devices",
-        "codequant.progress", "codequant.java_source")
+BASE = (
+    "codequant",
+    "codequant.errors",
+    "codequant.seeds",
+    "codequant.cache",
+    "codequant.devices",
+    "codequant.progress",
+    "codequant.java_source",
+)
 LAYERS: tuple[tuple[str, ...], ...] = (
     BASE,
     ("codequant.models",),
@@ -30,15 +37,21 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("codequant.metrics",),  # pass@k, perplexity, text scores, inference speed (runs the generation engine)
     ("codequant.finetune",),  # keep-best scores held-out perplexity (metrics)
     ("codequant.sandbox",),
-    ("codequant.failures",),  # classifies sandbox results; the Java classes come from the sandbox's javatuples
+    (
+        "codequant.failures",
+    ),  # classifies sandbox results; the Java classes come from the sandbox's javatuples
     ("codequant.evaluation",),  # generate -> sandbox -> classify -> pass@k
-    ("codequant.benchmarks.build",),  # build time only: bug operators and repair-set builders (run the sandbox)
+    (
+        "codequant.benchmarks.build",
+    ),  # build time only: bug operators and repair-set builders (run the sandbox)
     ("codequant.stats",),
     ("codequant.study",),
     ("codequant.report",),
     ("codequant.cli",),
 )
-_LAZY = re.compile(r"^(codequant(?:\.\w+)+):(\w+)$")  # "codequant.benchmarks.sources.humaneval:load_humaneval"
+_LAZY = re.compile(
+    r"^(codequant(?:\.\w+)+):(\w+)$"
+)  # "codequant.benchmarks.sources.humaneval:load_humaneval"
 
 
 @dataclass(frozen=True)
@@ -85,8 +98,9 @@ def _from_base(node: ast.ImportFrom, package: str) -> str:
     return ".".join(head + ([node.module] if node.module else []))
 
 
-def _module_edges(tree: ast.Module, source: str, package: str, path: str, known: dict[str, Path],
-                  bound: dict[str, str]) -> list[Edge]:
+def _module_edges(
+    tree: ast.Module, source: str, package: str, path: str, known: dict[str, Path], bound: dict[str, str]
+) -> list[Edge]:
     """Import statements and lazy strings of one module; fills `bound` (local name -> module it names)."""
     top, out = source.split(".")[0], []
     for node in ast.walk(tree):
@@ -102,14 +116,17 @@ def _module_edges(tree: ast.Module, source: str, package: str, path: str, known:
                     bound[alias.asname or alias.name] = f"{base}.{alias.name}"
                 else:
                     out.append(Edge(path, node.lineno, source, _resolve(base, known) or base, alias.name))
-        elif isinstance(node, ast.Constant) and isinstance(node.value, str) and (m := _LAZY.match(node.value)):
+        elif (
+            isinstance(node, ast.Constant) and isinstance(node.value, str) and (m := _LAZY.match(node.value))
+        ):
             if target := _resolve(m.group(1), known):
                 out.append(Edge(path, node.lineno, source, target, m.group(2), by_name=True))
     return out
 
 
-def _private_reads(tree: ast.Module, source: str, path: str, known: dict[str, Path],
-                   bound: dict[str, str]) -> list[Edge]:
+def _private_reads(
+    tree: ast.Module, source: str, path: str, known: dict[str, Path], bound: dict[str, str]
+) -> list[Edge]:
     """`module._name` reads through a name bound to another module (`import a.b as m; m._x`, `a.b._x`)."""
     out = []
     for node in ast.walk(tree):
@@ -192,28 +209,40 @@ def test_every_module_has_a_layer_and_readme_lists_the_packages_in_layer_order()
     shown = readme_layout()
     for path in shown:
         assert (ROOT.parent / path).exists(), f"README's Layout lists {path}, which is not in the tree"
-    packages = [p.parent for p in ROOT.glob("*/__init__.py")] + [p.parent for p in ROOT.glob("benchmarks/*/__init__.py")]
+    packages = [p.parent for p in ROOT.glob("*/__init__.py")] + [
+        p.parent for p in ROOT.glob("benchmarks/*/__init__.py")
+    ]
     for pkg in packages:
         rel = pkg.relative_to(ROOT.parent).as_posix()
         assert rel in shown, f"README's Layout does not list {rel}"
     dotted = [path.removesuffix(".py").replace("/", ".") for path in shown]
     ranks = [layer(d)[0] for d in dotted]
-    assert ranks == sorted(ranks), f"README's Layout lists the packages in another order than LAYERS: {dotted}"
+    assert ranks == sorted(ranks), (
+        f"README's Layout lists the packages in another order than LAYERS: {dotted}"
+    )
 
 
 def test_no_loader_imports_the_build_time_code():
     """benchmarks.build (bug operators over tree-sitter, repair-set builders that run the sandbox) is never
     imported below it: loading a benchmark needs neither tree-sitter nor the sandbox."""
     importers = {e.source for e in edges(ROOT) if e.target.startswith("codequant.benchmarks.build")}
-    assert importers <= {m for m in modules(ROOT) if m.startswith("codequant.benchmarks.build")} | {"codequant.cli"}
+    assert importers <= {m for m in modules(ROOT) if m.startswith("codequant.benchmarks.build")} | {
+        "codequant.cli"
+    }
 
 
 # Cycles that are the point of their design: a module registers itself with a dispatcher that imports it lazily
 # (the Java sanitizer), and the executor factory imports the executor modules, which take their types from it.
 ALLOWED_CYCLES = (
     frozenset({"codequant.generation.sanitize", "codequant.generation.sanitize_java"}),
-    frozenset({"codequant.study.executors", "codequant.study.executors.local", "codequant.study.executors.ray",
-               "codequant.study.executors.slurm"}),
+    frozenset(
+        {
+            "codequant.study.executors",
+            "codequant.study.executors.local",
+            "codequant.study.executors.ray",
+            "codequant.study.executors.slurm",
+        }
+    ),
 )
 
 
@@ -260,6 +289,7 @@ def test_no_import_cycles_but_the_registrations():
 
 # ---- the checker itself, on a small tree with known faults ----
 
+
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:
     root = tmp_path / "codequant"
     for rel, text in files.items():
@@ -273,17 +303,24 @@ TOY_LAYERS = (("codequant", "codequant.errors"), ("codequant.low",), ("codequant
 
 
 def test_the_checker_finds_back_edges_at_any_depth_and_private_names(tmp_path):
-    root = _tree(tmp_path, {
-        "__init__.py": "", "errors.py": "",
-        "low/__init__.py": "", "high/__init__.py": "",
-        "low/a.py": ("from typing import TYPE_CHECKING\nimport codequant.low.b as bee\n"
-                     "if TYPE_CHECKING:\n    from codequant.high import h\n"
-                     "def f():\n    from codequant.high.h import thing\n    return bee._hidden\n"
-                     "LOADER = 'codequant.high.h:make'\n"
-                     "import codequant.low.b\nSEEN = codequant.low.b._hidden\n"),
-        "low/b.py": "from codequant.errors import *\n_hidden = 1\n",
-        "high/h.py": "from codequant.low.b import _hidden\nfrom codequant.low import a\nthing = a\ndef make(): ...\n",
-    })
+    root = _tree(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "errors.py": "",
+            "low/__init__.py": "",
+            "high/__init__.py": "",
+            "low/a.py": (
+                "from typing import TYPE_CHECKING\nimport codequant.low.b as bee\n"
+                "if TYPE_CHECKING:\n    from codequant.high import h\n"
+                "def f():\n    from codequant.high.h import thing\n    return bee._hidden\n"
+                "LOADER = 'codequant.high.h:make'\n"
+                "import codequant.low.b\nSEEN = codequant.low.b._hidden\n"
+            ),
+            "low/b.py": "from codequant.errors import *\n_hidden = 1\n",
+            "high/h.py": "from codequant.low.b import _hidden\nfrom codequant.low import a\nthing = a\ndef make(): ...\n",
+        },
+    )
     bad = violations(edges(root), TOY_LAYERS)
     text = "\n".join(bad)
     assert "low/a.py:4  codequant.low.a -> codequant.high.h" in text  # under TYPE_CHECKING
@@ -291,21 +328,38 @@ def test_the_checker_finds_back_edges_at_any_depth_and_private_names(tmp_path):
     assert "low/a.py:8  codequant.low.a -> codequant.high.h.make" in text  # a lazy "module:function" string
     assert "low/a.py:7  codequant.low.a -> codequant.low.b._hidden  (private name" in text
     assert "high/h.py:1  codequant.high.h -> codequant.low.b._hidden  (private name" in text
-    assert "low/a.py:10  codequant.low.a -> codequant.low.b._hidden  (private name" in text  # `import a.b`; a.b._x
+    assert (
+        "low/a.py:10  codequant.low.a -> codequant.low.b._hidden  (private name" in text
+    )  # `import a.b`; a.b._x
     assert len(bad) == 6  # high -> low and low -> errors are fine
 
 
 def test_the_checker_finds_a_cycle_through_a_function_level_import(tmp_path):
-    root = _tree(tmp_path, {"__init__.py": "", "low/__init__.py": "",
-                            "low/types.py": "def f():\n    from codequant.low import rules\n",
-                            "low/rules.py": "from codequant.low.types import f\n", "low/leaf.py": "import codequant.low.rules\n"})
+    root = _tree(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "low/__init__.py": "",
+            "low/types.py": "def f():\n    from codequant.low import rules\n",
+            "low/rules.py": "from codequant.low.types import f\n",
+            "low/leaf.py": "import codequant.low.rules\n",
+        },
+    )
     assert cycles(edges(root)) == [{"codequant.low.types", "codequant.low.rules"}]
 
 
 def test_a_package_beside_another_in_its_layer_is_not_importable(tmp_path):
-    root = _tree(tmp_path, {"__init__.py": "", "a/__init__.py": "", "b/__init__.py": "from codequant.a import x\n",
-                            "a/x.py": ""})
+    root = _tree(
+        tmp_path,
+        {
+            "__init__.py": "",
+            "a/__init__.py": "",
+            "b/__init__.py": "from codequant.a import x\n",
+            "a/x.py": "",
+        },
+    )
     assert violations(edges(root), (("codequant",), ("codequant.a", "codequant.b"))) == [
-        "codequant/b/__init__.py:1  codequant.b -> codequant.a.x  (codequant.a is beside codequant.b, not below it)"]
+        "codequant/b/__init__.py:1  codequant.b -> codequant.a.x  (codequant.a is beside codequant.b, not below it)"
+    ]
     with pytest.raises(AssertionError, match="is in no layer"):
         violations(edges(root), (("codequant",), ("codequant.a",)))

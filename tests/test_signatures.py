@@ -31,14 +31,18 @@ def api_functions(tree: ast.Module) -> list[tuple[str, ast.FunctionDef | ast.Asy
         elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
             for item in node.body:
                 if isinstance(item, ast.FunctionDef | ast.AsyncFunctionDef) and (
-                        not item.name.startswith("_") or item.name == "__init__"):
+                    not item.name.startswith("_") or item.name == "__init__"
+                ):
                     out.append((f"{node.name}.{item.name}", item))
     return out
 
 
 def offenders(source: str, where: str) -> list[str]:
-    return [f"{where}:{fn.lineno} {name} has {param_count(fn)} parameters"
-            for name, fn in api_functions(ast.parse(source)) if param_count(fn) > MAX_PARAMS]
+    return [
+        f"{where}:{fn.lineno} {name} has {param_count(fn)} parameters"
+        for name, fn in api_functions(ast.parse(source))
+        if param_count(fn) > MAX_PARAMS
+    ]
 
 
 def test_no_api_function_outside_cli_takes_more_than_8_parameters():
@@ -46,12 +50,14 @@ def test_no_api_function_outside_cli_takes_more_than_8_parameters():
     for path in sorted(PACKAGE.rglob("*.py")):
         if path not in EXEMPT:
             found += offenders(path.read_text(encoding="utf-8"), str(path.relative_to(PACKAGE.parent)))
-    assert not found, ("group these parameters into a settings dataclass (see codequant/sandbox/limits.py):\n"
-                       + "\n".join(found))
+    assert not found, (
+        "group these parameters into a settings dataclass (see codequant/sandbox/limits.py):\n"
+        + "\n".join(found)
+    )
 
 
 def test_the_count_sees_what_it_must_and_skips_what_it_may():
-    source = '''
+    source = """
 def nine(a, b, c, d, e, f, g, /, h, *, i): ...
 def eight(a, b, c, d, e, f, g, h, *args, **kwargs): ...
 def _private(a, b, c, d, e, f, g, h, i): ...
@@ -64,5 +70,5 @@ class _Hidden:
     def run(self, a, b, c, d, e, f, g, h, i): ...
 def outer():
     def inner(a, b, c, d, e, f, g, h, i): ...
-'''
+"""
     assert [o.split()[1] for o in offenders(source, "x.py")] == ["nine", "Api.__init__"]

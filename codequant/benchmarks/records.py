@@ -67,13 +67,18 @@ def require_fields(path: Path | str, records: list[dict], fields: tuple[str, ...
     for rec in records:
         missing = [f for f in fields if f not in rec]
         if missing:
-            raise CodequantError(f"{path}: a record lacks {', '.join(missing)}; a {fmt} file needs {', '.join(fields)}")
+            raise CodequantError(
+                f"{path}: a record lacks {', '.join(missing)}; a {fmt} file needs {', '.join(fields)}"
+            )
 
 
 def _offline() -> bool:
     """Offline by setting, or because the hub's host cannot be reached within a few seconds (one quick probe
     instead of the hub client's minute of retries)."""
-    if any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")):
+    if any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    ):
         return True
     try:
         socket.create_connection(("huggingface.co", 443), timeout=3).close()
@@ -84,23 +89,31 @@ def _offline() -> bool:
 
 def hub_file(repo: str, wanted: tuple[str, ...], what: str) -> Path:
     """Download the first file of dataset `repo` whose path contains every part of `wanted`."""
-    hint = (f"pass --data FILE with a {what} file, or set {BENCHMARKS_DIR_ENV}, or put the file in "
-            f"{default_benchmarks_dir()}")
+    hint = (
+        f"pass --data FILE with a {what} file, or set {BENCHMARKS_DIR_ENV}, or put the file in "
+        f"{default_benchmarks_dir()}"
+    )
     if _offline():
         raise CodequantError(f"no {what} file given and the Hugging Face hub is offline; {hint}")
     try:
         from huggingface_hub import hf_hub_download, list_repo_files
 
         files = list_repo_files(repo, repo_type="dataset")
-        match = sorted(f for f in files if all(w in f.lower() for w in wanted)
-                       and f.lower().endswith((".jsonl", ".jsonl.gz", ".json", ".parquet")))
+        match = sorted(
+            f
+            for f in files
+            if all(w in f.lower() for w in wanted)
+            and f.lower().endswith((".jsonl", ".jsonl.gz", ".json", ".parquet"))
+        )
         if not match:
             raise CodequantError(f"the hub dataset {repo} has no file matching {'/'.join(wanted)}; {hint}")
         return Path(hf_hub_download(repo, match[0], repo_type="dataset"))
     except CodequantError:
         raise
     except Exception as exc:  # network down, hub refused, package missing: all mean "not reachable"
-        raise CodequantError(f"cannot fetch {what} from the Hugging Face hub ({type(exc).__name__}); {hint}") from None
+        raise CodequantError(
+            f"cannot fetch {what} from the Hugging Face hub ({type(exc).__name__}); {hint}"
+        ) from None
 
 
 def resolve(data: Path | None, relative: str, repo: str, wanted: tuple[str, ...], what: str) -> Path:

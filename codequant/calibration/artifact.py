@@ -50,7 +50,7 @@ class CalibrationSet:
 
     @property
     def val(self) -> torch.Tensor:
-        return self.tokens[self.tokens.shape[0] - self.val_samples:]
+        return self.tokens[self.tokens.shape[0] - self.val_samples :]
 
     @property
     def sha256(self) -> str:
@@ -91,10 +91,14 @@ def load_calibration(path: str | Path) -> CalibrationSet:
 
     p = Path(path)
     if not is_calibration_dir(p):
-        raise CodequantError(f"{path} is not a calibration set (needs {MANIFEST_FILE} and {TOKENS_FILE}); "
-                             "build one with `codequant calibration build`")
+        raise CodequantError(
+            f"{path} is not a calibration set (needs {MANIFEST_FILE} and {TOKENS_FILE}); "
+            "build one with `codequant calibration build`"
+        )
     manifest = json.loads((p / MANIFEST_FILE).read_text())
     tokens = load_file(str(p / TOKENS_FILE))["tokens"].long()
     if manifest.get("sha256") and tokens_sha256(tokens) != manifest["sha256"]:
-        raise CodequantError(f"{path}: tokens do not match the manifest's sha256 (corrupt copy?); rebuild the set")
+        raise CodequantError(
+            f"{path}: tokens do not match the manifest's sha256 (corrupt copy?); rebuild the set"
+        )
     return CalibrationSet(tokens, manifest)

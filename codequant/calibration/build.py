@@ -68,9 +68,17 @@ class _Tok:
 def _row(unit: Unit, doc_name: str, ids: list[int], offsets, start: int, seq_len: int, category: str) -> dict:
     char_start = offsets[start][0] if offsets else None
     char_end = offsets[start + seq_len - 1][1] if offsets else None
-    return {"category": category, "source": unit.source, "unit": unit.id, "file": doc_name,
-            "split_key": split_key(unit), "token_offset": start, "char_offset": char_start, "char_end": char_end,
-            "ids": ids[start:start + seq_len]}
+    return {
+        "category": category,
+        "source": unit.source,
+        "unit": unit.id,
+        "file": doc_name,
+        "split_key": split_key(unit),
+        "token_offset": start,
+        "char_offset": char_start,
+        "char_end": char_end,
+        "ids": ids[start : start + seq_len],
+    }
 
 
 def _code_rows(units: list[Unit], tok: _Tok, seq_len: int, seed: int, category: str) -> Iterator[dict]:
@@ -135,8 +143,13 @@ def _pools(kind: str, units: list[Unit], tok: _Tok, seq_len: int, seed: int) -> 
 
 def _local_rows(units: list[Unit], tok: _Tok, seq_len: int, seed: int) -> Iterator[dict]:
     """Whatever a user's folder holds, interleaved: code units by their language, text units as windows."""
-    iters = [_code_rows([u for u in units if u.category == lang], tok, seq_len, seed, lang) for lang in ("python", "java")]
-    iters.append(_text_rows([u for u in units if u.category in NATURAL], tok, seq_len, seed, "natural_language"))
+    iters = [
+        _code_rows([u for u in units if u.category == lang], tok, seq_len, seed, lang)
+        for lang in ("python", "java")
+    ]
+    iters.append(
+        _text_rows([u for u in units if u.category in NATURAL], tok, seq_len, seed, "natural_language")
+    )
     while iters:
         for it in list(iters):
             row = next(it, None)
@@ -166,8 +179,15 @@ def _source_summary(rows: list[dict], specs: Sequence[str]) -> list[dict]:
     for spec in specs:
         name = _source_name(spec)
         mine = [r for r in rows if r["source"] == name]
-        out.append({"name": str(spec), "licence": LICENCES.get(str(spec), "as given by the user"), "rows": len(mine),
-                    "tokens": sum(r["tokens"] for r in mine), "units": len({r["unit"] for r in mine})})
+        out.append(
+            {
+                "name": str(spec),
+                "licence": LICENCES.get(str(spec), "as given by the user"),
+                "rows": len(mine),
+                "tokens": sum(r["tokens"] for r in mine),
+                "units": len({r["unit"] for r in mine}),
+            }
+        )
     return out
 
 
@@ -196,11 +216,14 @@ def build_calibration(
     (None: `default_val_samples(samples)`)."""
     val_samples = resolve_val_samples(samples, val_samples)
     if kind not in (*CALIBRATION_KINDS, "local"):
-        raise CodequantError(f"unknown calibration kind {kind!r}; use one of {', '.join(CALIBRATION_KINDS)} or a "
-                             "folder path")
+        raise CodequantError(
+            f"unknown calibration kind {kind!r}; use one of {', '.join(CALIBRATION_KINDS)} or a folder path"
+        )
     if samples < 1 or seq_len < 2 or not 0 <= val_samples < samples:
-        raise CodequantError(f"bad sizes samples={samples} seq_len={seq_len} val_samples={val_samples}: need "
-                             "samples >= 1, seq_len >= 2 and 0 <= val_samples < samples")
+        raise CodequantError(
+            f"bad sizes samples={samples} seq_len={seq_len} val_samples={val_samples}: need "
+            "samples >= 1, seq_len >= 2 and 0 <= val_samples < samples"
+        )
     if kind == "local" and not sources:
         raise CodequantError("kind 'local' needs sources (a folder, .txt, .jsonl or .parquet)")
     specs = [str(s) for s in (sources or DEFAULT_SOURCES[kind])]
@@ -219,7 +242,9 @@ def build_calibration(
                 f"({samples} rows needed); lower --samples or --seq-len, or add sources with --source"
             )
         if kind != "local" and row["category"] != "natural_language" and key_is_heldout(row["split_key"]):
-            raise CodequantError(f"internal error: held-out code unit {row['split_key']} was drawn for calibration")
+            raise CodequantError(
+                f"internal error: held-out code unit {row['split_key']} was drawn for calibration"
+            )
         row["row"] = i
         row["split"] = "val" if i >= samples - val_samples else "train"
         rows.append(row)
@@ -235,11 +260,19 @@ def build_calibration(
         "val_samples": val_samples,
         "seed": seed,
         "tokenizer": tokenizer_identity(tokenizer),
-        "token_counts": {"total": int(tokens.numel()), "train": (samples - val_samples) * seq_len,
-                         "val": val_samples * seq_len, **counts},
+        "token_counts": {
+            "total": int(tokens.numel()),
+            "train": (samples - val_samples) * seq_len,
+            "val": val_samples * seq_len,
+            **counts,
+        },
         "shares": shares,
         "sources": _source_summary(rows, specs),
-        "heldout_split": {"salt": HELDOUT_SALT, "fraction": 0.1, "excluded_units": sum(is_heldout(u) for u in units)},
+        "heldout_split": {
+            "salt": HELDOUT_SALT,
+            "fraction": 0.1,
+            "excluded_units": sum(is_heldout(u) for u in units),
+        },
         "rows": rows,
         "sha256": tokens_sha256(tokens),
     }

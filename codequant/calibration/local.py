@@ -60,8 +60,9 @@ def record_text(record: dict[str, Any]) -> str | None:
     return None
 
 
-def records_to_units(source: str, records: Iterable[dict[str, Any]], *, category: Category | None = None,
-                     topic: str = "") -> list[Unit]:
+def records_to_units(
+    source: str, records: Iterable[dict[str, Any]], *, category: Category | None = None, topic: str = ""
+) -> list[Unit]:
     """Group records into units: code by repository, natural language one record per unit."""
     groups: dict[tuple[str, str], list[Document]] = {}
     for i, record in enumerate(records):
@@ -73,10 +74,17 @@ def records_to_units(source: str, records: Iterable[dict[str, Any]], *, category
         repo = next((str(f[k]) for k in REPO_FIELDS if f.get(k)), None)
         name = next((str(f[k]) for k in PATH_FIELDS if isinstance(f.get(k), str)), f"record{i}")
         unit = repo if (repo and cat in CODE_EXT.values()) else f"record{i}"
-        doc = Document(source, unit, f"{name}#{i}" if not name.startswith("record") else name, functools.partial(str, text))
+        doc = Document(
+            source,
+            unit,
+            f"{name}#{i}" if not name.startswith("record") else name,
+            functools.partial(str, text),
+        )
         groups.setdefault((cat, unit), []).append(doc)
-    return [Unit(source, unit, cat, functools.partial(list, docs), topic=topic)  # type: ignore[arg-type]
-            for (cat, unit), docs in groups.items()]
+    return [
+        Unit(source, unit, cat, functools.partial(list, docs), topic=topic)  # type: ignore[arg-type]
+        for (cat, unit), docs in groups.items()
+    ]
 
 
 def _jsonl_records(path: Path) -> list[dict[str, Any]]:
@@ -87,7 +95,9 @@ def _jsonl_records(path: Path) -> list[dict[str, Any]]:
                 try:
                     records.append(json.loads(line))
                 except ValueError as exc:
-                    raise CodequantError(f"{path}:{lineno} is not JSON ({exc}); give one JSON object per line") from exc
+                    raise CodequantError(
+                        f"{path}:{lineno} is not JSON ({exc}); give one JSON object per line"
+                    ) from exc
     return records
 
 
@@ -113,13 +123,16 @@ def _folder_units(source: str, root: Path) -> list[Unit]:
         if ext in CODE_EXT:
             unit = rel.parts[0] if len(rel.parts) > 1 else str(rel)
             code.setdefault((CODE_EXT[ext], unit), []).append(
-                Document(source, unit, str(rel), functools.partial(_read, path)))
+                Document(source, unit, str(rel), functools.partial(_read, path))
+            )
         elif ext in TEXT_EXT:
             units.append(_file_unit(source, path, str(rel), "general"))
         elif ext in (".jsonl", ".parquet"):
             units.extend(local_units(str(path)))
-    units.extend(Unit(source, unit, cat, functools.partial(list, docs))  # type: ignore[arg-type]
-                 for (cat, unit), docs in sorted(code.items()))
+    units.extend(
+        Unit(source, unit, cat, functools.partial(list, docs))  # type: ignore[arg-type]
+        for (cat, unit), docs in sorted(code.items())
+    )
     return units
 
 
@@ -128,7 +141,9 @@ def local_units(spec: str) -> list[Unit]:
     path = Path(spec).expanduser()
     source = f"local:{path}"
     if not path.exists():
-        raise CodequantError(f"calibration source {spec} does not exist; give a folder, .txt, .jsonl or .parquet file")
+        raise CodequantError(
+            f"calibration source {spec} does not exist; give a folder, .txt, .jsonl or .parquet file"
+        )
     ext = path.suffix.lower()
     if path.is_dir():
         units = _folder_units(source, path)
@@ -141,8 +156,10 @@ def local_units(spec: str) -> list[Unit]:
     elif ext in TEXT_EXT or not ext:
         units = [_file_unit(source, path, path.name, "general")]
     else:
-        raise CodequantError(f"unsupported calibration source {spec}: use a folder, .txt/.md/.rst, .py/.java, "
-                             ".jsonl or .parquet")
+        raise CodequantError(
+            f"unsupported calibration source {spec}: use a folder, .txt/.md/.rst, .py/.java, "
+            ".jsonl or .parquet"
+        )
     if not units:
         raise CodequantError(f"calibration source {spec} holds no .py/.java/.txt/.jsonl/.parquet text")
     return units

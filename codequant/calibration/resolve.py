@@ -20,16 +20,39 @@ from codequant.calibration.identity import tokenizer_identity
 from codequant.errors import CodequantError
 
 
-def cache_key(kind: str, tokenizer: Any, *, samples: int, seq_len: int, seed: int, val_samples: int,
-              sources: Sequence[str] | None = None) -> str:
-    payload = {"format": FORMAT, "kind": kind, "tokenizer": tokenizer_identity(tokenizer)["sha256"],
-               "samples": samples, "seq_len": seq_len, "seed": seed, "val_samples": val_samples,
-               "sources": list(map(str, sources or []))}
+def cache_key(
+    kind: str,
+    tokenizer: Any,
+    *,
+    samples: int,
+    seq_len: int,
+    seed: int,
+    val_samples: int,
+    sources: Sequence[str] | None = None,
+) -> str:
+    payload = {
+        "format": FORMAT,
+        "kind": kind,
+        "tokenizer": tokenizer_identity(tokenizer)["sha256"],
+        "samples": samples,
+        "seq_len": seq_len,
+        "seed": seed,
+        "val_samples": val_samples,
+        "sources": list(map(str, sources or [])),
+    }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def resolve_calibration(kind_or_dir: str | Path, tokenizer: Any, *, samples: int = 128, seq_len: int = 512,
-                        seed: int = 0, val_samples: int | None = None, sources: Sequence[str] | None = None) -> CalibrationSet:
+def resolve_calibration(
+    kind_or_dir: str | Path,
+    tokenizer: Any,
+    *,
+    samples: int = 128,
+    seq_len: int = 512,
+    seed: int = 0,
+    val_samples: int | None = None,
+    sources: Sequence[str] | None = None,
+) -> CalibrationSet:
     """The set for `kind_or_dir`; `val_samples` None is `default_val_samples(samples)`."""
     spec = str(kind_or_dir)
     val_samples = resolve_val_samples(samples, val_samples)
@@ -40,17 +63,21 @@ def resolve_calibration(kind_or_dir: str | Path, tokenizer: Any, *, samples: int
     elif Path(spec).expanduser().exists():
         kind, srcs = "local", [str(Path(spec).expanduser().resolve())]
     else:
-        raise CodequantError(f"calibration {spec!r} is neither a kind ({', '.join(CALIBRATION_KINDS)}) nor an existing "
-                             "calibration set or source folder")
-    key = cache_key(kind, tokenizer, samples=samples, seq_len=seq_len, seed=seed, val_samples=val_samples,
-                    sources=srcs)
+        raise CodequantError(
+            f"calibration {spec!r} is neither a kind ({', '.join(CALIBRATION_KINDS)}) nor an existing "
+            "calibration set or source folder"
+        )
+    key = cache_key(
+        kind, tokenizer, samples=samples, seq_len=seq_len, seed=seed, val_samples=val_samples, sources=srcs
+    )
     target = cache_dir("calibration") / f"{kind}-{key}"
     if is_calibration_dir(target):
         try:
             return load_calibration(target)
         except CodequantError:
             pass  # a corrupt cache entry is rebuilt below
-    calib = build_calibration(kind, tokenizer, samples=samples, seq_len=seq_len, val_samples=val_samples,
-                              seed=seed, sources=srcs)
+    calib = build_calibration(
+        kind, tokenizer, samples=samples, seq_len=seq_len, val_samples=val_samples, seed=seed, sources=srcs
+    )
     calib.save(target)
     return calib

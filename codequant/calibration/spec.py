@@ -40,13 +40,17 @@ class CalibrationSpec:
 
     def __post_init__(self) -> None:
         if isinstance(self.sources, str):
-            raise CodequantError(f"calibration sources are a list of sources, not the string {self.sources!r}")
+            raise CodequantError(
+                f"calibration sources are a list of sources, not the string {self.sources!r}"
+            )
         if self.sources is not None:
             object.__setattr__(self, "sources", tuple(str(s) for s in self.sources))
         if self.samples < 1 or self.seq_len < 2 or not 0 <= self.held_out < self.samples:
-            raise CodequantError(f"bad sizes samples={self.samples} seq_len={self.seq_len} "
-                                 f"val_samples={self.held_out}: need samples >= 1, seq_len >= 2 and "
-                                 "0 <= val_samples < samples")
+            raise CodequantError(
+                f"bad sizes samples={self.samples} seq_len={self.seq_len} "
+                f"val_samples={self.held_out}: need samples >= 1, seq_len >= 2 and "
+                "0 <= val_samples < samples"
+            )
 
     @property
     def held_out(self) -> int:
@@ -55,8 +59,15 @@ class CalibrationSpec:
 
     def resolve(self, tokenizer: Any) -> Any:
         """The set (a `CalibrationSet`): read when `kind` is a built set, else drawn with `tokenizer` (cached)."""
-        return resolve_calibration(self.kind, tokenizer, samples=self.samples, seq_len=self.seq_len, seed=self.seed,
-                                   val_samples=self.held_out, sources=self.sources)
+        return resolve_calibration(
+            self.kind,
+            tokenizer,
+            samples=self.samples,
+            seq_len=self.seq_len,
+            seed=self.seed,
+            val_samples=self.held_out,
+            sources=self.sources,
+        )
 
     @classmethod
     def of(cls, values: dict[str, Any], sources: Sequence[str] | None = None) -> CalibrationSpec:

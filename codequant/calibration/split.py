@@ -35,4 +35,6 @@ def check_disjoint(calibration_rows: list[dict], heldout_rows: list[dict]) -> No
     units = cal_units & {r["split_key"] for r in heldout_rows}
     files = cal_files & {(r["source"], r["file"]) for r in heldout_rows}
     if units or files:
-        raise CodequantError(f"held-out code overlaps calibration: units {sorted(units)[:5]}, files {sorted(files)[:5]}")
+        raise CodequantError(
+            f"held-out code overlaps calibration: units {sorted(units)[:5]}, files {sorted(files)[:5]}"
+        )

@@ -69,12 +69,20 @@ def cached_check(benchmark: str, problems: list[Problem], root: Path | None = No
     return found if found is not None and found.total == len(problems) else None
 
 
-def check_canonical(benchmark: str, data: Path | str | None = None, *, root: Path | None = None,
-                    workers: int | None = None, progress: bool = False) -> CanonicalCheck:
+def check_canonical(
+    benchmark: str,
+    data: Path | str | None = None,
+    *,
+    root: Path | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> CanonicalCheck:
     """Evaluate the canonical solutions of `benchmark` (from `data` or its default source) and tell what passed."""
     problems = load_benchmark(benchmark, data)
     folder = run_dir(benchmark, problems, root)
-    evaluate("canonical", benchmark, EvalSettings(workers=workers), out_dir=folder, data=data, progress=progress)
+    evaluate(
+        "canonical", benchmark, EvalSettings(workers=workers), out_dir=folder, data=data, progress=progress
+    )
     found = _from_summary(benchmark, folder)
     assert found is not None  # evaluate() has just written both files
     return found

@@ -41,17 +41,32 @@ class ParityReport:
         return self.total - len(self.disagreements)
 
 
-def human_eval_parity(records: list[dict], benchmark: str = "humaneval", *, python_main: str = "skip",
-                      workers: int | None = None) -> ParityReport:
+def human_eval_parity(
+    records: list[dict],
+    benchmark: str = "humaneval",
+    *,
+    python_main: str = "skip",
+    workers: int | None = None,
+) -> ParityReport:
     """Re-execute human-eval results (`task_id`, `completion`, `result`, `passed`) on `benchmark`'s problems."""
     problems = {p.task_id: p for p in load_benchmark(benchmark)}
     unknown = sorted({r["task_id"] for r in records} - set(problems))
     if unknown:
         raise CodequantError(f"{len(unknown)} task ids are not in {benchmark} (first {unknown[0]})")
-    programs = [(problems[r["task_id"]].language, build_program(problems[r["task_id"]], r["completion"], python_main))
-                for r in records]
+    programs = [
+        (problems[r["task_id"]].language, build_program(problems[r["task_id"]], r["completion"], python_main))
+        for r in records
+    ]
     results = run_programs(programs, workers=workers, progress=False)
-    differ = [Disagreement(i, r["task_id"], r["result"], bool(r["passed"]), str(res.status), res.stderr[-300:])
-              for i, (r, res) in enumerate(zip(records, results, strict=True)) if bool(r["passed"]) != res.passed]
-    return ParityReport("openai/human-eval", len(records), sum(bool(r["passed"]) for r in records),
-                        sum(res.passed for res in results), differ)
+    differ = [
+        Disagreement(i, r["task_id"], r["result"], bool(r["passed"]), str(res.status), res.stderr[-300:])
+        for i, (r, res) in enumerate(zip(records, results, strict=True))
+        if bool(r["passed"]) != res.passed
+    ]
+    return ParityReport(
+        "openai/human-eval",
+        len(records),
+        sum(bool(r["passed"]) for r in records),
+        sum(res.passed for res in results),
+        differ,
+    )

@@ -20,8 +20,9 @@ from codequant.evaluation.text_task import is_text_task
 from codequant.generation.sanitize import sanitize
 
 
-def resanitize(run_dir: Path | str, out_dir: Path | str, *, workers: int | None = None,
-               progress: bool = False) -> dict:
+def resanitize(
+    run_dir: Path | str, out_dir: Path | str, *, workers: int | None = None, progress: bool = False
+) -> dict:
     """Sanitise and re-execute the completions of the run in `run_dir` into `out_dir`; returns
     {"before": summary of the old run, "after": summary of the new one}."""
     run_dir, out_dir = Path(run_dir), Path(out_dir)
@@ -49,9 +50,27 @@ def resanitize(run_dir: Path | str, out_dir: Path | str, *, workers: int | None 
             continue
         p = by_id[r["task_id"]]
         code = sanitize(p, r["completion"])
-        todo.append({**{k: r[k] for k in ("task_id", "sample_index", "language", "prompt", "raw_output",
-                                          "stop_reason", "prompt_tokens", "new_tokens", "gen_seconds")},
-                     "unsanitized": r["completion"], "completion": code, "program": build_program(p, code, main)})
+        todo.append(
+            {
+                **{
+                    k: r[k]
+                    for k in (
+                        "task_id",
+                        "sample_index",
+                        "language",
+                        "prompt",
+                        "raw_output",
+                        "stop_reason",
+                        "prompt_tokens",
+                        "new_tokens",
+                        "gen_seconds",
+                    )
+                },
+                "unsanitized": r["completion"],
+                "completion": code,
+                "program": build_program(p, code, main),
+            }
+        )
     execute_and_store(todo, store, workers, progress, by_id, time_limit(problems))
     samples = max((int(r["sample_index"]) for r in rows), default=0) + 1
     listed = [p for p in problems if p.task_id in {r["task_id"] for r in rows}]

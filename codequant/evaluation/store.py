@@ -26,11 +26,16 @@ class SampleStore:
     def _check_config(self, config: dict) -> None:
         if self.config_path.is_file():
             old = json.loads(self.config_path.read_text())
-            if "dtype" not in old and config.get("dtype") == "float32":  # runs before dtypes were recorded: fp32
+            if (
+                "dtype" not in old and config.get("dtype") == "float32"
+            ):  # runs before dtypes were recorded: fp32
                 old = {**old, "dtype": "float32"}
             if old != config:
-                diffs = [f"{k}: {old.get(k)!r} -> {config.get(k)!r}" for k in sorted(set(old) | set(config))
-                         if old.get(k) != config.get(k)]
+                diffs = [
+                    f"{k}: {old.get(k)!r} -> {config.get(k)!r}"
+                    for k in sorted(set(old) | set(config))
+                    if old.get(k) != config.get(k)
+                ]
                 raise CodequantError(
                     f"{self.dir} holds a run with a different config ({'; '.join(diffs)}); "
                     "use another --out folder or delete this one"

@@ -33,8 +33,15 @@ def score_row(problem: Problem, row: dict) -> dict:
     """`row` (a sample of a text task) with its summary, reference, scores and the text task's status."""
     summary = summary_text(problem, row["completion"])
     reference = problem.extra["reference"]
-    row.update({"summary": summary, "reference": reference, **text_scores(summary, reference),
-                "status": STATUS, "passed": None})
+    row.update(
+        {
+            "summary": summary,
+            "reference": reference,
+            **text_scores(summary, reference),
+            "status": STATUS,
+            "passed": None,
+        }
+    )
     return row
 
 
@@ -46,8 +53,10 @@ def summarize_text(rows: list[dict], problems: list[Problem], samples: int) -> d
     """Mean per-problem scores (each problem's mean over its samples, then the mean over problems), corpus
     BLEU over every scored completion, and the counts, over the completions in scope."""
     ids = {p.task_id for p in problems}
-    scoped = sorted((r for r in rows if r["task_id"] in ids and r["sample_index"] < samples),
-                    key=lambda r: (r["task_id"], r["sample_index"]))
+    scoped = sorted(
+        (r for r in rows if r["task_id"] in ids and r["sample_index"] < samples),
+        key=lambda r: (r["task_id"], r["sample_index"]),
+    )
     per_problem: dict[str, list[dict]] = {}
     for r in scoped:
         per_problem.setdefault(r["task_id"], []).append(r)
@@ -62,7 +71,9 @@ def summarize_text(rows: list[dict], problems: list[Problem], samples: int) -> d
         "samples": samples,
         "completions": len(done),
         **means,
-        "corpus_bleu": corpus_bleu([r["summary"] for r in done], [r["reference"] for r in done]) if done else None,
+        "corpus_bleu": corpus_bleu([r["summary"] for r in done], [r["reference"] for r in done])
+        if done
+        else None,
         "empty_summaries": sum(not r["summary"] for r in done),
         "status_counts": dict(sorted(Counter(r["status"] for r in scoped).items())),
         "stop_reasons": dict(sorted(Counter(str(r.get("stop_reason")) for r in scoped).items())),

@@ -9,4 +9,13 @@ from codequant.failures.assign import classify
 from codequant.failures.classes import CLASSES, Classified, Failure
 from codequant.failures.tally import Failures, counts, read_failures, run_failures
 
-__all__ = ["CLASSES", "Classified", "Failure", "Failures", "classify", "counts", "read_failures", "run_failures"]
+__all__ = [
+    "CLASSES",
+    "Classified",
+    "Failure",
+    "Failures",
+    "classify",
+    "counts",
+    "read_failures",
+    "run_failures",
+]

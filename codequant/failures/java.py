@@ -30,13 +30,29 @@ from codequant.failures.classes import Classified, Failure
 from codequant.sandbox.java import javatuples_jar
 
 _ERROR = re.compile(r"^\S+\.java:\d+: error: (.+)$", re.M)
-_SYMBOL = re.compile(r"^\s*symbol:\s+(method|class|variable|interface|enum|record)\s+([^\s(]+)(\([^)]*\))?", re.M)
-_LOCATION = re.compile(r"^\s*location:\s+(?:(?:class|interface|enum|record) (\S+)|variable \S+ of type (\S+))", re.M)
+_SYMBOL = re.compile(
+    r"^\s*symbol:\s+(method|class|variable|interface|enum|record)\s+([^\s(]+)(\([^)]*\))?", re.M
+)
+_LOCATION = re.compile(
+    r"^\s*location:\s+(?:(?:class|interface|enum|record) (\S+)|variable \S+ of type (\S+))", re.M
+)
 _PACKAGE = re.compile(r"package (\S+) does not exist")
-PARSE_ERRORS = ("illegal start of", "reached end of file while parsing", "not a statement", "unclosed",
-                "illegal character", "else without if", "orphaned", "class, interface, enum, or record",
-                "illegal line end", "malformed", "empty character literal", "'catch' without 'try'",
-                "'try' without", "illegal '.'")  # javac's parse errors: these prefixes, and "... expected"
+PARSE_ERRORS = (
+    "illegal start of",
+    "reached end of file while parsing",
+    "not a statement",
+    "unclosed",
+    "illegal character",
+    "else without if",
+    "orphaned",
+    "class, interface, enum, or record",
+    "illegal line end",
+    "malformed",
+    "empty character literal",
+    "'catch' without 'try'",
+    "'try' without",
+    "illegal '.'",
+)  # javac's parse errors: these prefixes, and "... expected"
 
 
 @cache
@@ -49,7 +65,9 @@ def jdk_classes() -> frozenset[str]:
         home = Path(javac).resolve().parents[1]
         modules = home / "lib" / "modules"
         if modules.is_file():
-            out = subprocess.run([jimage, "list", str(modules)], capture_output=True, text=True, timeout=60).stdout
+            out = subprocess.run(
+                [jimage, "list", str(modules)], capture_output=True, text=True, timeout=60
+            ).stdout
             for line in out.splitlines():
                 path = line.strip()
                 if path.startswith(("java/", "javax/")) and path.endswith(".class") and "$" not in path:
@@ -90,7 +108,7 @@ def compile_error(stderr: str) -> Classified:
     if message.endswith("expected") or message.startswith(PARSE_ERRORS):
         return Classified(Failure.SYNTAX, message[:80])
     if message.startswith("cannot find symbol"):
-        return _missing_symbol(stderr[first.end():])
+        return _missing_symbol(stderr[first.end() :])
     if m := _PACKAGE.search(message):
         if _known_package(m.group(1)):
             return Classified(Failure.COMPILE, f"no package {m.group(1)}")
@@ -104,7 +122,7 @@ def _missing_symbol(rest: str) -> Classified:
         return Classified(Failure.COMPILE, "cannot find symbol")
     kind, name, args = sym.group(1), sym.group(2), sym.group(3) or ""
     if kind == "method":
-        loc = _LOCATION.search(rest[sym.end():])
+        loc = _LOCATION.search(rest[sym.end() :])
         owner = (loc.group(1) or loc.group(2)) if loc else ""
         owner = re.sub(r"<.*", "", owner)
         return Classified(Failure.HALLUCINATED_API, f"{owner + '.' if owner else ''}{name}{args}")

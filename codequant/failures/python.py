@@ -25,11 +25,39 @@ from typing import Any
 from codequant.failures.classes import Classified, Failure
 
 # Standard-library modules whose public names a solution may use without the module prefix.
-COMMON_MODULES = ("typing", "collections", "itertools", "functools", "math", "cmath", "re", "string", "heapq",
-                  "bisect", "operator", "statistics", "fractions", "decimal", "random", "datetime", "copy", "sys",
-                  "os", "json", "hashlib", "array", "numbers", "dataclasses", "enum", "time", "string")
-BUILTIN_TYPES = {t.__name__ for t in (str, list, dict, set, frozenset, tuple, int, float, complex, bool, bytes,
-                                      bytearray, range)}
+COMMON_MODULES = (
+    "typing",
+    "collections",
+    "itertools",
+    "functools",
+    "math",
+    "cmath",
+    "re",
+    "string",
+    "heapq",
+    "bisect",
+    "operator",
+    "statistics",
+    "fractions",
+    "decimal",
+    "random",
+    "datetime",
+    "copy",
+    "sys",
+    "os",
+    "json",
+    "hashlib",
+    "array",
+    "numbers",
+    "dataclasses",
+    "enum",
+    "time",
+    "string",
+)
+BUILTIN_TYPES = {
+    t.__name__
+    for t in (str, list, dict, set, frozenset, tuple, int, float, complex, bool, bytes, bytearray, range)
+}
 
 _NAME = re.compile(r"name '([^']+)' is not defined")
 _MODULE_ATTR = re.compile(r"module '([^']+)' has no attribute '([^']+)'")

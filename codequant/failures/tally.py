@@ -36,8 +36,10 @@ def read_failures(run_dir: str | Path) -> Failures:
     with open(path, encoding="utf-8") as fh:
         rows = [json.loads(line) for line in fh if line.strip()]
     if rows and all(r.get("status") == "scored" for r in rows):
-        raise CodequantError(f"{run_dir} is scored by text (code summarization): nothing was executed, so there are "
-                             "no failures to classify; its scores are in samples.jsonl (bleu, rouge_l)")
+        raise CodequantError(
+            f"{run_dir} is scored by text (code summarization): nothing was executed, so there are "
+            "no failures to classify; its scores are in samples.jsonl (bleu, rouge_l)"
+        )
     return run_failures(rows)
 
 
@@ -45,5 +47,9 @@ def counts(failures: Failures) -> dict[str, int]:
     """{"completions", "passed", "failed", and one count per class (zeros included)}."""
     flat = [c for samples in failures.values() for c in samples.values()]
     tally = Counter(c for c in flat if c is not None)
-    return {"completions": len(flat), "passed": sum(c is None for c in flat), "failed": sum(tally.values()),
-            **{c: tally.get(c, 0) for c in CLASSES}}
+    return {
+        "completions": len(flat),
+        "passed": sum(c is None for c in flat),
+        "failed": sum(tally.values()),
+        **{c: tally.get(c, 0) for c in CLASSES},
+    }

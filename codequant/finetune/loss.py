@@ -11,7 +11,9 @@ from __future__ import annotations
 import torch
 
 
-def topk_kl(student_logits: torch.Tensor, teacher_ids: torch.Tensor, teacher_logprobs: torch.Tensor) -> torch.Tensor:
+def topk_kl(
+    student_logits: torch.Tensor, teacher_ids: torch.Tensor, teacher_logprobs: torch.Tensor
+) -> torch.Tensor:
     """Mean KL per token.
 
     student_logits: [..., V]; teacher_ids: [..., k] (int); teacher_logprobs: [..., k] (log-softmax over the full

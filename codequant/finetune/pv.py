@@ -39,8 +39,9 @@ def attach_probes(model: nn.Module) -> dict[str, AqlmLinear]:
     """Give every AqlmLinear a zero probe whose `.grad` collects dL/dW; returns the layers by name."""
     layers = aqlm_layers(model)
     for layer in layers.values():
-        probe = nn.Parameter(torch.zeros(layer.out_features, layer.in_features, device=layer.codes.device),
-                             requires_grad=True)
+        probe = nn.Parameter(
+            torch.zeros(layer.out_features, layer.in_features, device=layer.codes.device), requires_grad=True
+        )
         object.__setattr__(layer, PROBE_ATTR, probe)  # not registered: never in a state dict or an export
     return layers
 
@@ -90,7 +91,9 @@ def v_step(layer: AqlmLinear, update: torch.Tensor, tau: float, candidates: floa
         residual = goal - (total - books[c][new[:, c]])  # what codebook c should supply
         dist = norms[c].unsqueeze(0) - 2 * residual @ books[c].T  # [P, K], up to ||residual||^2
         best = dist.argmin(-1)
-        keep = dist.gather(-1, new[:, c : c + 1]).squeeze(-1) <= dist.gather(-1, best.unsqueeze(-1)).squeeze(-1)
+        keep = dist.gather(-1, new[:, c : c + 1]).squeeze(-1) <= dist.gather(-1, best.unsqueeze(-1)).squeeze(
+            -1
+        )
         best = torch.where(keep, new[:, c], best)  # ties keep the current code
         total = total - books[c][new[:, c]] + books[c][best]
         new[:, c] = best

@@ -94,8 +94,9 @@ class FinetuneRun:
         if isinstance(self.calibration, str):
             object.__setattr__(self, "calibration", CalibrationSpec(kind=self.calibration))
         if self.top_k < 1 or self.heldout_tokens < 0:
-            raise CodequantError(f"top_k must be >= 1 and heldout_tokens >= 0, got {self.top_k}, "
-                                 f"{self.heldout_tokens}")
+            raise CodequantError(
+                f"top_k must be >= 1 and heldout_tokens >= 0, got {self.top_k}, {self.heldout_tokens}"
+            )
 
 
 def finetune(
@@ -134,14 +135,19 @@ def finetune(
     calib = spec.resolve(tokenizer) if spec else run.calibration
     train, val = _tokens(calib)
     tokens = torch.cat([train, val])
-    key = targets_key(f"{teacher_spec}:{getattr(teacher, 'path', '')}"
-                      + ("" if teacher.dtype == "float32" else f":{teacher.dtype}"), tokens, top_k)
+    key = targets_key(
+        f"{teacher_spec}:{getattr(teacher, 'path', '')}"
+        + ("" if teacher.dtype == "float32" else f":{teacher.dtype}"),
+        tokens,
+        top_k,
+    )
     cached = cache_dir("teacher") / f"{key}.safetensors"
     if cached.exists():
         targets = TeacherTargets.load(cached)
     else:
-        targets = compute_teacher_targets(teacher.model, tokens, top_k=top_k, batch_size=config.batch_size,
-                                          progress=progress)
+        targets = compute_teacher_targets(
+            teacher.model, tokens, top_k=top_k, batch_size=config.batch_size, progress=progress
+        )
         targets.save(cached)
     teacher_ppl = _heldout_ppl(teacher.model, tokenizer, heldout_tokens) if heldout_tokens else {}
     teacher_dtype = teacher.dtype
@@ -155,33 +161,56 @@ def finetune(
     ppl_before = _heldout_ppl(student, tokenizer, heldout_tokens) if heldout_tokens else {}
     n = train.shape[0]
     result = distill(
-        student, train, TeacherTargets(targets.ids[:n], targets.logprobs[:n]),
-        val, TeacherTargets(targets.ids[n:], targets.logprobs[n:]),
-        config, checkpoint_dir=_mkdir(out / "state"), progress=progress,
+        student,
+        train,
+        TeacherTargets(targets.ids[:n], targets.logprobs[:n]),
+        val,
+        TeacherTargets(targets.ids[n:], targets.logprobs[n:]),
+        config,
+        checkpoint_dir=_mkdir(out / "state"),
+        progress=progress,
     )
     ppl_after = _heldout_ppl(student, tokenizer, heldout_tokens) if heldout_tokens else {}
 
     method = (info.get("config") or {}).get("method") or (info.get("resolved") or {}).get("method")
-    new_info = {**{k: v for k, v in info.items() if k not in ("format", "bytes", "accounting")},
-                "finetuned_from": str(quant_dir), "teacher": teacher_spec, "dtype": dtype_name(model_dtype(student))}
+    new_info = {
+        **{k: v for k, v in info.items() if k not in ("format", "bytes", "accounting")},
+        "finetuned_from": str(quant_dir),
+        "teacher": teacher_spec,
+        "dtype": dtype_name(model_dtype(student)),
+    }
     for p in student.parameters():
         p.requires_grad_(False)
     student.to("cpu")
-    exports = {"codequant": str(save_codequant_checkpoint(student, out / "codequant", tokenizer=tokenizer, info=new_info))}
+    exports = {
+        "codequant": str(
+            save_codequant_checkpoint(student, out / "codequant", tokenizer=tokenizer, info=new_info)
+        )
+    }
     if method == "aqlm":
         from codequant.quant.aqlm import export_aqlm
 
         exports["aqlm"] = str(export_aqlm(student, tokenizer, out / "aqlm"))
     exports["dequantized"] = str(export_dequantized(student, tokenizer, out, info=new_info))
     extra = {
-        "quant_dir": str(quant_dir), "teacher": teacher_spec, "method": method,
+        "quant_dir": str(quant_dir),
+        "teacher": teacher_spec,
+        "method": method,
         "calibration": spec.kind if spec else "given",
-        "samples": spec and spec.samples, "seq_len": spec and spec.seq_len, "val_samples": spec and spec.held_out,
+        "samples": spec and spec.samples,
+        "seq_len": spec and spec.seq_len,
+        "val_samples": spec and spec.held_out,
         "top_k": top_k,
-        "dtype": dtype_name(model_dtype(student)), "teacher_dtype": teacher_dtype, "device": device,
+        "dtype": dtype_name(model_dtype(student)),
+        "teacher_dtype": teacher_dtype,
+        "device": device,
         "teacher_device": teacher_device,
-        "config": vars(config), "teacher_heldout_ppl": teacher_ppl, "heldout_ppl_before": ppl_before,
-        "heldout_ppl_after": ppl_after, "exports": exports, "total_seconds": time.perf_counter() - started,
+        "config": vars(config),
+        "teacher_heldout_ppl": teacher_ppl,
+        "heldout_ppl_before": ppl_before,
+        "heldout_ppl_after": ppl_after,
+        "exports": exports,
+        "total_seconds": time.perf_counter() - started,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     write_report(out / "finetune.json", result, extra)

@@ -35,13 +35,17 @@ class FinetuneConfig:
     train_head: bool = False
     seed: int = 0
     max_grad_norm: float = 1.0
-    code_updates: bool = False  # PV-tuning-style: straight-through shadows + re-encoding (codequant.finetune.codes)
+    code_updates: bool = (
+        False  # PV-tuning-style: straight-through shadows + re-encoding (codequant.finetune.codes)
+    )
     reencode_fraction: float = 0.01  # share of each AQLM layer's (row, group) codes re-encoded per update
     reencode_every: int = 0  # steps between re-encodings; 0 = once at the end of every epoch
     shadow_lr: float | None = None  # Adam step for the shadows; None = 10 x lr (a shadow must cross a code
     # boundary to change a code, so it moves faster than the codebooks it is measured against)
     pv_tuning: bool = False  # PV-tuning: a V-step on the codes after P-steps (codequant.finetune.pv)
-    pv_lr: float = 0.03  # the V-step in weight units along Adam's direction for dL/dW; on SmolLM2 2x8 steps <= 0.01
+    pv_lr: float = (
+        0.03  # the V-step in weight units along Adam's direction for dL/dW; on SmolLM2 2x8 steps <= 0.01
+    )
     # move no code (bench/results/pv_step_scale.json): 0.03 is the smallest measured size that does
     pv_tau: float = 0.01  # trust region: share of each AQLM layer's (row, group) pairs a V-step may change
     pv_every: int = 1  # P-steps per V-step (dL/dW accumulates in between)
@@ -115,15 +119,39 @@ def distill(
             raise ValueError("PV-tuning moves AQLM codes; this model has no AQLM layers")
         pv = PVCodeOptimizer(layers, lr=config.pv_lr, tau=config.pv_tau)
     try:
-        return _distill(student, params, shadows, pv, train_tokens, train_targets, val_tokens, val_targets,
-                        config, checkpoint_dir, progress, started)
+        return _distill(
+            student,
+            params,
+            shadows,
+            pv,
+            train_tokens,
+            train_targets,
+            val_tokens,
+            val_targets,
+            config,
+            checkpoint_dir,
+            progress,
+            started,
+        )
     finally:
         detach_shadows(student)
         detach_probes(student)
 
 
-def _distill(student, params, shadows, pv, train_tokens, train_targets, val_tokens, val_targets, config,
-             checkpoint_dir, progress, started) -> FinetuneResult:
+def _distill(
+    student,
+    params,
+    shadows,
+    pv,
+    train_tokens,
+    train_targets,
+    val_tokens,
+    val_targets,
+    config,
+    checkpoint_dir,
+    progress,
+    started,
+) -> FinetuneResult:
     # what keep-best and resume save: the trained tensors, the shadows and (with code updates) the codes
     masters = MasterWeights(params)
     moves_codes = config.code_updates or pv is not None
@@ -152,10 +180,16 @@ def _distill(student, params, shadows, pv, train_tokens, train_targets, val_toke
     for epoch in range(start_epoch, config.epochs):
         if stale >= config.patience:
             break
-        order = torch.randperm(train_tokens.shape[0], generator=torch.Generator().manual_seed(config.seed + epoch))
+        order = torch.randperm(
+            train_tokens.shape[0], generator=torch.Generator().manual_seed(config.seed + epoch)
+        )
         losses, changed = [], 0
-        bar = progress_bar(len(range(0, len(order), config.batch_size)), f"finetune epoch {epoch + 1}",
-                           unit="batch", enabled=progress)
+        bar = progress_bar(
+            len(range(0, len(order), config.batch_size)),
+            f"finetune epoch {epoch + 1}",
+            unit="batch",
+            enabled=progress,
+        )
         for start in range(0, len(order), config.batch_size):
             idx = order[start : start + config.batch_size]
             logits = student(input_ids=train_tokens[idx].to(device), use_cache=False).logits
@@ -186,11 +220,20 @@ def _distill(student, params, shadows, pv, train_tokens, train_targets, val_toke
         else:
             stale += 1
         if ckpt_path:
-            _save_state(ckpt_path, {
-                "params": snapshot(tracked), "optimizer": optimizer.state_dict(), "history": history, "best": best,
-                "best_params": best_state, "before": before, "epoch": epoch + 1, "stale": stale,
-                **({"pv": pv.state_dict()} if pv is not None else {}),
-            })
+            _save_state(
+                ckpt_path,
+                {
+                    "params": snapshot(tracked),
+                    "optimizer": optimizer.state_dict(),
+                    "history": history,
+                    "best": best,
+                    "best_params": best_state,
+                    "before": before,
+                    "epoch": epoch + 1,
+                    "stale": stale,
+                    **({"pv": pv.state_dict()} if pv is not None else {}),
+                },
+            )
         if stale >= config.patience:
             break
     restore(tracked, best_state)

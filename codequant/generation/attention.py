@@ -60,16 +60,26 @@ class LiveWindows:
         return cls(tuple(groups))
 
 
-def engine_attention(module, query, key, value, attention_mask, *args, live_windows: LiveWindows | None = None,
-                     **kwargs):
+def engine_attention(
+    module, query, key, value, attention_mask, *args, live_windows: LiveWindows | None = None, **kwargs
+):
     """transformers' SDPA attention, once per row group of `live_windows` on one-token steps."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
     if live_windows is None or query.shape[2] != 1 or attention_mask is None or attention_mask.ndim != 4:
         return sdpa_attention_forward(module, query, key, value, attention_mask, *args, **kwargs)
-    outs = [sdpa_attention_forward(module, query[a:b], key[a:b, :, c:], value[a:b, :, c:],
-                                   attention_mask[a:b, :, :, c:], *args, **kwargs)[0]
-            for a, b, c in live_windows.groups]
+    outs = [
+        sdpa_attention_forward(
+            module,
+            query[a:b],
+            key[a:b, :, c:],
+            value[a:b, :, c:],
+            attention_mask[a:b, :, :, c:],
+            *args,
+            **kwargs,
+        )[0]
+        for a, b, c in live_windows.groups
+    ]
     return torch.cat(outs), None
 
 
@@ -85,8 +95,11 @@ def _register() -> None:
 def live_window_attention(model: torch.nn.Module) -> Iterator[bool]:
     """Within the block, the model's SDPA attention layers use `engine_attention` (yields whether they do:
     models on eager or other kernels are left alone)."""
-    configs = [c for c in {id(c): c for c in (model.config, getattr(model.config, "text_config", None))}.values()
-               if c is not None and getattr(c, "_attn_implementation_internal", None) == "sdpa"]
+    configs = [
+        c
+        for c in {id(c): c for c in (model.config, getattr(model.config, "text_config", None))}.values()
+        if c is not None and getattr(c, "_attn_implementation_internal", None) == "sdpa"
+    ]
     if not configs:
         yield False
         return

@@ -47,7 +47,9 @@ def engine_unsupported(model: torch.nn.Module) -> str | None:
         return None  # no config-built cache to inspect: transformers grows a plain one
     other = sorted(kinds - set(ATTENTION_LAYERS))
     if other:
-        return f"{type(model).__name__}'s cache holds {', '.join(other)} layers, not attention keys and values"
+        return (
+            f"{type(model).__name__}'s cache holds {', '.join(other)} layers, not attention keys and values"
+        )
     return None
 
 
@@ -75,7 +77,9 @@ class SharedPrefix:
 
         self.ids = ids
         cache = DynamicCache(config=model.config)
-        model(input_ids=torch.tensor([ids], device=model.device), use_cache=True, **{cache_kwarg(model): cache})
+        model(
+            input_ids=torch.tensor([ids], device=model.device), use_cache=True, **{cache_kwarg(model): cache}
+        )
         self.kv = [(layer.keys, layer.values) for layer in cache.layers]
 
     @classmethod
@@ -120,8 +124,8 @@ class Batch:
         ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
         own = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):
-            ids[i, width - len(p) + skip:] = torch.tensor(p[skip:], dtype=torch.long)
-            own[i, width - len(p) + skip:] = 1
+            ids[i, width - len(p) + skip :] = torch.tensor(p[skip:], dtype=torch.long)
+            own[i, width - len(p) + skip :] = 1
         ids, own = ids.to(self.device), own.to(self.device)
         pos = skip + own.cumsum(-1) - 1
         pos = pos.masked_fill(own == 0, 1)  # as transformers' generate does for left padding
@@ -131,9 +135,17 @@ class Batch:
         if skip:
             for layer, (k, v) in zip(cache.layers, self.prefix.kv, strict=True):
                 layer.update(k.expand(len(prompts), -1, -1, -1), v.expand(len(prompts), -1, -1, -1))
-            mask = torch.cat([torch.ones((len(prompts), skip), dtype=torch.long, device=self.device), own], dim=1)
-        out = self.model(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True, logits_to_keep=1,
-                         **{self.cache_kwarg: cache})
+            mask = torch.cat(
+                [torch.ones((len(prompts), skip), dtype=torch.long, device=self.device), own], dim=1
+            )
+        out = self.model(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            use_cache=True,
+            logits_to_keep=1,
+            **{self.cache_kwarg: cache},
+        )
         return cache, mask, out.logits[:, -1, :].float()
 
     def prefill(self, rows: list[Row], pad_id: int):
@@ -219,8 +231,9 @@ class Batch:
         extra = {self.cache_kwarg: self.cache}
         if self.live_windows and n == 1:
             extra["live_windows"] = LiveWindows.plan(self.mask)
-        out = self.model(input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True,
-                         **extra)  # the cache is updated in place
+        out = self.model(
+            input_ids=ids, attention_mask=self.mask, position_ids=pos, use_cache=True, **extra
+        )  # the cache is updated in place
         if n == 1:
             self.next_pos = self.next_pos + 1
             self.logits = out.logits[:, -1, :].float()
@@ -234,7 +247,7 @@ class Batch:
                 j += 1
             accepted.append(d[:j])
             if j < n - 1:
-                self.mask[b, self.mask.shape[1] - (n - 1 - j):] = 0
+                self.mask[b, self.mask.shape[1] - (n - 1 - j) :] = 0
         taken = torch.tensor([len(a) for a in accepted], dtype=torch.long, device=self.device)
         self.logits = logits[torch.arange(rows, device=self.device), taken]
         self.next_pos = self.next_pos + 1 + taken

@@ -16,7 +16,7 @@ def prompt_lookup(history: Sequence[int], limit: int, ngram: int = 3) -> list[in
     for n in range(ngram, 0, -1):
         if size <= n:
             continue
-        key = list(history[size - n:])
+        key = list(history[size - n :])
         for start in range(size - n - 1, -1, -1):
             if history[start] == key[0] and list(history[start : start + n]) == key:
                 return list(history[start + n : start + n + limit])

@@ -44,9 +44,22 @@ from codequant.generation.drafts import MAX_DRAFT, PREFILL_PAD_RATIO, length_gro
 from codequant.generation.packed import packed_linears
 from codequant.progress import bar as progress_bar
 
-__all__ = ["MAX_DRAFT", "PREFILL_PAD_RATIO", "Batch", "Completion", "Request", "SamplingParams", "SharedPrefix",
-           "cache_kwarg", "eos_token_ids", "generate", "length_groups", "pad_token_id", "prompt_lookup",
-           "use_all_cores"]
+__all__ = [
+    "MAX_DRAFT",
+    "PREFILL_PAD_RATIO",
+    "Batch",
+    "Completion",
+    "Request",
+    "SamplingParams",
+    "SharedPrefix",
+    "cache_kwarg",
+    "eos_token_ids",
+    "generate",
+    "length_groups",
+    "pad_token_id",
+    "prompt_lookup",
+    "use_all_cores",
+]
 
 StopRule = Callable[[str], bool]
 
@@ -103,7 +116,10 @@ def eos_token_ids(model, tokenizer) -> set[int]:
 
 
 def pad_token_id(model, tokenizer) -> int:
-    for cand in (getattr(tokenizer, "pad_token_id", None), getattr(model.generation_config, "pad_token_id", None)):
+    for cand in (
+        getattr(tokenizer, "pad_token_id", None),
+        getattr(model.generation_config, "pad_token_id", None),
+    ):
         if cand is not None:
             return int(cand)
     eos = sorted(eos_token_ids(model, tokenizer))
@@ -139,17 +155,30 @@ def _sample(logits: torch.Tensor, params: SamplingParams, gens: list[torch.Gener
 class _Scheduler:
     """One `generate` call: the queue of waiting requests, the running batch, and the finished completions."""
 
-    def __init__(self, model, tokenizer, requests: Sequence[Request], params: SamplingParams, batch_size: int,
-                 engine: EngineOptions, on_complete: Callable[[Completion], None] | None, bar):
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        requests: Sequence[Request],
+        params: SamplingParams,
+        batch_size: int,
+        engine: EngineOptions,
+        on_complete: Callable[[Completion], None] | None,
+        bar,
+    ):
         self.tokenizer, self.requests, self.params, self.batch_size = tokenizer, requests, params, batch_size
         self.on_complete, self.bar = on_complete, bar
         self.eos = eos_token_ids(model, tokenizer)
         self.pad = pad_token_id(model, tokenizer)
-        self.encoded = [tokenizer(r.prompt, add_special_tokens=r.add_special_tokens)["input_ids"] for r in requests]
+        self.encoded = [
+            tokenizer(r.prompt, add_special_tokens=r.add_special_tokens)["input_ids"] for r in requests
+        ]
         queue = sorted(range(len(requests)), key=lambda i: (-len(self.encoded[i]), i))
         self.queue = queue[::-1]  # pop() from the end takes the longest first
         self.results: list[Completion | None] = [None] * len(requests)
-        self.refill_at = max(1, batch_size // 16)  # free slots that justify a prefill of waiting prompts (A/B: 1/16
+        self.refill_at = max(
+            1, batch_size // 16
+        )  # free slots that justify a prefill of waiting prompts (A/B: 1/16
         # of the batch keeps it fuller than 1/8 for the same tokens, +2% on a HumanEval pass; docs/evaluation.md)
         self.max_stop = max((len(s) for s in params.stop), default=0)
         self.batch = Batch(model, batch_size if engine.continuous else None)
@@ -178,7 +207,7 @@ class _Scheduler:
             i = self.queue.pop()
             gen = None if self.params.greedy else torch.Generator().manual_seed(int(self.requests[i].seed))
             rows.append(Row(i, self.encoded[i], now, gen, text=IncrementalText(self.tokenizer)))
-        for group in (length_groups(rows) if self.continuous else [rows]):
+        for group in length_groups(rows) if self.continuous else [rows]:
             self.batch.prefill(group, self.pad)
 
     def _take(self, row: Row, tok: int) -> str | None:
@@ -189,8 +218,10 @@ class _Scheduler:
         prev = len(row.text.text)
         row.text.append(tok)
         text = row.text.text
-        tail = text[max(0, prev - self.max_stop - 4):]  # margin: bytes may merge
-        if any(s in tail for s in self.params.stop) or (self.params.stop_rule and self.params.stop_rule(text)):
+        tail = text[max(0, prev - self.max_stop - 4) :]  # margin: bytes may merge
+        if any(s in tail for s in self.params.stop) or (
+            self.params.stop_rule and self.params.stop_rule(text)
+        ):
             return "stop"
         if len(row.new_ids) >= self.params.max_new_tokens:
             return "length"
@@ -204,7 +235,9 @@ class _Scheduler:
             reason = None
             for i, tok in enumerate([*row.pending, chosen[j]]):
                 reason = self._take(row, tok)
-                row.drafted += i < len(row.pending) and tok not in self.eos  # an accepted draft became a token
+                row.drafted += (
+                    i < len(row.pending) and tok not in self.eos
+                )  # an accepted draft became a token
                 if reason is not None:
                     break
             row.pending = []
@@ -216,10 +249,17 @@ class _Scheduler:
 
     def _finish(self, row: Row, reason: str) -> None:
         req = self.requests[row.req_index]
-        done = Completion(key=req.key, prompt=req.prompt, raw_output=row.text.full(), stop_reason=reason,
-                          prompt_tokens=len(row.prompt_ids), new_tokens=len(row.new_ids),
-                          seconds=time.perf_counter() - row.started, token_ids=list(row.new_ids),
-                          drafted_tokens=row.drafted)
+        done = Completion(
+            key=req.key,
+            prompt=req.prompt,
+            raw_output=row.text.full(),
+            stop_reason=reason,
+            prompt_tokens=len(row.prompt_ids),
+            new_tokens=len(row.new_ids),
+            seconds=time.perf_counter() - row.started,
+            token_ids=list(row.new_ids),
+            drafted_tokens=row.drafted,
+        )
         self.results[row.req_index] = done
         self.bar.update(1)
         if self.on_complete is not None:
@@ -232,8 +272,12 @@ class _Scheduler:
         rows, drafts = self.batch.rows, None
         if self.speculate and not self.queue and len(rows) <= self.batch_size // 4:
             limit = min(MAX_DRAFT, self.batch_size // len(rows) - 1)
-            drafts = [prompt_lookup(r.prompt_ids + r.new_ids, min(limit, self.params.max_new_tokens - len(r.new_ids) - 1))
-                      for r in rows]
+            drafts = [
+                prompt_lookup(
+                    r.prompt_ids + r.new_ids, min(limit, self.params.max_new_tokens - len(r.new_ids) - 1)
+                )
+                for r in rows
+            ]
             drafts = drafts if any(drafts) else None
         for row, accepted in zip(rows, self.batch.step(tokens, drafts), strict=True):
             row.pending = accepted
@@ -254,9 +298,17 @@ class EngineOptions:
     packed: bool | None = None
 
 
-def generate(model, tokenizer, requests: Sequence[Request], params: SamplingParams, *, batch_size: int = 8,
-             engine: EngineOptions | None = None, progress: bool = True,
-             on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
+def generate(
+    model,
+    tokenizer,
+    requests: Sequence[Request],
+    params: SamplingParams,
+    *,
+    batch_size: int = 8,
+    engine: EngineOptions | None = None,
+    progress: bool = True,
+    on_complete: Callable[[Completion], None] | None = None,
+) -> list[Completion]:
     """Complete every request, `batch_size` rows at a time; returns completions in request order (`on_complete`
     sees them as they finish). `engine`: continuous batching, speculation, packed linears (`EngineOptions`)."""
     use_all_cores()
@@ -264,13 +316,18 @@ def generate(model, tokenizer, requests: Sequence[Request], params: SamplingPara
         return []
     why = engine_unsupported(model)
     if why:
-        raise CodequantError(f"codequant's engine cannot decode this model: {why}; use the hf backend "
-                             "(`--backend hf`, `hf_generate`)")
+        raise CodequantError(
+            f"codequant's engine cannot decode this model: {why}; use the hf backend "
+            "(`--backend hf`, `hf_generate`)"
+        )
     engine = engine or EngineOptions()
     bar = progress_bar(len(requests), "generate", unit="completion", enabled=progress, leave=False)
     try:
-        with torch.inference_mode(), packed_linears(model, batch_size, engine.packed), \
-                live_window_attention(model) as lw:
+        with (
+            torch.inference_mode(),
+            packed_linears(model, batch_size, engine.packed),
+            live_window_attention(model) as lw,
+        ):
             scheduler = _Scheduler(model, tokenizer, requests, params, batch_size, engine, on_complete, bar)
             scheduler.batch.live_windows = lw and scheduler.continuous
             return scheduler.run()

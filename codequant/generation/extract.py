@@ -34,7 +34,7 @@ def first_fenced_block(text: str) -> str | None:
         return m.group(2)
     m = _OPEN_FENCE.search(text)
     if m:
-        return text[m.end():]
+        return text[m.end() :]
     return None
 
 

@@ -24,14 +24,23 @@ class _TextStop:
         self.hit = False
 
     def __call__(self, input_ids: torch.Tensor, scores, **kwargs) -> torch.Tensor:
-        text = self.tokenizer.decode(input_ids[0, self.prompt_len:], skip_special_tokens=True)
-        hit = any(s in text for s in self.params.stop) or bool(self.params.stop_rule and self.params.stop_rule(text))
+        text = self.tokenizer.decode(input_ids[0, self.prompt_len :], skip_special_tokens=True)
+        hit = any(s in text for s in self.params.stop) or bool(
+            self.params.stop_rule and self.params.stop_rule(text)
+        )
         self.hit = self.hit or hit
         return torch.full((input_ids.shape[0],), hit, dtype=torch.bool)
 
 
-def hf_generate(model, tokenizer, requests: Sequence[Request], params: SamplingParams, *, progress: bool = True,
-                on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
+def hf_generate(
+    model,
+    tokenizer,
+    requests: Sequence[Request],
+    params: SamplingParams,
+    *,
+    progress: bool = True,
+    on_complete: Callable[[Completion], None] | None = None,
+) -> list[Completion]:
     """One `model.generate` call per request (batch 1, as a user would loop), same records as the engine."""
     from transformers import StoppingCriteriaList
 
@@ -39,11 +48,17 @@ def hf_generate(model, tokenizer, requests: Sequence[Request], params: SamplingP
     pad = pad_token_id(model, tokenizer)
     out: list[Completion] = []
     for req in track(requests, "generate (hf)", unit="completion", enabled=progress, leave=False):
-        enc = tokenizer(req.prompt, add_special_tokens=req.add_special_tokens, return_tensors="pt").to(model.device)
+        enc = tokenizer(req.prompt, add_special_tokens=req.add_special_tokens, return_tensors="pt").to(
+            model.device
+        )
         n_prompt = enc["input_ids"].shape[1]
         stopper = _TextStop(tokenizer, n_prompt, params)
-        kwargs = dict(max_new_tokens=params.max_new_tokens, eos_token_id=eos, pad_token_id=pad,
-                      stopping_criteria=StoppingCriteriaList([stopper]))
+        kwargs = dict(
+            max_new_tokens=params.max_new_tokens,
+            eos_token_id=eos,
+            pad_token_id=pad,
+            stopping_criteria=StoppingCriteriaList([stopper]),
+        )
         if params.greedy:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
@@ -60,9 +75,16 @@ def hf_generate(model, tokenizer, requests: Sequence[Request], params: SamplingP
             reason = "stop"
         else:
             reason = "length"
-        done = Completion(key=req.key, prompt=req.prompt,
-                          raw_output=tokenizer.decode(new, skip_special_tokens=True), stop_reason=reason,
-                          prompt_tokens=n_prompt, new_tokens=len(new), seconds=seconds, token_ids=new)
+        done = Completion(
+            key=req.key,
+            prompt=req.prompt,
+            raw_output=tokenizer.decode(new, skip_special_tokens=True),
+            stop_reason=reason,
+            prompt_tokens=n_prompt,
+            new_tokens=len(new),
+            seconds=seconds,
+            token_ids=new,
+        )
         out.append(done)
         if on_complete is not None:
             on_complete(done)

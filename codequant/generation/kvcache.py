@@ -43,7 +43,10 @@ class PreallocatedLayer(DynamicLayer):
         if filled != self._values_len:
             raise RuntimeError(f"cache keys hold {filled} positions but values {self._values_len}")
         needed = filled + extra
-        if all(t is not None and t.ndim == 4 and t.shape[-2] >= needed for t in (self._keys_buf, self._values_buf)):
+        if all(
+            t is not None and t.ndim == 4 and t.shape[-2] >= needed
+            for t in (self._keys_buf, self._values_buf)
+        ):
             return
         capacity = needed + max(MIN_SPARE, filled)
         shape = (*like.shape[:-2], capacity, like.shape[-1])

@@ -45,8 +45,11 @@ def packable_linears(model: nn.Module) -> list[nn.Linear]:
     ops = getattr(torch.ops, "mkldnn", None)
     if not torch.backends.mkldnn.is_available() or not hasattr(ops, "_linear_pointwise"):
         return []
-    return [m for m in model.modules()
-            if type(m) is nn.Linear and m.weight.device.type == "cpu" and m.weight.dtype == torch.float32]
+    return [
+        m
+        for m in model.modules()
+        if type(m) is nn.Linear and m.weight.device.type == "cpu" and m.weight.dtype == torch.float32
+    ]
 
 
 def _packed_forward(self: nn.Linear, x: torch.Tensor) -> torch.Tensor:

@@ -95,7 +95,7 @@ def sanitize_python(code: str, entry_point: str) -> str:
         if is_import or id(node) in keep:
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
             gap = "" if not out or (is_import and last_import) else "\n\n"
-            out += gap + "".join(lines[first: node.end_lineno]).rstrip() + "\n"
+            out += gap + "".join(lines[first : node.end_lineno]).rstrip() + "\n"
             last_import = is_import
     return out
 

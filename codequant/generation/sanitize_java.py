@@ -25,7 +25,7 @@ def _parser():
 
 
 def _text(src: bytes, node) -> str:
-    return src[node.start_byte:node.end_byte].decode("utf-8", errors="replace")
+    return src[node.start_byte : node.end_byte].decode("utf-8", errors="replace")
 
 
 def _member_names(src: bytes, node) -> list[str]:
@@ -33,8 +33,11 @@ def _member_names(src: bytes, node) -> list[str]:
         name = node.child_by_field_name("name")
         return [_text(src, name)] if name is not None else []
     if node.type in ("field_declaration", "constant_declaration"):
-        return [_text(src, d.child_by_field_name("name")) for d in node.children
-                if d.type == "variable_declarator" and d.child_by_field_name("name") is not None]
+        return [
+            _text(src, d.child_by_field_name("name"))
+            for d in node.children
+            if d.type == "variable_declarator" and d.child_by_field_name("name") is not None
+        ]
     return []
 
 
@@ -69,8 +72,9 @@ def sanitize_java(code: str, entry_point: str) -> str:
     owner = None
     for cls in tops:
         body = cls.child_by_field_name("body")
-        if body is not None and any(m.type == "method_declaration" and entry_point in _member_names(src, m)
-                                    for m in body.children):
+        if body is not None and any(
+            m.type == "method_declaration" and entry_point in _member_names(src, m) for m in body.children
+        ):
             owner = cls
             break
     if owner is None:
@@ -83,8 +87,10 @@ def sanitize_java(code: str, entry_point: str) -> str:
             named.setdefault(name, []).append(node)
     named.pop("main", None)
     keep = _reach(src, named, entry_point)
-    imports = [_text(src, n) for n in root.children if n.type == "import_declaration"]  # a package would move it
-    header = src[owner.start_byte:body.start_byte].decode("utf-8", errors="replace").rstrip()
+    imports = [
+        _text(src, n) for n in root.children if n.type == "import_declaration"
+    ]  # a package would move it
+    header = src[owner.start_byte : body.start_byte].decode("utf-8", errors="replace").rstrip()
     kept_members = ["    " + _text(src, m) for m in members if m.id in keep]
     others = [_text(src, t) for t in tops if t is not owner and t.id in keep]
     parts = ["\n".join(imports)] if imports else []

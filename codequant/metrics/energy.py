@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 POWERCAP = Path("/sys/class/powercap")
-DEFAULT_WATTS_PER_CORE = 5.0  # a server core under load: an EPYC/Xeon package's TDP over its cores (~200-360 W / 64)
+DEFAULT_WATTS_PER_CORE = (
+    5.0  # a server core under load: an EPYC/Xeon package's TDP over its cores (~200-360 W / 64)
+)
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,19 @@ class EnergyMeter:
             joules += sum(e - s for s, e in zip(self._nvml, _nvml_mj(self.gpus), strict=True)) / 1e3
             parts.append("nvml")
         if parts:
-            self.energy = Energy(joules, "+".join(parts), seconds,
-                                 "package counters: other processes' work counts too" if self.zones else "")
+            self.energy = Energy(
+                joules,
+                "+".join(parts),
+                seconds,
+                "package counters: other processes' work counts too" if self.zones else "",
+            )
             return
         cpu = _cpu_seconds() - self._cpu
         w = watts_per_core()
-        self.energy = Energy(cpu * w, "estimate:cpu-time", seconds,
-                             f"estimate, not a measurement: {cpu:.2f} CPU s x {w:g} W per busy core "
-                             "(no RAPL or NVML counters on this machine; CODEQUANT_WATTS_PER_CORE sets the power)")
+        self.energy = Energy(
+            cpu * w,
+            "estimate:cpu-time",
+            seconds,
+            f"estimate, not a measurement: {cpu:.2f} CPU s x {w:g} W per busy core "
+            "(no RAPL or NVML counters on this machine; CODEQUANT_WATTS_PER_CORE sets the power)",
+        )

@@ -52,7 +52,9 @@ class InferenceResult:
     peak_rss_mb: float | None = None
     file_bytes: int | None = None
     formula_bits_per_param: float | None = None
-    whole_file_bits_per_weight: float | None = None  # every tensor of the measured folder over the fp parameters
+    whole_file_bits_per_weight: float | None = (
+        None  # every tensor of the measured folder over the fp parameters
+    )
     decode_j_per_token: dict[int, float] = field(default_factory=dict)  # batch size -> joules per new token
     energy_method: str | None = None  # rapl | nvml | estimate:cpu-time (codequant.metrics.energy)
     energy_note: str = ""
@@ -86,13 +88,19 @@ def backends(folder: str | Path) -> list[tuple[str, str]]:
     """(backend, path) for every export a `codequant quantize` / `finetune` folder holds."""
     base = Path(folder)
     found = []
-    for name, path in (("dequantized", base), ("codequant", base / "codequant"), ("aqlm-kernels", base / "aqlm")):
+    for name, path in (
+        ("dequantized", base),
+        ("codequant", base / "codequant"),
+        ("aqlm-kernels", base / "aqlm"),
+    ):
         if (path / "config.json").is_file() or (path / "codequant.json").is_file():
             found.append((name, str(path)))
     return found
 
 
-def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backend: str = "fp") -> InferenceResult:
+def measure(
+    spec: str, settings: InferenceSettings = InferenceSettings(), backend: str = "fp"
+) -> InferenceResult:
     """Load `spec` and time one prefill, then greedy decoding at each batch size (in this process)."""
     import torch
     from transformers import DynamicCache
@@ -104,15 +112,21 @@ def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backen
     from codequant.metrics.energy import EnergyMeter
     from codequant.models import load
 
-    if not settings.batches or min(settings.batches) < 1 or settings.new_tokens < 1 or settings.prompt_tokens < 1:
+    if (
+        not settings.batches
+        or min(settings.batches) < 1
+        or settings.new_tokens < 1
+        or settings.prompt_tokens < 1
+    ):
         raise CodequantError(f"inference settings need positive batches and token counts, got {settings}")
     use_all_cores()
     t = time.perf_counter()
     loaded = load(spec, dtype=settings.dtype, device=settings.device)
     model, tok = loaded.model, loaded.tokenizer
     load_s = time.perf_counter() - t
-    prompts = heldout_tokens("python", tok, samples=max(settings.batches), seq_len=settings.prompt_tokens,
-                             seed=settings.seed).to(model.device)
+    prompts = heldout_tokens(
+        "python", tok, samples=max(settings.batches), seq_len=settings.prompt_tokens, seed=settings.seed
+    ).to(model.device)
     kw = cache_kwarg(model)
     sync = torch.cuda.synchronize if model.device.type == "cuda" else (lambda: None)
     decode: dict[int, float] = {}
@@ -140,21 +154,51 @@ def measure(spec: str, settings: InferenceSettings = InferenceSettings(), backen
             decode[b] = round(b * settings.new_tokens / (time.perf_counter() - t), 2)
             joules[b] = round(meter.energy.joules / (b * settings.new_tokens), 4)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-    return InferenceResult(spec=str(spec), backend=backend, load_s=round(load_s, 2), prefill_tok_s=round(prefill, 1),
-                           decode_tok_s=decode, peak_rss_mb=round(peak, 1), file_bytes=weight_bytes(spec),
-                           formula_bits_per_param=formula_bits(spec),
-                           whole_file_bits_per_weight=model_file_bits(spec, model), decode_j_per_token=joules,
-                           energy_method=meter.energy.method, energy_note=meter.energy.note, dtype=loaded.dtype)
+    return InferenceResult(
+        spec=str(spec),
+        backend=backend,
+        load_s=round(load_s, 2),
+        prefill_tok_s=round(prefill, 1),
+        decode_tok_s=decode,
+        peak_rss_mb=round(peak, 1),
+        file_bytes=weight_bytes(spec),
+        formula_bits_per_param=formula_bits(spec),
+        whole_file_bits_per_weight=model_file_bits(spec, model),
+        decode_j_per_token=joules,
+        energy_method=meter.energy.method,
+        energy_note=meter.energy.note,
+        dtype=loaded.dtype,
+    )
 
 
-def measure_isolated(spec: str, settings: InferenceSettings = InferenceSettings(), backend: str = "fp",
-                     timeout: float | None = None) -> dict[str, Any]:
+def measure_isolated(
+    spec: str,
+    settings: InferenceSettings = InferenceSettings(),
+    backend: str = "fp",
+    timeout: float | None = None,
+) -> dict[str, Any]:
     """`measure` in a fresh Python process (so peak RSS is this backend's alone), plus the process's `wall_s`;
     {"error": ...} if it fails."""
-    cmd = [sys.executable, "-m", "codequant.metrics.inference", str(spec), "--backend", backend,
-           "--prompt-tokens", str(settings.prompt_tokens), "--new-tokens", str(settings.new_tokens),
-           "--batches", ",".join(map(str, settings.batches)), "--seed", str(settings.seed), "--device", settings.device,
-           "--dtype", settings.dtype]
+    cmd = [
+        sys.executable,
+        "-m",
+        "codequant.metrics.inference",
+        str(spec),
+        "--backend",
+        backend,
+        "--prompt-tokens",
+        str(settings.prompt_tokens),
+        "--new-tokens",
+        str(settings.new_tokens),
+        "--batches",
+        ",".join(map(str, settings.batches)),
+        "--seed",
+        str(settings.seed),
+        "--device",
+        settings.device,
+        "--dtype",
+        settings.dtype,
+    ]
     start = time.perf_counter()
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
@@ -163,7 +207,10 @@ def measure_isolated(spec: str, settings: InferenceSettings = InferenceSettings(
     if done.returncode != 0:
         lines = [ln for ln in done.stderr.strip().splitlines() if ln.strip()]
         return {"spec": str(spec), "backend": backend, "error": (lines or [f"exit {done.returncode}"])[-1]}
-    return {**json.loads(done.stdout.strip().splitlines()[-1]), "wall_s": round(time.perf_counter() - start, 1)}
+    return {
+        **json.loads(done.stdout.strip().splitlines()[-1]),
+        "wall_s": round(time.perf_counter() - start, 1),
+    }
 
 
 def _main(argv: list[str] | None = None) -> None:
@@ -179,8 +226,14 @@ def _main(argv: list[str] | None = None) -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--dtype", default="auto", help="auto | float32 | float16 | bfloat16")
     a = p.parse_args(argv)
-    settings = InferenceSettings(a.prompt_tokens, a.new_tokens, tuple(int(b) for b in a.batches.split(",") if b),
-                                 a.seed, a.device, a.dtype)
+    settings = InferenceSettings(
+        a.prompt_tokens,
+        a.new_tokens,
+        tuple(int(b) for b in a.batches.split(",") if b),
+        a.seed,
+        a.device,
+        a.dtype,
+    )
     print(json.dumps(measure(a.spec, settings, a.backend).to_dict()))
 
 

@@ -27,7 +27,9 @@ def _windows(tokens: torch.Tensor, seq_len: int) -> list[torch.Tensor]:
     tokens = torch.as_tensor(tokens).long()
     rows = [tokens] if tokens.ndim == 1 else list(tokens)
     if tokens.ndim not in (1, 2):
-        raise CodequantError(f"perplexity needs a 1-D token stream or [N, L] rows, not shape {tuple(tokens.shape)}")
+        raise CodequantError(
+            f"perplexity needs a 1-D token stream or [N, L] rows, not shape {tuple(tokens.shape)}"
+        )
     out = []
     for row in rows:
         out.extend(w for w in row.split(seq_len) if w.numel() >= 2)
@@ -35,8 +37,9 @@ def _windows(tokens: torch.Tensor, seq_len: int) -> list[torch.Tensor]:
 
 
 @torch.inference_mode()
-def perplexity(model: Any, tokens: torch.Tensor, *, seq_len: int = 512, batch_size: int = 4,
-               progress: bool = True) -> PerplexityResult:
+def perplexity(
+    model: Any, tokens: torch.Tensor, *, seq_len: int = 512, batch_size: int = 4, progress: bool = True
+) -> PerplexityResult:
     """exp(mean next-token NLL) over windows of `seq_len` tokens (a [N, L] tensor's rows are split likewise)."""
     if seq_len < 2 or batch_size < 1:
         raise CodequantError("perplexity needs seq_len >= 2 and batch_size >= 1")
@@ -47,7 +50,9 @@ def perplexity(model: Any, tokens: torch.Tensor, *, seq_len: int = 512, batch_si
     by_len: dict[int, list[torch.Tensor]] = {}
     for w in windows:
         by_len.setdefault(w.numel(), []).append(w)  # equal lengths batch without padding
-    batches = [torch.stack(ws[i:i + batch_size]) for n, ws in by_len.items() for i in range(0, len(ws), batch_size)]
+    batches = [
+        torch.stack(ws[i : i + batch_size]) for n, ws in by_len.items() for i in range(0, len(ws), batch_size)
+    ]
     batches = track(batches, "perplexity", unit="batch", enabled=progress, leave=False)
     total, count = 0.0, 0
     was_training = model.training
@@ -57,7 +62,9 @@ def perplexity(model: Any, tokens: torch.Tensor, *, seq_len: int = 512, batch_si
             batch = batch.to(device)
             logits = model(input_ids=batch).logits[:, :-1].float()
             target = batch[:, 1:]
-            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum").item()
+            total += F.cross_entropy(
+                logits.reshape(-1, logits.shape[-1]), target.reshape(-1), reduction="sum"
+            ).item()
             count += target.numel()
     finally:
         model.train(was_training)

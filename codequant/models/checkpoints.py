@@ -45,7 +45,9 @@ def folder_loader(folder: Path) -> FolderLoader | None:
     for marker in sorted({*_LOADERS, *KNOWN_FORMATS}):
         if (folder / marker).is_file():
             if marker not in _LOADERS:
-                raise CodequantError(f"{folder} holds {marker}, whose loader registers when {KNOWN_FORMATS[marker]} "
-                                     "is imported; this process never imported it (import it before models.load)")
+                raise CodequantError(
+                    f"{folder} holds {marker}, whose loader registers when {KNOWN_FORMATS[marker]} "
+                    "is imported; this process never imported it (import it before models.load)"
+                )
             return _LOADERS[marker]
     return None

@@ -41,7 +41,9 @@ def torch_dtype(name: str) -> Any:
 
     text = check_dtype(name)
     if text == "auto":
-        raise CodequantError("dtype 'auto' must be resolved against a device and a checkpoint first (resolve_dtype)")
+        raise CodequantError(
+            "dtype 'auto' must be resolved against a device and a checkpoint first (resolve_dtype)"
+        )
     return getattr(torch, text)
 
 

@@ -25,8 +25,12 @@ def safetensors_tensor_bytes(path: str | Path) -> int:
             raise CodequantError(f"{path} is not a safetensors file (shorter than its header length)")
         (size,) = struct.unpack("<Q", head)
         header = json.loads(f.read(size))
-    return sum(end - start for key, info in header.items() if key != "__metadata__"
-               for start, end in [info["data_offsets"]])
+    return sum(
+        end - start
+        for key, info in header.items()
+        if key != "__metadata__"
+        for start, end in [info["data_offsets"]]
+    )
 
 
 def folder_tensor_bytes(folder: str | Path) -> int:

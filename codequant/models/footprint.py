@@ -82,7 +82,10 @@ def footprint(model: nn.Module) -> Footprint:
     head = _output_embeddings(model)
 
     def charge(kind: str, module: nn.Module, recurse: bool) -> None:
-        for is_buffer, tensors in ((False, module.parameters(recurse=recurse)), (True, module.buffers(recurse=recurse))):
+        for is_buffer, tensors in (
+            (False, module.parameters(recurse=recurse)),
+            (True, module.buffers(recurse=recurse)),
+        ):
             for t in tensors:
                 if id(t) not in seen:
                     seen.add(id(t))
@@ -91,7 +94,9 @@ def footprint(model: nn.Module) -> Footprint:
     def walk(module: nn.Module) -> None:
         if module is head:
             return  # charged last, so a tied weight is found under embeddings first
-        if isinstance(module, nn.Embedding) or getattr(module, "kind", None) == "embedding":  # fp or quantized table
+        if (
+            isinstance(module, nn.Embedding) or getattr(module, "kind", None) == "embedding"
+        ):  # fp or quantized table
             charge("embeddings", module, True)
         elif _is_linear(module):
             charge("linear", module, True)
@@ -155,10 +160,25 @@ def footprint_table(fp: Footprint, title: str = "footprint"):
     total = fp.bytes or 1
     for name, k in fp.kinds.items():
         label = "head (tied: counted in embeddings)" if name == "head" and fp.head_tied else name
-        table.add_row(label, f"{k.parameters:,}", f"{k.buffers:,}", str(k.tensors), _human(k.bytes),
-                      f"{100 * k.bytes / total:.1f}%")
-    table.add_row("total", f"{fp.parameters:,}", f"{fp.buffers:,}", str(sum(k.tensors for k in fp.kinds.values())),
-                  _human(fp.bytes), "100.0%", style="bold")
-    table.caption = (f"{fp.linear_modules} decoder linears, {fp.linear_weights:,} weights, "
-                     f"{fp.linear_bits_per_weight:.2f} stored bits/weight")
+        table.add_row(
+            label,
+            f"{k.parameters:,}",
+            f"{k.buffers:,}",
+            str(k.tensors),
+            _human(k.bytes),
+            f"{100 * k.bytes / total:.1f}%",
+        )
+    table.add_row(
+        "total",
+        f"{fp.parameters:,}",
+        f"{fp.buffers:,}",
+        str(sum(k.tensors for k in fp.kinds.values())),
+        _human(fp.bytes),
+        "100.0%",
+        style="bold",
+    )
+    table.caption = (
+        f"{fp.linear_modules} decoder linears, {fp.linear_weights:,} weights, "
+        f"{fp.linear_bits_per_weight:.2f} stored bits/weight"
+    )
     return table

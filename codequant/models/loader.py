@@ -66,7 +66,9 @@ def resolve(spec: str) -> tuple[Source, Path | str]:
     path = Path(spec).expanduser()
     if path.is_file():
         if path.suffix.lower() != ".gguf":
-            raise CodequantError(f"{spec} is a file but not a .gguf; give a GGUF file, an HF model folder or a hub id")
+            raise CodequantError(
+                f"{spec} is a file but not a .gguf; give a GGUF file, an HF model folder or a hub id"
+            )
         return "gguf", path.resolve()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -115,10 +117,14 @@ def load(spec: str, *, dtype: str | torch.dtype = "auto", device: str | torch.de
     loaded_dtype = dtype_name(model_dtype(model))
     if loaded_dtype != dtype_name(target):  # a loader that ignored the request must not pass for it
         raise CodequantError(f"{spec} loaded in {loaded_dtype}, not the {dtype_name(target)} asked for")
-    return LoadedModel(model, tokenizer, str(spec), source, where, time.perf_counter() - start, cached, loaded_dtype)
+    return LoadedModel(
+        model, tokenizer, str(spec), source, where, time.perf_counter() - start, cached, loaded_dtype
+    )
 
 
-def load_dtype(spec: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu") -> torch.dtype:
+def load_dtype(
+    spec: str, dtype: str | torch.dtype = "auto", device: str | torch.device = "cpu"
+) -> torch.dtype:
     """The torch dtype `load(spec, dtype=dtype)` gives for work on `device` (codequant.models.dtype.resolve_dtype).
     The checkpoint's own dtype is read (config only, no weights) only when `auto` meets a GPU. A GGUF (the
     embedded models) is float32: that is what transformers' converter writes."""
@@ -127,8 +133,11 @@ def load_dtype(spec: str, dtype: str | torch.dtype = "auto", device: str | torch
     own = None
     if str(dtype).strip().lower() == "auto" and str(device).startswith("cuda"):
         source, where = resolve(str(spec))
-        own = "float32" if source in ("embedded", "gguf") else (
-            folder_dtype(where) if source == "folder" else hub_dtype(str(where)))
+        own = (
+            "float32"
+            if source in ("embedded", "gguf")
+            else (folder_dtype(where) if source == "folder" else hub_dtype(str(where)))
+        )
     return resolve_dtype(str(dtype), str(device), own)
 
 
@@ -164,7 +173,9 @@ def gguf_cache_folder(gguf: Path) -> Path:
 
     gguf = gguf.resolve()
     st = gguf.stat()
-    key = hashlib.sha256(f"{gguf}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}".encode()).hexdigest()
+    key = hashlib.sha256(
+        f"{gguf}|{st.st_size}|{st.st_mtime_ns}|{transformers.__version__}".encode()
+    ).hexdigest()
     return cache_dir("models") / f"{gguf.stem}-{key[:16]}"
 
 
@@ -191,7 +202,9 @@ def _converted_gguf(gguf: Path) -> tuple[Path, bool]:
     _drop_gguf_marker(model)
     _ensure_pad(model, tokenizer)
     try:
-        write_atomic(target, model, tokenizer, {SOURCE_FILE: {"gguf": str(gguf), "size": gguf.stat().st_size}})
+        write_atomic(
+            target, model, tokenizer, {SOURCE_FILE: {"gguf": str(gguf), "size": gguf.stat().st_size}}
+        )
     except OSError:
         if not (target / SOURCE_FILE).is_file():  # another process may have renamed its copy in first
             raise

@@ -83,9 +83,14 @@ class EmbeddedModel:
 
     def status(self) -> dict[str, object]:
         """Installed or not, where the file is and its size; never assembles chunks (cheap, for listings)."""
-        info: dict[str, object] = {"name": self.name, "description": self.description,
-                                   "installed": self.installed(), "path": None, "bytes": None,
-                                   "install": self.install_command}
+        info: dict[str, object] = {
+            "name": self.name,
+            "description": self.description,
+            "installed": self.installed(),
+            "path": None,
+            "bytes": None,
+            "install": self.install_command,
+        }
         if info["installed"]:
             try:
                 paths = self.source_paths()
@@ -95,7 +100,9 @@ class EmbeddedModel:
             info["bytes"] = sum(p.stat().st_size for p in paths)
             if self.chunks:
                 target = cache_dir("models", "gguf") / self.filename
-                info["path"] = str(target) if target.is_file() else f"(assembled on first load from {len(paths)} chunks)"
+                info["path"] = (
+                    str(target) if target.is_file() else f"(assembled on first load from {len(paths)} chunks)"
+                )
             else:
                 info["path"] = str(paths[0])
         return info
@@ -181,4 +188,6 @@ def embedded_model(name: str) -> EmbeddedModel:
     try:
         return EMBEDDED[name]
     except KeyError:
-        raise CodequantError(f"unknown embedded model {name!r}; choose one of: {', '.join(EMBEDDED)}") from None
+        raise CodequantError(
+            f"unknown embedded model {name!r}; choose one of: {', '.join(EMBEDDED)}"
+        ) from None

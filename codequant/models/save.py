@@ -13,8 +13,13 @@ from codequant.errors import CodequantError
 from codequant.models.loader import LoadedModel, write_atomic
 
 
-def save(loaded_or_model: LoadedModel | Any, tokenizer: Any = None, out_dir: str | Path | None = None, *,
-         overwrite: bool = False) -> Path:
+def save(
+    loaded_or_model: LoadedModel | Any,
+    tokenizer: Any = None,
+    out_dir: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
     """Save a `LoadedModel` (its tokenizer unless one is given) or a model + tokenizer to `out_dir`."""
     if out_dir is None:
         raise CodequantError("save needs an output folder (out_dir)")

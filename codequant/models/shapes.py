@@ -43,7 +43,12 @@ class ModelShape:
     def block_params(self) -> int:
         """Weights of one decoder block: attention (q, o full; k, v at the kv width), the MLP, two norms."""
         kv = self.kv_heads * self.head_dim
-        return 2 * self.hidden * self.hidden + 2 * self.hidden * kv + 3 * self.hidden * self.intermediate + 2 * self.hidden
+        return (
+            2 * self.hidden * self.hidden
+            + 2 * self.hidden * kv
+            + 3 * self.hidden * self.intermediate
+            + 2 * self.hidden
+        )
 
     @property
     def params(self) -> int:
@@ -57,6 +62,7 @@ class ModelShape:
 
 def shape_from_config(config: dict[str, Any], source: str = "config") -> ModelShape:
     """A ModelShape from a config.json mapping (Llama, Mistral, Qwen2, DeepSeek-Coder, GPT-2 names)."""
+
     def get(*names: str, default: Any = None) -> Any:
         for name in names:
             if config.get(name) is not None:
@@ -68,11 +74,16 @@ def shape_from_config(config: dict[str, Any], source: str = "config") -> ModelSh
     hidden = int(get("hidden_size", "n_embd", "d_model"))
     heads = int(get("num_attention_heads", "n_head"))
     return ModelShape(
-        hidden=hidden, intermediate=int(get("intermediate_size", "n_inner", default=4 * hidden)),
-        layers=int(get("num_hidden_layers", "n_layer")), heads=heads,
-        kv_heads=int(get("num_key_value_heads", default=heads)), vocab=int(get("vocab_size")),
+        hidden=hidden,
+        intermediate=int(get("intermediate_size", "n_inner", default=4 * hidden)),
+        layers=int(get("num_hidden_layers", "n_layer")),
+        heads=heads,
+        kv_heads=int(get("num_key_value_heads", default=heads)),
+        vocab=int(get("vocab_size")),
         torch_dtype=str(get("torch_dtype", "dtype", default="float32")).removeprefix("torch."),
-        tied_embeddings=bool(config.get("tie_word_embeddings", False)), source=source)
+        tied_embeddings=bool(config.get("tie_word_embeddings", False)),
+        source=source,
+    )
 
 
 @cache
@@ -87,8 +98,10 @@ def model_shape(spec: str) -> ModelShape:
         return shape_from_config(config, source="config.json")
     if spec in paper_table():
         return ModelShape(**paper_table()[spec], source="table")
-    raise CodequantError(f"cannot read the config of {spec!r} (no local folder, no cached config.json) and it is not "
-                         f"one of the tabled models ({', '.join(paper_table())}); give a local folder to plan it")
+    raise CodequantError(
+        f"cannot read the config of {spec!r} (no local folder, no cached config.json) and it is not "
+        f"one of the tabled models ({', '.join(paper_table())}); give a local folder to plan it"
+    )
 
 
 def _read_config(spec: str) -> dict[str, Any] | None:

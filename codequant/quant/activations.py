@@ -45,7 +45,9 @@ class ActivationPolicy:
 
     def __post_init__(self) -> None:
         if self.placement not in PLACEMENTS:
-            raise CodequantError(f"activation placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}")
+            raise CodequantError(
+                f"activation placement must be one of {', '.join(PLACEMENTS)}, got {self.placement!r}"
+            )
         if self.max_host_bytes is not None and self.max_host_bytes <= 0:
             raise CodequantError(f"the host-memory budget must be positive, got {self.max_host_bytes} bytes")
 
@@ -55,13 +57,16 @@ def buffer_bytes(rows: int, seq_len: int, hidden: int, dtype: torch.dtype) -> in
     return rows * seq_len * hidden * torch.empty((), dtype=dtype).element_size()
 
 
-def choose_placement(policy: ActivationPolicy, *, need_bytes: int, other_host_bytes: int,
-                     device: str | None) -> str:
+def choose_placement(
+    policy: ActivationPolicy, *, need_bytes: int, other_host_bytes: int, device: str | None
+) -> str:
     """host | device | disk for buffers of `need_bytes` in all, given what else the process holds in RAM
     (`other_host_bytes`: the model, the runtime) and the walk's device (None or "cpu": no GPU)."""
     gpu = device is not None and str(device).startswith("cuda")
     if policy.placement == "device" and not gpu:
-        raise CodequantError("activation placement 'device' needs a GPU walk (--device cuda); use host or disk")
+        raise CodequantError(
+            "activation placement 'device' needs a GPU walk (--device cuda); use host or disk"
+        )
     if policy.placement == "disk" and policy.folder is None:
         raise CodequantError("activation placement 'disk' needs a folder (the run's checkpoint folder)")
     if policy.placement != "auto":
@@ -71,9 +76,11 @@ def choose_placement(policy: ActivationPolicy, *, need_bytes: int, other_host_by
     if gpu and need_bytes <= _free_gpu_bytes(device) // 2:  # leave half the free memory to the block's work
         return "device"
     if policy.folder is None:
-        raise CodequantError(f"the activations need {need_bytes / GIB:.1f} GiB beside {other_host_bytes / GIB:.1f} "
-                             f"GiB in a {policy.max_host_bytes / GIB:.1f} GiB host budget and there is no folder "
-                             "to map them from; raise the budget or give the run an output folder")
+        raise CodequantError(
+            f"the activations need {need_bytes / GIB:.1f} GiB beside {other_host_bytes / GIB:.1f} "
+            f"GiB in a {policy.max_host_bytes / GIB:.1f} GiB host budget and there is no folder "
+            "to map them from; raise the budget or give the run an output folder"
+        )
     return "disk"
 
 

@@ -41,13 +41,20 @@ def find_decoder_layers(model: nn.Module) -> tuple[str, nn.ModuleList]:
     text = getattr(config, "text_config", None) or config
     n = getattr(text, "num_hidden_layers", None)
     if not isinstance(n, int):
-        raise CodequantError(f"cannot find the decoder blocks of {type(model).__name__}: its config has no "
-                             "num_hidden_layers, so no module list can be recognised as the blocks")
-    candidates = [(name, m) for name, m in model.named_modules()
-                  if isinstance(m, nn.ModuleList) and len(m) == n and n > 0 and len({type(b) for b in m}) == 1]
+        raise CodequantError(
+            f"cannot find the decoder blocks of {type(model).__name__}: its config has no "
+            "num_hidden_layers, so no module list can be recognised as the blocks"
+        )
+    candidates = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.ModuleList) and len(m) == n and n > 0 and len({type(b) for b in m}) == 1
+    ]
     if not candidates:
-        raise CodequantError(f"cannot find the decoder blocks of {type(model).__name__}: no nn.ModuleList holds its "
-                             f"num_hidden_layers={n} blocks of one class")
+        raise CodequantError(
+            f"cannot find the decoder blocks of {type(model).__name__}: no nn.ModuleList holds its "
+            f"num_hidden_layers={n} blocks of one class"
+        )
     return max(candidates, key=lambda c: sum(p.numel() for p in c[1].parameters()))
 
 
@@ -70,8 +77,13 @@ def as_linear(module: nn.Module, *, device: torch.device | str | None = None) ->
     if isinstance(module, nn.Linear) and device is None:
         return module
     out_f, in_f = linear_shape(module)
-    linear = nn.Linear(in_f, out_f, bias=module.bias is not None, device=device or module.weight.device,
-                       dtype=module.weight.dtype)
+    linear = nn.Linear(
+        in_f,
+        out_f,
+        bias=module.bias is not None,
+        device=device or module.weight.device,
+        dtype=module.weight.dtype,
+    )
     if linear.weight.is_meta:
         return linear
     with torch.no_grad():
@@ -95,7 +107,9 @@ def conv1d_names(model: nn.Module) -> set[str]:
 
 def to_conv1d(linear: nn.Linear) -> nn.Module:
     """The Conv1D holding `linear`'s function, for exports of architectures that store that module transposed."""
-    conv = conv1d_class()(linear.out_features, linear.in_features).to(linear.weight.device, linear.weight.dtype)
+    conv = conv1d_class()(linear.out_features, linear.in_features).to(
+        linear.weight.device, linear.weight.dtype
+    )
     with torch.no_grad():
         conv.weight.copy_(linear.weight.T)
         if linear.bias is not None:
@@ -117,5 +131,6 @@ def check_architecture(model: nn.Module) -> None:
             f"{type(model).__name__} rescales its blocks for inference (config.rescale_every={every}): it divides "
             "the weights of attention.output and feed_forward.value in place when switching between train and eval, "
             f"which quantized linears cannot take, and halves the hidden states between blocks every {every} blocks, "
-            "which the block walk does not see; set \"rescale_every\": 0 in config.json (the same function up to "
-            "LayerNorm epsilon; the rescaling only keeps fp16 from overflowing)")
+            'which the block walk does not see; set "rescale_every": 0 in config.json (the same function up to '
+            "LayerNorm epsilon; the rescaling only keeps fp16 from overflowing)"
+        )

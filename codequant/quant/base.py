@@ -31,7 +31,9 @@ class QuantConfig:
     num_codebooks: int | None = None  # aqlm M
     codebook_bits: int | None = None  # aqlm B
     seed: int = 0
-    options: dict[str, Any] = field(default_factory=dict)  # method-specific knobs (damping, act_order, tol, ...)
+    options: dict[str, Any] = field(
+        default_factory=dict
+    )  # method-specific knobs (damping, act_order, tol, ...)
 
 
 @dataclass

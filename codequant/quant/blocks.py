@@ -50,8 +50,15 @@ def call_block(block: nn.Module, x: torch.Tensor, kwargs: dict[str, Any]) -> tor
 
 
 @torch.no_grad()
-def run_block(block: nn.Module, inputs: torch.Tensor, kwargs: dict[str, Any], batch_size: int,
-              out: torch.Tensor | None = None, *, keep: bool = True) -> torch.Tensor | None:
+def run_block(
+    block: nn.Module,
+    inputs: torch.Tensor,
+    kwargs: dict[str, Any],
+    batch_size: int,
+    out: torch.Tensor | None = None,
+    *,
+    keep: bool = True,
+) -> torch.Tensor | None:
     """block(inputs) in batches, written into `out` (default: a new tensor like `inputs`; `out` may be `inputs`
     itself: each batch is read before it is overwritten). `keep=False` stores nothing (a hook collects what is
     wanted) and returns None. Batches stopped by a hook (`Stop`) are left as they were."""
@@ -69,8 +76,13 @@ def run_block(block: nn.Module, inputs: torch.Tensor, kwargs: dict[str, Any], ba
 
 
 @torch.no_grad()
-def propagate(block: nn.Module, acts: torch.Tensor, kwargs: dict[str, Any], batch_size: int,
-              targets: torch.Tensor | None = None) -> float | None:
+def propagate(
+    block: nn.Module,
+    acts: torch.Tensor,
+    kwargs: dict[str, Any],
+    batch_size: int,
+    targets: torch.Tensor | None = None,
+) -> float | None:
     """Overwrite `acts` with block(acts), batch by batch (the next block's inputs, without a second buffer); with
     `targets`, return the relative MSE of the new outputs against them, accumulated per batch in float64."""
     device, dtype = block_device_dtype(block)

@@ -15,8 +15,15 @@ from codequant.models.shapes import DTYPE_BYTES, ModelShape
 from codequant.quant.activations import GIB
 
 RUNTIME_HOST_BYTES = GIB // 2  # Python, torch and transformers imported, before any model or activation
-FWD_PASSES = {"rtn": 2.0, "gptq": 3.5, "aqlm": 3.0}  # passes over the calibration per block (targets, XTX, propagate)
-TUNE_PASSES = {"fast": 2 * 3 + 4, "reference": 10 * 3 + 12}  # AQLM block tuning: epochs x (fwd + bwd) + selection passes
+FWD_PASSES = {
+    "rtn": 2.0,
+    "gptq": 3.5,
+    "aqlm": 3.0,
+}  # passes over the calibration per block (targets, XTX, propagate)
+TUNE_PASSES = {
+    "fast": 2 * 3 + 4,
+    "reference": 10 * 3 + 12,
+}  # AQLM block tuning: epochs x (fwd + bwd) + selection passes
 # AQLM fit, per effort: k-means iterations and beam-search rounds x beam (codequant.quant.aqlm.fit/effort; the
 # reference stops at 1% improvement, ~20 rounds in practice); each scans every codeword for every group.
 FIT_SCANS = {"fast": (8, 6 * 1), "reference": (100, 20 * 1)}
@@ -86,8 +93,12 @@ def quant_needs(shape: ModelShape, job: QuantJob) -> QuantNeeds:
     acts = activation_bytes(shape, job)
     placement = place(shape, job, acts, model)
     every_group = (3 * h * h + inter * inter) * 8  # XTX in fp64 on the host: q/k/v, o, gate/up, down inputs
-    train_xtx = {"aqlm": every_group, "gptq": max(h, inter) ** 2 * 8, "rtn": 0}[job.method]  # one pass vs one group
-    xtx = train_xtx + (every_group if job.val_rows else 0)  # held-out rows: every group's XTX, for their errors
+    train_xtx = {"aqlm": every_group, "gptq": max(h, inter) ** 2 * 8, "rtn": 0}[
+        job.method
+    ]  # one pass vs one group
+    xtx = train_xtx + (
+        every_group if job.val_rows else 0
+    )  # held-out rows: every group's XTX, for their errors
     # One batch through the block (SDPA attention: no seq_len^2 scores), and for AQLM's block tuning the
     # activations a backward keeps, fp32 grads and Adam moments of the block, and one linear's fit in fp32.
     batch = job.batch_size * job.seq_len * (4 * h + 3 * inter) * b
@@ -99,7 +110,9 @@ def quant_needs(shape: ModelShape, job: QuantJob) -> QuantNeeds:
     # the fp32 inverse factor; and two fp32 copies of the widest weight.
     gptq_fit = widest**2 * (3 * 8 + 4) + 2 * h * inter * 4
     fit = {"aqlm": 4 * h * inter * 4, "gptq": gptq_fit, "rtn": 2 * h * inter * 4}[job.method]
-    work = (block if job.gpu else 0) + batch + backward + tuning + fit  # on the CPU the block is the model's own
+    work = (
+        (block if job.gpu else 0) + batch + backward + tuning + fit
+    )  # on the CPU the block is the model's own
     host = RUNTIME_HOST_BYTES + model + xtx + (acts if placement == "host" else 0) + (0 if job.gpu else work)
     gpu = (work + (acts if placement == "device" else 0)) if job.gpu else 0
     quantized = shape.layers * shape.block_params
@@ -107,11 +120,27 @@ def quant_needs(shape: ModelShape, job: QuantJob) -> QuantNeeds:
     disk = model + 3 * (embeddings * b + quantized * job.bits // 8) + (acts if placement == "disk" else 0)
     total_tokens = (job.rows + job.val_rows) * job.seq_len
     per_token = 2 * shape.block_params + 4 * job.seq_len * h  # weights + causal attention (QK^T, AV)
-    passes = FWD_PASSES[job.method] + (TUNE_PASSES.get(job.effort, TUNE_PASSES["fast"]) if job.method == "aqlm" else 0)
+    passes = FWD_PASSES[job.method] + (
+        TUNE_PASSES.get(job.effort, TUNE_PASSES["fast"]) if job.method == "aqlm" else 0
+    )
     walk = shape.layers * passes * total_tokens * per_token
-    codeword = (aqlm_scan_flops(quantized, job.codebooks, job.codebook_bits, job.effort)
-                if job.method == "aqlm" else 0.0)
-    fit = 0.0 if job.method == "aqlm" else float(shape.layers * (4 * 2 * h * h * h + 3 * 2 * h * h * inter
-                                                                   + 2 * inter * inter * h))
-    return QuantNeeds(host_bytes=int(host), gpu_bytes=int(gpu), disk_bytes=int(disk), placement=placement,
-                      activation_bytes=acts, flops_walk=float(walk), codeword_ops=codeword, flops_fit=fit)
+    codeword = (
+        aqlm_scan_flops(quantized, job.codebooks, job.codebook_bits, job.effort)
+        if job.method == "aqlm"
+        else 0.0
+    )
+    fit = (
+        0.0
+        if job.method == "aqlm"
+        else float(shape.layers * (4 * 2 * h * h * h + 3 * 2 * h * h * inter + 2 * inter * inter * h))
+    )
+    return QuantNeeds(
+        host_bytes=int(host),
+        gpu_bytes=int(gpu),
+        disk_bytes=int(disk),
+        placement=placement,
+        activation_bytes=acts,
+        flops_walk=float(walk),
+        codeword_ops=codeword,
+        flops_fit=fit,
+    )

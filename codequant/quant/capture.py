@@ -23,8 +23,13 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @torch.no_grad()
-def capture_first_inputs(model: nn.Module, layer0: nn.Module, tokens: torch.Tensor, batch_size: int,
-                         store: ActivationStore | None = None) -> torch.Tensor:
+def capture_first_inputs(
+    model: nn.Module,
+    layer0: nn.Module,
+    tokens: torch.Tensor,
+    batch_size: int,
+    store: ActivationStore | None = None,
+) -> torch.Tensor:
     """Hidden states entering block 0 for every row, in the model's dtype, stopping each forward there. They are
     written batch by batch into one buffer of `store` (default: host RAM), never gathered and concatenated."""
     store = store or ActivationStore("host")
@@ -64,15 +69,19 @@ def block_call_kwargs(block: nn.Module, args: tuple, kwargs: dict[str, Any]) -> 
     try:
         bound = signature.bind(*args, **kwargs)
     except TypeError as exc:
-        raise CodequantError(f"cannot name the positional arguments of {type(block).__name__}.forward: {exc}") from exc
+        raise CodequantError(
+            f"cannot name the positional arguments of {type(block).__name__}.forward: {exc}"
+        ) from exc
     named: dict[str, Any] = {}
     for i, (name, value) in enumerate(bound.arguments.items()):
         kind = signature.parameters[name].kind
         if kind is inspect.Parameter.VAR_KEYWORD:
             named.update(value)
         elif kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.POSITIONAL_ONLY) and i > 0:
-            raise CodequantError(f"{type(block).__name__}.forward takes {name!r} positionally only; the block walk "
-                                 "calls blocks with the hidden states positionally and everything else by name")
+            raise CodequantError(
+                f"{type(block).__name__}.forward takes {name!r} positionally only; the block walk "
+                "calls blocks with the hidden states positionally and everything else by name"
+            )
         elif i > 0:
             named[name] = value
     return named
@@ -92,7 +101,12 @@ def capture_layer_kwargs(model: nn.Module, layers: nn.ModuleList, row: torch.Ten
         def pre_hook(module, args, kwargs, idx=idx):
             kw = block_call_kwargs(module, args, kwargs)
             kw["use_cache"] = False
-            for name in ("past_key_values", "past_key_value", "cache", "layer_past"):  # the cache's name varies
+            for name in (
+                "past_key_values",
+                "past_key_value",
+                "cache",
+                "layer_past",
+            ):  # the cache's name varies
                 if name in kw:
                     kw[name] = None
             captured[idx] = kw
@@ -115,23 +129,31 @@ def capture_layer_kwargs(model: nn.Module, layers: nn.ModuleList, row: torch.Ten
     return captured  # type: ignore[return-value]
 
 
-WALK_TOLERANCE = 1e-6  # relative MSE: float noise passes, any real transformation (a halving is 0.25) does not
+WALK_TOLERANCE = (
+    1e-6  # relative MSE: float noise passes, any real transformation (a halving is 0.25) does not
+)
 
 
-def check_walk(layers: nn.ModuleList, kwargs: list[dict[str, Any]], seen: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+def check_walk(
+    layers: nn.ModuleList, kwargs: list[dict[str, Any]], seen: list[tuple[torch.Tensor, torch.Tensor]]
+) -> None:
     """The walk feeds block i+1 what block i returned and calls each block with its captured arguments only; check
     both against the model's own forward (`seen`: each block's (input, output)). A model that transforms the hidden
     states between its blocks, or a block that reads state the arguments do not carry, fails here, by name."""
     for idx, (layer, (hidden, out)) in enumerate(zip(layers, seen, strict=True)):
         replay = call_block(layer, hidden, kwargs[idx])
         if relative_mse(replay.float(), out.float()) > WALK_TOLERANCE:
-            raise CodequantError(f"block {idx} ({type(layer).__name__}) gives other outputs when called with the "
-                                 "arguments the model passed it: it depends on state outside its arguments, which "
-                                 "the block walk cannot reproduce")
+            raise CodequantError(
+                f"block {idx} ({type(layer).__name__}) gives other outputs when called with the "
+                "arguments the model passed it: it depends on state outside its arguments, which "
+                "the block walk cannot reproduce"
+            )
         if idx + 1 < len(layers) and relative_mse(seen[idx + 1][0].float(), out.float()) > WALK_TOLERANCE:
-            raise CodequantError(f"{type(layer).__name__} {idx + 1} does not receive what block {idx} returned: the "
-                                 "model transforms the hidden states between its blocks, which the block walk "
-                                 "(block i+1 gets block i's output) does not reproduce")
+            raise CodequantError(
+                f"{type(layer).__name__} {idx + 1} does not receive what block {idx} returned: the "
+                "model transforms the hidden states between its blocks, which the block walk "
+                "(block i+1 gets block i's output) does not reproduce"
+            )
 
 
 @torch.no_grad()
@@ -141,7 +163,8 @@ def linear_groups(block: nn.Module, sample: torch.Tensor, kwargs: dict[str, Any]
     linears = block_linears(block)
     calls: list[tuple[str, torch.Tensor]] = []
     handles = [
-        m.register_forward_pre_hook(lambda _m, args, n=n: calls.append((n, args[0]))) for n, m in linears.items()
+        m.register_forward_pre_hook(lambda _m, args, n=n: calls.append((n, args[0])))
+        for n, m in linears.items()
     ]
     device, dtype = block_device_dtype(block)
     try:
@@ -195,8 +218,15 @@ class XtxCollector:
             h.remove()
 
 
-def collect_xtx(block: nn.Module, inputs: torch.Tensor, kwargs: dict[str, Any], batch_size: int, groups: list[list[str]],
-                stop: bool, out: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+def collect_xtx(
+    block: nn.Module,
+    inputs: torch.Tensor,
+    kwargs: dict[str, Any],
+    batch_size: int,
+    groups: list[list[str]],
+    stop: bool,
+    out: torch.Tensor | None = None,
+) -> dict[int, torch.Tensor]:
     """{group index: XTX} over `inputs`; the block's outputs go into `out` when given (the walk's targets buffer),
     else nowhere. With `stop` the forward ends at the first group's input."""
     collector = XtxCollector(block, groups, stop)

@@ -88,7 +88,9 @@ def whole_file_accounting(folders: dict[str, str | Path], parameters: int) -> di
 def _dequantized_linear(q: nn.Module) -> nn.Linear:
     weight = q.dequantize().detach()
     bias = getattr(q, "bias", None)
-    linear = nn.Linear(q.in_features, q.out_features, bias=bias is not None, device=weight.device, dtype=weight.dtype)
+    linear = nn.Linear(
+        q.in_features, q.out_features, bias=bias is not None, device=weight.device, dtype=weight.dtype
+    )
     with torch.no_grad():
         linear.weight.copy_(weight)
         if bias is not None:
@@ -96,7 +98,9 @@ def _dequantized_linear(q: nn.Module) -> nn.Linear:
     return linear
 
 
-def export_dequantized(model: nn.Module, tokenizer: Any, out_dir: str | Path, *, info: dict[str, Any] | None = None) -> Path:
+def export_dequantized(
+    model: nn.Module, tokenizer: Any, out_dir: str | Path, *, info: dict[str, Any] | None = None
+) -> Path:
     """Save `model` as a plain HF folder with dequantized weights (the model itself is left quantized)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,8 +126,11 @@ def export_dequantized(model: nn.Module, tokenizer: Any, out_dir: str | Path, *,
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     whole = whole_file_bits(out, acc["model_params"])  # the fp tensors it really holds: 32 bits in fp32
-    (out / INFO_FILE).write_text(json.dumps({"format": "dequantized", "accounting": acc, "whole_file": whole,
-                                             **(info or {})}, indent=2))
+    (out / INFO_FILE).write_text(
+        json.dumps(
+            {"format": "dequantized", "accounting": acc, "whole_file": whole, **(info or {})}, indent=2
+        )
+    )
     return out
 
 
@@ -141,14 +148,20 @@ def save_codequant_checkpoint(
     if tokenizer is not None:
         tokenizer.save_pretrained(out)
     acc = accounting(model)
-    data = {"format": "codequant", "bytes": size, "accounting": acc,
-            "whole_file": whole_file_bits(out, acc["model_params"]), **(info or {})}
+    data = {
+        "format": "codequant",
+        "bytes": size,
+        "accounting": acc,
+        "whole_file": whole_file_bits(out, acc["model_params"]),
+        **(info or {}),
+    }
     (out / INFO_FILE).write_text(json.dumps(data, indent=2))
     return out
 
 
-def load_codequant_checkpoint(path: str | Path, *, device: str | torch.device = "cpu",
-                              dtype: torch.dtype | None = None) -> tuple[nn.Module, dict[str, Any]]:
+def load_codequant_checkpoint(
+    path: str | Path, *, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the quantized model written by `save_codequant_checkpoint`; returns (model, codequant.json).
 
     `dtype`: what the fp parts (embeddings, norms, head, biases) and the quantized linears' compute dtype become;
@@ -158,7 +171,9 @@ def load_codequant_checkpoint(path: str | Path, *, device: str | torch.device = 
 
     path = Path(path)
     if not (path / NATIVE_FILE).exists():
-        raise CodequantError(f"{path} is not a codequant checkpoint (no {NATIVE_FILE}); write one with --format codequant")
+        raise CodequantError(
+            f"{path} is not a codequant checkpoint (no {NATIVE_FILE}); write one with --format codequant"
+        )
     config = AutoConfig.from_pretrained(path)
     dtype = dtype or torch_dtype(folder_dtype(path))
     model = AutoModelForCausalLM.from_config(config, dtype=dtype).to(device)

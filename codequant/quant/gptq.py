@@ -73,8 +73,10 @@ def _inverse_cholesky(h: torch.Tensor, percdamp: float) -> tuple[torch.Tensor, d
             return factor, {"damping": percdamp, "damping_used": damp, "retries": retry}
         except torch.linalg.LinAlgError:
             damp = damp * 10 if damp > 0 else 0.01
-    raise CodequantError(f"GPTQ: the calibration Hessian is not positive definite even with damping {damp / 10:g} "
-                         f"({RETRIES} retries from {percdamp:g})")
+    raise CodequantError(
+        f"GPTQ: the calibration Hessian is not positive definite even with damping {damp / 10:g} "
+        f"({RETRIES} retries from {percdamp:g})"
+    )
 
 
 @dataclass(frozen=True)
@@ -111,8 +113,15 @@ def gptq_quantize_weight(
     zero_point, clip, knobs = options.zero_point, options.clip, options.clip_knobs
 
     def params(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return grid_params(x, bits, zero_point, clip, grid=knobs["clip_grid"], maxshrink=knobs["clip_maxshrink"],
-                           norm=knobs["clip_norm"])
+        return grid_params(
+            x,
+            bits,
+            zero_point,
+            clip,
+            grid=knobs["clip_grid"],
+            maxshrink=knobs["clip_maxshrink"],
+            norm=knobs["clip_norm"],
+        )
 
     w = weight.detach().float().clone()  # on the weight's device: a GPU runs the column loop there
     dev = w.device
@@ -135,7 +144,11 @@ def gptq_quantize_weight(
             s, o = params(w[:, g * gs : (g + 1) * gs])
             scales[:, g : g + 1], offsets[:, g : g + 1] = s, o
 
-    perm = torch.argsort(torch.diag(h), descending=True, stable=True) if act_order else torch.arange(in_f, device=dev)
+    perm = (
+        torch.argsort(torch.diag(h), descending=True, stable=True)
+        if act_order
+        else torch.arange(in_f, device=dev)
+    )
     if act_order:  # each permuted copy replaces the one before it, which is freed at once
         w = w[:, perm]
         h = h[perm]
@@ -205,8 +218,14 @@ class GptqQuantizer(Quantizer):
         self.check_linear(name, linear)
         res = gptq_quantize_weight(linear.weight.detach(), xtx, self.bits, self.group_size, self.options)
         q = GptqLinear(
-            res.codes, res.scale, res.offset, self.bits, g_idx=res.g_idx, bias=linear.bias,
-            zero_point=self.options.zero_point, dtype=linear.weight.dtype,
+            res.codes,
+            res.scale,
+            res.offset,
+            self.bits,
+            g_idx=res.g_idx,
+            bias=linear.bias,
+            zero_point=self.options.zero_point,
+            dtype=linear.weight.dtype,
         )
         q = q.to(linear.weight.device)
         q.fit_info = res.fit_info()  # the pipeline writes it into quantize.json (layers[i]["fit"])

@@ -38,7 +38,9 @@ def check_group_size(group_size: int | None, method: str) -> int | None:
     if group_size is None or group_size in (0, -1):
         return None
     if not isinstance(group_size, int) or group_size < 1:
-        raise CodequantError(f"{method}: --group-size must be a positive integer (or -1 for per-row), got {group_size!r}")
+        raise CodequantError(
+            f"{method}: --group-size must be a positive integer (or -1 for per-row), got {group_size!r}"
+        )
     return group_size
 
 

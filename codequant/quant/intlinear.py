@@ -47,7 +47,9 @@ class GroupedIntLinear(QuantizedLinear):
         self.register_buffer("scale", scale.to(_float(scale.dtype)).contiguous())
         self.register_buffer("offset", offset.to(_float(offset.dtype)).contiguous())
         self.register_buffer("g_idx", None if g_idx is None else g_idx.to(torch.int32).contiguous())
-        self.bias = None if bias is None else torch.nn.Parameter(bias.detach().to(dtype).clone(), requires_grad=False)
+        self.bias = (
+            None if bias is None else torch.nn.Parameter(bias.detach().to(dtype).clone(), requires_grad=False)
+        )
         self._cache: tuple[tuple, torch.Tensor] | None = None
 
     @property
@@ -80,7 +82,9 @@ class GroupedIntLinear(QuantizedLinear):
         params = self.out_features * self.in_features
         scale_bits = 2 * 16 * self.scale.numel()  # scale + offset, fp16 each
         formula = params * self.bits + scale_bits
-        stored_scales = 8 * (self.scale.numel() * self.scale.element_size() + self.offset.numel() * self.offset.element_size())
+        stored_scales = 8 * (
+            self.scale.numel() * self.scale.element_size() + self.offset.numel() * self.offset.element_size()
+        )
         stored = 8 * -(-params * self.bits // 8) + stored_scales
         if self.g_idx is not None:
             stored += self.in_features * (16 if self.num_groups < 2**15 else 32)

@@ -20,7 +20,8 @@ class MasterWeights:
     def __init__(self, params: dict[str, nn.Parameter]):
         self.params = params
         self.masters: dict[str, nn.Parameter] = {
-            n: p if p.dtype == torch.float32 else nn.Parameter(p.detach().float().clone()) for n, p in params.items()
+            n: p if p.dtype == torch.float32 else nn.Parameter(p.detach().float().clone())
+            for n, p in params.items()
         }
 
     @property

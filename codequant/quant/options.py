@@ -23,7 +23,9 @@ from codequant.errors import CodequantError
 ZERO_POINTS = ("float", "int")
 CLIPS = ("minmax", "mse")
 KMEANS_ALL = ("all", "none")  # kmeans_sample values meaning "every group" (as 0 does)
-RESOLVED = "resolved"  # what `resolve_aqlm_config` adds to an AQLM config's options: a record, not a user option
+RESOLVED = (
+    "resolved"  # what `resolve_aqlm_config` adds to an AQLM config's options: a record, not a user option
+)
 
 
 def _opt(doc: str, flag: str | None = None, unset: str = "the effort's") -> dict[str, str]:
@@ -41,12 +43,16 @@ class RtnOptions:
         the p-norm of the error.
     """
 
-    zero_point: str = field(default="float", metadata=_opt(
-        'the grid\'s offset: "float" (fp16) or "int" (integer zero point)'))
-    clip: str = field(default="minmax", metadata=_opt(
-        'the grid\'s range: "minmax" or "mse" (searched shrink)', "--clip"))
+    zero_point: str = field(
+        default="float", metadata=_opt('the grid\'s offset: "float" (fp16) or "int" (integer zero point)')
+    )
+    clip: str = field(
+        default="minmax", metadata=_opt('the grid\'s range: "minmax" or "mse" (searched shrink)', "--clip")
+    )
     clip_grid: int = field(default=100, metadata=_opt("mse: shrink factors tried per group"))
-    clip_maxshrink: float = field(default=0.8, metadata=_opt("mse: the largest shrink of the range, in [0, 1)"))
+    clip_maxshrink: float = field(
+        default=0.8, metadata=_opt("mse: the largest shrink of the range, in [0, 1)")
+    )
     clip_norm: float = field(default=2.4, metadata=_opt("mse: the p of the p-norm error minimised"))
 
     def __post_init__(self) -> None:
@@ -64,7 +70,11 @@ class RtnOptions:
     @property
     def clip_knobs(self) -> dict[str, Any]:
         """The mse search's settings, as `grid.grid_params` and `describe()` take them."""
-        return {"clip_grid": self.clip_grid, "clip_maxshrink": self.clip_maxshrink, "clip_norm": self.clip_norm}
+        return {
+            "clip_grid": self.clip_grid,
+            "clip_maxshrink": self.clip_maxshrink,
+            "clip_norm": self.clip_norm,
+        }
 
 
 @dataclass(frozen=True)
@@ -79,9 +89,12 @@ class GptqOptions(RtnOptions):
 
     percdamp: float = field(default=0.01, metadata=_opt("Hessian damping, relative to its mean diagonal"))
     blocksize: int = field(default=128, metadata=_opt("columns per lazy update block"))
-    act_order: bool = field(default=False, metadata=_opt("columns by decreasing activation size", "--act-order"))
-    static_groups: bool = field(default=False, metadata=_opt("act_order: contiguous groups, grids fixed up front",
-                                                             "--static-groups"))
+    act_order: bool = field(
+        default=False, metadata=_opt("columns by decreasing activation size", "--act-order")
+    )
+    static_groups: bool = field(
+        default=False, metadata=_opt("act_order: contiguous groups, grids fixed up front", "--static-groups")
+    )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -90,9 +103,11 @@ class GptqOptions(RtnOptions):
         if self.blocksize < 1:
             raise CodequantError(f"gptq: blocksize must be positive, got {self.blocksize}")
         if self.static_groups and not self.act_order:
-            raise CodequantError("gptq: --static-groups only applies with --act-order (the option static_groups "
-                                 "only applies with act_order: without it the groups are already contiguous); "
-                                 "add --act-order or drop --static-groups")
+            raise CodequantError(
+                "gptq: --static-groups only applies with --act-order (the option static_groups "
+                "only applies with act_order: without it the groups are already contiguous); "
+                "add --act-order or drop --static-groups"
+            )
 
 
 AQLM_INITS = ("kmeans", "oa-em")  # how a linear's fit starts (quant/aqlm/fit.py, oa_em.py)
@@ -108,27 +123,41 @@ class AqlmOptions:
     bits_tolerance: how far over `--bits` a preset's real bits/param may go before a smaller one is picked.
     """
 
-    effort: str = field(default="fast", metadata=_opt('preset of the others: "fast" or "reference"', "--effort"))
+    effort: str = field(
+        default="fast", metadata=_opt('preset of the others: "fast" or "reference"', "--effort")
+    )
     beam_size: int | None = field(default=None, metadata=_opt("beam width of the code search", "--beam-size"))
-    init: str | None = field(default=None, metadata=_opt(
-        'start of each fit: "kmeans" (residual k-means on the weights) or "oa-em" (EM on the XTX-weighted error)',
-        "--init", unset='"kmeans"'))
-    em_iters: int | None = field(default=None, metadata=_opt("oa-em only: E/M rounds per codebook", unset="2"))
+    init: str | None = field(
+        default=None,
+        metadata=_opt(
+            'start of each fit: "kmeans" (residual k-means on the weights) or "oa-em" (EM on the XTX-weighted error)',
+            "--init",
+            unset='"kmeans"',
+        ),
+    )
+    em_iters: int | None = field(
+        default=None, metadata=_opt("oa-em only: E/M rounds per codebook", unset="2")
+    )
     kmeans_iters: int | None = field(default=None, metadata=_opt("Lloyd iterations of the codebook init"))
-    kmeans_sample: int | str | None = field(default=None, metadata=_opt(
-        'groups per centroid the k-means sees; 0, "all" or "none": every group'))
+    kmeans_sample: int | str | None = field(
+        default=None, metadata=_opt('groups per centroid the k-means sees; 0, "all" or "none": every group')
+    )
     adam_steps: int | None = field(default=None, metadata=_opt("Adam steps per round"))
     lr: float | None = field(default=None, metadata=_opt("Adam learning rate of the fit"))
     tol: float | None = field(default=None, metadata=_opt("stop when a round gains less than this share"))
     max_rounds: int | None = field(default=None, metadata=_opt("beam-search rounds at most"))
-    damping: float | None = field(default=None, metadata=_opt("ridge added to XTX, relative to its mean diagonal"))
+    damping: float | None = field(
+        default=None, metadata=_opt("ridge added to XTX, relative to its mean diagonal")
+    )
     threads: int | None = field(default=None, metadata=_opt("CPU threads while fitting"))
     tune_epochs: int | None = field(default=None, metadata=_opt("block tuning epochs at most"))
     tune_lr: float | None = field(default=None, metadata=_opt("block tuning learning rate"))
     tune_batch: int | None = field(default=None, metadata=_opt("block tuning rows per step"))
     tune_early_stop: int | None = field(default=None, metadata=_opt("epochs without a better held-out error"))
-    bits_tolerance: float | None = field(default=None, metadata=_opt(
-        "slack over --bits when resolving a preset", unset="presets.DEFAULT_TOLERANCE"))
+    bits_tolerance: float | None = field(
+        default=None,
+        metadata=_opt("slack over --bits when resolving a preset", unset="presets.DEFAULT_TOLERANCE"),
+    )
 
     def __post_init__(self) -> None:
         from codequant.quant.aqlm.effort import EFFORTS
@@ -142,8 +171,15 @@ class AqlmOptions:
         if self.beam_size is not None and self.beam_size < 1:
             raise CodequantError(f"beam_size must be at least 1, got {self.beam_size}")
         sample = self.kmeans_sample
-        if isinstance(sample, str) and sample.lower() not in KMEANS_ALL or isinstance(sample, int) and sample < 0:
-            raise CodequantError(f"bad AQLM option kmeans_sample: a number of groups, 0 or 'all', got {sample!r}")
+        if (
+            isinstance(sample, str)
+            and sample.lower() not in KMEANS_ALL
+            or isinstance(sample, int)
+            and sample < 0
+        ):
+            raise CodequantError(
+                f"bad AQLM option kmeans_sample: a number of groups, 0 or 'all', got {sample!r}"
+            )
 
     def explicit(self) -> dict[str, Any]:
         """The options set here (not None), without `effort`: they override the effort preset's values."""
@@ -228,7 +264,9 @@ def _owned_by(key: str, owners: list[str]) -> str:
     same = [f for m in owners for f in _flags(m) if _owners(f[0]) == owners]
     names = list(dict.fromkeys(flag for _, flag in same))
     if len(names) == 1:
-        return f"{names[0]} is an {who} option" if who[0] in "AEFHILMNORSX" else f"{names[0]} is a {who} option"
+        return (
+            f"{names[0]} is an {who} option" if who[0] in "AEFHILMNORSX" else f"{names[0]} is a {who} option"
+        )
     return f"{', '.join(names[:-1])} and {names[-1]} are {who} options"
 
 
@@ -261,7 +299,9 @@ def _coerce(method: str, key: str, value: Any, hint: str) -> Any:
         if "float" in kinds and not isinstance(value, bool):
             return float(value)
     except (TypeError, ValueError) as exc:
-        raise CodequantError(f"bad {method.upper()} option {key}: expected {hint}, got {value!r} ({exc})") from None
+        raise CodequantError(
+            f"bad {method.upper()} option {key}: expected {hint}, got {value!r} ({exc})"
+        ) from None
     raise CodequantError(f"bad {method.upper()} option {key}: expected {hint}, got {value!r}")
 
 
@@ -291,10 +331,13 @@ class TableSpec:
         for name in ("embedding_bits", "head_bits"):
             bits = getattr(self, name)
             if bits is not None and bits not in TABLE_BITS:
-                raise CodequantError(f"{name} must be one of {', '.join(map(str, TABLE_BITS))} (or unset for fp), "
-                                     f"got {bits!r}")
+                raise CodequantError(
+                    f"{name} must be one of {', '.join(map(str, TABLE_BITS))} (or unset for fp), got {bits!r}"
+                )
         if not isinstance(self.group_size, int) or (self.group_size < 1 and self.group_size != -1):
-            raise CodequantError(f"table group size must be a positive integer or -1 (per row), got {self.group_size!r}")
+            raise CodequantError(
+                f"table group size must be a positive integer or -1 (per row), got {self.group_size!r}"
+            )
 
     @property
     def active(self) -> bool:

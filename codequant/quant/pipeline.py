@@ -84,8 +84,10 @@ def check_model(model: nn.Module, quantizer: Quantizer) -> tuple[str, nn.ModuleL
             quantizer.check_linear(f"{prefix}.{idx}.{name}", as_linear(m, device="meta"))
             found += 1
     if not found:
-        raise CodequantError(f"the decoder blocks of {type(model).__name__} ({prefix}) hold no nn.Linear or Conv1D; "
-                             "nothing to quantize")
+        raise CodequantError(
+            f"the decoder blocks of {type(model).__name__} ({prefix}) hold no nn.Linear or Conv1D; "
+            "nothing to quantize"
+        )
     return prefix, layers
 
 
@@ -114,7 +116,9 @@ def _fingerprint(model, quantizer, train, val, batch_size, sequential) -> dict[s
     model_hash = hashlib.sha256(emb[:: max(1, emb.shape[0] // 256)].numpy().tobytes()).hexdigest()[:16]
     dtype = model.get_input_embeddings().weight.dtype  # fp16-exact weights hash alike in fp32 and fp16
     return {
-        **({"dtype": str(dtype).removeprefix("torch.")} if dtype != torch.float32 else {}),  # fp32 keys as before
+        **(
+            {"dtype": str(dtype).removeprefix("torch.")} if dtype != torch.float32 else {}
+        ),  # fp32 keys as before
         "version": 1,
         "quantizer": quantizer.describe(),
         "config": dataclasses.asdict(quantizer.config),
@@ -129,17 +133,27 @@ def _fingerprint(model, quantizer, train, val, batch_size, sequential) -> dict[s
     }
 
 
-
-
-def _layer_info(name: str, index: int, weight: torch.Tensor, q: QuantizedLinear, xtx: torch.Tensor | None,
-                val_xtx: torch.Tensor | None, seconds: float) -> dict[str, Any]:
+def _layer_info(
+    name: str,
+    index: int,
+    weight: torch.Tensor,
+    q: QuantizedLinear,
+    xtx: torch.Tensor | None,
+    val_xtx: torch.Tensor | None,
+    seconds: float,
+) -> dict[str, Any]:
     """What quantize.json says of one linear: its cost, its errors in-sample and on held-out rows, its fit."""
     cost = q.storage()
     w = weight.detach()
     deq = q.dequantize().detach()
     info: dict[str, Any] = {
-        "name": name, "block": index, "kind": q.kind, "shape": [q.out_features, q.in_features],
-        "params": cost.params, "formula_bits": cost.formula_bits, "stored_bits": cost.stored_bits,
+        "name": name,
+        "block": index,
+        "kind": q.kind,
+        "shape": [q.out_features, q.in_features],
+        "params": cost.params,
+        "formula_bits": cost.formula_bits,
+        "stored_bits": cost.stored_bits,
         "rel_weight_error": float((deq.double() - w.double()).norm() / w.double().norm().clamp_min(1e-30)),
     }
     if xtx is not None:
@@ -201,12 +215,26 @@ class BlockWalk:
     selects on them.
     """
 
-    def __init__(self, quantizer: Quantizer, prefix: str, layers: nn.ModuleList, kwargs: list[dict[str, Any]],
-                 acts: _Activations, report: QuantReport, walk: WalkOptions, notify: ProgressFn | None = None):
+    def __init__(
+        self,
+        quantizer: Quantizer,
+        prefix: str,
+        layers: nn.ModuleList,
+        kwargs: list[dict[str, Any]],
+        acts: _Activations,
+        report: QuantReport,
+        walk: WalkOptions,
+        notify: ProgressFn | None = None,
+    ):
         """`walk.sequential` must be resolved (not None) by the caller."""
         self.quantizer, self.prefix, self.layers, self.kwargs = quantizer, prefix, layers, kwargs
         self.device = walk.device
-        self.acts, self.report, self.batch_size, self.sequential = acts, report, walk.batch_size, walk.sequential
+        self.acts, self.report, self.batch_size, self.sequential = (
+            acts,
+            report,
+            walk.batch_size,
+            walk.sequential,
+        )
         self.blocks = len(layers) if walk.max_blocks is None else min(walk.max_blocks, len(layers))
         self._notify = notify
 
@@ -244,8 +272,11 @@ class BlockWalk:
         self.notify(index, "propagating")
         acts = self.acts
         mse = propagate(block, acts.train, kwargs, self.batch_size, None if resumed else acts.train_targets)
-        val_mse = None if acts.val is None else propagate(block, acts.val, kwargs, self.batch_size,
-                                                          None if resumed else acts.val_targets)
+        val_mse = (
+            None
+            if acts.val is None
+            else propagate(block, acts.val, kwargs, self.batch_size, None if resumed else acts.val_targets)
+        )
         if mse is not None:
             block_info["rel_output_mse"] = mse
         if val_mse is not None:
@@ -255,8 +286,12 @@ class BlockWalk:
         self.report.blocks.append(block_info)
         if ckpt is not None and not resumed:
             ckpt.save_block(index, block, {"layers": layers_info, "block": block_info})
-        self.notify(index, "done", rel_output_mse=block_info.get("rel_output_mse"),
-                    heldout_mse=block_info.get("rel_output_mse_heldout"))
+        self.notify(
+            index,
+            "done",
+            rel_output_mse=block_info.get("rel_output_mse"),
+            heldout_mse=block_info.get("rel_output_mse_heldout"),
+        )
 
     def _quantize_block(self, index: int, kwargs: dict[str, Any]):
         q, block = self.quantizer, self.layers[index]
@@ -266,11 +301,20 @@ class BlockWalk:
         self.notify(index, "targets")
         first = groups[:1] if self.sequential else groups
         acts = self.acts
-        xtx = collect_xtx(block, acts.train, kwargs, self.batch_size, first if needs_xtx else [], stop=False,
-                          out=acts.train_targets)
+        xtx = collect_xtx(
+            block,
+            acts.train,
+            kwargs,
+            self.batch_size,
+            first if needs_xtx else [],
+            stop=False,
+            out=acts.train_targets,
+        )
         val_xtx: dict[int, torch.Tensor] = {}
         if acts.val is not None:  # the fp block on held-out rows: targets and XTX of every group
-            val_xtx = collect_xtx(block, acts.val, kwargs, self.batch_size, groups, stop=False, out=acts.val_targets)
+            val_xtx = collect_xtx(
+                block, acts.val, kwargs, self.batch_size, groups, stop=False, out=acts.val_targets
+            )
         layers_info = []
         for g, names in enumerate(groups):
             if needs_xtx and g not in xtx:
@@ -280,19 +324,31 @@ class BlockWalk:
                 self.notify(index, lin_name)
                 linear = as_linear(block.get_submodule(lin_name))  # a Conv1D as the [out, in] linear it is
                 h = xtx.get(g) if needs_xtx else None
-                if needs_xtx and h is None:  # never called in the forward: no activations, treat inputs as white
+                if (
+                    needs_xtx and h is None
+                ):  # never called in the forward: no activations, treat inputs as white
                     h = torch.eye(linear.in_features, dtype=torch.float64, device=linear.weight.device)
                 t0 = time.perf_counter()
                 qlin = q.quantize_linear(f"{name}.{lin_name}", linear, h)
-                layers_info.append(_layer_info(f"{name}.{lin_name}", index, linear.weight, qlin, h, val_xtx.get(g),
-                                               time.perf_counter() - t0))
+                layers_info.append(
+                    _layer_info(
+                        f"{name}.{lin_name}",
+                        index,
+                        linear.weight,
+                        qlin,
+                        h,
+                        val_xtx.get(g),
+                        time.perf_counter() - t0,
+                    )
+                )
                 set_submodule(block, lin_name, qlin)
             xtx.pop(g, None)
         block_info: dict[str, Any] = {"index": index, "resumed": False}
         if type(q).tunes_blocks:
             self.notify(index, "tuning")
-            block_info["tune"] = q.tune_block(block, acts.train, acts.train_targets, kwargs, acts.val,
-                                              acts.val_targets)
+            block_info["tune"] = q.tune_block(
+                block, acts.train, acts.train_targets, kwargs, acts.val, acts.val_targets
+            )
         return layers_info, block_info
 
 
@@ -329,8 +385,12 @@ def quantize_model(
     report = QuantReport(
         method=quantizer.method,
         config=quantizer.describe(),
-        calibration={"train_rows": int(train.shape[0]), "seq_len": int(train.shape[1]),
-                     "val_rows": 0 if val is None else int(val.shape[0]), "sequential": sequential},
+        calibration={
+            "train_rows": int(train.shape[0]),
+            "seq_len": int(train.shape[1]),
+            "val_rows": 0 if val is None else int(val.shape[0]),
+            "sequential": sequential,
+        },
     )
     n_blocks = len(layers) if walk.max_blocks is None else min(walk.max_blocks, len(layers))
     notify, close = _progress_fn(progress, quantizer.method, n_blocks)
@@ -340,8 +400,16 @@ def quantize_model(
     store = _activation_store(model, train, val, policy, device, report)
     try:
         acts = _capture(model, layers, train, val, batch_size, store)
-        walker = BlockWalk(quantizer, prefix, layers, capture_layer_kwargs(model, layers, train[:1]), acts, report,
-                           walk, notify)
+        walker = BlockWalk(
+            quantizer,
+            prefix,
+            layers,
+            capture_layer_kwargs(model, layers, train[:1]),
+            acts,
+            report,
+            walk,
+            notify,
+        )
         for index in range(n_blocks):
             walker.run_block(index, ckpt)
     finally:
@@ -361,30 +429,53 @@ def model_host_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in tensors if t.device.type == "cpu")
 
 
-def _activation_store(model: nn.Module, train: torch.Tensor, val: torch.Tensor | None, policy: ActivationPolicy,
-                      device: str | None, report: QuantReport) -> ActivationStore:
+def _activation_store(
+    model: nn.Module,
+    train: torch.Tensor,
+    val: torch.Tensor | None,
+    policy: ActivationPolicy,
+    device: str | None,
+    report: QuantReport,
+) -> ActivationStore:
     """The store for this run's two buffers per split, placed by `policy`; the choice goes into the report."""
     dtype = next(p.dtype for p in model.parameters() if p.is_floating_point())
     hidden = int(model.get_input_embeddings().weight.shape[1])
     rows = int(train.shape[0]) + (0 if val is None else int(val.shape[0]))
     need = 2 * buffer_bytes(rows, int(train.shape[1]), hidden, dtype)
-    placement = choose_placement(policy, need_bytes=need, other_host_bytes=model_host_bytes(model) + RUNTIME_HOST_BYTES,
-                                 device=device)
-    report.calibration["activations"] = {"placement": placement, "dtype": str(dtype).removeprefix("torch."),
-                                         "bytes": need, "max_host_bytes": policy.max_host_bytes}
+    placement = choose_placement(
+        policy, need_bytes=need, other_host_bytes=model_host_bytes(model) + RUNTIME_HOST_BYTES, device=device
+    )
+    report.calibration["activations"] = {
+        "placement": placement,
+        "dtype": str(dtype).removeprefix("torch."),
+        "bytes": need,
+        "max_host_bytes": policy.max_host_bytes,
+    }
     return ActivationStore(placement, device=device, folder=policy.folder)
 
 
-def _capture(model: nn.Module, layers: nn.ModuleList, train: torch.Tensor, val: torch.Tensor | None, batch_size: int,
-             store: ActivationStore) -> _Activations:
+def _capture(
+    model: nn.Module,
+    layers: nn.ModuleList,
+    train: torch.Tensor,
+    val: torch.Tensor | None,
+    batch_size: int,
+    store: ActivationStore,
+) -> _Activations:
     """Block 0's inputs for both splits, and an empty targets buffer of the same shape beside each."""
     x = capture_first_inputs(model, layers[0], train, batch_size, store)
     x_val = None if val is None else capture_first_inputs(model, layers[0], val, batch_size, store)
-    return _Activations(x, x_val, store.empty(tuple(x.shape), x.dtype),
-                        None if x_val is None else store.empty(tuple(x_val.shape), x_val.dtype))
+    return _Activations(
+        x,
+        x_val,
+        store.empty(tuple(x.shape), x.dtype),
+        None if x_val is None else store.empty(tuple(x_val.shape), x_val.dtype),
+    )
 
 
-def _progress_fn(progress: bool | ProgressFn, desc: str, total: int) -> tuple[ProgressFn | None, Callable[[], None]]:
+def _progress_fn(
+    progress: bool | ProgressFn, desc: str, total: int
+) -> tuple[ProgressFn | None, Callable[[], None]]:
     if callable(progress):
         return progress, lambda: None
     if progress:

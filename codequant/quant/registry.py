@@ -19,8 +19,13 @@ _QUANTIZERS: dict[str, str] = {
     "gptq": "codequant.quant.gptq:GptqQuantizer",
     "aqlm": "codequant.quant.aqlm:AqlmQuantizer",
 }
-_HOME = {"rtn": "codequant.quant.rtn", "gptq": "codequant.quant.gptq", "aqlm": "codequant.quant.aqlm",
-         "embedding": "codequant.quant.tables", "head": "codequant.quant.tables"}
+_HOME = {
+    "rtn": "codequant.quant.rtn",
+    "gptq": "codequant.quant.gptq",
+    "aqlm": "codequant.quant.aqlm",
+    "embedding": "codequant.quant.tables",
+    "head": "codequant.quant.tables",
+}
 
 
 def register_linear(cls: type[QuantizedLinear]) -> type[QuantizedLinear]:
@@ -48,7 +53,9 @@ def linear_class(kind: str) -> type[QuantizedLinear]:
 
 def quantizer_class(method: str) -> type[Quantizer]:
     if method not in _QUANTIZERS:
-        raise CodequantError(f"unknown quantization method {method!r}; choose one of {', '.join(method_names())}")
+        raise CodequantError(
+            f"unknown quantization method {method!r}; choose one of {', '.join(method_names())}"
+        )
     module, _, name = _QUANTIZERS[method].partition(":")
     try:
         return getattr(importlib.import_module(module), name)

@@ -33,8 +33,15 @@ class RtnLinear(GroupedIntLinear):
 
 
 def rtn_quantize_weight(
-    weight: torch.Tensor, bits: int, group_size: int | None, zero_point: str = "float", *, clip: str = "minmax",
-    clip_grid: int = 100, clip_maxshrink: float = 0.8, clip_norm: float = 2.4,
+    weight: torch.Tensor,
+    bits: int,
+    group_size: int | None,
+    zero_point: str = "float",
+    *,
+    clip: str = "minmax",
+    clip_grid: int = 100,
+    clip_maxshrink: float = 0.8,
+    clip_norm: float = 2.4,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Codes [out, in] (uint8), scale and offset [out, groups] (fp16) of a group-wise RTN: min-max grids, or
     with `clip="mse"` grids whose range shrink minimises each group's |error|^clip_norm (`grid.mse_params`)."""
@@ -42,11 +49,16 @@ def rtn_quantize_weight(
     gs = in_f if group_size is None else group_size
     check_divides(gs, in_f, "this weight")
     groups = weight.float().reshape(out_f * (in_f // gs), gs)
-    scale, offset = grid_params(groups, bits, zero_point, clip, grid=clip_grid, maxshrink=clip_maxshrink,
-                                norm=clip_norm)
+    scale, offset = grid_params(
+        groups, bits, zero_point, clip, grid=clip_grid, maxshrink=clip_maxshrink, norm=clip_norm
+    )
     codes = quantize_codes(groups, scale, offset, bits)
     n_groups = in_f // gs
-    return codes.reshape(out_f, in_f).to(torch.uint8), scale.reshape(out_f, n_groups), offset.reshape(out_f, n_groups)
+    return (
+        codes.reshape(out_f, in_f).to(torch.uint8),
+        scale.reshape(out_f, n_groups),
+        offset.reshape(out_f, n_groups),
+    )
 
 
 class RtnQuantizer(Quantizer):
@@ -67,11 +79,20 @@ class RtnQuantizer(Quantizer):
     def quantize_linear(self, name: str, linear: nn.Linear, xtx: torch.Tensor | None = None) -> RtnLinear:
         self.check_linear(name, linear)
         codes, scale, offset = rtn_quantize_weight(
-            linear.weight.detach(), self.bits, self.group_size, self.options.zero_point, clip=self.options.clip,
+            linear.weight.detach(),
+            self.bits,
+            self.group_size,
+            self.options.zero_point,
+            clip=self.options.clip,
             **self.options.clip_knobs,
         )
         return RtnLinear(
-            codes, scale, offset, self.bits, bias=linear.bias, zero_point=self.options.zero_point,
+            codes,
+            scale,
+            offset,
+            self.bits,
+            bias=linear.bias,
+            zero_point=self.options.zero_point,
             dtype=linear.weight.dtype,
         )
 

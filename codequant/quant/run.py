@@ -37,7 +37,9 @@ def parse_formats(spec: str | None, method: str) -> list[str]:
         if name not in FORMATS:
             raise CodequantError(f"unknown --format {name!r}; choose from {', '.join(FORMATS)} or 'both'")
         if name == "aqlm" and method != "aqlm":
-            raise CodequantError(f"--format aqlm needs --method aqlm (use dequantized or codequant for {method})")
+            raise CodequantError(
+                f"--format aqlm needs --method aqlm (use dequantized or codequant for {method})"
+            )
     return names
 
 
@@ -58,7 +60,9 @@ def build_config(
     parse_options(method, options)  # the same checks as a study's `options:` (one line naming a bad key)
     if method == "aqlm":
         if bits is None and (num_codebooks is None or codebook_bits is None or group_size is None):
-            raise CodequantError("aqlm needs --bits (8|4|3|2) or all of --codebooks M --codebook-bits B --group-size g")
+            raise CodequantError(
+                "aqlm needs --bits (8|4|3|2) or all of --codebooks M --codebook-bits B --group-size g"
+            )
         from codequant.quant.aqlm.presets import PRESETS, validate_spec
 
         if bits is not None and bits not in (2, 3, 4, 8):
@@ -67,9 +71,19 @@ def build_config(
         if preset not in PRESETS:
             raise CodequantError(f"--preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     elif num_codebooks is not None or codebook_bits is not None:
-        raise CodequantError(f"--codebooks/--codebook-bits are AQLM options; {method} takes --bits and --group-size")
-    config = QuantConfig(method=method, bits=bits, preset=preset, group_size=group_size, num_codebooks=num_codebooks,
-                         codebook_bits=codebook_bits, seed=seed, options=dict(options or {}))
+        raise CodequantError(
+            f"--codebooks/--codebook-bits are AQLM options; {method} takes --bits and --group-size"
+        )
+    config = QuantConfig(
+        method=method,
+        bits=bits,
+        preset=preset,
+        group_size=group_size,
+        num_codebooks=num_codebooks,
+        codebook_bits=codebook_bits,
+        seed=seed,
+        options=dict(options or {}),
+    )
     if method != "aqlm":
         make_quantizer(config)  # validates bits / group size now, before the model is loaded
     return config
@@ -123,7 +137,9 @@ class QuantRun:
         if isinstance(self.calibration, str):
             object.__setattr__(self, "calibration", CalibrationSpec(kind=self.calibration))
         if isinstance(self.formats, str):
-            raise CodequantError(f"QuantRun.formats is a sequence of format names, not the string {self.formats!r}")
+            raise CodequantError(
+                f"QuantRun.formats is a sequence of format names, not the string {self.formats!r}"
+            )
         from codequant.models.dtype import check_dtype
 
         object.__setattr__(self, "dtype", check_dtype(self.dtype))
@@ -140,8 +156,15 @@ class QuantRun:
         return ActivationPolicy(self.activations, budget, folder)
 
 
-def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, run: QuantRun = QuantRun(), *,
-                    progress: bool = True, on_resolved: Any = None) -> dict[str, Any]:
+def quantize_to_dir(
+    model_spec: str,
+    config: QuantConfig,
+    out_dir: str | Path,
+    run: QuantRun = QuantRun(),
+    *,
+    progress: bool = True,
+    on_resolved: Any = None,
+) -> dict[str, Any]:
     """Run the whole quantization and write OUT; returns what quantize.json holds. `on_resolved` gets the
     quantizer's resolved configuration before the (long) quantization starts."""
     from codequant.devices import resolve_device
@@ -174,12 +197,23 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     calib, spec = _calibration(run, tokenizer)
     times["calibration_s"] = time.perf_counter() - t
     t = time.perf_counter()
-    walk = WalkOptions(batch_size=run.batch_size, sequential=run.sequential, max_blocks=run.max_blocks,
-                       device=None if device == "cpu" else device,
-                       activations=run.activation_policy(out / "checkpoint"))
-    report = quantize_model(model, calib, quantizer, walk, checkpoint_dir=out / "checkpoint", progress=progress)
+    walk = WalkOptions(
+        batch_size=run.batch_size,
+        sequential=run.sequential,
+        max_blocks=run.max_blocks,
+        device=None if device == "cpu" else device,
+        activations=run.activation_policy(out / "checkpoint"),
+    )
+    report = quantize_model(
+        model, calib, quantizer, walk, checkpoint_dir=out / "checkpoint", progress=progress
+    )
     times["quantize_s"] = time.perf_counter() - t
-    info = {"model": model_spec, "config": dataclasses.asdict(config), "resolved": resolved, "dtype": loaded.dtype}
+    info = {
+        "model": model_spec,
+        "config": dataclasses.asdict(config),
+        "resolved": resolved,
+        "dtype": loaded.dtype,
+    }
     table_info = quantize_tables(model, tables) if report.complete else {}
     if table_info:
         info["tables"] = table_info
@@ -189,10 +223,15 @@ def quantize_to_dir(model_spec: str, config: QuantConfig, out_dir: str | Path, r
     acc = accounting(model)
     result = {
         **info,
-        "calibration": {"spec": spec.kind if spec else "given", "samples": spec and spec.samples,
-                        "seq_len": spec and spec.seq_len, "val_samples": spec and spec.held_out,
-                        "sequential": report.calibration["sequential"], "manifest": getattr(calib, "manifest", None),
-                        "activations": report.calibration.get("activations")},
+        "calibration": {
+            "spec": spec.kind if spec else "given",
+            "samples": spec and spec.samples,
+            "seq_len": spec and spec.seq_len,
+            "val_samples": spec and spec.held_out,
+            "sequential": report.calibration["sequential"],
+            "manifest": getattr(calib, "manifest", None),
+            "activations": report.calibration.get("activations"),
+        },
         "complete": report.complete,
         "accounting": {**acc, "checkpoint_bytes": _checkpoint_bytes(out / "checkpoint")},
         # bits/weight of each written folder: all its tensors' bytes * 8 / the fp model's parameters
@@ -218,8 +257,10 @@ def _formats_for(model: Any, formats: list[str], *, explicit: bool, tables: bool
 
     problem = aqlm_format_problem(model)
     if tables and not problem:
-        problem = ("the aqlm format cannot hold quantized token tables (embedding_bits/head_bits): transformers' "
-                   "aqlm loader keeps the embedding and the head in fp; write --format dequantized,codequant")
+        problem = (
+            "the aqlm format cannot hold quantized token tables (embedding_bits/head_bits): transformers' "
+            "aqlm loader keeps the embedding and the head in fp; write --format dequantized,codequant"
+        )
     if problem and explicit:
         raise CodequantError(problem)
     return [f for f in formats if f != "aqlm"] if problem else formats
@@ -238,7 +279,9 @@ def _write_exports(model, tokenizer, out: Path, info: dict[str, Any], formats: l
     if "dequantized" in formats:
         written["dequantized"] = str(export_dequantized(model, tokenizer, out, info=info))
     if "codequant" in formats:
-        written["codequant"] = str(save_codequant_checkpoint(model, out / "codequant", tokenizer=tokenizer, info=info))
+        written["codequant"] = str(
+            save_codequant_checkpoint(model, out / "codequant", tokenizer=tokenizer, info=info)
+        )
     if "aqlm" in formats:
         from codequant.quant.aqlm import export_aqlm
 
@@ -255,7 +298,10 @@ def error_summary(result: dict[str, Any]) -> list[str]:
     in-sample (in-sample alone flatters a fit that overfits the calibration rows)."""
     lines = []
     layers, blocks = result.get("layers") or [], result.get("blocks") or []
-    pairs = (("layer output error", layers, "rel_output_error"), ("block output error", blocks, "rel_output_mse"))
+    pairs = (
+        ("layer output error", layers, "rel_output_error"),
+        ("block output error", blocks, "rel_output_mse"),
+    )
     for what, rows, key in pairs:
         ins = [r[key] for r in rows if r.get(key) is not None]
         held = [r[f"{key}_heldout"] for r in rows if r.get(f"{key}_heldout") is not None]

@@ -85,7 +85,9 @@ class TiedHead(nn.Module):
         return "tied to the quantized embedding"
 
 
-def quantize_table(weight: torch.Tensor, bits: int, group_size: int, cls: type[GroupedIntLinear]) -> GroupedIntLinear:
+def quantize_table(
+    weight: torch.Tensor, bits: int, group_size: int, cls: type[GroupedIntLinear]
+) -> GroupedIntLinear:
     """`weight` [rows, cols] on min-max grids of `group_size` columns (-1: the whole row), as `cls`."""
     from codequant.quant.rtn import rtn_quantize_weight
 
@@ -97,7 +99,9 @@ def quantize_table(weight: torch.Tensor, bits: int, group_size: int, cls: type[G
 
 def head_is_tied(model: nn.Module) -> bool:
     head, emb = model.get_output_embeddings(), model.get_input_embeddings()
-    return head is not None and emb is not None and getattr(head, "weight", None) is getattr(emb, "weight", None)
+    return (
+        head is not None and emb is not None and getattr(head, "weight", None) is getattr(emb, "weight", None)
+    )
 
 
 def check_tables(model: nn.Module, spec: TableSpec) -> None:
@@ -108,7 +112,9 @@ def check_tables(model: nn.Module, spec: TableSpec) -> None:
     emb = model.get_input_embeddings()
     head = model.get_output_embeddings()
     if spec.embedding_bits is not None and not isinstance(emb, nn.Embedding):
-        raise CodequantError(f"embedding_bits: the input embedding is a {type(emb).__name__}, not an nn.Embedding")
+        raise CodequantError(
+            f"embedding_bits: the input embedding is a {type(emb).__name__}, not an nn.Embedding"
+        )
     if spec.head_bits is not None and not isinstance(head, nn.Linear):
         raise CodequantError(f"head_bits: the LM head is a {type(head).__name__}, not an nn.Linear")
     if spec.head_bits is not None and head.bias is not None:
@@ -116,7 +122,8 @@ def check_tables(model: nn.Module, spec: TableSpec) -> None:
     if head_is_tied(model) and spec.embedding_bits != spec.head_bits:
         raise CodequantError(
             f"this model ties its LM head to the input embedding (one tensor), so embedding_bits and head_bits must "
-            f"be equal (got {spec.embedding_bits} and {spec.head_bits}); give both the same value")
+            f"be equal (got {spec.embedding_bits} and {spec.head_bits}); give both the same value"
+        )
     width = (emb.weight if spec.embedding_bits is not None else head.weight).shape[1]
     check_divides(None if spec.group_size == -1 else spec.group_size, width, "the token tables")
 
@@ -140,7 +147,9 @@ def quantize_tables(model: nn.Module, spec: TableSpec) -> dict[str, Any]:
             model.set_submodule(names[head], TiedHead(q))
             done["head"] = {"module": names[head], "bits": spec.embedding_bits, "tied_to": names[emb]}
     if spec.head_bits is not None and not tied:
-        model.set_submodule(names[head], quantize_table(head.weight, spec.head_bits, spec.group_size, QuantizedHead))
+        model.set_submodule(
+            names[head], quantize_table(head.weight, spec.head_bits, spec.group_size, QuantizedHead)
+        )
         done["head"] = {"module": names[head], "bits": spec.head_bits}
     return done
 
@@ -165,15 +174,21 @@ def dequantized_tables(model: nn.Module) -> dict[str, nn.Module]:
     for name, m in model.named_modules():
         if isinstance(m, QuantizedEmbedding):
             weight = m.dequantize().detach()
-            plain = nn.Embedding(m.out_features, m.in_features, padding_idx=m.padding_idx, device=weight.device,
-                                 dtype=weight.dtype)
+            plain = nn.Embedding(
+                m.out_features,
+                m.in_features,
+                padding_idx=m.padding_idx,
+                device=weight.device,
+                dtype=weight.dtype,
+            )
             plain.weight.data.copy_(weight)
             out[name] = by_source[id(m)] = plain
     for name, m in model.named_modules():
         if isinstance(m, TiedHead):
             emb = by_source[id(m.source)]
-            linear = nn.Linear(m.in_features, m.out_features, bias=False, device=emb.weight.device,
-                               dtype=emb.weight.dtype)
+            linear = nn.Linear(
+                m.in_features, m.out_features, bias=False, device=emb.weight.device, dtype=emb.weight.dtype
+            )
             linear.weight = emb.weight
             out[name] = linear
     return out

@@ -78,7 +78,9 @@ def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
     """Indices of points no other point beats on both axes (less memory and at least as good, or vice versa)."""
     front = []
     for i, (m, p) in enumerate(points):
-        dominated = any((m2 <= m and p2 >= p) and (m2 < m or p2 > p) for j, (m2, p2) in enumerate(points) if j != i)
+        dominated = any(
+            (m2 <= m and p2 >= p) and (m2 < m or p2 > p) for j, (m2, p2) in enumerate(points) if j != i
+        )
         if not dominated:
             front.append(i)
     return sorted(front, key=lambda i: points[i][0])
@@ -91,10 +93,18 @@ def memory_pareto(rows: Sequence[Row], path: Path) -> Path:
     xy = [(r["file_mb"], r["mean_pass@1"]) for r in pts]
     for r, (x, y) in zip(pts, xy, strict=True):
         ax.scatter(x, y, color="C3" if r["method"] == "fp" else "C0")
-        ax.annotate(f"{r['model']}:{r['version']}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(
+            f"{r['model']}:{r['version']}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points"
+        )
     front = pareto_front(xy)
     if len(front) > 1:
-        ax.plot([xy[i][0] for i in front], [xy[i][1] for i in front], linestyle=":", color="C2", label="Pareto front")
+        ax.plot(
+            [xy[i][0] for i in front],
+            [xy[i][1] for i in front],
+            linestyle=":",
+            color="C2",
+            label="Pareto front",
+        )
         ax.legend(fontsize=7)
     if not pts:
         ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
@@ -116,12 +126,14 @@ BITS_AXES = {
 
 def pareto_axes(rows: Sequence[Row]) -> list[str]:
     """The x axes `perplexity_pareto` draws: linear-only bits always, the whole file's bits when any row has them."""
-    return ["bits_per_weight"] + (["whole_file_bits"] if any(r.get("whole_file_bits") is not None for r in rows)
-                                  else [])
+    return ["bits_per_weight"] + (
+        ["whole_file_bits"] if any(r.get("whole_file_bits") is not None for r in rows) else []
+    )
 
 
-def pareto_series(rows: Sequence[Row], language: str, axis: str) -> tuple[dict[str, list[tuple[float, float]]],
-                                                                         list[float]]:
+def pareto_series(
+    rows: Sequence[Row], language: str, axis: str
+) -> tuple[dict[str, list[tuple[float, float]]], list[float]]:
     """({series: [(bits, perplexity), ...]}, fp perplexities) of one language on one bits axis. On the linear axis
     fp has no bits (the reference line); on the whole-file axis fp is a point too (its file is 16 or 32 bits)."""
     series: dict[str, list[tuple[float, float]]] = {}
@@ -137,7 +149,9 @@ def pareto_series(rows: Sequence[Row], language: str, axis: str) -> tuple[dict[s
     return series, fp
 
 
-def perplexity_pareto(rows: Sequence[Row], path: Path, title: str = "held-out perplexity vs bits per weight") -> Path:
+def perplexity_pareto(
+    rows: Sequence[Row], path: Path, title: str = "held-out perplexity vs bits per weight"
+) -> Path:
     """One panel per language and bits axis: each method's held-out perplexity against its *measured* bits per
     weight, log scale, the fp model as a dashed line and the Pareto front over all methods dotted. The first row
     of panels counts the quantized linears' bits (codebooks and scales included); a second row, when the rows
@@ -151,7 +165,9 @@ def perplexity_pareto(rows: Sequence[Row], path: Path, title: str = "held-out pe
     for row_axes, key in zip(axes, axes_keys, strict=True):
         for ax, lang in zip(row_axes, langs, strict=False):
             series, fp = pareto_series(rows, lang, key)
-            cap = 30 * min(fp) if fp else float("inf")  # beyond 30x fp a model is broken; say so instead of scaling
+            cap = (
+                30 * min(fp) if fp else float("inf")
+            )  # beyond 30x fp a model is broken; say so instead of scaling
             if fp:
                 ax.axhline(min(fp), linestyle="--", color="gray", label="fp")
             for i, (name, pts) in enumerate(sorted(series.items())):
@@ -162,13 +178,26 @@ def perplexity_pareto(rows: Sequence[Row], path: Path, title: str = "held-out pe
                 if over:
                     ax.scatter(*zip(*over, strict=True), marker="^", s=60, color=f"C{i}", zorder=3)
             if any(p[1] > cap for ps in series.values() for p in ps):
-                ax.text(0.99, 0.98, f"^ off scale (> {cap:.0f})", ha="right", va="top", fontsize=7,
-                        transform=ax.transAxes)
+                ax.text(
+                    0.99,
+                    0.98,
+                    f"^ off scale (> {cap:.0f})",
+                    ha="right",
+                    va="top",
+                    fontsize=7,
+                    transform=ax.transAxes,
+                )
             pts = [p for ps in series.values() for p in ps]
             front = pareto_front([(x, -y) for x, y in pts])  # fewer bits and lower perplexity
             if len(front) > 1:
-                ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], linestyle=":", color="black",
-                        linewidth=1, label="Pareto front")
+                ax.plot(
+                    [pts[i][0] for i in front],
+                    [pts[i][1] for i in front],
+                    linestyle=":",
+                    color="black",
+                    linewidth=1,
+                    label="Pareto front",
+                )
             ax.set_yscale("log")
             ax.set_xlabel(BITS_AXES[key], fontsize=8)
             ax.set_ylabel("held-out perplexity (log)")
@@ -193,8 +222,12 @@ def failure_bars(rows: Sequence[Row], path: Path, classes: Sequence[str]) -> Pat
     for r in rows:
         groups.setdefault(f"{r['model']} {r['benchmark']} ({r['language']}, {r['decoding']})", []).append(r)
     n = max(1, len(groups))
-    fig, axes = plt.subplots(1, n, figsize=(max(4.5, 0.9 * max((len(g) for g in groups.values()), default=1) + 2)
-                                            * n, 4.2), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        n,
+        figsize=(max(4.5, 0.9 * max((len(g) for g in groups.values()), default=1) + 2) * n, 4.2),
+        squeeze=False,
+    )
     colors = plt.get_cmap("tab10")
     for ax, (name, group) in zip(axes[0], sorted(groups.items()), strict=False):
         x = np.arange(len(group))

@@ -31,9 +31,14 @@ class Scope:
         self.steps = step_keys
         self.variants: set[str] | None = None
         if step_keys is not None:
-            self.variants = {r["variant_key"] for r in store.rows("SELECT key, variant_key FROM runs")
-                             if r["key"] in step_keys}
-            self.variants |= {r["key"] for r in store.rows("SELECT key FROM variants") if r["key"] in step_keys}
+            self.variants = {
+                r["variant_key"]
+                for r in store.rows("SELECT key, variant_key FROM runs")
+                if r["key"] in step_keys
+            }
+            self.variants |= {
+                r["key"] for r in store.rows("SELECT key FROM variants") if r["key"] in step_keys
+            }
 
     def step(self, key: str) -> bool:
         return self.steps is None or key in self.steps
@@ -43,8 +48,14 @@ class Scope:
 
 
 def _cmp_index(store: StudyStore, kind: str, scope: Scope) -> dict[tuple, Row]:
-    rows = [r for r in store.rows("SELECT * FROM comparisons WHERE kind = ?", (kind,)) if scope.step(r["step_key"])]
-    return {(r["model"], r["benchmark"], r["decoding"], r["language"], r["baseline"], r["other"]): r for r in rows}
+    rows = [
+        r
+        for r in store.rows("SELECT * FROM comparisons WHERE kind = ?", (kind,))
+        if scope.step(r["step_key"])
+    ]
+    return {
+        (r["model"], r["benchmark"], r["decoding"], r["language"], r["baseline"], r["other"]): r for r in rows
+    }
 
 
 def pass_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
@@ -52,17 +63,35 @@ def pass_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     scope = scope or Scope(store)
     vs = _cmp_index(store, "vs_fp", scope)
     out = []
-    for r in store.rows("SELECT * FROM runs ORDER BY model, benchmark, decoding, language, method != 'fp', "
-                        "method, bits DESC, calibration, finetuned"):
+    for r in store.rows(
+        "SELECT * FROM runs ORDER BY model, benchmark, decoding, language, method != 'fp', "
+        "method, bits DESC, calibration, finetuned"
+    ):
         if not scope.step(r["key"]) or r["task"]:  # text tasks have no pass@1: summarize_table
             continue
         c = vs.get((r["model"], r["benchmark"], r["decoding"], r["language"], "fp", r["variant"]), {})
-        out.append({"model": r["model"], "benchmark": r["benchmark"], "language": r["language"],
-                    "decoding": r["decoding"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
-                    "calibration": r["calibration"], "finetuned": bool(r["finetuned"]), "problems": r["problems"],
-                    "completions": r["completions"], "pass@1": r["pass_at_1"], "b": c.get("b"), "c": c.get("c"),
-                    "odds_ratio": c.get("odds_ratio"), "ci_low": c.get("ci_low"), "ci_high": c.get("ci_high"),
-                    **_test_cells(c)})
+        out.append(
+            {
+                "model": r["model"],
+                "benchmark": r["benchmark"],
+                "language": r["language"],
+                "decoding": r["decoding"],
+                "version": r["variant"],
+                "method": r["method"],
+                "bits": r["bits"],
+                "calibration": r["calibration"],
+                "finetuned": bool(r["finetuned"]),
+                "problems": r["problems"],
+                "completions": r["completions"],
+                "pass@1": r["pass_at_1"],
+                "b": c.get("b"),
+                "c": c.get("c"),
+                "odds_ratio": c.get("odds_ratio"),
+                "ci_low": c.get("ci_low"),
+                "ci_high": c.get("ci_high"),
+                **_test_cells(c),
+            }
+        )
     return out
 
 
@@ -71,10 +100,19 @@ def _test_cells(c: Row) -> Row:
     mde = c.get("mde")
     if mde is None and c.get("n_problems"):
         mde = math.inf  # stored as null: no drop up to the whole pass rate is detectable
-    return {"test": c.get("test") or ("mcnemar" if c else None), "p": c.get("p_value"), "p_adj": c.get("p_adjusted"),
-            "p_mcnemar": c.get("p_mcnemar", c.get("p_value")), "diff": c.get("pass_diff"),
-            "diff_ci_low": c.get("diff_ci_low"), "diff_ci_high": c.get("diff_ci_high"), "mde": mde,
-            "icc": c.get("icc"), "n_problems": c.get("n_problems"), "samples": c.get("samples_per_problem")}
+    return {
+        "test": c.get("test") or ("mcnemar" if c else None),
+        "p": c.get("p_value"),
+        "p_adj": c.get("p_adjusted"),
+        "p_mcnemar": c.get("p_mcnemar", c.get("p_value")),
+        "diff": c.get("pass_diff"),
+        "diff_ci_low": c.get("diff_ci_low"),
+        "diff_ci_high": c.get("diff_ci_high"),
+        "mde": mde,
+        "icc": c.get("icc"),
+        "n_problems": c.get("n_problems"),
+        "samples": c.get("samples_per_problem"),
+    }
 
 
 def power_lines(rows: Sequence[Row]) -> list[str]:
@@ -88,8 +126,10 @@ def power_lines(rows: Sequence[Row]) -> list[str]:
         # with one completion per problem the correlation within a problem plays no part in the design
         icc = "" if r.get("icc") is None or r["samples"] == 1 else f", ICC {r['icc']:.2f}"
         if math.isinf(r["mde"]):
-            text = (f"{where}: {design} cannot show any drop at 80% power (even losing every pass would not be "
-                    f"significant){icc}")
+            text = (
+                f"{where}: {design} cannot show any drop at 80% power (even losing every pass would not be "
+                f"significant){icc}"
+            )
         else:
             text = f"{where}: {design} cannot show a pass@1 drop below {100 * r['mde']:.1f} points at 80% power{icc}"
         seen.setdefault((where, design), text)
@@ -99,16 +139,23 @@ def power_lines(rows: Sequence[Row]) -> list[str]:
 def _failure_runs(store: StudyStore, scope: Scope) -> list[tuple[Row, dict[str, dict[int, str | None]]]]:
     """Every run in scope with its completions' failure classes (None: passed; "unclassified": a failed completion
     ingested before the taxonomy, until the next `study run` fills it)."""
-    runs = [r for r in store.rows("SELECT * FROM runs ORDER BY model, benchmark, decoding, language, "
-                                  "method != 'fp', method, bits DESC, calibration, finetuned")
-            if scope.step(r["key"]) and not r["task"]]  # text tasks are not executed: no failures
+    runs = [
+        r
+        for r in store.rows(
+            "SELECT * FROM runs ORDER BY model, benchmark, decoding, language, "
+            "method != 'fp', method, bits DESC, calibration, finetuned"
+        )
+        if scope.step(r["key"]) and not r["task"]
+    ]  # text tasks are not executed: no failures
     out = []
     for r in runs:
         table: dict[str, dict[int, str | None]] = {}
-        for o in store.rows("SELECT task_id, sample_index, passed, failure FROM outcomes WHERE run_key = ?",
-                            (r["key"],)):
+        for o in store.rows(
+            "SELECT task_id, sample_index, passed, failure FROM outcomes WHERE run_key = ?", (r["key"],)
+        ):
             table.setdefault(o["task_id"], {})[int(o["sample_index"])] = (
-                None if o["passed"] else (o["failure"] or "unclassified"))
+                None if o["passed"] else (o["failure"] or "unclassified")
+            )
         out.append((r, table))
     return out
 
@@ -119,10 +166,20 @@ def failure_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     out = []
     for r, table in _failure_runs(store, scope):
         n = counts(table)
-        row = {"model": r["model"], "benchmark": r["benchmark"], "language": r["language"],
-               "decoding": r["decoding"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
-               "calibration": r["calibration"], "finetuned": bool(r["finetuned"]),
-               "completions": n["completions"], "passed": n["passed"], **{c: n[c] for c in CLASSES}}
+        row = {
+            "model": r["model"],
+            "benchmark": r["benchmark"],
+            "language": r["language"],
+            "decoding": r["decoding"],
+            "version": r["variant"],
+            "method": r["method"],
+            "bits": r["bits"],
+            "calibration": r["calibration"],
+            "finetuned": bool(r["finetuned"]),
+            "completions": n["completions"],
+            "passed": n["passed"],
+            **{c: n[c] for c in CLASSES},
+        }
         unclassified = sum(v == "unclassified" for s in table.values() for v in s.values())
         if unclassified:
             row["unclassified"] = unclassified
@@ -130,8 +187,9 @@ def failure_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     return out
 
 
-def failure_growth_table(store: StudyStore, scope: Scope | None = None, *, test: str = "auto",
-                         alpha: float = 0.05) -> list[Row]:
+def failure_growth_table(
+    store: StudyStore, scope: Scope | None = None, *, test: str = "auto", alpha: float = 0.05
+) -> list[Row]:
     """Does a failure class grow from fp to a version? One paired test per (version, class), BH-corrected within
     each model x benchmark x language x decoding (codequant.stats.growth)."""
     scope = scope or Scope(store)
@@ -142,15 +200,32 @@ def failure_growth_table(store: StudyStore, scope: Scope | None = None, *, test:
     for (model, benchmark, language, decoding), runs in families.items():
         fp = [t for r, t in runs if r["method"] == "fp"]
         shared = {(t, i) for t, s in fp[0].items() for i in s} if fp else set()
-        others = {r["variant"]: t for r, t in runs if r["method"] != "fp"
-                  and any((task, i) in shared for task, s in t.items() for i in s)}
+        others = {
+            r["variant"]: t
+            for r, t in runs
+            if r["method"] != "fp" and any((task, i) in shared for task, s in t.items() for i in s)
+        }
         if not fp or not others:
             continue
         for g in growth_tests(fp[0], others, CompareOptions(test=test, alpha=alpha), common_only=True):
-            out.append({"model": model, "benchmark": benchmark, "language": language, "decoding": decoding,
-                        "version": g.other, "class": g.failure, "fp": g.base_count, "count": g.other_count,
-                        "new": g.new, "gone": g.gone, "test": g.test, "p": g.p_value, "p_adj": g.p_adjusted,
-                        "grows": g.grows})
+            out.append(
+                {
+                    "model": model,
+                    "benchmark": benchmark,
+                    "language": language,
+                    "decoding": decoding,
+                    "version": g.other,
+                    "class": g.failure,
+                    "fp": g.base_count,
+                    "count": g.other_count,
+                    "new": g.new,
+                    "gone": g.gone,
+                    "test": g.test,
+                    "p": g.p_value,
+                    "p_adj": g.p_adjusted,
+                    "grows": g.grows,
+                }
+            )
     return out
 
 
@@ -158,20 +233,40 @@ def summarize_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     """Code summarization: mean sentence BLEU-4, corpus BLEU-4 and mean ROUGE-L per version, with the Wilcoxon
     signed-rank test of per-problem scores against fp (p_adj: BH within the metric's family)."""
     scope = scope or Scope(store)
-    tests = {(r["model"], r["benchmark"], r["decoding"], r["other"], r["metric"]): r
-             for r in store.rows("SELECT * FROM score_comparisons WHERE kind = 'vs_fp'") if scope.step(r["step_key"])}
+    tests = {
+        (r["model"], r["benchmark"], r["decoding"], r["other"], r["metric"]): r
+        for r in store.rows("SELECT * FROM score_comparisons WHERE kind = 'vs_fp'")
+        if scope.step(r["step_key"])
+    }
     out = []
-    for r in store.rows("SELECT * FROM runs WHERE task IS NOT NULL ORDER BY model, benchmark, decoding, "
-                        "method != 'fp', method, bits DESC, calibration, finetuned"):
+    for r in store.rows(
+        "SELECT * FROM runs WHERE task IS NOT NULL ORDER BY model, benchmark, decoding, "
+        "method != 'fp', method, bits DESC, calibration, finetuned"
+    ):
         if not scope.step(r["key"]):
             continue
-        row = {"model": r["model"], "benchmark": r["benchmark"], "decoding": r["decoding"], "version": r["variant"],
-               "method": r["method"], "bits": r["bits"], "problems": r["problems"], "completions": r["completions"],
-               "bleu": r["bleu"], "corpus_bleu": r["corpus_bleu"], "rouge_l": r["rouge_l"]}
+        row = {
+            "model": r["model"],
+            "benchmark": r["benchmark"],
+            "decoding": r["decoding"],
+            "version": r["variant"],
+            "method": r["method"],
+            "bits": r["bits"],
+            "problems": r["problems"],
+            "completions": r["completions"],
+            "bleu": r["bleu"],
+            "corpus_bleu": r["corpus_bleu"],
+            "rouge_l": r["rouge_l"],
+        }
         for metric in METRICS:
             t = tests.get((r["model"], r["benchmark"], r["decoding"], r["variant"], metric), {})
-            row.update({f"{metric}_diff": t.get("mean_diff"), f"p_{metric}": t.get("p_value"),
-                        f"p_adj_{metric}": t.get("p_adjusted")})
+            row.update(
+                {
+                    f"{metric}_diff": t.get("mean_diff"),
+                    f"p_{metric}": t.get("p_value"),
+                    f"p_adj_{metric}": t.get("p_adjusted"),
+                }
+            )
         out.append(row)
     return out
 
@@ -180,15 +275,32 @@ def pair_table(store: StudyStore, kind: str, scope: Scope | None = None) -> list
     """Rows of one comparison kind ('calibration' or 'finetune') as stored by the compare steps."""
     scope = scope or Scope(store)
     out = []
-    for r in store.rows("SELECT * FROM comparisons WHERE kind = ? ORDER BY model, benchmark, decoding, language, "
-                        "baseline, other", (kind,)):
+    for r in store.rows(
+        "SELECT * FROM comparisons WHERE kind = ? ORDER BY model, benchmark, decoding, language, "
+        "baseline, other",
+        (kind,),
+    ):
         if not scope.step(r["step_key"]):
             continue
-        out.append({"model": r["model"], "benchmark": r["benchmark"], "language": r["language"],
-                    "decoding": r["decoding"], "baseline": r["baseline"], "other": r["other"],
-                    "pass@1 baseline": r["baseline_pass_rate"], "pass@1 other": r["other_pass_rate"],
-                    "b": r["b"], "c": r["c"], "odds_ratio": r["odds_ratio"], "ci_low": r["ci_low"],
-                    "ci_high": r["ci_high"], **_test_cells(dict(r)), "correction": r["correction"]})
+        out.append(
+            {
+                "model": r["model"],
+                "benchmark": r["benchmark"],
+                "language": r["language"],
+                "decoding": r["decoding"],
+                "baseline": r["baseline"],
+                "other": r["other"],
+                "pass@1 baseline": r["baseline_pass_rate"],
+                "pass@1 other": r["other_pass_rate"],
+                "b": r["b"],
+                "c": r["c"],
+                "odds_ratio": r["odds_ratio"],
+                "ci_low": r["ci_low"],
+                "ci_high": r["ci_high"],
+                **_test_cells(dict(r)),
+                "correction": r["correction"],
+            }
+        )
     return out
 
 
@@ -197,7 +309,9 @@ def memory_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     (embeddings, head, norms, codebooks, scales, codes), bytes on disk, peak RSS of its evaluation, mean pass@1."""
     scope = scope or Scope(store)
     peaks: dict[str, float] = {}
-    for r in store.rows("SELECT r.key, r.variant_key, s.peak_rss_mb FROM runs r JOIN steps s ON s.key = r.key"):
+    for r in store.rows(
+        "SELECT r.key, r.variant_key, s.peak_rss_mb FROM runs r JOIN steps s ON s.key = r.key"
+    ):
         if r["peak_rss_mb"] is not None and scope.step(r["key"]):
             peaks[r["variant_key"]] = max(peaks.get(r["variant_key"], 0.0), r["peak_rss_mb"])
     passes: dict[str, list[float]] = {}
@@ -205,35 +319,65 @@ def memory_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
         if r["pass_at_1"] is not None and scope.step(r["key"]):
             passes.setdefault(r["variant_key"], []).append(r["pass_at_1"])
     out = []
-    for v in store.rows("SELECT v.*, f.formula_bits, f.stored_bits, f.whole_file_bits, f.file_bytes, "
-                        "f.quantized_params FROM variants v "
-                        "LEFT JOIN footprints f ON f.variant_key = v.key ORDER BY v.model, v.method != 'fp', "
-                        "v.method, v.bits DESC, v.calibration, v.finetuned"):
+    for v in store.rows(
+        "SELECT v.*, f.formula_bits, f.stored_bits, f.whole_file_bits, f.file_bytes, "
+        "f.quantized_params FROM variants v "
+        "LEFT JOIN footprints f ON f.variant_key = v.key ORDER BY v.model, v.method != 'fp', "
+        "v.method, v.bits DESC, v.calibration, v.finetuned"
+    ):
         if not scope.variant(v["key"]):
             continue
         p = passes.get(v["key"], [])
-        out.append({"model": v["model"], "version": v["label"], "method": v["method"], "bits": v["bits"],
-                    "formula_bits": v["formula_bits"], "stored_bits": v["stored_bits"],
-                    "whole_file_bits": v["whole_file_bits"],
-                    "file_mb": v["file_bytes"] / 2**20 if v["file_bytes"] is not None else None,
-                    "peak_rss_mb": peaks.get(v["key"]), "mean_pass@1": sum(p) / len(p) if p else None})
+        out.append(
+            {
+                "model": v["model"],
+                "version": v["label"],
+                "method": v["method"],
+                "bits": v["bits"],
+                "formula_bits": v["formula_bits"],
+                "stored_bits": v["stored_bits"],
+                "whole_file_bits": v["whole_file_bits"],
+                "file_mb": v["file_bytes"] / 2**20 if v["file_bytes"] is not None else None,
+                "peak_rss_mb": peaks.get(v["key"]),
+                "mean_pass@1": sum(p) / len(p) if p else None,
+            }
+        )
     return out
 
 
 def perplexity_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     scope = scope or Scope(store)
-    return [{"model": r["model"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
-             "calibration": r["calibration"], "finetuned": bool(r["finetuned"]), "language": r["language"],
-             "perplexity": r["perplexity"], "tokens": r["tokens"]}
-            for r in store.rows("SELECT * FROM perplexities ORDER BY model, language, method != 'fp', method, "
-                                "bits DESC, calibration, finetuned") if scope.variant(r["variant_key"])]
+    return [
+        {
+            "model": r["model"],
+            "version": r["variant"],
+            "method": r["method"],
+            "bits": r["bits"],
+            "calibration": r["calibration"],
+            "finetuned": bool(r["finetuned"]),
+            "language": r["language"],
+            "perplexity": r["perplexity"],
+            "tokens": r["tokens"],
+        }
+        for r in store.rows(
+            "SELECT * FROM perplexities ORDER BY model, language, method != 'fp', method, "
+            "bits DESC, calibration, finetuned"
+        )
+        if scope.variant(r["variant_key"])
+    ]
 
 
 def inference_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     """Inference cost per version and backend; `x fp` columns are decode tokens/s over fp's, same batch."""
     scope = scope or Scope(store)
-    rows = [r for r in store.rows("SELECT * FROM inference ORDER BY model, method != 'fp', method, bits DESC, "
-                                  "calibration, finetuned, backend") if scope.variant(r["variant_key"])]
+    rows = [
+        r
+        for r in store.rows(
+            "SELECT * FROM inference ORDER BY model, method != 'fp', method, bits DESC, "
+            "calibration, finetuned, backend"
+        )
+        if scope.variant(r["variant_key"])
+    ]
     decode = {(r["variant_key"], r["backend"]): json.loads(r["decode_tok_s"] or "{}") for r in rows}
     energy = {(r["variant_key"], r["backend"]): json.loads(r["decode_j_per_token"] or "{}") for r in rows}
     batches = sorted({int(b) for d in decode.values() for b in d})
@@ -241,10 +385,17 @@ def inference_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     out = []
     for r in rows:
         d = decode[(r["variant_key"], r["backend"])]
-        row = {"model": r["model"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
-               "backend": r["backend"], "formula_bits": r["formula_bits"],
-               "file_mb": r["file_bytes"] / 2**20 if r["file_bytes"] is not None else None,
-               "peak_rss_mb": r["peak_rss_mb"], "prefill_tok_s": r["prefill_tok_s"]}
+        row = {
+            "model": r["model"],
+            "version": r["variant"],
+            "method": r["method"],
+            "bits": r["bits"],
+            "backend": r["backend"],
+            "formula_bits": r["formula_bits"],
+            "file_mb": r["file_bytes"] / 2**20 if r["file_bytes"] is not None else None,
+            "peak_rss_mb": r["peak_rss_mb"],
+            "prefill_tok_s": r["prefill_tok_s"],
+        }
         for b in batches:
             row[f"decode_b{b}_tok_s"] = d.get(str(b))
             ref = fp.get(r["model"], {}).get(str(b))
@@ -259,12 +410,22 @@ def inference_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
 def quant_error_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     """Per quantized version: output error in-sample (the calibration rows the fit saw) and held-out."""
     scope = scope or Scope(store)
-    return [{"model": r["model"], "version": r["variant"], "method": r["method"], "bits": r["bits"],
-             "layer_error": r["layer_error"], "layer_error_heldout": r["layer_error_heldout"],
-             "block_mse": r["block_mse"], "block_mse_heldout": r["block_mse_heldout"], "val_rows": r["val_rows"],
-             "quantize_s": r["quantize_s"]}
-            for r in store.rows("SELECT * FROM quant_errors ORDER BY model, method, bits DESC, calibration")
-            if scope.variant(r["variant_key"])]
+    return [
+        {
+            "model": r["model"],
+            "version": r["variant"],
+            "method": r["method"],
+            "bits": r["bits"],
+            "layer_error": r["layer_error"],
+            "layer_error_heldout": r["layer_error_heldout"],
+            "block_mse": r["block_mse"],
+            "block_mse_heldout": r["block_mse_heldout"],
+            "val_rows": r["val_rows"],
+            "quantize_s": r["quantize_s"],
+        }
+        for r in store.rows("SELECT * FROM quant_errors ORDER BY model, method, bits DESC, calibration")
+        if scope.variant(r["variant_key"])
+    ]
 
 
 def pareto_points(store: StudyStore, scope: Scope | None = None) -> list[Row]:
@@ -281,17 +442,32 @@ def pareto_points(store: StudyStore, scope: Scope | None = None) -> list[Row]:
             continue
         series = r["method"] if r["method"] == "fp" else f"{r['method']} {r['calibration'] or ''}".strip()
         series += " +ft" if r["finetuned"] else ""
-        out.append({"series": series, "language": r["language"], "perplexity": r["perplexity"],
-                    "bits_per_weight": None if r["method"] == "fp" else bits.get(r["variant_key"]),
-                    "whole_file_bits": whole.get(r["variant_key"])})
+        out.append(
+            {
+                "series": series,
+                "language": r["language"],
+                "perplexity": r["perplexity"],
+                "bits_per_weight": None if r["method"] == "fp" else bits.get(r["variant_key"]),
+                "whole_file_bits": whole.get(r["variant_key"]),
+            }
+        )
     return out
 
 
 def timing_table(store: StudyStore, scope: Scope | None = None) -> list[Row]:
     scope = scope or Scope(store)
-    return [{"kind": r["kind"], "step": r["label"], "status": r["status"], "seconds": r["seconds"],
-             "peak_rss_mb": r["peak_rss_mb"], "attempts": r["attempts"]}
-            for r in store.rows("SELECT * FROM steps ORDER BY started") if scope.step(r["key"])]
+    return [
+        {
+            "kind": r["kind"],
+            "step": r["label"],
+            "status": r["status"],
+            "seconds": r["seconds"],
+            "peak_rss_mb": r["peak_rss_mb"],
+            "attempts": r["attempts"],
+        }
+        for r in store.rows("SELECT * FROM steps ORDER BY started")
+        if scope.step(r["key"])
+    ]
 
 
 # ---- renderings ----
@@ -336,9 +512,17 @@ def _tex(s: str) -> str:
 
 def write_latex(rows: Sequence[Row], path: Path, caption: str, label: str) -> Path:
     cols = list(rows[0]) if rows else []
-    lines = [r"\begin{table}[t]", r"\centering", r"\small", rf"\caption{{{_tex(caption)}}}", rf"\label{{{label}}}",
-             r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule",
-             " & ".join(_tex(c) for c in cols) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\small",
+        rf"\caption{{{_tex(caption)}}}",
+        rf"\label{{{label}}}",
+        r"\begin{tabular}{" + "l" * len(cols) + "}",
+        r"\toprule",
+        " & ".join(_tex(c) for c in cols) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(_tex(fmt(r[c], c)) for c in cols) + r" \\" for r in rows]
     lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")

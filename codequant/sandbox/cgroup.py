@@ -40,7 +40,9 @@ from pathlib import Path
 CGROUP_FS = Path("/sys/fs/cgroup")
 CONTROLLERS = ("pids", "memory", "cpu")
 _REMOVE_WITHIN_S = 2.0
-_RUN_DIR = re.compile(r"^(?:codequant-)?run-(\d+)-[0-9a-f]+$")  # `codequant-run-*`: at a hierarchy's top level
+_RUN_DIR = re.compile(
+    r"^(?:codequant-)?run-(\d+)-[0-9a-f]+$"
+)  # `codequant-run-*`: at a hierarchy's top level
 MB = 1024 * 1024
 
 
@@ -91,7 +93,9 @@ def controller_roots() -> dict[str, Path]:
             root.mkdir(exist_ok=True)
             if base == CGROUP_FS:  # v2: the children get the controller
                 (root / "cgroup.subtree_control").write_text(f"+{controller}")
-                if controller == "cpu":  # all runs together: one run's weight per CPU (see the module docstring)
+                if (
+                    controller == "cpu"
+                ):  # all runs together: one run's weight per CPU (see the module docstring)
                     (root / "cpu.weight").write_text(str(100 * (os.cpu_count() or 1)))
             _probe(root, controller)
             found[controller] = root

@@ -54,22 +54,36 @@ def namespace_support() -> Support:
     try:
         out = subprocess.run(
             [sys.executable, "-I", "-S", str(LAUNCHER), "--probe"],
-            capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=20,
+            stdin=subprocess.DEVNULL,
         )
         found = json.loads(out.stdout)
-        return Support(bool(found["net"]), bool(found["pid"]), bool(found["user"]),
-                       bool(found.get("mnt")), bool(found.get("proc")), bool(found.get("ipc")),
-                       bool(found.get("tmpfs")), bool(found.get("seccomp")), bool(found.get("keyring")),
-                       str(found.get("machine", "")))
+        return Support(
+            bool(found["net"]),
+            bool(found["pid"]),
+            bool(found["user"]),
+            bool(found.get("mnt")),
+            bool(found.get("proc")),
+            bool(found.get("ipc")),
+            bool(found.get("tmpfs")),
+            bool(found.get("seccomp")),
+            bool(found.get("keyring")),
+            str(found.get("machine", "")),
+        )
     except (OSError, subprocess.SubprocessError, ValueError, KeyError):
         return Support(False, False, False)
 
 
-def unshare_flags(isolate_network: bool, isolate_pids: bool, isolate_files: bool = False,
-                  isolate_ipc: bool = False) -> int:
+def unshare_flags(
+    isolate_network: bool, isolate_pids: bool, isolate_files: bool = False, isolate_ipc: bool = False
+) -> int:
     """The `unshare` flags for a run, restricted to what the machine supports."""
     sup = namespace_support()
-    flags = (CLONE_NEWNET if isolate_network and sup.net else 0) | (CLONE_NEWPID if isolate_pids and sup.pid else 0)
+    flags = (CLONE_NEWNET if isolate_network and sup.net else 0) | (
+        CLONE_NEWPID if isolate_pids and sup.pid else 0
+    )
     if isolate_files and sup.mnt:
         flags |= CLONE_NEWNS
     if isolate_ipc and sup.ipc:
@@ -99,13 +113,17 @@ def resolve_user(requested: str | None) -> RunAs | None:
         entry = pwd.getpwnam(name)
     except KeyError:
         if explicit:
-            raise CodequantError(f"sandbox user {name!r} does not exist; create it (useradd -r {name})") from None
+            raise CodequantError(
+                f"sandbox user {name!r} does not exist; create it (useradd -r {name})"
+            ) from None
         return None
     if entry.pw_uid == os.geteuid():
         return None
     if os.geteuid() != 0:
         if explicit:
-            raise CodequantError(f"running programs as {name!r} needs root; run codequant as root or drop the user")
+            raise CodequantError(
+                f"running programs as {name!r} needs root; run codequant as root or drop the user"
+            )
         return None
     return RunAs(name, entry.pw_uid, entry.pw_gid)
 
@@ -123,25 +141,35 @@ def warn_weak_isolation(root_without_user: bool) -> tuple[str, ...]:
     sup = namespace_support()
     found = []
     if root_without_user:
-        found.append(f"generated code runs as root: RLIMIT_NPROC does not bind and only the mount namespace "
-                     f"protects files; create the sandbox user (make setup, or useradd -r -M -s /usr/sbin/nologin "
-                     f"{DEFAULT_USER})")
+        found.append(
+            f"generated code runs as root: RLIMIT_NPROC does not bind and only the mount namespace "
+            f"protects files; create the sandbox user (make setup, or useradd -r -M -s /usr/sbin/nologin "
+            f"{DEFAULT_USER})"
+        )
     if not sup.net:
         found.append("no network namespace here: generated code can reach the network")
     if not sup.pid:
         found.append("no PID namespace here: a program that calls setsid() can outlive its run")
     if not sup.mnt:
-        found.append("no mount namespace here: generated code sees the host file system with its user's rights")
+        found.append(
+            "no mount namespace here: generated code sees the host file system with its user's rights"
+        )
     elif not sup.tmpfs:
         found.append("no size-limited tmpfs scratch dir here: a program can fill the disk of $TMPDIR")
     if not sup.ipc:
-        found.append("no IPC namespace here: generated code shares the host's SysV shared memory and semaphores")
+        found.append(
+            "no IPC namespace here: generated code shares the host's SysV shared memory and semaphores"
+        )
     if not sup.seccomp:
-        found.append("no seccomp filter here: generated code can connect to host unix sockets and use the keyring")
+        found.append(
+            "no seccomp filter here: generated code can connect to host unix sockets and use the keyring"
+        )
     missing = [c for c in ("pids", "memory", "cpu") if c not in controller_roots()]
     if missing:
-        found.append(f"no per-run {'/'.join(missing)} cgroup here (needs root and the controller): "
-                     + "; ".join(_CGROUP_COST[c] for c in missing))
+        found.append(
+            f"no per-run {'/'.join(missing)} cgroup here (needs root and the controller): "
+            + "; ".join(_CGROUP_COST[c] for c in missing)
+        )
     for line in found:
         log.warning("sandbox: %s", line)
     return tuple(found)

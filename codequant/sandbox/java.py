@@ -55,9 +55,15 @@ def java_tools() -> tuple[str, str]:
     found = []
     for tool in ("javac", "java"):
         home = os.environ.get("JAVA_HOME")
-        path = str(Path(home) / "bin" / tool) if home and (Path(home) / "bin" / tool).is_file() else shutil.which(tool)
+        path = (
+            str(Path(home) / "bin" / tool)
+            if home and (Path(home) / "bin" / tool).is_file()
+            else shutil.which(tool)
+        )
         if path is None:
-            raise CodequantError(f"{tool} not found; install a JDK (Debian: apt-get install openjdk-17-jdk-headless)")
+            raise CodequantError(
+                f"{tool} not found; install a JDK (Debian: apt-get install openjdk-17-jdk-headless)"
+            )
         found.append(os.path.realpath(path))
     return found[0], found[1]
 
@@ -80,19 +86,22 @@ def java_limits(limits: Limits) -> tuple[Limits, int]:
 def _runner_source(package: str | None, target: str, name: str) -> str:
     """The entry class: the program's `main`, then the marker read from its pipe (never in this source)."""
     head = f"package {package};\n\n" if package else ""
-    return (f"{head}public class {name} {{\n    public static void main(String[] args) throws Throwable {{\n"
-            f"        {target}.main(args);\n        System.out.flush();\n"
-            f'        try (java.io.FileInputStream in = new java.io.FileInputStream("/proc/self/fd/{MARKER_FD}")) {{\n'
-            f"            byte[] b = new byte[256];\n            for (int n; (n = in.read(b)) > 0; ) System.out.write(b, 0, n);\n"
-            f"        }}\n"
-            f"        System.out.flush();\n    }}\n}}\n")
+    return (
+        f"{head}public class {name} {{\n    public static void main(String[] args) throws Throwable {{\n"
+        f"        {target}.main(args);\n        System.out.flush();\n"
+        f'        try (java.io.FileInputStream in = new java.io.FileInputStream("/proc/self/fd/{MARKER_FD}")) {{\n'
+        f"            byte[] b = new byte[256];\n            for (int n; (n = in.read(b)) > 0; ) System.out.write(b, 0, n);\n"
+        f"        }}\n"
+        f"        System.out.flush();\n    }}\n}}\n"
+    )
 
 
 def javac_limits(limits: Limits) -> Limits:
     """javac's own limits (time, memory), whatever the program's: compiling is not the program's budget."""
     jvm, _ = java_limits(limits)
     return replace(jvm, memory_mb=JAVAC_MEMORY_MB if limits.memory_mb is not None else None).with_timeout(
-        JAVAC_TIMEOUT_S)
+        JAVAC_TIMEOUT_S
+    )
 
 
 def run_java(source: str, limits: Limits | None = None) -> ExecResult:
@@ -101,8 +110,13 @@ def run_java(source: str, limits: Limits | None = None) -> ExecResult:
     start = time.monotonic()
     target = main_class(source)
     if target is None:
-        return ExecResult(Status.COMPILE_ERROR, None, 0.0, "",
-                          "codequant: no top-level class declares public static void main(String[] args)")
+        return ExecResult(
+            Status.COMPILE_ERROR,
+            None,
+            0.0,
+            "",
+            "codequant: no top-level class declares public static void main(String[] args)",
+        )
     javac, java = java_tools()
     marker = f"__codequant_done_{secrets.token_hex(12)}__"
     runner = f"CodequantRun{secrets.token_hex(8)}"  # its own token: the class name does not reveal the marker
@@ -119,24 +133,57 @@ def run_java(source: str, limits: Limits | None = None) -> ExecResult:
             for p in (work / "classes", unit, work / f"{runner}.java"):
                 os.chown(p, run_as.uid, run_as.gid)
         cp = "classes" + (f":{jar}" if jar else "")
-        javac_argv = [javac, *(f"-J{o}" for o in JVM_FAST_START), f"-J-Xmx{JAVAC_HEAP_MB}m", "-encoding", "UTF8",
-                      "-proc:none", "-nowarn", "-Xlint:none", "-d", "classes", "-cp", cp, unit.name, f"{runner}.java"]
-        built = run_sandboxed(javac_argv, work, javac_limits(limits), sandbox_env(work), run_as,
-                              shared={"classes": "rw"})
+        javac_argv = [
+            javac,
+            *(f"-J{o}" for o in JVM_FAST_START),
+            f"-J-Xmx{JAVAC_HEAP_MB}m",
+            "-encoding",
+            "UTF8",
+            "-proc:none",
+            "-nowarn",
+            "-Xlint:none",
+            "-d",
+            "classes",
+            "-cp",
+            cp,
+            unit.name,
+            f"{runner}.java",
+        ]
+        built = run_sandboxed(
+            javac_argv, work, javac_limits(limits), sandbox_env(work), run_as, shared={"classes": "rw"}
+        )
         if built.timed_out or built.returncode != 0:
             err = captured_text(built.stderr, built.stderr_total)
             timed_out = built.timed_out or built.returncode == -signal.SIGXCPU
             if timed_out:
                 err += f"\n[codequant: javac ran past its {JAVAC_TIMEOUT_S:g} s limit]"
             status = Status.COMPILE_TIMEOUT if timed_out else Status.COMPILE_ERROR
-            return ExecResult(status, built.returncode, round(time.monotonic() - start, 4),
-                              captured_text(built.stdout, built.stdout_total), err, None)
+            return ExecResult(
+                status,
+                built.returncode,
+                round(time.monotonic() - start, 4),
+                captured_text(built.stdout, built.stdout_total),
+                err,
+                None,
+            )
         main = f"{package}.{runner}" if package else runner
-        java_argv = [java, "-ea", *JVM_FAST_START, f"-Xmx{heap}m", "-Xss8m", "-XX:MaxMetaspaceSize=256m",
-                     "-XX:ReservedCodeCacheSize=64m", f"-XX:MaxDirectMemorySize={heap}m",
-                     "-Dfile.encoding=UTF-8", "-cp", cp, main]
-        outcome = run_sandboxed(java_argv, work, jvm_limits, sandbox_env(work), run_as, marker=marker,
-                                shared={"classes": "ro"})
+        java_argv = [
+            java,
+            "-ea",
+            *JVM_FAST_START,
+            f"-Xmx{heap}m",
+            "-Xss8m",
+            "-XX:MaxMetaspaceSize=256m",
+            "-XX:ReservedCodeCacheSize=64m",
+            f"-XX:MaxDirectMemorySize={heap}m",
+            "-Dfile.encoding=UTF-8",
+            "-cp",
+            cp,
+            main,
+        ]
+        outcome = run_sandboxed(
+            java_argv, work, jvm_limits, sandbox_env(work), run_as, marker=marker, shared={"classes": "ro"}
+        )
     result = classify_java(outcome, marker)
     result.duration_s = round(time.monotonic() - start, 4)
     return result

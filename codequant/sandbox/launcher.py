@@ -87,21 +87,33 @@ def _mount(source: str | None, target: str, fstype: str | None, flags: int, data
     def enc(v: str | None) -> bytes | None:
         return None if v is None else v.encode()
 
-    _check(_libc().mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)), f"mount {target}")
+    _check(
+        _libc().mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+        f"mount {target}",
+    )
 
 
 def _set_readonly(target: str, readonly: bool, recursive: bool) -> None:
     """mount_setattr(2): make a mount (tree) read-only, or writable again."""
-    attr = (ctypes.c_uint64 * 4)(MOUNT_ATTR_RDONLY if readonly else 0, 0 if readonly else MOUNT_ATTR_RDONLY, 0, 0)
+    attr = (ctypes.c_uint64 * 4)(
+        MOUNT_ATTR_RDONLY if readonly else 0, 0 if readonly else MOUNT_ATTR_RDONLY, 0, 0
+    )
     libc = _libc()
     libc.syscall.restype = ctypes.c_long
-    ret = libc.syscall(ctypes.c_long(SYS_MOUNT_SETATTR), ctypes.c_int(AT_FDCWD), target.encode(),
-                       ctypes.c_uint(AT_RECURSIVE if recursive else 0), ctypes.byref(attr), ctypes.c_size_t(32))
+    ret = libc.syscall(
+        ctypes.c_long(SYS_MOUNT_SETATTR),
+        ctypes.c_int(AT_FDCWD),
+        target.encode(),
+        ctypes.c_uint(AT_RECURSIVE if recursive else 0),
+        ctypes.byref(attr),
+        ctypes.c_size_t(32),
+    )
     _check(ret, f"mount_setattr {target}")
 
 
-def setup_mounts(scratch: str, disk_mb: int | None = None, shared: dict | None = None,
-                 owner: tuple[int, int] | None = None) -> None:
+def setup_mounts(
+    scratch: str, disk_mb: int | None = None, shared: dict | None = None, owner: tuple[int, int] | None = None
+) -> None:
     """In a fresh mount namespace: host read-only, scratch writable, private tmpfs temp dirs.
 
     The scratch dir usually lives under /tmp, which the private tmpfs hides: it is opened first and put back at
@@ -126,7 +138,9 @@ def setup_mounts(scratch: str, disk_mb: int | None = None, shared: dict | None =
     os.chdir(scratch)  # the old cwd is the hidden, read-only original
 
 
-def _scratch_tmpfs(keep: int, scratch: str, disk_mb: int, shared: dict, owner: tuple[int, int] | None) -> None:
+def _scratch_tmpfs(
+    keep: int, scratch: str, disk_mb: int, shared: dict, owner: tuple[int, int] | None
+) -> None:
     """A `disk_mb` tmpfs at `scratch` with the original's top-level files copied in and `shared` dirs bound."""
     orig = os.open(f"/proc/self/fd/{keep}", os.O_RDONLY | os.O_DIRECTORY)
     try:
@@ -437,18 +451,37 @@ def probe() -> dict:
     import platform
 
     machine = platform.machine()
-    extra = {"seccomp": _seccomp_works(machine), "machine": machine,
-             "keyring": machine in SYS_KEYCTL and _in_child(lambda: new_session_keyring(machine))}
+    extra = {
+        "seccomp": _seccomp_works(machine),
+        "machine": machine,
+        "keyring": machine in SYS_KEYCTL and _in_child(lambda: new_session_keyring(machine)),
+    }
     for user in (0, CLONE_NEWUSER):
         for net, pid in ((True, True), (True, False), (False, True)):
             flags = user | (CLONE_NEWNET if net else 0) | (CLONE_NEWPID if pid else 0)
             if _works(flags):
                 mnt, proc = _mounts_work(flags)
                 tmpfs = mnt and _mounts_work(flags, disk_mb=1)[0]
-                return {"net": net, "pid": pid, "user": bool(user), "mnt": mnt, "proc": proc and pid,
-                        "ipc": _works(user | CLONE_NEWIPC), "tmpfs": tmpfs, **extra}
-    return {"net": False, "pid": False, "user": False, "mnt": False, "proc": False, "ipc": False, "tmpfs": False,
-            **extra}
+                return {
+                    "net": net,
+                    "pid": pid,
+                    "user": bool(user),
+                    "mnt": mnt,
+                    "proc": proc and pid,
+                    "ipc": _works(user | CLONE_NEWIPC),
+                    "tmpfs": tmpfs,
+                    **extra,
+                }
+    return {
+        "net": False,
+        "pid": False,
+        "user": False,
+        "mnt": False,
+        "proc": False,
+        "ipc": False,
+        "tmpfs": False,
+        **extra,
+    }
 
 
 if __name__ == "__main__":

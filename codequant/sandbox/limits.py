@@ -67,8 +67,15 @@ class Limits:
     def __post_init__(self) -> None:
         if not self.wall_timeout_s > 0:
             raise CodequantError(f"wall timeout must be > 0 seconds, got {self.wall_timeout_s}")
-        for name in ("cpu_s", "address_space_mb", "file_size_mb", "max_processes", "open_files", "memory_mb",
-                     "disk_mb"):
+        for name in (
+            "cpu_s",
+            "address_space_mb",
+            "file_size_mb",
+            "max_processes",
+            "open_files",
+            "memory_mb",
+            "disk_mb",
+        ):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 raise CodequantError(f"limit {name} must be positive or None (off), got {value}")

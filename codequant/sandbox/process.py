@@ -99,14 +99,24 @@ def start_reaper() -> None:
         if stale:
             log.warning("sandbox: removed %d scratch dirs / cgroups left by runners that died", len(stale))
         read_fd, write_fd = os.pipe()
-        cfg = {"runner": pid, "tmpdir": tempfile.gettempdir(),
-               "cgroups": {k: str(v) for k, v in cgroup.controller_roots().items()}}
+        cfg = {
+            "runner": pid,
+            "tmpdir": tempfile.gettempdir(),
+            "cgroups": {k: str(v) for k, v in cgroup.controller_roots().items()},
+        }
         try:
-            subprocess.Popen([sys.executable, "-I", "-S", str(REAPER), json.dumps(cfg)], stdin=read_fd,
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                             close_fds=True)
+            subprocess.Popen(
+                [sys.executable, "-I", "-S", str(REAPER), json.dumps(cfg)],
+                stdin=read_fd,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as exc:
-            log.warning("sandbox: no reaper (%s): a killed runner leaves its scratch dirs to the next sweep", exc)
+            log.warning(
+                "sandbox: no reaper (%s): a killed runner leaves its scratch dirs to the next sweep", exc
+            )
         finally:
             os.close(read_fd)
         _REAPERS[pid] = write_fd
@@ -156,22 +166,37 @@ def run_sandboxed(
     classes javac writes for the JVM run that follows.
     """
     start_reaper()
-    flags = unshare_flags(limits.isolate_network, limits.isolate_pids, limits.isolate_files, limits.isolate_ipc)
+    flags = unshare_flags(
+        limits.isolate_network, limits.isolate_pids, limits.isolate_files, limits.isolate_ipc
+    )
     warn_weak_isolation(run_as is None and os.geteuid() == 0)
     with cgroup.run_cgroups(limits.max_processes, limits.memory_mb, limits.isolate_cpu) as groups:
         return _run(argv, cwd, limits, env, run_as, flags, groups, marker, shared)
 
 
-def _run(argv: Sequence[str], cwd: Path, limits: Limits, env: dict[str, str] | None, run_as: RunAs | None,
-         flags: int, groups: cgroup.RunCgroups, marker: str | None, shared: dict[str, str] | None) -> ProcessOutcome:
+def _run(
+    argv: Sequence[str],
+    cwd: Path,
+    limits: Limits,
+    env: dict[str, str] | None,
+    run_as: RunAs | None,
+    flags: int,
+    groups: cgroup.RunCgroups,
+    marker: str | None,
+    shared: dict[str, str] | None,
+) -> ProcessOutcome:
     rlimits = limits.rlimits()
     if groups.pids:  # the cgroup bounds this run's processes; the per-user limit would couple runs
         rlimits.pop("RLIMIT_NPROC", None)
     sup = namespace_support()
     mount = {}
     if flags & CLONE_NEWNS:
-        mount = {"scratch": str(cwd), "proc": sup.proc, "disk_mb": limits.disk_mb if sup.tmpfs else None,
-                 "shared": shared or {}}
+        mount = {
+            "scratch": str(cwd),
+            "proc": sup.proc,
+            "disk_mb": limits.disk_mb if sup.tmpfs else None,
+            "shared": shared or {},
+        }
     config = {
         "argv": list(argv),
         "rlimits": rlimits,
@@ -231,7 +256,9 @@ def _run(argv: Sequence[str], cwd: Path, limits: Limits, env: dict[str, str] | N
     )
 
 
-def _pump(proc: subprocess.Popen, pgid: int, out: _Tail, err: _Tail, deadline: float, limit: int) -> tuple[bool, bool]:
+def _pump(
+    proc: subprocess.Popen, pgid: int, out: _Tail, err: _Tail, deadline: float, limit: int
+) -> tuple[bool, bool]:
     """Read both pipes until EOF; returns (timed_out, output_exceeded)."""
     assert proc.stdout is not None and proc.stderr is not None
     tails = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}

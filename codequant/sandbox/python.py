@@ -35,8 +35,10 @@ _COMPILE_LOCK = threading.Lock()  # warnings.catch_warnings() swaps global state
 _EXC_LINE = re.compile(r"^([A-Za-z_][\w.]*)(?::\s.*|:)?$")
 _TRACEBACK = "Traceback (most recent call last):"
 # after the tests: the marker from its pipe, only while asserts are on (no -O re-exec, no optimized compile)
-EPILOGUE = (f'if __debug__ and not __import__("sys").flags.optimize:\n'
-            f'    print(__import__("os").read({MARKER_FD}, 256).decode(), end="", flush=True)\n')
+EPILOGUE = (
+    f'if __debug__ and not __import__("sys").flags.optimize:\n'
+    f'    print(__import__("os").read({MARKER_FD}, 256).decode(), end="", flush=True)\n'
+)
 
 
 def run_python(source: str, limits: Limits | None = None) -> ExecResult:
@@ -56,9 +58,14 @@ def run_python(source: str, limits: Limits | None = None) -> ExecResult:
         path.write_text(program, encoding="utf-8")
         if run_as is not None:
             os.chown(path, run_as.uid, run_as.gid)
-        outcome = run_sandboxed([python, "-I", PROGRAM_NAME], work, limits, sandbox_env(work), run_as, marker=marker)
-    if (outcome.returncode == LAUNCH_FAILED and outcome.stderr.startswith(b"codequant-sandbox: cannot start")
-            and b"[Errno 11]" not in outcome.stderr):  # EAGAIN: the user's RLIMIT_NPROC is full right now
+        outcome = run_sandboxed(
+            [python, "-I", PROGRAM_NAME], work, limits, sandbox_env(work), run_as, marker=marker
+        )
+    if (
+        outcome.returncode == LAUNCH_FAILED
+        and outcome.stderr.startswith(b"codequant-sandbox: cannot start")
+        and b"[Errno 11]" not in outcome.stderr
+    ):  # EAGAIN: the user's RLIMIT_NPROC is full right now
         # (another run's fork bomb), a failure of this run only -> `killed`, not of the interpreter
         # the interpreter itself could not start (e.g. not executable by the sandbox user): every run would fail
         why = outcome.stderr.decode(errors="replace").strip()
@@ -70,7 +77,9 @@ def _syntax_error(program: str) -> tuple[str, str] | None:
     """(exception type, Python-style message) when `program` does not compile, else None."""
     try:
         with _COMPILE_LOCK, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # SyntaxWarning/DeprecationWarning of user code: not ours to print
+            warnings.simplefilter(
+                "ignore"
+            )  # SyntaxWarning/DeprecationWarning of user code: not ours to print
             compile(program, PROGRAM_NAME, "exec", dont_inherit=True)
     except (SyntaxError, ValueError) as exc:  # ValueError: null bytes in the source
         name = type(exc).__name__ if isinstance(exc, SyntaxError) else "SyntaxError"

@@ -59,8 +59,14 @@ def guarded(run, source: str, limits: Limits | None) -> ExecResult:
     except Exception as exc:  # noqa: BLE001 - any failure of ours on this input is this program's result
         log.warning("sandbox: harness error on one program: %s: %s", type(exc).__name__, exc)
         reason = "".join(traceback.format_exception(exc)[-3:])
-        return ExecResult(Status.HARNESS_ERROR, None, round(time.monotonic() - start, 4), "",
-                          f"[codequant: harness error]\n{reason}", type(exc).__name__)
+        return ExecResult(
+            Status.HARNESS_ERROR,
+            None,
+            round(time.monotonic() - start, 4),
+            "",
+            f"[codequant: harness error]\n{reason}",
+            type(exc).__name__,
+        )
 
 
 def run_program(language: str, source: str, limits: Limits | None = None) -> ExecResult:
@@ -78,10 +84,14 @@ def run_programs(
     runners = [_sandbox(lang) for lang, _ in items]  # unknown languages fail before anything runs
     workers = max(1, workers or os.cpu_count() or 1)
     results: list[ExecResult | None] = [None] * len(items)
-    with ThreadPoolExecutor(max_workers=workers) as pool, progress_bar(
-        len(items), "exec", unit="program", enabled=progress
-    ) as bar:
-        futures = {pool.submit(guarded, run, src, limits): i for i, (run, (_, src)) in enumerate(zip(runners, items, strict=True))}
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        progress_bar(len(items), "exec", unit="program", enabled=progress) as bar,
+    ):
+        futures = {
+            pool.submit(guarded, run, src, limits): i
+            for i, (run, (_, src)) in enumerate(zip(runners, items, strict=True))
+        }
         for fut in as_completed(futures):
             results[futures[fut]] = fut.result()
             bar.update(1)

@@ -39,7 +39,8 @@ def scratch_dir(owner: tuple[int, int] | None = None) -> Iterator[Path]:
     finally:
         if not remove_tree(path):
             logging.getLogger("codequant.sandbox").warning(
-                "sandbox: could not remove %s (left for the start-up sweep)", path)
+                "sandbox: could not remove %s (left for the start-up sweep)", path
+            )
 
 
 def _writable_dir(parent: int, name: str) -> int | None:

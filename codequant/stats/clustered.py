@@ -64,15 +64,21 @@ class ClusterCounts:
     other_pass: np.ndarray
 
 
-def cluster_counts(base: Sequence[bool], other: Sequence[bool], clusters: Sequence[Hashable]) -> ClusterCounts:
+def cluster_counts(
+    base: Sequence[bool], other: Sequence[bool], clusters: Sequence[Hashable]
+) -> ClusterCounts:
     """Tally aligned outcomes by cluster (problem); the sequences are pairwise aligned, clusters label each pair."""
     if not len(base) == len(other) == len(clusters):
-        raise CodequantError(f"base, other and clusters differ in length ({len(base)}, {len(other)}, "
-                             f"{len(clusters)}); pair the outcomes first")
+        raise CodequantError(
+            f"base, other and clusters differ in length ({len(base)}, {len(other)}, "
+            f"{len(clusters)}); pair the outcomes first"
+        )
     if not len(base):
         raise CodequantError("no pairs to test")
     index: dict[Hashable, int] = {}
-    ids = np.fromiter((index.setdefault(k, len(index)) for k in clusters), dtype=np.int64, count=len(clusters))
+    ids = np.fromiter(
+        (index.setdefault(k, len(index)) for k in clusters), dtype=np.int64, count=len(clusters)
+    )
     x = np.asarray(base, dtype=bool)
     y = np.asarray(other, dtype=bool)
     k = len(index)
@@ -80,8 +86,14 @@ def cluster_counts(base: Sequence[bool], other: Sequence[bool], clusters: Sequen
     def tally(mask: np.ndarray) -> np.ndarray:
         return np.bincount(ids, weights=mask, minlength=k).astype(np.int64)
 
-    return ClusterCounts(labels=list(index), b=tally(x & ~y), c=tally(y & ~x), n=np.bincount(ids, minlength=k),
-                         base_pass=tally(x), other_pass=tally(y))
+    return ClusterCounts(
+        labels=list(index),
+        b=tally(x & ~y),
+        c=tally(y & ~x),
+        n=np.bincount(ids, minlength=k),
+        base_pass=tally(x),
+        other_pass=tally(y),
+    )
 
 
 def _chi2(num: float, var: float) -> tuple[float, float]:
@@ -116,8 +128,9 @@ def obuchowski(counts: ClusterCounts) -> tuple[float, float]:
     return _chi2(float(p1 - p2), var)
 
 
-def clustered_mcnemar(base: Sequence[bool], other: Sequence[bool], clusters: Sequence[Hashable], *,
-                      method: str = "durkalski") -> ClusteredResult:
+def clustered_mcnemar(
+    base: Sequence[bool], other: Sequence[bool], clusters: Sequence[Hashable], *, method: str = "durkalski"
+) -> ClusteredResult:
     """McNemar's test of aligned pairs grouped in clusters (completions of one problem): Durkalski by default."""
     if method not in METHODS:
         raise CodequantError(f"unknown clustered method {method!r}; use one of {', '.join(METHODS)}")
@@ -127,8 +140,15 @@ def clustered_mcnemar(base: Sequence[bool], other: Sequence[bool], clusters: Seq
         stat, p = 0.0, 1.0
     else:
         stat, p = (durkalski if method == "durkalski" else obuchowski)(counts)
-    return ClusteredResult(b=b, c=c, n_pairs=int(counts.n.sum()), n_clusters=len(counts.labels), statistic=stat,
-                           p_value=min(p, 1.0), method=method)
+    return ClusteredResult(
+        b=b,
+        c=c,
+        n_pairs=int(counts.n.sum()),
+        n_clusters=len(counts.labels),
+        statistic=stat,
+        p_value=min(p, 1.0),
+        method=method,
+    )
 
 
 def _sign_patterns(k: int) -> np.ndarray:
@@ -136,9 +156,15 @@ def _sign_patterns(k: int) -> np.ndarray:
     return np.array(list(itertools.product((1.0, -1.0), repeat=k))) if k else np.ones((1, 0))
 
 
-def permutation_test(base: Sequence[bool], other: Sequence[bool], clusters: Sequence[Hashable], *,
-                     n_resamples: int = 10_000, seed: int | None = 0,
-                     exact_max: int = EXACT_MAX_CLUSTERS) -> ClusteredResult:
+def permutation_test(
+    base: Sequence[bool],
+    other: Sequence[bool],
+    clusters: Sequence[Hashable],
+    *,
+    n_resamples: int = 10_000,
+    seed: int | None = 0,
+    exact_max: int = EXACT_MAX_CLUSTERS,
+) -> ClusteredResult:
     """Paired sign-flip permutation test over clusters; statistic |sum_p (b_p - c_p)|.
 
     Under H0 swapping the two versions' outcomes inside a problem leaves the joint distribution unchanged, which
@@ -165,6 +191,13 @@ def permutation_test(base: Sequence[bool], other: Sequence[bool], clusters: Sequ
         null = np.abs(signs @ d)
         p = float((1 + np.count_nonzero(null >= observed - tol)) / (1 + n_resamples))
         drawn = n_resamples
-    return ClusteredResult(b=b, c=c, n_pairs=int(counts.n.sum()), n_clusters=len(counts.labels),
-                           statistic=float(observed), p_value=min(p, 1.0), method="permutation",
-                           n_resamples=drawn)
+    return ClusteredResult(
+        b=b,
+        c=c,
+        n_pairs=int(counts.n.sum()),
+        n_clusters=len(counts.labels),
+        statistic=float(observed),
+        p_value=min(p, 1.0),
+        method="permutation",
+        n_resamples=drawn,
+    )

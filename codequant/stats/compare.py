@@ -79,7 +79,9 @@ class Comparison:
 
     def to_dict(self) -> dict:
         """JSON-safe: a non-finite number (OR with c = 0, say) becomes null; b and c tell the story."""
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()
+        }
 
 
 def choose_test(test: str, paired: Paired) -> str:
@@ -92,14 +94,21 @@ def choose_test(test: str, paired: Paired) -> str:
     return "mcnemar" if len(set(tasks)) == len(tasks) else "clustered"
 
 
-def compare_pair(paired: Paired, labels: PairLabels, options: CompareOptions, *,
-                 pairing_key: str = "") -> Comparison:
+def compare_pair(
+    paired: Paired, labels: PairLabels, options: CompareOptions, *, pairing_key: str = ""
+) -> Comparison:
     """One test on aligned outcomes -> an uncorrected Comparison (p_adjusted = p_value).
 
     Problems (the task ids of `paired.keys`) are the clusters; `options.resamples` and `options.seed` drive the
     permutation test and the bootstrap interval of the pass@1 difference; the row's `pairing` is `options.by`.
     """
-    method, ci, alpha, resamples, seed = options.method, options.ci, options.alpha, options.resamples, options.seed
+    method, ci, alpha, resamples, seed = (
+        options.method,
+        options.ci,
+        options.alpha,
+        options.resamples,
+        options.seed,
+    )
     chosen = choose_test(options.test, paired)
     res = mcnemar(paired.base, paired.other, method=method, ci=ci, alpha=alpha)
     p_exact = res.p_value if method == "exact" else mcnemar_counts(res.b, res.c).p_value
@@ -111,24 +120,47 @@ def compare_pair(paired: Paired, labels: PairLabels, options: CompareOptions, *,
     else:
         perm = permutation_test(paired.base, paired.other, clusters, n_resamples=resamples, seed=seed)
         p, used = perm.p_value, ("exact" if perm.n_resamples == 0 else f"{perm.n_resamples} resamples")
-    effect = pass_diff(paired.base, paired.other, clusters, n_resamples=resamples, seed=seed,
-                       confidence=1 - alpha)
+    effect = pass_diff(
+        paired.base, paired.other, clusters, n_resamples=resamples, seed=seed, confidence=1 - alpha
+    )
     counts = cluster_counts(paired.base, paired.other, clusters)
     mde, icc = comparison_mde(counts.base_pass, counts.n, alpha=alpha)
     n = len(paired)
-    return Comparison(model=labels.model, language=labels.language, baseline=labels.baseline, other=labels.other,
-                      b=res.b, c=res.c,
-                      n_pairs=res.n_pairs, odds_ratio=res.odds_ratio, ci_low=res.ci_low, ci_high=res.ci_high,
-                      p_value=p, p_adjusted=p,
-                      baseline_pass_rate=sum(paired.base) / n, other_pass_rate=sum(paired.other) / n,
-                      pairing=options.by, method=used, family=labels.family, test=chosen, p_mcnemar=p_exact,
-                      n_problems=effect.n_problems, samples_per_problem=n / effect.n_problems,
-                      pass_diff=effect.diff, diff_ci_low=effect.ci_low, diff_ci_high=effect.ci_high,
-                      diff_se=effect.se, mde=mde, icc=icc, pairing_key=pairing_key)
+    return Comparison(
+        model=labels.model,
+        language=labels.language,
+        baseline=labels.baseline,
+        other=labels.other,
+        b=res.b,
+        c=res.c,
+        n_pairs=res.n_pairs,
+        odds_ratio=res.odds_ratio,
+        ci_low=res.ci_low,
+        ci_high=res.ci_high,
+        p_value=p,
+        p_adjusted=p,
+        baseline_pass_rate=sum(paired.base) / n,
+        other_pass_rate=sum(paired.other) / n,
+        pairing=options.by,
+        method=used,
+        family=labels.family,
+        test=chosen,
+        p_mcnemar=p_exact,
+        n_problems=effect.n_problems,
+        samples_per_problem=n / effect.n_problems,
+        pass_diff=effect.diff,
+        diff_ci_low=effect.ci_low,
+        diff_ci_high=effect.ci_high,
+        diff_se=effect.se,
+        mde=mde,
+        icc=icc,
+        pairing_key=pairing_key,
+    )
 
 
-def correct(rows: Sequence[Comparison], correction: str = "bh",
-            family: Callable[[Comparison], object] | None = None) -> list[Comparison]:
+def correct(
+    rows: Sequence[Comparison], correction: str = "bh", family: Callable[[Comparison], object] | None = None
+) -> list[Comparison]:
     """Rows with `p_adjusted` corrected within each family (default: the rows' `family` field)."""
     correction = normalize(correction)
     key = family or (lambda r: r.family)
@@ -147,8 +179,13 @@ def _labels(paths: Sequence[Path]) -> list[str]:
     return [n if names.count(n) == 1 else str(p) for n, p in zip(names, paths, strict=True)]
 
 
-def compare_runs(baseline: str | Path | Run, others: Iterable[str | Path | Run],
-                 options: CompareOptions | None = None, *, common_only: bool = False) -> list[Comparison]:
+def compare_runs(
+    baseline: str | Path | Run,
+    others: Iterable[str | Path | Run],
+    options: CompareOptions | None = None,
+    *,
+    common_only: bool = False,
+) -> list[Comparison]:
     """Each other run against the baseline run; the comparisons of one call form one correction family.
 
     Completions are matched by (task_id, sample_index); `options.test` picks the test (see the module docstring).
@@ -162,18 +199,33 @@ def compare_runs(baseline: str | Path | Run, others: Iterable[str | Path | Run],
     runs = [i if isinstance(i, Run) else read_run(i, label=lab) for i, lab in zip(items, labels, strict=True)]
     base = runs[0]
     if any(r.scored for r in runs):
-        raise CodequantError("text-scored runs (code summarization) have no pass/fail outcomes; compare them with "
-                             "codequant.stats.compare_score_runs (the Wilcoxon test per metric)")
+        raise CodequantError(
+            "text-scored runs (code summarization) have no pass/fail outcomes; compare them with "
+            "codequant.stats.compare_score_runs (the Wilcoxon test per metric)"
+        )
     rows = []
     for run in runs[1:]:
         if base.benchmark and run.benchmark and base.benchmark != run.benchmark:
-            raise CodequantError(f"{base.label} ran {base.benchmark} but {run.label} ran {run.benchmark}; "
-                                 "compare runs of the same benchmark")
-        paired = pair_outcomes(base.outcomes, run.outcomes, by=options.by, rule=options.rule,
-                               common_only=common_only, labels=(base.label, run.label))
+            raise CodequantError(
+                f"{base.label} ran {base.benchmark} but {run.label} ran {run.benchmark}; "
+                "compare runs of the same benchmark"
+            )
+        paired = pair_outcomes(
+            base.outcomes,
+            run.outcomes,
+            by=options.by,
+            rule=options.rule,
+            common_only=common_only,
+            labels=(base.label, run.label),
+        )
         language = ",".join(sorted(set(base.languages) | set(run.languages))) or (base.benchmark or "")
-        labels = PairLabels(model=base.model or base.label, language=language, baseline=base.label,
-                            other=run.label, family=base.label)
+        labels = PairLabels(
+            model=base.model or base.label,
+            language=language,
+            baseline=base.label,
+            other=run.label,
+            family=base.label,
+        )
         rows.append(compare_pair(paired, labels, options, pairing_key="sample_index"))
     return correct(rows, options.correction)
 
@@ -186,9 +238,14 @@ def parse_pair(text: str) -> tuple[str, str]:
     return parts[0].strip(), parts[1].strip()
 
 
-def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], options: CompareOptions | None = None,
-                           *, baseline: str | None = None, pairs: Sequence[tuple[str, str]] | None = None,
-                           pairing_key: str = "sample_index") -> list[Comparison]:
+def compare_outcome_groups(
+    groups: dict[tuple[str, str, str], Outcomes],
+    options: CompareOptions | None = None,
+    *,
+    baseline: str | None = None,
+    pairs: Sequence[tuple[str, str]] | None = None,
+    pairing_key: str = "sample_index",
+) -> list[Comparison]:
     """Comparisons within each (model, language) of `{(model, quantization, language): outcomes}`.
 
     Outcomes are `{problem: {i: passed}}`; completion i of a problem pairs with completion i of the same
@@ -196,7 +253,9 @@ def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], options
     """
     options = options or CompareOptions()
     if (baseline is None) == (not pairs):
-        raise CodequantError("give either a baseline label (--baseline) or explicit pairs (--pair BASE:OTHER)")
+        raise CodequantError(
+            "give either a baseline label (--baseline) or explicit pairs (--pair BASE:OTHER)"
+        )
     by_ml: dict[tuple[str, str], dict[str, Outcomes]] = {}
     for (model, quant, lang), outcomes in groups.items():
         by_ml.setdefault((model, lang), {})[quant] = outcomes
@@ -204,8 +263,9 @@ def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], options
     wanted = [baseline] if baseline is not None else [x for p in pairs for x in p]
     unknown = sorted({w for w in wanted if w not in labels})
     if unknown:
-        raise CodequantError(f"no quantization {', '.join(map(repr, unknown))} in the data; "
-                             f"it has {', '.join(sorted(labels))}")
+        raise CodequantError(
+            f"no quantization {', '.join(map(repr, unknown))} in the data; it has {', '.join(sorted(labels))}"
+        )
     rows = []
     for (model, lang), quants in by_ml.items():
         if baseline is not None:
@@ -213,8 +273,13 @@ def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], options
         else:
             todo = [(a, b) for a, b in pairs if a in quants and b in quants]
         for a, b in todo:
-            paired = pair_outcomes(quants[a], quants[b], by=options.by, rule=options.rule,
-                                   labels=(f"{model}/{lang}/{a}", f"{model}/{lang}/{b}"))
+            paired = pair_outcomes(
+                quants[a],
+                quants[b],
+                by=options.by,
+                rule=options.rule,
+                labels=(f"{model}/{lang}/{a}", f"{model}/{lang}/{b}"),
+            )
             labels = PairLabels(model=model, language=lang, baseline=a, other=b, family=f"{model}/{lang}")
             rows.append(compare_pair(paired, labels, options, pairing_key=pairing_key))
     if not rows:
@@ -222,13 +287,19 @@ def compare_outcome_groups(groups: dict[tuple[str, str, str], Outcomes], options
     return correct(rows, options.correction)
 
 
-def compare_csv(path: str | Path, baseline: str | None = None, options: CompareOptions | None = None, *,
-                pairs: Sequence[tuple[str, str]] | None = None) -> list[Comparison]:
+def compare_csv(
+    path: str | Path,
+    baseline: str | None = None,
+    options: CompareOptions | None = None,
+    *,
+    pairs: Sequence[tuple[str, str]] | None = None,
+) -> list[Comparison]:
     """`compare_outcome_groups` over a per-completion CSV in the study's format (see runs.read_outcome_table).
 
     Pairs by the CSV's `sample` column when it has one, else by the order of rows within each problem; each
     row's `pairing_key` says which. The study's own test is `test="mcnemar"`.
     """
     table = read_outcome_table(path)
-    return compare_outcome_groups(table.groups, options, baseline=baseline, pairs=pairs,
-                                  pairing_key=table.pairing_key)
+    return compare_outcome_groups(
+        table.groups, options, baseline=baseline, pairs=pairs, pairing_key=table.pairing_key
+    )

@@ -15,8 +15,13 @@ import numpy as np
 from codequant.errors import CodequantError
 
 ALIASES = {
-    "bh": "bh", "fdr_bh": "bh", "benjamini-hochberg": "bh", "fdr": "bh",
-    "holm": "holm", "bonferroni": "bonferroni", "none": "none",
+    "bh": "bh",
+    "fdr_bh": "bh",
+    "benjamini-hochberg": "bh",
+    "fdr": "bh",
+    "holm": "holm",
+    "bonferroni": "bonferroni",
+    "none": "none",
 }
 CORRECTIONS = ("bh", "holm", "bonferroni", "none")
 

@@ -43,8 +43,9 @@ class PassDiff:
     confidence: float
 
 
-def bootstrap_ratio(num: np.ndarray, den: np.ndarray, *, n_resamples: int, seed: int | None,
-                    confidence: float) -> tuple[float, float]:
+def bootstrap_ratio(
+    num: np.ndarray, den: np.ndarray, *, n_resamples: int, seed: int | None, confidence: float
+) -> tuple[float, float]:
     """Percentile interval of sum(num) / sum(den) when whole clusters (rows of num, den) are resampled."""
     rng = np.random.default_rng(seed)
     k = len(num)
@@ -55,8 +56,15 @@ def bootstrap_ratio(num: np.ndarray, den: np.ndarray, *, n_resamples: int, seed:
     return float(lo), float(hi)
 
 
-def pass_diff(base: Sequence[bool], other: Sequence[bool], clusters: Sequence[Hashable], *,
-              n_resamples: int = 10_000, seed: int | None = 0, confidence: float = 0.95) -> PassDiff:
+def pass_diff(
+    base: Sequence[bool],
+    other: Sequence[bool],
+    clusters: Sequence[Hashable],
+    *,
+    n_resamples: int = 10_000,
+    seed: int | None = 0,
+    confidence: float = 0.95,
+) -> PassDiff:
     """pass@1 difference (other - base) of aligned pairs grouped by problem, with both intervals."""
     if not 0 < confidence < 1:
         raise CodequantError(f"confidence must lie strictly between 0 and 1 (got {confidence})")
@@ -73,5 +81,14 @@ def pass_diff(base: Sequence[bool], other: Sequence[bool], clusters: Sequence[Ha
         se = math.nan  # one problem: nothing tells how much another problem would differ
     z = float(stats.norm.ppf(0.5 + confidence / 2))
     lo, hi = bootstrap_ratio(e, n, n_resamples=n_resamples, seed=seed, confidence=confidence)
-    return PassDiff(diff=diff, ci_low=lo, ci_high=hi, se=se, se_low=diff - z * se, se_high=diff + z * se,
-                    n_problems=k, n_resamples=n_resamples, confidence=confidence)
+    return PassDiff(
+        diff=diff,
+        ci_low=lo,
+        ci_high=hi,
+        se=se,
+        se_low=diff - z * se,
+        se_high=diff + z * se,
+        n_problems=k,
+        n_resamples=n_resamples,
+        confidence=confidence,
+    )

@@ -43,8 +43,14 @@ class GrowthTest:
         return asdict(self)
 
 
-def growth_tests(base: Failures, others: Mapping[str, Failures], options: CompareOptions | None = None, *,
-                 classes: Iterable[str] = CLASSES, common_only: bool = False) -> list[GrowthTest]:
+def growth_tests(
+    base: Failures,
+    others: Mapping[str, Failures],
+    options: CompareOptions | None = None,
+    *,
+    classes: Iterable[str] = CLASSES,
+    common_only: bool = False,
+) -> list[GrowthTest]:
     """One test per (other version, class) that occurs in either run, corrected together (`options`: the test,
     its resamples and seed, the correction and alpha; pairing is per completion). The runs must hold the same
     completions (one clear error otherwise), or with `common_only` the completions they share."""
@@ -53,9 +59,12 @@ def growth_tests(base: Failures, others: Mapping[str, Failures], options: Compar
     rows: list[GrowthTest] = []
     for label, other in others.items():
         # pair on "passed" first: the keys must be the same completions (one clear error otherwise)
-        paired = pair_outcomes({t: {i: c is None for i, c in s.items()} for t, s in base.items()},
-                               {t: {i: c is None for i, c in s.items()} for t, s in other.items()},
-                               labels=("baseline", label), common_only=common_only)
+        paired = pair_outcomes(
+            {t: {i: c is None for i, c in s.items()} for t, s in base.items()},
+            {t: {i: c is None for i, c in s.items()} for t, s in other.items()},
+            labels=("baseline", label),
+            common_only=common_only,
+        )
         chosen = choose_test(test, paired)
         clusters = [t for t, _ in paired.keys]
         for cls in classes:
@@ -70,10 +79,21 @@ def growth_tests(base: Failures, others: Mapping[str, Failures], options: Compar
                 p = clustered_mcnemar(free_x, free_y, clusters).p_value
             else:
                 p = permutation_test(free_x, free_y, clusters, n_resamples=resamples, seed=seed).p_value
-            rows.append(GrowthTest(other=label, failure=cls, base_count=sum(x), other_count=sum(y),
-                                   n_pairs=len(x), new=sum(b and not a for a, b in zip(x, y, strict=True)),
-                                   gone=sum(a and not b for a, b in zip(x, y, strict=True)), test=chosen,
-                                   p_value=float(p), p_adjusted=float(p), grows=False))
+            rows.append(
+                GrowthTest(
+                    other=label,
+                    failure=cls,
+                    base_count=sum(x),
+                    other_count=sum(y),
+                    n_pairs=len(x),
+                    new=sum(b and not a for a, b in zip(x, y, strict=True)),
+                    gone=sum(a and not b for a, b in zip(x, y, strict=True)),
+                    test=chosen,
+                    p_value=float(p),
+                    p_adjusted=float(p),
+                    grows=False,
+                )
+            )
     if rows:
         for row, q in zip(rows, adjust([r.p_value for r in rows], options.correction), strict=True):
             row.p_adjusted = float(q)

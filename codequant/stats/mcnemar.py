@@ -50,7 +50,9 @@ class McNemarResult:
 def discordant(base: Sequence[bool], other: Sequence[bool]) -> tuple[int, int, int]:
     """(b, c, n_pairs) of two equally long outcome sequences, already aligned pair by pair."""
     if len(base) != len(other):
-        raise CodequantError(f"paired outcomes differ in length ({len(base)} vs {len(other)}); pair them first")
+        raise CodequantError(
+            f"paired outcomes differ in length ({len(base)} vs {len(other)}); pair them first"
+        )
     b = sum(1 for x, y in zip(base, other, strict=True) if x and not y)
     c = sum(1 for x, y in zip(base, other, strict=True) if y and not x)
     return b, c, len(base)
@@ -72,8 +74,16 @@ def odds_ratio_ci(b: int, c: int, *, alpha: float = 0.05, method: str = "exact")
     return math.exp(centre - half), math.exp(centre + half)
 
 
-def mcnemar_counts(b: int, c: int, n_pairs: int | None = None, *, method: str = "exact",
-                   continuity: bool = True, ci: str = "exact", alpha: float = 0.05) -> McNemarResult:
+def mcnemar_counts(
+    b: int,
+    c: int,
+    n_pairs: int | None = None,
+    *,
+    method: str = "exact",
+    continuity: bool = True,
+    ci: str = "exact",
+    alpha: float = 0.05,
+) -> McNemarResult:
     """McNemar's test from the discordant counts (b, c); `n_pairs` defaults to b + c.
 
     `continuity` applies Edwards' correction (|b - c| - 1)^2 / (b + c) to the asymptotic statistic.
@@ -99,8 +109,18 @@ def mcnemar_counts(b: int, c: int, n_pairs: int | None = None, *, method: str = 
     else:
         odds = b / c
     lo, hi = odds_ratio_ci(b, c, alpha=alpha, method=ci)
-    return McNemarResult(b=b, c=c, n_pairs=n_pairs, p_value=min(p, 1.0), odds_ratio=odds, ci_low=lo, ci_high=hi,
-                         method=method, ci_method=ci, statistic=statistic)
+    return McNemarResult(
+        b=b,
+        c=c,
+        n_pairs=n_pairs,
+        p_value=min(p, 1.0),
+        odds_ratio=odds,
+        ci_low=lo,
+        ci_high=hi,
+        method=method,
+        ci_method=ci,
+        statistic=statistic,
+    )
 
 
 def mcnemar(base: Sequence[bool], other: Sequence[bool], **kwargs) -> McNemarResult:

@@ -57,7 +57,9 @@ def _example(keys: list) -> str:
     return head + (f" (and {len(keys) - 3} more)" if len(keys) > 3 else "")
 
 
-def _check_same(kind: str, base_keys: set, other_keys: set, labels: tuple[str, str], common_only: bool) -> list:
+def _check_same(
+    kind: str, base_keys: set, other_keys: set, labels: tuple[str, str], common_only: bool
+) -> list:
     only_base, only_other = sorted(base_keys - other_keys), sorted(other_keys - base_keys)
     if (only_base or only_other) and not common_only:
         parts = []
@@ -67,29 +69,48 @@ def _check_same(kind: str, base_keys: set, other_keys: set, labels: tuple[str, s
             parts.append(f"{len(only_other)} only in {labels[1]}: {_example(only_other)}")
         raise CodequantError(
             f"cannot pair {labels[0]} with {labels[1]} by {kind}: they cover different {kind}s "
-            f"({'; '.join(parts)}); finish the runs, or compare only the shared ones (--common-only)")
+            f"({'; '.join(parts)}); finish the runs, or compare only the shared ones (--common-only)"
+        )
     common = sorted(base_keys & other_keys)
     if not common:
-        raise CodequantError(f"{labels[0]} and {labels[1]} share no {kind}; are they runs of the same benchmark?")
+        raise CodequantError(
+            f"{labels[0]} and {labels[1]} share no {kind}; are they runs of the same benchmark?"
+        )
     return common
 
 
-def pair_outcomes(base: Outcomes, other: Outcomes, *, by: str = "completion", rule: str = "majority",
-                  common_only: bool = False, labels: tuple[str, str] = ("baseline", "other")) -> Paired:
+def pair_outcomes(
+    base: Outcomes,
+    other: Outcomes,
+    *,
+    by: str = "completion",
+    rule: str = "majority",
+    common_only: bool = False,
+    labels: tuple[str, str] = ("baseline", "other"),
+) -> Paired:
     """Aligned (base, other) outcomes, by completion or by problem; clear error when the runs don't match."""
     if by == "completion":
         bk = {(t, int(i)) for t, s in base.items() for i in s}
         ok = {(t, int(i)) for t, s in other.items() for i in s}
         keys = _check_same("completion", bk, ok, labels, common_only)
-        return Paired(keys=keys, base=[bool(base[t][i]) for t, i in keys],
-                      other=[bool(other[t][i]) for t, i in keys])
+        return Paired(
+            keys=keys, base=[bool(base[t][i]) for t, i in keys], other=[bool(other[t][i]) for t, i in keys]
+        )
     if by == "problem":
         if rule not in PROBLEM_RULES:
             raise CodequantError(f"unknown problem rule {rule!r}; use one of {', '.join(PROBLEM_RULES)}")
-        tasks = _check_same("problem", {t for t, s in base.items() if s}, {t for t, s in other.items() if s},
-                            labels, common_only)
-        return Paired(keys=[(t, -1) for t in tasks], base=[problem_outcome(base[t], rule) for t in tasks],
-                      other=[problem_outcome(other[t], rule) for t in tasks])
+        tasks = _check_same(
+            "problem",
+            {t for t, s in base.items() if s},
+            {t for t, s in other.items() if s},
+            labels,
+            common_only,
+        )
+        return Paired(
+            keys=[(t, -1) for t in tasks],
+            base=[problem_outcome(base[t], rule) for t in tasks],
+            other=[problem_outcome(other[t], rule) for t in tasks],
+        )
     raise CodequantError(f"unknown pairing {by!r}; use one of {', '.join(PAIRINGS)}")
 
 

@@ -75,8 +75,9 @@ def _d_moments(delta: float, n: int, mu: float, rho: float) -> np.ndarray:
     return np.array([float(np.dot(m.coef, e_pi[: len(m.coef)])) for m in raw])
 
 
-def power(delta: float, n_problems: int, samples: int, base_rate: float, icc: float, *,
-          alpha: float = 0.05) -> float:
+def power(
+    delta: float, n_problems: int, samples: int, base_rate: float, icc: float, *, alpha: float = 0.05
+) -> float:
     """Approximate power of the two-sided clustered McNemar test to detect a pass@1 drop of `delta`."""
     _check(n_problems, samples, base_rate, icc, alpha)
     if not 0 < delta <= base_rate:
@@ -93,8 +94,9 @@ def power(delta: float, n_problems: int, samples: int, base_rate: float, icc: fl
     return float(stats.norm.cdf((mean_z - z) / sd) + stats.norm.cdf((-mean_z - z) / sd))
 
 
-def minimum_detectable_drop(n_problems: int, samples: int, base_rate: float, icc: float, *,
-                            alpha: float = 0.05, target: float = 0.8) -> float:
+def minimum_detectable_drop(
+    n_problems: int, samples: int, base_rate: float, icc: float, *, alpha: float = 0.05, target: float = 0.8
+) -> float:
     """Smallest pass@1 drop (a fraction, 0.05 = 5 points) detected with probability `target`; inf if none is."""
     _check(n_problems, samples, base_rate, icc, alpha)
     if not 0 < target < 1:
@@ -136,14 +138,15 @@ def estimate_icc(passes: Sequence[int], sizes: Sequence[int]) -> float:
     return float(min(max((msb - msw) / den, 0.0), 1.0))
 
 
-def mde_sentence(n_problems: int, samples: int, base_rate: float, icc: float, *, alpha: float = 0.05,
-                 target: float = 0.8) -> str:
+def mde_sentence(
+    n_problems: int, samples: int, base_rate: float, icc: float, *, alpha: float = 0.05, target: float = 0.8
+) -> str:
     """'40 problems x 1 sample cannot show a drop below 12.3 points at 80% power (...)'."""
     mde = minimum_detectable_drop(n_problems, samples, base_rate, icc, alpha=alpha, target=target)
     design = f"{n_problems} problems x {samples} sample{'s' if samples != 1 else ''}"
     where = f"baseline pass@1 {100 * base_rate:.1f}%, ICC {icc:.2f}, alpha {alpha:g} two-sided"
     if math.isinf(mde):
-        return (f"{design} cannot show any drop at {100 * target:.0f}% power, not even to 0% pass@1 ({where})")
+        return f"{design} cannot show any drop at {100 * target:.0f}% power, not even to 0% pass@1 ({where})"
     return f"{design} cannot show a drop below {100 * mde:.1f} points at {100 * target:.0f}% power ({where})"
 
 
@@ -158,8 +161,9 @@ def _check(n_problems: int, samples: int, base_rate: float, icc: float, alpha: f
         raise CodequantError(f"alpha must lie strictly between 0 and 1 (got {alpha})")
 
 
-def comparison_mde(base_passes: Sequence[int], sizes: Sequence[int], *, alpha: float = 0.05,
-                   target: float = 0.8) -> tuple[float, float]:
+def comparison_mde(
+    base_passes: Sequence[int], sizes: Sequence[int], *, alpha: float = 0.05, target: float = 0.8
+) -> tuple[float, float]:
     """(MDE, ICC used) of a run's design from its baseline's per-problem pass counts and completion counts.
 
     The design is len(sizes) problems x round(mean size) samples at the baseline's pass rate. The ICC is

@@ -29,7 +29,9 @@ from pathlib import Path
 
 from codequant.errors import CodequantError
 
-TEXT_STATUS = "scored"  # codequant.evaluation.text_task.STATUS (kept here so that stats need no evaluation import)
+TEXT_STATUS = (
+    "scored"  # codequant.evaluation.text_task.STATUS (kept here so that stats need no evaluation import)
+)
 TEXT_METRICS = ("bleu", "rouge_l")  # codequant.metrics.text.METRICS
 CSV_COLUMNS = ("model", "quantization", "language", "problem", "pass")
 SAMPLE_COLUMNS = ("sample", "sample_index")  # the first one present numbers the completions
@@ -48,7 +50,9 @@ class Run:
     benchmark: str | None = None
     languages: list[str] = field(default_factory=list)
     summary: dict = field(default_factory=dict)
-    scores: dict[str, dict[str, dict[int, float]]] = field(default_factory=dict)  # {metric: {task: {i: value}}}
+    scores: dict[str, dict[str, dict[int, float]]] = field(
+        default_factory=dict
+    )  # {metric: {task: {i: value}}}
 
     @property
     def scored(self) -> bool:
@@ -86,8 +90,10 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
     samples_path = p if p.is_file() else p / "samples.jsonl"
     folder = samples_path.parent
     if not samples_path.is_file():
-        raise CodequantError(f"{p} is not an evaluate run (no samples.jsonl); create one with `codequant evaluate "
-                             "MODEL --benchmark NAME --out DIR`")
+        raise CodequantError(
+            f"{p} is not an evaluate run (no samples.jsonl); create one with `codequant evaluate "
+            "MODEL --benchmark NAME --out DIR`"
+        )
     summary: dict = {}
     summary_path = folder / "summary.json"
     if summary_path.is_file():
@@ -103,18 +109,24 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
     for no, row in enumerate(_read_jsonl(samples_path), 1):
         missing = [k for k in ("task_id", "sample_index", "passed") if k not in row]
         if missing:
-            raise CodequantError(f"{samples_path} row {no} lacks {', '.join(missing)}; is it an evaluate output?")
+            raise CodequantError(
+                f"{samples_path} row {no} lacks {', '.join(missing)}; is it an evaluate output?"
+            )
         task, index = str(row["task_id"]), int(row["sample_index"])
         if scope is not None and index >= int(scope):
             continue
         if (task, index) in seen:
-            raise CodequantError(f"{samples_path} holds completion {index} of {task} twice; the run is damaged")
+            raise CodequantError(
+                f"{samples_path} holds completion {index} of {task} twice; the run is damaged"
+            )
         seen.add((task, index))
         if row.get("status") == TEXT_STATUS:
             for metric in TEXT_METRICS:
                 scores.setdefault(metric, {}).setdefault(task, {})[index] = float(row[metric])
         elif row["passed"] is None:
-            raise CodequantError(f"{samples_path} row {no} has neither an outcome nor text scores; the run is damaged")
+            raise CodequantError(
+                f"{samples_path} row {no} has neither an outcome nor text scores; the run is damaged"
+            )
         else:
             outcomes.setdefault(task, {})[index] = bool(row["passed"])
         if row.get("language"):
@@ -124,8 +136,16 @@ def read_run(path: str | Path, label: str | None = None) -> Run:
     if outcomes and scores:
         raise CodequantError(f"{samples_path} mixes executed and text-scored completions; the run is damaged")
     config = summary.get("config") or {}
-    return Run(label=label or folder.name, path=folder, outcomes=outcomes, model=config.get("model"),
-               benchmark=config.get("benchmark"), languages=sorted(languages), summary=summary, scores=scores)
+    return Run(
+        label=label or folder.name,
+        path=folder,
+        outcomes=outcomes,
+        model=config.get("model"),
+        benchmark=config.get("benchmark"),
+        languages=sorted(languages),
+        summary=summary,
+        scores=scores,
+    )
 
 
 def _as_bool(value: str | None, where: str) -> bool:
@@ -142,8 +162,10 @@ def _as_bool(value: str | None, where: str) -> bool:
         return True
     if number == 0.0:
         return False
-    raise CodequantError(f"{where}: pass value {value!r} is neither pass nor fail (use 1/0 or true/false); "
-                         "an empty, nan or unexecuted completion must be fixed or removed from the file")
+    raise CodequantError(
+        f"{where}: pass value {value!r} is neither pass nor fail (use 1/0 or true/false); "
+        "an empty, nan or unexecuted completion must be fixed or removed from the file"
+    )
 
 
 @dataclass
@@ -175,7 +197,9 @@ def read_outcome_table(path: str | Path) -> OutcomeTable:
         fields = reader.fieldnames or []
         absent = [c for c in CSV_COLUMNS if c not in fields]
         if absent:
-            raise CodequantError(f"{p} lacks the column(s) {', '.join(absent)}; expected {', '.join(CSV_COLUMNS)}")
+            raise CodequantError(
+                f"{p} lacks the column(s) {', '.join(absent)}; expected {', '.join(CSV_COLUMNS)}"
+            )
         key_col = next((c for c in SAMPLE_COLUMNS if c in fields), None)
         for no, row in enumerate(reader, 2):
             key = (row["model"], row["quantization"], row["language"])
@@ -193,8 +217,10 @@ def read_outcome_table(path: str | Path) -> OutcomeTable:
                 duplicates.append((*key, row["problem"], index))
             per_task[index] = passed
     if duplicates:
-        raise CodequantError(f"{p} holds {len(duplicates)} completion(s) twice (model/quantization/language/"
-                             f"problem/{key_col}): {_examples(duplicates)}; each sample must appear once")
+        raise CodequantError(
+            f"{p} holds {len(duplicates)} completion(s) twice (model/quantization/language/"
+            f"problem/{key_col}): {_examples(duplicates)}; each sample must appear once"
+        )
     if not groups:
         raise CodequantError(f"{p} has no rows")
     return OutcomeTable(groups=groups, pairing_key=key_col or "order")

@@ -50,7 +50,9 @@ class ScoreComparison:
     test: str = "wilcoxon"
 
     def to_dict(self) -> dict:
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()}
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in asdict(self).items()
+        }
 
 
 def problem_means(scores: Scores) -> dict[str, float]:
@@ -58,20 +60,32 @@ def problem_means(scores: Scores) -> dict[str, float]:
     return {t: sum(s.values()) / len(s) for t, s in scores.items() if s}
 
 
-def compare_scores(base: Scores, other: Scores, labels: PairLabels | None = None, *, metric: str,
-                   common_only: bool = False) -> ScoreComparison:
+def compare_scores(
+    base: Scores, other: Scores, labels: PairLabels | None = None, *, metric: str, common_only: bool = False
+) -> ScoreComparison:
     """Wilcoxon signed-rank test of one metric's per-problem means (uncorrected: p_adjusted = p_value).
     `labels.language` is the row's benchmark."""
     labels = labels or PairLabels()
     b, o = problem_means(base), problem_means(other)
     res = wilcoxon_metric(b, o, common_only=common_only)
     keys = sorted(set(b) & set(o))
-    return ScoreComparison(model=labels.model, benchmark=labels.language, metric=metric, baseline=labels.baseline,
-                           other=labels.other,
-                           n_problems=res.n, baseline_mean=sum(b[k] for k in keys) / len(keys),
-                           other_mean=sum(o[k] for k in keys) / len(keys), mean_diff=res.mean_diff,
-                           median_diff=res.median_diff, n_nonzero=res.n_nonzero, statistic=res.statistic,
-                           p_value=res.p_value, p_adjusted=res.p_value, family=labels.family)
+    return ScoreComparison(
+        model=labels.model,
+        benchmark=labels.language,
+        metric=metric,
+        baseline=labels.baseline,
+        other=labels.other,
+        n_problems=res.n,
+        baseline_mean=sum(b[k] for k in keys) / len(keys),
+        other_mean=sum(o[k] for k in keys) / len(keys),
+        mean_diff=res.mean_diff,
+        median_diff=res.median_diff,
+        n_nonzero=res.n_nonzero,
+        statistic=res.statistic,
+        p_value=res.p_value,
+        p_adjusted=res.p_value,
+        family=labels.family,
+    )
 
 
 def correct_scores(rows: Sequence[ScoreComparison], correction: str = "bh") -> list[ScoreComparison]:
@@ -87,8 +101,13 @@ def correct_scores(rows: Sequence[ScoreComparison], correction: str = "bh") -> l
     return out
 
 
-def compare_score_runs(baseline: str | Path | Run, others: Iterable[str | Path | Run], *, correction: str = "bh",
-                       common_only: bool = False) -> list[ScoreComparison]:
+def compare_score_runs(
+    baseline: str | Path | Run,
+    others: Iterable[str | Path | Run],
+    *,
+    correction: str = "bh",
+    common_only: bool = False,
+) -> list[ScoreComparison]:
     """Each other text-scored run against the baseline run, one test per metric (families: module docstring)."""
     items = [baseline, *others]
     if len(items) < 2:
@@ -100,14 +119,30 @@ def compare_score_runs(baseline: str | Path | Run, others: Iterable[str | Path |
     rows = []
     for run, label in zip(runs[1:], labels[1:], strict=True):
         if not (base.scored and run.scored):
-            raise CodequantError(f"{labels[0]} and {label}: one run is scored by text and the other by execution; "
-                                 "compare runs of the same benchmark")
+            raise CodequantError(
+                f"{labels[0]} and {label}: one run is scored by text and the other by execution; "
+                "compare runs of the same benchmark"
+            )
         if base.benchmark and run.benchmark and base.benchmark != run.benchmark:
-            raise CodequantError(f"{labels[0]} ran {base.benchmark} but {label} ran {run.benchmark}; "
-                                 "compare runs of the same benchmark")
+            raise CodequantError(
+                f"{labels[0]} ran {base.benchmark} but {label} ran {run.benchmark}; "
+                "compare runs of the same benchmark"
+            )
         for metric in sorted(base.scores):
-            pair = PairLabels(model=base.model or labels[0], language=base.benchmark or "", baseline=labels[0],
-                              other=label, family=f"{labels[0]}/{metric}")
-            rows.append(compare_scores(base.scores[metric], run.scores.get(metric, {}), pair, metric=metric,
-                                       common_only=common_only))
+            pair = PairLabels(
+                model=base.model or labels[0],
+                language=base.benchmark or "",
+                baseline=labels[0],
+                other=label,
+                family=f"{labels[0]}/{metric}",
+            )
+            rows.append(
+                compare_scores(
+                    base.scores[metric],
+                    run.scores.get(metric, {}),
+                    pair,
+                    metric=metric,
+                    common_only=common_only,
+                )
+            )
     return correct_scores(rows, correction)

@@ -29,8 +29,10 @@ def _p(x: float) -> str:
     return f"{x:.2e}" if x < 1e-3 else f"{x:.4f}"
 
 
-AUTO_CLUSTERED_NOTE = ("n > 1 completions per problem: clustered McNemar (Durkalski); --test mcnemar gives the "
-                       "paper's per-completion test")
+AUTO_CLUSTERED_NOTE = (
+    "n > 1 completions per problem: clustered McNemar (Durkalski); --test mcnemar gives the "
+    "paper's per-completion test"
+)
 
 
 def describe_test(row: Comparison) -> str:
@@ -62,49 +64,114 @@ def comparison_table(rows: Sequence[Comparison], alpha: float = 0.05, requested_
     labels = sorted({describe_test(r) for r in rows})
     mixed = len(labels) > 1
     level = int(round((1 - alpha) * 100))
-    table = Table(title=f"{labels[0] if len(labels) == 1 else 'tests per row'}, paired by "
-                        f"{rows[0].pairing if rows else 'completion'}, correction: {correction}; "
-                        "OR = b/c > 1: other is worse")
-    notes = [f"diff = pass@1 other - base in points, {level}% problem-bootstrap CI; MDE = smallest drop "
-             f"detectable at 80% power (points, best case; codequant.stats.power)"]
+    table = Table(
+        title=f"{labels[0] if len(labels) == 1 else 'tests per row'}, paired by "
+        f"{rows[0].pairing if rows else 'completion'}, correction: {correction}; "
+        "OR = b/c > 1: other is worse"
+    )
+    notes = [
+        f"diff = pass@1 other - base in points, {level}% problem-bootstrap CI; MDE = smallest drop "
+        f"detectable at 80% power (points, best case; codequant.stats.power)"
+    ]
     if requested_test == "auto" and any(r.test == "clustered" for r in rows):
         notes.insert(0, AUTO_CLUSTERED_NOTE)
     keys = sorted({r.pairing_key for r in rows if r.pairing_key})
     if "order" in keys:
         notes.append("completions paired by their order within each problem (the CSV has no sample column)")
     table.caption = "\n".join(notes)
-    columns = ["model", "language", "baseline", "other", "pass base", "pass other", "diff", f"{level}% CI",
-               "MDE", "b", "c", "pairs", "OR", f"OR {level}% CI", *(["test"] if mixed else []), "p",
-               "p McNemar", "p adj"]
+    columns = [
+        "model",
+        "language",
+        "baseline",
+        "other",
+        "pass base",
+        "pass other",
+        "diff",
+        f"{level}% CI",
+        "MDE",
+        "b",
+        "c",
+        "pairs",
+        "OR",
+        f"OR {level}% CI",
+        *(["test"] if mixed else []),
+        "p",
+        "p McNemar",
+        "p adj",
+    ]
     for col in columns:
-        table.add_column(col, justify="left" if col in ("model", "language", "baseline", "other", "test")
-                         else "right")
+        table.add_column(
+            col, justify="left" if col in ("model", "language", "baseline", "other", "test") else "right"
+        )
     for r in rows:
-        pairs = (f"{r.n_pairs} ({r.n_problems}x{r.samples_per_problem:g})"
-                 if r.n_problems and r.samples_per_problem != 1 else str(r.n_pairs))
-        table.add_row(r.model, r.language, r.baseline, r.other, f"{100 * r.baseline_pass_rate:.1f}%",
-                      f"{100 * r.other_pass_rate:.1f}%", _pct(r.pass_diff),
-                      f"[{_pct(r.diff_ci_low)}, {_pct(r.diff_ci_high)}]", _mde(r.mde), str(r.b), str(r.c),
-                      pairs, _num(r.odds_ratio), f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
-                      *([r.test] if mixed else []), _p(r.p_value), _p(r.p_mcnemar),
-                      _p(r.p_adjusted) + (" *" if r.p_adjusted < alpha else ""))
+        pairs = (
+            f"{r.n_pairs} ({r.n_problems}x{r.samples_per_problem:g})"
+            if r.n_problems and r.samples_per_problem != 1
+            else str(r.n_pairs)
+        )
+        table.add_row(
+            r.model,
+            r.language,
+            r.baseline,
+            r.other,
+            f"{100 * r.baseline_pass_rate:.1f}%",
+            f"{100 * r.other_pass_rate:.1f}%",
+            _pct(r.pass_diff),
+            f"[{_pct(r.diff_ci_low)}, {_pct(r.diff_ci_high)}]",
+            _mde(r.mde),
+            str(r.b),
+            str(r.c),
+            pairs,
+            _num(r.odds_ratio),
+            f"[{_num(r.ci_low)}, {_num(r.ci_high)}]",
+            *([r.test] if mixed else []),
+            _p(r.p_value),
+            _p(r.p_mcnemar),
+            _p(r.p_adjusted) + (" *" if r.p_adjusted < alpha else ""),
+        )
     return table
 
 
 def score_table(rows: Sequence[ScoreComparison], alpha: float = 0.05) -> Table:
     """Text-scored runs (code summarization): per metric, the means, their difference and the Wilcoxon test."""
     correction = rows[0].correction if rows else "none"
-    table = Table(title=f"Wilcoxon signed-rank test of per-problem mean scores, paired by problem, correction: "
-                        f"{correction} (per baseline and metric)")
-    table.caption = ("BLEU-4: sacrebleu sentence BLEU 0-100 (exp smoothing); ROUGE-L: F1 0-1 (rouge-score, stemmed); "
-                     "diff = other - base")
-    for col in ("model", "metric", "baseline", "other", "base", "other mean", "diff", "median diff", "problems",
-                "differ", "p", "p adj"):
+    table = Table(
+        title=f"Wilcoxon signed-rank test of per-problem mean scores, paired by problem, correction: "
+        f"{correction} (per baseline and metric)"
+    )
+    table.caption = (
+        "BLEU-4: sacrebleu sentence BLEU 0-100 (exp smoothing); ROUGE-L: F1 0-1 (rouge-score, stemmed); "
+        "diff = other - base"
+    )
+    for col in (
+        "model",
+        "metric",
+        "baseline",
+        "other",
+        "base",
+        "other mean",
+        "diff",
+        "median diff",
+        "problems",
+        "differ",
+        "p",
+        "p adj",
+    ):
         table.add_column(col, justify="left" if col in ("model", "metric", "baseline", "other") else "right")
     for r in rows:
         digits = 2 if r.metric == "bleu" else 4
-        table.add_row(r.model, r.metric, r.baseline, r.other, f"{r.baseline_mean:.{digits}f}",
-                      f"{r.other_mean:.{digits}f}", f"{r.mean_diff:+.{digits}f}", f"{r.median_diff:+.{digits}f}",
-                      str(r.n_problems), str(r.n_nonzero), _p(r.p_value),
-                      _p(r.p_adjusted) + (" *" if r.p_adjusted < alpha else ""))
+        table.add_row(
+            r.model,
+            r.metric,
+            r.baseline,
+            r.other,
+            f"{r.baseline_mean:.{digits}f}",
+            f"{r.other_mean:.{digits}f}",
+            f"{r.mean_diff:+.{digits}f}",
+            f"{r.median_diff:+.{digits}f}",
+            str(r.n_problems),
+            str(r.n_nonzero),
+            _p(r.p_value),
+            _p(r.p_adjusted) + (" *" if r.p_adjusted < alpha else ""),
+        )
     return table

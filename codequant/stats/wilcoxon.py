@@ -31,8 +31,13 @@ class WilcoxonResult:
         return asdict(self)
 
 
-def wilcoxon_paired(base: Sequence[float], other: Sequence[float], *, zero_method: str = "wilcox",
-                    alternative: str = "two-sided") -> WilcoxonResult:
+def wilcoxon_paired(
+    base: Sequence[float],
+    other: Sequence[float],
+    *,
+    zero_method: str = "wilcox",
+    alternative: str = "two-sided",
+) -> WilcoxonResult:
     """Signed-rank test of `other - base` (scipy.stats.wilcoxon); all-zero differences give p = 1."""
     x = np.asarray(base, dtype=float)
     y = np.asarray(other, dtype=float)
@@ -51,18 +56,26 @@ def wilcoxon_paired(base: Sequence[float], other: Sequence[float], *, zero_metho
         stat, p = float(res.statistic), float(res.pvalue)
     if math.isnan(p):
         p = 1.0
-    return WilcoxonResult(n=int(x.size), n_nonzero=nonzero, statistic=stat, p_value=p,
-                          median_diff=float(np.median(d)), mean_diff=float(np.mean(d)))
+    return WilcoxonResult(
+        n=int(x.size),
+        n_nonzero=nonzero,
+        statistic=stat,
+        p_value=p,
+        median_diff=float(np.median(d)),
+        mean_diff=float(np.mean(d)),
+    )
 
 
-def wilcoxon_metric(base: Mapping[str, float], other: Mapping[str, float], *,
-                    common_only: bool = False, **kwargs) -> WilcoxonResult:
+def wilcoxon_metric(
+    base: Mapping[str, float], other: Mapping[str, float], *, common_only: bool = False, **kwargs
+) -> WilcoxonResult:
     """Signed-rank test of two per-problem metrics keyed by task id, paired by task id."""
     only_base, only_other = sorted(set(base) - set(other)), sorted(set(other) - set(base))
     if (only_base or only_other) and not common_only:
         raise CodequantError(
             f"the metrics cover different problems ({len(only_base)} only in the baseline, e.g. "
             f"{(only_base or ['-'])[0]}; {len(only_other)} only in the other, e.g. {(only_other or ['-'])[0]}); "
-            "pass common_only=True to test the shared ones")
+            "pass common_only=True to test the shared ones"
+        )
     keys = sorted(set(base) & set(other))
     return wilcoxon_paired([base[k] for k in keys], [other[k] for k in keys], **kwargs)

@@ -6,5 +6,17 @@ from codequant.study.plan import Plan, Step, Variant, build_plan, content_key
 from codequant.study.runner import run_study, study_status
 from codequant.study.store import StudyStore
 
-__all__ = ["Plan", "Step", "StudyConfig", "StudyStore", "Variant", "build_plan", "content_key", "load_config",
-           "parse_config", "run_study", "study_dir", "study_status"]
+__all__ = [
+    "Plan",
+    "Step",
+    "StudyConfig",
+    "StudyStore",
+    "Variant",
+    "build_plan",
+    "content_key",
+    "load_config",
+    "parse_config",
+    "run_study",
+    "study_dir",
+    "study_status",
+]

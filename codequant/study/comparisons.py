@@ -27,16 +27,26 @@ def _clean(d: dict[str, Any]) -> dict[str, Any]:
     return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()}
 
 
-def study_comparisons(runs: list[tuple[dict[str, Any], Outcomes]], *, model: str, language: str,
-                      correction: str = "bh", test: str = "auto", resamples: int = 10_000, seed: int = 0,
-                      alpha: float = 0.05) -> list[dict[str, Any]]:
+def study_comparisons(
+    runs: list[tuple[dict[str, Any], Outcomes]],
+    *,
+    model: str,
+    language: str,
+    correction: str = "bh",
+    test: str = "auto",
+    resamples: int = 10_000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> list[dict[str, Any]]:
     """Rows (dicts of codequant.stats.Comparison plus `kind`) for one model, benchmark and decoding."""
     groups = {(model, v["label"], language): o for v, o in runs}
     variants = {v["label"]: v for v, _ in runs}
     out: list[dict[str, Any]] = []
 
     def add(kind: str, correction: str, **kwargs: Any) -> None:
-        options = CompareOptions(test=test, resamples=resamples, seed=seed, alpha=alpha, correction=correction)
+        options = CompareOptions(
+            test=test, resamples=resamples, seed=seed, alpha=alpha, correction=correction
+        )
         for c in compare_outcome_groups(groups, options, pairing_key="sample_index", **kwargs):
             out.append(_clean({**c.to_dict(), "kind": kind}))
 
@@ -51,15 +61,26 @@ def study_comparisons(runs: list[tuple[dict[str, Any], Outcomes]], *, model: str
         if len(labels) > 1:
             # baseline: Code calibration at the study's size, else Code at any size, else the first
             code = [x for x in labels if str(variants[x]["calibration"]).split(" ")[0] == "code"]
-            base = next((x for x in code if not variants[x].get("calibration_size")), code[0] if code else labels[0])
+            base = next(
+                (x for x in code if not variants[x].get("calibration_size")), code[0] if code else labels[0]
+            )
             cal_pairs += [(base, x) for x in labels if x != base]
     if cal_pairs:
         add("calibration", correction, pairs=cal_pairs)
     ft_pairs = []
     for label, v in variants.items():
         if v["finetuned"]:
-            plain = next((x for x, w in variants.items() if not w["finetuned"] and w["method"] == v["method"]
-                          and w["bits"] == v["bits"] and w["calibration"] == v["calibration"]), None)
+            plain = next(
+                (
+                    x
+                    for x, w in variants.items()
+                    if not w["finetuned"]
+                    and w["method"] == v["method"]
+                    and w["bits"] == v["bits"]
+                    and w["calibration"] == v["calibration"]
+                ),
+                None,
+            )
             if plain:
                 ft_pairs.append((label, plain))
     if ft_pairs:
@@ -67,14 +88,26 @@ def study_comparisons(runs: list[tuple[dict[str, Any], Outcomes]], *, model: str
     return out
 
 
-def study_score_comparisons(runs: list[tuple[dict[str, Any], dict[str, dict[str, dict[int, float]]]]], *, model: str,
-                            correction: str = "bh") -> list[dict[str, Any]]:
+def study_score_comparisons(
+    runs: list[tuple[dict[str, Any], dict[str, dict[str, dict[int, float]]]]],
+    *,
+    model: str,
+    correction: str = "bh",
+) -> list[dict[str, Any]]:
     """Rows (dicts of codequant.stats.ScoreComparison plus `kind` "vs_fp") of every version against fp, per
     metric; each metric's tests form one correction family. Without fp (or with fp alone) there are none."""
     fp = next((scores for v, scores in runs if v["label"] == "fp"), None)
     if fp is None:
         return []
-    rows = [compare_scores(fp[metric], scores.get(metric, {}),
-                           PairLabels(model=model, baseline="fp", other=v["label"], family=metric), metric=metric)
-            for v, scores in runs if v["label"] != "fp" for metric in sorted(fp)]
+    rows = [
+        compare_scores(
+            fp[metric],
+            scores.get(metric, {}),
+            PairLabels(model=model, baseline="fp", other=v["label"], family=metric),
+            metric=metric,
+        )
+        for v, scores in runs
+        if v["label"] != "fp"
+        for metric in sorted(fp)
+    ]
     return [_clean({**r.to_dict(), "kind": "vs_fp"}) for r in correct_scores(rows, correction)]

@@ -41,7 +41,9 @@ class CalibrationSettings(_Strict):
     def _check_spec(self) -> CalibrationSettings:
         """The sizes go through `CalibrationSpec`: the same checks as `codequant quantize --samples ...`."""
         try:
-            CalibrationSpec(samples=self.samples, seq_len=self.seq_len, val_samples=self.val_samples, seed=self.seed)
+            CalibrationSpec(
+                samples=self.samples, seq_len=self.seq_len, val_samples=self.val_samples, seed=self.seed
+            )
         except CodequantError as exc:
             raise ValueError(str(exc)) from None
         return self
@@ -85,7 +87,9 @@ class Quantization(_Strict):
         for size in v or []:
             rows, _, length = size.partition("x")
             if not (rows.isdigit() and length.isdigit() and int(rows) >= 1 and int(length) >= 8):
-                raise ValueError(f"calibration size {size!r} must be ROWSxLEN with ROWS >= 1, LEN >= 8 (e.g. 128x512)")
+                raise ValueError(
+                    f"calibration size {size!r} must be ROWSxLEN with ROWS >= 1, LEN >= 8 (e.g. 128x512)"
+                )
         if v is not None and len(set(v)) != len(v):
             raise ValueError(f"calibration sizes must be unique; got {v}")
         return v
@@ -212,9 +216,13 @@ class SlurmSettings(_Strict):
 
     cluster: Literal["slurm", "local"] = "slurm"
     partition: str | None = None
-    folder: str | None = None  # job logs and pickles (default: <study>/submitit); must be on a shared filesystem
+    folder: str | None = (
+        None  # job logs and pickles (default: <study>/submitit); must be on a shared filesystem
+    )
     max_jobs: int = Field(64, ge=1)  # jobs in the queue at once
-    setup: list[str] = Field(default_factory=list)  # shell lines run before each job (module load, conda activate)
+    setup: list[str] = Field(
+        default_factory=list
+    )  # shell lines run before each job (module load, conda activate)
     additional: dict[str, Any] = Field(default_factory=dict)  # extra #SBATCH parameters (account, qos, ...)
 
 
@@ -225,7 +233,9 @@ class VllmRunner(_Strict):
     python: str | None = None
     dtype: str = "auto"  # auto: runner.dtype when that is set, else vLLM's own choice
     memory_fraction: float = Field(0.5, gt=0, le=1)
-    tensor_parallel_size: int = Field(1, ge=1)  # GPUs one model is split over (vLLM's LLM(tensor_parallel_size=))
+    tensor_parallel_size: int = Field(
+        1, ge=1
+    )  # GPUs one model is split over (vLLM's LLM(tensor_parallel_size=))
 
 
 class Runner(_Strict):
@@ -245,7 +255,9 @@ class Runner(_Strict):
     isolate: bool = True
     quantize_batch_size: int = Field(8, ge=1)
     workers: int | None = Field(None, ge=1)  # older name of sandbox_workers (kept for existing study files)
-    sandbox_workers: int | None = Field(None, ge=1)  # programs an evaluation runs at once (default: one per CPU)
+    sandbox_workers: int | None = Field(
+        None, ge=1
+    )  # programs an evaluation runs at once (default: one per CPU)
     executor: Literal["local", "ray", "slurm"] = "local"
     parallel: int = Field(1, ge=1)  # local executor: steps at once
     max_attempts: int = Field(2, ge=1)
@@ -253,7 +265,9 @@ class Runner(_Strict):
     ray: RaySettings = RaySettings()
     slurm: SlurmSettings = SlurmSettings()
     vllm: VllmRunner = VllmRunner()
-    device: str = "auto"  # where quantize, finetune, evaluate and perplexity steps run: auto = cuda when visible
+    device: str = (
+        "auto"  # where quantize, finetune, evaluate and perplexity steps run: auto = cuda when visible
+    )
     # the weights' dtype in quantize, finetune, evaluate, perplexity and inference steps (codequant.models.dtype):
     # auto = the checkpoint's own dtype on a GPU, float32 on the CPU; float32 | float16 | bfloat16
     dtype: str = "auto"
@@ -345,7 +359,9 @@ def parse_config(data: Any, source: str = "study config") -> StudyConfig:
     try:
         return StudyConfig.model_validate(data)
     except ValidationError as exc:
-        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")  # a typo explains the rest
+        errors = sorted(
+            exc.errors(), key=lambda e: e["type"] != "extra_forbidden"
+        )  # a typo explains the rest
         err = errors[0]
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":

@@ -36,8 +36,14 @@ MATMUL_EFFICIENCY = 0.35  # of the tensor peak: block forwards/backwards at 8 x 
 SEARCH_EFFICIENCY = 0.01  # of the tensor peak: AQLM's k-means and beam search (gathers, top-k, small matmuls)
 BANDWIDTH_EFFICIENCY = 0.6  # of the memory bandwidth: one decoding step reads every weight once
 SANDBOX_SECONDS = 0.5  # per completion per CPU: one program with its tests
-PROBLEMS = {"humaneval": 164, "humaneval-java": 161, "multipl-e-java": 158, "multipl-e-py": 161, "mceval-python": 50,
-            "mceval-java": 50}
+PROBLEMS = {
+    "humaneval": 164,
+    "humaneval-java": 161,
+    "multipl-e-java": 158,
+    "multipl-e-py": 161,
+    "mceval-python": 50,
+    "mceval-java": 50,
+}
 PROXY_RESULTS = Path(__file__).resolve().parents[2] / "bench" / "results" / "scale_proxy.json"
 
 
@@ -55,8 +61,12 @@ def gpu_throughput(name: str) -> Throughput:
     if name not in GPUS:
         raise CodequantError(f"unknown runner.gpu {name!r}; the plan knows {', '.join(GPUS)}")
     g = GPUS[name]
-    return Throughput(g["flops"] * MATMUL_EFFICIENCY, g["flops"] * SEARCH_EFFICIENCY,
-                      g["bandwidth"] * BANDWIDTH_EFFICIENCY, f"assumed {name}")
+    return Throughput(
+        g["flops"] * MATMUL_EFFICIENCY,
+        g["flops"] * SEARCH_EFFICIENCY,
+        g["bandwidth"] * BANDWIDTH_EFFICIENCY,
+        f"assumed {name}",
+    )
 
 
 def cpu_throughput(path: Path = PROXY_RESULTS) -> Throughput:
@@ -64,10 +74,16 @@ def cpu_throughput(path: Path = PROXY_RESULTS) -> Throughput:
     try:
         data = json.loads(path.read_text())
         rates = data["plan_rates"]
-        return Throughput(rates["flops_per_s"], rates["codewords_per_s"], rates["bandwidth_bytes_per_s"],
-                          f"measured cpu ({data['machine'].get('cpus', '?')} cores)")
+        return Throughput(
+            rates["flops_per_s"],
+            rates["codewords_per_s"],
+            rates["bandwidth_bytes_per_s"],
+            f"measured cpu ({data['machine'].get('cpus', '?')} cores)",
+        )
     except (OSError, KeyError, ValueError) as exc:
-        raise CodequantError(f"no CPU throughput measured here ({path}: {exc}); run bench/scale_proxy.py") from None
+        raise CodequantError(
+            f"no CPU throughput measured here ({path}: {exc}); run bench/scale_proxy.py"
+        ) from None
 
 
 @dataclass
@@ -84,9 +100,18 @@ class StepCost:
     problem: str | None = None  # the one-line refusal, when the step does not fit what it asks for
 
     def row(self) -> dict[str, Any]:
-        return {"step": self.step, "kind": self.kind, "host_gb": round(self.host_gb, 1), "gpu_gb": round(self.gpu_gb, 1),
-                "disk_gb": round(self.disk_gb, 1), "hours": round(self.hours, 2), "throughput": self.throughput,
-                "note": self.note, "asks": self.asks, "problem": self.problem}
+        return {
+            "step": self.step,
+            "kind": self.kind,
+            "host_gb": round(self.host_gb, 1),
+            "gpu_gb": round(self.gpu_gb, 1),
+            "disk_gb": round(self.disk_gb, 1),
+            "hours": round(self.hours, 2),
+            "throughput": self.throughput,
+            "note": self.note,
+            "asks": self.asks,
+            "problem": self.problem,
+        }
 
 
 def _runs_on_gpu(config: StudyConfig, gpus: float) -> bool:
@@ -131,8 +156,17 @@ def step_cost(config: StudyConfig, plan: Plan, step: Step, cpu: Throughput | Non
     gpu = _runs_on_gpu(config, asks["gpus"])
     spec = _model_of(plan, step)
     if spec is None or step.kind not in MODEL_COSTS:  # calibrate, compare: a fixed small cost
-        return StepCost(step.name, step.kind, 2.0 if step.kind == "calibrate" else 1.0, 0.0, 0.1, 0.05, "fixed",
-                        "no model on a device", asks)
+        return StepCost(
+            step.name,
+            step.kind,
+            2.0 if step.kind == "calibrate" else 1.0,
+            0.0,
+            0.1,
+            0.05,
+            "fixed",
+            "no model on a device",
+            asks,
+        )
     shape = model_shape(spec)
     dtype = _dtype(config, shape, gpu)
     tp = gpu_throughput(config.runner.gpu) if gpu else (cpu or cpu_throughput())
@@ -144,25 +178,36 @@ def step_cost(config: StudyConfig, plan: Plan, step: Step, cpu: Throughput | Non
     return cost
 
 
-def _check(step: Step, cost: StepCost, asks: dict[str, Any], config: StudyConfig, gpu_mem: float) -> str | None:
+def _check(
+    step: Step, cost: StepCost, asks: dict[str, Any], config: StudyConfig, gpu_mem: float
+) -> str | None:
     kind = step.kind
     if cost.host_gb > asks["memory_gb"]:
-        fix = (f"set runner.resources.{kind}.memory_gb >= {math.ceil(cost.host_gb)}"
-               + (" or a smaller runner.max_host_memory_gb (activations to disk)" if kind == "quantize" else ""))
+        fix = f"set runner.resources.{kind}.memory_gb >= {math.ceil(cost.host_gb)}" + (
+            " or a smaller runner.max_host_memory_gb (activations to disk)" if kind == "quantize" else ""
+        )
         return f"{step.name} needs {cost.host_gb:.0f} GB of host memory, asks for {asks['memory_gb']:g} GB; {fix}"
     gpus = max(asks["gpus"], 1)
     tp_size = config.runner.vllm.tensor_parallel_size or 1
     if kind == "evaluate" and tp_size > asks["gpus"] and _uses_vllm(step):
-        return (f"{step.name} shards vLLM over {tp_size} GPUs (runner.vllm.tensor_parallel_size), asks for "
-                f"{asks['gpus']:g}; set runner.resources.evaluate.gpus >= {tp_size}")
+        return (
+            f"{step.name} shards vLLM over {tp_size} GPUs (runner.vllm.tensor_parallel_size), asks for "
+            f"{asks['gpus']:g}; set runner.resources.evaluate.gpus >= {tp_size}"
+        )
     if cost.gpu_gb * 1e9 > gpus * gpu_mem > 0:
-        return (f"{step.name} needs {cost.gpu_gb:.0f} GB of GPU memory, {gpus:g} x {config.runner.gpu} give "
-                f"{gpus * gpu_mem / 1e9:.0f} GB; fix: runner.gpu, runner.dtype or runner.vllm.tensor_parallel_size")
-    limit_h = asks["time_min"] * config.runner.max_attempts / 60  # every attempt resumes where the last stopped
+        return (
+            f"{step.name} needs {cost.gpu_gb:.0f} GB of GPU memory, {gpus:g} x {config.runner.gpu} give "
+            f"{gpus * gpu_mem / 1e9:.0f} GB; fix: runner.gpu, runner.dtype or runner.vllm.tensor_parallel_size"
+        )
+    limit_h = (
+        asks["time_min"] * config.runner.max_attempts / 60
+    )  # every attempt resumes where the last stopped
     if cost.hours > limit_h:
-        return (f"{step.name} needs ~{cost.hours:.1f} h, its {config.runner.max_attempts} attempt(s) of "
-                f"{asks['time_min']} min give {limit_h:.1f} h; set runner.resources.{kind}.time_min >= "
-                f"{math.ceil(cost.hours * 60 / config.runner.max_attempts)}")
+        return (
+            f"{step.name} needs ~{cost.hours:.1f} h, its {config.runner.max_attempts} attempt(s) of "
+            f"{asks['time_min']} min give {limit_h:.1f} h; set runner.resources.{kind}.time_min >= "
+            f"{math.ceil(cost.hours * 60 / config.runner.max_attempts)}"
+        )
     return None
 
 
@@ -191,19 +236,40 @@ def _quantize(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
     cal = _source_rows(plan, step)
     from codequant.quant.aqlm.presets import PRESETS  # torch: loaded only when a grid has an AQLM step
 
-    m, b, _g = PRESETS[step.config["preset"]].get(step.config["bits"], (2, 8, 8)) if step.config["method"] == "aqlm" \
+    m, b, _g = (
+        PRESETS[step.config["preset"]].get(step.config["bits"], (2, 8, 8))
+        if step.config["method"] == "aqlm"
         else (0, 0, 0)
+    )
     budget = host_budget_gb(config)
-    job = QuantJob(method=step.config["method"], bits=step.config["bits"], rows=cal["samples"] - cal["val_samples"],
-                   val_rows=cal["val_samples"], seq_len=cal["seq_len"], dtype=dtype,
-                   batch_size=step.config["batch_size"], gpu=gpu,
-                   max_host_bytes=None if budget is None else int(budget * 1e9), gpu_bytes=int(gpu_mem) or 80 * 10**9,
-                   placement=config.runner.activations, codebooks=m, codebook_bits=b,
-                   effort=_effort(step.config))
+    job = QuantJob(
+        method=step.config["method"],
+        bits=step.config["bits"],
+        rows=cal["samples"] - cal["val_samples"],
+        val_rows=cal["val_samples"],
+        seq_len=cal["seq_len"],
+        dtype=dtype,
+        batch_size=step.config["batch_size"],
+        gpu=gpu,
+        max_host_bytes=None if budget is None else int(budget * 1e9),
+        gpu_bytes=int(gpu_mem) or 80 * 10**9,
+        placement=config.runner.activations,
+        codebooks=m,
+        codebook_bits=b,
+        effort=_effort(step.config),
+    )
     needs = quant_needs(shape, job)
     seconds = needs.flops_walk / tp.flops + needs.codeword_ops / tp.codewords + needs.flops_fit / tp.flops
-    return StepCost(step.name, "quantize", needs.host_bytes / 1e9, needs.gpu_bytes / 1e9, needs.disk_bytes / 1e9,
-                    seconds / 3600, "", f"activations {needs.activation_bytes / GIB:.0f} GiB on {needs.placement}")
+    return StepCost(
+        step.name,
+        "quantize",
+        needs.host_bytes / 1e9,
+        needs.gpu_bytes / 1e9,
+        needs.disk_bytes / 1e9,
+        seconds / 3600,
+        "",
+        f"activations {needs.activation_bytes / GIB:.0f} GiB on {needs.placement}",
+    )
 
 
 def _finetune(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
@@ -216,15 +282,28 @@ def _finetune(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
     model = shape.params * b
     quantized = shape.layers * shape.block_params
     bits = (step.meta.get("variant") or {}).get("bits") or 16
-    student = (shape.params - quantized) * b + quantized * bits / 8 + 2 * shape.hidden * shape.intermediate * b
+    student = (
+        (shape.params - quantized) * b + quantized * bits / 8 + 2 * shape.hidden * shape.intermediate * b
+    )
     trainable = 0.01 * shape.params * 4 * 3
     # kept for backward: 34 bytes x hidden per token and layer in 16 bits (Korthikanti et al. 2022, SDPA attention)
     acts = config.finetune.batch_size * cal["seq_len"] * shape.layers * shape.hidden * 17 * b
     device = max(model, student + trainable + acts)
     host = RUNTIME_HOST_BYTES + model + (0 if gpu else device)
-    seconds = 3 * 2 * shape.params * tokens * config.finetune.epochs / tp.flops + 2 * shape.params * tokens / tp.flops
-    return StepCost(step.name, "finetune", host / 1e9, device / 1e9 if gpu else 0.0, 3 * model / 1e9, seconds / 3600,
-                    "", f"batch {config.finetune.batch_size}: teacher top-k first, then the {bits}-bit student")
+    seconds = (
+        3 * 2 * shape.params * tokens * config.finetune.epochs / tp.flops
+        + 2 * shape.params * tokens / tp.flops
+    )
+    return StepCost(
+        step.name,
+        "finetune",
+        host / 1e9,
+        device / 1e9 if gpu else 0.0,
+        3 * model / 1e9,
+        seconds / 3600,
+        "",
+        f"batch {config.finetune.batch_size}: teacher top-k first, then the {bits}-bit student",
+    )
 
 
 def _generation(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
@@ -248,13 +327,22 @@ def _generation(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
     kv = batch * (prompt + new) * shape.layers * 2 * shape.kv_heads * shape.head_dim * b
     logits = batch * shape.vocab * 4 * 2
     device = model / tp_size + kv / tp_size + logits
-    host = RUNTIME_HOST_BYTES + (model if not gpu else min(model, model / tp_size)) + (0 if gpu else kv + logits)
-    return StepCost(step.name, step.kind, host / 1e9, device / 1e9 if gpu else 0.0, 0.1, seconds / 3600, "", note)
+    host = (
+        RUNTIME_HOST_BYTES + (model if not gpu else min(model, model / tp_size)) + (0 if gpu else kv + logits)
+    )
+    return StepCost(
+        step.name, step.kind, host / 1e9, device / 1e9 if gpu else 0.0, 0.1, seconds / 3600, "", note
+    )
 
 
 # The kinds whose steps load a model on a device, and how each is sized; any other kind costs a fixed little.
-MODEL_COSTS = {"quantize": _quantize, "finetune": _finetune, "evaluate": _generation, "perplexity": _generation,
-               "inference": _generation}
+MODEL_COSTS = {
+    "quantize": _quantize,
+    "finetune": _finetune,
+    "evaluate": _generation,
+    "perplexity": _generation,
+    "inference": _generation,
+}
 
 
 def plan_costs(config: StudyConfig, plan: Plan) -> list[StepCost]:
@@ -286,16 +374,42 @@ def plan_summary(costs: list[StepCost], every: bool = False) -> list[tuple[str, 
     """Table rows: steps of the same kind and model with the same figures collapse into one row with a count."""
     groups: dict[tuple, list[StepCost]] = {}
     for c in costs:
-        key = (c.step,) if every else (c.kind, c.note, round(c.host_gb, 1), round(c.gpu_gb, 1), round(c.disk_gb, 1),
-                                       round(c.hours, 2), c.problem)
+        key = (
+            (c.step,)
+            if every
+            else (
+                c.kind,
+                c.note,
+                round(c.host_gb, 1),
+                round(c.gpu_gb, 1),
+                round(c.disk_gb, 1),
+                round(c.hours, 2),
+                c.problem,
+            )
+        )
         groups.setdefault(key, []).append(c)
     rows = []
     for members in groups.values():
         c = members[0]
         asks = c.asks or {}
-        ask = f"{asks.get('memory_gb', '-'):g}, {asks.get('gpus', '-'):g}, {asks.get('time_min', '-')}" if asks else "-"
-        rows.append((c.step, str(len(members)), f"{c.host_gb:.1f}", f"{c.gpu_gb:.1f}", f"{c.disk_gb:.1f}",
-                     f"{c.hours:.2f}", c.throughput, ask, ("DOES NOT FIT: " if c.problem else "") + c.note))
+        ask = (
+            f"{asks.get('memory_gb', '-'):g}, {asks.get('gpus', '-'):g}, {asks.get('time_min', '-')}"
+            if asks
+            else "-"
+        )
+        rows.append(
+            (
+                c.step,
+                str(len(members)),
+                f"{c.host_gb:.1f}",
+                f"{c.gpu_gb:.1f}",
+                f"{c.disk_gb:.1f}",
+                f"{c.hours:.2f}",
+                c.throughput,
+                ask,
+                ("DOES NOT FIT: " if c.problem else "") + c.note,
+            )
+        )
     return rows
 
 

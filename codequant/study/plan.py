@@ -49,25 +49,44 @@ class Variant:
     bits: int | None = None
     calibration: str | None = None
     finetuned: bool = False
-    calibration_size: str | None = None  # "ROWSxLEN" when the quantization names sizes; None: the study's size
+    calibration_size: str | None = (
+        None  # "ROWSxLEN" when the quantization names sizes; None: the study's size
+    )
 
     @property
     def calibration_name(self) -> str | None:
         """The calibration as tables show it: the kind (or a path's last part), plus the size when it is an axis."""
-        cal = Path(self.calibration).name if self.calibration and ("/" in self.calibration) else self.calibration
+        cal = (
+            Path(self.calibration).name
+            if self.calibration and ("/" in self.calibration)
+            else self.calibration
+        )
         return f"{cal} {self.calibration_size}" if cal and self.calibration_size else cal
 
     @property
     def label(self) -> str:
         if self.method == FP:
             return FP
-        return f"{self.method}-{self.bits}bit-{self.calibration_name.replace(' ', '-')}" + ("-ft" if self.finetuned else "")
+        return f"{self.method}-{self.bits}bit-{self.calibration_name.replace(' ', '-')}" + (
+            "-ft" if self.finetuned else ""
+        )
 
     def to_dict(self) -> dict[str, Any]:
-        calibration = self.calibration if self.calibration_size is None else f"{self.calibration} {self.calibration_size}"
-        return {"model": model_name(self.model), "spec": self.model, "method": self.method, "bits": self.bits,
-                "calibration": calibration, "calibration_size": self.calibration_size,
-                "finetuned": self.finetuned, "label": self.label}
+        calibration = (
+            self.calibration
+            if self.calibration_size is None
+            else f"{self.calibration} {self.calibration_size}"
+        )
+        return {
+            "model": model_name(self.model),
+            "spec": self.model,
+            "method": self.method,
+            "bits": self.bits,
+            "calibration": calibration,
+            "calibration_size": self.calibration_size,
+            "finetuned": self.finetuned,
+            "label": self.label,
+        }
 
 
 @dataclass
@@ -125,7 +144,9 @@ def _benchmark_language(name: str) -> str:
     from codequant.benchmarks.registry import benchmark_info, benchmark_names
 
     if name not in benchmark_names():
-        raise CodequantError(f"unknown benchmark {name!r} in the study; known: {', '.join(benchmark_names())}")
+        raise CodequantError(
+            f"unknown benchmark {name!r} in the study; known: {', '.join(benchmark_names())}"
+        )
     return benchmark_info(name).language
 
 
@@ -143,8 +164,9 @@ class GridPoint:
 
     def variant(self, model: str) -> Variant:
         q = self.quantization
-        return Variant(model, q.method, self.bits, self.calibration, finetuned=self.finetuned,
-                       calibration_size=self.size)
+        return Variant(
+            model, q.method, self.bits, self.calibration, finetuned=self.finetuned, calibration_size=self.size
+        )
 
     @property
     def quantized(self) -> GridPoint:
@@ -208,10 +230,14 @@ class Planning:
     @cached_property
     def grid(self) -> list[GridPoint]:
         """Every quantized version of the model, in the order of the YAML."""
-        return [GridPoint(i, bits, kind, size, ft, q) for i, q in enumerate(self.config.quantizations)
-                for bits, kind, size in product(q.bits, [self.calibration(k) for k in q.calibration],
-                                                q.calibration_sizes or [None])
-                for ft in q.finetune]
+        return [
+            GridPoint(i, bits, kind, size, ft, q)
+            for i, q in enumerate(self.config.quantizations)
+            for bits, kind, size in product(
+                q.bits, [self.calibration(k) for k in q.calibration], q.calibration_sizes or [None]
+            )
+            for ft in q.finetune
+        ]
 
     def calibration(self, kind: str) -> str:
         """A calibration kind as it is, a path made absolute (from the YAML's folder)."""
@@ -234,7 +260,9 @@ def build_plan(config: StudyConfig, base: str | Path = ".", kinds: StepKinds = S
     then listed kind by kind (a stable sort: within a kind, the order they were planned in).
     """
     base = Path(base).resolve()
-    benchmarks = [BenchmarkRun(b, _benchmark_language(b.name), _resolve_data(b.data, base)) for b in config.benchmarks]
+    benchmarks = [
+        BenchmarkRun(b, _benchmark_language(b.name), _resolve_data(b.data, base)) for b in config.benchmarks
+    ]
     steps: dict[str, Step] = {}
     for model in config.models:
         planning = Planning(config, base, model, benchmarks, steps)

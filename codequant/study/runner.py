@@ -82,8 +82,10 @@ class StudyLock:
             fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self.fh.close()
-            raise CodequantError(f"another `codequant study run` is working on {self.path.parent}; wait for it "
-                                 "or stop it first") from None
+            raise CodequantError(
+                f"another `codequant study run` is working on {self.path.parent}; wait for it "
+                "or stop it first"
+            ) from None
         return self
 
     def __exit__(self, *exc) -> None:
@@ -115,22 +117,37 @@ class _InFlight:
 class _Driver:
     """One run over a plan's unfinished steps: submit what is ready, commit what finishes, retry what fails."""
 
-    def __init__(self, study: Path, plan: Plan, store: StudyStore, executor: Executor, config: StudyConfig,
-                 hook: Hook | None, log: Callable[[str], None], counts: dict[str, Any]):
+    def __init__(
+        self,
+        study: Path,
+        plan: Plan,
+        store: StudyStore,
+        executor: Executor,
+        config: StudyConfig,
+        hook: Hook | None,
+        log: Callable[[str], None],
+        counts: dict[str, Any],
+    ):
         self.study, self.plan, self.store, self.executor = study, plan, store, executor
         self.hook, self.log, self.counts = hook, log, counts
         self.runner = config.runner
-        self.settings = {"calibration": config.calibration.model_dump(),
-                         "workers": config.runner.sandbox_workers or config.runner.workers,
-                         "vllm": config.runner.vllm.model_dump(), "device": config.runner.device,
-                         "dtype": config.runner.dtype,
-                         "max_host_memory_gb": host_budget_gb(config), "activations": config.runner.activations}
+        self.settings = {
+            "calibration": config.calibration.model_dump(),
+            "workers": config.runner.sandbox_workers or config.runner.workers,
+            "vllm": config.runner.vllm.model_dump(),
+            "device": config.runner.device,
+            "dtype": config.runner.dtype,
+            "max_host_memory_gb": host_budget_gb(config),
+            "activations": config.runner.activations,
+        }
         self.metas = {s.key: s.meta for s in plan.steps}
         self.by_key = plan.by_key()
         self.index = {s.key: n for n, s in enumerate(plan.steps, 1)}
         self.running: dict[Future, _InFlight] = {}
         self.failed: dict[str, str] = {}
-        self.tries: dict[str, int] = {}  # attempts in this run (study.db's `attempts` counts them over all runs)
+        self.tries: dict[
+            str, int
+        ] = {}  # attempts in this run (study.db's `attempts` counts them over all runs)
 
     def run(self, pending: list[Step], done: set[str]) -> None:
         waiting = self._reattach(pending)
@@ -139,8 +156,15 @@ class _Driver:
                 if any(d in self.failed for d in step.deps):
                     waiting.remove(step)
                     self.failed[step.key] = "skipped: a step it needs failed"
-                    self.store.mark_step(step.key, step.kind, step.label, "skipped", config=step.config,
-                                         meta=step.meta, error=self.failed[step.key])
+                    self.store.mark_step(
+                        step.key,
+                        step.kind,
+                        step.label,
+                        "skipped",
+                        config=step.config,
+                        meta=step.meta,
+                        error=self.failed[step.key],
+                    )
                     self.log(f"    skipped {step.name}: a step it needs failed")
                 elif all(d in done for d in step.deps) and self._has_slot():
                     waiting.remove(step)
@@ -168,8 +192,10 @@ class _Driver:
             if future is None:
                 waiting.append(step)
             else:
-                self.log(f"[{self.index[step.key]}/{len(self.plan.steps)}] {step.name} (re-attached to job "
-                         f"{rec['job_id']})")
+                self.log(
+                    f"[{self.index[step.key]}/{len(self.plan.steps)}] {step.name} (re-attached to job "
+                    f"{rec['job_id']})"
+                )
                 self.running[future] = _InFlight(step, str(rec["job_id"]))
         return waiting
 
@@ -179,15 +205,36 @@ class _Driver:
         resumed = partial.is_dir()
         partial.mkdir(parents=True, exist_ok=True)
         (partial / WORKER_FILE).unlink(missing_ok=True)  # `study status`: queued until the worker writes it
-        self.log(f"[{self.index[step.key]}/{len(self.plan.steps)}] {step.name}" + (" (resuming)" if resumed else ""))
+        self.log(
+            f"[{self.index[step.key]}/{len(self.plan.steps)}] {step.name}"
+            + (" (resuming)" if resumed else "")
+        )
         self.tries[step.key] = self.tries.get(step.key, 0) + 1
-        self.store.mark_step(step.key, step.kind, step.label, "running", started=now(), config=step.config,
-                             meta=step.meta, error=None, job_id=None, worker=None)
+        self.store.mark_step(
+            step.key,
+            step.kind,
+            step.label,
+            "running",
+            started=now(),
+            config=step.config,
+            meta=step.meta,
+            error=None,
+            job_id=None,
+            worker=None,
+        )
         self._guarded(step, "start")
         kind = self.plan.kinds[step.kind]
-        call = StepCall(step, partial, {k: artifact_dir(self.study, self.by_key[k]) for k in step.deps},
-                        self.settings, self.metas, kind.module)
-        sub = self.executor.submit(call, resources_for(step.kind, self._overrides(step.kind), self.plan.kinds))
+        call = StepCall(
+            step,
+            partial,
+            {k: artifact_dir(self.study, self.by_key[k]) for k in step.deps},
+            self.settings,
+            self.metas,
+            kind.module,
+        )
+        sub = self.executor.submit(
+            call, resources_for(step.kind, self._overrides(step.kind), self.plan.kinds)
+        )
         self.store.set_step_fields(step.key, job_id=sub.job_id)
         self.running[sub.future] = _InFlight(step, sub.job_id)
 
@@ -202,8 +249,14 @@ class _Driver:
         try:
             self.hook(step, phase)
         except BaseException as exc:
-            self.store.mark_step(step.key, step.kind, step.label, "failed", finished=now(),
-                                 error=f"{type(exc).__name__}: {exc}"[:2000])
+            self.store.mark_step(
+                step.key,
+                step.kind,
+                step.label,
+                "failed",
+                finished=now(),
+                error=f"{type(exc).__name__}: {exc}"[:2000],
+            )
             raise
 
     def _finish(self, future: Future, flight: _InFlight) -> bool:
@@ -226,9 +279,18 @@ class _Driver:
         _fsync_dir(final.parent)
         with self.store.transaction() as conn:
             ingest(self.store, step, final, conn, self.plan.kinds)
-        self.store.mark_step(step.key, step.kind, step.label, "done", started=out["started"], finished=out["finished"],
-                             seconds=seconds, peak_rss_mb=out["peak_rss_mb"], artifact=str(final),
-                             worker=f"{out['host']}:{out['pid']}")
+        self.store.mark_step(
+            step.key,
+            step.kind,
+            step.label,
+            "done",
+            started=out["started"],
+            finished=out["finished"],
+            seconds=seconds,
+            peak_rss_mb=out["peak_rss_mb"],
+            artifact=str(final),
+            worker=f"{out['host']}:{out['pid']}",
+        )
         self.log(f"    {step.name} done in {seconds:.1f}s, peak RSS {out['peak_rss_mb']:.0f} MiB")
         self.counts["ran"] += 1
         return True
@@ -240,8 +302,10 @@ class _Driver:
         error = f"{type(exc).__name__}: {exc}"[:2000]
         attempts = self.tries.get(step.key, 1)
         if attempts < self.runner.max_attempts:
-            self.log(f"    {step.name} failed on attempt {attempts} of {self.runner.max_attempts} ({error.splitlines()[0]}); "
-                     "resubmitting, it resumes in its .partial folder")
+            self.log(
+                f"    {step.name} failed on attempt {attempts} of {self.runner.max_attempts} ({error.splitlines()[0]}); "
+                "resubmitting, it resumes in its .partial folder"
+            )
             self._submit(step)
             return
         self.store.mark_step(step.key, step.kind, step.label, "failed", finished=now(), error=error)
@@ -250,9 +314,17 @@ class _Driver:
         self.log(f"    {step.name} failed after {attempts} attempt(s): {error.splitlines()[0]}")
 
 
-def run_study(config: StudyConfig, study: str | Path, *, base: str | Path = ".", isolate: bool | None = None,
-              hook: Hook | None = None, log: Callable[[str], None] = print,
-              executor: Executor | None = None, kinds: StepKinds = STEP_KINDS) -> dict[str, Any]:
+def run_study(
+    config: StudyConfig,
+    study: str | Path,
+    *,
+    base: str | Path = ".",
+    isolate: bool | None = None,
+    hook: Hook | None = None,
+    log: Callable[[str], None] = print,
+    executor: Executor | None = None,
+    kinds: StepKinds = STEP_KINDS,
+) -> dict[str, Any]:
     """Run every unfinished step of `config` into folder `study`; returns counts of run/skipped steps.
 
     `executor` defaults to the one `config.runner.executor` names; `kinds` is the registry of step kinds the
@@ -266,7 +338,9 @@ def run_study(config: StudyConfig, study: str | Path, *, base: str | Path = ".",
     counts = {"ran": 0, "skipped": 0, "ingested": 0, "failed": 0, "total": len(plan.steps)}
     with StudyLock(study), StudyStore(study / "study.db") as store:
         _write_atomic(study / "study.json", json.dumps(config.model_dump(), indent=2) + "\n")
-        _write_atomic(study / "plan.json", json.dumps([asdict(s) for s in plan.steps], indent=2, default=str) + "\n")
+        _write_atomic(
+            study / "plan.json", json.dumps([asdict(s) for s in plan.steps], indent=2, default=str) + "\n"
+        )
         pending, done = _reuse_finished(plan, study, store, counts)
         if pending:
             own = executor is None
@@ -279,12 +353,17 @@ def run_study(config: StudyConfig, study: str | Path, *, base: str | Path = ".",
                     executor.close()
             if driver.failed:
                 names = [f"{driver.by_key[k].name}: {e.splitlines()[0]}" for k, e in driver.failed.items()]
-                raise StudyFailed(f"{len(names)} step(s) did not finish ({counts['ran']} ran): " + "; ".join(names)
-                                  + ". `codequant study status` shows them; rerun to retry")
+                raise StudyFailed(
+                    f"{len(names)} step(s) did not finish ({counts['ran']} ran): "
+                    + "; ".join(names)
+                    + ". `codequant study status` shows them; rerun to retry"
+                )
     return counts
 
 
-def _reuse_finished(plan: Plan, study: Path, store: StudyStore, counts: dict[str, Any]) -> tuple[list[Step], set[str]]:
+def _reuse_finished(
+    plan: Plan, study: Path, store: StudyStore, counts: dict[str, Any]
+) -> tuple[list[Step], set[str]]:
     """Finished artifacts are kept (re-ingested where study.db lacks their rows); the rest is pending."""
     status = store.step_status()
     pending, done = [], set()
@@ -299,8 +378,15 @@ def _reuse_finished(plan: Plan, study: Path, store: StudyStore, counts: dict[str
         if status.get(step.key, {}).get("status") != "done" or (stale and stale(store, step)):
             with store.transaction() as conn:
                 ingest(store, step, final, conn, plan.kinds)
-            store.mark_step(step.key, step.kind, step.label, "done", artifact=str(final), config=step.config,
-                            meta=step.meta)
+            store.mark_step(
+                step.key,
+                step.kind,
+                step.label,
+                "done",
+                artifact=str(final),
+                config=step.config,
+                meta=step.meta,
+            )
             counts["ingested"] += 1
     return pending, done
 
@@ -334,9 +420,20 @@ def study_status(config: StudyConfig, study: str | Path, *, base: str | Path = "
         else:
             state = "pending"
         where = rec.get("worker") or (f"{worker['host']}:{worker['pid']}" if worker else None)
-        rows.append({"kind": step.kind, "label": step.label, "key": step.key, "state": state,
-                     "seconds": rec.get("seconds"), "peak_rss_mb": rec.get("peak_rss_mb"),
-                     "attempts": rec.get("attempts", 0), "job_id": rec.get("job_id"), "worker": where,
-                     "started": rec.get("started"), "finished": rec.get("finished"),
-                     "error": rec.get("error") if state in ("failed", "skipped") else None})
+        rows.append(
+            {
+                "kind": step.kind,
+                "label": step.label,
+                "key": step.key,
+                "state": state,
+                "seconds": rec.get("seconds"),
+                "peak_rss_mb": rec.get("peak_rss_mb"),
+                "attempts": rec.get("attempts", 0),
+                "job_id": rec.get("job_id"),
+                "worker": where,
+                "started": rec.get("started"),
+                "finished": rec.get("finished"),
+                "error": rec.get("error") if state in ("failed", "skipped") else None,
+            }
+        )
     return rows

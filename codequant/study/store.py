@@ -65,9 +65,17 @@ CREATE TABLE IF NOT EXISTS score_comparisons (
 
 
 # Columns added after the first release: a study.db made before them gets them (empty) when opened.
-COMPARISON_COLUMNS_ADDED = {"test": "TEXT", "p_mcnemar": "REAL", "n_problems": "INTEGER",
-                            "samples_per_problem": "REAL", "pass_diff": "REAL", "diff_ci_low": "REAL",
-                            "diff_ci_high": "REAL", "mde": "REAL", "icc": "REAL"}
+COMPARISON_COLUMNS_ADDED = {
+    "test": "TEXT",
+    "p_mcnemar": "REAL",
+    "n_problems": "INTEGER",
+    "samples_per_problem": "REAL",
+    "pass_diff": "REAL",
+    "diff_ci_low": "REAL",
+    "diff_ci_high": "REAL",
+    "mde": "REAL",
+    "icc": "REAL",
+}
 
 # Failure taxonomy of each completion (codequant.failures); older studies get the columns, filled on the next run.
 OUTCOME_COLUMNS_ADDED = {"failure": "TEXT", "failure_detail": "TEXT"}
@@ -129,7 +137,9 @@ class StudyStore:
     def upsert(self, table: str, row: dict[str, Any], conn: sqlite3.Connection | None = None) -> None:
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
-        (conn or self.conn).execute(f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
+        (conn or self.conn).execute(
+            f"INSERT OR REPLACE INTO {table} ({cols}) VALUES ({marks})", list(row.values())
+        )
 
     def upsert_many(self, table: str, rows: Iterable[dict[str, Any]], conn: sqlite3.Connection) -> None:
         rows = list(rows)
@@ -146,8 +156,11 @@ class StudyStore:
             attempts = (old["attempts"] if old else 0) + (1 if status == "running" else 0)
             row = {"key": key, "kind": kind, "label": label, "status": status, "attempts": attempts}
             current = dict(conn.execute("SELECT * FROM steps WHERE key = ?", (key,)).fetchone() or {})
-            merged = {**current, **row, **{k: (json.dumps(v, default=str) if isinstance(v, dict) else v)
-                                           for k, v in fields.items()}}
+            merged = {
+                **current,
+                **row,
+                **{k: (json.dumps(v, default=str) if isinstance(v, dict) else v) for k, v in fields.items()},
+            }
             self.upsert("steps", merged, conn)
 
     def set_step_fields(self, key: str, **fields: Any) -> None:
@@ -166,8 +179,10 @@ class StudyStore:
 
     def outcome_groups(self, where: str = "", params: tuple = ()) -> dict[str, dict[str, dict[int, bool]]]:
         """`{run_key: {task_id: {sample_index: passed}}}` for the runs selected by `where` (on runs r)."""
-        sql = ("SELECT o.run_key, o.task_id, o.sample_index, o.passed FROM outcomes o JOIN runs r ON r.key = o.run_key"
-               + (f" WHERE {where}" if where else ""))
+        sql = (
+            "SELECT o.run_key, o.task_id, o.sample_index, o.passed FROM outcomes o JOIN runs r ON r.key = o.run_key"
+            + (f" WHERE {where}" if where else "")
+        )
         groups: dict[str, dict[str, dict[int, bool]]] = {}
         for r in self.conn.execute(sql, params):
             groups.setdefault(r[0], {}).setdefault(r[1], {})[int(r[2])] = bool(r[3])

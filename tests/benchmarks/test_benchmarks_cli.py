@@ -17,8 +17,14 @@ def test_benchmarks_list_json(monkeypatch):
     res = CliRunner().invoke(app, ["benchmarks", "list", "--json"])
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in json.loads(res.output)}
-    assert {"humaneval-java", "multipl-e-java", "humaneval-x-java", "mxeval-java", "mceval-java",
-            "mceval-python"} <= set(rows)
+    assert {
+        "humaneval-java",
+        "multipl-e-java",
+        "humaneval-x-java",
+        "mxeval-java",
+        "mceval-java",
+        "mceval-python",
+    } <= set(rows)
     assert rows["humaneval-java"]["problems"] >= 155
     assert rows["mxeval-java"]["problems"] is None and "--data" in rows["mxeval-java"]["source"]
     assert set(rows["humaneval"]) >= {"name", "language", "problems", "source"}
@@ -28,7 +34,9 @@ def test_benchmarks_list_json(monkeypatch):
 @pytest.mark.skipif(shutil.which("javac") is None, reason="javac not installed")
 def test_exec_java_file(tmp_path):
     src = tmp_path / "Prog.java"
-    src.write_text("class Prog {\n    public static void main(String[] a) {\n        assert 1 + 1 == 3;\n    }\n}\n")
+    src.write_text(
+        "class Prog {\n    public static void main(String[] a) {\n        assert 1 + 1 == 3;\n    }\n}\n"
+    )
     res = CliRunner().invoke(app, ["exec", "--language", "java", str(src)])
     assert res.exit_code == 0, res.output
     out = json.loads(res.output.strip().splitlines()[-1])

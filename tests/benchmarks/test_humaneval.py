@@ -19,8 +19,13 @@ def test_default_file_has_164_problems():
 
 
 def _record(i):
-    return {"task_id": f"T/{i}", "prompt": f"def f{i}(x):\n", "canonical_solution": "    return x\n",
-            "test": "def check(c):\n    assert c(1) == 1\n", "entry_point": f"f{i}"}
+    return {
+        "task_id": f"T/{i}",
+        "prompt": f"def f{i}(x):\n",
+        "canonical_solution": "    return x\n",
+        "test": "def check(c):\n    assert c(1) == 1\n",
+        "entry_point": f"f{i}",
+    }
 
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".jsonl.gz"])

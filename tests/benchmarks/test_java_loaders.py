@@ -51,10 +51,16 @@ def test_multipl_e_records_from_json_and_parquet(tmp_path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    rec = {"name": "HumanEval_0_inc", "language": "java", "prompt": "class Problem {\n    public static long "
-           "inc(long x) {\n", "doctests": "", "original": "", "prompt_terminology": "reworded",
-           "tests": "    }\n    public static void main(String[] args) {\n    assert(inc(1l) == 2l);\n    }\n\n}\n",
-           "stop_tokens": ["\n    }\n"]}
+    rec = {
+        "name": "HumanEval_0_inc",
+        "language": "java",
+        "prompt": "class Problem {\n    public static long inc(long x) {\n",
+        "doctests": "",
+        "original": "",
+        "prompt_terminology": "reworded",
+        "tests": "    }\n    public static void main(String[] args) {\n    assert(inc(1l) == 2l);\n    }\n\n}\n",
+        "stop_tokens": ["\n    }\n"],
+    }
     (tmp_path / "m.json").write_text(json.dumps([rec]))
     pq.write_table(pa.Table.from_pylist([rec]), tmp_path / "m.parquet")
     for name in ("m.json", "m.parquet"):
@@ -68,8 +74,9 @@ def test_multipl_e_records_from_json_and_parquet(tmp_path):
 def test_canonical_solutions_pass_on_a_sample(bench_dir):
     problems = load_benchmark("humaneval-x-java")[:2] + load_benchmark("mceval-java")[:2]
     problems += load_benchmark("mceval-python")[:2]
-    results = run_programs([(p.language, build_program(p, p.canonical_solution)) for p in problems],
-                           workers=2, progress=False)
+    results = run_programs(
+        [(p.language, build_program(p, p.canonical_solution)) for p in problems], workers=2, progress=False
+    )
     assert [r.status for r in results] == [Status.OK] * 6, [r.stderr[-300:] for r in results]
 
 

@@ -25,7 +25,7 @@ def problem():
 
 
 def test_masking_ignores_braces_in_comments_and_strings():
-    src = 'class A { // }\n  String s = "}}"; char c = \'{\'; /* { */ }\n'
+    src = "class A { // }\n  String s = \"}}\"; char c = '{'; /* { */ }\n"
     assert brace_balance(src) == 0 and len(mask(src)) == len(src)
     assert main_class("class B {}\nclass C { public static void main(String[] a) {} }") == "C"
     assert public_class("class B {}\npublic class Main {}") == "Main"
@@ -45,8 +45,11 @@ def test_continuation_open_or_closed_gives_the_same_program(problem):
 
 def test_whole_method_and_whole_class_replace_the_declaration(problem):
     method = "public static long add(long x, long y) {\n    return x + y;\n}"
-    whole = "import java.util.*;\npublic class Solution {\n" + method + \
-        "\n    public static void main(String[] a) { System.out.println(1); }\n}\n"
+    whole = (
+        "import java.util.*;\npublic class Solution {\n"
+        + method
+        + "\n    public static void main(String[] a) { System.out.println(1); }\n}\n"
+    )
     for completion in (method, whole):
         prog = build_java_program(problem, completion)
         assert prog.count("long add(") == 1 and prog.count("void main(") == 1

@@ -35,7 +35,7 @@ def _mutants(sig: str, body: str, operator: str) -> set[str]:
     out = set()
     for m in J.mutants(src, len(head), operator, "t"):
         assert J.parses(head + m.text) and m.site.operator == operator
-        assert apply_edits(src[len(head):], m.edits) == m.text
+        assert apply_edits(src[len(head) :], m.edits) == m.text
         out.add(" ".join(m.text.rsplit("}", 2)[0].split()))
     return out
 
@@ -55,7 +55,10 @@ def test_off_by_one_in_loop_bounds_and_indices_only():
     got = _mutants("void f(int[] xs, Map<String, Integer> m, List<Integer> ys, int n)", body, "off_by_one")
     rest = 'xs[i - 1] = m.get("k") + ys.get(i); }'
     assert f"for (int i = 2; i < n; i++) {{ {rest}" in got and f"for (int i = 0; i < n; i++) {{ {rest}" in got
-    assert f"for (int i = 1; i < n + 1; i++) {{ {rest}" in got and f"for (int i = 1; i < n - 1; i++) {{ {rest}" in got
+    assert (
+        f"for (int i = 1; i < n + 1; i++) {{ {rest}" in got
+        and f"for (int i = 1; i < n - 1; i++) {{ {rest}" in got
+    )
     assert 'for (int i = 1; i < n; i++) { xs[i] = m.get("k") + ys.get(i); }' in got  # i - 1 + 1 folds to i
     assert 'for (int i = 1; i < n; i++) { xs[i - 2] = m.get("k") + ys.get(i); }' in got
     assert 'for (int i = 1; i < n; i++) { xs[i - 1] = m.get("k") + ys.get(i + 1); }' in got
@@ -63,47 +66,80 @@ def test_off_by_one_in_loop_bounds_and_indices_only():
     assert not any('"k" + 1' in g or '"k" - 1' in g for g in got)  # a string key is no index
     assert len(got) == 8
     assert _mutants("String f(String s)", "return s.substring(0, s.length() - 1);\n", "off_by_one") == {
-        "return s.substring(1, s.length() - 1);", "return s.substring(-1, s.length() - 1);",
-        "return s.substring(0, s.length());", "return s.substring(0, s.length() - 2);"}
+        "return s.substring(1, s.length() - 1);",
+        "return s.substring(-1, s.length() - 1);",
+        "return s.substring(0, s.length());",
+        "return s.substring(0, s.length() - 2);",
+    }
 
 
 def test_swapped_args_in_calls_and_non_commutative_operators():
-    got = _mutants("double f(double a, double b)", "return Math.pow(a, b) - Math.max(a, a) + a * b;\n", "swapped_args")
-    assert got == {"return Math.pow(b, a) - Math.max(a, a) + a * b;", "return Math.max(a, a) - Math.pow(a, b) + a * b;"}
-    assert _mutants("int f(int a, int b, int c)", "return a - b * c;\n", "swapped_args") == set()  # not `b * c - a`
+    got = _mutants(
+        "double f(double a, double b)", "return Math.pow(a, b) - Math.max(a, a) + a * b;\n", "swapped_args"
+    )
+    assert got == {
+        "return Math.pow(b, a) - Math.max(a, a) + a * b;",
+        "return Math.max(a, a) - Math.pow(a, b) + a * b;",
+    }
+    assert (
+        _mutants("int f(int a, int b, int c)", "return a - b * c;\n", "swapped_args") == set()
+    )  # not `b * c - a`
 
 
 def test_wrong_variable_uses_visible_locals_of_the_same_type():
-    body = ('int n = xs.size();\nString s = "x";\nfor (int x : xs) {\n    n += x * k;\n}\n'
-            "xs.forEach(y -> System.out.println(y + k));\nreturn n + s.length();\n")
+    body = (
+        'int n = xs.size();\nString s = "x";\nfor (int x : xs) {\n    n += x * k;\n}\n'
+        "xs.forEach(y -> System.out.println(y + k));\nreturn n + s.length();\n"
+    )
     got = _mutants("int f(List<Integer> xs, int k)", body, "wrong_variable")
-    variants = {g.split("n += ")[1].split(";")[0] if "n += x * k" not in g else g.split("return ")[1] for g in got}
-    assert variants == {"k * k", "n * k", "x * n", "x * x", "k + s.length();"}  # `x` is out of scope at return
+    variants = {
+        g.split("n += ")[1].split(";")[0] if "n += x * k" not in g else g.split("return ")[1] for g in got
+    }
+    assert variants == {
+        "k * k",
+        "n * k",
+        "x * n",
+        "x * x",
+        "k + s.length();",
+    }  # `x` is out of scope at return
     assert len(got) == 5  # no `n +=` target, no lambda, no String/List swaps, no `x` after its loop
 
 
 def test_negated_condition_in_if_and_ternary():
-    got = _mutants("boolean f(boolean a, boolean b)", "if (!a) {\n    a = b;\n}\nreturn b ? a : !a;\n",
-                   "negated_condition")
+    got = _mutants(
+        "boolean f(boolean a, boolean b)",
+        "if (!a) {\n    a = b;\n}\nreturn b ? a : !a;\n",
+        "negated_condition",
+    )
     assert got == {"if (a) { a = b; } return b ? a : !a;", "if (!a) { a = b; } return !(b) ? a : !a;"}
     got = _mutants("int f(int a)", "if (a > 0 || a < -5) {\n    a = 0;\n}\nreturn a;\n", "negated_condition")
     assert got == {"if (!(a > 0 || a < -5)) { a = 0; } return a;"}
 
 
 def test_missing_condition_drops_a_check_a_guard_or_an_operand():
-    got = _mutants("int f(boolean a, boolean b)", "if (a && b) {\n    return 1;\n} else {\n    return 2;\n}\n",
-                   "missing_condition")
-    assert got == {"{ return 2; }", "{ return 1; }", "if (b) { return 1; } else { return 2; }",
-                   "if (a) { return 1; } else { return 2; }"}
+    got = _mutants(
+        "int f(boolean a, boolean b)",
+        "if (a && b) {\n    return 1;\n} else {\n    return 2;\n}\n",
+        "missing_condition",
+    )
+    assert got == {
+        "{ return 2; }",
+        "{ return 1; }",
+        "if (b) { return 1; } else { return 2; }",
+        "if (a) { return 1; } else { return 2; }",
+    }
     got = _mutants("int f(int a)", "if (a > 3) {\n    a = 0;\n}\nreturn a;\n", "missing_condition")
     assert got == {"return a;", "{ a = 0; } return a;"}
 
 
 def test_wrong_return_value():
-    got = _mutants("boolean f(boolean a)", "boolean b = !a;\nif (a) {\n    return true;\n}\nreturn b;\n",
-                   "wrong_return")
-    assert got == {"boolean b = !a; if (a) { return false; } return b;",
-                   "boolean b = !a; if (a) { return true; } return a;"}
+    got = _mutants(
+        "boolean f(boolean a)", "boolean b = !a;\nif (a) {\n    return true;\n}\nreturn b;\n", "wrong_return"
+    )
+    assert got == {
+        "boolean b = !a; if (a) { return false; } return b;",
+        "boolean b = !a; if (a) { return true; } return a;",
+    }
     got = _mutants("int f(int a)", "if (a > 0) return 0;\nreturn a;\n", "wrong_return")
     assert got == {"if (a > 0) return 1; return a;", "if (a > 0) return -1; return a;"}
 
@@ -118,33 +154,44 @@ def test_edits_apply_moves_and_reject_overlaps():
 
 
 def test_failure_message_keeps_the_harness_lines_only():
-    stderr = ('Exception in thread "main" java.lang.IndexOutOfBoundsException: Index 6 out of bounds for length 6\n'
-              "\tat java.base/jdk.internal.util.Preconditions.outOfBounds(Preconditions.java:100)\n"
-              "\tat Solution.f(Main.java:12)\n\tat Solution.f(Main.java:12)\n\tat Main.main(Main.java:30)\n"
-              "\tat CodequantRun0123.main(CodequantRun0123.java:3)\n")
+    stderr = (
+        'Exception in thread "main" java.lang.IndexOutOfBoundsException: Index 6 out of bounds for length 6\n'
+        "\tat java.base/jdk.internal.util.Preconditions.outOfBounds(Preconditions.java:100)\n"
+        "\tat Solution.f(Main.java:12)\n\tat Solution.f(Main.java:12)\n\tat Main.main(Main.java:30)\n"
+        "\tat CodequantRun0123.main(CodequantRun0123.java:3)\n"
+    )
     assert failure_message(stderr, "return xs.get(i);") == (
         'Exception in thread "main" java.lang.IndexOutOfBoundsException: Index 6 out of bounds for length 6\n'
-        "    at Solution.f(Main.java)\n    at Main.main(Main.java)")
+        "    at Solution.f(Main.java)\n    at Main.main(Main.java)"
+    )
     thrown = 'Exception in thread "main" java.lang.IllegalStateException: no element greater than 12\n'
     assert failure_message(thrown, 'throw new IllegalStateException("no element greater than 12");') == (
-        'Exception in thread "main" java.lang.IllegalStateException')  # the detail quotes the solution
-    assert quotes("x" * QUOTE_CHARS, "y" + "x" * QUOTE_CHARS) and not quotes("x" * (QUOTE_CHARS - 1), "x" * 99)
+        'Exception in thread "main" java.lang.IllegalStateException'
+    )  # the detail quotes the solution
+    assert quotes("x" * QUOTE_CHARS, "y" + "x" * QUOTE_CHARS) and not quotes(
+        "x" * (QUOTE_CHARS - 1), "x" * 99
+    )
 
 
 def test_the_first_false_check_is_shown_from_the_test():
-    tests = ("public class Main {\n    public static void main(String[] args) {\n        Solution s = new Solution();\n"
-             "        List<Boolean> correct = Arrays.asList(\n                s.f(1) == 2,\n"
-             "                s.f(new HashMap<String, Integer>(),\n                    3) == 4\n        );\n"
-             "        if (correct.contains(false)) {\n            throw new AssertionError();\n        }\n    }\n}\n")
+    tests = (
+        "public class Main {\n    public static void main(String[] args) {\n        Solution s = new Solution();\n"
+        "        List<Boolean> correct = Arrays.asList(\n                s.f(1) == 2,\n"
+        "                s.f(new HashMap<String, Integer>(),\n                    3) == 4\n        );\n"
+        "        if (correct.contains(false)) {\n            throw new AssertionError();\n        }\n    }\n}\n"
+    )
     assert harness_checks(tests) == ["s.f(1) == 2", "s.f(new HashMap<String, Integer>(), 3) == 4"]
     row = {"message": 'Exception in thread "main" java.lang.AssertionError', "failing_check": 1}
-    assert shown_message(row, tests) == (row["message"] + "\nThe first check of the test that is false (item 2 of 2):"
-                                         "\n    s.f(new HashMap<String, Integer>(), 3) == 4")
+    assert shown_message(row, tests) == (
+        row["message"] + "\nThe first check of the test that is false (item 2 of 2):"
+        "\n    s.f(new HashMap<String, Integer>(), 3) == 4"
+    )
     assert shown_message(row | {"failing_check": None}, tests) == row["message"]
     assert harness_checks("public class Main { }") is None
 
 
 # ---- the shipped set (joined with HumanEval-X from ../shared) ----
+
 
 @pytest.fixture(scope="module")
 def bench_dir(shared_dir):
@@ -181,9 +228,11 @@ def _tree_sitter_checks(tests: str) -> list[str] | None:
             value = n.child_by_field_name("value")
             if value is None or value.type != "method_invocation":
                 return None
-            return [" ".join(x.strip() for x in a.text.decode().splitlines())
-                    for a in value.child_by_field_name("arguments").named_children
-                    if a.type not in ("line_comment", "block_comment")]
+            return [
+                " ".join(x.strip() for x in a.text.decode().splitlines())
+                for a in value.child_by_field_name("arguments").named_children
+                if a.type not in ("line_comment", "block_comment")
+            ]
         stack.extend(reversed(n.children))
     return None
 
@@ -199,11 +248,15 @@ def test_the_lexer_reads_every_humaneval_x_check_as_the_parser_does(sources):
 
 
 def test_loading_the_java_repair_set_needs_neither_tree_sitter_nor_the_sandbox(bench_dir):
-    code = ("import sys\nfrom codequant.benchmarks.registry import load_benchmark\n"
-            "n = len(load_benchmark('humaneval-java-repair-msg'))\n"
-            "print(n, sorted(m for m in sys.modules if m.startswith(('tree_sitter', 'codequant.sandbox', "
-            "'codequant.benchmarks.build'))))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    code = (
+        "import sys\nfrom codequant.benchmarks.registry import load_benchmark\n"
+        "n = len(load_benchmark('humaneval-java-repair-msg'))\n"
+        "print(n, sorted(m for m in sys.modules if m.startswith(('tree_sitter', 'codequant.sandbox', "
+        "'codequant.benchmarks.build'))))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
     count, loaded = out.stdout.split(" ", 1)
     assert int(count) >= 250 and loaded.strip() == "[]"
 
@@ -244,8 +297,12 @@ def test_a_different_humaneval_x_file_fails_loudly(sources):
     from codequant.benchmarks.repair.java import repair_problems
 
     rows = read_rows()[:3]
-    changed = [p if p.task_id != rows[0]["source_task_id"] else replace(p, canonical_solution=p.canonical_solution + "\n")
-               for p in sources.values()]
+    changed = [
+        p
+        if p.task_id != rows[0]["source_task_id"]
+        else replace(p, canonical_solution=p.canonical_solution + "\n")
+        for p in sources.values()
+    ]
     with pytest.raises(CodequantError, match="build_java_repair.py"):
         repair_problems(rows, changed, False, "humaneval-java-repair")
 
@@ -258,12 +315,16 @@ def test_without_humaneval_x_the_loader_says_where_to_get_it(monkeypatch):
 
 
 def test_prompts_hold_the_buggy_method_and_in_msg_the_message(repair, repair_msg):
-    assert [p.task_id for p in repair] == [p.task_id for p in repair_msg] == [r["task_id"] for r in read_rows()]
+    assert (
+        [p.task_id for p in repair] == [p.task_id for p in repair_msg] == [r["task_id"] for r in read_rows()]
+    )
     for p, q in zip(repair, repair_msg, strict=True):
         assert p.language == "java" and p.extra["format"] == "humaneval-x" and p.extra["set_version"] == 1
         assert p.extra["operator"] in J.OPERATORS and p.benchmark == "humaneval-java-repair"
         first = p.extra["buggy_method"].splitlines()[0].strip()
-        assert f"//     {first}" in p.prompt and p.prompt.rstrip().endswith(first)  # commented, then the signature
+        assert f"//     {first}" in p.prompt and p.prompt.rstrip().endswith(
+            first
+        )  # commented, then the signature
         message = p.extra["shown_message"]
         assert message.startswith(p.extra["message"])
         shown = "".join(f"    //     {line}".rstrip() + "\n" for line in message.splitlines())
@@ -271,7 +332,9 @@ def test_prompts_hold_the_buggy_method_and_in_msg_the_message(repair, repair_msg
         if p.extra["failing_check"] is not None:
             checks = harness_checks(p.tests)
             assert checks[p.extra["failing_check"]][:200] in q.prompt
-        assert p.canonical_solution.rstrip().endswith("}") and p.tests.lstrip().startswith("public class Main")
+        assert p.canonical_solution.rstrip().endswith("}") and p.tests.lstrip().startswith(
+            "public class Main"
+        )
     assert "```java\n" in chat_instruction(repair[0]) and "has a bug" in chat_instruction(repair[0])
 
 
@@ -290,11 +353,14 @@ def _check_in_sandbox(problems, workers=2):
         items += [("java", build_program(p, x)) for x in (base, chat_method, chat_class, buggy_answer)]
     results = run_programs(items, workers=workers, progress=False)
     for i, p in enumerate(problems):
-        base, chat_method, chat_class, buggy = results[4 * i: 4 * i + 4]
+        base, chat_method, chat_class, buggy = results[4 * i : 4 * i + 4]
         for r in (base, chat_method, chat_class):
             assert r.passed, (p.task_id, r.status, r.stderr[-500:])
-        assert not buggy.passed and str(buggy.status) == p.extra["status"], (p.task_id, buggy.status,
-                                                                             buggy.stderr[-300:])
+        assert not buggy.passed and str(buggy.status) == p.extra["status"], (
+            p.task_id,
+            buggy.status,
+            buggy.stderr[-300:],
+        )
         assert failure_message(buggy.stderr, p.canonical_solution) == p.extra["message"], p.task_id
 
 

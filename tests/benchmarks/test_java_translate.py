@@ -44,8 +44,10 @@ def test_values_render_with_their_java_type():
     assert java_value([], ("list", ("str",))) == "new ArrayList<String>()"
     assert java_value((1, "a"), ("tuple", ("int",), ("str",))) == 'Pair.with(1l, "a")'
     assert java_value(None, ("optional", ("int",))) == "Optional.empty()"
-    assert java_value({"a": 1}, ("dict", ("str",), ("int",))) == \
-        'new HashMap<String,Long>(Map.<String,Long>ofEntries(Map.entry("a", 1l)))'
+    assert (
+        java_value({"a": 1}, ("dict", ("str",), ("int",)))
+        == 'new HashMap<String,Long>(Map.<String,Long>ofEntries(Map.entry("a", 1l)))'
+    )
     assert java_string('a"b\\\n\t') == '"a\\"b\\\\\\n\\t"'
     with pytest.raises(Untranslatable):
         java_value(2**70, ("int",))
@@ -69,12 +71,18 @@ def test_camel_case_names():
 
 
 def test_checks_are_evaluated_not_executed():
-    checks = parse_checks("def check(candidate):\n    x = [1, 2] * 2\n    assert candidate(x) == len(x)\n"
-                          "    assert abs(candidate([1]) - 0.5) < 1e-6\n    assert not candidate([])\n"
-                          "    for i in range(2):\n        assert candidate([i]) == str(i)\n    assert True\n")
+    checks = parse_checks(
+        "def check(candidate):\n    x = [1, 2] * 2\n    assert candidate(x) == len(x)\n"
+        "    assert abs(candidate([1]) - 0.5) < 1e-6\n    assert not candidate([])\n"
+        "    for i in range(2):\n        assert candidate([i]) == str(i)\n    assert True\n"
+    )
     assert [(c.kind, c.args, c.expected) for c in checks] == [
-        ("eq", ([1, 2, 1, 2],), 4), ("close", ([1],), 0.5), ("false", ([],), None), ("eq", ([0],), "0"),
-        ("eq", ([1],), "1")]
+        ("eq", ([1, 2, 1, 2],), 4),
+        ("close", ([1],), 0.5),
+        ("false", ([],), None),
+        ("eq", ([0],), "0"),
+        ("eq", ([1],), "1"),
+    ]
     with pytest.raises(Untranslatable, match="not an assert"):
         parse_checks("def check(candidate):\n    import os\n    assert candidate(1) == 1\n")
     with pytest.raises(Untranslatable):
@@ -120,12 +128,27 @@ def test_every_translated_prompt_compiles_with_a_stub_body(translated, tmp_path)
     done, _ = translated
     files = []
     for i, p in enumerate(done):
-        src = (p.prompt + "        throw new UnsupportedOperationException();\n" + p.tests)
+        src = p.prompt + "        throw new UnsupportedOperationException();\n" + p.tests
         path = tmp_path / f"Problem{i}.java"
         path.write_text(src.replace("class Problem {", f"class Problem{i} {{"), encoding="utf-8")
         files.append(str(path))
     cp = javatuples_jar() or "."
-    out = subprocess.run(["javac", "-encoding", "UTF8", "-proc:none", "-nowarn", "-cp", cp, "-d",
-                          str(tmp_path / "classes"), *files], capture_output=True, text=True, timeout=600)
+    out = subprocess.run(
+        [
+            "javac",
+            "-encoding",
+            "UTF8",
+            "-proc:none",
+            "-nowarn",
+            "-cp",
+            cp,
+            "-d",
+            str(tmp_path / "classes"),
+            *files,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     assert len(list((tmp_path / "classes").glob("Problem*.class"))) == len(done)

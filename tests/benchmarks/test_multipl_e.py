@@ -24,8 +24,10 @@ PY_BODIES = {
 }
 JAVA_BODIES = {
     "HumanEval_23_strlen": ("        return (long) string.length();\n    }\n", "        return 0l;\n    }\n"),
-    "HumanEval_2_truncate_number": ("        return number - (float) Math.floor(number);\n    }\n",
-                                    "        return number;\n    }\n"),
+    "HumanEval_2_truncate_number": (
+        "        return number - (float) Math.floor(number);\n    }\n",
+        "        return number;\n    }\n",
+    ),
 }
 
 
@@ -41,7 +43,9 @@ def test_both_sets_load_as_published(bench_dir):
     assert all(p.canonical_solution is None and p.extra["time_limit_s"] == 15 for p in py + java)
     strlen = next(p for p in py if p.task_id == "HumanEval_23_strlen")
     assert strlen.language == "python" and strlen.entry_point == "strlen"
-    assert strlen.stop == ("\ndef", "\n#", "\nif", "\nclass") and strlen.tests.rstrip().endswith("test_check()")
+    assert strlen.stop == ("\ndef", "\n#", "\nif", "\nclass") and strlen.tests.rstrip().endswith(
+        "test_check()"
+    )
     assert {p.entry_point for p in java if p.task_id == "HumanEval_23_strlen"} == {"strlen"}
     assert time_limit(py) == 15.0 and time_limit(load_benchmark("mceval-python")) is None
 
@@ -83,20 +87,29 @@ def test_java_programs_pass_and_136_is_unpassable(bench_dir):
     chosen = [p for p in problems if p.task_id in JAVA_BODIES]
     assert _outcomes(chosen, JAVA_BODIES) == [Status.OK, Status.ASSERTION] * 2
     p136 = next(p for p in problems if p.task_id.startswith("HumanEval_136_"))
-    correct = ("        Optional<Long> neg = Optional.empty();\n        Optional<Long> pos = Optional.empty();\n"
-               "        for (long x : lst) {\n"
-               "            if (x < 0 && (!neg.isPresent() || x > neg.get())) neg = Optional.of(x);\n"
-               "            if (x > 0 && (!pos.isPresent() || x < pos.get())) pos = Optional.of(x);\n"
-               "        }\n        return Pair.with(neg, pos);\n    }\n")
+    correct = (
+        "        Optional<Long> neg = Optional.empty();\n        Optional<Long> pos = Optional.empty();\n"
+        "        for (long x : lst) {\n"
+        "            if (x < 0 && (!neg.isPresent() || x > neg.get())) neg = Optional.of(x);\n"
+        "            if (x > 0 && (!pos.isPresent() || x < pos.get())) pos = Optional.of(x);\n"
+        "        }\n        return Pair.with(neg, pos);\n    }\n"
+    )
     (res,) = run_programs([("java", build_program(p136, correct))], progress=False)
     assert res.status == Status.ASSERTION, res.stderr[-400:]
 
 
 def test_prompt_strip_is_what_the_model_sees_and_is_recorded(tmp_path, tiny_llama, tiny_tokenizer):
-    rec = {"name": "HumanEval_0_inc", "language": "py", "prompt": "def inc(x: int) -> int:\n    \"\"\"x + 1\"\"\"\n",
-           "doctests": "", "original": "", "prompt_terminology": "reworded",
-           "tests": "def check(candidate):\n    assert candidate(1) == 2\n\ndef test_check():\n    check(inc)\n\n"
-                    "test_check()\n", "stop_tokens": ["\ndef", "\n#", "\nif", "\nclass"]}
+    rec = {
+        "name": "HumanEval_0_inc",
+        "language": "py",
+        "prompt": 'def inc(x: int) -> int:\n    """x + 1"""\n',
+        "doctests": "",
+        "original": "",
+        "prompt_terminology": "reworded",
+        "tests": "def check(candidate):\n    assert candidate(1) == 2\n\ndef test_check():\n    check(inc)\n\n"
+        "test_check()\n",
+        "stop_tokens": ["\ndef", "\n#", "\nif", "\nclass"],
+    }
     data = tmp_path / "m.jsonl"
     data.write_text(json.dumps(rec) + "\n")
     tiny = Loaded("tiny", tiny_llama, tiny_tokenizer)
@@ -107,4 +120,6 @@ def test_prompt_strip_is_what_the_model_sees_and_is_recorded(tmp_path, tiny_llam
     assert rec["prompt"].strip() + row["completion"] in row["program"]
     assert s["config"]["python_main"] == "skip"
     with pytest.raises(CodequantError, match="prompt-strip"):
-        evaluate("canonical", "humaneval", EvalSettings(prompt_strip=True), out_dir=tmp_path / "c", progress=False)
+        evaluate(
+            "canonical", "humaneval", EvalSettings(prompt_strip=True), out_dir=tmp_path / "c", progress=False
+        )

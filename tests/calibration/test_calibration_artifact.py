@@ -15,7 +15,9 @@ from codequant.errors import CodequantError
 
 def test_save_load_roundtrip_and_corruption(tmp_path, tiny_tokenizer):
     folder = write_source_folder(tmp_path / "src")
-    calib = build_calibration("local", tiny_tokenizer, samples=5, seq_len=32, val_samples=2, sources=[str(folder)])
+    calib = build_calibration(
+        "local", tiny_tokenizer, samples=5, seq_len=32, val_samples=2, sources=[str(folder)]
+    )
     out = calib.save(tmp_path / "set")
     again = load_calibration(out)
     assert again.tokens.equal(calib.tokens) and again.manifest == json.loads(json.dumps(calib.manifest))

@@ -30,7 +30,9 @@ def test_shares_match_recipe_in_train_and_val(kind, tiny_tokenizer):
     val_rows = [r for r in m["rows"] if r["split"] == "val"]
     val_nl = sum(r["category"] == "natural_language" for r in val_rows) / len(val_rows)
     assert abs(val_nl - RECIPE[kind]["natural_language"]) <= 0.01
-    assert m["token_counts"]["total"] == 16 * 64 and m["tokenizer"]["vocab_size"] == len(tiny_tokenizer.get_vocab())
+    assert m["token_counts"]["total"] == 16 * 64 and m["tokenizer"]["vocab_size"] == len(
+        tiny_tokenizer.get_vocab()
+    )
     # each row's tokens really are the tokenization of the file at its offset
     for r, row in zip(m["rows"], calib.tokens.tolist(), strict=True):
         assert r["tokens"] == 64 and len(row) == 64

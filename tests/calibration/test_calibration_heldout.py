@@ -38,8 +38,9 @@ def test_folder_heldout_units_are_never_drawn(tiny_tokenizer, tmp_path):
     from codequant.calibration.local import local_units
 
     usable = [u for u in local_units(str(folder)) if u.category == "python" and not is_heldout(u)]
-    calib = build_calibration("code", tiny_tokenizer, samples=2 * len(usable) - 1, seq_len=40, val_samples=0,
-                              sources=[str(folder)])
+    calib = build_calibration(
+        "code", tiny_tokenizer, samples=2 * len(usable) - 1, seq_len=40, val_samples=0, sources=[str(folder)]
+    )
     drawn = {r["unit"] for r in calib.manifest["rows"] if r["category"] == "python"}
     assert drawn == {u.id for u in usable} and not drawn & held  # every usable repo once, no held-out repo
 
@@ -48,6 +49,11 @@ def test_heldout_shapes_and_determinism(tiny_tokenizer):
     a = heldout_tokens("python", tiny_tokenizer, n_tokens=2000)
     b = heldout_tokens("python", tiny_tokenizer, n_tokens=2000)
     rows = heldout_tokens("python", tiny_tokenizer, samples=4, seq_len=500)
-    assert a.dtype.is_floating_point is False and a.equal(b) and rows.shape == (4, 500) and rows.flatten().equal(a)
+    assert (
+        a.dtype.is_floating_point is False
+        and a.equal(b)
+        and rows.shape == (4, 500)
+        and rows.flatten().equal(a)
+    )
     with pytest.raises(CodequantError, match="python or java"):
         heldout_tokens("rust", tiny_tokenizer)

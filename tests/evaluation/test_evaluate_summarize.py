@@ -23,7 +23,9 @@ def _rows(out):
 
 
 def test_canonical_scores_reference_against_itself(tmp_path, no_sandbox):
-    s = evaluate("canonical", "humaneval-summarize", EvalSettings(limit=5), out_dir=tmp_path / "c", progress=False)
+    s = evaluate(
+        "canonical", "humaneval-summarize", EvalSettings(limit=5), out_dir=tmp_path / "c", progress=False
+    )
     assert s["task"] == "summarize" and s["problems"] == 5 and s["completions"] == 5
     assert s["bleu"] == pytest.approx(100.0) and s["corpus_bleu"] == pytest.approx(100.0)
     assert s["rouge_l"] == pytest.approx(1.0) and s["status_counts"] == {"scored": 5}
@@ -37,11 +39,21 @@ def test_canonical_scores_reference_against_itself(tmp_path, no_sandbox):
 def test_tiny_model_both_styles_and_resume(tmp_path, tiny_llama, tiny_tokenizer, no_sandbox, style):
     tiny = Loaded("tiny", tiny_llama, tiny_tokenizer)
     out = tmp_path / style
-    first = evaluate(tiny, "humaneval-summarize", EvalSettings(limit=1, max_new_tokens=8, prompt_style=style),
-                     out_dir=out, progress=False)
+    first = evaluate(
+        tiny,
+        "humaneval-summarize",
+        EvalSettings(limit=1, max_new_tokens=8, prompt_style=style),
+        out_dir=out,
+        progress=False,
+    )
     assert first["completions"] == 1
-    s = evaluate(tiny, "humaneval-summarize", EvalSettings(limit=2, max_new_tokens=8, prompt_style=style),
-                 out_dir=out, progress=False)
+    s = evaluate(
+        tiny,
+        "humaneval-summarize",
+        EvalSettings(limit=2, max_new_tokens=8, prompt_style=style),
+        out_dir=out,
+        progress=False,
+    )
     assert s["run"]["new_completions"] == 1  # resumed: only the second problem was generated
     rows = _rows(out)
     assert [r["task_id"] for r in rows] == ["HumanEvalSummarize/0", "HumanEvalSummarize/1"]
@@ -62,7 +74,9 @@ def test_failures_refuses_a_text_run(tmp_path, no_sandbox):
 
     from codequant.cli import app
 
-    evaluate("canonical", "humaneval-summarize", EvalSettings(limit=2), out_dir=tmp_path / "c", progress=False)
+    evaluate(
+        "canonical", "humaneval-summarize", EvalSettings(limit=2), out_dir=tmp_path / "c", progress=False
+    )
     res = CliRunner().invoke(app, ["failures", str(tmp_path / "c")])
     assert res.exit_code != 0 and "scored by text" in str(res.exception)
 
@@ -73,7 +87,8 @@ def test_cli_evaluate_prints_scores(tmp_path, no_sandbox):
     from codequant.cli import app
 
     out = tmp_path / "c"
-    res = CliRunner().invoke(app, ["evaluate", "canonical", "-b", "humaneval-summarize", "--limit", "3",
-                                   "--out", str(out)])
+    res = CliRunner().invoke(
+        app, ["evaluate", "canonical", "-b", "humaneval-summarize", "--limit", "3", "--out", str(out)]
+    )
     assert res.exit_code == 0, res.output
     assert "3 summaries of 3 problems  BLEU-4 100.00  corpus BLEU-4 100.00  ROUGE-L 1.0000" in res.output

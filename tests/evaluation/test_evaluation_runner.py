@@ -10,13 +10,28 @@ from codequant.evaluation import EvalSettings, Loaded, evaluate
 
 TEST = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(0) == 0\n"
 RECORDS = [
-    {"task_id": "Mini/0", "prompt": "def double(x):\n    \"\"\"Return 2 * x.\"\"\"\n",
-     "canonical_solution": "    return 2 * x\n", "test": TEST, "entry_point": "double"},
-    {"task_id": "Mini/1", "prompt": "import math\n\n\ndef twice(x):\n    \"\"\"Return x + x.\"\"\"\n",
-     "canonical_solution": "    return x + x\n", "test": TEST, "entry_point": "twice"},
+    {
+        "task_id": "Mini/0",
+        "prompt": 'def double(x):\n    """Return 2 * x."""\n',
+        "canonical_solution": "    return 2 * x\n",
+        "test": TEST,
+        "entry_point": "double",
+    },
+    {
+        "task_id": "Mini/1",
+        "prompt": 'import math\n\n\ndef twice(x):\n    """Return x + x."""\n',
+        "canonical_solution": "    return x + x\n",
+        "test": TEST,
+        "entry_point": "twice",
+    },
     # a wrong reference solution: the harness must report it as failing
-    {"task_id": "Mini/2", "prompt": "def dbl(x):\n", "canonical_solution": "    return x * 3\n", "test": TEST,
-     "entry_point": "dbl"},
+    {
+        "task_id": "Mini/2",
+        "prompt": "def dbl(x):\n",
+        "canonical_solution": "    return x * 3\n",
+        "test": TEST,
+        "entry_point": "dbl",
+    },
 ]
 
 
@@ -41,7 +56,11 @@ def test_canonical_run_resume_and_config_guard(mini, tmp_path):
     rows = _lines(out)
     assert [r["task_id"] for r in sorted(rows, key=lambda r: r["task_id"])] == ["Mini/0", "Mini/1", "Mini/2"]
     bad = next(r for r in rows if r["task_id"] == "Mini/2")
-    assert bad["passed"] is False and bad["exception_type"] == "AssertionError" and "check(dbl)" in bad["program"]
+    assert (
+        bad["passed"] is False
+        and bad["exception_type"] == "AssertionError"
+        and "check(dbl)" in bad["program"]
+    )
     assert json.loads((out / "summary.json").read_text())["pass@1"] == s["pass@1"]
     assert set(s["versions"]) >= {"torch", "transformers", "codequant"}
 
@@ -54,7 +73,9 @@ def test_canonical_run_resume_and_config_guard(mini, tmp_path):
     assert redone["run"]["new_completions"] == 1 and redone["completions"] == 3 and len(_lines(out)) == 3
 
     with pytest.raises(CodequantError, match="different config.*max_new_tokens"):
-        evaluate("canonical", "humaneval", EvalSettings(max_new_tokens=7), data=mini, out_dir=out, progress=False)
+        evaluate(
+            "canonical", "humaneval", EvalSettings(max_new_tokens=7), data=mini, out_dir=out, progress=False
+        )
 
 
 def test_model_sampling_scope_grows_reproducibly(mini, tmp_path, tiny_llama, tiny_tokenizer):
@@ -67,8 +88,11 @@ def test_model_sampling_scope_grows_reproducibly(mini, tmp_path, tiny_llama, tin
     first = {(r["task_id"], r["sample_index"]): r for r in _lines(out)}
     r = first[("Mini/0", 0)]
     assert r["prompt"] == RECORDS[0]["prompt"] and r["program"].split("\n", 1)[1].startswith(
-        RECORDS[0]["prompt"] + r["completion"])  # after the line that rebinds __name__ (python_main="skip")
-    assert r["stop_reason"] in ("eos", "stop", "length") and 0 < r["new_tokens"] <= 8 and r["prompt_tokens"] > 0
+        RECORDS[0]["prompt"] + r["completion"]
+    )  # after the line that rebinds __name__ (python_main="skip")
+    assert (
+        r["stop_reason"] in ("eos", "stop", "length") and 0 < r["new_tokens"] <= 8 and r["prompt_tokens"] > 0
+    )
     assert r["status"] in ("syntax_error", "assertion", "exception", "ok", "timeout", "killed")
 
     grown = evaluate(tiny, "humaneval", replace(base, samples=3), **kw)
@@ -82,11 +106,20 @@ def test_model_sampling_scope_grows_reproducibly(mini, tmp_path, tiny_llama, tin
 
 
 def test_greedy_samples_repeat_and_user_errors(mini, tmp_path, tiny_llama, tiny_tokenizer):
-    s = evaluate(Loaded("tiny", tiny_llama, tiny_tokenizer), "humaneval", EvalSettings(samples=2, max_new_tokens=4),
-                 data=mini, out_dir=tmp_path / "g", progress=False)
+    s = evaluate(
+        Loaded("tiny", tiny_llama, tiny_tokenizer),
+        "humaneval",
+        EvalSettings(samples=2, max_new_tokens=4),
+        data=mini,
+        out_dir=tmp_path / "g",
+        progress=False,
+    )
     rows = _lines(tmp_path / "g")
     assert s["completions"] == 6 and len({r["raw_output"] for r in rows if r["task_id"] == "Mini/0"}) == 1
-    assert s["config"]["prompt_style"] == "auto" and "Complete the following Python function" in rows[0]["prompt"]
+    assert (
+        s["config"]["prompt_style"] == "auto"
+        and "Complete the following Python function" in rows[0]["prompt"]
+    )
     with pytest.raises(CodequantError, match="unknown benchmark"):
         evaluate("canonical", "nope", out_dir=tmp_path / "x")
     with pytest.raises(CodequantError, match="samples"):
@@ -103,8 +136,13 @@ def test_canonical_humaneval_all_pass(tmp_path):
 @pytest.mark.slow
 def test_smollm2_chat_first_problems(tmp_path):
     """The embedded model answers through its chat template; its code blocks are extracted and executed."""
-    s = evaluate("smollm2-135m", "humaneval", EvalSettings(prompt_style="chat", limit=3, max_new_tokens=160),
-                 out_dir=tmp_path / "s", progress=False)
+    s = evaluate(
+        "smollm2-135m",
+        "humaneval",
+        EvalSettings(prompt_style="chat", limit=3, max_new_tokens=160),
+        out_dir=tmp_path / "s",
+        progress=False,
+    )
     rows = _lines(tmp_path / "s")
     assert s["problems"] == 3 and len(rows) == 3
     assert all("<|im_start|>assistant" in r["prompt"] for r in rows)
@@ -113,8 +151,14 @@ def test_smollm2_chat_first_problems(tmp_path):
 
 
 def test_model_spec_loaded_through_codequant_models(mini, tmp_path, tiny_llama_dir):
-    s = evaluate(str(tiny_llama_dir), "humaneval", EvalSettings(limit=1, max_new_tokens=4, prompt_style="base"),
-                 data=mini, out_dir=tmp_path / "f", progress=False)
+    s = evaluate(
+        str(tiny_llama_dir),
+        "humaneval",
+        EvalSettings(limit=1, max_new_tokens=4, prompt_style="base"),
+        data=mini,
+        out_dir=tmp_path / "f",
+        progress=False,
+    )
     assert s["completions"] == 1 and s["config"]["model"] == str(tiny_llama_dir)
     assert s["run"]["load_s"] > 0 and _lines(tmp_path / "f")[0]["new_tokens"] >= 1
 
@@ -129,5 +173,7 @@ def test_device_is_checked_before_any_work(tmp_path):
         resolve_device("tpu")
     if not torch.cuda.is_available():
         with pytest.raises(CodequantError, match="no CUDA GPU"):
-            evaluate("smollm2-135m", "humaneval", EvalSettings(limit=1, device="cuda"), out_dir=tmp_path / "run")
+            evaluate(
+                "smollm2-135m", "humaneval", EvalSettings(limit=1, device="cuda"), out_dir=tmp_path / "run"
+            )
         assert not (tmp_path / "run").exists()

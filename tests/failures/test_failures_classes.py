@@ -16,15 +16,27 @@ from codequant.sandbox.python import run_python
 needs_java = pytest.mark.skipif(shutil.which("javac") is None, reason="no JDK (javac) on this machine")
 
 
-def record(language: str, completion: str, program: str | None = None, stop_reason: str = "stop",
-           limits: Limits | None = None) -> dict:
+def record(
+    language: str,
+    completion: str,
+    program: str | None = None,
+    stop_reason: str = "stop",
+    limits: Limits | None = None,
+) -> dict:
     """A samples.jsonl record as the evaluation writes it, executed for real."""
     program = program if program is not None else completion
     res = (run_java if language == "java" else run_python)(program, limits)
-    return {"task_id": "t", "sample_index": 0, "language": language, "completion": completion, "program": program,
-            "stop_reason": stop_reason, "passed": res.passed, **{k: v for k, v in res.to_dict().items()
-                                                                  if k != "stdout"},
-            "stderr_tail": res.stderr}
+    return {
+        "task_id": "t",
+        "sample_index": 0,
+        "language": language,
+        "completion": completion,
+        "program": program,
+        "stop_reason": stop_reason,
+        "passed": res.passed,
+        **{k: v for k, v in res.to_dict().items() if k != "stdout"},
+        "stderr_tail": res.stderr,
+    }
 
 
 def py(body: str, test: str = "assert f(2) == 4\n", **kw) -> dict:
@@ -42,8 +54,11 @@ PY_CASES = [
     ("    return fancy_double(x)\n", Failure.HALLUCINATED_API, "name fancy_double"),
     ("    import math\n    return math.double(x)\n", Failure.HALLUCINATED_API, "math.double"),
     ("    return [x].push(x)\n", Failure.HALLUCINATED_API, "list.push"),
-    ("    import numpy_but_not_installed\n    return x\n", Failure.HALLUCINATED_API,
-     "module numpy_but_not_installed"),
+    (
+        "    import numpy_but_not_installed\n    return x\n",
+        Failure.HALLUCINATED_API,
+        "module numpy_but_not_installed",
+    ),
     ("    from math import double\n    return double(x)\n", Failure.HALLUCINATED_API, "math.double"),
     # names the standard library defines: a missing import, not a hallucination
     ("    return int(sqrt(x * x)) * 2\n", Failure.RUNTIME, "NameError"),
@@ -79,26 +94,55 @@ def test_a_cut_completion_that_does_not_parse_is_degenerate_and_one_that_parses_
 
 
 def java_program(method_body: str, imports: str = "import java.util.*;\n") -> str:
-    return (f"{imports}class Solution {{\n    public int f(int x) {{\n{method_body}\n    }}\n}}\n"
-            "public class Main {\n    public static void main(String[] args) {\n"
-            "        if (new Solution().f(2) != 4) throw new AssertionError();\n    }\n}\n")
+    return (
+        f"{imports}class Solution {{\n    public int f(int x) {{\n{method_body}\n    }}\n}}\n"
+        "public class Main {\n    public static void main(String[] args) {\n"
+        "        if (new Solution().f(2) != 4) throw new AssertionError();\n    }\n}\n"
+    )
 
 
 JAVA_CASES = [
     ("        return x * 2;", "import java.util.*;\n", None, None),
     ("        return x + 3;", "import java.util.*;\n", Failure.ASSERTION, "wrong answer"),
     ("        return x * 2", "import java.util.*;\n", Failure.SYNTAX, "';' expected"),
-    ("        int[] a = new int[1];\n        return a[x];", "", Failure.RUNTIME, "ArrayIndexOutOfBoundsException"),
+    (
+        "        int[] a = new int[1];\n        return a[x];",
+        "",
+        Failure.RUNTIME,
+        "ArrayIndexOutOfBoundsException",
+    ),
     ("        String s = x;\n        return 1;", "", Failure.COMPILE, "incompatible types"),
     ("        return y;", "", Failure.COMPILE, "undefined variable y"),
-    ("        List<Integer> l = new ArrayList<>();\n        return x * 2;", "", Failure.COMPILE,
-     "missing import List"),
-    ("        return MathUtils.twice(x);", "import java.util.*;\n", Failure.HALLUCINATED_API, "class MathUtils"),
-    ("        return doubleIt(x);", "import java.util.*;\n", Failure.HALLUCINATED_API, "Solution.doubleIt(int)"),
-    ("        List<Integer> l = new ArrayList<>();\n        return l.length() + x * 2;", "import java.util.*;\n",
-     Failure.HALLUCINATED_API, "List.length()"),
-    ("        return 2 * x;", "import org.apache.commons.math3.util.FastMath;\n", Failure.HALLUCINATED_API,
-     "package org.apache.commons.math3.util"),
+    (
+        "        List<Integer> l = new ArrayList<>();\n        return x * 2;",
+        "",
+        Failure.COMPILE,
+        "missing import List",
+    ),
+    (
+        "        return MathUtils.twice(x);",
+        "import java.util.*;\n",
+        Failure.HALLUCINATED_API,
+        "class MathUtils",
+    ),
+    (
+        "        return doubleIt(x);",
+        "import java.util.*;\n",
+        Failure.HALLUCINATED_API,
+        "Solution.doubleIt(int)",
+    ),
+    (
+        "        List<Integer> l = new ArrayList<>();\n        return l.length() + x * 2;",
+        "import java.util.*;\n",
+        Failure.HALLUCINATED_API,
+        "List.length()",
+    ),
+    (
+        "        return 2 * x;",
+        "import org.apache.commons.math3.util.FastMath;\n",
+        Failure.HALLUCINATED_API,
+        "package org.apache.commons.math3.util",
+    ),
 ]
 
 

@@ -15,7 +15,9 @@ from codequant.failures.degenerate import no_code, repetitive
 from codequant.stats.growth import growth_tests
 
 
-def design(problems: int, samples: int, rates: dict[str, float], seed: int) -> dict[str, dict[int, str | None]]:
+def design(
+    problems: int, samples: int, rates: dict[str, float], seed: int
+) -> dict[str, dict[int, str | None]]:
     """Random runs: each completion draws a class with the given probabilities (rest: passed); each problem has
     its own difficulty so that completions of one problem are correlated."""
     rng = np.random.default_rng(seed)
@@ -67,8 +69,10 @@ def test_a_growing_class_is_found_and_its_clustered_p_is_durkalskis():
 
 def test_one_completion_per_problem_gets_the_exact_mcnemar_and_bh_covers_every_row():
     base = design(120, 1, {"assertion": 0.3, "runtime": 0.05}, seed=3)
-    others = {"q4": design(120, 1, {"assertion": 0.32, "runtime": 0.06}, seed=4),
-              "q2": design(120, 1, {"assertion": 0.3, "runtime": 0.1, "degenerate": 0.15}, seed=5)}
+    others = {
+        "q4": design(120, 1, {"assertion": 0.32, "runtime": 0.06}, seed=4),
+        "q2": design(120, 1, {"assertion": 0.3, "runtime": 0.1, "degenerate": 0.15}, seed=5),
+    }
     rows = growth_tests(base, others)
     assert {r.test for r in rows} == {"mcnemar"}
     for r in rows:
@@ -89,18 +93,29 @@ def test_runs_of_different_completions_are_an_error_unless_common_only():
     assert [(r.failure, r.n_pairs, r.new, r.gone) for r in rows] == [("syntax", 2, 1, 0)]
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("", True), ("   \n\n", True), ("    # TODO: implement\n    pass\n", True),
-    ('    """Return the answer."""\n    ...\n', True), ("    return 42\n", False),
-    ("    # compute\n    x = 1\n", False),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("", True),
+        ("   \n\n", True),
+        ("    # TODO: implement\n    pass\n", True),
+        ('    """Return the answer."""\n    ...\n', True),
+        ("    return 42\n", False),
+        ("    # compute\n    x = 1\n", False),
+    ],
+)
 def test_no_code_in_python(text, expected):
     assert no_code(text, "python") is expected
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("  // later\n  }\n", True), ("/* nothing */ ;", True), ("        return x * 2;\n    }\n", False),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("  // later\n  }\n", True),
+        ("/* nothing */ ;", True),
+        ("        return x * 2;\n    }\n", False),
+    ],
+)
 def test_no_code_in_java(text, expected):
     assert no_code(text, "java") is expected
 
@@ -110,10 +125,13 @@ def test_repetition_flags_loops_and_not_ordinary_code():
         "    result = []\n    for i in range(len(numbers)):\n        for j in range(i + 1, len(numbers)):\n"
         "            if abs(numbers[i] - numbers[j]) < threshold:\n                return True\n"
         "    if not numbers:\n        return False\n    if len(numbers) == 1:\n        return False\n"
-        "    total = sum(numbers)\n    mean = total / len(numbers)\n    return mean > threshold\n")
+        "    total = sum(numbers)\n    mean = total / len(numbers)\n    return mean > threshold\n"
+    )
     assert not repetitive(ordinary)
     braces = "            }\n        }\n    }\n}\n" * 2  # closing braces repeat in any nested Java code
     assert not repetitive(braces)
     assert repetitive("    x = x + 1\n" * 4)
     loop = "    if n == 1:\n        return 1\n    if n == 2:\n        return 2\n"
-    assert repetitive("".join(loop.replace("1", str(k)).replace("2", str(k + 1)) for k in range(2)) + loop * 8)
+    assert repetitive(
+        "".join(loop.replace("1", str(k)).replace("2", str(k + 1)) for k in range(2)) + loop * 8
+    )

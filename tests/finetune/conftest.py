@@ -23,7 +23,15 @@ def aqlm_student_and_targets(tiny_llama):
     teacher = copy.deepcopy(tiny_llama)
     tokens = torch.randint(1, teacher.config.vocab_size, (12, 24))
     targets = compute_teacher_targets(teacher, tokens, top_k=16, batch_size=4, progress=False)
-    quantizer = AqlmQuantizer(QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8, seed=0,
-                                          options={"max_rounds": 1, "tune_epochs": 0}))
+    quantizer = AqlmQuantizer(
+        QuantConfig(
+            "aqlm",
+            num_codebooks=1,
+            codebook_bits=4,
+            group_size=8,
+            seed=0,
+            options={"max_rounds": 1, "tune_epochs": 0},
+        )
+    )
     quantize_model(tiny_llama, tokens[:8], quantizer, progress=False)
     return tiny_llama, tokens, targets

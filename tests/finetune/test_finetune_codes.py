@@ -46,8 +46,9 @@ def test_reencode_fixes_exactly_the_pairs_that_moved():
 
 def test_reencode_with_several_codebooks_changes_codes_and_strictly_lowers_the_error():
     layer = _layer(m=2, seed=1)
-    target = layer.dequantize() + 1.0 * torch.randn(layer.out_features, layer.in_features,
-                                                    generator=torch.Generator().manual_seed(2))
+    target = layer.dequantize() + 1.0 * torch.randn(
+        layer.out_features, layer.in_features, generator=torch.Generator().manual_seed(2)
+    )
     before_codes = layer.codes.clone()
     moved = ((target - layer.dequantize()) ** 2).reshape(6, 3, 4).sum(-1)
     chosen = torch.zeros(18, dtype=torch.bool)
@@ -74,8 +75,11 @@ def test_shadow_steps_then_reencoding_move_codes_towards_the_loss():
     """PV-style code update end to end: the straight-through gradient moves the shadow towards a better weight,
     re-encoding towards the shadow changes codes, and the loss of the *quantized* layer strictly falls."""
     layer = _layer(m=1, size=16, g=4, out=8, inp=16, seed=3)
-    wanted = AqlmLinear(torch.randint(0, 16, layer.codes.shape, generator=torch.Generator().manual_seed(4)),
-                        layer.codebooks.data, layer.scales.data.flatten())
+    wanted = AqlmLinear(
+        torch.randint(0, 16, layer.codes.shape, generator=torch.Generator().manual_seed(4)),
+        layer.codebooks.data,
+        layer.scales.data.flatten(),
+    )
     x = torch.randn(64, 16, generator=torch.Generator().manual_seed(5))
     with torch.no_grad():
         y = wanted(x)
@@ -120,15 +124,25 @@ def test_distill_with_code_updates_changes_codes_and_keeps_the_best(aqlm_student
     tr = TeacherTargets(targets.ids[:8], targets.logprobs[:8])
     va = TeacherTargets(targets.ids[8:], targets.logprobs[8:])
     codes_before = {n: m.codes.clone() for n, m in student.named_modules() if isinstance(m, AqlmLinear)}
-    config = FinetuneConfig(epochs=3, lr=3e-3, batch_size=4, patience=3, code_updates=True, reencode_fraction=0.05,
-                            reencode_every=1)
+    config = FinetuneConfig(
+        epochs=3,
+        lr=3e-3,
+        batch_size=4,
+        patience=3,
+        code_updates=True,
+        reencode_fraction=0.05,
+        reencode_every=1,
+    )
     result = distill(student, tokens[:8], tr, tokens[8:], va, config, checkpoint_dir=tmp_path, progress=False)
     assert all(h["codes_changed"] > 0 for h in result.history)
     assert result.val_kl_after < result.val_kl_before
     # keep-best restored the codes with the codebooks: the model's KL is the best epoch's
     assert mean_kl(student, tokens[8:], va, 4) == pytest.approx(result.val_kl_after, rel=1e-5)
-    moved = sum(int((m.codes != codes_before[n]).sum()) for n, m in student.named_modules()
-                if isinstance(m, AqlmLinear))
+    moved = sum(
+        int((m.codes != codes_before[n]).sum())
+        for n, m in student.named_modules()
+        if isinstance(m, AqlmLinear)
+    )
     assert moved > 0 or result.best_epoch == 0
     # shadows are gone after training and never reach the state dict
     assert all(SHADOW_ATTR not in m.__dict__ for m in student.modules())

@@ -138,8 +138,16 @@ def _codes(model) -> dict[str, torch.Tensor]:
 
 def _fresh(base, tokens):
     model = copy.deepcopy(base)
-    quantizer = AqlmQuantizer(QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8, seed=0,
-                                          options={"max_rounds": 1, "tune_epochs": 0}))
+    quantizer = AqlmQuantizer(
+        QuantConfig(
+            "aqlm",
+            num_codebooks=1,
+            codebook_bits=4,
+            group_size=8,
+            seed=0,
+            options={"max_rounds": 1, "tune_epochs": 0},
+        )
+    )
     quantize_model(model, tokens[:8], quantizer, progress=False)
     return model
 
@@ -159,7 +167,9 @@ def test_distill_with_pv_tuning_fits_its_rows_better_than_codebooks_alone(tiny_l
     plain = distill(plain_model, tokens, targets, tokens, targets, FinetuneConfig(**settings), progress=False)
     before = _codes(pv_model)
     config = FinetuneConfig(**settings, pv_tuning=True, pv_lr=0.1, pv_tau=0.01)
-    result = distill(pv_model, tokens, targets, tokens, targets, config, checkpoint_dir=tmp_path, progress=False)
+    result = distill(
+        pv_model, tokens, targets, tokens, targets, config, checkpoint_dir=tmp_path, progress=False
+    )
     assert all(h["codes_changed"] > 0 for h in result.history)
     assert result.val_kl_before == pytest.approx(plain.val_kl_before)
     assert result.val_kl_after < 0.95 * plain.val_kl_after, (plain.val_kl_after, result.val_kl_after)

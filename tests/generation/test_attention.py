@@ -28,8 +28,12 @@ def test_plan_groups_rows_by_their_earliest_live_column():
     plan = LiveWindows.plan(_mask([0, 2, 30, 31, 30], 40), group_cost=4)
     assert plan.groups == ((0, 2, 0), (2, 5, 30))
     assert LiveWindows.plan(_mask([0, 0, 0], 16)) is None  # nothing to skip
-    assert LiveWindows.plan(_mask([0, 1, 0], 16), group_cost=24) is None  # skipping one column is not worth a call
-    assert LiveWindows.plan(_mask([3, 5], 16), group_cost=100).groups == ((0, 2, 3),)  # one group, still narrower
+    assert (
+        LiveWindows.plan(_mask([0, 1, 0], 16), group_cost=24) is None
+    )  # skipping one column is not worth a call
+    assert LiveWindows.plan(_mask([3, 5], 16), group_cost=100).groups == (
+        (0, 2, 3),
+    )  # one group, still narrower
 
 
 def test_plan_is_optimal_against_every_partition():
@@ -41,7 +45,9 @@ def test_plan_is_optimal_against_every_partition():
         got = _cost(plan.groups, first, width, 10) if plan else 10 + rows * width
         cuts = [c for k in range(rows) for c in itertools.combinations(range(1, rows), k)]
         bounds = [(0, *c, rows) for c in cuts]
-        best = min(sum(10 + (b - a) * (width - min(first[a:b])) for a, b in itertools.pairwise(bs)) for bs in bounds)
+        best = min(
+            sum(10 + (b - a) * (width - min(first[a:b])) for a, b in itertools.pairwise(bs)) for bs in bounds
+        )
         assert got == best
         if plan:
             assert [g[0] for g in plan.groups][0] == 0 and plan.groups[-1][1] == rows
@@ -63,14 +69,14 @@ def test_window_attention_equals_full_width_sdpa():
     mask[2, ..., 30] = False  # a rejected draft column inside a live window
     module = _Module()
     module.num_key_value_groups = heads // kv
-    full, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=dim ** -0.5)
+    full, _ = sdpa_attention_forward(module, q, k, v, mask, scaling=dim**-0.5)
     plan = LiveWindows.plan(_mask(first, width), group_cost=2)
     assert len(plan.groups) > 1
-    ours, _ = engine_attention(module, q, k, v, mask, scaling=dim ** -0.5, live_windows=plan)
+    ours, _ = engine_attention(module, q, k, v, mask, scaling=dim**-0.5, live_windows=plan)
     assert ours.shape == full.shape
     torch.testing.assert_close(ours, full, rtol=1e-5, atol=1e-6)
     wrong = LiveWindows(tuple((a, b, c + 1) for a, b, c in plan.groups))  # one live column dropped per group
-    bad, _ = engine_attention(module, q, k, v, mask, scaling=dim ** -0.5, live_windows=wrong)
+    bad, _ = engine_attention(module, q, k, v, mask, scaling=dim**-0.5, live_windows=wrong)
     assert not torch.allclose(bad, full, rtol=1e-4, atol=1e-5)
 
 
@@ -90,8 +96,9 @@ def test_engine_uses_the_windows_and_keeps_its_tokens(tiny_llama, tiny_tokenizer
     params = SamplingParams(max_new_tokens=20)
     plans = []
     real = LiveWindows.plan
-    monkeypatch.setattr(LiveWindows, "plan", classmethod(lambda cls, mask, *a: plans.append(real(mask, *a))
-                                                          or plans[-1]))
+    monkeypatch.setattr(
+        LiveWindows, "plan", classmethod(lambda cls, mask, *a: plans.append(real(mask, *a)) or plans[-1])
+    )
     fast = generate(tiny_llama, tiny_tokenizer, reqs, params, batch_size=4, progress=False)
     assert any(p is not None and (len(p.groups) > 1 or p.groups[0][2] > 0) for p in plans)
     import codequant.generation.engine as E

@@ -25,7 +25,15 @@ def test_greedy_tokens_identical_across_batch_sizes_and_packing():
     runs = {}
     for batch in (1, 8, 32):
         for packed in (False, True):
-            out = generate(model, tok, reqs, params, batch_size=batch, engine=EngineOptions(packed=packed), progress=False)
+            out = generate(
+                model,
+                tok,
+                reqs,
+                params,
+                batch_size=batch,
+                engine=EngineOptions(packed=packed),
+                progress=False,
+            )
             runs[(batch, packed)] = {c.key: c.token_ids for c in out}
     reference = runs[(1, False)]
     assert len(reference) == 12 and all(len(t) > 0 for t in reference.values())

@@ -13,7 +13,7 @@ PROMPTS = [
     "for i in range(10):\n    print(i)\nThe quick brown fox",
     "import",
     "class Problem {\n    public static long add(long a",
-    "def is_even(n: int) -> bool:\n    \"\"\"Return True",
+    'def is_even(n: int) -> bool:\n    """Return True',
     "Python lists are",
     "from typing import List\n\n\ndef mean(xs",
 ]
@@ -25,10 +25,15 @@ def _hf_batched(model, tok, prompts, max_new_tokens):
     tok.padding_side = "left"
     enc = tok(prompts, return_tensors="pt", padding=True)
     with torch.inference_mode():
-        seq = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, pad_token_id=tok.pad_token_id,
-                             eos_token_id=eos)
+        seq = model.generate(
+            **enc,
+            max_new_tokens=max_new_tokens,
+            do_sample=False,
+            pad_token_id=tok.pad_token_id,
+            eos_token_id=eos,
+        )
     out = []
-    for row in seq[:, enc["input_ids"].shape[1]:].tolist():
+    for row in seq[:, enc["input_ids"].shape[1] :].tolist():
         ends = [row.index(e) for e in eos if e in row]
         out.append(row[: min(ends)] if ends else row)
     return out
@@ -52,7 +57,9 @@ def test_greedy_identical_to_generate_with_rows_leaving_and_joining(tiny_llama, 
     assert [c.stop_reason for c in ours] == [c.stop_reason for c in ref]
     assert [c.key for c in ours] == list(range(len(PROMPTS)))
     assert [c.token_ids for c in ours] == _hf_batched(model, tok, PROMPTS, 24)
-    static = generate(model, tok, reqs, params, batch_size=3, engine=EngineOptions(continuous=False), progress=False)
+    static = generate(
+        model, tok, reqs, params, batch_size=3, engine=EngineOptions(continuous=False), progress=False
+    )
     assert [c.token_ids for c in static] == [c.token_ids for c in ours]
 
 
@@ -65,15 +72,18 @@ def test_records_and_stop_sequences(tiny_llama, tiny_tokenizer):
     assert c.raw_output == tok.decode(c.token_ids, skip_special_tokens=True) and c.seconds > 0
     # A stop sequence taken from the middle of an unconstrained output stops that row there.
     text = free[0].raw_output
-    stop = text[len(text) // 2: len(text) // 2 + 2]
-    stopped = generate(model, tok, reqs, SamplingParams(max_new_tokens=16, stop=(stop,)), batch_size=2,
-                       progress=False)[0]
+    stop = text[len(text) // 2 : len(text) // 2 + 2]
+    stopped = generate(
+        model, tok, reqs, SamplingParams(max_new_tokens=16, stop=(stop,)), batch_size=2, progress=False
+    )[0]
     assert stopped.stop_reason == "stop" and stop in stopped.raw_output
     assert stopped.new_tokens < free[0].new_tokens and text.startswith(stopped.raw_output)
-    ruled = generate(model, tok, reqs, SamplingParams(max_new_tokens=16, stop_rule=lambda s: len(s) >= 3),
-                     progress=False)
-    assert [r.stop_reason for r in ruled] == ["eos" if f.stop_reason == "eos" and f.new_tokens < 3 else "stop"
-                                              for f in free]
+    ruled = generate(
+        model, tok, reqs, SamplingParams(max_new_tokens=16, stop_rule=lambda s: len(s) >= 3), progress=False
+    )
+    assert [r.stop_reason for r in ruled] == [
+        "eos" if f.stop_reason == "eos" and f.new_tokens < 3 else "stop" for f in free
+    ]
     assert all(len(r.raw_output) >= 3 for r in ruled if r.stop_reason == "stop")
 
 
@@ -93,8 +103,13 @@ def test_sampling_is_seeded_per_request(tiny_llama, tiny_tokenizer):
 def test_tiny_top_p_is_greedy(tiny_llama, tiny_tokenizer, top_p):
     reqs = [Request(p, seed=3) for p in PROMPTS[:3]]
     greedy = generate(tiny_llama, tiny_tokenizer, reqs, SamplingParams(max_new_tokens=10), progress=False)
-    nucleus = generate(tiny_llama, tiny_tokenizer, reqs, SamplingParams(max_new_tokens=10, temperature=0.7,
-                                                                         top_p=top_p), progress=False)
+    nucleus = generate(
+        tiny_llama,
+        tiny_tokenizer,
+        reqs,
+        SamplingParams(max_new_tokens=10, temperature=0.7, top_p=top_p),
+        progress=False,
+    )
     assert [c.token_ids for c in greedy] == [c.token_ids for c in nucleus]
 
 
@@ -115,8 +130,14 @@ def test_length_groups_bound_the_padding_of_each_prefill():
     rows = [Row(i, [1] * n, 0.0, None) for i, n in enumerate(lengths)]
     groups = length_groups(rows, ratio=0.8)
     assert [r.req_index for g in groups for r in g] == list(range(len(lengths)))  # order kept, nothing lost
-    assert [[len(r.prompt_ids) for r in g] for g in groups] == [[322], [223, 220, 219, 180], [178, 150], [140],
-                                                               [94, 94], [3]]
+    assert [[len(r.prompt_ids) for r in g] for g in groups] == [
+        [322],
+        [223, 220, 219, 180],
+        [178, 150],
+        [140],
+        [94, 94],
+        [3],
+    ]
     for g in groups:
         assert min(len(r.prompt_ids) for r in g) >= 0.8 * len(g[0].prompt_ids)
     assert length_groups([]) == []
@@ -135,29 +156,44 @@ def test_shared_prefix_is_prefilled_once_and_changes_no_token(tiny_llama, tiny_t
     assert all(ids[: len(prefix.ids)] == prefix.ids and len(ids) > len(prefix.ids) for ids in encoded)
     params = SamplingParams(max_new_tokens=16)
     first = generate(model, tok, reqs, params, batch_size=3, progress=False)
-    model.generation_config.eos_token_id = Counter(t for c in first for t in c.token_ids[2:]).most_common(1)[0][0]
+    model.generation_config.eos_token_id = Counter(t for c in first for t in c.token_ids[2:]).most_common(1)[
+        0
+    ][0]
     ours = generate(model, tok, reqs, params, batch_size=3, progress=False)
     assert len({c.new_tokens for c in ours}) >= 3  # rows left and joined at different steps
     ref = hf_generate(model, tok, reqs, params, progress=False)
     assert [c.token_ids for c in ours] == [c.token_ids for c in ref]
-    static = generate(model, tok, reqs, params, batch_size=3, engine=EngineOptions(continuous=False), progress=False)  # no prefix path
+    static = generate(
+        model, tok, reqs, params, batch_size=3, engine=EngineOptions(continuous=False), progress=False
+    )  # no prefix path
     assert [c.token_ids for c in static] == [c.token_ids for c in ref]
 
 
 def test_prompt_lookup_drafts_keep_greedy_output_identical(tiny_llama, tiny_tokenizer):
     model, tok = tiny_llama, tiny_tokenizer
-    prompts = ["def f(x):\n    return x + 1\n\ndef f(x):\n    return", "a b c a b c a b", PROMPTS[1], PROMPTS[3]]
+    prompts = [
+        "def f(x):\n    return x + 1\n\ndef f(x):\n    return",
+        "a b c a b c a b",
+        PROMPTS[1],
+        PROMPTS[3],
+    ]
     reqs = [Request(p, key=i) for i, p in enumerate(prompts)]
     params = SamplingParams(max_new_tokens=40)
-    ours = generate(model, tok, reqs, params, batch_size=16, progress=False)  # 4 rows <= 16 // 4: drafts verified
+    ours = generate(
+        model, tok, reqs, params, batch_size=16, progress=False
+    )  # 4 rows <= 16 // 4: drafts verified
     assert sum(c.drafted_tokens for c in ours) > 0 and all(c.drafted_tokens <= c.new_tokens for c in ours)
-    plain = generate(model, tok, reqs, params, batch_size=16, engine=EngineOptions(speculate=False), progress=False)
+    plain = generate(
+        model, tok, reqs, params, batch_size=16, engine=EngineOptions(speculate=False), progress=False
+    )
     assert sum(c.drafted_tokens for c in plain) == 0
     ref = hf_generate(model, tok, reqs, params, progress=False)
     assert [c.token_ids for c in ours] == [c.token_ids for c in plain] == [c.token_ids for c in ref]
     assert [c.stop_reason for c in ours] == [c.stop_reason for c in ref]
     # A frequent output token as EOS: rows now end inside accepted drafts too, exactly where generate ends them.
-    model.generation_config.eos_token_id = Counter(t for c in ours for t in c.token_ids[3:]).most_common(1)[0][0]
+    model.generation_config.eos_token_id = Counter(t for c in ours for t in c.token_ids[3:]).most_common(1)[
+        0
+    ][0]
     ours = generate(model, tok, reqs, params, batch_size=16, progress=False)
     ref = hf_generate(model, tok, reqs, params, progress=False)
     assert "eos" in {c.stop_reason for c in ours}
@@ -182,9 +218,12 @@ def test_engine_and_generate_run_on_cuda(tiny_llama, tiny_tokenizer):
     ours = generate(model, tiny_tokenizer, reqs, params, batch_size=4, progress=False)
     ref = hf_generate(model, tiny_tokenizer, reqs, params, progress=False)
     assert [c.token_ids for c in ours] == [c.token_ids for c in ref]
-    assert sum(a.token_ids == b.token_ids for a, b in zip(ours, cpu, strict=True)) >= len(reqs) - 1  # GPU float noise
-    sampled = generate(model, tiny_tokenizer, reqs[:2], SamplingParams(max_new_tokens=6, temperature=1.0),
-                       progress=False)
+    assert (
+        sum(a.token_ids == b.token_ids for a, b in zip(ours, cpu, strict=True)) >= len(reqs) - 1
+    )  # GPU float noise
+    sampled = generate(
+        model, tiny_tokenizer, reqs[:2], SamplingParams(max_new_tokens=6, temperature=1.0), progress=False
+    )
     assert all(c.new_tokens > 0 for c in sampled)
 
 
@@ -195,11 +234,21 @@ def test_sliding_window_models_fall_back_to_static_batches(tiny_tokenizer):
     from codequant.generation.kvcache import slot_cache
 
     torch.manual_seed(0)
-    config = Gemma3TextConfig(vocab_size=len(tiny_tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                              num_attention_heads=2, num_key_value_heads=1, head_dim=16, sliding_window=4,
-                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=256,
-                              pad_token_id=tiny_tokenizer.pad_token_id, eos_token_id=tiny_tokenizer.eos_token_id,
-                              bos_token_id=tiny_tokenizer.bos_token_id)
+    config = Gemma3TextConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        sliding_window=4,
+        layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=256,
+        pad_token_id=tiny_tokenizer.pad_token_id,
+        eos_token_id=tiny_tokenizer.eos_token_id,
+        bos_token_id=tiny_tokenizer.bos_token_id,
+    )
     model = Gemma3ForCausalLM(config).eval()
     assert slot_cache(model.config, 4) is None
     reqs = [Request(p, key=i) for i, p in enumerate(PROMPTS[:4])]

@@ -24,7 +24,11 @@ def test_smollm2_greedy_equals_generate_with_prefix_and_drafts():
     prefix = SharedPrefix.find(model, encoded)
     assert prefix is not None and len(prefix.ids) >= 40  # the system turn and the instruction
     params = SamplingParams(max_new_tokens=64, stop_rule=fenced_block_complete)
-    ours = generate(model, tok, reqs, params, batch_size=24, progress=False)  # 6 rows <= 24 // 4: drafts from the start
+    ours = generate(
+        model, tok, reqs, params, batch_size=24, progress=False
+    )  # 6 rows <= 24 // 4: drafts from the start
     ref = hf_generate(model, tok, reqs, params, progress=False)
     assert [c.token_ids for c in ours] == [c.token_ids for c in ref]
-    assert sum(c.drafted_tokens for c in ours) > 0.2 * sum(c.new_tokens for c in ours)  # the answer repeats the prompt
+    assert sum(c.drafted_tokens for c in ours) > 0.2 * sum(
+        c.new_tokens for c in ours
+    )  # the answer repeats the prompt

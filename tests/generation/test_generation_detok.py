@@ -46,7 +46,7 @@ def test_random_token_streams_and_special_tokens(tiny_tokenizer):
             inc.append(tok)
         full = tiny_tokenizer.decode(ids, skip_special_tokens=True)
         assert inc.full() == full and full.startswith(inc.text)
-        assert set(full[len(inc.text):]) <= {"\ufffd"}  # at most undecodable bytes at the end, not yet shown
+        assert set(full[len(inc.text) :]) <= {"\ufffd"}  # at most undecodable bytes at the end, not yet shown
 
 
 def test_each_token_decodes_a_window_not_the_whole_output(tiny_tokenizer):

@@ -4,7 +4,7 @@ from codequant.benchmarks.problem import Problem
 from codequant.errors import CodequantError
 from codequant.generation.prompts import build_prompt, resolve_style
 
-P = Problem("T/0", "python", "def f(x):\n    \"\"\"Return x.\"\"\"\n", "", "f")
+P = Problem("T/0", "python", 'def f(x):\n    """Return x."""\n', "", "f")
 
 
 def test_styles(tiny_tokenizer):

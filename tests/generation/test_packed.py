@@ -11,7 +11,9 @@ from codequant.generation import packed as packed_mod
 from codequant.generation.engine import EngineOptions, Request, SamplingParams, generate
 from codequant.generation.packed import packable_linears, packed_linears
 
-needs_onednn = pytest.mark.skipif(not packable_linears(nn.Sequential(nn.Linear(2, 2))), reason="no oneDNN linear ops")
+needs_onednn = pytest.mark.skipif(
+    not packable_linears(nn.Sequential(nn.Linear(2, 2))), reason="no oneDNN linear ops"
+)
 
 
 @needs_onednn
@@ -60,8 +62,26 @@ def test_memory_guard_and_switch(tiny_llama, monkeypatch):
 
 
 def test_engine_tokens_are_the_same_with_and_without_packing(tiny_llama, tiny_tokenizer):
-    reqs = [Request(p, key=i) for i, p in enumerate(["def add(a, b):", "import", "for i in range(3):", "x ="])]
+    reqs = [
+        Request(p, key=i) for i, p in enumerate(["def add(a, b):", "import", "for i in range(3):", "x ="])
+    ]
     params = SamplingParams(max_new_tokens=24)
-    plain = generate(tiny_llama, tiny_tokenizer, reqs, params, batch_size=4, engine=EngineOptions(packed=False), progress=False)
-    fast = generate(tiny_llama, tiny_tokenizer, reqs, params, batch_size=4, engine=EngineOptions(packed=True), progress=False)
+    plain = generate(
+        tiny_llama,
+        tiny_tokenizer,
+        reqs,
+        params,
+        batch_size=4,
+        engine=EngineOptions(packed=False),
+        progress=False,
+    )
+    fast = generate(
+        tiny_llama,
+        tiny_tokenizer,
+        reqs,
+        params,
+        batch_size=4,
+        engine=EngineOptions(packed=True),
+        progress=False,
+    )
     assert [c.token_ids for c in fast] == [c.token_ids for c in plain]

@@ -49,16 +49,21 @@ def test_replay_ends_an_output_where_the_engine_does(tiny_llama, tiny_tokenizer)
     reqs = [Request(p, key=i) for i, p in enumerate(PROMPTS)]
     free = generate(model, tok, reqs, SamplingParams(max_new_tokens=40), progress=False)
     text = [tok.decode(c.token_ids) for c in free]
-    stop = tuple(sorted({t[len(t) // 3: len(t) // 3 + 2] for t in text if len(t) > 8}))
-    for params in (SamplingParams(max_new_tokens=30, stop=stop), SamplingParams(max_new_tokens=30, stop_rule=_rule),
-                   SamplingParams(max_new_tokens=12)):
+    stop = tuple(sorted({t[len(t) // 3 : len(t) // 3 + 2] for t in text if len(t) > 8}))
+    for params in (
+        SamplingParams(max_new_tokens=30, stop=stop),
+        SamplingParams(max_new_tokens=30, stop_rule=_rule),
+        SamplingParams(max_new_tokens=12),
+    ):
         engine = generate(model, tok, reqs, params, progress=False)
         eos = {int(model.generation_config.eos_token_id)}
         replayed = [replay(c.token_ids, tok, params, eos, "length") for c in free]
         assert [ids for ids, _ in replayed] == [c.token_ids for c in engine]
         assert [r for _, r in replayed] == [c.stop_reason for c in engine]
-    assert {c.stop_reason for c in generate(model, tok, reqs, SamplingParams(max_new_tokens=30, stop=stop),
-                                            progress=False)} >= {"stop"}
+    assert {
+        c.stop_reason
+        for c in generate(model, tok, reqs, SamplingParams(max_new_tokens=30, stop=stop), progress=False)
+    } >= {"stop"}
 
 
 def test_replay_eos_and_vllm_finish_reasons(tiny_tokenizer):
@@ -72,7 +77,9 @@ def test_replay_eos_and_vllm_finish_reasons(tiny_tokenizer):
 def test_missing_vllm_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.delenv(PYTHON_ENV, raising=False)
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
     with pytest.raises(CodequantError, match="make setup-vllm"):
         vllm_python(VllmSettings())
     with pytest.raises(CodequantError, match="does not exist"):
@@ -94,9 +101,19 @@ def vllm_llama_dir(tmp_path_factory, tiny_tokenizer) -> Path:
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(tiny_tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
-                      num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=512,
-                      tie_word_embeddings=False, bos_token_id=0, eos_token_id=0, pad_token_id=0)
+    cfg = LlamaConfig(
+        vocab_size=len(tiny_tokenizer),
+        hidden_size=128,
+        intermediate_size=256,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=512,
+        tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=0,
+        pad_token_id=0,
+    )
     path = tmp_path_factory.mktemp("vllm-llama")
     LlamaForCausalLM(cfg).eval().save_pretrained(path)
     tiny_tokenizer.save_pretrained(path)
@@ -133,14 +150,21 @@ def test_vllm_greedy_equals_the_engine_and_samples_are_seeded(vllm_llama_dir, ti
 
 @pytest.mark.slow
 @needs_vllm
-def test_vllm_reads_the_dequantized_export_and_names_what_it_cannot_read(vllm_llama_dir, tiny_tokenizer, tmp_path):
+def test_vllm_reads_the_dequantized_export_and_names_what_it_cannot_read(
+    vllm_llama_dir, tiny_tokenizer, tmp_path
+):
     from codequant.models import load
     from codequant.quant.run import QuantRun, build_config, quantize_to_dir
 
     out = tmp_path / "rtn"
     torch.manual_seed(0)
-    quantize_to_dir(str(vllm_llama_dir), build_config("rtn", bits=4, group_size=32), out,
-                    QuantRun(calibration=torch.randint(1, 300, (16, 32)), formats=("dequantized",)), progress=False)
+    quantize_to_dir(
+        str(vllm_llama_dir),
+        build_config("rtn", bits=4, group_size=32),
+        out,
+        QuantRun(calibration=torch.randint(1, 300, (16, 32)), formats=("dequantized",)),
+        progress=False,
+    )
     model = load(str(out)).model
     reqs = [Request(p, key=i) for i, p in enumerate(PROMPTS)]
     params = SamplingParams(max_new_tokens=16)
@@ -164,11 +188,23 @@ def test_vllm_evaluation_matches_the_engine_on_smollm2(tmp_path):
     from codequant.evaluation import evaluate
 
     common = dict(limit=5, prompt_style="chat", max_new_tokens=256)
-    ours = evaluate("smollm2-135m", "humaneval", EvalSettings(**common), out_dir=tmp_path / "engine", progress=False)
-    theirs = evaluate("smollm2-135m", "humaneval", EvalSettings(**common, backend="vllm", vllm=CPU),
-                      out_dir=tmp_path / "vllm", progress=False)
-    rows = [{json.loads(x)["task_id"]: json.loads(x) for x in (tmp_path / d / "samples.jsonl").read_text().splitlines()}
-            for d in ("engine", "vllm")]
+    ours = evaluate(
+        "smollm2-135m", "humaneval", EvalSettings(**common), out_dir=tmp_path / "engine", progress=False
+    )
+    theirs = evaluate(
+        "smollm2-135m",
+        "humaneval",
+        EvalSettings(**common, backend="vllm", vllm=CPU),
+        out_dir=tmp_path / "vllm",
+        progress=False,
+    )
+    rows = [
+        {
+            json.loads(x)["task_id"]: json.loads(x)
+            for x in (tmp_path / d / "samples.jsonl").read_text().splitlines()
+        }
+        for d in ("engine", "vllm")
+    ]
     assert rows[0].keys() == rows[1].keys() and len(rows[0]) == 5
     assert [rows[0][k]["raw_output"] for k in rows[0]] == [rows[1][k]["raw_output"] for k in rows[0]]
     assert theirs["passed"] == ours["passed"] and theirs["run"]["backend"] == "vllm"

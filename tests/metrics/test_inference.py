@@ -19,7 +19,9 @@ SMALL = InferenceSettings(prompt_tokens=8, new_tokens=3, batches=(1, 3))
 
 def test_measure_times_prefill_and_each_batch(tiny_llama_dir):
     r = measure(str(tiny_llama_dir), SMALL, backend="fp")
-    assert r.prefill_tok_s > 0 and set(r.decode_tok_s) == {1, 3} and all(v > 0 for v in r.decode_tok_s.values())
+    assert (
+        r.prefill_tok_s > 0 and set(r.decode_tok_s) == {1, 3} and all(v > 0 for v in r.decode_tok_s.values())
+    )
     assert r.file_bytes == sum(p.stat().st_size for p in tiny_llama_dir.glob("*.safetensors")) > 0
     assert r.formula_bits_per_param is None and r.peak_rss_mb > 0
     assert json.loads(json.dumps(r.to_dict()))["decode_tok_s"].keys() == {"1", "3"}
@@ -31,7 +33,9 @@ def test_measure_times_prefill_and_each_batch(tiny_llama_dir):
 
 def test_isolated_measure_and_its_errors(tiny_llama_dir, tmp_path):
     r = measure_isolated(str(tiny_llama_dir), SMALL, backend="given")
-    assert r["backend"] == "given" and r["decode_tok_s"]["3"] > 0 and r["peak_rss_mb"] > 50 and r["wall_s"] > 0
+    assert (
+        r["backend"] == "given" and r["decode_tok_s"]["3"] > 0 and r["peak_rss_mb"] > 50 and r["wall_s"] > 0
+    )
     bad = measure_isolated(str(tmp_path / "nothing-here"), SMALL)
     assert "error" in bad and bad["spec"].endswith("nothing-here")
 

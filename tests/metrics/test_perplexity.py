@@ -19,7 +19,10 @@ def test_matches_hf_loss_and_batching(tiny_llama):
     assert res["windows"] == 5 and res["tokens"] == 4 * 31 + 9
     assert float(res) == pytest.approx(math.exp(res["nll"]))
     with torch.no_grad():
-        losses = [tiny_llama(input_ids=w[None], labels=w[None]).loss.item() * (w.numel() - 1) for w in stream.split(32)]
+        losses = [
+            tiny_llama(input_ids=w[None], labels=w[None]).loss.item() * (w.numel() - 1)
+            for w in stream.split(32)
+        ]
     assert res["nll"] == pytest.approx(sum(losses) / res["tokens"], rel=1e-5)
     rows = perplexity(tiny_llama, stream[:128].view(4, 32), seq_len=32, batch_size=1, progress=False)
     one = perplexity(tiny_llama, stream[:128], seq_len=32, batch_size=4, progress=False)

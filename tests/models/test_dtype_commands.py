@@ -14,8 +14,15 @@ import torch
 import yaml
 
 TEST = "def check(candidate):\n    assert candidate(2) == 4\n"
-RECORDS = [{"task_id": "Mini/0", "prompt": "def double(x):\n    \"\"\"Return 2 * x.\"\"\"\n",
-            "canonical_solution": "    return 2 * x\n", "test": TEST, "entry_point": "double"}]
+RECORDS = [
+    {
+        "task_id": "Mini/0",
+        "prompt": 'def double(x):\n    """Return 2 * x."""\n',
+        "canonical_solution": "    return 2 * x\n",
+        "test": TEST,
+        "entry_point": "double",
+    }
+]
 CODE = "def add(a, b):\n    return a + b\n\n\nclass Box:\n    def __init__(self, v):\n        self.v = v\n"
 
 
@@ -43,26 +50,89 @@ def _tensor_dtypes(path) -> set[torch.dtype]:
 
 def test_every_cli_command_keeps_float16(inputs, tiny_llama_dir):
     q, tmp = inputs / "q", inputs
-    done = cli("quantize", str(tiny_llama_dir), "--method", "rtn", "--bits", "4", "--group-size", "32",
-               "--calibration", str(tmp / "texts"), "--samples", "8", "--seq-len", "16", "--val-samples", "2",
-               "--dtype", "float16", "--out", str(q))
+    done = cli(
+        "quantize",
+        str(tiny_llama_dir),
+        "--method",
+        "rtn",
+        "--bits",
+        "4",
+        "--group-size",
+        "32",
+        "--calibration",
+        str(tmp / "texts"),
+        "--samples",
+        "8",
+        "--seq-len",
+        "16",
+        "--val-samples",
+        "2",
+        "--dtype",
+        "float16",
+        "--out",
+        str(q),
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((q / "quantize.json").read_text())["dtype"] == "float16"
     assert _tensor_dtypes(q / "model.safetensors") == {torch.float16}
 
-    done = cli("evaluate", str(q), "--data", str(tmp / "mini.jsonl"), "--limit", "1", "--max-new-tokens", "4",
-               "--prompt-style", "base", "--dtype", "fp16", "--out", str(tmp / "run"))
+    done = cli(
+        "evaluate",
+        str(q),
+        "--data",
+        str(tmp / "mini.jsonl"),
+        "--limit",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--prompt-style",
+        "base",
+        "--dtype",
+        "fp16",
+        "--out",
+        str(tmp / "run"),
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads((tmp / "run" / "config.json").read_text())["dtype"] == "float16"
 
-    done = cli("perplexity", str(q), "--text", str(tmp / "texts" / "f3.py"), "--seq-len", "16", "--dtype",
-               "float16", "--json")
+    done = cli(
+        "perplexity",
+        str(q),
+        "--text",
+        str(tmp / "texts" / "f3.py"),
+        "--seq-len",
+        "16",
+        "--dtype",
+        "float16",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["dtype"] == "float16"
 
-    done = cli("finetune", str(q), "--teacher", str(tiny_llama_dir), "--calibration", str(tmp / "texts"),
-               "--samples", "8", "--seq-len", "16", "--val-samples", "2", "--epochs", "1", "--top-k", "8",
-               "--dtype", "float16", "--teacher-device", "cpu", "--out", str(tmp / "ft"))
+    done = cli(
+        "finetune",
+        str(q),
+        "--teacher",
+        str(tiny_llama_dir),
+        "--calibration",
+        str(tmp / "texts"),
+        "--samples",
+        "8",
+        "--seq-len",
+        "16",
+        "--val-samples",
+        "2",
+        "--epochs",
+        "1",
+        "--top-k",
+        "8",
+        "--dtype",
+        "float16",
+        "--teacher-device",
+        "cpu",
+        "--out",
+        str(tmp / "ft"),
+    )
     assert done.returncode == 0, done.stderr
     saved = json.loads((tmp / "ft" / "finetune.json").read_text())
     assert (saved["dtype"], saved["teacher_dtype"], saved["teacher_device"]) == ("float16", "float16", "cpu")
@@ -70,20 +140,30 @@ def test_every_cli_command_keeps_float16(inputs, tiny_llama_dir):
 
 
 def test_auto_on_the_cpu_is_float32_from_the_cli(inputs, tiny_llama_dir):
-    done = cli("perplexity", str(tiny_llama_dir), "--text", str(inputs / "texts" / "f3.py"), "--seq-len", "16",
-               "--json")
+    done = cli(
+        "perplexity",
+        str(tiny_llama_dir),
+        "--text",
+        str(inputs / "texts" / "f3.py"),
+        "--seq-len",
+        "16",
+        "--json",
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.strip().splitlines()[-1])["dtype"] == "float32"
 
 
 def _study(tmp, model_dir, runner: dict) -> object:
-    cfg = {"name": "half", "models": [str(model_dir)],
-           "quantizations": [{"method": "rtn", "bits": [4], "calibration": ["texts"]}],
-           "calibration": {"samples": 4, "seq_len": 16, "val_samples": 0, "seed": 0},
-           "benchmarks": [{"name": "humaneval", "data": "mini.jsonl"}],
-           "decoding": [{"name": "greedy", "max_new_tokens": 4, "prompt_style": "base", "batch_size": 2}],
-           "perplexity": {"languages": ["python"], "tokens": 64, "seq_len": 16},
-           "runner": {"isolate": False, "quantize_batch_size": 2, **runner}}
+    cfg = {
+        "name": "half",
+        "models": [str(model_dir)],
+        "quantizations": [{"method": "rtn", "bits": [4], "calibration": ["texts"]}],
+        "calibration": {"samples": 4, "seq_len": 16, "val_samples": 0, "seed": 0},
+        "benchmarks": [{"name": "humaneval", "data": "mini.jsonl"}],
+        "decoding": [{"name": "greedy", "max_new_tokens": 4, "prompt_style": "base", "batch_size": 2}],
+        "perplexity": {"languages": ["python"], "tokens": 64, "seq_len": 16},
+        "runner": {"isolate": False, "quantize_batch_size": 2, **runner},
+    }
     path = tmp / f"half-{runner.get('dtype', 'auto')}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -125,10 +205,27 @@ def test_bad_dtype_is_the_same_one_line_from_yaml_and_cli(inputs, tiny_llama_dir
     path = _study(inputs, tiny_llama_dir, {"dtype": bad})
     with pytest.raises(CodequantError, match=rf"runner\.dtype: unknown dtype '{bad}'"):
         load_config(path)
-    for args in (["study", "run", str(path)], ["quantize", str(tiny_llama_dir), "--method", "rtn", "--bits", "4",
-                                                "--dtype", bad, "--out", str(inputs / "x")],
-                 ["evaluate", "canonical", "--dtype", bad], ["perplexity", "x", "--text", "y", "--dtype", bad]):
+    for args in (
+        ["study", "run", str(path)],
+        [
+            "quantize",
+            str(tiny_llama_dir),
+            "--method",
+            "rtn",
+            "--bits",
+            "4",
+            "--dtype",
+            bad,
+            "--out",
+            str(inputs / "x"),
+        ],
+        ["evaluate", "canonical", "--dtype", bad],
+        ["perplexity", "x", "--text", "y", "--dtype", bad],
+    ):
         done = cli(*args)
         assert done.returncode == 2, (args, done.stderr)
         lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
-        assert len(lines) == 1 and f"unknown dtype '{bad}'; use one of auto, float32, float16, bfloat16" in lines[0]
+        assert (
+            len(lines) == 1
+            and f"unknown dtype '{bad}'; use one of auto, float32, float16, bfloat16" in lines[0]
+        )

@@ -27,7 +27,9 @@ def native(tmp_path_factory, tiny_llama_builder, tiny_tokenizer):
     model = tiny_llama_builder(len(tiny_tokenizer))
     calib = torch.randint(3, 300, (4, 16), generator=torch.Generator().manual_seed(1))
     quantize_model(model, calib, make_quantizer(QuantConfig("rtn", bits=4, group_size=16)), progress=False)
-    return save_codequant_checkpoint(model, tmp_path_factory.mktemp("ckpt") / "native", tokenizer=tiny_tokenizer)
+    return save_codequant_checkpoint(
+        model, tmp_path_factory.mktemp("ckpt") / "native", tokenizer=tiny_tokenizer
+    )
 
 
 @pytest.fixture()
@@ -76,7 +78,11 @@ def test_the_inference_metrics_register_it(native, unregistered):
 
 
 def test_the_cli_registers_it_in_a_fresh_interpreter(native):
-    out = subprocess.run([sys.executable, "-c", "from codequant.cli import app; app()", "footprint", str(native),
-                          "--json"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-c", "from codequant.cli import app; app()", "footprint", str(native), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout)["source"] == "folder"

@@ -21,9 +21,17 @@ def fp16_dir(tmp_path_factory, tiny_llama_builder, tiny_tokenizer):
     return path
 
 
-@pytest.mark.parametrize("name, canonical", [("auto", "auto"), ("float16", "float16"), ("fp16", "float16"),
-                                             ("BF16", "bfloat16"), ("torch.bfloat16", "bfloat16"),
-                                             ("fp32", "float32")])
+@pytest.mark.parametrize(
+    "name, canonical",
+    [
+        ("auto", "auto"),
+        ("float16", "float16"),
+        ("fp16", "float16"),
+        ("BF16", "bfloat16"),
+        ("torch.bfloat16", "bfloat16"),
+        ("fp32", "float32"),
+    ],
+)
 def test_names_and_aliases(name, canonical):
     assert check_dtype(name) == canonical
 
@@ -55,7 +63,9 @@ def test_folder_own_dtype_and_load(fp16_dir, tiny_llama_dir):
     assert bf.dtype == "bfloat16" and {p.dtype for p in bf.model.parameters()} == {torch.bfloat16}
     with torch.no_grad():  # the half model runs on this CPU (slowly) and agrees with fp32 to fp16 precision
         x = torch.tensor([[1, 5, 9, 30, 2]])
-        assert torch.allclose(half.model(x).logits.float(), load(str(tiny_llama_dir)).model(x).logits, atol=2e-2)
+        assert torch.allclose(
+            half.model(x).logits.float(), load(str(tiny_llama_dir)).model(x).logits, atol=2e-2
+        )
 
 
 def test_gguf_own_dtype_is_what_the_converter_writes(tmp_path, tiny_llama, tiny_tokenizer):

@@ -51,15 +51,25 @@ def test_aqlm_quantized_linear_is_charged_its_codes_and_codebooks(tiny_llama):
 
     layer = tiny_llama.model.layers[0].mlp
     old = layer.down_proj
-    q = QuantizedLinear(old.in_features, old.out_features, in_group_size=8, out_group_size=1, num_codebooks=1,
-                        nbits_per_codebook=8, bias=False)
+    q = QuantizedLinear(
+        old.in_features,
+        old.out_features,
+        in_group_size=8,
+        out_group_size=1,
+        num_codebooks=1,
+        nbits_per_codebook=8,
+        bias=False,
+    )
     layer.down_proj = q
     fp = footprint(tiny_llama)
     q_bytes = sum(t.numel() * t.element_size() for t in [*q.parameters(), *q.buffers()])
     expected_bits = 8 * (fp.kinds["linear"].bytes) / fp.linear_weights
     assert fp.linear_modules == 7 * tiny_llama.config.num_hidden_layers
-    assert fp.linear_weights == sum(m.in_features * m.out_features for m in tiny_llama.modules()
-                                    if isinstance(m, (nn.Linear, QuantizedLinear)) and m is not tiny_llama.lm_head)
+    assert fp.linear_weights == sum(
+        m.in_features * m.out_features
+        for m in tiny_llama.modules()
+        if isinstance(m, (nn.Linear, QuantizedLinear)) and m is not tiny_llama.lm_head
+    )
     assert q_bytes < 4 * old.weight.numel()
     assert fp.linear_bits_per_weight == expected_bits < 32
     assert fp.parameters == _params(tiny_llama)

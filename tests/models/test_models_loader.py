@@ -38,8 +38,9 @@ def test_folder_load_casts_to_requested_dtype(tiny_llama_dir):
 
 
 def test_gguf_converts_once_then_loads_from_cache(tmp_path, tiny_llama, tiny_tokenizer):
-    gguf = write_tiny_gguf(tiny_llama, tiny_tokenizer, tmp_path / "tiny.gguf",
-                           chat_template=tiny_tokenizer.chat_template)
+    gguf = write_tiny_gguf(
+        tiny_llama, tiny_tokenizer, tmp_path / "tiny.gguf", chat_template=tiny_tokenizer.chat_template
+    )
     x = _ids(tiny_tokenizer)
     first = load(str(gguf))
     assert first.source == "gguf" and not first.cached
@@ -54,7 +55,9 @@ def test_gguf_converts_once_then_loads_from_cache(tmp_path, tiny_llama, tiny_tok
     tok = second.tokenizer
     assert tok.encode("return a + b") == tiny_tokenizer.encode("return a + b")
     assert tok.pad_token == tok.eos_token == "<|endoftext|>"  # the GGUF has no pad token: eos stands in
-    chat = tok.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True)
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "hi"}], tokenize=False, add_generation_prompt=True
+    )
     assert chat == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
@@ -131,7 +134,9 @@ def test_unknown_model_type(tmp_path):
 def test_architecture_that_is_no_causal_lm(tmp_path):
     from transformers import ViTConfig
 
-    ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8).save_pretrained(tmp_path)
+    ViTConfig(hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=8).save_pretrained(
+        tmp_path
+    )
     with pytest.raises(CodequantError, match="cannot load .* as a causal LM.*'vit'"):
         load(str(tmp_path))
 

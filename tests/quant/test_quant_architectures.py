@@ -30,7 +30,11 @@ HF_ONLY = {"mamba", "rwkv"}
 
 
 def _special(tok) -> dict[str, int]:
-    return {"pad_token_id": tok.pad_token_id, "eos_token_id": tok.eos_token_id, "bos_token_id": tok.bos_token_id}
+    return {
+        "pad_token_id": tok.pad_token_id,
+        "eos_token_id": tok.eos_token_id,
+        "bos_token_id": tok.bos_token_id,
+    }
 
 
 def _config(arch: str, tok, **overrides):
@@ -38,23 +42,61 @@ def _config(arch: str, tok, **overrides):
     import transformers as tf
 
     v, ids = len(tok), _special(tok)
-    attn = {"hidden_size": HIDDEN, "intermediate_size": INTER, "num_hidden_layers": 2, "num_attention_heads": 4,
-            "max_position_embeddings": 256, **ids}
+    attn = {
+        "hidden_size": HIDDEN,
+        "intermediate_size": INTER,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 256,
+        **ids,
+    }
     builders = {
-        "qwen2": lambda: tf.Qwen2Config(vocab_size=v, num_key_value_heads=2, tie_word_embeddings=True, **attn),
-        "gemma3": lambda: tf.Gemma3TextConfig(vocab_size=v, num_key_value_heads=2, head_dim=16, sliding_window=4,
-                                              layer_types=["sliding_attention", "full_attention"], **attn),
+        "qwen2": lambda: tf.Qwen2Config(
+            vocab_size=v, num_key_value_heads=2, tie_word_embeddings=True, **attn
+        ),
+        "gemma3": lambda: tf.Gemma3TextConfig(
+            vocab_size=v,
+            num_key_value_heads=2,
+            head_dim=16,
+            sliding_window=4,
+            layer_types=["sliding_attention", "full_attention"],
+            **attn,
+        ),
         "gpt_neox": lambda: tf.GPTNeoXConfig(vocab_size=v, rotary_pct=0.5, tie_word_embeddings=False, **attn),
-        "phi3": lambda: tf.Phi3Config(vocab_size=v, num_key_value_heads=2, original_max_position_embeddings=256,
-                                      tie_word_embeddings=False, **attn),
-        "mamba": lambda: tf.MambaConfig(vocab_size=v, hidden_size=HIDDEN, num_hidden_layers=2, state_size=8,
-                                        expand=2, conv_kernel=4, time_step_rank=16, tie_word_embeddings=False, **ids),
-        "rwkv": lambda: tf.RwkvConfig(vocab_size=v, hidden_size=HIDDEN, attention_hidden_size=HIDDEN,
-                                      intermediate_size=INTER, num_hidden_layers=2, context_length=256,
-                                      rescale_every=0, **ids),
-        "gpt2": lambda: tf.GPT2Config(vocab_size=v, n_embd=HIDDEN, n_layer=2, n_head=4, n_positions=256, **ids),
-        "gpt_bigcode": lambda: tf.GPTBigCodeConfig(vocab_size=v, n_embd=HIDDEN, n_layer=2, n_head=4,
-                                                   n_positions=256, multi_query=True, **ids),
+        "phi3": lambda: tf.Phi3Config(
+            vocab_size=v,
+            num_key_value_heads=2,
+            original_max_position_embeddings=256,
+            tie_word_embeddings=False,
+            **attn,
+        ),
+        "mamba": lambda: tf.MambaConfig(
+            vocab_size=v,
+            hidden_size=HIDDEN,
+            num_hidden_layers=2,
+            state_size=8,
+            expand=2,
+            conv_kernel=4,
+            time_step_rank=16,
+            tie_word_embeddings=False,
+            **ids,
+        ),
+        "rwkv": lambda: tf.RwkvConfig(
+            vocab_size=v,
+            hidden_size=HIDDEN,
+            attention_hidden_size=HIDDEN,
+            intermediate_size=INTER,
+            num_hidden_layers=2,
+            context_length=256,
+            rescale_every=0,
+            **ids,
+        ),
+        "gpt2": lambda: tf.GPT2Config(
+            vocab_size=v, n_embd=HIDDEN, n_layer=2, n_head=4, n_positions=256, **ids
+        ),
+        "gpt_bigcode": lambda: tf.GPTBigCodeConfig(
+            vocab_size=v, n_embd=HIDDEN, n_layer=2, n_head=4, n_positions=256, multi_query=True, **ids
+        ),
     }
     config = builders[arch]()
     for key, value in overrides.items():
@@ -75,8 +117,13 @@ ARCHS = ["qwen2", "gemma3", "gpt_neox", "phi3", "mamba", "rwkv", "gpt2", "gpt_bi
 METHODS = {
     "rtn": lambda: build_config("rtn", bits=4, group_size=16),
     "gptq": lambda: build_config("gptq", bits=4, group_size=16),
-    "aqlm": lambda: build_config("aqlm", num_codebooks=1, codebook_bits=8, group_size=4,
-                                 options={"max_rounds": 1, "kmeans_iters": 2, "tune_epochs": 1}),
+    "aqlm": lambda: build_config(
+        "aqlm",
+        num_codebooks=1,
+        codebook_bits=8,
+        group_size=4,
+        options={"max_rounds": 1, "kmeans_iters": 2, "tune_epochs": 1},
+    ),
 }
 # Relative logit error (||q - fp||^2 / ||fp||^2) each method stays under on every architecture here; measured at
 # most 0.033 (RTN and GPTQ, 4 bits g16) and 0.19 (AQLM 1x8 g4, 2 bits) on these random models. A linear quantized
@@ -128,7 +175,9 @@ def _generate(arch: str, model, tok) -> list[list[int]]:
 
     backend = hf_generate if arch in HF_ONLY else generate
     reqs = [Request(p, key=i) for i, p in enumerate(PROMPTS)]
-    tokens = [c.token_ids for c in backend(model, tok, reqs, SamplingParams(max_new_tokens=4), progress=False)]
+    tokens = [
+        c.token_ids for c in backend(model, tok, reqs, SamplingParams(max_new_tokens=4), progress=False)
+    ]
     assert tokens == [_greedy(model, tok, p, 4) for p in PROMPTS]
     return tokens
 
@@ -141,8 +190,13 @@ def test_quantize_export_reload_generate(arch, method, fp_dirs, tiny_tokenizer, 
     fp = load(str(fp_dirs[arch])).model
     expected = {name for layer in find_decoder_layers(fp)[1] for name in block_linears(layer)}
     out = tmp_path / "q"
-    result = quantize_to_dir(str(fp_dirs[arch]), METHODS[method](), out,
-                             QuantRun(calibration=CALIB, formats=("dequantized", "codequant")), progress=False)
+    result = quantize_to_dir(
+        str(fp_dirs[arch]),
+        METHODS[method](),
+        out,
+        QuantRun(calibration=CALIB, formats=("dequantized", "codequant")),
+        progress=False,
+    )
     assert result["complete"] and len(result["layers"]) == 2 * len(expected)
 
     native = load(str(out / "codequant")).model  # the codequant checkpoint: quantized modules again
@@ -168,7 +222,9 @@ def test_rwkv_rescaling_is_refused_by_name(tiny_tokenizer, tmp_path):
     folder = _save(_config("rwkv", tiny_tokenizer, rescale_every=6), tiny_tokenizer, tmp_path / "rwkv6")
     for method, config in METHODS.items():
         with pytest.raises(CodequantError, match=r"rescale_every=6.*set \"rescale_every\": 0"):
-            quantize_to_dir(str(folder), config(), tmp_path / method, QuantRun(calibration=CALIB), progress=False)
+            quantize_to_dir(
+                str(folder), config(), tmp_path / method, QuantRun(calibration=CALIB), progress=False
+            )
         assert not (tmp_path / method).exists()
 
 
@@ -189,8 +245,12 @@ def test_mamba_group_size_must_divide_the_time_step_rank(tiny_tokenizer, tmp_pat
     """Mamba's dt_proj has time_step_rank inputs (hidden/16 by default): a group size that does not divide it is
     refused by name, before any work."""
     folder = _save(_config("mamba", tiny_tokenizer, time_step_rank=4), tiny_tokenizer, tmp_path / "mamba")
-    with pytest.raises(CodequantError, match=r"does not divide the 4 inputs of backbone\.layers\.0\.mixer\.dt_proj"):
-        quantize_to_dir(str(folder), METHODS["rtn"](), tmp_path / "q", QuantRun(calibration=CALIB), progress=False)
+    with pytest.raises(
+        CodequantError, match=r"does not divide the 4 inputs of backbone\.layers\.0\.mixer\.dt_proj"
+    ):
+        quantize_to_dir(
+            str(folder), METHODS["rtn"](), tmp_path / "q", QuantRun(calibration=CALIB), progress=False
+        )
 
 
 def test_aqlm_format_refuses_conv1d_architectures(fp_dirs, tmp_path):
@@ -198,11 +258,17 @@ def test_aqlm_format_refuses_conv1d_architectures(fp_dirs, tmp_path):
     for by name it is an error before any work; by default it is left out of the formats."""
     config = METHODS["aqlm"]()
     with pytest.raises(CodequantError, match=r"aqlm format cannot hold GPT2LMHeadModel.*Conv1D"):
-        quantize_to_dir(str(fp_dirs["gpt2"]), config, tmp_path / "a", QuantRun(calibration=CALIB, formats=("aqlm",)),
-                        progress=False)
+        quantize_to_dir(
+            str(fp_dirs["gpt2"]),
+            config,
+            tmp_path / "a",
+            QuantRun(calibration=CALIB, formats=("aqlm",)),
+            progress=False,
+        )
     assert not (tmp_path / "a").exists()
-    result = quantize_to_dir(str(fp_dirs["gpt2"]), config, tmp_path / "b", QuantRun(calibration=CALIB),
-                             progress=False)
+    result = quantize_to_dir(
+        str(fp_dirs["gpt2"]), config, tmp_path / "b", QuantRun(calibration=CALIB), progress=False
+    )
     assert set(result["exports"]) == {"dequantized", "codequant"}
 
 
@@ -210,8 +276,16 @@ def test_decoder_blocks_are_found_by_what_they_are(fp_dirs):
     """The block list is the module list of num_hidden_layers blocks, wherever the architecture keeps it."""
     from transformers import AutoModelForCausalLM
 
-    where = {"qwen2": "model.layers", "gemma3": "model.layers", "gpt_neox": "gpt_neox.layers", "phi3": "model.layers",
-             "mamba": "backbone.layers", "rwkv": "rwkv.blocks", "gpt2": "transformer.h", "gpt_bigcode": "transformer.h"}
+    where = {
+        "qwen2": "model.layers",
+        "gemma3": "model.layers",
+        "gpt_neox": "gpt_neox.layers",
+        "phi3": "model.layers",
+        "mamba": "backbone.layers",
+        "rwkv": "rwkv.blocks",
+        "gpt2": "transformer.h",
+        "gpt_bigcode": "transformer.h",
+    }
     for arch, name in where.items():
         model = AutoModelForCausalLM.from_pretrained(fp_dirs[arch])
         assert find_decoder_layers(model)[0] == name, arch
@@ -221,7 +295,9 @@ def test_decoder_blocks_are_found_by_what_they_are(fp_dirs):
 
 
 @pytest.mark.parametrize("arch", sorted(HF_ONLY))
-def test_engine_refuses_recurrent_models_and_evaluation_falls_back_to_hf(arch, fp_dirs, tiny_tokenizer, tmp_path):
+def test_engine_refuses_recurrent_models_and_evaluation_falls_back_to_hf(
+    arch, fp_dirs, tiny_tokenizer, tmp_path
+):
     """The engine would crash on RWKV and decode wrong tokens on Mamba: it says why, and `evaluate` with the
     default engine backend generates with `model.generate` instead (its summary says so)."""
     from codequant.evaluation import EvalSettings, evaluate
@@ -232,9 +308,16 @@ def test_engine_refuses_recurrent_models_and_evaluation_falls_back_to_hf(arch, f
     model = load(str(fp_dirs[arch])).model
     assert engine_unsupported(model)
     with pytest.raises(CodequantError, match="backend hf"):
-        generate(model, tiny_tokenizer, [Request("x", key=0)], SamplingParams(max_new_tokens=2), progress=False)
-    summary = evaluate(str(fp_dirs[arch]), "humaneval", EvalSettings(limit=1, max_new_tokens=4, prompt_style="base"),
-                       out_dir=tmp_path / "run", progress=False)
+        generate(
+            model, tiny_tokenizer, [Request("x", key=0)], SamplingParams(max_new_tokens=2), progress=False
+        )
+    summary = evaluate(
+        str(fp_dirs[arch]),
+        "humaneval",
+        EvalSettings(limit=1, max_new_tokens=4, prompt_style="base"),
+        out_dir=tmp_path / "run",
+        progress=False,
+    )
     assert summary["run"]["backend"] == "hf" and summary["completions"] == 1
 
 

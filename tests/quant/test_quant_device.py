@@ -35,9 +35,19 @@ def test_to_device_moves_every_tensor_inside_and_keeps_the_rest():
     assert torch.equal(moved["ids"][0], torch.arange(3)) and isinstance(moved["ids"], list)
 
 
-@pytest.mark.parametrize("config", [QuantConfig("gptq", bits=3, group_size=32),
-                                    QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8,
-                                                options={"tune_epochs": 1, "max_rounds": 2})])
+@pytest.mark.parametrize(
+    "config",
+    [
+        QuantConfig("gptq", bits=3, group_size=32),
+        QuantConfig(
+            "aqlm",
+            num_codebooks=1,
+            codebook_bits=4,
+            group_size=8,
+            options={"tune_epochs": 1, "max_rounds": 2},
+        ),
+    ],
+)
 def test_walk_on_a_device_gives_the_in_place_results(tiny_llama_dir, calib, config):
     from transformers import AutoModelForCausalLM
 
@@ -45,7 +55,9 @@ def test_walk_on_a_device_gives_the_in_place_results(tiny_llama_dir, calib, conf
     for device in (None, "cpu"):
         model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
         torch.manual_seed(0)
-        report = quantize_model(model, calib, make_quantizer(config), WalkOptions(device=device), progress=False)
+        report = quantize_model(
+            model, calib, make_quantizer(config), WalkOptions(device=device), progress=False
+        )
         runs.append((_weights(model), [b["rel_output_mse"] for b in report.blocks]))
         assert all(p.device.type == "cpu" for p in model.parameters())
     (w0, e0), (w1, e1) = runs
@@ -58,16 +70,30 @@ def test_walk_on_a_device_gives_the_in_place_results(tiny_llama_dir, calib, conf
 def test_walk_on_cuda_holds_one_block_there_and_matches_the_cpu(tiny_llama_dir, calib, method):
     from transformers import AutoModelForCausalLM
 
-    config = (QuantConfig("gptq", bits=3, group_size=32) if method == "gptq" else
-              QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8))
+    config = (
+        QuantConfig("gptq", bits=3, group_size=32)
+        if method == "gptq"
+        else QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8)
+    )
     errors, on_gpu = {}, []
     for device in (None, "cuda"):
         model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
         _, layers = find_decoder_layers(model)
-        hooks = [layer.register_forward_pre_hook(
-            lambda _m, _a, layers=layers: on_gpu.append(sum(next(b.parameters()).is_cuda for b in layers)))
-            for layer in layers] if device else []
-        report = quantize_model(model, calib, make_quantizer(config), WalkOptions(device=device), progress=False)
+        hooks = (
+            [
+                layer.register_forward_pre_hook(
+                    lambda _m, _a, layers=layers: on_gpu.append(
+                        sum(next(b.parameters()).is_cuda for b in layers)
+                    )
+                )
+                for layer in layers
+            ]
+            if device
+            else []
+        )
+        report = quantize_model(
+            model, calib, make_quantizer(config), WalkOptions(device=device), progress=False
+        )
         for h in hooks:
             h.remove()
         errors[device] = [b["rel_output_mse"] for b in report.blocks]

@@ -26,16 +26,28 @@ REL = 0.10
 def floor(dtype: str) -> float:
     """The rounding floor of a relative squared error in `dtype`: 4 eps^2."""
     return 4 * torch.finfo(getattr(torch, dtype)).eps ** 2
+
+
 HALF = ("float16", "bfloat16")
 TEST = "def check(candidate):\n    assert candidate(2) == 4\n"
-RECORDS = [{"task_id": f"Mini/{i}", "prompt": f"def double{i}(x):\n    \"\"\"Return 2 * x.\"\"\"\n",
-            "canonical_solution": "    return 2 * x\n", "test": TEST, "entry_point": f"double{i}"} for i in range(2)]
+RECORDS = [
+    {
+        "task_id": f"Mini/{i}",
+        "prompt": f'def double{i}(x):\n    """Return 2 * x."""\n',
+        "canonical_solution": "    return 2 * x\n",
+        "test": TEST,
+        "entry_point": f"double{i}",
+    }
+    for i in range(2)
+]
 
 
 def _config(method: str):
     if method == "aqlm":
         config = build_config("aqlm", num_codebooks=1, codebook_bits=4, group_size=8, seed=0)
-        config.options.update({"max_rounds": 2, "tune_epochs": 1})  # block tuning runs: its masters are tested too
+        config.options.update(
+            {"max_rounds": 2, "tune_epochs": 1}
+        )  # block tuning runs: its masters are tested too
         return config
     return build_config(method, bits=4, group_size=32, seed=0)
 
@@ -52,10 +64,16 @@ def runs(tiny_llama_dir, tmp_path_factory, calib):
     for method in ("rtn", "gptq", "aqlm"):
         for dtype in ("float32", *HALF):
             out = tmp_path_factory.mktemp(f"{method}-{dtype}")
-            formats = ("aqlm", "dequantized", "codequant") if method == "aqlm" else ("dequantized", "codequant")
-            result = quantize_to_dir(str(tiny_llama_dir), _config(method), out,
-                                     QuantRun(calibration=calib, formats=formats, dtype=dtype),
-                                     progress=False)
+            formats = (
+                ("aqlm", "dequantized", "codequant") if method == "aqlm" else ("dequantized", "codequant")
+            )
+            result = quantize_to_dir(
+                str(tiny_llama_dir),
+                _config(method),
+                out,
+                QuantRun(calibration=calib, formats=formats, dtype=dtype),
+                progress=False,
+            )
             done[(method, dtype)] = (out, result)
     return done
 
@@ -93,7 +111,9 @@ def test_exports_keep_the_dtype_and_reload_in_it(runs, calib, method, dtype):
     assert [folder_dtype(f) for f in folders] == [dtype] * len(folders)
     from safetensors import safe_open
 
-    with safe_open(str(out / "model.safetensors"), framework="pt") as f:  # the tensors themselves, not the label
+    with safe_open(
+        str(out / "model.safetensors"), framework="pt"
+    ) as f:  # the tensors themselves, not the label
         assert {f.get_tensor(k).dtype for k in f.keys()} == {want}
     native, _ = load_codequant_checkpoint(out / "codequant")
     assert native.get_input_embeddings().weight.dtype == want
@@ -122,6 +142,11 @@ def test_reloaded_half_model_evaluates_in_the_sandbox(runs, tmp_path, dtype):
     rows = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
     assert all(r["status"] and r["new_tokens"] >= 1 and r["program"] for r in rows)  # generated and executed
     with pytest.raises(CodequantError, match="different config"):  # fp32 into the fp16 run folder: refused
-        evaluate(str(out), "humaneval", EvalSettings(limit=2, max_new_tokens=8, prompt_style="base",
-                                                     dtype="float32"), data=data, out_dir=tmp_path / "run",
-                 progress=False)
+        evaluate(
+            str(out),
+            "humaneval",
+            EvalSettings(limit=2, max_new_tokens=8, prompt_style="base", dtype="float32"),
+            data=data,
+            out_dir=tmp_path / "run",
+            progress=False,
+        )

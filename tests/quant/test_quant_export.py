@@ -23,7 +23,9 @@ from codequant.quant.registry import make_quantizer
 @pytest.fixture()
 def quantized(tiny_llama):
     calib = torch.randint(3, 384, (8, 16), generator=torch.Generator().manual_seed(1))
-    quantize_model(tiny_llama, calib, make_quantizer(QuantConfig("gptq", bits=3, group_size=16)), progress=False)
+    quantize_model(
+        tiny_llama, calib, make_quantizer(QuantConfig("gptq", bits=3, group_size=16)), progress=False
+    )
     return tiny_llama, calib
 
 
@@ -38,7 +40,9 @@ def test_dequantized_export_reloads_with_identical_logits(quantized, tiny_tokeni
     with torch.no_grad():
         assert torch.equal(reloaded(calib).logits, model(calib).logits)
     info = json.loads((out / "codequant.json").read_text())
-    assert info["method"] == "gptq" and info["accounting"]["formula_bits_per_param"] == pytest.approx(3 + 32 / 16)
+    assert info["method"] == "gptq" and info["accounting"]["formula_bits_per_param"] == pytest.approx(
+        3 + 32 / 16
+    )
     assert AutoTokenizer.from_pretrained(out)("def f():").input_ids == tiny_tokenizer("def f():").input_ids
 
 

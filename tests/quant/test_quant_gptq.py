@@ -98,9 +98,12 @@ def test_dead_inputs_are_zeroed():
     assert torch.isfinite(dq).all()
 
 
-@pytest.mark.parametrize("bits, group_size, weight_ratio, output_ratio", [(2, 32, 0.6, 0.6), (3, None, 0.8, 0.9)])
-def test_mse_clip_lowers_gptq_weight_and_output_error_on_heavy_tailed_weights(bits, group_size, weight_ratio,
-                                                                                output_ratio):
+@pytest.mark.parametrize(
+    "bits, group_size, weight_ratio, output_ratio", [(2, 32, 0.6, 0.6), (3, None, 0.8, 0.9)]
+)
+def test_mse_clip_lowers_gptq_weight_and_output_error_on_heavy_tailed_weights(
+    bits, group_size, weight_ratio, output_ratio
+):
     # Measured mse/minmax ratios (weight MSE, output error) over seeds 2..5: 2-bit g32 0.46-0.50 / 0.48-0.52,
     # 3-bit per row 0.67-0.74 / 0.72-0.99. At 3-4 bits with groups of 32 the output error moves either way
     # (0.82-1.26): the search minimises the weights' p-norm error, not GPTQ's output objective.
@@ -119,7 +122,9 @@ def test_mse_clip_is_searched_once_per_group_on_the_weights_it_fixes():
     w = heavy_tailed(24, 128, seed=3)
     _, _, xtx = setup(3)
     # static groups: every grid is fixed up front on the original contiguous group, so it is exactly its search
-    _, s, o, _ = fields(gptq_quantize_weight(w, xtx, 3, 32, GptqOptions(act_order=True, static_groups=True, clip="mse")))
+    _, s, o, _ = fields(
+        gptq_quantize_weight(w, xtx, 3, 32, GptqOptions(act_order=True, static_groups=True, clip="mse"))
+    )
     for g in range(4):
         s2, o2 = mse_params(w[:, 32 * g : 32 * (g + 1)], 3)
         assert torch.equal(s[:, g : g + 1], s2) and torch.equal(o[:, g : g + 1], o2)
@@ -135,7 +140,9 @@ def test_static_groups_without_act_order_is_an_error():
         gptq_quantize_weight(w, xtx, 4, 32, GptqOptions(static_groups=True))
     with pytest.raises(CodequantError, match="--static-groups only applies with --act-order"):
         make_quantizer(QuantConfig("gptq", bits=4, group_size=32, options={"static_groups": True}))
-    make_quantizer(QuantConfig("gptq", bits=4, group_size=32, options={"static_groups": True, "act_order": True}))
+    make_quantizer(
+        QuantConfig("gptq", bits=4, group_size=32, options={"static_groups": True, "act_order": True})
+    )
 
 
 def rank_deficient_xtx(n=8, d=64, seed=0) -> torch.Tensor:

@@ -35,7 +35,9 @@ def test_heldout_equals_in_sample_when_the_rows_are_the_same(tiny_llama_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     train = rows(8, 0)
     # one pass: every XTX from the fp block, as the held-out XTX is, so the same rows must give the same numbers
-    report = quantize_model(model, Split(train, train.clone()), gptq(), WalkOptions(sequential=False), progress=False)
+    report = quantize_model(
+        model, Split(train, train.clone()), gptq(), WalkOptions(sequential=False), progress=False
+    )
     for layer in report.layers:
         assert layer["rel_output_error_heldout"] == pytest.approx(layer["rel_output_error"], rel=1e-9)
     for block in report.blocks:
@@ -63,20 +65,30 @@ def test_heldout_rows_give_their_own_errors_and_do_not_steer_the_fit(tiny_llama_
 
 def test_progress_events_reach_a_callback(tiny_llama):
     events: list[QuantProgress] = []
-    quantize_model(tiny_llama, Split(rows(4, 0), rows(2, 1)), make_quantizer(QuantConfig("rtn", bits=4, group_size=32)),
-                   progress=events.append)
+    quantize_model(
+        tiny_llama,
+        Split(rows(4, 0), rows(2, 1)),
+        make_quantizer(QuantConfig("rtn", bits=4, group_size=32)),
+        progress=events.append,
+    )
     done = [e for e in events if e.stage == "done"]
     assert [e.block for e in done] == [0, 1] and all(e.blocks == 2 for e in events)
     assert "heldout_mse" in done[0].metrics and "block 1/2 done" in done[0].describe()
 
 
 def test_error_summary_shows_heldout_beside_in_sample():
-    result = {"layers": [{"rel_output_error": 0.01, "rel_output_error_heldout": 0.02},
-                         {"rel_output_error": 0.03, "rel_output_error_heldout": 0.04}],
-              "blocks": [{"rel_output_mse": 0.1, "rel_output_mse_heldout": 0.2}]}
+    result = {
+        "layers": [
+            {"rel_output_error": 0.01, "rel_output_error_heldout": 0.02},
+            {"rel_output_error": 0.03, "rel_output_error_heldout": 0.04},
+        ],
+        "blocks": [{"rel_output_mse": 0.1, "rel_output_mse_heldout": 0.2}],
+    }
     lines = error_summary(result)
-    assert lines == ["layer output error (mean over layers): in-sample 0.02, held-out 0.03",
-                     "block output error (last block): in-sample 0.1, held-out 0.2"]
+    assert lines == [
+        "layer output error (mean over layers): in-sample 0.02, held-out 0.03",
+        "block output error (last block): in-sample 0.1, held-out 0.2",
+    ]
     no_val = error_summary({"layers": [{"rel_output_error": 0.01}], "blocks": []})
     assert "no held-out rows" in no_val[0]
 

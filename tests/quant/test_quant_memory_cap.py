@@ -20,7 +20,9 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[2]
-CAP_BYTES = 1250 * 2**20  # measured: the new walk peaks at ~0.9 GiB here, the old one at 2.0 GB (docs/scale.md)
+CAP_BYTES = (
+    1250 * 2**20
+)  # measured: the new walk peaks at ~0.9 GiB here, the old one at 2.0 GB (docs/scale.md)
 ROWS, SEQ, HIDDEN = 512, 1024, 128  # one buffer: 512 * 1024 * 128 * 4 bytes = 256 MiB
 
 CHILD = f"""
@@ -92,8 +94,15 @@ def run_child(out: Path, cgroup: Path | None) -> subprocess.CompletedProcess:
 
     env = {**os.environ, "PYTHONPATH": os.environ.get("CAP_TEST_SOURCE", str(ROOT)), "OMP_NUM_THREADS": "1"}
     # cwd outside the checkout: `python -c` puts the cwd first on sys.path, before PYTHONPATH's source
-    return subprocess.run([sys.executable, "-c", CHILD, str(out)], preexec_fn=join, capture_output=True, text=True,
-                          env=env, timeout=1500, cwd=out.parent)
+    return subprocess.run(
+        [sys.executable, "-c", CHILD, str(out)],
+        preexec_fn=join,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1500,
+        cwd=out.parent,
+    )
 
 
 @pytest.mark.slow
@@ -106,8 +115,10 @@ def test_quantization_fits_a_memory_cap_the_old_walk_exceeded(tmp_path):
         peak = int(peak_file.read_text()) if peak_file.exists() else None
     finally:
         cgroup.rmdir()
-    assert capped.returncode == 0, (f"killed or failed under a {CAP_BYTES >> 20} MiB cap (rc {capped.returncode}, "
-                                    f"peak {peak}): {capped.stderr[-2000:]}")
+    assert capped.returncode == 0, (
+        f"killed or failed under a {CAP_BYTES >> 20} MiB cap (rc {capped.returncode}, "
+        f"peak {peak}): {capped.stderr[-2000:]}"
+    )
     free = run_child(tmp_path / "free.pt", None)
     assert free.returncode == 0, free.stderr[-2000:]
     a, b = torch.load(tmp_path / "capped.pt"), torch.load(tmp_path / "free.pt")

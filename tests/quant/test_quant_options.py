@@ -26,13 +26,19 @@ from codequant.quant.options import (
 from codequant.quant.registry import make_quantizer
 from codequant.study import build_plan, load_config, parse_config
 
-GPTQ_KEYS = "zero_point, clip, clip_grid, clip_maxshrink, clip_norm, percdamp, blocksize, act_order, static_groups"
+GPTQ_KEYS = (
+    "zero_point, clip, clip_grid, clip_maxshrink, clip_norm, percdamp, blocksize, act_order, static_groups"
+)
 RTN_KEYS = "zero_point, clip, clip_grid, clip_maxshrink, clip_norm"
 
 
 def study(method: str, options: dict) -> dict:
-    return {"name": "t", "models": ["m"], "benchmarks": [{"name": "humaneval"}],
-            "quantizations": [{"method": method, "bits": [4], "options": options}]}
+    return {
+        "name": "t",
+        "models": ["m"],
+        "benchmarks": [{"name": "humaneval"}],
+        "quantizations": [{"method": method, "bits": [4], "options": options}],
+    }
 
 
 def yaml_error(tmp_path, method: str, options: dict) -> str:
@@ -46,8 +52,12 @@ def yaml_error(tmp_path, method: str, options: dict) -> str:
 def cli_error(*args: str) -> str:
     code = "from codequant.cli import main; main()"
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run([sys.executable, "-c", code, "quantize", "smollm2-135m", *args, "--out", f"{tmp}/o"],
-                              capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [sys.executable, "-c", code, "quantize", "smollm2-135m", *args, "--out", f"{tmp}/o"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
     return lines[0].removeprefix("error: ")
@@ -66,13 +76,17 @@ def test_each_method_parses_to_its_typed_options():
 def test_a_misspelt_key_is_one_line_naming_it_the_closest_and_every_allowed_key():
     with pytest.raises(CodequantError) as e:
         parse_options("gptq", {"act_ordr": True})
-    assert str(e.value) == (f"unknown gptq option 'act_ordr' (did you mean 'act_order'?); the gptq options are "
-                            f"{GPTQ_KEYS}")
+    assert str(e.value) == (
+        f"unknown gptq option 'act_ordr' (did you mean 'act_order'?); the gptq options are {GPTQ_KEYS}"
+    )
 
 
 def test_a_key_of_another_method_says_whose_it_is():
-    with pytest.raises(CodequantError, match="unknown rtn option 'act_order': --act-order and --static-groups are "
-                                             f"GPTQ options; the rtn options are {RTN_KEYS}$"):
+    with pytest.raises(
+        CodequantError,
+        match="unknown rtn option 'act_order': --act-order and --static-groups are "
+        f"GPTQ options; the rtn options are {RTN_KEYS}$",
+    ):
         parse_options("rtn", {"act_order": True})
     with pytest.raises(CodequantError, match="'clip': --clip is an RTN/GPTQ option"):
         parse_options("aqlm", {"clip": "mse"})
@@ -80,15 +94,18 @@ def test_a_key_of_another_method_says_whose_it_is():
         parse_options("aqlm", {"percdamp": 0.1})
 
 
-@pytest.mark.parametrize("method, options, message", [
-    ("gptq", {"act_order": "yes"}, "bad GPTQ option act_order: expected bool"),
-    ("gptq", {"blocksize": 2.5}, "bad GPTQ option blocksize"),
-    ("rtn", {"zero_point": "odd"}, "zero_point must be one of"),
-    ("aqlm", {"effort": "slow"}, "unknown AQLM effort 'slow'"),
-    ("aqlm", {"kmeans_sample": "some"}, "bad AQLM option kmeans_sample"),
-    ("gptq", {"static_groups": True}, "--static-groups only applies with --act-order"),
-    ("nope", {}, "unknown quantization method 'nope'"),
-])
+@pytest.mark.parametrize(
+    "method, options, message",
+    [
+        ("gptq", {"act_order": "yes"}, "bad GPTQ option act_order: expected bool"),
+        ("gptq", {"blocksize": 2.5}, "bad GPTQ option blocksize"),
+        ("rtn", {"zero_point": "odd"}, "zero_point must be one of"),
+        ("aqlm", {"effort": "slow"}, "unknown AQLM effort 'slow'"),
+        ("aqlm", {"kmeans_sample": "some"}, "bad AQLM option kmeans_sample"),
+        ("gptq", {"static_groups": True}, "--static-groups only applies with --act-order"),
+        ("nope", {}, "unknown quantization method 'nope'"),
+    ],
+)
 def test_bad_values_are_one_clear_line(method, options, message):
     with pytest.raises(CodequantError, match=message) as e:
         parse_options(method, options)
@@ -96,7 +113,9 @@ def test_bad_values_are_one_clear_line(method, options, message):
 
 
 def test_quantizers_read_the_typed_options():
-    q = make_quantizer(QuantConfig("gptq", bits=4, group_size=32, options={"act_order": True, "percdamp": 0.05}))
+    q = make_quantizer(
+        QuantConfig("gptq", bits=4, group_size=32, options={"act_order": True, "percdamp": 0.05})
+    )
     assert q.options == GptqOptions(act_order=True, percdamp=0.05)
     assert q.describe()["act_order"] is True and q.describe()["percdamp"] == 0.05
     with pytest.raises(CodequantError, match="unknown rtn option 'clipp'"):
@@ -106,8 +125,9 @@ def test_quantizers_read_the_typed_options():
 def test_a_study_yaml_with_a_misspelt_option_fails_with_one_line(tmp_path):
     msg = yaml_error(tmp_path, "gptq", {"act_ordr": True})
     assert "\n" not in msg and msg.startswith(f"{tmp_path / 'study.yaml'}: quantizations.0: ")
-    assert msg.endswith(f"unknown gptq option 'act_ordr' (did you mean 'act_order'?); the gptq options are "
-                        f"{GPTQ_KEYS}")
+    assert msg.endswith(
+        f"unknown gptq option 'act_ordr' (did you mean 'act_order'?); the gptq options are {GPTQ_KEYS}"
+    )
 
 
 def test_cli_and_yaml_refuse_the_same_options_with_the_same_line(tmp_path):
@@ -128,12 +148,18 @@ def test_the_cli_stores_the_options_dict_it_always_stored():
     """Equal settings keep their quantize.json config and checkpoint fingerprint: gptq records act_order and
     static_groups, the default clip is left out."""
     assert cli_options("gptq", {}) == {"act_order": False, "static_groups": False}
-    assert cli_options("gptq", {"act_order": True, "clip": "mse"}) == {"act_order": True, "static_groups": False,
-                                                                        "clip": "mse"}
+    assert cli_options("gptq", {"act_order": True, "clip": "mse"}) == {
+        "act_order": True,
+        "static_groups": False,
+        "clip": "mse",
+    }
     assert cli_options("rtn", {"clip": "minmax"}) == {}
     assert cli_options("aqlm", {"effort": "reference"}) == {"effort": "reference"}
     assert parse_assignments(["act_order=true", "percdamp=0.05", "clip=mse"]) == {
-        "act_order": True, "percdamp": 0.05, "clip": "mse"}
+        "act_order": True,
+        "percdamp": 0.05,
+        "clip": "mse",
+    }
     with pytest.raises(CodequantError, match="--option takes KEY=VALUE"):
         parse_assignments(["act_order"])
 
@@ -142,10 +168,15 @@ def test_study_artifact_keys_are_unchanged_for_equal_settings(tmp_path):
     """The keys of these quantize steps before the options were typed (measured on the tree before the change):
     a study's cached quantizations stay valid."""
     data = study("gptq", {"act_order": True, "clip": "mse"})
-    data["quantizations"].append({"method": "aqlm", "bits": [2], "options": {"effort": "reference", "beam_size": 4}})
+    data["quantizations"].append(
+        {"method": "aqlm", "bits": [2], "options": {"effort": "reference", "beam_size": 4}}
+    )
     plan = build_plan(parse_config(data), tmp_path)
     keys = {s.name: s.key for s in plan.steps if s.kind == "quantize"}
-    assert keys == {"quantize:m-gptq-4bit-code": "52ef4b1360135a16", "quantize:m-aqlm-2bit-code": "b7449233e5a63184"}
+    assert keys == {
+        "quantize:m-gptq-4bit-code": "52ef4b1360135a16",
+        "quantize:m-aqlm-2bit-code": "b7449233e5a63184",
+    }
 
 
 def markdown_table(method: str) -> str:
@@ -185,11 +216,21 @@ def test_token_tables_are_checked_the_same_from_the_cli_and_the_yaml(tmp_path):
 def test_token_tables_and_pv_tuning_reach_their_steps_and_leave_other_keys_alone(tmp_path):
     """Without `tables:` or PV-tuning the quantize and finetune keys are those of the tree before either existed
     (measured there); with them, the steps carry the settings (so another setting is another artifact)."""
-    data = {"name": "t", "models": ["m"], "benchmarks": [{"name": "humaneval"}],
-            "quantizations": [{"method": "aqlm", "bits": [2], "finetune": [False, True]}]}
-    keys = {s.name: s.key for s in build_plan(parse_config(data), tmp_path).steps
-            if s.kind in ("quantize", "finetune")}
-    assert keys == {"quantize:m-aqlm-2bit-code": "b620ead6ea55efd4", "finetune:m-aqlm-2bit-code-ft": "fb9f73a2b6da14fb"}
+    data = {
+        "name": "t",
+        "models": ["m"],
+        "benchmarks": [{"name": "humaneval"}],
+        "quantizations": [{"method": "aqlm", "bits": [2], "finetune": [False, True]}],
+    }
+    keys = {
+        s.name: s.key
+        for s in build_plan(parse_config(data), tmp_path).steps
+        if s.kind in ("quantize", "finetune")
+    }
+    assert keys == {
+        "quantize:m-aqlm-2bit-code": "b620ead6ea55efd4",
+        "finetune:m-aqlm-2bit-code-ft": "fb9f73a2b6da14fb",
+    }
     data["quantizations"][0]["tables"] = {"embedding_bits": 8, "head_bits": 8}
     data["finetune"] = {"pv_tuning": True, "pv_tau": 0.02}
     steps = {s.kind: s for s in build_plan(parse_config(data), tmp_path).steps}

@@ -32,7 +32,9 @@ def weights(model):
 def test_quantizes_every_block_linear_and_only_those(tiny_llama, calib):
     emb = tiny_llama.get_input_embeddings().weight.clone()
     head = tiny_llama.lm_head.weight.clone()
-    report = quantize_model(tiny_llama, calib, make_quantizer(QuantConfig("rtn", bits=4, group_size=32)), progress=False)
+    report = quantize_model(
+        tiny_llama, calib, make_quantizer(QuantConfig("rtn", bits=4, group_size=32)), progress=False
+    )
     _, layers = find_decoder_layers(tiny_llama)
     for layer in layers:
         assert not any(type(m) is nn.Linear for m in layer.modules())
@@ -45,7 +47,9 @@ def test_quantizes_every_block_linear_and_only_those(tiny_llama, calib):
 
 def test_linear_groups_follow_shared_inputs(tiny_llama, calib):
     _, layers = find_decoder_layers(tiny_llama)
-    kwargs = {"position_embeddings": tiny_llama.model.rotary_emb(torch.zeros(1, 24, 64), torch.arange(24)[None])}
+    kwargs = {
+        "position_embeddings": tiny_llama.model.rotary_emb(torch.zeros(1, 24, 64), torch.arange(24)[None])
+    }
     groups = linear_groups(layers[0], torch.randn(1, 24, 64), kwargs)
     assert groups == [
         ["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
@@ -67,20 +71,29 @@ def test_gptq_beats_rtn_end_to_end_and_is_deterministic(tiny_llama_dir, calib):
     errors = {}
     for method in ("rtn", "gptq"):
         model = fresh()
-        quantize_model(model, calib, make_quantizer(QuantConfig(method, bits=3, group_size=32)), progress=False)
+        quantize_model(
+            model, calib, make_quantizer(QuantConfig(method, bits=3, group_size=32)), progress=False
+        )
         errors[method] = rel_logit_error(model, ref_logits, calib)
         if method == "gptq":
             first = weights(model)
     assert errors["gptq"] < errors["rtn"], errors
     again = fresh()
-    report = quantize_model(again, calib, make_quantizer(QuantConfig("gptq", bits=3, group_size=32)), progress=False)
+    report = quantize_model(
+        again, calib, make_quantizer(QuantConfig("gptq", bits=3, group_size=32)), progress=False
+    )
     assert all(torch.equal(first[n], w) for n, w in weights(again).items())
     assert all("rel_output_error" in layer for layer in report.layers)
     assert report.calibration["sequential"] is True  # GPTQ's default is true-sequential
     # non-sequential collection works too and differs (XTX from the fp block only)
     flat = fresh()
-    quantize_model(flat, calib, make_quantizer(QuantConfig("gptq", bits=3, group_size=32)), WalkOptions(sequential=False),
-                   progress=False)
+    quantize_model(
+        flat,
+        calib,
+        make_quantizer(QuantConfig("gptq", bits=3, group_size=32)),
+        WalkOptions(sequential=False),
+        progress=False,
+    )
     assert any(not torch.equal(first[n], w) for n, w in weights(flat).items())
 
 
@@ -123,14 +136,30 @@ def test_limited_run_then_resume_and_config_mismatch(tiny_llama_dir, calib, tmp_
 
     model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     config = QuantConfig("rtn", bits=4, group_size=16)
-    first = quantize_model(model, calib, make_quantizer(config), WalkOptions(max_blocks=1), checkpoint_dir=tmp_path,
-                           progress=False)
+    first = quantize_model(
+        model,
+        calib,
+        make_quantizer(config),
+        WalkOptions(max_blocks=1),
+        checkpoint_dir=tmp_path,
+        progress=False,
+    )
     assert not first.complete and len(first.blocks) == 1
     other = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
     with pytest.raises(CodequantError, match="different run"):
-        quantize_model(other, calib, make_quantizer(QuantConfig("rtn", bits=3, group_size=16)), checkpoint_dir=tmp_path, progress=False)
+        quantize_model(
+            other,
+            calib,
+            make_quantizer(QuantConfig("rtn", bits=3, group_size=16)),
+            checkpoint_dir=tmp_path,
+            progress=False,
+        )
 
 
 def test_bad_group_size_fails_before_any_work(tiny_llama, calib):
-    with pytest.raises(CodequantError, match="does not divide the 64 inputs of model.layers.0.self_attn.q_proj"):
-        quantize_model(tiny_llama, calib, make_quantizer(QuantConfig("gptq", bits=4, group_size=48)), progress=False)
+    with pytest.raises(
+        CodequantError, match="does not divide the 64 inputs of model.layers.0.self_attn.q_proj"
+    ):
+        quantize_model(
+            tiny_llama, calib, make_quantizer(QuantConfig("gptq", bits=4, group_size=48)), progress=False
+        )

@@ -112,7 +112,10 @@ def test_dequantize_cache_follows_inplace_edits():
         (QuantConfig("rtn", bits=4, options={"zero_point": "odd"}), "zero_point"),
         (QuantConfig("rtn", bits=4, options={"clip": "percentile"}), "clip must be one of minmax, mse"),
         (QuantConfig("gptq", bits=4, options={"clip": "mse", "clip_maxshrink": 1.5}), "clip_maxshrink"),
-        (QuantConfig("gptq", bits=4, group_size=32, options={"static_groups": True}), "only applies with --act-order"),
+        (
+            QuantConfig("gptq", bits=4, group_size=32, options={"static_groups": True}),
+            "only applies with --act-order",
+        ),
     ],
 )
 def test_bad_specs_are_clear_errors(config, message):
@@ -141,7 +144,10 @@ def test_trainable_scales_get_gradients_every_step_and_reload_in_fp32():
 
 
 def _pnorm_error(w: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, bits: int, norm: float = 2.4):
-    q = torch.round((w - offset.float()) / scale.float()).clamp(0, 2**bits - 1) * scale.float() + offset.float()
+    q = (
+        torch.round((w - offset.float()) / scale.float()).clamp(0, 2**bits - 1) * scale.float()
+        + offset.float()
+    )
     return (q - w).abs().pow(norm).sum(1)
 
 
@@ -171,13 +177,17 @@ def test_mse_grid_keeps_on_grid_weights_exact_and_chunks_alike():
     w = q41_grid_weight(16, 128)
     groups = w.reshape(-1, 32)
     s, o = mse_params(groups, 4)
-    assert (torch.equal(s, minmax_params(groups, 4)[0]) and torch.equal(o, minmax_params(groups, 4)[1]))
+    assert torch.equal(s, minmax_params(groups, 4)[0]) and torch.equal(o, minmax_params(groups, 4)[1])
     rows = heavy_tailed(40, 24, seed=5)
-    assert all(torch.equal(a, b) for a, b in zip(mse_params(rows, 2), mse_params(rows, 2, max_elements=24 * 40 * 3),
-                                                 strict=True))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(mse_params(rows, 2), mse_params(rows, 2, max_elements=24 * 40 * 3), strict=True)
+    )
 
 
-@pytest.mark.parametrize("bits, group_size, ratio", [(2, 32, 0.8), (3, 32, 0.93), (4, 32, 0.98), (3, None, 0.85)])
+@pytest.mark.parametrize(
+    "bits, group_size, ratio", [(2, 32, 0.8), (3, 32, 0.93), (4, 32, 0.98), (3, None, 0.85)]
+)
 def test_rtn_mse_clip_lowers_the_weight_error_on_heavy_tailed_weights(bits, group_size, ratio):
     # measured mse / minmax weight MSE: 0.66, 0.88, 0.96, 0.73
     w = heavy_tailed(96, 128, seed=1)
@@ -188,5 +198,7 @@ def test_rtn_mse_clip_lowers_the_weight_error_on_heavy_tailed_weights(bits, grou
         with torch.no_grad():
             lin.weight.copy_(w)
         errors[clip] = float(((q.quantize_linear("x", lin).dequantize() - w) ** 2).mean())
-        assert ("clip" in q.describe()) == (clip == "mse")  # the default leaves earlier fingerprints unchanged
+        assert ("clip" in q.describe()) == (
+            clip == "mse"
+        )  # the default leaves earlier fingerprints unchanged
     assert errors["mse"] < ratio * errors["minmax"], errors

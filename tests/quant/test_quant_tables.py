@@ -15,7 +15,12 @@ from codequant.quant.run import QuantRun, build_config, quantize_to_dir
 from codequant.quant.tables import QuantizedEmbedding, QuantizedHead, TableSpec, TiedHead, quantize_tables
 
 CALIB = torch.randint(3, 300, (8, 16), generator=torch.Generator().manual_seed(1))
-HIDDEN, INTER, LAYERS, KV = 64, 128, 2, 32  # the conftest tiny Llama: 4 heads of 16, 2 kv heads -> k/v 32 wide
+HIDDEN, INTER, LAYERS, KV = (
+    64,
+    128,
+    2,
+    32,
+)  # the conftest tiny Llama: 4 heads of 16, 2 kv heads -> k/v 32 wide
 
 
 def _folder(tmp_path, tiny_llama_builder, tiny_tokenizer, tied: bool):
@@ -39,12 +44,21 @@ def _int_bytes(rows: int, cols: int, bits: int, group: int) -> int:
     return rows * cols * bits // 8 + rows * (cols // group) * 2 * 2
 
 
-def test_whole_file_bits_are_the_saved_tensors_over_the_fp_parameters(tmp_path, tiny_llama_builder, tiny_tokenizer):
+def test_whole_file_bits_are_the_saved_tensors_over_the_fp_parameters(
+    tmp_path, tiny_llama_builder, tiny_tokenizer
+):
     vocab = len(tiny_tokenizer)
     folder = _folder(tmp_path, tiny_llama_builder, tiny_tokenizer, tied=False)
     result = _quantize(folder, tmp_path / "q", embedding_bits=8, head_bits=4, table_group_size=16)
-    shapes = [(HIDDEN, HIDDEN), (KV, HIDDEN), (KV, HIDDEN), (HIDDEN, HIDDEN), (INTER, HIDDEN), (INTER, HIDDEN),
-              (HIDDEN, INTER)]  # q, k, v, o, gate, up, down
+    shapes = [
+        (HIDDEN, HIDDEN),
+        (KV, HIDDEN),
+        (KV, HIDDEN),
+        (HIDDEN, HIDDEN),
+        (INTER, HIDDEN),
+        (INTER, HIDDEN),
+        (HIDDEN, INTER),
+    ]  # q, k, v, o, gate, up, down
     linears = LAYERS * sum(_int_bytes(o, i, 4, 16) for o, i in shapes)
     norms = (2 * LAYERS + 1) * HIDDEN * 4  # fp32 RMSNorm weights
     tables = _int_bytes(vocab, HIDDEN, 8, 16) + _int_bytes(vocab, HIDDEN, 4, 16)
@@ -53,7 +67,9 @@ def test_whole_file_bits_are_the_saved_tensors_over_the_fp_parameters(tmp_path, 
     assert native["parameters"] == params
     assert native["tensor_bytes"] == linears + norms + tables
     assert native["bits_per_weight"] == pytest.approx(8 * (linears + norms + tables) / params, rel=1e-12)
-    assert result["whole_file"]["dequantized"]["bits_per_weight"] == pytest.approx(32.0)  # fp32 copy: no claim
+    assert result["whole_file"]["dequantized"]["bits_per_weight"] == pytest.approx(
+        32.0
+    )  # fp32 copy: no claim
     assert result["accounting"]["model_params"] == params
     assert result["accounting"]["quantized_params"] == LAYERS * sum(o * i for o, i in shapes)  # linears only
     assert result["accounting"]["stored_bits_per_param"] == pytest.approx(4 + 32 / 16)
@@ -89,7 +105,9 @@ def test_untied_tables_round_trip_through_load(tmp_path, tiny_llama_builder, tin
     fp = load(str(folder)).model
     model = load(str(folder)).model
     quantize_tables(model, TableSpec(embedding_bits=bits, head_bits=bits, group_size=16))
-    assert isinstance(model.model.embed_tokens, QuantizedEmbedding) and isinstance(model.lm_head, QuantizedHead)
+    assert isinstance(model.model.embed_tokens, QuantizedEmbedding) and isinstance(
+        model.lm_head, QuantizedHead
+    )
     ids = CALIB[:2]
     with torch.no_grad():
         want, base = model(ids).logits, fp(ids).logits
@@ -97,7 +115,9 @@ def test_untied_tables_round_trip_through_load(tmp_path, tiny_llama_builder, tin
     assert 0 < err < {8: 0.01, 6: 0.05, 4: 0.2}[bits]  # quantized, and the coarser the grid the further
     result = _quantize(folder, tmp_path / "q", embedding_bits=bits, head_bits=bits, table_group_size=16)
     again = load(result["exports"]["codequant"]).model
-    assert isinstance(again.model.embed_tokens, QuantizedEmbedding) and isinstance(again.lm_head, QuantizedHead)
+    assert isinstance(again.model.embed_tokens, QuantizedEmbedding) and isinstance(
+        again.lm_head, QuantizedHead
+    )
     deq = load(result["exports"]["dequantized"]).model
     inmem = load(str(folder)).model
     from codequant.quant.pipeline import quantize_model
@@ -126,10 +146,17 @@ def test_a_tied_table_is_quantized_and_stored_once(tmp_path, tiny_llama_builder,
     assert isinstance(again.lm_head, TiedHead) and again.lm_head.source is again.model.embed_tokens
     with safe_open(str(tmp_path / "q" / "codequant" / "codequant.safetensors"), framework="pt") as f:
         keys = list(f.keys())
-    assert not [k for k in keys if "lm_head" in k] and keys.count("q.model.embed_tokens.codes") == 1  # one table
+    assert (
+        not [k for k in keys if "lm_head" in k] and keys.count("q.model.embed_tokens.codes") == 1
+    )  # one table
     table = _int_bytes(vocab, HIDDEN, 6, 16)
-    untied_total = _quantize(_folder(tmp_path, tiny_llama_builder, tiny_tokenizer, tied=False), tmp_path / "u",
-                             embedding_bits=6, head_bits=6, table_group_size=16)["whole_file"]["codequant"]
+    untied_total = _quantize(
+        _folder(tmp_path, tiny_llama_builder, tiny_tokenizer, tied=False),
+        tmp_path / "u",
+        embedding_bits=6,
+        head_bits=6,
+        table_group_size=16,
+    )["whole_file"]["codequant"]
     assert untied_total["tensor_bytes"] - native["tensor_bytes"] == table  # the untied model stores two
     deq = load(result["exports"]["dequantized"]).model
     ids = CALIB[:2]
@@ -151,7 +178,9 @@ def test_embedding_lookup_equals_the_dequantized_table(tiny_llama):
     assert emb.group_size == HIDDEN  # -1: one grid per row
 
 
-def test_the_aqlm_format_cannot_hold_quantized_tables(tmp_path, tiny_llama_builder, tiny_tokenizer, tiny_llama):
+def test_the_aqlm_format_cannot_hold_quantized_tables(
+    tmp_path, tiny_llama_builder, tiny_tokenizer, tiny_llama
+):
     from codequant.quant.aqlm.export import aqlm_format_problem
 
     folder = _folder(tmp_path, tiny_llama_builder, tiny_tokenizer, tied=False)
@@ -164,9 +193,14 @@ def test_the_aqlm_format_cannot_hold_quantized_tables(tmp_path, tiny_llama_build
     assert "cannot hold quantized token tables" in aqlm_format_problem(tiny_llama)
 
 
-@pytest.mark.parametrize("kwargs, match", [({"embedding_bits": 5}, "embedding_bits must be one of 8, 6, 4"),
-                                           ({"head_bits": 2}, "head_bits must be one of"),
-                                           ({"embedding_bits": 8, "group_size": 0}, "group size")])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"embedding_bits": 5}, "embedding_bits must be one of 8, 6, 4"),
+        ({"head_bits": 2}, "head_bits must be one of"),
+        ({"embedding_bits": 8, "group_size": 0}, "group size"),
+    ],
+)
 def test_table_settings_are_checked_once(kwargs, match):
     with pytest.raises(CodequantError, match=match):
         TableSpec(**kwargs)

@@ -24,7 +24,10 @@ def canaries(tmp_path):
     results = tmp_path / "results"
     results.mkdir()
     home = Path(tempfile_home())
-    files = {results / "samples.jsonl": '{"task_id": "HumanEval/0", "passed": true}\n', home / "secret.txt": "key=1\n"}
+    files = {
+        results / "samples.jsonl": '{"task_id": "HumanEval/0", "passed": true}\n',
+        home / "secret.txt": "key=1\n",
+    }
     for d in (results, home):
         d.chmod(0o777)
     for f, text in files.items():

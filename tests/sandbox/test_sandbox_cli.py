@@ -18,7 +18,15 @@ def test_exec_prints_json(tmp_path):
     assert out["status"] == "assertion"
     assert out["stdout"] == "hello\n"
     assert out["exception_type"] == "AssertionError"
-    assert set(out) >= {"status", "exit_code", "duration_s", "stdout", "stderr", "exception_type", "isolation"}
+    assert set(out) >= {
+        "status",
+        "exit_code",
+        "duration_s",
+        "stdout",
+        "stderr",
+        "exception_type",
+        "isolation",
+    }
 
 
 def test_exec_timeout_option(tmp_path):

@@ -31,7 +31,9 @@ needs = {
     "seccomp": pytest.mark.skipif(not SUP.seccomp, reason="no seccomp filter on this machine"),
     "ipc": pytest.mark.skipif(not SUP.ipc, reason="no IPC namespace on this machine"),
     "tmpfs": pytest.mark.skipif(not SUP.tmpfs, reason="no mount namespace with a tmpfs scratch dir here"),
-    "memory": pytest.mark.skipif("memory" not in ROOTS, reason="no memory cgroup (needs root and the controller)"),
+    "memory": pytest.mark.skipif(
+        "memory" not in ROOTS, reason="no memory cgroup (needs root and the controller)"
+    ),
     "cpu": pytest.mark.skipif("cpu" not in ROOTS, reason="no cpu cgroup (needs root and the controller)"),
 }
 
@@ -43,6 +45,7 @@ def contained(source: str, token: str, limits: Limits = QUICK):
 
 
 # ---- one completion must never stop an evaluation ----
+
 
 def test_remove_tree_deeper_than_the_recursion_limit_and_path_max(tmp_path):
     top = tmp_path / "scratch"
@@ -67,13 +70,17 @@ def test_remove_tree_deeper_than_the_recursion_limit_and_path_max(tmp_path):
     finally:
         if fd >= 0:
             os.close(fd)
-        subprocess.run(["rm", "-rf", str(top)], check=False)  # never leave pytest's own cleanup a tree it chokes on
+        subprocess.run(
+            ["rm", "-rf", str(top)], check=False
+        )  # never leave pytest's own cleanup a tree it chokes on
 
 
 @pytest.mark.parametrize("isolate_files", [True, False], ids=["tmpfs-scratch", "host-scratch"])
 def test_nested_directories_program_gets_a_result_and_leaves_no_scratch_dir(token, isolate_files):
-    src = ("import os\nhome = os.getcwd()\nprint(home)\nfor i in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n"
-           "assert 1 + 1 == 2\n")
+    src = (
+        "import os\nhome = os.getcwd()\nprint(home)\nfor i in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n"
+        "assert 1 + 1 == 2\n"
+    )
     r = contained(src, token, Limits(wall_timeout_s=30, isolate_files=isolate_files))
     assert r.status == Status.OK, r.stderr
     scratch = Path(r.stdout.splitlines()[0])
@@ -84,8 +91,12 @@ def test_nested_directories_program_gets_a_result_and_leaves_no_scratch_dir(toke
 def test_nested_directories_through_codequant_exec_prints_json(tmp_path):
     prog = tmp_path / "deep.py"
     prog.write_text("import os\nfor i in range(1500):\n    os.mkdir('d')\n    os.chdir('d')\n")
-    out = subprocess.run([sys.executable, "-c", "from codequant.cli import main; main()", "exec", str(prog)], capture_output=True, text=True,
-                         timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-c", "from codequant.cli import main; main()", "exec", str(prog)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stderr
     assert '"status": "ok"' in out.stdout
 
@@ -93,8 +104,12 @@ def test_nested_directories_through_codequant_exec_prints_json(tmp_path):
 @pytest.mark.skipif(shutil.which("javac") is None, reason="no JDK")
 def test_a_program_that_breaks_the_harness_is_its_own_harness_error_the_batch_goes_on():
     java = 'public class A {\n    public static void main(String[] a) {\n        String s = "\ud800";\n    }\n}\n'
-    rs = run_programs([("python", "assert 1 + 1 == 2\n"), ("java", java), ("python", "assert 2 + 2 == 4\n")],
-                      QUICK, workers=2, progress=False)
+    rs = run_programs(
+        [("python", "assert 1 + 1 == 2\n"), ("java", java), ("python", "assert 2 + 2 == 4\n")],
+        QUICK,
+        workers=2,
+        progress=False,
+    )
     assert [r.status for r in rs] == [Status.OK, Status.HARNESS_ERROR, Status.OK]
     assert "UnicodeEncodeError" in rs[1].stderr and rs[1].exception_type == "UnicodeEncodeError"
 
@@ -102,10 +117,15 @@ def test_a_program_that_breaks_the_harness_is_its_own_harness_error_the_batch_go
 def test_sandbox_dies_with_its_runner(token):
     """PR_SET_PDEATHSIG in launcher, init and program: a SIGKILLed runner takes its sandboxes with it at once
     (the reaper, tested through `codequant evaluate` in tests/evaluation, then removes dirs and cgroups)."""
-    cfg = {"argv": [sys.executable, "-c", f"{prelude(token)}import time\ntime.sleep(30)\n"], "rlimits": {},
-           "unshare": unshare_flags(True, True)}
-    runner = (f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-I', '-S', {str(LAUNCHER)!r}, "
-              f"{json.dumps(cfg)!r}], stdin=subprocess.DEVNULL)\ntime.sleep(30)\n")
+    cfg = {
+        "argv": [sys.executable, "-c", f"{prelude(token)}import time\ntime.sleep(30)\n"],
+        "rlimits": {},
+        "unshare": unshare_flags(True, True),
+    }
+    runner = (
+        f"import subprocess, sys, time\nsubprocess.Popen([sys.executable, '-I', '-S', {str(LAUNCHER)!r}, "
+        f"{json.dumps(cfg)!r}], stdin=subprocess.DEVNULL)\ntime.sleep(30)\n"
+    )
     proc = subprocess.Popen([sys.executable, "-c", runner])
     try:
         end = time.monotonic() + 20
@@ -121,12 +141,15 @@ def test_sandbox_dies_with_its_runner(token):
 
 # ---- the boundary ----
 
+
 @needs["seccomp"]
 def test_host_unix_socket_cannot_be_reached(token, host_unix_socket):
     path, got = host_unix_socket
-    src = (f"import socket\ntry:\n    s = socket.socket(socket.AF_UNIX)\n    s.connect({str(path)!r})\n"
-           f"    s.sendall(b'leak-{token}')\n    s.close()\n    print('sent')\nexcept OSError as e:\n"
-           f"    print('blocked', e.errno)\n")
+    src = (
+        f"import socket\ntry:\n    s = socket.socket(socket.AF_UNIX)\n    s.connect({str(path)!r})\n"
+        f"    s.sendall(b'leak-{token}')\n    s.close()\n    print('sent')\nexcept OSError as e:\n"
+        f"    print('blocked', e.errno)\n"
+    )
     r = contained(src, token)
     time.sleep(0.3)
     assert r.status == Status.OK, r.stderr
@@ -151,8 +174,10 @@ def test_host_sysv_shared_memory_is_invisible_and_none_is_left(token):
     ctypes.memmove(addr, b"host-secret", 11)
     leave = [key + 1 + i for i in range(3)]
     try:
-        src = (f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nprint('host', libc.shmget({key}, 0, 0))\n"
-               f"for k in {leave}:\n    print('made', libc.shmget(k, 64 * 1024 * 1024, {IPC_CREAT | 0o666}))\n")
+        src = (
+            f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nprint('host', libc.shmget({key}, 0, 0))\n"
+            f"for k in {leave}:\n    print('made', libc.shmget(k, 64 * 1024 * 1024, {IPC_CREAT | 0o666}))\n"
+        )
         r = contained(src, token)
         assert r.status == Status.OK, r.stderr
         assert "host -1" in r.stdout  # the host's segment does not exist in the sandbox
@@ -171,12 +196,16 @@ def test_host_sysv_shared_memory_is_invisible_and_none_is_left(token):
 @needs["seccomp"]
 def test_kernel_keyring_does_not_carry_from_one_run_to_the_next(token):
     desc = f"cq-{token}".encode()
-    store = (f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
-             f"for ring in (-3, -4, -5):  # session, user, user-session keyrings\n"
-             f"    print(libc.syscall(248, b'user', {desc!r}, b'run-A', 5, ring), ctypes.get_errno())\n")
-    find = (f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
-            f"for ring in (-3, -4, -5):\n    print('found' if libc.syscall(250, 10, ring, b'user', {desc!r}, 0) >= 0"
-            f" else 'none')\n")
+    store = (
+        f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
+        f"for ring in (-3, -4, -5):  # session, user, user-session keyrings\n"
+        f"    print(libc.syscall(248, b'user', {desc!r}, b'run-A', 5, ring), ctypes.get_errno())\n"
+    )
+    find = (
+        f"import ctypes\nlibc = ctypes.CDLL(None, use_errno=True)\nlibc.syscall.restype = ctypes.c_long\n"
+        f"for ring in (-3, -4, -5):\n    print('found' if libc.syscall(250, 10, ring, b'user', {desc!r}, 0) >= 0"
+        f" else 'none')\n"
+    )
     a = contained(store, token)
     b = contained(find, token)
     assert a.status == Status.OK and b.status == Status.OK, (a.stderr, b.stderr)
@@ -185,9 +214,11 @@ def test_kernel_keyring_does_not_carry_from_one_run_to_the_next(token):
 
 @needs["memory"]
 def test_memory_is_limited_per_run_not_per_process(token):
-    src = ("import os, time\nkids = []\nfor i in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
-           "        block = b'x' * (400 * 1024 * 1024)\n        time.sleep(1.5)\n        os._exit(0)\n    kids.append(pid)\n"
-           "assert all(os.waitpid(k, 0)[1] == 0 for k in kids)\n")
+    src = (
+        "import os, time\nkids = []\nfor i in range(3):\n    pid = os.fork()\n    if pid == 0:\n"
+        "        block = b'x' * (400 * 1024 * 1024)\n        time.sleep(1.5)\n        os._exit(0)\n    kids.append(pid)\n"
+        "assert all(os.waitpid(k, 0)[1] == 0 for k in kids)\n"
+    )
     r = contained(src, token, Limits(wall_timeout_s=20, memory_mb=768))
     assert r.status == Status.MEMORY, (r.status, r.stderr)
     assert_runner_alive()
@@ -195,9 +226,11 @@ def test_memory_is_limited_per_run_not_per_process(token):
 
 @needs["tmpfs"]
 def test_total_disk_is_limited_per_run(token):
-    src = ("import os\nn = 0\ntry:\n    for i in range(30):\n        with open(f'f{i}', 'wb') as fh:\n"
-           "            fh.write(b'x' * (10 * 1024 * 1024))\n        n += 10\nexcept OSError as e:\n"
-           "    print('stopped', e.errno)\nprint('wrote', n)\n")
+    src = (
+        "import os\nn = 0\ntry:\n    for i in range(30):\n        with open(f'f{i}', 'wb') as fh:\n"
+        "            fh.write(b'x' * (10 * 1024 * 1024))\n        n += 10\nexcept OSError as e:\n"
+        "    print('stopped', e.errno)\nprint('wrote', n)\n"
+    )
     r = contained(src, token, Limits(wall_timeout_s=20, disk_mb=64))
     assert r.status == Status.OK, r.stderr
     assert "stopped 28" in r.stdout  # ENOSPC
@@ -209,8 +242,11 @@ def test_each_run_has_its_own_cpu_group_with_the_default_weight(token):
     src = "print(open('/proc/self/cgroup').read())\n"
     r = contained(src, token)
     assert r.status == Status.OK, r.stderr
-    line = next(ln for ln in r.stdout.splitlines()  # v1 "N:cpu[,...]:/path", v2 "0::/path"
-                if (ln.split(":")[1] == "" or "cpu" in ln.split(":")[1].split(",")) and "run-" in ln)
+    line = next(
+        ln
+        for ln in r.stdout.splitlines()  # v1 "N:cpu[,...]:/path", v2 "0::/path"
+        if (ln.split(":")[1] == "" or "cpu" in ln.split(":")[1].split(",")) and "run-" in ln
+    )
     name = line.rsplit("/", 1)[1]
     assert re.match(rf"^(codequant-)?run-{os.getpid()}-", name)
     assert not (ROOTS["cpu"] / name).exists()  # removed after the run
@@ -218,21 +254,26 @@ def test_each_run_has_its_own_cpu_group_with_the_default_weight(token):
 
 # ---- wrong answers that must not score ok ----
 
+
 @pytest.mark.parametrize("how", ["-O", "-OO", "PYTHONOPTIMIZE"])
 def test_reexec_without_asserts_is_not_ok(token, how):
     env = "dict(os.environ, PYTHONOPTIMIZE='1')" if how == "PYTHONOPTIMIZE" else "os.environ"
     flag = "" if how == "PYTHONOPTIMIZE" else f"'{how}', "
-    src = (f"import os, sys\nif not os.environ.get('CQ_AGAIN'):\n    os.environ['CQ_AGAIN'] = '1'\n"
-           f"    os.execve(sys.executable, [sys.executable, {flag}*sys.argv], {env})\n"
-           f"def wrong(x):\n    return x + 1\nassert wrong(1) == 5\n")
+    src = (
+        f"import os, sys\nif not os.environ.get('CQ_AGAIN'):\n    os.environ['CQ_AGAIN'] = '1'\n"
+        f"    os.execve(sys.executable, [sys.executable, {flag}*sys.argv], {env})\n"
+        f"def wrong(x):\n    return x + 1\nassert wrong(1) == 5\n"
+    )
     r = contained(src, token)
     assert r.status != Status.OK, r.stdout
 
 
 def test_marker_is_not_in_the_program_source(token):
-    src = ("import re, sys\nfound = re.findall(r'__codequant_done_[0-9a-f]+__', open(sys.argv[0]).read())\n"
-           "found += re.findall(r'__codequant_done_[0-9a-f]+__', open(__file__).read())\nprint(found, flush=True)\n"
-           "for m in found:\n    print(m, flush=True)\nimport os\nos._exit(0)\nassert False\n")
+    src = (
+        "import re, sys\nfound = re.findall(r'__codequant_done_[0-9a-f]+__', open(sys.argv[0]).read())\n"
+        "found += re.findall(r'__codequant_done_[0-9a-f]+__', open(__file__).read())\nprint(found, flush=True)\n"
+        "for m in found:\n    print(m, flush=True)\nimport os\nos._exit(0)\nassert False\n"
+    )
     r = contained(src, token)
     assert r.status == Status.KILLED, (r.status, r.stdout)
     assert "[]" in r.stdout

@@ -39,7 +39,9 @@ needs_pidns = pytest.mark.skipif(not SUP.pid, reason="no PID namespace on this m
 unprivileged = resolve_user(None) is not None or os.geteuid() != 0
 
 
-@pytest.mark.skipif(not unprivileged and not SUP.pid, reason="a fork bomb as root without namespaces is not contained")
+@pytest.mark.skipif(
+    not unprivileged and not SUP.pid, reason="a fork bomb as root without namespaces is not contained"
+)
 def test_fork_bomb(token):
     src = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n"
     r = contained(src, token, Limits().with_timeout(1.0))
@@ -50,13 +52,22 @@ def test_fork_bomb(token):
 def test_memory_bombs(token):
     r = contained("x = bytearray(64 * 1024 ** 3)\n", token)
     assert (r.status, r.exception_type) == (Status.MEMORY, "MemoryError")
-    r = contained("a = []\nwhile True:\n    a.append(bytearray(16 * 1024 ** 2))\n", token,
-                  Limits(wall_timeout_s=5, address_space_mb=256))
+    r = contained(
+        "a = []\nwhile True:\n    a.append(bytearray(16 * 1024 ** 2))\n",
+        token,
+        Limits(wall_timeout_s=5, address_space_mb=256),
+    )
     assert r.status == Status.MEMORY
 
 
-@pytest.mark.parametrize("body", ["while True:\n    pass\n", "import time\ntime.sleep(10 ** 6)\n",
-                                  "import threading\nthreading.Event().wait()\n"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        "while True:\n    pass\n",
+        "import time\ntime.sleep(10 ** 6)\n",
+        "import threading\nthreading.Event().wait()\n",
+    ],
+)
 def test_loops_and_sleeps_time_out(token, body):
     r = contained(body, token, Limits().with_timeout(0.8))
     assert r.status == Status.TIMEOUT
@@ -68,14 +79,16 @@ def test_children_that_outlive_their_parent_are_killed(token, how):
     sleeper = f"[{py!r}, '-c', 'import os, time\\nos.setsid() if os.getpid() != os.getsid(0) else None\\ntime.sleep(600)', '{token}']"
     spawn = {
         "daemon": "import threading, time\nthreading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n"
-                  f"import os\nif os.fork() == 0:\n    os.execv({py!r}, {sleeper})\n",
+        f"import os\nif os.fork() == 0:\n    os.execv({py!r}, {sleeper})\n",
         "setsid": f"import os\nif os.fork() == 0:\n    os.setsid()\n    os.execv({py!r}, {sleeper})\n",
         "double_fork": f"import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-                       f"        os.execv({py!r}, {sleeper})\n    os._exit(0)\n",
+        f"        os.execv({py!r}, {sleeper})\n    os._exit(0)\n",
         "subprocess": f"import subprocess\nsubprocess.Popen({sleeper}, start_new_session=True,"
-                      " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)\n",
+        " stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)\n",
     }[how]
-    r = contained(spawn + "import time\ntime.sleep(0.3)\nassert 1 + 1 == 2\n", token, Limits().with_timeout(5))
+    r = contained(
+        spawn + "import time\ntime.sleep(0.3)\nassert 1 + 1 == 2\n", token, Limits().with_timeout(5)
+    )
     assert r.status == Status.OK, r.stderr  # the program itself passes; what it left behind dies with it
 
 
@@ -104,7 +117,12 @@ assert open('mine.txt').read().startswith('the scratch')
     r = contained(src, token)
     assert r.status == Status.OK, r.stderr
     assert "CHANGED" not in r.stdout
-    for leaked in (Path(home_new), Path(f"/tmp/{token}"), Path(f"/var/tmp/{token}"), Path(f"/dev/shm/{token}")):
+    for leaked in (
+        Path(home_new),
+        Path(f"/tmp/{token}"),
+        Path(f"/var/tmp/{token}"),
+        Path(f"/dev/shm/{token}"),
+    ):
         exists = leaked.exists()
         leaked.unlink(missing_ok=True)
         assert not exists, f"the program created {leaked}"
@@ -136,9 +154,11 @@ def test_network_connections_fail(token):
         srv.listen(1)
         srv.settimeout(0.2)
         port = srv.getsockname()[1]
-        src = (f"import socket\nfor addr in [('1.1.1.1', 53), ('8.8.8.8', 443)]:\n    try:\n"
-               f"        socket.create_connection(addr, timeout=1)\n        print('REACHED', addr)\n"
-               f"    except OSError:\n        pass\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n")
+        src = (
+            f"import socket\nfor addr in [('1.1.1.1', 53), ('8.8.8.8', 443)]:\n    try:\n"
+            f"        socket.create_connection(addr, timeout=1)\n        print('REACHED', addr)\n"
+            f"    except OSError:\n        pass\nsocket.create_connection(('127.0.0.1', {port}), timeout=1)\n"
+        )
         r = contained(src, token)
         with pytest.raises(TimeoutError):
             srv.accept()
@@ -180,7 +200,9 @@ os.killpg(0, signal.SIGKILL)  # its own group: itself included
 @pytest.mark.parametrize("stream", ["stdout", "stderr"])
 def test_output_floods_are_killed(token, stream):
     src = f"import sys\nwhile True:\n    sys.{stream}.write('x' * 65536)\n"
-    r = contained(src, token, Limits(wall_timeout_s=20, output_limit_bytes=8 * 1024 * 1024, output_cap_bytes=1024))
+    r = contained(
+        src, token, Limits(wall_timeout_s=20, output_limit_bytes=8 * 1024 * 1024, output_cap_bytes=1024)
+    )
     assert r.status == Status.KILLED and "output limit" in r.stderr
     assert len(r.stdout) < 2048 + 100
 
@@ -193,7 +215,9 @@ def test_closed_stdout_is_not_a_pass(token):
 
 
 def test_stdin_is_empty_not_a_hang(token):
-    r = contained("import sys\nassert sys.stdin.read() == ''\nassert sys.stdin.buffer.read(10 ** 9) == b''\n", token)
+    r = contained(
+        "import sys\nassert sys.stdin.read() == ''\nassert sys.stdin.buffer.read(10 ** 9) == b''\n", token
+    )
     assert r.status == Status.OK, r.stderr
 
 
@@ -204,21 +228,31 @@ def test_huge_recursion(token):
     assert r.status in (Status.KILLED, Status.EXCEPTION, Status.MEMORY, Status.TIMEOUT)
 
 
-@pytest.mark.parametrize("trick", [
-    "import os\nos._exit(0)\n",
-    "import sys\nsys.exit(0)\n",
-    "raise SystemExit\n",
-    "print('__codequant_done_0123456789abcdef01234567__', flush=True)\nimport os\nos._exit(0)\n",
-    "import sys, os\nsys.excepthook = lambda *a: os._exit(0)\n",
-    "import atexit, os\natexit.register(os._exit, 0)\n",
-    "import builtins\nbuiltins.print = lambda *a, **k: None\n",
-    "import threading, os\nthreading.Timer(0.05, os._exit, (0,)).start()\nimport time\ntime.sleep(1)\n",
-])
+@pytest.mark.parametrize(
+    "trick",
+    [
+        "import os\nos._exit(0)\n",
+        "import sys\nsys.exit(0)\n",
+        "raise SystemExit\n",
+        "print('__codequant_done_0123456789abcdef01234567__', flush=True)\nimport os\nos._exit(0)\n",
+        "import sys, os\nsys.excepthook = lambda *a: os._exit(0)\n",
+        "import atexit, os\natexit.register(os._exit, 0)\n",
+        "import builtins\nbuiltins.print = lambda *a, **k: None\n",
+        "import threading, os\nthreading.Timer(0.05, os._exit, (0,)).start()\nimport time\ntime.sleep(1)\n",
+    ],
+)
 def test_early_exit_tricks_do_not_pass(token, trick):
     """The completion exits 0, or swallows the failure, before the (failing) tests run to their end."""
-    problem = Problem(task_id="T/0", language="python", prompt="def inc(x):\n", entry_point="inc",
-                      tests="def check(candidate):\n    assert candidate(1) == 3\n", stop=[],
-                      canonical_solution="    return x + 1\n", benchmark="hostile")
+    problem = Problem(
+        task_id="T/0",
+        language="python",
+        prompt="def inc(x):\n",
+        entry_point="inc",
+        tests="def check(candidate):\n    assert candidate(1) == 3\n",
+        stop=[],
+        canonical_solution="    return x + 1\n",
+        benchmark="hostile",
+    )
     completion = "    return x + 1\n" + "".join(f"\n{line}" for line in trick.splitlines()) + "\n"
     r = contained(build_program(problem, completion), token)
     assert r.status in (Status.KILLED, Status.ASSERTION), (trick, r)
@@ -228,11 +262,20 @@ def test_early_exit_tricks_do_not_pass(token, trick):
 
 def test_monkeypatched_checker_does_not_pass(token):
     """A completion that patches what the tests use (builtins, AssertionError, `check`) still fails."""
-    problem = Problem(task_id="T/1", language="python", prompt="def inc(x):\n", entry_point="inc",
-                      tests="def check(candidate):\n    assert candidate(1) == 3\n", stop=[],
-                      canonical_solution="    return x + 1\n", benchmark="hostile")
-    completion = ("    return x + 1\n\nimport builtins\nbuiltins.AssertionError = type('Quiet', (Exception,), {})\n"
-                  "def check(candidate):\n    return True\nbuiltins.check = check\nbuiltins.assert_ = None\n")
+    problem = Problem(
+        task_id="T/1",
+        language="python",
+        prompt="def inc(x):\n",
+        entry_point="inc",
+        tests="def check(candidate):\n    assert candidate(1) == 3\n",
+        stop=[],
+        canonical_solution="    return x + 1\n",
+        benchmark="hostile",
+    )
+    completion = (
+        "    return x + 1\n\nimport builtins\nbuiltins.AssertionError = type('Quiet', (Exception,), {})\n"
+        "def check(candidate):\n    return True\nbuiltins.check = check\nbuiltins.assert_ = None\n"
+    )
     r = contained(build_program(problem, completion), token)
     assert r.status == Status.ASSERTION
 
@@ -253,7 +296,10 @@ def test_a_batch_of_hostile_programs_in_parallel(token):
         ("while True:\n    pass\n", Status.TIMEOUT),
         ("import os\nos._exit(0)\n", Status.KILLED),
         ("x = bytearray(64 * 1024 ** 3)\n", Status.MEMORY),
-        ("import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n", Status.TIMEOUT),
+        (
+            "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass\n",
+            Status.TIMEOUT,
+        ),
         ("import sys\nwhile True:\n    sys.stdout.write('x' * 65536)\n", Status.KILLED),
         ("assert 1 + 1 == 3\n", Status.ASSERTION),
         ("import os, signal\nos.killpg(0, signal.SIGKILL)\n", Status.KILLED),
@@ -261,9 +307,12 @@ def test_a_batch_of_hostile_programs_in_parallel(token):
     ]
     if not unprivileged and not SUP.pid:
         batch = [b for b in batch if "fork" not in b[0]]
-    results = run_programs([("python", prelude(token) + src) for src, _ in batch],
-                           Limits(wall_timeout_s=1.5, cpu_s=2, output_limit_bytes=8 * 1024 * 1024),
-                           workers=2, progress=False)
+    results = run_programs(
+        [("python", prelude(token) + src) for src, _ in batch],
+        Limits(wall_timeout_s=1.5, cpu_s=2, output_limit_bytes=8 * 1024 * 1024),
+        workers=2,
+        progress=False,
+    )
     assert [r.status for r in results] == [want for _, want in batch]
     assert leftovers(token) == []
     assert_runner_alive()

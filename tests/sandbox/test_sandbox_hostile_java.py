@@ -12,7 +12,10 @@ from codequant.sandbox import Limits, Status
 from codequant.sandbox.isolation import namespace_support, python_for, resolve_user
 from codequant.sandbox.java import run_java
 
-pytestmark = [pytest.mark.java, pytest.mark.skipif(shutil.which("javac") is None, reason="javac not installed")]
+pytestmark = [
+    pytest.mark.java,
+    pytest.mark.skipif(shutil.which("javac") is None, reason="javac not installed"),
+]
 
 PROGRAM = """import java.io.*;
 import java.nio.file.*;
@@ -31,8 +34,10 @@ def run(body: str, limits: Limits | None = None):
 
 
 def test_thread_that_never_ends_times_out(token):
-    body = "Thread t = new Thread(() -> { while (true) { try { Thread.sleep(1000); } catch (InterruptedException e) {} } });" \
-           " t.start();"
+    body = (
+        "Thread t = new Thread(() -> { while (true) { try { Thread.sleep(1000); } catch (InterruptedException e) {} } });"
+        " t.start();"
+    )
     r = run(body, Limits(wall_timeout_s=2))
     assert r.status == Status.TIMEOUT
 
@@ -50,8 +55,10 @@ def test_huge_allocation_is_memory():
 
 def test_spawned_daemon_is_killed(token):
     py = python_for(None, resolve_user(None))
-    body = (f'new ProcessBuilder("{py}", "-c", "import os, time\\nos.setsid()\\ntime.sleep(600)", "{token}")'
-            ".redirectOutput(ProcessBuilder.Redirect.DISCARD).redirectErrorStream(true).start(); Thread.sleep(300);")
+    body = (
+        f'new ProcessBuilder("{py}", "-c", "import os, time\\nos.setsid()\\ntime.sleep(600)", "{token}")'
+        ".redirectOutput(ProcessBuilder.Redirect.DISCARD).redirectErrorStream(true).start(); Thread.sleep(300);"
+    )
     r = run(body)
     assert r.status == Status.OK, r.stderr
     assert leftovers(token) == []
@@ -59,9 +66,11 @@ def test_spawned_daemon_is_killed(token):
 
 def test_files_outside_the_sandbox_are_untouched(canaries):
     paths = ", ".join(f'"{p}"' for p in canaries)
-    body = (f"for (String p : new String[]{{{paths}}}) {{ try {{ Files.writeString(Path.of(p), \"pwned\"); "
-            'System.out.println("CHANGED " + p); } catch (Exception e) {} '
-            "try { Files.delete(Path.of(p)); System.out.println(\"DELETED \" + p); } catch (Exception e) {} }")
+    body = (
+        f'for (String p : new String[]{{{paths}}}) {{ try {{ Files.writeString(Path.of(p), "pwned"); '
+        'System.out.println("CHANGED " + p); } catch (Exception e) {} '
+        'try { Files.delete(Path.of(p)); System.out.println("DELETED " + p); } catch (Exception e) {} }'
+    )
     r = run(body)
     assert r.status == Status.OK, r.stderr
     assert "CHANGED" not in r.stdout and "DELETED" not in r.stdout
@@ -78,7 +87,9 @@ def test_network_is_unreachable():
 
 
 def test_output_flood_is_killed():
-    r = run('String s = "x".repeat(65536); while (args.length == 0) System.out.print(s);',
-            Limits(wall_timeout_s=20, output_limit_bytes=8 * 1024 * 1024, output_cap_bytes=1024))
+    r = run(
+        'String s = "x".repeat(65536); while (args.length == 0) System.out.print(s);',
+        Limits(wall_timeout_s=20, output_limit_bytes=8 * 1024 * 1024, output_cap_bytes=1024),
+    )
     assert r.status == Status.KILLED and "output limit" in r.stderr
     assert_runner_alive()

@@ -9,7 +9,10 @@ import pytest
 from codequant.sandbox import Limits, Status, run_program
 from codequant.sandbox.java import java_limits, run_java
 
-pytestmark = [pytest.mark.java, pytest.mark.skipif(shutil.which("javac") is None, reason="javac not installed")]
+pytestmark = [
+    pytest.mark.java,
+    pytest.mark.skipif(shutil.which("javac") is None, reason="javac not installed"),
+]
 
 PROGRAM = """import java.util.*;
 import org.javatuples.*;

@@ -48,7 +48,11 @@ def test_chained_exception_reports_the_last_one():
 
 @pytest.mark.parametrize(
     "src, kind",
-    [("def f(:\n    pass\n", "SyntaxError"), ("def f():\nreturn 1\n", "IndentationError"), ("return 5\n", "SyntaxError")],
+    [
+        ("def f(:\n    pass\n", "SyntaxError"),
+        ("def f():\nreturn 1\n", "IndentationError"),
+        ("return 5\n", "SyntaxError"),
+    ],
 )
 def test_syntax_error_found_before_running(src, kind):
     r = run_python(src, FAST)
@@ -68,7 +72,9 @@ def test_memory_bomb():
     assert (r.status, r.exception_type) == (Status.MEMORY, "MemoryError")
 
 
-@pytest.mark.parametrize("exit_call", ["import os; os._exit(0)", "import sys; sys.exit(0)", "raise SystemExit"])
+@pytest.mark.parametrize(
+    "exit_call", ["import os; os._exit(0)", "import sys; sys.exit(0)", "raise SystemExit"]
+)
 def test_exit_zero_before_the_tests_is_killed(exit_call):
     r = run_python(f"{exit_call}\nassert False, 'tests never ran'\n", FAST)
     assert r.status == Status.KILLED
@@ -119,8 +125,10 @@ _SPAWN_AND_HANG = (
 @pytest.mark.parametrize("isolate_pids", [True, False])
 def test_wall_timeout_kills_the_whole_group(isolate_pids):
     t0 = time.monotonic()
-    r = run_python(_SPAWN_AND_HANG.format(extra=""), Limits(wall_timeout_s=1.0, isolate_pids=isolate_pids,
-                                                                      isolate_files=False))
+    r = run_python(
+        _SPAWN_AND_HANG.format(extra=""),
+        Limits(wall_timeout_s=1.0, isolate_pids=isolate_pids, isolate_files=False),
+    )
     assert time.monotonic() - t0 < 4
     assert r.status == Status.TIMEOUT
     child = int(r.stdout.split()[0])
@@ -129,15 +137,19 @@ def test_wall_timeout_kills_the_whole_group(isolate_pids):
 
 @pytest.mark.skipif(not namespace_support().pid, reason="no PID namespace on this machine")
 def test_pid_namespace_kills_a_setsid_escapee():
-    r = run_python(_SPAWN_AND_HANG.format(extra=", start_new_session=True"),
-                   Limits(wall_timeout_s=1.0, isolate_files=False))
+    r = run_python(
+        _SPAWN_AND_HANG.format(extra=", start_new_session=True"),
+        Limits(wall_timeout_s=1.0, isolate_files=False),
+    )
     assert r.status == Status.TIMEOUT
     assert _gone(int(r.stdout.split()[0]))
 
 
 @pytest.mark.parametrize("isolate_pids", [True, False])
 def test_leftover_child_after_a_normal_exit_is_killed(isolate_pids):
-    src = _SPAWN_AND_HANG.format(extra="").replace("time.sleep(60)\n", "time.sleep(0.3)\n")  # the program's own
+    src = _SPAWN_AND_HANG.format(extra="").replace(
+        "time.sleep(60)\n", "time.sleep(0.3)\n"
+    )  # the program's own
     t0 = time.monotonic()
     r = run_python(src, Limits(wall_timeout_s=5, isolate_pids=isolate_pids, isolate_files=False))
     assert r.status == Status.OK
@@ -157,7 +169,9 @@ def test_output_flood_is_capped_and_fast():
 
 def test_endless_flood_is_killed_at_the_output_limit():
     t0 = time.monotonic()
-    r = run_python("while True:\n    print('y' * 10_000)\n", Limits(wall_timeout_s=30, output_limit_bytes=4_000_000))
+    r = run_python(
+        "while True:\n    print('y' * 10_000)\n", Limits(wall_timeout_s=30, output_limit_bytes=4_000_000)
+    )
     assert time.monotonic() - t0 < 10
     assert r.status == Status.KILLED
     assert "output limit" in r.stderr
@@ -170,16 +184,20 @@ def test_stdin_is_closed():
 
 def test_environment_is_scrubbed(monkeypatch):
     monkeypatch.setenv("CODEQUANT_TEST_SECRET", "hunter2")
-    src = "import os\nprint(sorted(os.environ))\nassert 'CODEQUANT_TEST_SECRET' not in os.environ\n" \
-          "assert os.environ['HOME'] == os.getcwd()\n"
+    src = (
+        "import os\nprint(sorted(os.environ))\nassert 'CODEQUANT_TEST_SECRET' not in os.environ\n"
+        "assert os.environ['HOME'] == os.getcwd()\n"
+    )
     r = run_python(src, FAST)
     assert r.status == Status.OK, r.stderr
     assert "hunter2" not in r.stdout and "CODEQUANT_TEST_SECRET" not in r.stdout
 
 
 def test_files_land_in_a_private_temp_dir_that_is_removed():
-    src = "import os\nopen('out.txt', 'w').write('data')\nos.mkdir('d')\nopen('d/f', 'w').write('x')\n" \
-          "os.chmod('d', 0o500)\nprint(os.getcwd())\n"
+    src = (
+        "import os\nopen('out.txt', 'w').write('data')\nos.mkdir('d')\nopen('d/f', 'w').write('x')\n"
+        "os.chmod('d', 0o500)\nprint(os.getcwd())\n"
+    )
     r = run_python(src, FAST)
     assert r.status == Status.OK, r.stderr
     cwd = Path(r.stdout.strip())
@@ -189,7 +207,9 @@ def test_files_land_in_a_private_temp_dir_that_is_removed():
 
 
 def test_file_size_limit():
-    r = run_python("open('big', 'wb').write(b'0' * (3 * 1024 * 1024))\n", Limits(wall_timeout_s=5, file_size_mb=1))
+    r = run_python(
+        "open('big', 'wb').write(b'0' * (3 * 1024 * 1024))\n", Limits(wall_timeout_s=5, file_size_mb=1)
+    )
     assert r.status in (Status.KILLED, Status.EXCEPTION)  # SIGXFSZ, or EFBIG when the signal is ignored
     assert r.status != Status.OK
 
@@ -201,7 +221,9 @@ def _listener() -> socket.socket:
     return srv
 
 
-@pytest.mark.skipif(not namespace_support().net, reason="no network namespace on this machine (see docs/sandbox.md)")
+@pytest.mark.skipif(
+    not namespace_support().net, reason="no network namespace on this machine (see docs/sandbox.md)"
+)
 def test_network_is_blocked():
     with _listener() as srv:
         port = srv.getsockname()[1]
@@ -210,10 +232,14 @@ def test_network_is_blocked():
         allowed = run_python(src, Limits(wall_timeout_s=5, isolate_network=False))
     assert blocked.status == Status.EXCEPTION
     assert blocked.exception_type in ("OSError", "ConnectionRefusedError")
-    assert allowed.status == Status.OK, allowed.stderr  # the same program reaches the port without the namespace
+    assert allowed.status == Status.OK, (
+        allowed.stderr
+    )  # the same program reaches the port without the namespace
 
 
-@pytest.mark.skipif(os.geteuid() != 0 or not os.access("/usr/bin/python3", os.X_OK), reason="needs root and /usr/bin/python3")
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not os.access("/usr/bin/python3", os.X_OK), reason="needs root and /usr/bin/python3"
+)
 def test_runs_as_an_unprivileged_user():
     import pwd
 
@@ -221,18 +247,29 @@ def test_runs_as_an_unprivileged_user():
         nobody = pwd.getpwnam("nobody")
     except KeyError:
         pytest.skip("no user nobody")
-    src = f"import os\nprint(os.getuid())\ntry:\n    open({str(Path(sys.executable).parent)!r} + '/x', 'w')\n" \
-          "except PermissionError:\n    print('denied')\n" \
-          f"try:\n    open('/proc/{os.getpid()}/environ', 'rb').read()\nexcept PermissionError:\n    print('denied')\n"
+    src = (
+        f"import os\nprint(os.getuid())\ntry:\n    open({str(Path(sys.executable).parent)!r} + '/x', 'w')\n"
+        "except PermissionError:\n    print('denied')\n"
+        f"try:\n    open('/proc/{os.getpid()}/environ', 'rb').read()\nexcept PermissionError:\n    print('denied')\n"
+    )
     # isolate_files=False: the user's own protection, without the mount namespace (which would answer EROFS/ENOENT)
-    r = run_python(src, Limits(wall_timeout_s=5, user="nobody", python="/usr/bin/python3", isolate_files=False))
+    r = run_python(
+        src, Limits(wall_timeout_s=5, user="nobody", python="/usr/bin/python3", isolate_files=False)
+    )
     assert r.status == Status.OK, r.stderr
-    assert r.stdout.split() == [str(nobody.pw_uid), "denied", "denied"]  # no writes to the venv, no parent's env
+    assert r.stdout.split() == [
+        str(nobody.pw_uid),
+        "denied",
+        "denied",
+    ]  # no writes to the venv, no parent's env
 
 
 def test_exception_type_parsing():
-    assert exception_type("Traceback (most recent call last):\n  File \"x\", line 1\nKeyError: 'a'\n") == "KeyError"
-    tb = "Traceback (most recent call last):\n  File \"x\"\nnumpy.core._exceptions._ArrayMemoryError: Unable\n"
+    assert (
+        exception_type("Traceback (most recent call last):\n  File \"x\", line 1\nKeyError: 'a'\n")
+        == "KeyError"
+    )
+    tb = 'Traceback (most recent call last):\n  File "x"\nnumpy.core._exceptions._ArrayMemoryError: Unable\n'
     assert exception_type(tb) == "_ArrayMemoryError"
     assert exception_type("") is None
 

@@ -21,7 +21,10 @@ def test_unknown_language_is_a_user_error():
 def test_parallel_runner_preserves_order():
     # Later items finish first, so completion order is the reverse of input order.
     n = 6
-    items = [("python", f"import time\ntime.sleep({(n - i) * 0.08})\nprint({i})\nassert {i} % 3 != 2\n") for i in range(n)]
+    items = [
+        ("python", f"import time\ntime.sleep({(n - i) * 0.08})\nprint({i})\nassert {i} % 3 != 2\n")
+        for i in range(n)
+    ]
     results = run_programs(items, Limits(wall_timeout_s=10), workers=3, progress=False)
     assert [r.stdout for r in results] == [f"{i}\n" for i in range(n)]
     assert [r.status for r in results] == [Status.ASSERTION if i % 3 == 2 else Status.OK for i in range(n)]

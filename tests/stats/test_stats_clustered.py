@@ -100,6 +100,7 @@ def test_monte_carlo_permutation_agrees_with_clustered_p_and_is_seeded():
     se = np.sqrt(perm.p_value * (1 - perm.p_value) / perm.n_resamples)
     # the chi-square approximation and the randomisation law agree to a few Monte Carlo SEs plus 15%
     assert abs(perm.p_value - clustered) < 4 * se + 0.15 * clustered
-    assert permutation_test(base, other, clusters, n_resamples=500, seed=1) == \
-        permutation_test(base, other, clusters, n_resamples=500, seed=1)
+    assert permutation_test(base, other, clusters, n_resamples=500, seed=1) == permutation_test(
+        base, other, clusters, n_resamples=500, seed=1
+    )
     assert 0 < permutation_test(base, other, clusters, n_resamples=50, seed=1, exact_max=0).p_value

@@ -18,12 +18,18 @@ def _write_run(folder, outcomes, *, model="m", benchmark="humaneval", samples=No
     with open(folder / "samples.jsonl", "w") as fh:
         for task, values in outcomes.items():
             for i, passed in enumerate(values):
-                fh.write(json.dumps({"task_id": task, "sample_index": i, "passed": passed, "language": "python"})
-                         + "\n")
+                fh.write(
+                    json.dumps({"task_id": task, "sample_index": i, "passed": passed, "language": "python"})
+                    + "\n"
+                )
         fh.write(extra_lines)
     n = samples or max(len(v) for v in outcomes.values())
-    summary = {"pass@1": 0.0, "config": {"model": model, "benchmark": benchmark}, "model": model,
-               "scope": {"limit": None, "samples": n}}
+    summary = {
+        "pass@1": 0.0,
+        "config": {"model": model, "benchmark": benchmark},
+        "model": model,
+        "scope": {"limit": None, "samples": n},
+    }
     (folder / "summary.json").write_text(json.dumps(summary))
     return folder
 
@@ -36,8 +42,11 @@ def three_runs(tmp_path):
     worse = {t: [False, False] if i < 3 else [True, False] for i, t in enumerate(tasks[:5])}
     worse[tasks[5]] = [True, False]
     same = {t: list(v) for t, v in base.items()}
-    return (_write_run(tmp_path / "fp32", base), _write_run(tmp_path / "int2", worse, model="q2"),
-            _write_run(tmp_path / "copy", same))
+    return (
+        _write_run(tmp_path / "fp32", base),
+        _write_run(tmp_path / "int2", worse, model="q2"),
+        _write_run(tmp_path / "copy", same),
+    )
 
 
 def test_compare_two_synthetic_runs(three_runs):
@@ -75,13 +84,18 @@ def test_auto_test_is_clustered_with_several_completions_per_problem(three_runs)
 
 
 def test_read_run_respects_scope_and_drops_truncated_tail(tmp_path):
-    folder = _write_run(tmp_path / "r", {"a": [True, False, True]}, samples=2, extra_lines='{"task_id": "a", "sa')
+    folder = _write_run(
+        tmp_path / "r", {"a": [True, False, True]}, samples=2, extra_lines='{"task_id": "a", "sa'
+    )
     run = read_run(folder)
     assert run.outcomes == {"a": {0: True, 1: False}} and run.model == "m"
     with pytest.raises(CodequantError, match=r"no samples.jsonl.*codequant evaluate MODEL --benchmark NAME"):
         read_run(tmp_path / "missing")
-    dup = _write_run(tmp_path / "d", {"a": [True]},
-                     extra_lines=json.dumps({"task_id": "a", "sample_index": 0, "passed": False}) + "\n")
+    dup = _write_run(
+        tmp_path / "d",
+        {"a": [True]},
+        extra_lines=json.dumps({"task_id": "a", "sample_index": 0, "passed": False}) + "\n",
+    )
     with pytest.raises(CodequantError, match="twice"):
         read_run(dup)
 
@@ -133,8 +147,18 @@ def test_cli_compare_json_and_table(three_runs):
     assert res.exit_code == 0, res.output
     rows = json.loads(res.output)
     assert rows[0]["b"] == 8 and rows[0]["c"] == 1 and rows[0]["correction"] == "holm"
-    for key in ("model", "language", "baseline", "other", "b", "c", "n_pairs", "odds_ratio", "p_value",
-                "p_adjusted"):
+    for key in (
+        "model",
+        "language",
+        "baseline",
+        "other",
+        "b",
+        "c",
+        "n_pairs",
+        "odds_ratio",
+        "p_value",
+        "p_adjusted",
+    ):
         assert key in rows[0]
     table = runner.invoke(app, ["compare", str(base), str(worse)])
     assert table.exit_code == 0 and "int2" in table.output and "8.000" in table.output
@@ -148,8 +172,10 @@ def test_cli_compare_test_option(three_runs):
     auto = runner.invoke(app, ["compare", str(base), str(worse)])
     assert auto.exit_code == 0, auto.output
     assert "clustered McNemar (Durkalski)" in auto.output and "--test mcnemar" in auto.output
-    rows = {t: json.loads(runner.invoke(app, ["compare", str(base), str(worse), "--json", "--test", t]).output)[0]
-            for t in ("mcnemar", "clustered", "permutation")}
+    rows = {
+        t: json.loads(runner.invoke(app, ["compare", str(base), str(worse), "--json", "--test", t]).output)[0]
+        for t in ("mcnemar", "clustered", "permutation")
+    }
     assert rows["mcnemar"]["p_value"] == pytest.approx(2 * 10 / 512)
     assert rows["clustered"]["p_value"] == pytest.approx(chi2.sf(49 / 15, 1))
     assert rows["permutation"]["p_value"] == pytest.approx(8 / 64)
@@ -170,15 +196,18 @@ def test_cli_from_csv_says_how_it_paired(tmp_path):
     assert "paired by their order within each problem" in out.output
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"alpha": 1.0}, "--alpha must lie strictly between 0 and 1"),
-    ({"resamples": 0}, "--resamples must be at least 1"),
-    ({"by": "task"}, "unknown pairing 'task'"),
-    ({"rule": "most"}, "unknown problem rule 'most'"),
-    ({"method": "midp"}, "unknown McNemar method 'midp'"),
-    ({"ci": "wilson"}, "unknown CI method 'wilson'"),
-    ({"correction": "sidak"}, "unknown correction 'sidak'"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"alpha": 1.0}, "--alpha must lie strictly between 0 and 1"),
+        ({"resamples": 0}, "--resamples must be at least 1"),
+        ({"by": "task"}, "unknown pairing 'task'"),
+        ({"rule": "most"}, "unknown problem rule 'most'"),
+        ({"method": "midp"}, "unknown McNemar method 'midp'"),
+        ({"ci": "wilson"}, "unknown CI method 'wilson'"),
+        ({"correction": "sidak"}, "unknown correction 'sidak'"),
+    ],
+)
 def test_compare_options_are_checked_once_when_made(kwargs, message):
     with pytest.raises(CodequantError, match=message):
         CompareOptions(**kwargs)

@@ -14,7 +14,9 @@ def test_bh_and_holm_hand_values():
     assert adjust(p, "none") == p
 
 
-@pytest.mark.parametrize(("ours", "theirs"), [("bh", "fdr_bh"), ("holm", "holm"), ("bonferroni", "bonferroni")])
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [("bh", "fdr_bh"), ("holm", "holm"), ("bonferroni", "bonferroni")]
+)
 def test_matches_statsmodels_on_random_families(ours, theirs):
     rng = np.random.default_rng(7)
     for m in (1, 2, 5, 17):

@@ -17,7 +17,9 @@ def test_one_completion_per_problem_se_is_the_paired_difference_se():
     assert res.se == pytest.approx(d.std(ddof=1) / np.sqrt(300), rel=1e-12)
     assert res.se_low == pytest.approx(res.diff - 1.959964 * res.se, rel=1e-6)
     # bootstrap percentile interval ~ the normal one when 300 problems are resampled
-    assert res.ci_low == pytest.approx(res.se_low, abs=0.01) and res.ci_high == pytest.approx(res.se_high, abs=0.01)
+    assert res.ci_low == pytest.approx(res.se_low, abs=0.01) and res.ci_high == pytest.approx(
+        res.se_high, abs=0.01
+    )
 
 
 def test_clustered_interval_is_wider_than_the_per_completion_one_and_covers():

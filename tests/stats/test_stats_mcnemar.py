@@ -9,13 +9,16 @@ from codequant.errors import CodequantError
 from codequant.stats.mcnemar import discordant, mcnemar, mcnemar_counts, odds_ratio_ci
 
 
-@pytest.mark.parametrize(("b", "c", "expected"), [
-    (3, 0, 2 * 0.5**3),  # both tails of Binomial(3, 1/2) at the extremes
-    (5, 1, 2 * (1 + 6) / 64),  # P(X <= 1 | n = 6) doubled
-    (2, 10, 2 * (1 + 12 + 66) / 4096),  # P(X <= 2 | n = 12) doubled; symmetric in b and c
-    (7, 7, 1.0),
-    (0, 0, 1.0),
-])
+@pytest.mark.parametrize(
+    ("b", "c", "expected"),
+    [
+        (3, 0, 2 * 0.5**3),  # both tails of Binomial(3, 1/2) at the extremes
+        (5, 1, 2 * (1 + 6) / 64),  # P(X <= 1 | n = 6) doubled
+        (2, 10, 2 * (1 + 12 + 66) / 4096),  # P(X <= 2 | n = 12) doubled; symmetric in b and c
+        (7, 7, 1.0),
+        (0, 0, 1.0),
+    ],
+)
 def test_exact_p_matches_hand_computed_binomial(b, c, expected):
     assert mcnemar_counts(b, c).p_value == pytest.approx(expected, rel=1e-12)
 

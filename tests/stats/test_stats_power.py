@@ -40,8 +40,11 @@ def test_mde_reaches_the_target_power_and_shrinks_with_problems():
     assert minimum_detectable_drop(160, 1, 0.3, 1.0) < mde
     assert minimum_detectable_drop(40, 20, 0.3, 0.2) < minimum_detectable_drop(40, 1, 0.3, 0.2)
     # under the proportional-loss model ICC 1 is the best case (no discordance from problems both versions miss)
-    assert minimum_detectable_drop(40, 20, 0.3, 1.0) < minimum_detectable_drop(40, 20, 0.3, 0.8) \
+    assert (
+        minimum_detectable_drop(40, 20, 0.3, 1.0)
+        < minimum_detectable_drop(40, 20, 0.3, 0.8)
         < minimum_detectable_drop(40, 20, 0.3, 0.1)
+    )
     assert math.isinf(minimum_detectable_drop(3, 1, 0.2, 1.0))
     assert math.isinf(minimum_detectable_drop(40, 1, 0.0, 1.0))
 

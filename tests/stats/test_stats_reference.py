@@ -16,7 +16,9 @@ def _published(path):
 
 
 def test_rq1_stats_reproduced(shared_dir):
-    rows = compare_csv(shared_dir / REF / "rq1_cg.csv", "16bit", CompareOptions(correction="bh", test="mcnemar"))
+    rows = compare_csv(
+        shared_dir / REF / "rq1_cg.csv", "16bit", CompareOptions(correction="bh", test="mcnemar")
+    )
     ours = {(r.model, r.language, r.baseline, r.other): r for r in rows}
     published = _published(shared_dir / REF / "rq1_stats.csv")
     assert len(published) == len(ours) == 16
@@ -30,8 +32,11 @@ def test_rq1_stats_reproduced(shared_dir):
 def test_rq1_finetuned_stats_reproduced(shared_dir):
     # Published OR there is (finetuned passes, non-finetuned fails) / (the reverse), uncorrected: i.e. b/c with the
     # finetuned model as the baseline, even though its table lists the non-finetuned model as base_precision.
-    rows = compare_csv(shared_dir / REF / "rq1ft_cg.csv", options=CompareOptions(correction="none", test="mcnemar"),
-                       pairs=[("3bit-finetuned", "3bit"), ("2bit-finetuned", "2bit")])
+    rows = compare_csv(
+        shared_dir / REF / "rq1ft_cg.csv",
+        options=CompareOptions(correction="none", test="mcnemar"),
+        pairs=[("3bit-finetuned", "3bit"), ("2bit-finetuned", "2bit")],
+    )
     ours = {(r.model, r.language, r.other, r.baseline): r for r in rows}
     published = _published(shared_dir / REF / "rq1-finetuned_stats.csv")
     assert len(published) == len(ours) == 8

@@ -18,8 +18,16 @@ def _rows():
     for quant, rate in (("16bit", 0.7), ("4bit", 0.6), ("2bit", 0.3)):
         for p in range(12):
             for s in range(5):
-                rows.append({"model": "m", "quantization": quant, "language": "py", "problem": f"P{p}",
-                             "sample": s, "pass": int(rng.random() < rate)})
+                rows.append(
+                    {
+                        "model": "m",
+                        "quantization": quant,
+                        "language": "py",
+                        "problem": f"P{p}",
+                        "sample": s,
+                        "pass": int(rng.random() < rate),
+                    }
+                )
     return rows
 
 
@@ -53,7 +61,9 @@ def test_without_sample_column_a_stable_resort_by_another_column_changes_nothing
     columns = [c for c in HEADER if c != "sample"]
     plain = compare_csv(_write(tmp_path / "a.csv", rows, columns), "16bit")
     by_pass = sorted(rows, key=lambda r: (r["quantization"], -r["pass"]))  # scrambles rows of one problem...
-    resorted = sorted(rows, key=lambda r: r["problem"])  # ...this one keeps each problem's order (stable sort)
+    resorted = sorted(
+        rows, key=lambda r: r["problem"]
+    )  # ...this one keeps each problem's order (stable sort)
     assert _summary(compare_csv(_write(tmp_path / "b.csv", resorted, columns), "16bit")) == _summary(plain)
     assert _summary(compare_csv(_write(tmp_path / "c.csv", by_pass, columns), "16bit")) != _summary(plain)
     assert _summary(plain) == _summary(compare_csv(_write(tmp_path / "d.csv", rows), "16bit"))
@@ -64,7 +74,9 @@ def test_duplicated_and_missing_keys_are_one_clear_error(tmp_path):
     dup = rows + [dict(rows[3])]
     with pytest.raises(CodequantError, match=r"1 completion\(s\) twice .*m/16bit/py/P0/3"):
         read_outcome_table(_write(tmp_path / "dup.csv", dup))
-    missing = [r for r in rows if not (r["quantization"] == "4bit" and r["problem"] == "P2" and r["sample"] == 4)]
+    missing = [
+        r for r in rows if not (r["quantization"] == "4bit" and r["problem"] == "P2" and r["sample"] == 4)
+    ]
     with pytest.raises(CodequantError, match="different completions"):
         compare_csv(_write(tmp_path / "missing.csv", missing), "16bit")
     bad = [dict(rows[0], sample="x")] + rows[1:]

@@ -22,12 +22,22 @@ def plan(planning: Planning) -> None:
     """One step per evaluation of the model (the evaluate kind planned them before this one)."""
     for evals in planning.evaluations:
         for evaluation in evals.steps:
-            planning.add("lengths", evaluation.label, {"of": evaluation.key}, [evaluation.key],
-                         {"variant": evaluation.meta["variant"]})
+            planning.add(
+                "lengths",
+                evaluation.label,
+                {"of": evaluation.key},
+                [evaluation.key],
+                {"variant": evaluation.meta["variant"]},
+            )
 
 
-def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
-        metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def run(
+    step: Step,
+    workdir: Path,
+    inputs: dict[str, Path],
+    settings: dict[str, Any],
+    metas: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     (evaluation,) = [inputs[k] for k in step.deps]
     lines = (evaluation / "samples.jsonl").read_text(encoding="utf-8").splitlines()
     completions = [json.loads(line)["completion"] for line in lines]
@@ -35,7 +45,12 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
 
 
 def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:
-    conn.execute("CREATE TABLE IF NOT EXISTS completion_lengths "
-                 "(step_key TEXT PRIMARY KEY, completions INTEGER, mean_chars REAL)")
-    store.upsert("completion_lengths", {"step_key": step.key, "completions": res["completions"],
-                                        "mean_chars": res["mean_chars"]}, conn)
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS completion_lengths "
+        "(step_key TEXT PRIMARY KEY, completions INTEGER, mean_chars REAL)"
+    )
+    store.upsert(
+        "completion_lengths",
+        {"step_key": step.key, "completions": res["completions"], "mean_chars": res["mean_chars"]},
+        conn,
+    )

@@ -8,24 +8,31 @@ import yaml
 from codequant.errors import CodequantError
 from codequant.study import build_plan, load_config, parse_config
 
-BASE = {"name": "t", "models": ["m"], "benchmarks": [{"name": "humaneval"}],
-        "quantizations": [{"method": "rtn", "bits": [4, 2], "calibration": ["code", "random"]}]}
+BASE = {
+    "name": "t",
+    "models": ["m"],
+    "benchmarks": [{"name": "humaneval"}],
+    "quantizations": [{"method": "rtn", "bits": [4, 2], "calibration": ["code", "random"]}],
+}
 
 
 def _with(**kw):
     return {**json.loads(json.dumps(BASE)), **kw}
 
 
-@pytest.mark.parametrize("data, where", [
-    (_with(quantizations=[{"method": "rtn", "bitz": [4]}]), "quantizations.0.bitz: unknown key"),
-    (_with(quantizations=[{"method": "aqlm", "bits": [5]}]), "aqlm bits must be among 2, 3, 4, 8"),
-    (_with(quantizations=[{"method": "awq", "bits": [4]}]), "quantizations.0.method"),
-    (_with(models=[]), "models"),
-    (_with(name="bad name"), "study name 'bad name'"),
-    (_with(decoding=[{"name": "g"}, {"name": "g"}]), "decoding names must be unique"),
-    (_with(baseline=False, quantizations=[]), "nothing to run"),
-    ([1, 2], "must be a YAML mapping"),
-])
+@pytest.mark.parametrize(
+    "data, where",
+    [
+        (_with(quantizations=[{"method": "rtn", "bitz": [4]}]), "quantizations.0.bitz: unknown key"),
+        (_with(quantizations=[{"method": "aqlm", "bits": [5]}]), "aqlm bits must be among 2, 3, 4, 8"),
+        (_with(quantizations=[{"method": "awq", "bits": [4]}]), "quantizations.0.method"),
+        (_with(models=[]), "models"),
+        (_with(name="bad name"), "study name 'bad name'"),
+        (_with(decoding=[{"name": "g"}, {"name": "g"}]), "decoding names must be unique"),
+        (_with(baseline=False, quantizations=[]), "nothing to run"),
+        ([1, 2], "must be a YAML mapping"),
+    ],
+)
 def test_config_errors_are_one_line(data, where):
     with pytest.raises(CodequantError) as e:
         parse_config(data)
@@ -59,7 +66,9 @@ def test_paper_grid_study_is_valid():
     path = Path(__file__).resolve().parents[2] / "studies" / "paper-grid.yaml"
     plan = build_plan(load_config(path), path.parent)
     kinds = [s.kind for s in plan.steps]
-    assert kinds.count("calibrate") == 3 and kinds.count("quantize") == 12 and kinds.count("finetune") == 2  # shared
+    assert (
+        kinds.count("calibrate") == 3 and kinds.count("quantize") == 12 and kinds.count("finetune") == 2
+    )  # shared
     assert kinds.count("evaluate") == 2 * (1 + 12 + 2)  # fp + 12 quantized + 2 fine-tuned, 2 benchmarks
     assert kinds.count("inference") == 1 + 12 + 2
 
@@ -84,7 +93,9 @@ def test_plan_keys_follow_inputs(tmp_path):
 
 def test_relative_paths_resolve_against_yaml_folder(tmp_path):
     (tmp_path / "mini.jsonl").write_text("")
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(_with(benchmarks=[{"name": "humaneval", "data": "mini.jsonl"}])))
+    (tmp_path / "s.yaml").write_text(
+        yaml.safe_dump(_with(benchmarks=[{"name": "humaneval", "data": "mini.jsonl"}]))
+    )
     plan = build_plan(load_config(tmp_path / "s.yaml"), tmp_path)
     assert plan.of_kind("evaluate")[0].config["data"] == str(tmp_path / "mini.jsonl")
     with pytest.raises(CodequantError, match="does not exist"):
@@ -95,9 +106,17 @@ def test_relative_paths_resolve_against_yaml_folder(tmp_path):
 
 def test_calibration_size_is_an_axis(tmp_path):
     """The seed's ablation: Random calibration with many short rows against Code calibration with few long ones."""
-    data = _with(quantizations=[
-        {"method": "rtn", "bits": [2], "calibration": ["random"], "calibration_sizes": ["1024x64", "16x512"]},
-        {"method": "rtn", "bits": [2], "calibration": ["code"]}])
+    data = _with(
+        quantizations=[
+            {
+                "method": "rtn",
+                "bits": [2],
+                "calibration": ["random"],
+                "calibration_sizes": ["1024x64", "16x512"],
+            },
+            {"method": "rtn", "bits": [2], "calibration": ["code"]},
+        ]
+    )
     plan = build_plan(parse_config(data), tmp_path)
     cals = {s.label: s.config for s in plan.of_kind("calibrate")}
     assert cals["m-random-1024x64"]["samples"] == 1024 and cals["m-random-1024x64"]["seq_len"] == 64
@@ -134,8 +153,12 @@ def test_generation_backend_is_a_decoding_setting_hashed_only_when_not_the_engin
     plan = build_plan(parse_config(BASE), tmp_path)
     evals = plan.of_kind("evaluate")
     assert all("backend" not in s.config for s in evals)  # studies from before backends keep their keys
-    vllm = build_plan(parse_config(_with(decoding=[{"name": "greedy", "backend": "vllm"}],
-                                         runner={"vllm": {"dtype": "float32"}})), tmp_path)
+    vllm = build_plan(
+        parse_config(
+            _with(decoding=[{"name": "greedy", "backend": "vllm"}], runner={"vllm": {"dtype": "float32"}})
+        ),
+        tmp_path,
+    )
     assert all(s.config["backend"] == "vllm" for s in vllm.of_kind("evaluate"))
     assert {s.key for s in vllm.of_kind("evaluate")}.isdisjoint(s.key for s in evals)
     assert [s.key for s in vllm.of_kind("quantize")] == [s.key for s in plan.of_kind("quantize")]
@@ -160,10 +183,16 @@ def test_paper_benchmarks_study_is_the_study_benchmarks_with_the_prompt_stripped
 def test_prompt_strip_python_main_and_sanitize_hashed_only_when_set(tmp_path):
     plain = build_plan(parse_config(BASE), tmp_path).of_kind("evaluate")
     assert all(k not in s.config for s in plain for k in ("prompt_strip", "python_main", "sanitize"))
-    changed = build_plan(parse_config(_with(decoding=[{"name": "greedy", "prompt_strip": True, "sanitize": True,
-                                                       "python_main": "run"}])), tmp_path).of_kind("evaluate")
-    assert all(s.config["prompt_strip"] and s.config["sanitize"] and s.config["python_main"] == "run"
-               for s in changed)
+    changed = build_plan(
+        parse_config(
+            _with(decoding=[{"name": "greedy", "prompt_strip": True, "sanitize": True, "python_main": "run"}])
+        ),
+        tmp_path,
+    ).of_kind("evaluate")
+    assert all(
+        s.config["prompt_strip"] and s.config["sanitize"] and s.config["python_main"] == "run"
+        for s in changed
+    )
     assert {s.key for s in changed}.isdisjoint(s.key for s in plain)
     with pytest.raises(CodequantError, match="python_main"):
         parse_config(_with(decoding=[{"name": "greedy", "python_main": "exec"}]))

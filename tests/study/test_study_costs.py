@@ -47,12 +47,16 @@ def test_activations_are_two_buffers_in_the_model_dtype_and_go_to_disk_over_budg
 
 
 def _study(tmp_path: Path, model: str, resources: dict | None = None) -> Path:
-    data = {"name": "tiny", "models": [model], "baseline": True,
-            "quantizations": [{"method": "rtn", "bits": [4]}],
-            "calibration": {"samples": 8, "seq_len": 16, "val_samples": 2},
-            "benchmarks": [{"name": "humaneval", "limit": 2}],
-            "decoding": [{"name": "greedy", "max_new_tokens": 8}],
-            "runner": {"resources": resources or {}}}
+    data = {
+        "name": "tiny",
+        "models": [model],
+        "baseline": True,
+        "quantizations": [{"method": "rtn", "bits": [4]}],
+        "calibration": {"samples": 8, "seq_len": 16, "val_samples": 2},
+        "benchmarks": [{"name": "humaneval", "limit": 2}],
+        "decoding": [{"name": "greedy", "max_new_tokens": 8}],
+        "runner": {"resources": resources or {}},
+    }
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
@@ -86,7 +90,9 @@ def test_the_paper_grid_passes_its_own_plan():
     costs = plan_costs(cfg, build_plan(cfg, ROOT / "studies"))
     assert len(costs) == 576 and not [c.problem for c in costs if c.problem]
     quant34 = [c for c in costs if c.kind == "quantize" and "CodeLlama-34b" in c.step]
-    assert quant34 and all("on disk" in c.note for c in quant34)  # 128 GiB of activations: not in the 160 GB job
+    assert quant34 and all(
+        "on disk" in c.note for c in quant34
+    )  # 128 GiB of activations: not in the 160 GB job
     assert all(c.throughput.startswith("assumed") for c in costs if c.kind in ("quantize", "evaluate"))
     result = CliRunner().invoke(app, ["study", "plan", str(ROOT / "studies" / "paper-scale.yaml")])
     assert result.exit_code == 0 and "every step fits" in result.output

@@ -27,8 +27,10 @@ from codequant.study.executors import Resources, resources_for
 from codequant.study.kinds import STEP_KINDS
 from codequant.study.runner import StudyFailed, artifact_dir
 
-SMALL = [{"method": "rtn", "bits": [4], "calibration": ["texts"]},
-         {"method": "gptq", "bits": [4], "calibration": ["texts"]}]
+SMALL = [
+    {"method": "rtn", "bits": [4], "calibration": ["texts"]},
+    {"method": "gptq", "bits": [4], "calibration": ["texts"]},
+]
 ONE_CPU = {k: {"cpus": 1, "memory_gb": 1, "gpus": 0} for k in STEP_KINDS.names}
 TIMING = {"quantize_s"}  # columns that measure time, not results
 
@@ -55,11 +57,16 @@ def _rows(study: Path) -> dict[str, list]:
     con.row_factory = sqlite3.Row
     out = {}
     try:
-        for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'steps'"):
+        for (table,) in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name != 'steps'"
+        ):
             rows = []
             for r in con.execute(f"SELECT * FROM {table}"):
-                d = {k: (v.replace(str(study), "STUDY") if isinstance(v, str) else v) for k, v in dict(r).items()
-                     if k not in TIMING}
+                d = {
+                    k: (v.replace(str(study), "STUDY") if isinstance(v, str) else v)
+                    for k, v in dict(r).items()
+                    if k not in TIMING
+                }
                 rows.append(json.dumps(d, sort_keys=True))
             out[table] = sorted(rows)
     finally:
@@ -117,7 +124,8 @@ def deep_llama_dir(tmp_path_factory, tiny_tokenizer, tiny_llama_builder) -> Path
 def test_resources_default_per_kind_and_yaml_overrides():
     assert resources_for("quantize").gpus == 1 and resources_for("compare").gpus == 0
     assert resources_for("quantize", {"gpus": 0, "memory_gb": None}) == Resources(
-        cpus=8, gpus=0, memory_gb=96, time_min=24 * 60)
+        cpus=8, gpus=0, memory_gb=96, time_min=24 * 60
+    )
 
 
 def test_runner_config_refuses_unknown_kinds_and_in_process_parallel(tmp_path, tiny_llama_dir):
@@ -139,7 +147,9 @@ def test_local_parallel_overlaps_steps_and_a_failing_step_stops_only_its_depende
     gptq = next(s for s in plan.of_kind("quantize") if s.config["method"] == "gptq")
     # GPTQ's calibration input made unreadable: the step fails on both attempts; RTN's branch still finishes
     (artifact_dir(study, gptq).with_name(gptq.key + ".partial") / "checkpoint").mkdir(parents=True)
-    (artifact_dir(study, gptq).with_name(gptq.key + ".partial") / "checkpoint" / "manifest.json").write_text("{")
+    (artifact_dir(study, gptq).with_name(gptq.key + ".partial") / "checkpoint" / "manifest.json").write_text(
+        "{"
+    )
     with pytest.raises(StudyFailed, match="quantize:.*gptq"):
         run_study(cfg, study, base=tmp_path, log=lambda s: None)
     states = {r["label"]: r["state"] for r in study_status(cfg, study, base=tmp_path)}
@@ -150,8 +160,9 @@ def test_local_parallel_overlaps_steps_and_a_failing_step_stops_only_its_depende
     rtn_eval = next(s for s in plan.of_kind("evaluate") if "rtn" in s.label)
     assert states[rtn_eval.label] == "done"
     finished = [r for r in _steps(study).values() if r["status"] == "done"]
-    assert any(_overlap(a, b) for a in finished for b in finished if a["key"] < b["key"]), \
+    assert any(_overlap(a, b) for a in finished for b in finished if a["key"] < b["key"]), (
         "with parallel: 2, the fp evaluation runs beside the calibration and the quantization"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -163,8 +174,18 @@ def ray_cluster(tmp_path_factory):
         port = s.getsockname()[1]
     ray_bin = Path(sys.executable).with_name("ray")
     tmp = Path("/tmp") / f"cq-ray-{os.getpid()}"
-    cmd = [str(ray_bin), "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}", "--num-cpus=2",
-           "--num-gpus=0", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}"]
+    cmd = [
+        str(ray_bin),
+        "start",
+        "--head",
+        "--node-ip-address=127.0.0.1",
+        f"--port={port}",
+        "--num-cpus=2",
+        "--num-gpus=0",
+        "--include-dashboard=false",
+        "--disable-usage-stats",
+        f"--temp-dir={tmp}",
+    ]
     subprocess.run(cmd, check=True, capture_output=True, timeout=120)
     try:
         yield f"127.0.0.1:{port}"
@@ -177,8 +198,9 @@ def ray_cluster(tmp_path_factory):
 
 @pytest.mark.slow
 @pytest.mark.ci
-def test_ray_cluster_runs_the_study_in_parallel_and_a_killed_worker_resumes(tmp_path, tiny_llama_dir,
-                                                                            deep_llama_dir, ray_cluster):
+def test_ray_cluster_runs_the_study_in_parallel_and_a_killed_worker_resumes(
+    tmp_path, tiny_llama_dir, deep_llama_dir, ray_cluster
+):
     runner = {"executor": "ray", "ray": {"address": ray_cluster}, "resources": ONE_CPU}
     local, cfg = _config(tmp_path, tiny_llama_dir, {}), _config(tmp_path, tiny_llama_dir, runner)
     run_study(local, tmp_path / "local", base=tmp_path, log=lambda s: None)
@@ -191,7 +213,14 @@ def test_ray_cluster_runs_the_study_in_parallel_and_a_killed_worker_resumes(tmp_
     assert all(len(s["job_id"]) > 8 for s in steps.values())  # Ray task ids
 
     # a worker SIGKILLed after its first block checkpoint: retried, resumes from that block
-    aqlm = [{"method": "aqlm", "bits": [2], "calibration": ["texts"], "options": {"kmeans_iters": 2, "bits_tolerance": 100}}]
+    aqlm = [
+        {
+            "method": "aqlm",
+            "bits": [2],
+            "calibration": ["texts"],
+            "options": {"kmeans_iters": 2, "bits_tolerance": 100},
+        }
+    ]
     cfg = _config(tmp_path, deep_llama_dir, runner, quantizations=aqlm)
     study = tmp_path / "kill"
     killed = threading.Event()
@@ -220,12 +249,33 @@ def test_submitit_runs_the_study_and_a_killed_driver_reattaches(tmp_path, tiny_l
     assert _overlap(*[steps[s.key] for s in plan.of_kind("quantize")])
 
     # the driver SIGKILLed while its quantization job runs; the job goes on, the rerun waits for it (no resubmit)
-    aqlm = [{"method": "aqlm", "bits": [2], "calibration": ["texts"], "options": {"kmeans_iters": 2, "bits_tolerance": 100}}]
+    aqlm = [
+        {
+            "method": "aqlm",
+            "bits": [2],
+            "calibration": ["texts"],
+            "options": {"kmeans_iters": 2, "bits_tolerance": 100},
+        }
+    ]
     cfg = _config(tmp_path, deep_llama_dir, runner, quantizations=aqlm)
     study = tmp_path / "driver"
-    driver = subprocess.Popen([sys.executable, "-c", "from codequant.cli import main; main()", "study", "run",
-                               str(_yaml(tmp_path, cfg, "driver")), "--out", str(study), "--no-report"],
-                              cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    driver = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from codequant.cli import main; main()",
+            "study",
+            "run",
+            str(_yaml(tmp_path, cfg, "driver")),
+            "--out",
+            str(study),
+            "--no-report",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     (q,) = build_plan(cfg, tmp_path).of_kind("quantize")
     partial = artifact_dir(study, q).with_name(q.key + ".partial")
     deadline = time.time() + 300

@@ -8,9 +8,12 @@ from codequant.report import build_report
 from codequant.study import StudyStore, load_config, run_study
 
 
-def test_outcomes_get_failure_classes_old_studies_are_backfilled_and_the_report_shows_them(tmp_path, tiny_llama_dir):
-    path = write_study(tmp_path, tiny_llama_dir, quantizations=[{"method": "rtn", "bits": [2],
-                                                                   "calibration": ["texts"]}])
+def test_outcomes_get_failure_classes_old_studies_are_backfilled_and_the_report_shows_them(
+    tmp_path, tiny_llama_dir
+):
+    path = write_study(
+        tmp_path, tiny_llama_dir, quantizations=[{"method": "rtn", "bits": [2], "calibration": ["texts"]}]
+    )
     cfg, study = load_config(path), tmp_path / "tiny"
     run_study(cfg, study, base=tmp_path, log=lambda s: None)
     db = study / "study.db"
@@ -27,8 +30,10 @@ def test_outcomes_get_failure_classes_old_studies_are_backfilled_and_the_report_
     counts = run_study(cfg, study, base=tmp_path, log=lambda s: None)
     assert counts["ran"] == 0 and counts["ingested"] >= 1
     with StudyStore(db) as store:
-        after = sorted((r["run_key"], r["task_id"], r["failure"], r["failure_detail"])
-                       for r in store.rows("SELECT * FROM outcomes"))
+        after = sorted(
+            (r["run_key"], r["task_id"], r["failure"], r["failure_detail"])
+            for r in store.rows("SELECT * FROM outcomes")
+        )
     assert after == before
     report = build_report(study)
     text = report.read_text()

@@ -23,8 +23,14 @@ from codequant.study.runner import artifact_dir
 
 def _start(config: Path) -> subprocess.Popen:
     code = "from codequant.cli import main; main()"
-    return subprocess.Popen([sys.executable, "-c", code, "study", "run", str(config)], cwd=config.parent,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", code, "study", "run", str(config)],
+        cwd=config.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def _count(db: Path, sql: str) -> int:

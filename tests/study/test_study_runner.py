@@ -12,12 +12,27 @@ from codequant.study.runner import artifact_dir
 
 TEST = "def check(candidate):\n    assert candidate(2) == 4\n    assert candidate(0) == 0\n"
 RECORDS = [
-    {"task_id": "Mini/0", "prompt": "def double(x):\n    \"\"\"Return 2 * x.\"\"\"\n",
-     "canonical_solution": "    return 2 * x\n", "test": TEST, "entry_point": "double"},
-    {"task_id": "Mini/1", "prompt": "def twice(x):\n    \"\"\"Return x + x.\"\"\"\n",
-     "canonical_solution": "    return x + x\n", "test": TEST, "entry_point": "twice"},
-    {"task_id": "Mini/2", "prompt": "def dbl(x):\n", "canonical_solution": "    return x * 3\n", "test": TEST,
-     "entry_point": "dbl"},
+    {
+        "task_id": "Mini/0",
+        "prompt": 'def double(x):\n    """Return 2 * x."""\n',
+        "canonical_solution": "    return 2 * x\n",
+        "test": TEST,
+        "entry_point": "double",
+    },
+    {
+        "task_id": "Mini/1",
+        "prompt": 'def twice(x):\n    """Return x + x."""\n',
+        "canonical_solution": "    return x + x\n",
+        "test": TEST,
+        "entry_point": "twice",
+    },
+    {
+        "task_id": "Mini/2",
+        "prompt": "def dbl(x):\n",
+        "canonical_solution": "    return x * 3\n",
+        "test": TEST,
+        "entry_point": "dbl",
+    },
 ]
 CODE = "def add(a, b):\n    return a + b\n\n\nclass Box:\n    def __init__(self, v):\n        self.v = v\n"
 
@@ -28,14 +43,20 @@ def write_study(tmp_path, model_dir, quantizations=None, perplexity=False):
     texts.mkdir(exist_ok=True)
     for i in range(4):
         (texts / f"f{i}.py").write_text(CODE * (3 + i))
-    cfg = {"name": "tiny", "models": [str(model_dir)],
-           "quantizations": quantizations if quantizations is not None else [
-               {"method": "rtn", "bits": [4, 2], "calibration": ["texts"]},
-               {"method": "gptq", "bits": [4, 2], "calibration": ["texts"]}],
-           "calibration": {"samples": 4, "seq_len": 16, "val_samples": 0, "seed": 0},
-           "benchmarks": [{"name": "humaneval", "data": "mini.jsonl"}],
-           "decoding": [{"name": "greedy", "max_new_tokens": 6, "prompt_style": "base", "batch_size": 4}],
-           "runner": {"isolate": False, "quantize_batch_size": 2}}
+    cfg = {
+        "name": "tiny",
+        "models": [str(model_dir)],
+        "quantizations": quantizations
+        if quantizations is not None
+        else [
+            {"method": "rtn", "bits": [4, 2], "calibration": ["texts"]},
+            {"method": "gptq", "bits": [4, 2], "calibration": ["texts"]},
+        ],
+        "calibration": {"samples": 4, "seq_len": 16, "val_samples": 0, "seed": 0},
+        "benchmarks": [{"name": "humaneval", "data": "mini.jsonl"}],
+        "decoding": [{"name": "greedy", "max_new_tokens": 6, "prompt_style": "base", "batch_size": 4}],
+        "runner": {"isolate": False, "quantize_batch_size": 2},
+    }
     if perplexity:
         cfg["perplexity"] = {"languages": ["python"], "tokens": 64, "seq_len": 16}
     path = tmp_path / "tiny.yaml"
@@ -46,8 +67,10 @@ def write_study(tmp_path, model_dir, quantizations=None, perplexity=False):
 def _counts(db):
     con = sqlite3.connect(db)
     try:
-        return {t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-                for t in ("steps", "runs", "outcomes", "variants", "footprints", "comparisons")}
+        return {
+            t: con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+            for t in ("steps", "runs", "outcomes", "variants", "footprints", "comparisons")
+        }
     finally:
         con.close()
 
@@ -81,7 +104,9 @@ def test_study_runs_crashes_resumes_without_duplicates(tmp_path, tiny_llama_dir)
     assert counts["ran"] == len(plan.steps) - len(done_before) and counts["skipped"] == len(done_before)
     assert all(r["state"] == "done" for r in study_status(cfg, study, base=tmp_path))
     # finished artifacts were reused, not redone
-    assert all((artifact_dir(study, plan.by_key()[k]) / "done").stat().st_mtime_ns == m for k, m in mtimes.items())
+    assert all(
+        (artifact_dir(study, plan.by_key()[k]) / "done").stat().st_mtime_ns == m for k, m in mtimes.items()
+    )
     # the crashed evaluation resumed in its partial folder: each completion once
     lines = (artifact_dir(study, victim) / "samples.jsonl").read_text().splitlines()
     assert sorted(json.loads(x)["task_id"] for x in lines) == ["Mini/0", "Mini/1", "Mini/2"]
@@ -111,8 +136,9 @@ def test_study_runs_crashes_resumes_without_duplicates(tmp_path, tiny_llama_dir)
 
 
 def test_changed_setting_reuses_unaffected_artifacts(tmp_path, tiny_llama_dir):
-    path = write_study(tmp_path, tiny_llama_dir, quantizations=[{"method": "rtn", "bits": [4], "calibration":
-                                                                   ["texts"]}])
+    path = write_study(
+        tmp_path, tiny_llama_dir, quantizations=[{"method": "rtn", "bits": [4], "calibration": ["texts"]}]
+    )
     study = tmp_path / "tiny"
     run_study(load_config(path), study, base=tmp_path, log=lambda s: None)
     data = yaml.safe_load(path.read_text())
@@ -147,24 +173,33 @@ def test_killed_mid_evaluation_resumes_each_completion_once(tmp_path, tiny_llama
     c = _counts(study / "study.db")
     assert c["runs"] == 2 and c["outcomes"] == 6 and c["comparisons"] == 0
     with StudyStore(study / "study.db") as store:
-        assert store.rows("SELECT pass_at_1 FROM runs WHERE model = 'canonical'")[0]["pass_at_1"] == pytest.approx(2 / 3)
+        assert store.rows("SELECT pass_at_1 FROM runs WHERE model = 'canonical'")[0][
+            "pass_at_1"
+        ] == pytest.approx(2 / 3)
 
 
 def test_inference_step_times_every_version_and_the_report_shows_it(tmp_path, tiny_llama_dir):
     from codequant.report import build_report
     from codequant.report.tables import inference_table
 
-    path = write_study(tmp_path, tiny_llama_dir, quantizations=[{"method": "rtn", "bits": [4], "calibration": ["texts"]}])
+    path = write_study(
+        tmp_path, tiny_llama_dir, quantizations=[{"method": "rtn", "bits": [4], "calibration": ["texts"]}]
+    )
     data = yaml.safe_load(path.read_text())
     data["inference"] = {"prompt_tokens": 8, "new_tokens": 3, "batches": [1, 2]}
     path.write_text(yaml.safe_dump(data))
     cfg = load_config(path)
     assert [s.label.rsplit("-", 2)[-2:] for s in build_plan(cfg, tmp_path).of_kind("inference")] == [
-        ["llama0", "fp"], ["4bit", "texts"]]
+        ["llama0", "fp"],
+        ["4bit", "texts"],
+    ]
     run_study(cfg, tmp_path / "tiny", base=tmp_path, log=lambda s: None)
     with StudyStore(tmp_path / "tiny" / "study.db") as store:
         rows = inference_table(store)
-    assert [(r["method"], r["bits"], r["backend"]) for r in rows] == [("fp", None, "fp"), ("rtn", 4, "dequantized")]
+    assert [(r["method"], r["bits"], r["backend"]) for r in rows] == [
+        ("fp", None, "fp"),
+        ("rtn", 4, "dequantized"),
+    ]
     for r in rows:
         assert r["prefill_tok_s"] > 0 and r["decode_b1_tok_s"] > 0 and r["decode_b2_tok_s"] > 0
         assert r["peak_rss_mb"] > 50  # a fresh Python process with torch and the model
@@ -181,8 +216,12 @@ def test_quantization_errors_reach_the_store_and_the_report(tmp_path, tiny_llama
     from codequant.report import build_report
     from codequant.report.tables import quant_error_table
 
-    path = write_study(tmp_path, tiny_llama_dir, quantizations=[{"method": "gptq", "bits": [4, 2],
-                                                                  "calibration": ["texts"]}], perplexity=True)
+    path = write_study(
+        tmp_path,
+        tiny_llama_dir,
+        quantizations=[{"method": "gptq", "bits": [4, 2], "calibration": ["texts"]}],
+        perplexity=True,
+    )
     data = yaml.safe_load(path.read_text())
     data["calibration"].update(samples=4, seq_len=8, val_samples=2)
     path.write_text(yaml.safe_dump(data))

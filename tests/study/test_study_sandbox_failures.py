@@ -16,14 +16,25 @@ NESTED = "    import os\n    for _ in range(1500):\n        os.mkdir('d')\n     
 
 
 def test_study_with_a_nested_directories_completion_finishes(tmp_path):
-    records = [{"task_id": f"Deep/{i}", "prompt": "def double(x):\n", "canonical_solution": body, "test": TEST,
-                "entry_point": "double"}
-               for i, body in enumerate(["    return 2 * x\n", NESTED, "    return 3 * x\n", "    return x + x\n"])]
+    records = [
+        {
+            "task_id": f"Deep/{i}",
+            "prompt": "def double(x):\n",
+            "canonical_solution": body,
+            "test": TEST,
+            "entry_point": "double",
+        }
+        for i, body in enumerate(["    return 2 * x\n", NESTED, "    return 3 * x\n", "    return x + x\n"])
+    ]
     (tmp_path / "deep.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
-    cfg = {"name": "deep", "models": ["canonical"], "quantizations": [],
-           "benchmarks": [{"name": "humaneval", "data": "deep.jsonl"}],
-           "decoding": [{"name": "greedy", "max_new_tokens": 8, "prompt_style": "base"}],
-           "runner": {"isolate": False, "sandbox_workers": 2}}
+    cfg = {
+        "name": "deep",
+        "models": ["canonical"],
+        "quantizations": [],
+        "benchmarks": [{"name": "humaneval", "data": "deep.jsonl"}],
+        "decoding": [{"name": "greedy", "max_new_tokens": 8, "prompt_style": "base"}],
+        "runner": {"isolate": False, "sandbox_workers": 2},
+    }
     path = tmp_path / "deep.yaml"
     path.write_text(yaml.safe_dump(cfg))
     config, study = load_config(path), tmp_path / "deep"
@@ -33,4 +44,8 @@ def test_study_with_a_nested_directories_completion_finishes(tmp_path):
         rows = {r["task_id"]: r for r in store.rows("SELECT task_id, status, passed FROM outcomes")}
     assert sorted(rows) == ["Deep/0", "Deep/1", "Deep/2", "Deep/3"]
     assert {k: (r["status"], bool(r["passed"])) for k, r in rows.items()} == {
-        "Deep/0": ("ok", True), "Deep/1": ("ok", True), "Deep/2": ("assertion", False), "Deep/3": ("ok", True)}
+        "Deep/0": ("ok", True),
+        "Deep/1": ("ok", True),
+        "Deep/2": ("assertion", False),
+        "Deep/3": ("ok", True),
+    }

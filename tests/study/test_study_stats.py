@@ -11,8 +11,12 @@ from codequant.study import build_plan, parse_config
 from codequant.study.comparisons import study_comparisons
 from codequant.study.store import StudyStore
 
-BASE = {"name": "t", "models": ["m"], "benchmarks": [{"name": "humaneval"}],
-        "quantizations": [{"method": "rtn", "bits": [4], "calibration": ["code"]}]}
+BASE = {
+    "name": "t",
+    "models": ["m"],
+    "benchmarks": [{"name": "humaneval"}],
+    "quantizations": [{"method": "rtn", "bits": [4], "calibration": ["code"]}],
+}
 
 
 def _compare_step(data):
@@ -53,13 +57,17 @@ def test_study_comparisons_are_clustered_when_problems_have_several_completions(
 def test_old_study_db_gets_the_new_comparison_columns(tmp_path):
     db = tmp_path / "study.db"
     con = sqlite3.connect(db)
-    con.execute("CREATE TABLE comparisons (step_key TEXT NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, "
-                "language TEXT NOT NULL, benchmark TEXT NOT NULL, decoding TEXT NOT NULL, baseline TEXT NOT NULL, "
-                "other TEXT NOT NULL, b INTEGER, c INTEGER, n_pairs INTEGER, odds_ratio REAL, ci_low REAL, "
-                "ci_high REAL, p_value REAL, p_adjusted REAL, baseline_pass_rate REAL, other_pass_rate REAL, "
-                "correction TEXT, PRIMARY KEY (step_key, kind, baseline, other))")
-    con.execute("INSERT INTO comparisons (step_key, kind, model, language, benchmark, decoding, baseline, other, "
-                "p_value) VALUES ('s', 'vs_fp', 'm', 'py', 'he', 'g', 'fp', 'q', 0.5)")
+    con.execute(
+        "CREATE TABLE comparisons (step_key TEXT NOT NULL, kind TEXT NOT NULL, model TEXT NOT NULL, "
+        "language TEXT NOT NULL, benchmark TEXT NOT NULL, decoding TEXT NOT NULL, baseline TEXT NOT NULL, "
+        "other TEXT NOT NULL, b INTEGER, c INTEGER, n_pairs INTEGER, odds_ratio REAL, ci_low REAL, "
+        "ci_high REAL, p_value REAL, p_adjusted REAL, baseline_pass_rate REAL, other_pass_rate REAL, "
+        "correction TEXT, PRIMARY KEY (step_key, kind, baseline, other))"
+    )
+    con.execute(
+        "INSERT INTO comparisons (step_key, kind, model, language, benchmark, decoding, baseline, other, "
+        "p_value) VALUES ('s', 'vs_fp', 'm', 'py', 'he', 'g', 'fp', 'q', 0.5)"
+    )
     con.commit()
     con.close()
     with StudyStore(db) as store:
@@ -73,26 +81,79 @@ def test_report_shows_test_effect_interval_and_power(tmp_path):
     study.mkdir()
     (row,) = study_comparisons(_runs(4), model="m", language="python")
     with StudyStore(study / "study.db") as store, store.transaction() as conn:
-        for key, label, method, bits, rate in (("e-fp", "fp", "fp", None, 0.8), ("e-q", "rtn-2", "rtn", 2, 0.5)):
-            store.upsert("runs", {"key": key, "variant_key": "v-" + label, "model": "m", "variant": label,
-                                  "method": method, "bits": bits, "calibration": None, "finetuned": 0,
-                                  "benchmark": "humaneval", "language": "python", "decoding": "greedy",
-                                  "problems": 10, "completions": 40, "passed": int(40 * rate),
-                                  "pass_at_1": rate}, conn)
-        store.upsert("comparisons", {"step_key": "cmp", "benchmark": "humaneval", "decoding": "greedy",
-                                     **{k: row[k] for k in ("kind", "model", "language", "baseline", "other", "b",
-                                                            "c", "n_pairs", "odds_ratio", "ci_low", "ci_high",
-                                                            "p_value", "p_adjusted", "baseline_pass_rate",
-                                                            "other_pass_rate", "correction", "test", "p_mcnemar",
-                                                            "n_problems", "samples_per_problem", "pass_diff",
-                                                            "diff_ci_low", "diff_ci_high", "mde", "icc")}}, conn)
+        for key, label, method, bits, rate in (
+            ("e-fp", "fp", "fp", None, 0.8),
+            ("e-q", "rtn-2", "rtn", 2, 0.5),
+        ):
+            store.upsert(
+                "runs",
+                {
+                    "key": key,
+                    "variant_key": "v-" + label,
+                    "model": "m",
+                    "variant": label,
+                    "method": method,
+                    "bits": bits,
+                    "calibration": None,
+                    "finetuned": 0,
+                    "benchmark": "humaneval",
+                    "language": "python",
+                    "decoding": "greedy",
+                    "problems": 10,
+                    "completions": 40,
+                    "passed": int(40 * rate),
+                    "pass_at_1": rate,
+                },
+                conn,
+            )
+        store.upsert(
+            "comparisons",
+            {
+                "step_key": "cmp",
+                "benchmark": "humaneval",
+                "decoding": "greedy",
+                **{
+                    k: row[k]
+                    for k in (
+                        "kind",
+                        "model",
+                        "language",
+                        "baseline",
+                        "other",
+                        "b",
+                        "c",
+                        "n_pairs",
+                        "odds_ratio",
+                        "ci_low",
+                        "ci_high",
+                        "p_value",
+                        "p_adjusted",
+                        "baseline_pass_rate",
+                        "other_pass_rate",
+                        "correction",
+                        "test",
+                        "p_mcnemar",
+                        "n_problems",
+                        "samples_per_problem",
+                        "pass_diff",
+                        "diff_ci_low",
+                        "diff_ci_high",
+                        "mde",
+                        "icc",
+                    )
+                },
+            },
+            conn,
+        )
     text = build_report(study).read_text()
     line = next(x for x in text.splitlines() if x.startswith("| m | humaneval | python | greedy | rtn-2 |"))
     cells = [c.strip() for c in line.strip("|").split("|")]
     assert cells[5:7] == ["50.0%", "-30.0"] and "clustered" in cells
     assert f"{row['p_mcnemar']:.2e}" in line or f"{row['p_mcnemar']:.4f}" in line
-    assert f"m humaneval python (greedy): 10 problems x 4 samples cannot show a pass@1 drop below " \
-           f"{100 * row['mde']:.1f} points at 80% power" in text
+    assert (
+        f"m humaneval python (greedy): 10 problems x 4 samples cannot show a pass@1 drop below "
+        f"{100 * row['mde']:.1f} points at 80% power" in text
+    )
     assert "Durkalski" in text and "p_mcnemar is always the exact per-completion p" in text
     assert json.loads(json.dumps(row))  # the stored row is JSON-safe
     (summary,) = power_summary(study)  # what `codequant study run` prints after the report

@@ -15,14 +15,27 @@ from codequant.study.executors import resources_for
 from codequant.study.kinds import STEP_KINDS, StepKind, StepKinds
 from codequant.study.resources import Resources
 
-BASE = {"name": "t", "models": ["m", "m2"], "benchmarks": [{"name": "humaneval"}], "perplexity": {}, "inference": {},
-        "quantizations": [{"method": "rtn", "bits": [4], "calibration": ["code"], "finetune": [False, True]}]}
+BASE = {
+    "name": "t",
+    "models": ["m", "m2"],
+    "benchmarks": [{"name": "humaneval"}],
+    "perplexity": {},
+    "inference": {},
+    "quantizations": [{"method": "rtn", "bits": [4], "calibration": ["code"], "finetune": [False, True]}],
+}
 WITH_LENGTHS = STEP_KINDS.with_kind(lengths_kind.LENGTHS, after="evaluate")
 
 
 def test_every_builtin_kind_is_one_module_that_plans_runs_and_ingests():
-    assert STEP_KINDS.names == ("calibrate", "quantize", "finetune", "evaluate", "perplexity", "inference",
-                                "compare")
+    assert STEP_KINDS.names == (
+        "calibrate",
+        "quantize",
+        "finetune",
+        "evaluate",
+        "perplexity",
+        "inference",
+        "compare",
+    )
     for kind in STEP_KINDS:
         module = kind.load()
         assert module.__name__ == kind.module and module.__name__.endswith("." + kind.name)

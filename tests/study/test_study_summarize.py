@@ -15,10 +15,20 @@ from codequant.study import StudyStore, load_config, run_study
 
 TEST = "def check(candidate):\n    assert candidate(2) == 4\n"
 RECORDS = [
-    {"task_id": "Mini/0", "prompt": "def double(x):\n    \"\"\"Return 2 * x.\"\"\"\n",
-     "canonical_solution": "    return 2 * x\n", "test": TEST, "entry_point": "double"},
-    {"task_id": "Mini/1", "prompt": "def twice(x):\n    \"\"\"Return x + x.\"\"\"\n",
-     "canonical_solution": "    return x + x\n", "test": TEST, "entry_point": "twice"},
+    {
+        "task_id": "Mini/0",
+        "prompt": 'def double(x):\n    """Return 2 * x."""\n',
+        "canonical_solution": "    return 2 * x\n",
+        "test": TEST,
+        "entry_point": "double",
+    },
+    {
+        "task_id": "Mini/1",
+        "prompt": 'def twice(x):\n    """Return x + x."""\n',
+        "canonical_solution": "    return x + x\n",
+        "test": TEST,
+        "entry_point": "twice",
+    },
 ]
 CODE = "def add(a, b):\n    return a + b\n\n\nclass Box:\n    def __init__(self, v):\n        self.v = v\n"
 
@@ -30,13 +40,19 @@ def study_config(tmp_path, tiny_llama_dir):
     texts.mkdir()
     for i in range(4):
         (texts / f"f{i}.py").write_text(CODE * (3 + i))
-    cfg = {"name": "summ", "models": [str(tiny_llama_dir)],
-           "quantizations": [{"method": "rtn", "bits": [4, 2], "calibration": ["texts"]}],
-           "calibration": {"samples": 4, "seq_len": 16, "val_samples": 0, "seed": 0},
-           "benchmarks": [{"name": "humaneval", "data": "mini.jsonl"}, {"name": "humaneval-summarize", "limit": 2},
-                          {"name": "humaneval-repair", "limit": 2}],
-           "decoding": [{"name": "greedy", "max_new_tokens": 6, "prompt_style": "base", "batch_size": 4}],
-           "runner": {"isolate": False, "quantize_batch_size": 2}}
+    cfg = {
+        "name": "summ",
+        "models": [str(tiny_llama_dir)],
+        "quantizations": [{"method": "rtn", "bits": [4, 2], "calibration": ["texts"]}],
+        "calibration": {"samples": 4, "seq_len": 16, "val_samples": 0, "seed": 0},
+        "benchmarks": [
+            {"name": "humaneval", "data": "mini.jsonl"},
+            {"name": "humaneval-summarize", "limit": 2},
+            {"name": "humaneval-repair", "limit": 2},
+        ],
+        "decoding": [{"name": "greedy", "max_new_tokens": 6, "prompt_style": "base", "batch_size": 4}],
+        "runner": {"isolate": False, "quantize_batch_size": 2},
+    }
     path = tmp_path / "summ.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
@@ -57,7 +73,10 @@ def test_study_with_summarization_fills_db_and_report(tmp_path, study_config):
         repair = [r for (b, _), r in runs.items() if b == "humaneval-repair"]
         assert all(r["completions"] == 2 and r["pass_at_1"] is not None for r in repair)
         scores = store.rows("SELECT * FROM text_scores")
-        assert len(scores) == 6 and {s["task_id"] for s in scores} == {"HumanEvalSummarize/0", "HumanEvalSummarize/1"}
+        assert len(scores) == 6 and {s["task_id"] for s in scores} == {
+            "HumanEvalSummarize/0",
+            "HumanEvalSummarize/1",
+        }
         # the run's mean equals the mean of its stored per-sample scores
         fp = runs[("humaneval-summarize", "fp")]
         fp_scores = [s["bleu"] for s in scores if s["run_key"] == fp["key"]]
@@ -66,33 +85,49 @@ def test_study_with_summarization_fills_db_and_report(tmp_path, study_config):
         assert not store.rows("SELECT * FROM outcomes WHERE run_key = ?", (fp["key"],))
         cmp = store.rows("SELECT * FROM score_comparisons ORDER BY metric, other")
         assert [(c["metric"], c["other"]) for c in cmp] == [
-            ("bleu", "rtn-2bit-texts"), ("bleu", "rtn-4bit-texts"),
-            ("rouge_l", "rtn-2bit-texts"), ("rouge_l", "rtn-4bit-texts")]
-        assert all(c["test"] == "wilcoxon" and c["baseline"] == "fp" and c["n_problems"] == 2 and
-                   c["correction"] == "bh" and 0 <= c["p_value"] <= c["p_adjusted"] <= 1 for c in cmp)
+            ("bleu", "rtn-2bit-texts"),
+            ("bleu", "rtn-4bit-texts"),
+            ("rouge_l", "rtn-2bit-texts"),
+            ("rouge_l", "rtn-4bit-texts"),
+        ]
+        assert all(
+            c["test"] == "wilcoxon"
+            and c["baseline"] == "fp"
+            and c["n_problems"] == 2
+            and c["correction"] == "bh"
+            and 0 <= c["p_value"] <= c["p_adjusted"] <= 1
+            for c in cmp
+        )
         # McNemar rows only for the executed benchmarks: code generation and repair, each version against fp
         mcnemar = store.rows("SELECT * FROM comparisons")
         assert {r["benchmark"] for r in mcnemar} == {"humaneval", "humaneval-repair"}
         assert sum(r["benchmark"] == "humaneval-repair" for r in mcnemar) == 2
     # a second run changes nothing (upserts)
     con = sqlite3.connect(study / "study.db")
-    before = [con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("text_scores", "score_comparisons")]
+    before = [
+        con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("text_scores", "score_comparisons")
+    ]
     con.close()
     assert run_study(cfg, study, base=tmp_path, log=lambda s: None)["ran"] == 0
 
     report = build_report(study).read_text()
-    assert report.index("## pass@1 against fp") < report.index("## Code summarization") < report.index(
-        "## Calibration")
-    section = report[report.index("## Code summarization"):report.index("## Calibration")]
+    assert (
+        report.index("## pass@1 against fp")
+        < report.index("## Code summarization")
+        < report.index("## Calibration")
+    )
+    section = report[report.index("## Code summarization") : report.index("## Calibration")]
     assert "| model | benchmark | decoding | version | problems | bleu | corpus_bleu | rouge_l |" in section
     assert section.count("| humaneval-summarize |") == 3
-    pass_section = report[:report.index("## Code summarization")]
+    pass_section = report[: report.index("## Code summarization")]
     assert "humaneval-summarize" not in pass_section  # text runs have no pass@1 row
     assert pass_section.count("| humaneval-repair |") >= 3  # repair sits beside code generation
     csv = (study / "report" / "tables" / "summarization.csv").read_text().splitlines()
     assert len(csv) == 4 and csv[0].startswith("model,benchmark,decoding,version")
     con = sqlite3.connect(study / "study.db")
-    after = [con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("text_scores", "score_comparisons")]
+    after = [
+        con.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0] for t in ("text_scores", "score_comparisons")
+    ]
     con.close()
     assert before == after == [6, 4]
 
@@ -100,13 +135,18 @@ def test_study_with_summarization_fills_db_and_report(tmp_path, study_config):
 def test_old_study_db_gets_the_new_columns(tmp_path):
     db = tmp_path / "study.db"
     con = sqlite3.connect(db)
-    con.execute("CREATE TABLE runs (key TEXT PRIMARY KEY, variant_key TEXT NOT NULL, model TEXT NOT NULL, variant "
-                "TEXT NOT NULL, method TEXT NOT NULL, bits INTEGER, calibration TEXT, finetuned INTEGER NOT NULL, "
-                "benchmark TEXT NOT NULL, language TEXT NOT NULL, decoding TEXT NOT NULL, problems INTEGER, "
-                "completions INTEGER, passed INTEGER, pass_at_1 REAL, artifact TEXT)")
+    con.execute(
+        "CREATE TABLE runs (key TEXT PRIMARY KEY, variant_key TEXT NOT NULL, model TEXT NOT NULL, variant "
+        "TEXT NOT NULL, method TEXT NOT NULL, bits INTEGER, calibration TEXT, finetuned INTEGER NOT NULL, "
+        "benchmark TEXT NOT NULL, language TEXT NOT NULL, decoding TEXT NOT NULL, problems INTEGER, "
+        "completions INTEGER, passed INTEGER, pass_at_1 REAL, artifact TEXT)"
+    )
     con.commit()
     con.close()
     with StudyStore(db) as store:
         cols = {r["name"] for r in store.rows("PRAGMA table_info(runs)")}
         assert {"task", "bleu", "corpus_bleu", "rouge_l"} <= cols
-        assert store.rows("SELECT * FROM text_scores") == [] and store.rows("SELECT * FROM score_comparisons") == []
+        assert (
+            store.rows("SELECT * FROM text_scores") == []
+            and store.rows("SELECT * FROM score_comparisons") == []
+        )

@@ -23,14 +23,28 @@ from functools import lru_cache
 from codequant.benchmarks.build.mutations import Site  # the same site record as the Python operators
 from codequant.benchmarks.repair.edits import Edit, Replacement, apply_edits
 
-OPERATORS: tuple[str, ...] = ("comparison", "boolean", "off_by_one", "swapped_args", "wrong_variable",
-                              "negated_condition", "missing_condition", "wrong_return")
+OPERATORS: tuple[str, ...] = (
+    "comparison",
+    "boolean",
+    "off_by_one",
+    "swapped_args",
+    "wrong_variable",
+    "negated_condition",
+    "missing_condition",
+    "wrong_return",
+)
 
 _COMPARE_SWAP = {"<": "<=", "<=": "<", ">": ">=", ">=": ">", "==": "!=", "!=": "=="}
 _NON_COMMUTATIVE = ("-", "/", "%")
 # operands that may trade places without parentheses
-_COMPOUND = ("binary_expression", "ternary_expression", "assignment_expression", "lambda_expression",
-             "cast_expression", "instanceof_expression")
+_COMPOUND = (
+    "binary_expression",
+    "ternary_expression",
+    "assignment_expression",
+    "lambda_expression",
+    "cast_expression",
+    "instanceof_expression",
+)
 _INDEX_METHODS = {"get": 1, "charAt": 1, "substring": 2, "subList": 2}
 _MAX_TEXT = 19  # a replacement longer than this would quote the code it was taken from
 
@@ -90,6 +104,7 @@ class _Ctx:
 
 
 # ---- helpers ----
+
 
 def _op(n) -> str | None:
     o = n.child_by_field_name("operator")
@@ -152,8 +167,14 @@ def _locals(method) -> list[_Local]:
         return found
     for p in _named(method.child_by_field_name("parameters")):
         if p.type == "formal_parameter":
-            found.append(_Local(_text(p.child_by_field_name("name")), _text(p.child_by_field_name("type")),
-                                body.start_byte, body.end_byte))
+            found.append(
+                _Local(
+                    _text(p.child_by_field_name("name")),
+                    _text(p.child_by_field_name("type")),
+                    body.start_byte,
+                    body.end_byte,
+                )
+            )
     stack = [body]
     while stack:
         n = stack.pop()
@@ -165,8 +186,14 @@ def _locals(method) -> list[_Local]:
             for d in n.children_by_field_name("declarator"):
                 found.append(_Local(_text(d.child_by_field_name("name")), typ, d.end_byte, scope.end_byte))
         elif n.type == "enhanced_for_statement":
-            found.append(_Local(_text(n.child_by_field_name("name")), _text(n.child_by_field_name("type")),
-                                n.child_by_field_name("body").start_byte, n.end_byte))
+            found.append(
+                _Local(
+                    _text(n.child_by_field_name("name")),
+                    _text(n.child_by_field_name("type")),
+                    n.child_by_field_name("body").start_byte,
+                    n.end_byte,
+                )
+            )
         elif n.type == "catch_formal_parameter":
             typ = next((c for c in n.named_children if c.type == "catch_type"), None)
             name = n.child_by_field_name("name")
@@ -197,12 +224,19 @@ def _use_of_local(n):
         return None
     if parent.type == "field_access" and parent.child_by_field_name("field") == n:
         return None
-    if parent.type in ("variable_declarator", "formal_parameter", "enhanced_for_statement",
-                       "catch_formal_parameter") and parent.child_by_field_name("name") == n:
+    if (
+        parent.type
+        in ("variable_declarator", "formal_parameter", "enhanced_for_statement", "catch_formal_parameter")
+        and parent.child_by_field_name("name") == n
+    ):
         return None
     if parent.type == "assignment_expression" and parent.child_by_field_name("left") == n:
         return None
-    if parent.type == "update_expression" or parent.type.endswith("_type") or parent.type == "lambda_expression":
+    if (
+        parent.type == "update_expression"
+        or parent.type.endswith("_type")
+        or parent.type == "lambda_expression"
+    ):
         return None
     method = _method_of(n)
     if method is None:
@@ -229,7 +263,11 @@ def _comparison(ctx: _Ctx) -> Found:
         if n.type == "binary_expression" and _op(n) in _COMPARE_SWAP:
             o = n.child_by_field_name("operator")
             new = _COMPARE_SWAP[_text(o)]
-            yield Site("comparison", i, new), f"`{_text(o)}` -> `{new}`", [ctx.edit(o.start_byte, o.end_byte, new)]
+            yield (
+                Site("comparison", i, new),
+                f"`{_text(o)}` -> `{new}`",
+                [ctx.edit(o.start_byte, o.end_byte, new)],
+            )
 
 
 def _boolean(ctx: _Ctx) -> Found:
@@ -237,7 +275,11 @@ def _boolean(ctx: _Ctx) -> Found:
         if n.type == "binary_expression" and _op(n) in ("&&", "||"):
             o = n.child_by_field_name("operator")
             new = "||" if _text(o) == "&&" else "&&"
-            yield Site("boolean", i, "flip"), f"`{_text(o)}` -> `{new}`", [ctx.edit(o.start_byte, o.end_byte, new)]
+            yield (
+                Site("boolean", i, "flip"),
+                f"`{_text(o)}` -> `{new}`",
+                [ctx.edit(o.start_byte, o.end_byte, new)],
+            )
 
 
 def _off_by_one(ctx: _Ctx) -> Found:
@@ -263,7 +305,11 @@ def _off_by_one(ctx: _Ctx) -> Found:
             slots += [(f"arg{j}", a) for j, a in enumerate(args[:wanted]) if _int_like(a)]
         for slot, node in slots:
             for delta in (1, -1):
-                yield Site("off_by_one", i, f"{slot}{delta:+d}"), f"{slot} {delta:+d}", _shift(ctx, node, delta)
+                yield (
+                    Site("off_by_one", i, f"{slot}{delta:+d}"),
+                    f"{slot} {delta:+d}",
+                    _shift(ctx, node, delta),
+                )
 
 
 def _swapped_args(ctx: _Ctx) -> Found:
@@ -273,15 +319,25 @@ def _swapped_args(ctx: _Ctx) -> Found:
             for j in range(len(args) - 1):
                 a, b = args[j], args[j + 1]
                 if _text(a) != _text(b):
-                    yield (Site("swapped_args", i, str(j)), f"arguments {j + 1} and {j + 2} swapped",
-                           [ctx.edit(a.start_byte, a.end_byte, (b.start_byte, b.end_byte - b.start_byte)),
-                            ctx.edit(b.start_byte, b.end_byte, (a.start_byte, a.end_byte - a.start_byte))])
+                    yield (
+                        Site("swapped_args", i, str(j)),
+                        f"arguments {j + 1} and {j + 2} swapped",
+                        [
+                            ctx.edit(a.start_byte, a.end_byte, (b.start_byte, b.end_byte - b.start_byte)),
+                            ctx.edit(b.start_byte, b.end_byte, (a.start_byte, a.end_byte - a.start_byte)),
+                        ],
+                    )
         elif n.type == "binary_expression" and _op(n) in _NON_COMMUTATIVE:
             a, b = n.child_by_field_name("left"), n.child_by_field_name("right")
             if a.type not in _COMPOUND and b.type not in _COMPOUND and _text(a) != _text(b):
-                yield (Site("swapped_args", i, "operands"), f"operands of `{_op(n)}` swapped",
-                       [ctx.edit(a.start_byte, a.end_byte, (b.start_byte, b.end_byte - b.start_byte)),
-                        ctx.edit(b.start_byte, b.end_byte, (a.start_byte, a.end_byte - a.start_byte))])
+                yield (
+                    Site("swapped_args", i, "operands"),
+                    f"operands of `{_op(n)}` swapped",
+                    [
+                        ctx.edit(a.start_byte, a.end_byte, (b.start_byte, b.end_byte - b.start_byte)),
+                        ctx.edit(b.start_byte, b.end_byte, (a.start_byte, a.end_byte - a.start_byte)),
+                    ],
+                )
 
 
 def _wrong_variable(ctx: _Ctx) -> Found:
@@ -291,8 +347,11 @@ def _wrong_variable(ctx: _Ctx) -> Found:
             continue
         method, local = use
         for other in _same_type_others(method, local, n.start_byte):
-            yield (Site("wrong_variable", i, other), f"`{local.name}` -> `{other}`",
-                   [ctx.edit(n.start_byte, n.end_byte, other)])
+            yield (
+                Site("wrong_variable", i, other),
+                f"`{local.name}` -> `{other}`",
+                [ctx.edit(n.start_byte, n.end_byte, other)],
+            )
 
 
 def _negated_condition(ctx: _Ctx) -> Found:
@@ -305,14 +364,24 @@ def _negated_condition(ctx: _Ctx) -> Found:
             c = inner[0]
             if c.type == "unary_expression" and _op(c) == "!":
                 o = c.child_by_field_name("operator")
-                yield Site("negated_condition", i, "test"), "`!` removed", [ctx.edit(o.start_byte, o.end_byte, "")]
+                yield (
+                    Site("negated_condition", i, "test"),
+                    "`!` removed",
+                    [ctx.edit(o.start_byte, o.end_byte, "")],
+                )
             else:
-                yield (Site("negated_condition", i, "test"), "condition negated",
-                       [ctx.edit(c.start_byte, c.start_byte, "!("), ctx.edit(c.end_byte, c.end_byte, ")")])
+                yield (
+                    Site("negated_condition", i, "test"),
+                    "condition negated",
+                    [ctx.edit(c.start_byte, c.start_byte, "!("), ctx.edit(c.end_byte, c.end_byte, ")")],
+                )
         elif n.type == "ternary_expression":
             c = n.child_by_field_name("condition")
-            yield (Site("negated_condition", i, "test"), "condition negated",
-                   [ctx.edit(c.start_byte, c.start_byte, "!("), ctx.edit(c.end_byte, c.end_byte, ")")])
+            yield (
+                Site("negated_condition", i, "test"),
+                "condition negated",
+                [ctx.edit(c.start_byte, c.start_byte, "!("), ctx.edit(c.end_byte, c.end_byte, ")")],
+            )
 
 
 def _missing_condition(ctx: _Ctx) -> Found:
@@ -320,11 +389,17 @@ def _missing_condition(ctx: _Ctx) -> Found:
         if n.type == "if_statement":
             cons, alt = n.child_by_field_name("consequence"), n.child_by_field_name("alternative")
             if alt is not None:  # the special case is forgotten: only the else branch is left
-                yield Site("missing_condition", i, "drop_if"), "if branch dropped", [
-                    ctx.edit(n.start_byte, alt.start_byte, "")]
+                yield (
+                    Site("missing_condition", i, "drop_if"),
+                    "if branch dropped",
+                    [ctx.edit(n.start_byte, alt.start_byte, "")],
+                )
             elif n.parent is not None and n.parent.type == "block":
-                yield Site("missing_condition", i, "drop_if"), "if statement dropped", [
-                    ctx.edit(n.start_byte, n.end_byte, "")]
+                yield (
+                    Site("missing_condition", i, "drop_if"),
+                    "if statement dropped",
+                    [ctx.edit(n.start_byte, n.end_byte, "")],
+                )
             # the guard is forgotten: the body always runs
             edits = [ctx.edit(n.start_byte, cons.start_byte, "")]
             if alt is not None:
@@ -332,10 +407,16 @@ def _missing_condition(ctx: _Ctx) -> Found:
             yield Site("missing_condition", i, "always"), "guard dropped", edits
         elif n.type == "binary_expression" and _op(n) in ("&&", "||"):
             a, b = n.child_by_field_name("left"), n.child_by_field_name("right")
-            yield Site("missing_condition", i, "left"), f"left operand of `{_op(n)}` dropped", [
-                ctx.edit(a.start_byte, b.start_byte, "")]
-            yield Site("missing_condition", i, "right"), f"right operand of `{_op(n)}` dropped", [
-                ctx.edit(a.end_byte, b.end_byte, "")]
+            yield (
+                Site("missing_condition", i, "left"),
+                f"left operand of `{_op(n)}` dropped",
+                [ctx.edit(a.start_byte, b.start_byte, "")],
+            )
+            yield (
+                Site("missing_condition", i, "right"),
+                f"right operand of `{_op(n)}` dropped",
+                [ctx.edit(a.end_byte, b.end_byte, "")],
+            )
 
 
 def _wrong_return(ctx: _Ctx) -> Found:
@@ -348,23 +429,39 @@ def _wrong_return(ctx: _Ctx) -> Found:
         v = values[0]
         if v.type in ("true", "false"):
             new = "false" if v.type == "true" else "true"
-            yield Site("wrong_return", i, "not"), f"`{_text(v)}` -> `{new}`", [ctx.edit(v.start_byte, v.end_byte, new)]
+            yield (
+                Site("wrong_return", i, "not"),
+                f"`{_text(v)}` -> `{new}`",
+                [ctx.edit(v.start_byte, v.end_byte, new)],
+            )
         elif _int_value(v) is not None:
             for delta in (1, -1):
-                yield Site("wrong_return", i, f"{delta:+d}"), f"returned value {delta:+d}", _shift(ctx, v, delta)
+                yield (
+                    Site("wrong_return", i, f"{delta:+d}"),
+                    f"returned value {delta:+d}",
+                    _shift(ctx, v, delta),
+                )
         elif v.type == "identifier":
             use = _use_of_local(v)
             if use is not None:
                 method, local = use
                 for other in _same_type_others(method, local, v.start_byte):
-                    yield (Site("wrong_return", i, f"name.{other}"), f"returns `{other}`, not `{local.name}`",
-                           [ctx.edit(v.start_byte, v.end_byte, other)])
+                    yield (
+                        Site("wrong_return", i, f"name.{other}"),
+                        f"returns `{other}`, not `{local.name}`",
+                        [ctx.edit(v.start_byte, v.end_byte, other)],
+                    )
 
 
 _SITES: dict[str, Callable[[_Ctx], Found]] = {
-    "comparison": _comparison, "boolean": _boolean, "off_by_one": _off_by_one, "swapped_args": _swapped_args,
-    "wrong_variable": _wrong_variable, "negated_condition": _negated_condition,
-    "missing_condition": _missing_condition, "wrong_return": _wrong_return,
+    "comparison": _comparison,
+    "boolean": _boolean,
+    "off_by_one": _off_by_one,
+    "swapped_args": _swapped_args,
+    "wrong_variable": _wrong_variable,
+    "negated_condition": _negated_condition,
+    "missing_condition": _missing_condition,
+    "wrong_return": _wrong_return,
 }
 
 

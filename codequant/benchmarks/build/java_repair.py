@@ -35,8 +35,15 @@ PER_TASK = 2
 # here (a Java return of a literal or a local fits 63 solutions): last, it kept 3 rows of 299.
 TIERS: tuple[tuple[str, ...], ...] = (
     ("boolean",),
-    ("comparison", "off_by_one", "swapped_args", "wrong_variable", "negated_condition", "missing_condition",
-     "wrong_return"),
+    (
+        "comparison",
+        "off_by_one",
+        "swapped_args",
+        "wrong_variable",
+        "negated_condition",
+        "missing_condition",
+        "wrong_return",
+    ),
 )
 LIMITS = Limits(wall_timeout_s=8.0, cpu_s=8)
 _KEPT = (Status.ASSERTION, Status.EXCEPTION)
@@ -60,7 +67,7 @@ def operator_order(task_id: str) -> list[str]:
 
 def quotes(text: str, source: str, n: int = QUOTE_CHARS) -> bool:
     """True when `text` holds `n` consecutive characters of `source`."""
-    return any(text[i:i + n] in source for i in range(len(text) - n + 1))
+    return any(text[i : i + n] in source for i in range(len(text) - n + 1))
 
 
 def failure_message(stderr: str, source: str) -> str:
@@ -120,7 +127,8 @@ def _plan(p: Problem) -> Plan:
             if res.status == Status.ASSERTION:
                 break
         best = next((x for x in runs if x[1].status == Status.ASSERTION), None) or next(
-            (x for x in runs if x[1].status in _KEPT), None)
+            (x for x in runs if x[1].status in _KEPT), None
+        )
         if best is not None:
             kept.append((op, *best))
     return kept
@@ -131,8 +139,9 @@ def _run(items: list[tuple[Problem, str]], workers: int, progress: bool) -> list
     return run_programs(programs, limits=LIMITS, workers=workers, progress=progress)
 
 
-def build_rows(problems: list[Problem], workers: int = 1, progress: bool = False,
-               log: Callable[[str], None] = print) -> list[dict]:
+def build_rows(
+    problems: list[Problem], workers: int = 1, progress: bool = False, log: Callable[[str], None] = print
+) -> list[dict]:
     """The repair rows for `problems` (HumanEval-X Java problems), in their order."""
     canonical = _run([(p, p.canonical_solution or "") for p in problems], workers, progress)
     usable = [p for p, r in zip(problems, canonical, strict=True) if r.passed]
@@ -175,10 +184,20 @@ def build_rows(problems: list[Problem], workers: int = 1, progress: bool = False
             continue
         case = _CASE.search(res2.stdout)
         number = p.task_id.rsplit("/", 1)[-1]
-        rows.append({"task_id": f"HumanEvalJavaRepair/{number}/{op}", "source_task_id": p.task_id, "operator": op,
-                     "site_index": m.site.index, "variant": m.site.variant if len(m.site.variant) < QUOTE_CHARS
-                     else "name", "change": m.change, "edits": [e.to_json() for e in m.edits],
-                     "status": str(res.status), "exception_type": res.exception_type, "message": message,
-                     "failing_check": int(case.group(1)) if case and res.status == Status.ASSERTION else None,
-                     "source_sha256": source_hash(p)})
+        rows.append(
+            {
+                "task_id": f"HumanEvalJavaRepair/{number}/{op}",
+                "source_task_id": p.task_id,
+                "operator": op,
+                "site_index": m.site.index,
+                "variant": m.site.variant if len(m.site.variant) < QUOTE_CHARS else "name",
+                "change": m.change,
+                "edits": [e.to_json() for e in m.edits],
+                "status": str(res.status),
+                "exception_type": res.exception_type,
+                "message": message,
+                "failing_check": int(case.group(1)) if case and res.status == Status.ASSERTION else None,
+                "source_sha256": source_hash(p),
+            }
+        )
     return rows

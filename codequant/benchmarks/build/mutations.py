@@ -20,12 +20,29 @@ import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-OPERATORS: tuple[str, ...] = ("comparison", "boolean", "off_by_one", "swapped_args", "wrong_variable",
-                              "negated_condition", "missing_condition", "wrong_return")
+OPERATORS: tuple[str, ...] = (
+    "comparison",
+    "boolean",
+    "off_by_one",
+    "swapped_args",
+    "wrong_variable",
+    "negated_condition",
+    "missing_condition",
+    "wrong_return",
+)
 
-_COMPARE_SWAP: dict[type, type] = {ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt,
-                                   ast.Eq: ast.NotEq, ast.NotEq: ast.Eq, ast.In: ast.NotIn, ast.NotIn: ast.In,
-                                   ast.Is: ast.IsNot, ast.IsNot: ast.Is}
+_COMPARE_SWAP: dict[type, type] = {
+    ast.Lt: ast.LtE,
+    ast.LtE: ast.Lt,
+    ast.Gt: ast.GtE,
+    ast.GtE: ast.Gt,
+    ast.Eq: ast.NotEq,
+    ast.NotEq: ast.Eq,
+    ast.In: ast.NotIn,
+    ast.NotIn: ast.In,
+    ast.Is: ast.IsNot,
+    ast.IsNot: ast.Is,
+}
 _NON_COMMUTATIVE = (ast.Sub, ast.Div, ast.FloorDiv, ast.Mod, ast.Pow, ast.LShift, ast.RShift)
 _SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)
 _COMPREHENSIONS = (ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp)
@@ -64,7 +81,9 @@ def walk(stmts: list[ast.stmt]) -> list[ast.AST]:
 
 def _parents(stmts: list[ast.stmt], holder: ast.AST) -> dict[int, tuple[ast.AST, str, int | None]]:
     """id(node) -> (parent, field, position in the field's list or None); `holder` owns `stmts` as `.body`."""
-    found: dict[int, tuple[ast.AST, str, int | None]] = {id(s): (holder, "body", i) for i, s in enumerate(stmts)}
+    found: dict[int, tuple[ast.AST, str, int | None]] = {
+        id(s): (holder, "body", i) for i, s in enumerate(stmts)
+    }
     for node in walk(stmts):
         for name, value in ast.iter_fields(node):
             if isinstance(value, list):
@@ -107,15 +126,26 @@ def function_locals(fn: ast.FunctionDef) -> list[str]:
 
 
 def _comprehension_names(stmts: list[ast.stmt]) -> set[str]:
-    return {n.id for node in walk(stmts) if isinstance(node, ast.comprehension)
-            for n in ast.walk(node.target) if isinstance(n, ast.Name)}
+    return {
+        n.id
+        for node in walk(stmts)
+        if isinstance(node, ast.comprehension)
+        for n in ast.walk(node.target)
+        if isinstance(n, ast.Name)
+    }
 
 
 def _range_vars(stmts: list[ast.stmt]) -> set[str]:
     """Loop variables of `for i in range(...)` (statements and comprehensions): names known to be integers."""
-    return {n.target.id for n in walk(stmts) if isinstance(n, ast.For | ast.comprehension)
-            and isinstance(n.target, ast.Name) and isinstance(n.iter, ast.Call)
-            and isinstance(n.iter.func, ast.Name) and n.iter.func.id == "range"}
+    return {
+        n.target.id
+        for n in walk(stmts)
+        if isinstance(n, ast.For | ast.comprehension)
+        and isinstance(n.target, ast.Name)
+        and isinstance(n.iter, ast.Call)
+        and isinstance(n.iter.func, ast.Name)
+        and n.iter.func.id == "range"
+    }
 
 
 def _int_index(node: ast.AST, ints: set[str]) -> bool:
@@ -141,11 +171,19 @@ def _shift(node: ast.expr, delta: int) -> ast.expr:
     """`node + delta`, folding an int constant (`n - 1` +1 -> `n`, `0` +1 -> `1`)."""
     if isinstance(node, ast.Constant) and type(node.value) is int:
         return ast.Constant(node.value + delta)
-    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant) \
-            and type(node.operand.value) is int:
+    if (
+        isinstance(node, ast.UnaryOp)
+        and isinstance(node.op, ast.USub)
+        and isinstance(node.operand, ast.Constant)
+        and type(node.operand.value) is int
+    ):
         return ast.Constant(-node.operand.value + delta)
-    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Sub) and isinstance(node.right, ast.Constant) \
-            and type(node.right.value) is int:
+    if (
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Add | ast.Sub)
+        and isinstance(node.right, ast.Constant)
+        and type(node.right.value) is int
+    ):
         value = node.right.value * (1 if isinstance(node.op, ast.Add) else -1) + delta
         if value == 0:
             return node.left
@@ -160,6 +198,7 @@ def _negate(test: ast.expr) -> ast.expr:
 
 
 # ---- site enumeration: fn(nodes, fn_def, stmts) -> sites ----
+
 
 def _comparison_sites(nodes: list[ast.AST], fn: ast.FunctionDef, stmts: list[ast.stmt]) -> Iterator[Site]:
     for i, n in enumerate(nodes):
@@ -180,8 +219,11 @@ def _off_by_one_sites(nodes, fn, stmts) -> Iterator[Site]:
         if isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id == "range":
             slots = [f"args.{j}" for j, a in enumerate(n.args) if not isinstance(a, ast.Starred)][:2]
         elif isinstance(n, ast.Subscript) and isinstance(n.slice, ast.Slice):
-            slots = [f"slice.{f}" for f in ("lower", "upper") if getattr(n.slice, f) is not None
-                     and _slice_bound(getattr(n.slice, f))]
+            slots = [
+                f"slice.{f}"
+                for f in ("lower", "upper")
+                if getattr(n.slice, f) is not None and _slice_bound(getattr(n.slice, f))
+            ]
         elif isinstance(n, ast.Subscript) and _int_index(n.slice, ints):
             slots = ["slice"]
         for slot in slots:
@@ -194,7 +236,11 @@ def _swapped_args_sites(nodes, fn, stmts) -> Iterator[Site]:
             for j in range(len(n.args) - 1):
                 if ast.dump(n.args[j]) != ast.dump(n.args[j + 1]):
                     yield Site("swapped_args", i, str(j))
-        elif isinstance(n, ast.BinOp) and isinstance(n.op, _NON_COMMUTATIVE) and ast.dump(n.left) != ast.dump(n.right):
+        elif (
+            isinstance(n, ast.BinOp)
+            and isinstance(n.op, _NON_COMMUTATIVE)
+            and ast.dump(n.left) != ast.dump(n.right)
+        ):
             yield Site("swapped_args", i, "operands")
 
 
@@ -203,8 +249,11 @@ def _wrong_variable_sites(nodes, fn, stmts) -> Iterator[Site]:
     skip = _comprehension_names(stmts)
     for i, n in enumerate(nodes):
         if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load) and n.id in local and n.id not in skip:
-            yield from (Site("wrong_variable", i, other) for other in local if other != n.id and other not in skip
-                        and other != fn.name)
+            yield from (
+                Site("wrong_variable", i, other)
+                for other in local
+                if other != n.id and other not in skip and other != fn.name
+            )
 
 
 def _negated_condition_sites(nodes, fn, stmts) -> Iterator[Site]:
@@ -239,9 +288,13 @@ def _wrong_return_sites(nodes, fn, stmts) -> Iterator[Site]:
 
 
 _SITES: dict[str, Callable[..., Iterator[Site]]] = {
-    "comparison": _comparison_sites, "boolean": _boolean_sites, "off_by_one": _off_by_one_sites,
-    "swapped_args": _swapped_args_sites, "wrong_variable": _wrong_variable_sites,
-    "negated_condition": _negated_condition_sites, "missing_condition": _missing_condition_sites,
+    "comparison": _comparison_sites,
+    "boolean": _boolean_sites,
+    "off_by_one": _off_by_one_sites,
+    "swapped_args": _swapped_args_sites,
+    "wrong_variable": _wrong_variable_sites,
+    "negated_condition": _negated_condition_sites,
+    "missing_condition": _missing_condition_sites,
     "wrong_return": _wrong_return_sites,
 }
 
@@ -252,6 +305,7 @@ def sites(fn: ast.FunctionDef, stmts: list[ast.stmt], operator: str) -> list[Sit
 
 
 # ---- applying a site ----
+
 
 def _set_slot(node: ast.AST, slot: str, value: ast.AST) -> None:
     field, _, pos = slot.partition(".")
@@ -273,7 +327,7 @@ def _get_slot(node: ast.AST, slot: str) -> ast.AST:
 def _replace_stmt(parents, node: ast.stmt, new: list[ast.stmt]) -> None:
     parent, field, pos = parents[id(node)]
     block = getattr(parent, field)
-    block[pos:pos + 1] = new
+    block[pos : pos + 1] = new
     if not block:
         block.append(ast.Pass())
 
@@ -319,18 +373,25 @@ def apply(stmts: list[ast.stmt], site: Site) -> list[ast.stmt]:
             else:
                 getattr(parent, field)[pos] = value
     elif op == "wrong_return":
-        node.value = (None if v == "none" else ast.Constant(not node.value.value) if v == "not"
-                      else ast.Name(v.split(".", 1)[1], ast.Load()))
+        node.value = (
+            None
+            if v == "none"
+            else ast.Constant(not node.value.value)
+            if v == "not"
+            else ast.Name(v.split(".", 1)[1], ast.Load())
+        )
     else:
         raise ValueError(f"unknown mutation operator {op!r}")
     return [ast.fix_missing_locations(s) for s in new]
 
 
 def describe(stmts: list[ast.stmt], mutated: list[ast.stmt]) -> str:
-    """"`old line` -> `new line`" for the first rendered line that differs (what a reader of the diff sees)."""
+    """ "`old line` -> `new line`" for the first rendered line that differs (what a reader of the diff sees)."""
     old_body, new_body = unparse_body(stmts).splitlines(), unparse_body(mutated).splitlines()
-    k = next((k for k, (a, b) in enumerate(zip(old_body, new_body, strict=False)) if a != b),
-             min(len(old_body), len(new_body)))
+    k = next(
+        (k for k, (a, b) in enumerate(zip(old_body, new_body, strict=False)) if a != b),
+        min(len(old_body), len(new_body)),
+    )
     old = old_body[k].strip() if k < len(old_body) else ""
     new = new_body[k].strip() if k < len(new_body) else ""
     return f"`{old}` -> `{new}`"

@@ -66,14 +66,27 @@ def failure_message(program: str, stderr: str, entry_point: str) -> str:
     statement = None
     if hits:
         line = int(hits[-1])
-        check = next((n for n in ast.walk(ast.parse(program)) if isinstance(n, ast.FunctionDef) and n.name == "check"),
-                     None)
-        inner = [s for s in ast.walk(check) if isinstance(s, ast.stmt) and s is not check
-                 and s.lineno <= line <= (s.end_lineno or s.lineno)] if check else []
+        check = next(
+            (n for n in ast.walk(ast.parse(program)) if isinstance(n, ast.FunctionDef) and n.name == "check"),
+            None,
+        )
+        inner = (
+            [
+                s
+                for s in ast.walk(check)
+                if isinstance(s, ast.stmt)
+                and s is not check
+                and s.lineno <= line <= (s.end_lineno or s.lineno)
+            ]
+            if check
+            else []
+        )
         if inner:
             stmt = min(inner, key=lambda s: (s.end_lineno or s.lineno) - s.lineno)
-            text = " ".join(x.strip().removesuffix("\\").strip()
-                            for x in (ast.get_source_segment(program, stmt) or "").splitlines())
+            text = " ".join(
+                x.strip().removesuffix("\\").strip()
+                for x in (ast.get_source_segment(program, stmt) or "").splitlines()
+            )
             statement = re.sub(r"\bcandidate\b", entry_point, text)
     return "\n".join(_clip(x) for x in (statement, error) if x)
 
@@ -84,11 +97,14 @@ def _run(items: list[tuple[Problem, str]], workers: int, progress: bool) -> tupl
     return programs, run_programs(programs, limits=LIMITS, workers=workers, progress=progress)
 
 
-def build_rows(problems: list[Problem], workers: int = 1, progress: bool = False,
-               log: Callable[[str], None] = print) -> list[dict]:
+def build_rows(
+    problems: list[Problem], workers: int = 1, progress: bool = False, log: Callable[[str], None] = print
+) -> list[dict]:
     """The repair rows for `problems` (HumanEval problems), in their order."""
     parts = {p.task_id: split_problem(p) for p in problems}
-    reference = [(p, buggy_function(parts[p.task_id], unparse_body(parts[p.task_id].stmts))) for p in problems]
+    reference = [
+        (p, buggy_function(parts[p.task_id], unparse_body(parts[p.task_id].stmts))) for p in problems
+    ]
     _, ok_canonical = _run([(p, p.canonical_solution) for p in problems], workers, progress)
     _, ok_unparsed = _run(reference, workers, progress)
     usable = [p for p, a, b in zip(problems, ok_canonical, ok_unparsed, strict=True) if a.passed and b.passed]
@@ -97,13 +113,21 @@ def build_rows(problems: list[Problem], workers: int = 1, progress: bool = False
             log(f"skip {p.task_id}: its canonical solution (or its unparsed form) does not pass")
 
     # (task, operator) -> mutants to try, and the verdicts so far
-    todo = {(p.task_id, op): mutants(parts[p.task_id].fn, parts[p.task_id].stmts, op, seed_for(p.task_id, op))[:MAX_TRIES]
-            for p in usable for op in OPERATORS}
+    todo = {
+        (p.task_id, op): mutants(parts[p.task_id].fn, parts[p.task_id].stmts, op, seed_for(p.task_id, op))[
+            :MAX_TRIES
+        ]
+        for p in usable
+        for op in OPERATORS
+    }
     tried: dict[tuple[str, str], list[tuple[Mutant, str, ExecResult]]] = {k: [] for k in todo}
     by_id = {p.task_id: p for p in usable}
     for r in range(MAX_TRIES):
-        wave = [k for k, ms in todo.items() if len(ms) > r
-                and not any(res.status == Status.ASSERTION for _, _, res in tried[k])]
+        wave = [
+            k
+            for k, ms in todo.items()
+            if len(ms) > r and not any(res.status == Status.ASSERTION for _, _, res in tried[k])
+        ]
         if not wave:
             break
         items = [(by_id[t], buggy_function(parts[t], todo[(t, op)][r].body)) for t, op in wave]
@@ -118,21 +142,35 @@ def build_rows(problems: list[Problem], workers: int = 1, progress: bool = False
         for op in operator_order(p.task_id):
             runs = tried[(p.task_id, op)]
             best = next((x for x in runs if x[2].status == Status.ASSERTION), None) or next(
-                (x for x in runs if x[2].status in _KEPT), None)
+                (x for x in runs if x[2].status in _KEPT), None
+            )
             if best is not None and picked < PER_TASK:
                 chosen.append((p, op, *best))
                 picked += 1
 
     # second run: a kept mutant must fail the same way again
-    _, again = _run([(p, buggy_function(parts[p.task_id], m.body)) for p, _, m, _, _ in chosen], workers, progress)
+    _, again = _run(
+        [(p, buggy_function(parts[p.task_id], m.body)) for p, _, m, _, _ in chosen], workers, progress
+    )
     rows = []
     for (p, op, m, program, res), res2 in zip(chosen, again, strict=True):
         message = failure_message(program, res.stderr, p.entry_point)
         if res2.status != res.status or failure_message(program, res2.stderr, p.entry_point) != message:
             log(f"drop {p.task_id}/{op}: its failure is not reproducible")
             continue
-        rows.append({"task_id": f"{p.task_id}/{op}", "source_task_id": p.task_id, "operator": op,
-                     "site_index": m.site.index, "variant": m.site.variant, "change": m.change,
-                     "buggy_function": buggy_function(parts[p.task_id], m.body), "status": str(res.status),
-                     "exception_type": res.exception_type, "message": message, "source_sha256": source_hash(p)})
+        rows.append(
+            {
+                "task_id": f"{p.task_id}/{op}",
+                "source_task_id": p.task_id,
+                "operator": op,
+                "site_index": m.site.index,
+                "variant": m.site.variant,
+                "change": m.change,
+                "buggy_function": buggy_function(parts[p.task_id], m.body),
+                "status": str(res.status),
+                "exception_type": res.exception_type,
+                "message": message,
+                "source_sha256": source_hash(p),
+            }
+        )
     return rows

@@ -24,4 +24,8 @@ def build_program(problem: Problem, completion: str, python_main: str = "skip") 
         raise CodequantError(f"no program builder for language {problem.language!r}")
     module, func = target.split(":")
     build = getattr(importlib.import_module(module), func)
-    return build(problem, completion, python_main) if problem.language == "python" else build(problem, completion)
+    return (
+        build(problem, completion, python_main)
+        if problem.language == "python"
+        else build(problem, completion)
+    )

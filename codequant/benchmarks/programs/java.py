@@ -28,7 +28,12 @@ from codequant.java_source import (
 )
 
 # format -> (brace depth the code must be closed to before the tests, leading `}` of the tests to drop)
-FORMATS: dict[str, tuple[int, int]] = {"multipl-e": (1, 1), "mceval": (1, 0), "humaneval-x": (0, 0), "mxeval": (0, 0)}
+FORMATS: dict[str, tuple[int, int]] = {
+    "multipl-e": (1, 1),
+    "mceval": (1, 0),
+    "humaneval-x": (0, 0),
+    "mxeval": (0, 0),
+}
 _IMPORT = re.compile(r"^\s*import\s+(?:static\s+)?[\w.*\s]+;[ \t]*\n?", re.MULTILINE)
 _MAIN = re.compile(r"^[ \t]*(?:@\w+\s+)*public\s+static\s+void\s+main\s*\(", re.MULTILINE)
 _KEYWORDS_BEFORE_CALL = ("return", "new", "else", "throw", "case", "yield", "assert")
@@ -57,15 +62,17 @@ def _drop_main(code: str) -> str:
         m = _MAIN.search(masked)
         if m is None:
             return code
-        end = first_block_end(code[m.start():])
+        end = first_block_end(code[m.start() :])
         if end is None:
             return code[: m.start()]
-        code = code[: m.start()] + code[m.start() + end:]
+        code = code[: m.start()] + code[m.start() + end :]
 
 
 def _split_whole(completion: str, name: str) -> tuple[str, str, str]:
     """(imports, class members, other top-level classes) of a completion that declares the method itself."""
-    imports = "".join(completion[m.start():m.end()].strip() + "\n" for m in _IMPORT.finditer(mask(completion)))
+    imports = "".join(
+        completion[m.start() : m.end()].strip() + "\n" for m in _IMPORT.finditer(mask(completion))
+    )
     body = _IMPORT.sub("", completion) if imports else completion
     masked = mask(body)
     classes = top_level_classes(body)
@@ -75,11 +82,11 @@ def _split_whole(completion: str, name: str) -> tuple[str, str, str]:
     for _name, pos in classes:
         brace = masked.find("{", pos)
         end = matching_brace(masked, brace) if brace >= 0 else None
-        chunk = body[brace + 1: end] if end is not None else body[brace + 1:]
+        chunk = body[brace + 1 : end] if end is not None else body[brace + 1 :]
         if members is None and declares_method(chunk, name):
             members = chunk
-        elif end is not None and not _MAIN.search(mask(body[pos: end + 1])):
-            others.append(body[pos: end + 1])
+        elif end is not None and not _MAIN.search(mask(body[pos : end + 1])):
+            others.append(body[pos : end + 1])
     if members is None:
         return imports, body, ""
     return imports, members, "\n\n".join(others)
@@ -103,7 +110,9 @@ def solution_code(problem: Problem, completion: str) -> tuple[str, str]:
         code = imports + header + _drop_main(members).strip("\n") + "\n"
     else:
         # `import` lines are never valid inside a class: a chat answer's imports go to the top
-        imports = "".join(completion[m.start():m.end()].strip() + "\n" for m in _IMPORT.finditer(mask(completion)))
+        imports = "".join(
+            completion[m.start() : m.end()].strip() + "\n" for m in _IMPORT.finditer(mask(completion))
+        )
         body = _IMPORT.sub("", completion) if imports else completion
         code, others = imports + problem.prompt + body, ""
     return _close(code, target), others

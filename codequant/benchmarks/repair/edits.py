@@ -34,7 +34,7 @@ def apply_edits(text: str, edits: list[Edit] | tuple[Edit, ...]) -> str:
     for e in sorted(edits, key=lambda e: (e.offset, e.length)):
         if e.offset < pos or e.offset + e.length > len(text):
             raise ValueError(f"edit {e.to_json()} overlaps another or leaves the text")
-        out.append(text[pos:e.offset])
-        out.append(text[e.text[0]:e.text[0] + e.text[1]] if isinstance(e.text, tuple) else e.text)
+        out.append(text[pos : e.offset])
+        out.append(text[e.text[0] : e.text[0] + e.text[1]] if isinstance(e.text, tuple) else e.text)
         pos = e.offset + e.length
     return "".join(out) + text[pos:]

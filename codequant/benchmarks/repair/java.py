@@ -47,9 +47,20 @@ _MAX_CHECK = 300
 # `correct` declared (after its type) as the value of a method call: `List<Boolean> correct = Arrays.asList(`
 _CORRECT = re.compile(r"[\w$>\]]\s+correct\s*=(?!=)\s*[\w$.]+\s*\(")
 
-__all__ = ["DATA_FILE", "VERSION", "apply_row", "buggy_method", "load_humaneval_java_repair",
-           "load_humaneval_java_repair_msg", "read_rows", "repair_prompt", "shown_message", "source_hash",
-           "harness_checks", "write_rows"]
+__all__ = [
+    "DATA_FILE",
+    "VERSION",
+    "apply_row",
+    "buggy_method",
+    "load_humaneval_java_repair",
+    "load_humaneval_java_repair_msg",
+    "read_rows",
+    "repair_prompt",
+    "shown_message",
+    "source_hash",
+    "harness_checks",
+    "write_rows",
+]
 
 
 def source_hash(p: Problem) -> str:
@@ -69,7 +80,7 @@ def signature_start(prompt: str) -> int:
 
 def buggy_method(p: Problem, buggy_solution: str) -> str:
     """The whole buggy method: the signature line, then the buggy solution without the class's closing brace."""
-    code = p.prompt[signature_start(p.prompt):] + buggy_solution
+    code = p.prompt[signature_start(p.prompt) :] + buggy_solution
     body = code.rstrip()
     if not body.endswith("}"):
         raise CodequantError(f"{p.task_id}: the solution does not close the class")
@@ -91,7 +102,9 @@ def repair_prompt(p: Problem, buggy: str, message: str | None) -> str:
     text += _commented(buggy, indent, "    ")
     if message is not None:
         text += f"{indent}//\n{indent}// Running its tests fails:\n" + _commented(message, indent, "    ")
-    text += f"{indent}//\n{indent}// The same method with the bug fixed (complete, same name and signature):\n"
+    text += (
+        f"{indent}//\n{indent}// The same method with the bug fixed (complete, same name and signature):\n"
+    )
     return text + signature
 
 
@@ -114,7 +127,10 @@ def shown_message(row: dict, tests: str) -> str:
     if not checks or not 0 <= k < len(checks):
         return row["message"]
     check = checks[k] if len(checks[k]) <= _MAX_CHECK else checks[k][: _MAX_CHECK - 4] + " ..."
-    return row["message"] + f"\nThe first check of the test that is false (item {k + 1} of {len(checks)}):\n    {check}"
+    return (
+        row["message"]
+        + f"\nThe first check of the test that is false (item {k + 1} of {len(checks)}):\n    {check}"
+    )
 
 
 def apply_row(p: Problem, row: dict) -> str:
@@ -122,33 +138,54 @@ def apply_row(p: Problem, row: dict) -> str:
     try:
         return apply_edits(p.canonical_solution or "", [Edit.from_json(e) for e in row["edits"]])
     except (ValueError, TypeError, IndexError) as exc:
-        raise CodequantError(f"{row['task_id']}: its edits do not apply ({exc}); rebuild the set with "
-                             f"{BUILD_SCRIPT}") from None
+        raise CodequantError(
+            f"{row['task_id']}: its edits do not apply ({exc}); rebuild the set with {BUILD_SCRIPT}"
+        ) from None
 
 
 def read_rows(path: Path | None = None) -> list[dict]:
-    return repair_set.read_rows(Path(path) if path is not None else DATA_FILE, FIELDS, "Java repair set",
-                                BUILD_SCRIPT)
+    return repair_set.read_rows(
+        Path(path) if path is not None else DATA_FILE, FIELDS, "Java repair set", BUILD_SCRIPT
+    )
 
 
-def repair_problems(rows: list[dict], sources: list[Problem], with_message: bool, benchmark: str) -> list[Problem]:
+def repair_problems(
+    rows: list[dict], sources: list[Problem], with_message: bool, benchmark: str
+) -> list[Problem]:
     """The rows joined with their HumanEval-X Java problems."""
     by_id = {p.task_id: p for p in sources}
     problems = []
     for r in rows:
         src = by_id.get(r["source_task_id"])
         if src is None or source_hash(src) != r["source_sha256"]:
-            raise CodequantError(f"{r['task_id']}: the HumanEval-X Java file differs from the one the Java repair set "
-                                 f"was built from ({r['source_task_id']} is missing or changed); rebuild the set "
-                                 f"with {BUILD_SCRIPT}")
+            raise CodequantError(
+                f"{r['task_id']}: the HumanEval-X Java file differs from the one the Java repair set "
+                f"was built from ({r['source_task_id']} is missing or changed); rebuild the set "
+                f"with {BUILD_SCRIPT}"
+            )
         buggy = buggy_method(src, apply_row(src, r))
         message = shown_message(r, src.tests)
         prompt = repair_prompt(src, buggy, message if with_message else None)
         extra = {k: r[k] for k in r if k not in ("task_id", "source_sha256", "edits")}
-        extra |= {"set_version": VERSION, "format": "humaneval-x", "buggy_method": buggy, "shown_message": message}
-        problems.append(Problem(task_id=r["task_id"], language="java", prompt=prompt, tests=src.tests,
-                                entry_point=src.entry_point, stop=src.stop,
-                                canonical_solution=src.canonical_solution, benchmark=benchmark, extra=extra))
+        extra |= {
+            "set_version": VERSION,
+            "format": "humaneval-x",
+            "buggy_method": buggy,
+            "shown_message": message,
+        }
+        problems.append(
+            Problem(
+                task_id=r["task_id"],
+                language="java",
+                prompt=prompt,
+                tests=src.tests,
+                entry_point=src.entry_point,
+                stop=src.stop,
+                canonical_solution=src.canonical_solution,
+                benchmark=benchmark,
+                extra=extra,
+            )
+        )
     if not problems:
         raise CodequantError("the Java repair set holds no problems")
     return problems

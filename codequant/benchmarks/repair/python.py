@@ -69,9 +69,13 @@ def split_problem(p: Problem) -> Parts:
     preamble = "".join(lines[:def_line])
     head = "".join(lines[def_line:prompt_lines])
     in_prompt = [s for s in fn.body if s.lineno <= prompt_lines]
-    signature = "".join(lines[def_line:fn.body[0].lineno - 1]) + "".join(
-        "".join(lines[s.lineno - 1:s.end_lineno]) for s in in_prompt
-        if not (isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)))
+    signature = "".join(lines[def_line : fn.body[0].lineno - 1]) + "".join(
+        "".join(lines[s.lineno - 1 : s.end_lineno])
+        for s in in_prompt
+        if not (
+            isinstance(s, ast.Expr) and isinstance(s.value, ast.Constant) and isinstance(s.value.value, str)
+        )
+    )
     return Parts(preamble, head, signature, fn, [s for s in fn.body if s.lineno > prompt_lines])
 
 
@@ -86,12 +90,16 @@ def repair_prompt(parts: Parts, entry_point: str, buggy: str, message: str | Non
     if message is not None:
         shown = "\n".join(f"#     {line}".rstrip() for line in message.splitlines())
         text += f"# Running its tests fails:\n{shown}\n\n\n"
-    return text + f"# The same function with the bug fixed (complete, same name and signature):\n{parts.signature}"
+    return (
+        text
+        + f"# The same function with the bug fixed (complete, same name and signature):\n{parts.signature}"
+    )
 
 
 def read_rows(path: Path | None = None) -> list[dict]:
-    return repair_set.read_rows(Path(path) if path is not None else DATA_FILE, FIELDS, "repair set",
-                                "scripts/build_repair.py")
+    return repair_set.read_rows(
+        Path(path) if path is not None else DATA_FILE, FIELDS, "repair set", "scripts/build_repair.py"
+    )
 
 
 def repair_problems(rows: list[dict], with_message: bool, benchmark: str) -> list[Problem]:
@@ -101,14 +109,28 @@ def repair_problems(rows: list[dict], with_message: bool, benchmark: str) -> lis
     for r in rows:
         src = sources.get(r["source_task_id"])
         if src is None or source_hash(src) != r["source_sha256"]:
-            raise CodequantError(f"{r['task_id']}: the installed HumanEval file differs from the one the repair set "
-                                 "was built from; rebuild it with scripts/build_repair.py")
+            raise CodequantError(
+                f"{r['task_id']}: the installed HumanEval file differs from the one the repair set "
+                "was built from; rebuild it with scripts/build_repair.py"
+            )
         parts = split_problem(src)
-        prompt = repair_prompt(parts, src.entry_point, r["buggy_function"], r["message"] if with_message else None)
+        prompt = repair_prompt(
+            parts, src.entry_point, r["buggy_function"], r["message"] if with_message else None
+        )
         extra = {k: r[k] for k in r if k not in ("task_id", "source_sha256")} | {"set_version": VERSION}
-        problems.append(Problem(task_id=r["task_id"], language="python", prompt=prompt, tests=src.tests,
-                                entry_point=src.entry_point, stop=STOP_SEQUENCES,
-                                canonical_solution=src.canonical_solution, benchmark=benchmark, extra=extra))
+        problems.append(
+            Problem(
+                task_id=r["task_id"],
+                language="python",
+                prompt=prompt,
+                tests=src.tests,
+                entry_point=src.entry_point,
+                stop=STOP_SEQUENCES,
+                canonical_solution=src.canonical_solution,
+                benchmark=benchmark,
+                extra=extra,
+            )
+        )
     if not problems:
         raise CodequantError("the repair set holds no problems")
     return problems

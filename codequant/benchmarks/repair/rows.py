@@ -31,8 +31,9 @@ def read_rows(path: Path, fields: Sequence[str], what: str, script: str) -> list
     return rows
 
 
-def write_or_check(rows: list[dict], source_ids: set[str], out: Path, check: bool,
-                   read: Callable[[Path], list[dict]]) -> int:
+def write_or_check(
+    rows: list[dict], source_ids: set[str], out: Path, check: bool, read: Callable[[Path], list[dict]]
+) -> int:
     """The build scripts' ending: write `rows` to `out`, or (`check`) compare them with the rows `out` holds for
     the same source tasks. Returns the exit status (1: they differ)."""
     if not check:

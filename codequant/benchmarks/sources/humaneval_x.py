@@ -21,8 +21,11 @@ FIELDS = ("task_id", "prompt", "canonical_solution", "test")
 
 def method_name(prompt: str) -> str:
     """The method HumanEval-X's prompt opens (instance methods: `public boolean f(...) {`)."""
-    found = re.findall(r"\bpublic\s+(?:static\s+)?[\w$<>\[\],.? ]+?\s+([\w$]+)\s*\([^)]*\)\s*"
-                       r"(?:throws\s+[\w$.,\s]+)?\{", mask(prompt))
+    found = re.findall(
+        r"\bpublic\s+(?:static\s+)?[\w$<>\[\],.? ]+?\s+([\w$]+)\s*\([^)]*\)\s*"
+        r"(?:throws\s+[\w$.,\s]+)?\{",
+        mask(prompt),
+    )
     found = found or static_method_names(prompt)
     if not found:
         raise CodequantError("a HumanEval-X Java prompt declares no method")
@@ -30,14 +33,22 @@ def method_name(prompt: str) -> str:
 
 
 def load_humaneval_x_java(data: Path | None = None) -> list[Problem]:
-    path = resolve(data, "humaneval-x/humaneval_java.jsonl.gz", "THUDM/humaneval-x", ("java",),
-                   "HumanEval-X Java")
+    path = resolve(
+        data, "humaneval-x/humaneval_java.jsonl.gz", "THUDM/humaneval-x", ("java",), "HumanEval-X Java"
+    )
     records = read_records(path)
     require_fields(path, records, FIELDS, "HumanEval-X")
     return [
-        Problem(task_id=rec["task_id"], language="java", prompt=rec["prompt"], tests=rec["test"],
-                entry_point=method_name(rec["prompt"]), stop=JAVA_STOP,
-                canonical_solution=rec["canonical_solution"], benchmark="humaneval-x-java",
-                extra={"format": "humaneval-x"})
+        Problem(
+            task_id=rec["task_id"],
+            language="java",
+            prompt=rec["prompt"],
+            tests=rec["test"],
+            entry_point=method_name(rec["prompt"]),
+            stop=JAVA_STOP,
+            canonical_solution=rec["canonical_solution"],
+            benchmark="humaneval-x-java",
+            extra={"format": "humaneval-x"},
+        )
         for rec in records
     ]

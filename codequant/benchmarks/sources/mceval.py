@@ -25,8 +25,13 @@ _NOOP_CHECK = "\n\n\ndef check(candidate):  # codequant: the asserts above are t
 
 
 def _records(data: Path | None, language: str) -> tuple[Path, list[dict]]:
-    path = resolve(data, f"mceval/{language}.jsonl", "Multilingual-Multimodal-NLP/McEval",
-                   ("generation", language.lower()), f"McEval {language}")
+    path = resolve(
+        data,
+        f"mceval/{language}.jsonl",
+        "Multilingual-Multimodal-NLP/McEval",
+        ("generation", language.lower()),
+        f"McEval {language}",
+    )
     records = read_records(path)
     require_fields(path, records, FIELDS, "McEval")
     return path, records
@@ -35,9 +40,17 @@ def _records(data: Path | None, language: str) -> tuple[Path, list[dict]]:
 def load_mceval_java(data: Path | None = None) -> list[Problem]:
     _, records = _records(data, "Java")
     return [
-        Problem(task_id=rec["task_id"], language="java", prompt=rec["prompt"], tests=rec["test"],
-                entry_point=rec["entry_point"], stop=JAVA_STOP, canonical_solution=rec["canonical_solution"],
-                benchmark="mceval-java", extra={"format": "mceval", "level": rec.get("level")})
+        Problem(
+            task_id=rec["task_id"],
+            language="java",
+            prompt=rec["prompt"],
+            tests=rec["test"],
+            entry_point=rec["entry_point"],
+            stop=JAVA_STOP,
+            canonical_solution=rec["canonical_solution"],
+            benchmark="mceval-java",
+            extra={"format": "mceval", "level": rec.get("level")},
+        )
         for rec in records
     ]
 
@@ -48,13 +61,24 @@ def load_mceval_python(data: Path | None = None) -> list[Problem]:
     for rec in records:
         tests = rec["test"]
         # unittest.main() ends with sys.exit(0), which the sandbox rightly reads as "stopped before the end"
-        tests = re.sub(r"\bunittest\.main\(\)", "assert unittest.main(exit=False).result.wasSuccessful()", tests)
+        tests = re.sub(
+            r"\bunittest\.main\(\)", "assert unittest.main(exit=False).result.wasSuccessful()", tests
+        )
         if not re.search(r"^def\s+check\s*\(", tests, re.MULTILINE):
             tests = tests.rstrip() + _NOOP_CHECK
-        problems.append(Problem(
-            task_id=rec["task_id"], language="python", prompt=rec["prompt"].rstrip(" ") + "\n"
-            if not rec["prompt"].endswith("\n") else rec["prompt"], tests=tests,
-            entry_point=rec["entry_point"], stop=PYTHON_STOP, canonical_solution=rec["canonical_solution"],
-            benchmark="mceval-python", extra={"level": rec.get("level")},
-        ))
+        problems.append(
+            Problem(
+                task_id=rec["task_id"],
+                language="python",
+                prompt=rec["prompt"].rstrip(" ") + "\n"
+                if not rec["prompt"].endswith("\n")
+                else rec["prompt"],
+                tests=tests,
+                entry_point=rec["entry_point"],
+                stop=PYTHON_STOP,
+                canonical_solution=rec["canonical_solution"],
+                benchmark="mceval-python",
+                extra={"level": rec.get("level")},
+            )
+        )
     return problems

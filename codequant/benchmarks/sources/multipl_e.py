@@ -57,27 +57,51 @@ def _records(data: Path | None, config: str, languages: tuple[str, ...]) -> tupl
 
 
 def _extra(rec: dict) -> dict:
-    return {"format": "multipl-e", "doctests": rec.get("doctests"), "original": rec.get("original"),
-            "time_limit_s": TIME_LIMIT_S}
+    return {
+        "format": "multipl-e",
+        "doctests": rec.get("doctests"),
+        "original": rec.get("original"),
+        "time_limit_s": TIME_LIMIT_S,
+    }
 
 
 def load_multipl_e_java(data: Path | None = None) -> list[Problem]:
     """MultiPL-E humaneval-java: 158 problems, `class Problem`, javatuples on the class path."""
     _, records = _records(data, "humaneval-java", ("java", "Java"))
-    return [Problem(task_id=rec["name"], language="java", prompt=rec["prompt"], tests=rec["tests"],
-                    entry_point=method_name(rec["prompt"]), stop=tuple(rec["stop_tokens"] or JAVA_STOP),
-                    canonical_solution=None, benchmark="multipl-e-java", extra=_extra(rec))
-            for rec in records]
+    return [
+        Problem(
+            task_id=rec["name"],
+            language="java",
+            prompt=rec["prompt"],
+            tests=rec["tests"],
+            entry_point=method_name(rec["prompt"]),
+            stop=tuple(rec["stop_tokens"] or JAVA_STOP),
+            canonical_solution=None,
+            benchmark="multipl-e-java",
+            extra=_extra(rec),
+        )
+        for rec in records
+    ]
 
 
 def load_multipl_e_py(data: Path | None = None) -> list[Problem]:
     """MultiPL-E humaneval-py: 161 problems (HumanEval without the 3 that do not translate), reworded docstrings,
     stop tokens `\\ndef`, `\\n#`, `\\nif`, `\\nclass`."""
     _, records = _records(data, "humaneval-py", ("py", "python", "Python"))
-    return [Problem(task_id=rec["name"], language="python", prompt=rec["prompt"], tests=rec["tests"],
-                    entry_point=python_entry_point(rec["prompt"], rec["tests"]), stop=tuple(rec["stop_tokens"]),
-                    canonical_solution=None, benchmark="multipl-e-py", extra=_extra(rec))
-            for rec in records]
+    return [
+        Problem(
+            task_id=rec["name"],
+            language="python",
+            prompt=rec["prompt"],
+            tests=rec["tests"],
+            entry_point=python_entry_point(rec["prompt"], rec["tests"]),
+            stop=tuple(rec["stop_tokens"]),
+            canonical_solution=None,
+            benchmark="multipl-e-py",
+            extra=_extra(rec),
+        )
+        for rec in records
+    ]
 
 
 def load_humaneval_java(data: Path | None = None) -> list[Problem]:

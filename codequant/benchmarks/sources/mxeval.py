@@ -18,13 +18,22 @@ FIELDS = ("task_id", "prompt", "entry_point", "test")
 
 
 def load_mxeval_java(data: Path | None = None) -> list[Problem]:
-    path = resolve(data, "mxeval/HumanEval_java_v1.1.jsonl", "mxeval/multi-humaneval", ("java",), "MXEval Java")
+    path = resolve(
+        data, "mxeval/HumanEval_java_v1.1.jsonl", "mxeval/multi-humaneval", ("java",), "MXEval Java"
+    )
     records = read_records(path)
     require_fields(path, records, FIELDS, "MXEval")
     return [
-        Problem(task_id=rec["task_id"], language="java", prompt=rec["prompt"], tests=rec["test"],
-                entry_point=rec["entry_point"], stop=JAVA_STOP,
-                canonical_solution=rec.get("canonical_solution") or None, benchmark="mxeval-java",
-                extra={"format": "mxeval"})
+        Problem(
+            task_id=rec["task_id"],
+            language="java",
+            prompt=rec["prompt"],
+            tests=rec["test"],
+            entry_point=rec["entry_point"],
+            stop=JAVA_STOP,
+            canonical_solution=rec.get("canonical_solution") or None,
+            benchmark="mxeval-java",
+            extra={"format": "mxeval"},
+        )
         for rec in records
     ]

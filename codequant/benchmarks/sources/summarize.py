@@ -37,8 +37,9 @@ from codequant.errors import CodequantError
 
 TASK = "summarize"
 STOP = ('"""',)
-_HEADING = re.compile(r"^(for exam[pb]les?|for instance|examples?|e\.g\.|\[input/output\] samples)\b[\s\d]*:?$",
-                      re.IGNORECASE)
+_HEADING = re.compile(
+    r"^(for exam[pb]les?|for instance|examples?|e\.g\.|\[input/output\] samples)\b[\s\d]*:?$", re.IGNORECASE
+)
 
 
 def is_summarize(problem: Problem) -> bool:
@@ -62,8 +63,10 @@ def _normalize(text: str) -> str:
 def description(docstring: str, entry_point: str) -> str:
     """The reference rule (module docstring): the text before the first example, whitespace-normalized."""
     lines = inspect.cleandoc(docstring).splitlines()
-    cut = next((k for k, line in enumerate(lines)
-                if line.strip().startswith(">>>") or _HEADING.match(line.strip())), None)
+    cut = next(
+        (k for k, line in enumerate(lines) if line.strip().startswith(">>>") or _HEADING.match(line.strip())),
+        None,
+    )
     if cut is None:
         call = re.compile(r"^(\*\s*|for\s+)?" + re.escape(entry_point) + r"\s*\(")
         cut = next((k for k, line in enumerate(lines) if call.match(line.strip())), None)
@@ -74,7 +77,9 @@ def description(docstring: str, entry_point: str) -> str:
 def split_docstring(source: str, entry_point: str) -> tuple[str, str, str]:
     """(source without the entry point's docstring, its `def` line(s), the docstring's text)."""
     module = ast.parse(source)
-    fn = next((s for s in reversed(module.body) if isinstance(s, ast.FunctionDef) and s.name == entry_point), None)
+    fn = next(
+        (s for s in reversed(module.body) if isinstance(s, ast.FunctionDef) and s.name == entry_point), None
+    )
     if fn is None:
         raise CodequantError(f"no top-level function {entry_point!r} in the source")
     doc = _docstring_stmt(fn)
@@ -82,32 +87,49 @@ def split_docstring(source: str, entry_point: str) -> tuple[str, str, str]:
         raise CodequantError(f"{entry_point} has no docstring to summarize")
     lines = source.splitlines(keepends=True)
     first, last = doc.lineno - 1, doc.end_lineno  # the docstring's lines, 0-based, end exclusive
-    if lines[first][:doc.col_offset].strip() or lines[last - 1][doc.end_col_offset:].strip():
+    if lines[first][: doc.col_offset].strip() or lines[last - 1][doc.end_col_offset :].strip():
         raise CodequantError(f"the docstring of {entry_point} shares a line with code; it cannot be cut out")
-    header = "".join(lines[fn.lineno - 1:fn.body[0].lineno - 1])
+    header = "".join(lines[fn.lineno - 1 : fn.body[0].lineno - 1])
     return "".join(lines[:first] + lines[last:]), header, doc.value.value
 
 
 def summarize_prompt(code: str, header: str, entry_point: str) -> str:
-    return (f"{code.rstrip()}\n\n\n# The same function `{entry_point}` with its docstring: a short description in "
-            f"plain English of what it does.\n{header}    \"\"\"")
+    return (
+        f"{code.rstrip()}\n\n\n# The same function `{entry_point}` with its docstring: a short description in "
+        f'plain English of what it does.\n{header}    """'
+    )
 
 
 def chat_instruction(code: str, entry_point: str) -> str:
-    return (f"Write the docstring of the Python function `{entry_point}` below: a short description in plain "
-            f"English of what it does. Answer with the docstring text only, without examples or code.\n\n"
-            f"```python\n{code.rstrip()}\n```")
+    return (
+        f"Write the docstring of the Python function `{entry_point}` below: a short description in plain "
+        f"English of what it does. Answer with the docstring text only, without examples or code.\n\n"
+        f"```python\n{code.rstrip()}\n```"
+    )
 
 
 def summarize_problem(p: Problem) -> Problem:
     """One HumanEval problem as a summarization problem."""
     code, header, docstring = split_docstring(p.prompt + (p.canonical_solution or ""), p.entry_point)
     reference = description(docstring, p.entry_point)
-    extra = {"task": TASK, "reference": reference, "docstring": inspect.cleandoc(docstring), "code": code,
-             "chat_instruction": chat_instruction(code, p.entry_point)}
-    return Problem(task_id=p.task_id.replace("HumanEval/", "HumanEvalSummarize/"), language="python",
-                   prompt=summarize_prompt(code, header, p.entry_point), tests="", entry_point=p.entry_point,
-                   stop=STOP, canonical_solution=docstring + '"""', benchmark="humaneval-summarize", extra=extra)
+    extra = {
+        "task": TASK,
+        "reference": reference,
+        "docstring": inspect.cleandoc(docstring),
+        "code": code,
+        "chat_instruction": chat_instruction(code, p.entry_point),
+    }
+    return Problem(
+        task_id=p.task_id.replace("HumanEval/", "HumanEvalSummarize/"),
+        language="python",
+        prompt=summarize_prompt(code, header, p.entry_point),
+        tests="",
+        entry_point=p.entry_point,
+        stop=STOP,
+        canonical_solution=docstring + '"""',
+        benchmark="humaneval-summarize",
+        extra=extra,
+    )
 
 
 def load_humaneval_summarize(data: Path | None = None) -> list[Problem]:

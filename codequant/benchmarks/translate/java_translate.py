@@ -38,8 +38,10 @@ from codequant.benchmarks.translate.java_types import (
 )
 
 JAVA_STOP: tuple[str, ...] = ("\n    }\n",)
-JAVA_IMPORTS = ("import java.util.*;\nimport java.lang.reflect.*;\nimport org.javatuples.*;\nimport java.security.*;\n"
-                "import java.math.*;\nimport java.io.*;\nimport java.util.stream.*;\n")
+JAVA_IMPORTS = (
+    "import java.util.*;\nimport java.lang.reflect.*;\nimport org.javatuples.*;\nimport java.security.*;\n"
+    "import java.math.*;\nimport java.io.*;\nimport java.util.stream.*;\n"
+)
 JAVA_KEYWORDS = frozenset(
     "abstract assert boolean break byte case catch char class const continue default do double else enum extends "
     "final finally float for goto if implements import instanceof int interface long native new package private "
@@ -74,8 +76,22 @@ def camel(name: str) -> str:
 
 
 # ---- a safe evaluator for test values ----
-_SAFE_FUNCS = {"str": str, "int": int, "float": float, "list": list, "tuple": tuple, "range": range, "len": len,
-               "sorted": sorted, "abs": abs, "bool": bool, "min": min, "max": max, "sum": sum, "round": round}
+_SAFE_FUNCS = {
+    "str": str,
+    "int": int,
+    "float": float,
+    "list": list,
+    "tuple": tuple,
+    "range": range,
+    "len": len,
+    "sorted": sorted,
+    "abs": abs,
+    "bool": bool,
+    "min": min,
+    "max": max,
+    "sum": sum,
+    "round": round,
+}
 
 
 def _guard(v: object) -> object:
@@ -111,13 +127,24 @@ def evaluate(node: ast.expr, env: dict[str, object]) -> object:
             return ops[type(node.op)](v)
     if isinstance(node, ast.BinOp):
         a, b = evaluate(node.left, env), evaluate(node.right, env)
-        if isinstance(node.op, ast.Mult) and isinstance(a, (str, list)) and isinstance(b, int) and len(a) * b > _MAX_ITEMS:
+        if (
+            isinstance(node.op, ast.Mult)
+            and isinstance(a, (str, list))
+            and isinstance(b, int)
+            and len(a) * b > _MAX_ITEMS
+        ):
             raise Untranslatable("test value too large")
         if isinstance(node.op, ast.Pow) and isinstance(b, int) and abs(b) > 256:
             raise Untranslatable("test value too large")
-        ops = {ast.Add: lambda x, y: x + y, ast.Sub: lambda x, y: x - y, ast.Mult: lambda x, y: x * y,
-               ast.Div: lambda x, y: x / y, ast.FloorDiv: lambda x, y: x // y, ast.Mod: lambda x, y: x % y,
-               ast.Pow: lambda x, y: x**y}
+        ops = {
+            ast.Add: lambda x, y: x + y,
+            ast.Sub: lambda x, y: x - y,
+            ast.Mult: lambda x, y: x * y,
+            ast.Div: lambda x, y: x / y,
+            ast.FloorDiv: lambda x, y: x // y,
+            ast.Mod: lambda x, y: x % y,
+            ast.Pow: lambda x, y: x**y,
+        }
         if type(node.op) in ops:
             try:
                 return _guard(ops[type(node.op)](a, b))
@@ -125,8 +152,12 @@ def evaluate(node: ast.expr, env: dict[str, object]) -> object:
                 raise Untranslatable(f"cannot evaluate {ast.unparse(node)}: {exc}") from None
     if isinstance(node, ast.ListComp):
         return _guard(_comprehension(node, env))
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _SAFE_FUNCS \
-            and not node.keywords:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _SAFE_FUNCS
+        and not node.keywords
+    ):
         args = [evaluate(a, env) for a in node.args]
         try:
             out = _SAFE_FUNCS[node.func.id](*args)
@@ -165,15 +196,26 @@ def _comprehension(node: ast.ListComp, env: dict) -> list:
     return [evaluate(node.elt, e) for e in envs]
 
 
-_COMPARE = {ast.Eq: lambda x, y: x == y, ast.NotEq: lambda x, y: x != y, ast.Lt: lambda x, y: x < y,
-            ast.LtE: lambda x, y: x <= y, ast.Gt: lambda x, y: x > y, ast.GtE: lambda x, y: x >= y}
+_COMPARE = {
+    ast.Eq: lambda x, y: x == y,
+    ast.NotEq: lambda x, y: x != y,
+    ast.Lt: lambda x, y: x < y,
+    ast.LtE: lambda x, y: x <= y,
+    ast.Gt: lambda x, y: x > y,
+    ast.GtE: lambda x, y: x >= y,
+}
 
 
 # ---- the tests ----
 def _unwrap(node: ast.expr) -> ast.expr:
     """`tuple(candidate(x))` / `list(candidate(x))` compare the sequence itself: look through the conversion."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in ("tuple", "list") \
-            and len(node.args) == 1 and not node.keywords:
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in ("tuple", "list")
+        and len(node.args) == 1
+        and not node.keywords
+    ):
         return node.args[0]
     return node
 
@@ -207,9 +249,14 @@ def _check_of(test: ast.expr, env: dict) -> Check:
                 raise Untranslatable("`is` comparison with a non-singleton")
             return Check(args, "eq", value)
         # abs(candidate(x) - y) < tol  /  math.fabs(...) < tol
-        if isinstance(op, (ast.Lt, ast.LtE)) and isinstance(left, ast.Call) and len(left.args) == 1 \
-                and ast.unparse(left.func) in ("abs", "math.fabs") and isinstance(left.args[0], ast.BinOp) \
-                and isinstance(left.args[0].op, ast.Sub):
+        if (
+            isinstance(op, (ast.Lt, ast.LtE))
+            and isinstance(left, ast.Call)
+            and len(left.args) == 1
+            and ast.unparse(left.func) in ("abs", "math.fabs")
+            and isinstance(left.args[0], ast.BinOp)
+            and isinstance(left.args[0].op, ast.Sub)
+        ):
             args = _candidate_args(left.args[0].left, env)
             if args is not None:
                 return Check(args, "close", evaluate(left.args[0].right, env), float(evaluate(right, env)))
@@ -229,7 +276,11 @@ def _statements(body: Iterable[ast.stmt], env: dict, out: list[Check], dropped: 
             env[st.targets[0].id] = evaluate(st.value, env)
         elif isinstance(st, ast.Expr) and isinstance(st.value, (ast.Constant, ast.Name)):
             continue  # a string used as a comment
-        elif isinstance(st, ast.Expr) and isinstance(st.value, ast.Call) and ast.unparse(st.value.func) == "print":
+        elif (
+            isinstance(st, ast.Expr)
+            and isinstance(st.value, ast.Call)
+            and ast.unparse(st.value.func) == "print"
+        ):
             continue
         elif isinstance(st, ast.For) and isinstance(st.target, ast.Name) and not st.orelse:
             values = evaluate(st.iter, env)
@@ -240,7 +291,9 @@ def _statements(body: Iterable[ast.stmt], env: dict, out: list[Check], dropped: 
         elif isinstance(st, ast.Pass):
             continue
         else:
-            raise Untranslatable(f"test statement `{ast.unparse(st).splitlines()[0]}` is not an assert over values")
+            raise Untranslatable(
+                f"test statement `{ast.unparse(st).splitlines()[0]}` is not an assert over values"
+            )
 
 
 def parse_checks(tests: str, dropped: list[str] | None = None) -> list[Check]:
@@ -255,14 +308,17 @@ def parse_checks(tests: str, dropped: list[str] | None = None) -> list[Check]:
     out: list[Check] = []
     _statements(check.body, {}, out, dropped)
     if not out or len(dropped) > len(out):
-        raise Untranslatable(f"{len(dropped)} of {len(dropped) + len(out)} asserts cannot be translated"
-                             + (f" ({dropped[0]})" if dropped else ""))
+        raise Untranslatable(
+            f"{len(dropped)} of {len(dropped) + len(out)} asserts cannot be translated"
+            + (f" ({dropped[0]})" if dropped else "")
+        )
     return out
 
 
 # ---- types ----
-def signature_types(fn: ast.FunctionDef, checks: list[Check], dropped: list[str] | None = None
-                    ) -> tuple[list[Type], Type, list[Check]]:
+def signature_types(
+    fn: ast.FunctionDef, checks: list[Check], dropped: list[str] | None = None
+) -> tuple[list[Type], Type, list[Check]]:
     """Parameter and return types: annotations, refined by (or inferred from) the values in the tests, and the
     checks that fit them. A check whose arguments clash with the earlier ones (e.g. HumanEval/95's dict with one
     int key among str keys) is left out and noted in `dropped`; a clash of results (a union return) is fatal."""
@@ -278,8 +334,10 @@ def signature_types(fn: ast.FunctionDef, checks: list[Check], dropped: list[str]
         if len(c.args) != len(params):
             raise Untranslatable(f"a test calls the function with {len(c.args)} arguments, not {len(params)}")
         try:
-            widened = [t if d is not None and complete(d) else join(t, value_type(v))
-                       for t, v, d in zip(inferred, c.args, declared, strict=True)]
+            widened = [
+                t if d is not None and complete(d) else join(t, value_type(v))
+                for t, v, d in zip(inferred, c.args, declared, strict=True)
+            ]
             for v, d in zip(c.args, declared, strict=True):
                 if d is not None and complete(d):
                     java_value(v, d)
@@ -302,14 +360,23 @@ def signature_types(fn: ast.FunctionDef, checks: list[Check], dropped: list[str]
     if not complete(ret):
         raise Untranslatable(f"the return type ({show(ret)}) cannot be written in Java")
     if len(dropped) >= len(kept):
-        raise Untranslatable(f"{len(dropped)} of {len(checks)} asserts do not fit one Java signature ({dropped[0]})")
+        raise Untranslatable(
+            f"{len(dropped)} of {len(checks)} asserts do not fit one Java signature ({dropped[0]})"
+        )
     return types, ret, kept
 
 
 # ---- the docstring ----
-_TERMS = [(r"\bdictionaries\b", "hash maps"), (r"\bdictionary\b", "hash map"), (r"\bdicts?\b", "hash map"),
-          (r"\blists\b", "array lists"), (r"\blist\b", "array list"), (r"\bTrue\b", "true"),
-          (r"\bFalse\b", "false"), (r"\bNone\b", "null")]
+_TERMS = [
+    (r"\bdictionaries\b", "hash maps"),
+    (r"\bdictionary\b", "hash map"),
+    (r"\bdicts?\b", "hash map"),
+    (r"\blists\b", "array lists"),
+    (r"\blist\b", "array list"),
+    (r"\bTrue\b", "true"),
+    (r"\bFalse\b", "false"),
+    (r"\bNone\b", "null"),
+]
 
 
 def _reword(line: str) -> str:
@@ -391,8 +458,10 @@ def translate_problem(task_id: str, prompt: str, tests: str, entry_point: str) -
     names = [camel(a.arg) for a in fn.args.args]
     params = ", ".join(f"{java_type(t)} {n}" for t, n in zip(types, names, strict=True))
     doc = ast.get_docstring(fn) or ""
-    java_prompt = (f"{JAVA_IMPORTS}class Problem {{\n{javadoc(doc, entry_point, java_name, types, ret) if doc else ''}"
-                   f"    public static {java_type(ret)} {java_name}({params}) {{\n")
+    java_prompt = (
+        f"{JAVA_IMPORTS}class Problem {{\n{javadoc(doc, entry_point, java_name, types, ret) if doc else ''}"
+        f"    public static {java_type(ret)} {java_name}({params}) {{\n"
+    )
     asserts = "".join(_assertion(java_name, c, types, ret) for c in checks)
     java_tests = f"    }}\n    public static void main(String[] args) {{\n{asserts}    }}\n\n}}\n"
     number = task_id.rsplit("/", 1)[-1]

@@ -25,8 +25,17 @@ class Untranslatable(Exception):
 
 INT, FLOAT, STR, BOOL, NONE, ANY = ("int",), ("float",), ("str",), ("bool",), ("none",), ("any",)
 OBJECT = ("object",)  # an annotation's `Any`: Java's Object, values keep their own boxed types
-TUPLE_CLASSES = {2: "Pair", 3: "Triplet", 4: "Quartet", 5: "Quintet", 6: "Sextet", 7: "Septet", 8: "Octet",
-                 9: "Ennead", 10: "Decade"}
+TUPLE_CLASSES = {
+    2: "Pair",
+    3: "Triplet",
+    4: "Quartet",
+    5: "Quintet",
+    6: "Sextet",
+    7: "Septet",
+    8: "Octet",
+    9: "Ennead",
+    10: "Decade",
+}
 _PRIMITIVE = {"int": "long", "float": "double", "str": "String", "bool": "boolean"}
 _BOXED = {"int": "Long", "float": "Double", "str": "String", "bool": "Boolean"}
 _LONG_MIN, _LONG_MAX = -(2**63), 2**63 - 1
@@ -43,8 +52,18 @@ def annotation_type(node: ast.expr | None) -> Type | None:
         return annotation_type(ast.parse(node.value, mode="eval").body)
     if isinstance(node, ast.Name) or isinstance(node, ast.Attribute):
         name = node.id if isinstance(node, ast.Name) else node.attr
-        simple = {"int": INT, "float": FLOAT, "str": STR, "bool": BOOL, "None": NONE, "Any": OBJECT,
-                  "list": ("list", ANY), "List": ("list", ANY), "dict": ("dict", ANY, ANY), "Dict": ("dict", ANY, ANY)}
+        simple = {
+            "int": INT,
+            "float": FLOAT,
+            "str": STR,
+            "bool": BOOL,
+            "None": NONE,
+            "Any": OBJECT,
+            "list": ("list", ANY),
+            "List": ("list", ANY),
+            "dict": ("dict", ANY, ANY),
+            "Dict": ("dict", ANY, ANY),
+        }
         if name in simple:
             return simple[name]
         raise Untranslatable(f"type {name} has no Java counterpart")
@@ -118,8 +137,12 @@ def join(a: Type, b: Type) -> Type:
         return ("optional", join(inner_a, inner_b))
     if a[0] == b[0] == "tuple" and len(a) != len(b) or {a[0], b[0]} == {"tuple", "list"}:
         # tuples of several lengths (e.g. () and ("Venus",)): a homogeneous sequence, as MultiPL-E does
-        return ("list", join_all([*a[1:], *b[1:]]) if "list" not in (a[0], b[0]) else
-                join_all([*(a[1:] if a[0] == "tuple" else [a[1]]), *(b[1:] if b[0] == "tuple" else [b[1]])]))
+        return (
+            "list",
+            join_all([*a[1:], *b[1:]])
+            if "list" not in (a[0], b[0])
+            else join_all([*(a[1:] if a[0] == "tuple" else [a[1]]), *(b[1:] if b[0] == "tuple" else [b[1]])]),
+        )
     if a[0] == b[0] and a[0] in ("list", "dict") or (a[0] == b[0] == "tuple" and len(a) == len(b)):
         return (a[0], *(join(x, y) for x, y in zip(a[1:], b[1:], strict=True)))
     raise Untranslatable(f"values of types {show(a)} and {show(b)} would need Object in Java")
@@ -138,8 +161,11 @@ def refine(declared: Type | None, inferred: Type) -> Type:
         return inferred
     if inferred == ANY or inferred == NONE and declared[0] == "optional":
         return declared
-    if declared[0] == inferred[0] and len(declared) == len(inferred) and declared[0] in ("list", "dict", "tuple",
-                                                                                         "optional"):
+    if (
+        declared[0] == inferred[0]
+        and len(declared) == len(inferred)
+        and declared[0] in ("list", "dict", "tuple", "optional")
+    ):
         return (declared[0], *(refine(d, i) for d, i in zip(declared[1:], inferred[1:], strict=True)))
     return declared
 
@@ -185,7 +211,7 @@ def java_string(s: str) -> str:
     out = []
     for ch in s:
         code = ord(ch)
-        if ch in "\"\\":
+        if ch in '"\\':
             out.append("\\" + ch)
         elif ch == "\n":
             out.append("\\n")
@@ -279,11 +305,20 @@ def _tuple_value(v: object, t: Type) -> str:
     if not isinstance(v, (tuple, list)) or len(v) != len(t) - 1:
         raise Untranslatable(f"{v!r} is not a {len(t) - 1}-tuple")
     java_type(t)  # raises for sizes javatuples lacks
-    return f"{TUPLE_CLASSES[len(v)]}.with({', '.join(java_value(x, s) for x, s in zip(v, t[1:], strict=True))})"
+    return (
+        f"{TUPLE_CLASSES[len(v)]}.with({', '.join(java_value(x, s) for x, s in zip(v, t[1:], strict=True))})"
+    )
 
 
 _VALUES: dict[str, Callable[[object, Type], str]] = {
-    "object": _object_value, "optional": _optional_value, "int": _int_value, "float": _float_value,
-    "str": _str_value, "bool": _bool_value, "list": _list_value, "dict": _dict_value, "tuple": _tuple_value,
+    "object": _object_value,
+    "optional": _optional_value,
+    "int": _int_value,
+    "float": _float_value,
+    "str": _str_value,
+    "bool": _bool_value,
+    "list": _list_value,
+    "dict": _dict_value,
+    "tuple": _tuple_value,
 }
 _NULLABLE = ("object", "optional")  # the kinds of type whose value may be None (null, Optional.empty())

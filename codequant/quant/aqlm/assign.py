@@ -35,7 +35,9 @@ class Assignment:
         rows = flat.numel() // m
         crow = torch.arange(0, flat.numel() + 1, m, device=codes.device)
         matrix = _csr(crow, flat, (rows, m * size), dtype)
-        order = torch.argsort(flat, stable=True)  # the transpose: for each codeword, the groups using it, in order
+        order = torch.argsort(
+            flat, stable=True
+        )  # the transpose: for each codeword, the groups using it, in order
         counts = torch.bincount(flat, minlength=m * size)
         crow_t = torch.cat([counts.new_zeros(1), counts.cumsum(0)])
         transposed = _csr(crow_t, order // m, (m * size, rows), dtype)

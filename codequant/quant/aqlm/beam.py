@@ -28,8 +28,15 @@ _BLOCK = 128  # inputs per lazy update block of r
 
 
 @torch.no_grad()
-def beam_search(weight: torch.Tensor, xtx: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor,
-                codes: torch.Tensor, beam_size: int = 1, order: torch.Tensor | None = None) -> torch.Tensor:
+def beam_search(
+    weight: torch.Tensor,
+    xtx: torch.Tensor,
+    codebooks: torch.Tensor,
+    scales: torch.Tensor,
+    codes: torch.Tensor,
+    beam_size: int = 1,
+    order: torch.Tensor | None = None,
+) -> torch.Tensor:
     """Better codes [out, G, M] (int64) for weight [out, in] given codebooks [M, K, g] and scales [out].
 
     `order`: the groups to visit, in that order (default all, 0..G-1); groups it leaves out keep their codes.
@@ -39,7 +46,9 @@ def beam_search(weight: torch.Tensor, xtx: torch.Tensor, codebooks: torch.Tensor
     rows = max(1, _CHUNK // (beam_size * size))
     order = torch.arange(num_groups) if order is None else order
     parts = [
-        _search_rows(weight[i : i + rows], xtx, codebooks, scales[i : i + rows], codes[i : i + rows], beam_size, order)
+        _search_rows(
+            weight[i : i + rows], xtx, codebooks, scales[i : i + rows], codes[i : i + rows], beam_size, order
+        )
         for i in range(0, out_features, rows)
     ]
     return torch.cat(parts)
@@ -81,7 +90,9 @@ def _search_rows(w, h, books, s, codes, k, order) -> torch.Tensor:
         b1 = min(visited, b0 + per_block)
         bcols = slice(b0 * g, b1 * g)
         h_b = h[bcols]  # [Bg, in]
-        h_diag = h_b.view(b1 - b0, g, -1, g)[torch.arange(b1 - b0), :, torch.arange(b0, b1)]  # [Bj, g, g] = H_jj
+        h_diag = h_b.view(b1 - b0, g, -1, g)[
+            torch.arange(b1 - b0), :, torch.arange(b0, b1)
+        ]  # [Bj, g, g] = H_jj
         vhv = torch.einsum("mkg,jgh,mkh->jmk", books, h_diag, books)  # [Bj, M, K]
         rhs = torch.cat([books.transpose(1, 2).unsqueeze(0).expand(b1 - b0, -1, -1, -1), vhv.unsqueeze(2)], 2)
         r_b = r[:, :, bcols].clone()  # the block's columns of r, kept current inside the block
@@ -99,10 +110,17 @@ def _search_rows(w, h, books, s, codes, k, order) -> torch.Tensor:
                     code = total.argmin(-1)
                 else:
                     gain = total - total.gather(-1, cur.unsqueeze(-1))
-                    loss, pick = torch.topk((gain + loss.unsqueeze(-1)).reshape(n, -1), k, dim=1, largest=False)
+                    loss, pick = torch.topk(
+                        (gain + loss.unsqueeze(-1)).reshape(n, -1), k, dim=1, largest=False
+                    )
                     parent, code = pick // size, pick % size
-                    q, r, u, r_b, d_b = q[rows, parent], r[rows, parent], u[rows, parent], r_b[rows, parent], \
-                        d_b[rows, parent]
+                    q, r, u, r_b, d_b = (
+                        q[rows, parent],
+                        r[rows, parent],
+                        u[rows, parent],
+                        r_b[rows, parent],
+                        d_b[rows, parent],
+                    )
                 q[:, :, j, c] = code
                 delta = ((book[code] - u) * s).reshape(n * kk, g)
                 r_b.view(n * kk, -1).addmm_(delta, h_jb)
@@ -121,7 +139,12 @@ def decode(codes: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def objective(weight: torch.Tensor, xtx: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor,
-              codes: torch.Tensor) -> float:
+def objective(
+    weight: torch.Tensor,
+    xtx: torch.Tensor,
+    codebooks: torch.Tensor,
+    scales: torch.Tensor,
+    codes: torch.Tensor,
+) -> float:
     """tr((W' - W) H (W' - W)^T) for codebooks [M, K, g]."""
     return float(weighted_energy(decode(codes, codebooks) * scales.reshape(-1, 1) - weight, xtx))

@@ -23,9 +23,17 @@ from codequant.errors import CodequantError
 EFFORTS: dict[str, dict[str, Any]] = {
     "fast": {},
     "reference": {
-        "kmeans_iters": 100, "kmeans_sample": None, "adam_steps": 100, "max_rounds": 100, "tol": 0.01,
-        "beam_size": 1, "damping": 0.0,
-        "tune_epochs": 10, "tune_lr": 1e-4, "tune_batch": 32, "tune_early_stop": 3,
+        "kmeans_iters": 100,
+        "kmeans_sample": None,
+        "adam_steps": 100,
+        "max_rounds": 100,
+        "tol": 0.01,
+        "beam_size": 1,
+        "damping": 0.0,
+        "tune_epochs": 10,
+        "tune_lr": 1e-4,
+        "tune_batch": 32,
+        "tune_early_stop": 3,
     },
 }
 DEFAULT_EFFORT = "fast"

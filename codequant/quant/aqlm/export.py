@@ -29,15 +29,19 @@ from codequant.quant.arch import conv1d_names
 _NAMES = {torch.float32: "float32", torch.float16: "float16", torch.bfloat16: "bfloat16"}
 
 
-def aqlm_state_dict(model: nn.Module, dtype: torch.dtype | None = None) -> tuple[dict[str, torch.Tensor], dict]:
+def aqlm_state_dict(
+    model: nn.Module, dtype: torch.dtype | None = None
+) -> tuple[dict[str, torch.Tensor], dict]:
     """The tensors of the aqlm-format checkpoint and its `quantization_config`."""
     quant = {n: m for n, m in model.named_modules() if isinstance(m, AqlmLinear)}
     if not quant:
         raise CodequantError("the model has no AQLM-quantized layers; quantize with --method aqlm first")
     specs = {(m.num_codebooks, m.nbits, m.group_size) for m in quant.values()}
     if len(specs) > 1:
-        raise CodequantError(f"the aqlm format needs one configuration for every layer; found {sorted(specs)}")
-    (num_codebooks, nbits, group_size), = specs
+        raise CodequantError(
+            f"the aqlm format needs one configuration for every layer; found {sorted(specs)}"
+        )
+    ((num_codebooks, nbits, group_size),) = specs
     dtype = dtype or next(m.dtype for m in quant.values())
     tensors: dict[str, torch.Tensor] = {}
     for name, m in quant.items():
@@ -52,14 +56,20 @@ def aqlm_state_dict(model: nn.Module, dtype: torch.dtype | None = None) -> tuple
         if key.startswith(prefixes):
             continue
         ident = (t.data_ptr(), tuple(t.shape))
-        if t.numel() and ident in seen:  # tied weights (lm_head = embed_tokens): stored once, as transformers does
+        if (
+            t.numel() and ident in seen
+        ):  # tied weights (lm_head = embed_tokens): stored once, as transformers does
             continue
         seen.add(ident)
         tensors[key] = t.detach().to(dtype) if t.is_floating_point() else t.detach()
     keep = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
     qconfig = {
-        "quant_method": "aqlm", "in_group_size": group_size, "out_group_size": 1, "num_codebooks": num_codebooks,
-        "nbits_per_codebook": nbits, "linear_weights_not_to_quantize": keep + [f"{n}.weight" for n in keep],
+        "quant_method": "aqlm",
+        "in_group_size": group_size,
+        "out_group_size": 1,
+        "num_codebooks": num_codebooks,
+        "nbits_per_codebook": nbits,
+        "linear_weights_not_to_quantize": keep + [f"{n}.weight" for n in keep],
     }
     return {k: v.cpu().contiguous() for k, v in tensors.items()}, qconfig
 
@@ -73,19 +83,28 @@ def aqlm_format_problem(model: nn.Module) -> str | None:
 
     tables = [n for n, m in model.named_modules() if is_table(m) or isinstance(m, TiedHead)]
     if tables:
-        return (f"the aqlm format cannot hold quantized token tables ({', '.join(tables)}): transformers' aqlm "
-                "loader keeps the embedding and the head in fp; write --format dequantized,codequant, or leave "
-                "embedding_bits/head_bits unset for an aqlm export")
+        return (
+            f"the aqlm format cannot hold quantized token tables ({', '.join(tables)}): transformers' aqlm "
+            "loader keeps the embedding and the head in fp; write --format dequantized,codequant, or leave "
+            "embedding_bits/head_bits unset for an aqlm export"
+        )
     transposed = conv1d_names(model)
     if transposed:
-        return (f"the aqlm format cannot hold {type(model).__name__}: transformers replaces only nn.Linear modules "
-                f"with aqlm layers, and this architecture builds {len(transposed)} block linears as Conv1D "
-                f"(e.g. {min(transposed)}); write --format dequantized,codequant instead")
+        return (
+            f"the aqlm format cannot hold {type(model).__name__}: transformers replaces only nn.Linear modules "
+            f"with aqlm layers, and this architecture builds {len(transposed)} block linears as Conv1D "
+            f"(e.g. {min(transposed)}); write --format dequantized,codequant instead"
+        )
     return None
 
 
-def export_aqlm(model: nn.Module, tokenizer: Any, out_dir: str | Path, description: str | None = None,
-                dtype: torch.dtype | None = None) -> Path:
+def export_aqlm(
+    model: nn.Module,
+    tokenizer: Any,
+    out_dir: str | Path,
+    description: str | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
     """Write `out_dir` (config.json, model.safetensors, tokenizer, README.md); returns it.
 
     `dtype`: of codebooks, scales and the fp parts (default: the quantized layers' compute dtype; load with the
@@ -112,5 +131,6 @@ def export_aqlm(model: nn.Module, tokenizer: Any, out_dir: str | Path, descripti
         f"# AQLM {qconfig['num_codebooks']}x{qconfig['nbits_per_codebook']} g{qconfig['in_group_size']} "
         f"({bits:g} code bits per weight)\n\n{description or 'Quantized with codequant.'}\n\n"
         "Load with `AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)` with the `aqlm` package "
-        "installed (`pip install aqlm[cpu]`); on CPU set NUMBA_NUM_THREADS=1 (aqlm's numba kernel races).\n")
+        "installed (`pip install aqlm[cpu]`); on CPU set NUMBA_NUM_THREADS=1 (aqlm's numba kernel races).\n"
+    )
     return out

@@ -42,7 +42,9 @@ class FitOptions:
     betas: tuple[float, float] = (0.9, 0.999)
     tol: float = 0.01
     max_rounds: int = 6
-    damping: float = 0.3  # ridge added to XTX, relative to its mean diagonal (chosen on held-out rows: docs/aqlm.md)
+    damping: float = (
+        0.3  # ridge added to XTX, relative to its mean diagonal (chosen on held-out rows: docs/aqlm.md)
+    )
     threads: int | None = None  # CPU threads while fitting; None keeps torch's setting (see `cpu_threads`)
 
     def __post_init__(self) -> None:
@@ -78,8 +80,15 @@ def _normalised_xtx(xtx: torch.Tensor, device: torch.device) -> torch.Tensor:
     return h / h.diagonal().mean().clamp_min(1e-12)  # the objective's scale is irrelevant; keep it near 1
 
 
-def loss_and_grads(weight: torch.Tensor, h: torch.Tensor, assign: Assignment, flat_books: torch.Tensor,
-                   base: torch.Tensor, factor: torch.Tensor, norm: float) -> tuple[float, torch.Tensor, torch.Tensor]:
+def loss_and_grads(
+    weight: torch.Tensor,
+    h: torch.Tensor,
+    assign: Assignment,
+    flat_books: torch.Tensor,
+    base: torch.Tensor,
+    factor: torch.Tensor,
+    norm: float,
+) -> tuple[float, torch.Tensor, torch.Tensor]:
     """Objective tr(E H E^T) / norm with E = diag(base * factor) U - W, U = assign.decode(flat_books), and its
     gradients in flat_books [M*K, g] and factor [out].
 
@@ -98,8 +107,17 @@ def loss_and_grads(weight: torch.Tensor, h: torch.Tensor, assign: Assignment, fl
     return loss, g_books, g_factor
 
 
-def _adam(weight, h, books, scales, codes, steps: int, lr: float, norm: float,
-          betas: tuple[float, float] = (0.9, 0.999)) -> tuple[torch.Tensor, torch.Tensor]:
+def _adam(
+    weight,
+    h,
+    books,
+    scales,
+    codes,
+    steps: int,
+    lr: float,
+    norm: float,
+    betas: tuple[float, float] = (0.9, 0.999),
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Adam on codebooks and (relative) scales with codes fixed; returns the best pair seen (the start counts)."""
     m, size, g = books.shape
     assign = Assignment.from_codes(codes, size, books.dtype)  # codes are fixed here: decode by sparse matmuls
@@ -122,8 +140,15 @@ def _adam(weight, h, books, scales, codes, steps: int, lr: float, norm: float,
     return best[1].reshape(m, size, g), best[2]
 
 
-def fit_weight(weight: torch.Tensor, xtx: torch.Tensor, num_codebooks: int, nbits: int, group_size: int,
-               options: FitOptions | None = None, generator: torch.Generator | None = None) -> FitResult:
+def fit_weight(
+    weight: torch.Tensor,
+    xtx: torch.Tensor,
+    num_codebooks: int,
+    nbits: int,
+    group_size: int,
+    options: FitOptions | None = None,
+    generator: torch.Generator | None = None,
+) -> FitResult:
     """Quantize weight [out, in] (any float dtype/device) given XTX [in, in]."""
     opts = options or FitOptions()
     with cpu_threads(opts.threads if weight.device.type == "cpu" else None):
@@ -143,8 +168,9 @@ def _fit(weight, xtx, num_codebooks, nbits, group_size, opts: FitOptions, genera
     scales = w.norm(dim=1) / in_features**0.5
     scales = torch.where(scales > 0, scales, torch.ones_like(scales))
     if opts.init == "oa-em":
-        books, codes = oa_em_init(w, h_fit, scales, (num_codebooks, 2**nbits, group_size),
-                                  opts.kmeans_iters, opts.em_iters, gen)
+        books, codes = oa_em_init(
+            w, h_fit, scales, (num_codebooks, 2**nbits, group_size), opts.kmeans_iters, opts.em_iters, gen
+        )
     else:
         groups = (w / scales[:, None]).reshape(-1, group_size)
         sample = opts.kmeans_sample if opts.kmeans_sample else None

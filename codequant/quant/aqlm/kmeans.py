@@ -29,8 +29,11 @@ def nearest(points: torch.Tensor, centroids: torch.Tensor) -> tuple[torch.Tensor
 def init_centroids(points: torch.Tensor, k: int, generator: torch.Generator, plusplus: bool) -> torch.Tensor:
     n = points.shape[0]
     if k >= n or not plusplus:
-        pick = torch.randint(n, (k,), generator=generator, device="cpu") if k >= n else \
-            torch.randperm(n, generator=generator, device="cpu")[:k]
+        pick = (
+            torch.randint(n, (k,), generator=generator, device="cpu")
+            if k >= n
+            else torch.randperm(n, generator=generator, device="cpu")[:k]
+        )
         centroids = points[pick.to(points.device)].clone()
         if k >= n:  # more codewords than points: jitter the duplicates apart
             noise = torch.randn(centroids.shape, generator=generator, device="cpu").to(points.device)
@@ -53,8 +56,14 @@ def init_centroids(points: torch.Tensor, k: int, generator: torch.Generator, plu
     return torch.stack(centroids)
 
 
-def kmeans(points: torch.Tensor, k: int, iters: int, generator: torch.Generator,
-           plusplus: bool = True, sample_per_centroid: int | None = SAMPLE_PER_CENTROID) -> tuple[torch.Tensor, torch.Tensor]:
+def kmeans(
+    points: torch.Tensor,
+    k: int,
+    iters: int,
+    generator: torch.Generator,
+    plusplus: bool = True,
+    sample_per_centroid: int | None = SAMPLE_PER_CENTROID,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Lloyd's k-means; returns (centroids [k, d], assignment [n]). Empty clusters keep their centroid.
 
     Fits on a seeded sample of at most `sample_per_centroid * k` points (None: on every point), then assigns
@@ -79,8 +88,14 @@ def kmeans(points: torch.Tensor, k: int, iters: int, generator: torch.Generator,
     return centroids, nearest(points, centroids)[0]
 
 
-def residual_kmeans(groups: torch.Tensor, num_codebooks: int, size: int, iters: int, generator: torch.Generator,
-                    sample_per_centroid: int | None = SAMPLE_PER_CENTROID) -> tuple[torch.Tensor, torch.Tensor]:
+def residual_kmeans(
+    groups: torch.Tensor,
+    num_codebooks: int,
+    size: int,
+    iters: int,
+    generator: torch.Generator,
+    sample_per_centroid: int | None = SAMPLE_PER_CENTROID,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Codebooks [M, size, g] and codes [n, M] for groups [n, g]; codebook m fits the residual of those < m."""
     residual = groups.clone()
     books, codes = [], []

@@ -29,8 +29,9 @@ def code_storage_bits(nbits: int) -> int:
     return 8 if nbits <= 8 else 16
 
 
-def aqlm_storage(out_features: int, in_features: int, num_codebooks: int, nbits: int, group_size: int,
-                 bias_bits: int = 0) -> StorageCost:
+def aqlm_storage(
+    out_features: int, in_features: int, num_codebooks: int, nbits: int, group_size: int, bias_bits: int = 0
+) -> StorageCost:
     """Cost of one AQLM linear. Formula (as the AQLM paper counts it): B bits per code, fp16 codebooks and
     scales. Stored: codes rounded up to int8/int16; codebooks and scales fp16; plus any bias."""
     groups = out_features * (in_features // group_size)
@@ -38,7 +39,9 @@ def aqlm_storage(out_features: int, in_features: int, num_codebooks: int, nbits:
     scales = out_features * 16
     formula = groups * num_codebooks * nbits + codebooks + scales
     stored = groups * num_codebooks * code_storage_bits(nbits) + codebooks + scales + bias_bits
-    return StorageCost(params=out_features * in_features, formula_bits=float(formula), stored_bits=float(stored))
+    return StorageCost(
+        params=out_features * in_features, formula_bits=float(formula), stored_bits=float(stored)
+    )
 
 
 def pack_codes(codes: torch.Tensor, nbits: int) -> torch.Tensor:
@@ -56,8 +59,14 @@ def unpack_codes(packed: torch.Tensor, nbits: int) -> torch.Tensor:
 class AqlmLinear(QuantizedLinear):
     kind: ClassVar[str] = "aqlm"
 
-    def __init__(self, codes: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor,
-                 bias: torch.Tensor | None = None, dtype: torch.dtype = torch.float32):
+    def __init__(
+        self,
+        codes: torch.Tensor,
+        codebooks: torch.Tensor,
+        scales: torch.Tensor,
+        bias: torch.Tensor | None = None,
+        dtype: torch.dtype = torch.float32,
+    ):
         super().__init__()
         out_features, num_groups, num_codebooks = codes.shape
         m, size, one, group_size = codebooks.shape
@@ -68,8 +77,12 @@ class AqlmLinear(QuantizedLinear):
         self.dtype = dtype
         self.register_buffer("codes", codes.to(torch.int64).contiguous())
         self.codebooks = nn.Parameter(codebooks.detach().float().clone(), requires_grad=False)
-        self.scales = nn.Parameter(scales.detach().float().reshape(out_features, 1, 1, 1).clone(), requires_grad=False)
-        self.bias = None if bias is None else nn.Parameter(bias.detach().to(dtype).clone(), requires_grad=False)
+        self.scales = nn.Parameter(
+            scales.detach().float().reshape(out_features, 1, 1, 1).clone(), requires_grad=False
+        )
+        self.bias = (
+            None if bias is None else nn.Parameter(bias.detach().to(dtype).clone(), requires_grad=False)
+        )
         self._cache: tuple[tuple, torch.Tensor] | None = None
 
     def _key(self) -> tuple:
@@ -104,8 +117,9 @@ class AqlmLinear(QuantizedLinear):
 
     def storage(self) -> StorageCost:
         bias_bits = 0 if self.bias is None else self.bias.numel() * self.bias.element_size() * 8
-        return aqlm_storage(self.out_features, self.in_features, self.num_codebooks, self.nbits, self.group_size,
-                            bias_bits)
+        return aqlm_storage(
+            self.out_features, self.in_features, self.num_codebooks, self.nbits, self.group_size, bias_bits
+        )
 
     @torch.no_grad()
     def round_to_fp16(self) -> None:
@@ -125,23 +139,36 @@ class AqlmLinear(QuantizedLinear):
 
     def meta(self) -> dict[str, Any]:
         return {
-            "in_features": self.in_features, "out_features": self.out_features,
-            "num_codebooks": self.num_codebooks, "nbits_per_codebook": self.nbits, "in_group_size": self.group_size,
-            "out_group_size": 1, "dtype": str(self.dtype).removeprefix("torch."), "bias": self.bias is not None,
+            "in_features": self.in_features,
+            "out_features": self.out_features,
+            "num_codebooks": self.num_codebooks,
+            "nbits_per_codebook": self.nbits,
+            "in_group_size": self.group_size,
+            "out_group_size": 1,
+            "dtype": str(self.dtype).removeprefix("torch."),
+            "bias": self.bias is not None,
         }
 
     @classmethod
     def from_state(cls, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> AqlmLinear:
-        return cls(unpack_codes(state["codes"], int(meta["nbits_per_codebook"])), state["codebooks"].float(),
-                   state["scales"].float(), bias=state.get("bias"), dtype=_DTYPES[meta.get("dtype", "float32")])
+        return cls(
+            unpack_codes(state["codes"], int(meta["nbits_per_codebook"])),
+            state["codebooks"].float(),
+            state["scales"].float(),
+            bias=state.get("bias"),
+            dtype=_DTYPES[meta.get("dtype", "float32")],
+        )
 
     def extra_repr(self) -> str:
-        return (f"in_features={self.in_features}, out_features={self.out_features}, "
-                f"codebooks={self.num_codebooks}x{self.nbits}, group_size={self.group_size}")
+        return (
+            f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"codebooks={self.num_codebooks}x{self.nbits}, group_size={self.group_size}"
+        )
 
 
-def decode(codes: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor,
-           assignment: Assignment | None = None) -> torch.Tensor:
+def decode(
+    codes: torch.Tensor, codebooks: torch.Tensor, scales: torch.Tensor, assignment: Assignment | None = None
+) -> torch.Tensor:
     """Weight [out, in] from codes [out, G, M], codebooks [M, K, 1, g] and scales [out, ...] (differentiable in
     codebooks and scales). `assignment`: the codes' sparse form, if the caller keeps one (`AqlmLinear` does)."""
     out_features, num_groups, m = codes.shape

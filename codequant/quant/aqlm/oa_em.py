@@ -52,7 +52,9 @@ def weighted_assign(residual: torch.Tensor, h_blocks: torch.Tensor, books: torch
     return torch.cat(codes)
 
 
-def codeword_gram(codes: torch.Tensor, h_blocks: torch.Tensor, weights: torch.Tensor, size: int) -> torch.Tensor:
+def codeword_gram(
+    codes: torch.Tensor, h_blocks: torch.Tensor, weights: torch.Tensor, size: int
+) -> torch.Tensor:
     """sum over the groups (o, j) using codeword k of weights_o H_jj: [K, g, g] (the block-diagonal Gram)."""
     num_groups = codes.shape[1]
     slot = (torch.arange(num_groups, device=codes.device) * size + codes).reshape(-1)  # (j, k) of every group
@@ -68,8 +70,14 @@ def _solve(gram: torch.Tensor, rhs: torch.Tensor) -> torch.Tensor:
     return torch.linalg.solve(gram + ridge * eye, rhs.unsqueeze(-1)).squeeze(-1)
 
 
-def weighted_kmeans(residual: torch.Tensor, h_blocks: torch.Tensor, weights: torch.Tensor, size: int, iters: int,
-                    generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def weighted_kmeans(
+    residual: torch.Tensor,
+    h_blocks: torch.Tensor,
+    weights: torch.Tensor,
+    size: int,
+    iters: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Stage 1: (books [K, g], codes [out, G]) minimising sum_o weights_o sum_j (r_oj - c)^T H_jj (r_oj - c)."""
     g = residual.shape[-1]
     books = init_centroids(residual.reshape(-1, g), size, generator, size <= 4096)
@@ -88,8 +96,15 @@ def weighted_kmeans(residual: torch.Tensor, h_blocks: torch.Tensor, weights: tor
     return books, codes
 
 
-def least_squares_codebook(target: torch.Tensor, h: torch.Tensor, scales: torch.Tensor, book: torch.Tensor,
-                           codes: torch.Tensor, gram: torch.Tensor, steps: int = _M_STEPS) -> torch.Tensor:
+def least_squares_codebook(
+    target: torch.Tensor,
+    h: torch.Tensor,
+    scales: torch.Tensor,
+    book: torch.Tensor,
+    codes: torch.Tensor,
+    gram: torch.Tensor,
+    steps: int = _M_STEPS,
+) -> torch.Tensor:
     """M-step: book [K, g] lowering tr(E H E^T), E = diag(s) book[codes] - target, with codes [out, G] fixed.
 
     Preconditioned steepest descent (preconditioner `gram`, the block-diagonal part of the exact Hessian) with the
@@ -115,8 +130,15 @@ def least_squares_codebook(target: torch.Tensor, h: torch.Tensor, scales: torch.
     return book
 
 
-def oa_em_init(weight: torch.Tensor, h: torch.Tensor, scales: torch.Tensor, layout: tuple[int, int, int],
-               kmeans_iters: int, em_iters: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def oa_em_init(
+    weight: torch.Tensor,
+    h: torch.Tensor,
+    scales: torch.Tensor,
+    layout: tuple[int, int, int],
+    kmeans_iters: int,
+    em_iters: int,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Codebooks [M, K, g] and codes [out, G, M] for weight [out, in] under H [in, in] and fixed scales [out];
     `layout` = (M codebooks, K codewords each, g inputs per group)."""
     num_codebooks, size, group_size = layout

@@ -37,7 +37,9 @@ def quantized_shapes(model: nn.Module) -> list[tuple[int, int]]:
     return [linear_shape(m) for layer in layers for m in block_linears(layer).values()]
 
 
-def model_cost(shapes: list[tuple[int, int]], num_codebooks: int, nbits: int, group_size: int) -> dict[str, float]:
+def model_cost(
+    shapes: list[tuple[int, int]], num_codebooks: int, nbits: int, group_size: int
+) -> dict[str, float]:
     """Bits per parameter over the given layers: formula (AQLM's count) and stored (int8/int16 codes)."""
     costs = [aqlm_storage(o, i, num_codebooks, nbits, group_size) for o, i in shapes]
     params = sum(c.params for c in costs)
@@ -49,11 +51,14 @@ def model_cost(shapes: list[tuple[int, int]], num_codebooks: int, nbits: int, gr
     }
 
 
-def validate_spec(num_codebooks: int | None, nbits: int | None, group_size: int | None,
-                  shapes: list[tuple[int, int]]) -> None:
+def validate_spec(
+    num_codebooks: int | None, nbits: int | None, group_size: int | None, shapes: list[tuple[int, int]]
+) -> None:
     """Check what is given of (M, B, g) (None: not given yet), against the layer shapes if any."""
     if nbits is not None and not 1 <= nbits <= 16:
-        raise CodequantError(f"--codebook-bits must be in 1..16 (codes are stored as int8/int16), got {nbits}")
+        raise CodequantError(
+            f"--codebook-bits must be in 1..16 (codes are stored as int8/int16), got {nbits}"
+        )
     if num_codebooks is not None and num_codebooks < 1:
         raise CodequantError(f"--codebooks must be at least 1, got {num_codebooks}")
     if group_size is None:
@@ -62,28 +67,39 @@ def validate_spec(num_codebooks: int | None, nbits: int | None, group_size: int 
         raise CodequantError(f"--group-size must be positive, got {group_size}")
     bad = sorted({i for _, i in shapes if i % group_size})
     if bad:
-        common = sorted({d for d in range(1, min(i for _, i in shapes) + 1) if all(i % d == 0 for _, i in shapes)})
-        raise CodequantError(f"--group-size {group_size} does not divide the input size(s) {bad} of the quantized "
-                             f"layers; use one of {', '.join(map(str, common[-8:]))}")
+        common = sorted(
+            {d for d in range(1, min(i for _, i in shapes) + 1) if all(i % d == 0 for _, i in shapes)}
+        )
+        raise CodequantError(
+            f"--group-size {group_size} does not divide the input size(s) {bad} of the quantized "
+            f"layers; use one of {', '.join(map(str, common[-8:]))}"
+        )
 
 
 def _describe(m: int, b: int, g: int) -> str:
     return f"{m}x{b} g{g}"
 
 
-def resolve_spec(shapes: list[tuple[int, int]], bits: int, preset: str = "fast",
-                 tolerance: float = DEFAULT_TOLERANCE) -> tuple[tuple[int, int, int], str]:
+def resolve_spec(
+    shapes: list[tuple[int, int]], bits: int, preset: str = "fast", tolerance: float = DEFAULT_TOLERANCE
+) -> tuple[tuple[int, int, int], str]:
     """(M, B, g) meeting `bits` on layers of these shapes, and why it was chosen."""
     if preset not in PRESETS:
         raise CodequantError(f"unknown AQLM preset {preset!r}; choose one of {', '.join(PRESETS)}")
     if bits not in PRESETS[preset]:
-        raise CodequantError(f"AQLM --bits must be one of {', '.join(map(str, sorted(PRESETS[preset])))}, got {bits}")
+        raise CodequantError(
+            f"AQLM --bits must be one of {', '.join(map(str, sorted(PRESETS[preset])))}, got {bits}"
+        )
     budget = bits * (1 + tolerance)
     m, b, g = PRESETS[preset][bits]
     validate_spec(m, b, g, shapes)
     cost = model_cost(shapes, m, b, g)["formula_bits_per_param"]
     if cost <= budget:
-        return (m, b, g), f"preset {preset} {bits}-bit {_describe(m, b, g)}: {cost:.3f} bits/param <= budget {budget:.2f}"
+        return (
+            m,
+            b,
+            g,
+        ), f"preset {preset} {bits}-bit {_describe(m, b, g)}: {cost:.3f} bits/param <= budget {budget:.2f}"
     # same nominal code bits (M*B = bits*g), same g, largest B (fewest, largest codebooks) that fits the budget
     for nb in range(min(b, 16), 0, -1):
         if (bits * g) % nb:
@@ -91,11 +107,15 @@ def resolve_spec(shapes: list[tuple[int, int]], bits: int, preset: str = "fast",
         nm = bits * g // nb
         alt = model_cost(shapes, nm, nb, g)["formula_bits_per_param"]
         if alt <= budget:
-            return (nm, nb, g), (f"preset {preset} {bits}-bit {_describe(m, b, g)} costs {cost:.3f} bits/param on "
-                                 f"this model (codebooks dominate); picked {_describe(nm, nb, g)}: {alt:.3f} <= "
-                                 f"budget {budget:.2f}")
-    raise CodequantError(f"no AQLM configuration with group size {g} fits {bits} bits/param on this model; "
-                         "give --codebooks/--codebook-bits/--group-size explicitly")
+            return (nm, nb, g), (
+                f"preset {preset} {bits}-bit {_describe(m, b, g)} costs {cost:.3f} bits/param on "
+                f"this model (codebooks dominate); picked {_describe(nm, nb, g)}: {alt:.3f} <= "
+                f"budget {budget:.2f}"
+            )
+    raise CodequantError(
+        f"no AQLM configuration with group size {g} fits {bits} bits/param on this model; "
+        "give --codebooks/--codebook-bits/--group-size explicitly"
+    )
 
 
 def resolve_aqlm_config(config: QuantConfig, model: nn.Module) -> QuantConfig:
@@ -112,11 +132,14 @@ def resolve_aqlm_config(config: QuantConfig, model: nn.Module) -> QuantConfig:
         raise CodequantError("give all of --codebooks M --codebook-bits B --group-size g, or --bits alone")
     else:
         if config.bits is None:
-            raise CodequantError("aqlm needs --bits (8|4|3|2) or all of --codebooks M --codebook-bits B --group-size g")
+            raise CodequantError(
+                "aqlm needs --bits (8|4|3|2) or all of --codebooks M --codebook-bits B --group-size g"
+            )
         tolerance = aqlm_options(config.options).bits_tolerance
         tolerance = DEFAULT_TOLERANCE if tolerance is None else tolerance
         (m, b, g), reason = resolve_spec(shapes, config.bits, config.preset, tolerance)
     cost = model_cost(shapes, m, b, g)
     resolved: dict[str, Any] = {"reason": reason, **cost}
-    return dataclasses.replace(config, num_codebooks=m, codebook_bits=b, group_size=g,
-                               options={**config.options, RESOLVED: resolved})
+    return dataclasses.replace(
+        config, num_codebooks=m, codebook_bits=b, group_size=g, options={**config.options, RESOLVED: resolved}
+    )

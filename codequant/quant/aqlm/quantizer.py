@@ -24,9 +24,26 @@ from codequant.quant.base import QuantConfig, Quantizer
 from codequant.quant.options import KMEANS_ALL, RESOLVED, aqlm_options
 from codequant.seeds import derive_seed
 
-_FIT_KEYS = ("init", "em_iters", "beam_size", "kmeans_iters", "kmeans_sample", "adam_steps", "lr", "tol", "max_rounds", "damping",
-             "threads")
-_TUNE_KEYS = {"tune_epochs": "epochs", "tune_lr": "lr", "tune_batch": "batch_size", "tune_early_stop": "early_stop"}
+_FIT_KEYS = (
+    "init",
+    "em_iters",
+    "beam_size",
+    "kmeans_iters",
+    "kmeans_sample",
+    "adam_steps",
+    "lr",
+    "tol",
+    "max_rounds",
+    "damping",
+    "threads",
+)
+_TUNE_KEYS = {
+    "tune_epochs": "epochs",
+    "tune_lr": "lr",
+    "tune_batch": "batch_size",
+    "tune_early_stop": "early_stop",
+}
+
 
 def _kmeans_sample(value: int | str | None) -> int | None:
     """None (every group) for 0, "all" and "none"; else the number of groups per centroid."""
@@ -45,8 +62,10 @@ class AqlmQuantizer(Quantizer):
         super().__init__(config)
         m, b, g = config.num_codebooks, config.codebook_bits, config.group_size
         if m is None or b is None or g is None:
-            raise CodequantError("AqlmQuantizer needs num_codebooks, codebook_bits and group_size; resolve --bits "
-                                 "for the model first with codequant.quant.aqlm.resolve_aqlm_config")
+            raise CodequantError(
+                "AqlmQuantizer needs num_codebooks, codebook_bits and group_size; resolve --bits "
+                "for the model first with codequant.quant.aqlm.resolve_aqlm_config"
+            )
         validate_spec(m, b, g, [])
         self.num_codebooks, self.nbits, self.group_size = m, b, g
         options = aqlm_options(config.options)
@@ -58,25 +77,51 @@ class AqlmQuantizer(Quantizer):
 
     def check_linear(self, name: str, linear: nn.Linear) -> None:
         if linear.in_features % self.group_size:
-            raise CodequantError(f"--group-size {self.group_size} does not divide {name}'s {linear.in_features} "
-                                 "inputs; pick a divisor of every layer's input size")
+            raise CodequantError(
+                f"--group-size {self.group_size} does not divide {name}'s {linear.in_features} "
+                "inputs; pick a divisor of every layer's input size"
+            )
 
     def quantize_linear(self, name: str, linear: nn.Linear, xtx: torch.Tensor) -> AqlmLinear:
         self.check_linear(name, linear)
         # a per-layer seed from the run seed and the layer's name: deterministic, and independent of call order
         seed = derive_seed(self.config.seed, name)
-        result = fit_weight(linear.weight, xtx, self.num_codebooks, self.nbits, self.group_size, self.fit_options,
-                            torch.Generator().manual_seed(seed))
-        q = AqlmLinear(result.codes, result.codebooks.unsqueeze(2), result.scales, bias=linear.bias,
-                       dtype=linear.weight.dtype).to(linear.weight.device)
+        result = fit_weight(
+            linear.weight,
+            xtx,
+            self.num_codebooks,
+            self.nbits,
+            self.group_size,
+            self.fit_options,
+            torch.Generator().manual_seed(seed),
+        )
+        q = AqlmLinear(
+            result.codes,
+            result.codebooks.unsqueeze(2),
+            result.scales,
+            bias=linear.bias,
+            dtype=linear.weight.dtype,
+        ).to(linear.weight.device)
         q.round_to_fp16()
         q.fit_history = result.history
-        q.fit_info = {"init": self.fit_options.init, "damping": self.fit_options.damping, "rounds": len(result.history) - 1,
-                      "objective_init": result.history[0], "objective_final": result.history[-1]}
+        q.fit_info = {
+            "init": self.fit_options.init,
+            "damping": self.fit_options.damping,
+            "rounds": len(result.history) - 1,
+            "objective_init": result.history[0],
+            "objective_final": result.history[-1],
+        }
         return q
 
-    def tune_block(self, block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, block_kwargs: dict[str, Any],
-                   val_inputs: torch.Tensor | None = None, val_targets: torch.Tensor | None = None) -> dict[str, float]:
+    def tune_block(
+        self,
+        block: nn.Module,
+        inputs: torch.Tensor,
+        targets: torch.Tensor,
+        block_kwargs: dict[str, Any],
+        val_inputs: torch.Tensor | None = None,
+        val_targets: torch.Tensor | None = None,
+    ) -> dict[str, float]:
         return tune_block(block, inputs, targets, block_kwargs, val_inputs, val_targets, self.tune_options)
 
     def _fit_description(self) -> dict[str, Any]:
@@ -90,15 +135,19 @@ class AqlmQuantizer(Quantizer):
     def describe(self) -> dict[str, Any]:
         cost = aqlm_storage(4096, 4096, self.num_codebooks, self.nbits, self.group_size)
         out: dict[str, Any] = {
-            "method": self.method, "num_codebooks": self.num_codebooks, "nbits_per_codebook": self.nbits,
-            "in_group_size": self.group_size, "out_group_size": 1,
+            "method": self.method,
+            "num_codebooks": self.num_codebooks,
+            "nbits_per_codebook": self.nbits,
+            "in_group_size": self.group_size,
+            "out_group_size": 1,
             "nominal_bits_per_param": self.num_codebooks * self.nbits / self.group_size,
             "bits_per_param_4096x4096": cost.formula_bits / cost.params,
             "effort": self.effort,
             "fit": self._fit_description(),
             "tune": dataclasses.asdict(self.tune_options),
             # flat copies kept for readers of older quantize.json files
-            "beam_size": self.fit_options.beam_size, "tol": self.fit_options.tol,
+            "beam_size": self.fit_options.beam_size,
+            "tol": self.fit_options.tol,
             "tune_epochs": self.tune_options.epochs,
         }
         resolved = self.config.options.get(RESOLVED)

@@ -55,8 +55,9 @@ def _rel_error(block, inputs, targets, kwargs, batch_size, device, dtype) -> flo
     return num / max(den, 1e-30)
 
 
-def _epoch(block, opt, masters: MasterWeights, inputs, targets, kwargs, batch_size, generator, device,
-           dtype) -> float:
+def _epoch(
+    block, opt, masters: MasterWeights, inputs, targets, kwargs, batch_size, generator, device, dtype
+) -> float:
     """One pass over the training rows in a seeded order; returns the mean training loss."""
     order = torch.randperm(inputs.shape[0], generator=generator)
     losses = []
@@ -74,9 +75,15 @@ def _epoch(block, opt, masters: MasterWeights, inputs, targets, kwargs, batch_si
     return sum(losses) / max(len(losses), 1)
 
 
-def tune_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, kwargs: dict[str, Any],
-               val_inputs: torch.Tensor | None = None, val_targets: torch.Tensor | None = None,
-               options: TuneOptions | None = None) -> dict[str, Any]:
+def tune_block(
+    block: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    kwargs: dict[str, Any],
+    val_inputs: torch.Tensor | None = None,
+    val_targets: torch.Tensor | None = None,
+    options: TuneOptions | None = None,
+) -> dict[str, Any]:
     """Tune in place; returns the selection error before/after, where it was measured, the epochs run and the
     best one, the per-epoch selection errors and the seconds taken."""
     opts = options or TuneOptions()
@@ -123,6 +130,13 @@ def tune_block(block: nn.Module, inputs: torch.Tensor, targets: torch.Tensor, kw
     for module in block.modules():
         if isinstance(module, AqlmLinear):
             module.round_to_fp16()
-    result.update({"select_after": evaluate(), "epochs": ran, "best_epoch": best_epoch, "history": history,
-                   "seconds": round(time.perf_counter() - t0, 2)})
+    result.update(
+        {
+            "select_after": evaluate(),
+            "epochs": ran,
+            "best_epoch": best_epoch,
+            "history": history,
+            "seconds": round(time.perf_counter() - t0, 2),
+        }
+    )
     return result

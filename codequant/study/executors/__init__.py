@@ -27,7 +27,9 @@ from codequant.study.resources import Resources
 from codequant.study.worker import StepCall
 
 
-def resources_for(kind: str, overrides: dict[str, Any] | None = None, kinds: StepKinds = STEP_KINDS) -> Resources:
+def resources_for(
+    kind: str, overrides: dict[str, Any] | None = None, kinds: StepKinds = STEP_KINDS
+) -> Resources:
     """The kind's default resources (its registry entry) with the YAML's `runner.resources[kind]` fields that are
     set."""
     return kinds[kind].resources.overridden(overrides)
@@ -52,8 +54,9 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
-def make_executor(runner: Any, study: Path, log: Callable[[str], None] = print, isolate: bool | None = None
-                  ) -> Executor:
+def make_executor(
+    runner: Any, study: Path, log: Callable[[str], None] = print, isolate: bool | None = None
+) -> Executor:
     """The executor `runner.executor` names (a StudyConfig's `runner`)."""
     isolate = runner.isolate if isolate is None else isolate
     if runner.executor == "local":

@@ -27,7 +27,9 @@ def _die_with_parent() -> None:
 
 
 def _run_isolated(call: StepCall) -> dict:
-    with ProcessPoolExecutor(max_workers=1, mp_context=get_context("spawn"), initializer=_die_with_parent) as ex:
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=get_context("spawn"), initializer=_die_with_parent
+    ) as ex:
         return ex.submit(execute_step, call).result()
 
 
@@ -36,8 +38,9 @@ class LocalExecutor:
 
     def __init__(self, parallel: int = 1, isolate: bool = True):
         if parallel > 1 and not isolate:
-            raise CodequantError("runner.parallel > 1 needs runner.isolate: steps in one process would share "
-                                 "torch's state")
+            raise CodequantError(
+                "runner.parallel > 1 needs runner.isolate: steps in one process would share torch's state"
+            )
         self.slots = parallel
         self.isolate = isolate
         self.threads = max(1, (os.cpu_count() or 1) // parallel) if parallel > 1 else None

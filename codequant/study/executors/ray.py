@@ -22,13 +22,17 @@ def connect(address: str):
     try:
         import ray
     except ImportError:
-        raise CodequantError("executor: ray needs Ray: pip install 'codequant[scale]' (or pip install ray)") from None
+        raise CodequantError(
+            "executor: ray needs Ray: pip install 'codequant[scale]' (or pip install ray)"
+        ) from None
     if not ray.is_initialized():
         try:
             ray.init(address=address, include_dashboard=False, logging_level="WARNING")
         except ConnectionError as exc:
-            raise CodequantError(f"no Ray cluster at {address!r} ({exc}); start one with `ray start --head` or set "
-                                 "runner.ray.address") from None
+            raise CodequantError(
+                f"no Ray cluster at {address!r} ({exc}); start one with `ray start --head` or set "
+                "runner.ray.address"
+            ) from None
     return ray
 
 
@@ -45,8 +49,10 @@ class RayExecutor:
 
     def options(self, resources: Resources) -> dict:
         """Ray's task options for a step: each request capped at what the cluster has in all."""
-        opts = {"num_cpus": min(resources.cpus, self.totals.get("CPU", 1)),
-                "num_gpus": min(resources.gpus, self.totals.get("GPU", 0))}
+        opts = {
+            "num_cpus": min(resources.cpus, self.totals.get("CPU", 1)),
+            "num_gpus": min(resources.gpus, self.totals.get("GPU", 0)),
+        }
         if self.totals.get("memory"):
             opts["memory"] = int(min(resources.memory_gb * 2**30, self.totals["memory"]))
         return opts

@@ -33,7 +33,9 @@ class SlurmExecutor:
             raise CodequantError("executor: slurm needs submitit: pip install 'codequant[scale]'") from None
         self._submitit = submitit
         self.settings = settings
-        self.folder = Path(settings.folder).resolve() if settings.folder else Path(study).resolve() / "submitit"
+        self.folder = (
+            Path(settings.folder).resolve() if settings.folder else Path(study).resolve() / "submitit"
+        )
         self.cluster = settings.cluster
         self._executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster=settings.cluster)
         self.slots = settings.max_jobs
@@ -42,12 +44,19 @@ class SlurmExecutor:
 
     def parameters(self, call: StepCall, resources: Resources) -> dict:
         """submitit's job parameters for a step (generic ones, plus slurm_* ones that only Slurm reads)."""
-        params = {"timeout_min": resources.time_min, "name": f"codequant-{call.step.kind}-{call.step.label}"[:100],
-                  "cpus_per_task": resources.cpus, "mem_gb": resources.memory_gb,
-                  "gpus_per_node": math.ceil(resources.gpus) if self.cluster == "slurm" else 0}
+        params = {
+            "timeout_min": resources.time_min,
+            "name": f"codequant-{call.step.kind}-{call.step.label}"[:100],
+            "cpus_per_task": resources.cpus,
+            "mem_gb": resources.memory_gb,
+            "gpus_per_node": math.ceil(resources.gpus) if self.cluster == "slurm" else 0,
+        }
         if self.cluster == "slurm":
-            params.update(slurm_partition=self.settings.partition, slurm_setup=list(self.settings.setup),
-                          slurm_additional_parameters=dict(self.settings.additional))
+            params.update(
+                slurm_partition=self.settings.partition,
+                slurm_setup=list(self.settings.setup),
+                slurm_additional_parameters=dict(self.settings.additional),
+            )
         return {k: v for k, v in params.items() if v is not None}
 
     def submit(self, call: StepCall, resources: Resources) -> Submission:

@@ -69,7 +69,9 @@ class StepKinds:
         try:
             return self._kinds[name]
         except KeyError:
-            raise CodequantError(f"unknown step kind {name!r}; the kinds are {', '.join(self.names)}") from None
+            raise CodequantError(
+                f"unknown step kind {name!r}; the kinds are {', '.join(self.names)}"
+            ) from None
 
     def order(self, name: str) -> int:
         """The kind's position in the plan."""
@@ -88,14 +90,16 @@ def _builtin(name: str, resources: Resources) -> StepKind:
 
 # Resources sized for the study's 7B-34B models on one GPU node each (docs/scale.md); the quantizer keeps only
 # the block it works on on the GPU, so one GPU per quantization is enough at any size.
-STEP_KINDS = StepKinds([
-    _builtin("calibrate", Resources(cpus=2, gpus=0, memory_gb=16, time_min=60)),
-    _builtin("quantize", Resources(cpus=8, gpus=1, memory_gb=96, time_min=24 * 60)),
-    _builtin("finetune", Resources(cpus=8, gpus=1, memory_gb=96, time_min=24 * 60)),
-    _builtin("evaluate", Resources(cpus=8, gpus=1, memory_gb=64, time_min=12 * 60)),
-    _builtin("perplexity", Resources(cpus=4, gpus=1, memory_gb=64, time_min=2 * 60)),
-    _builtin("inference", Resources(cpus=4, gpus=1, memory_gb=64, time_min=2 * 60)),
-    _builtin("compare", Resources(cpus=1, gpus=0, memory_gb=4, time_min=30)),
-])
+STEP_KINDS = StepKinds(
+    [
+        _builtin("calibrate", Resources(cpus=2, gpus=0, memory_gb=16, time_min=60)),
+        _builtin("quantize", Resources(cpus=8, gpus=1, memory_gb=96, time_min=24 * 60)),
+        _builtin("finetune", Resources(cpus=8, gpus=1, memory_gb=96, time_min=24 * 60)),
+        _builtin("evaluate", Resources(cpus=8, gpus=1, memory_gb=64, time_min=12 * 60)),
+        _builtin("perplexity", Resources(cpus=4, gpus=1, memory_gb=64, time_min=2 * 60)),
+        _builtin("inference", Resources(cpus=4, gpus=1, memory_gb=64, time_min=2 * 60)),
+        _builtin("compare", Resources(cpus=1, gpus=0, memory_gb=4, time_min=30)),
+    ]
+)
 
 __all__ = ["STEP_KINDS", "StepKind", "StepKinds"]

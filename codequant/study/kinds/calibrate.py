@@ -26,14 +26,28 @@ def _calibrate(planning: Planning, kind: str, size: str | None = None) -> None:
     samples, seq_len = (cal.samples, cal.seq_len) if size is None else map(int, size.split("x"))
     label = f"{planning.name}-{Path(kind).name}" + (f"-{size}" if size else "")
     planning.calibrations[(kind, size)] = planning.add(
-        "calibrate", label,
-        {"model": planning.model, "kind": kind, "samples": samples, "seq_len": seq_len,
-         "val_samples": resolve_val_samples(samples, cal.val_samples), "seed": cal.seed}, [],
-        {"model": planning.model, "calibration": kind})
+        "calibrate",
+        label,
+        {
+            "model": planning.model,
+            "kind": kind,
+            "samples": samples,
+            "seq_len": seq_len,
+            "val_samples": resolve_val_samples(samples, cal.val_samples),
+            "seed": cal.seed,
+        },
+        [],
+        {"model": planning.model, "calibration": kind},
+    )
 
 
-def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
-        metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def run(
+    step: Step,
+    workdir: Path,
+    inputs: dict[str, Path],
+    settings: dict[str, Any],
+    metas: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Draw the calibration set once, so that a bad corpus fails before any quantization, and record it."""
     from codequant.calibration.spec import CalibrationSpec
 
@@ -42,9 +56,12 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     calib = CalibrationSpec.of(cfg).resolve(tokenizer)
     calib.save(workdir / "set")
     tokens = getattr(calib, "tokens", None)
-    return {**{k: cfg[k] for k in ("kind", "samples", "seq_len", "val_samples", "seed")}, "set": "set",
-            "shape": list(tokens.shape) if tokens is not None else None,
-            "manifest": json_safe(getattr(calib, "manifest", None))}
+    return {
+        **{k: cfg[k] for k in ("kind", "samples", "seq_len", "val_samples", "seed")},
+        "set": "set",
+        "shape": list(tokens.shape) if tokens is not None else None,
+        "manifest": json_safe(getattr(calib, "manifest", None)),
+    }
 
 
 def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:

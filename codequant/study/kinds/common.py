@@ -50,8 +50,14 @@ def json_safe(value: Any) -> Any:
 
 def version_columns(v: dict[str, Any]) -> dict[str, Any]:
     """The columns that say which model version a row is about (every table keyed by a version has them)."""
-    return {"model": v["model"], "variant": v["label"], "method": v["method"], "bits": v["bits"],
-            "calibration": v["calibration"], "finetuned": int(v["finetuned"])}
+    return {
+        "model": v["model"],
+        "variant": v["label"],
+        "method": v["method"],
+        "bits": v["bits"],
+        "calibration": v["calibration"],
+        "finetuned": int(v["finetuned"]),
+    }
 
 
 def variant_key(step: Step) -> str:
@@ -64,6 +70,13 @@ def variant_key(step: Step) -> str:
 
 def variant_row(key: str, v: dict[str, Any], model_path: str | None) -> dict[str, Any]:
     cols = version_columns(v)
-    return {"key": key, "model": cols["model"], "label": cols["variant"], "method": cols["method"],
-            "bits": cols["bits"], "calibration": cols["calibration"], "finetuned": cols["finetuned"],
-            "model_path": model_path}
+    return {
+        "key": key,
+        "model": cols["model"],
+        "label": cols["variant"],
+        "method": cols["method"],
+        "bits": cols["bits"],
+        "calibration": cols["calibration"],
+        "finetuned": cols["finetuned"],
+        "model_path": model_path,
+    }

@@ -20,13 +20,21 @@ def plan(planning: Planning) -> None:
         cfg = planning.config.finetune.step_config()
         cfg.update({"calibration": kind, **planning.dtype})
         planning.sources[point] = planning.add(
-            "finetune", f"{planning.name}-{variant.label}", cfg,
+            "finetune",
+            f"{planning.name}-{variant.label}",
+            cfg,
             [planning.sources[point.quantized].key, planning.calibrations[(kind, None)].key],
-            {"variant": variant.to_dict(), "teacher": planning.model})
+            {"variant": variant.to_dict(), "teacher": planning.model},
+        )
 
 
-def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
-        metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def run(
+    step: Step,
+    workdir: Path,
+    inputs: dict[str, Path],
+    settings: dict[str, Any],
+    metas: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """End-to-end distillation of a quantized model from its fp teacher (codequant.finetune.run)."""
     from codequant.calibration.spec import CalibrationSpec
     from codequant.finetune.run import FinetuneRun, finetune
@@ -35,15 +43,29 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
     qdir, cdir = (inputs[k] for k in step.deps)
     qres, cal = read_result(qdir), read_result(cdir)
     cfg = step.config
-    ftc = FinetuneConfig(epochs=cfg["epochs"], lr=cfg["lr"], batch_size=cfg["batch_size"], patience=cfg["patience"],
-                         seed=cal["seed"], pv_tuning=cfg.get("pv_tuning", False), pv_lr=cfg.get("pv_lr", 0.03),
-                         pv_tau=cfg.get("pv_tau", 0.01), pv_every=cfg.get("pv_every", 1))
+    ftc = FinetuneConfig(
+        epochs=cfg["epochs"],
+        lr=cfg["lr"],
+        batch_size=cfg["batch_size"],
+        patience=cfg["patience"],
+        seed=cal["seed"],
+        pv_tuning=cfg.get("pv_tuning", False),
+        pv_lr=cfg.get("pv_lr", 0.03),
+        pv_tau=cfg.get("pv_tau", 0.01),
+        pv_every=cfg.get("pv_every", 1),
+    )
     spec = CalibrationSpec.of({**cal, "kind": str(cdir / cal["set"])})  # the set the calibrate step drew
-    run = FinetuneRun(calibration=spec, device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto"))
+    run = FinetuneRun(
+        calibration=spec, device=settings.get("device", "cpu"), dtype=settings.get("dtype", "auto")
+    )
     out = finetune(qdir, step.meta["teacher"], workdir / "model", run, ftc, progress=True)
-    return {"model_path": "model", "codequant_path": "model/codequant",
-            "file_bytes": dir_bytes(workdir / "model" / "codequant") or qres.get("file_bytes"),
-            "accounting": qres.get("accounting"), "finetune": json_safe(out)}
+    return {
+        "model_path": "model",
+        "codequant_path": "model/codequant",
+        "file_bytes": dir_bytes(workdir / "model" / "codequant") or qres.get("file_bytes"),
+        "accounting": qres.get("accounting"),
+        "finetune": json_safe(out),
+    }
 
 
 def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:

@@ -15,19 +15,33 @@ def plan(planning: Planning) -> None:
     if config.perplexity is None:
         return
     for variant, source in planning.versions():
-        planning.add("perplexity", f"{planning.name}-{variant.label}",
-                     {**config.perplexity.model_dump(), "model": planning.model if source is None else None,
-                      **planning.dtype},
-                     [source.key] if source else [], {"variant": variant.to_dict()})
+        planning.add(
+            "perplexity",
+            f"{planning.name}-{variant.label}",
+            {
+                **config.perplexity.model_dump(),
+                "model": planning.model if source is None else None,
+                **planning.dtype,
+            },
+            [source.key] if source else [],
+            {"variant": variant.to_dict()},
+        )
 
 
-def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, Any],
-        metas: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def run(
+    step: Step,
+    workdir: Path,
+    inputs: dict[str, Path],
+    settings: dict[str, Any],
+    metas: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     from codequant.calibration import heldout_tokens
     from codequant.metrics.perplexity import perplexity
 
     cfg = step.config
-    model, tokenizer = load_model(model_spec(step, inputs), settings.get("device", "cpu"), settings.get("dtype", "auto"))
+    model, tokenizer = load_model(
+        model_spec(step, inputs), settings.get("device", "cpu"), settings.get("dtype", "auto")
+    )
     out = {}
     for language in cfg["languages"]:
         tokens = heldout_tokens(language, tokenizer, n_tokens=cfg["tokens"])
@@ -43,5 +57,14 @@ def run(step: Step, workdir: Path, inputs: dict[str, Path], settings: dict[str, 
 def ingest(store, step: Step, res: dict[str, Any], artifact: Path, conn) -> None:
     cols = version_columns(step.meta["variant"])
     for language, r in res["perplexities"].items():
-        store.upsert("perplexities", {"variant_key": variant_key(step), "language": language, **cols,
-                                      "perplexity": r["perplexity"], "tokens": r["tokens"]}, conn)
+        store.upsert(
+            "perplexities",
+            {
+                "variant_key": variant_key(step),
+                "language": language,
+                **cols,
+                "perplexity": r["perplexity"],
+                "tokens": r["tokens"],
+            },
+            conn,
+        )

@@ -67,7 +67,9 @@ def test_beam_search_finds_the_exact_optimum_on_a_brute_forceable_case():
         for c in itertools.product(range(4), repeat=4)
     )
     start = torch.zeros(1, 2, 2, dtype=torch.long)
-    codes = beam_search(w, h, books, scales, start, beam_size=16)  # wide enough to keep every partial assignment
+    codes = beam_search(
+        w, h, books, scales, start, beam_size=16
+    )  # wide enough to keep every partial assignment
     for _ in range(3):
         codes = beam_search(w, h, books, scales, codes, beam_size=16)
     assert objective(w, h, books, scales, codes) == pytest.approx(best[0], rel=1e-5)
@@ -101,7 +103,9 @@ def _greedy_reference(w, h, books, scales, codes, order):
                 scores = []
                 for v in range(books.shape[1]):
                     codes[row, j, c] = v
-                    scores.append(objective(w[row : row + 1], h, books, scales[row : row + 1], codes[row : row + 1]))
+                    scores.append(
+                        objective(w[row : row + 1], h, books, scales[row : row + 1], codes[row : row + 1])
+                    )
                 codes[row, j, c] = int(torch.tensor(scores).argmin())
     return codes
 
@@ -115,7 +119,10 @@ def test_blocked_beam_search_makes_the_same_choices_as_full_recomputation():
     scales = w.norm(dim=1) / 4
     codes = torch.randint(8, (5, 40, 2), generator=g)
     order = torch.randperm(40, generator=g)
-    assert torch.equal(beam_search(w, h, books, scales, codes, 1, order), _greedy_reference(w, h, books, scales, codes, order))
+    assert torch.equal(
+        beam_search(w, h, books, scales, codes, 1, order),
+        _greedy_reference(w, h, books, scales, codes, order),
+    )
 
 
 def test_beam_search_over_some_groups_leaves_the_others_alone():
@@ -143,7 +150,13 @@ def _dense_objective(w, h, books, codes, base, factor, norm):
 
 def test_hand_written_codebook_and_scale_gradients_equal_autograd():
     g = torch.Generator().manual_seed(7)
-    out, inn, m, size, gs = 6, 16, 2, 4, 4  # 24 groups share 4 codewords per codebook: the scatter must sum them
+    out, inn, m, size, gs = (
+        6,
+        16,
+        2,
+        4,
+        4,
+    )  # 24 groups share 4 codewords per codebook: the scatter must sum them
     w = torch.randn(out, inn, generator=g, dtype=torch.float64)
     mix = torch.randn(inn, inn, generator=g, dtype=torch.float64)
     x = torch.randn(40, inn, generator=g, dtype=torch.float64) @ mix
@@ -153,8 +166,15 @@ def test_hand_written_codebook_and_scale_gradients_equal_autograd():
     base = torch.rand(out, generator=g, dtype=torch.float64) + 0.5
     factor = 1 + 0.1 * torch.randn(out, generator=g, dtype=torch.float64)
     norm = 3.7
-    loss, g_books, g_factor = loss_and_grads(w, h, Assignment.from_codes(codes, size, torch.float64),
-                                             books.reshape(m * size, gs), base, factor, norm)
+    loss, g_books, g_factor = loss_and_grads(
+        w,
+        h,
+        Assignment.from_codes(codes, size, torch.float64),
+        books.reshape(m * size, gs),
+        base,
+        factor,
+        norm,
+    )
     books_ = books.clone().requires_grad_(True)
     factor_ = factor.clone().requires_grad_(True)
     ref = _dense_objective(w, h, books_, codes, base, factor_, norm)
@@ -162,7 +182,9 @@ def test_hand_written_codebook_and_scale_gradients_equal_autograd():
     assert loss == pytest.approx(float(ref.detach()), rel=1e-12)
     assert torch.allclose(g_books, books_.grad.reshape(m * size, gs), rtol=1e-10, atol=1e-12)
     assert torch.allclose(g_factor, factor_.grad, rtol=1e-10, atol=1e-12)
-    assert float(g_factor.abs().max()) > 1e-3 and float(g_books.abs().max()) > 1e-3  # a non-trivial comparison
+    assert (
+        float(g_factor.abs().max()) > 1e-3 and float(g_books.abs().max()) > 1e-3
+    )  # a non-trivial comparison
 
 
 def test_adam_steps_alone_lower_the_objective_and_keep_the_best():
@@ -170,8 +192,12 @@ def test_adam_steps_alone_lower_the_objective_and_keep_the_best():
     g = torch.Generator().manual_seed(8)
     books = torch.randn(2, 8, 4, generator=g) * 0.5
     scales = w.norm(dim=1) / 32**0.5
-    codes = beam_search(w, h, books, scales, torch.randint(8, (16, 8, 2), generator=g), 1)  # codes fixed from here
-    norm = float(objective(w, h, books, torch.zeros_like(scales), codes))  # tr(W H W^T): the relative objective
+    codes = beam_search(
+        w, h, books, scales, torch.randint(8, (16, 8, 2), generator=g), 1
+    )  # codes fixed from here
+    norm = float(
+        objective(w, h, books, torch.zeros_like(scales), codes)
+    )  # tr(W H W^T): the relative objective
     before = objective(w, h, books, scales, codes) / norm
     new_books, new_scales = _adam(w, h, books, scales, codes, steps=30, lr=1e-2, norm=norm)
     after = objective(w, h, new_books, new_scales, codes) / norm

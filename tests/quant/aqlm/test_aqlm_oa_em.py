@@ -29,8 +29,9 @@ def anisotropic_problem(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torc
 
 
 def kmeans_start(w, scales, m):
-    books, codes = residual_kmeans((w / scales[:, None]).reshape(-1, G), m, K, 8, torch.Generator().manual_seed(0),
-                                   None)
+    books, codes = residual_kmeans(
+        (w / scales[:, None]).reshape(-1, G), m, K, 8, torch.Generator().manual_seed(0), None
+    )
     return books, codes.reshape(OUT, IN // G, m)
 
 
@@ -75,11 +76,15 @@ def test_least_squares_codebook_reaches_the_closed_form_optimum():
     rhs = torch.einsum("oia,ij,oj->a", p, hd, wd)
     best = torch.linalg.lstsq(gram, rhs.unsqueeze(-1)).solution.reshape(K, G).float()
     optimum = objective(w, h, best.unsqueeze(0), scales, codes.unsqueeze(-1))
-    solved = least_squares_codebook(w, h, scales, book, codes, codeword_gram(codes, diagonal_blocks(h, G),
-                                    scales * scales, K), steps=200)
-    assert objective(w, h, solved.unsqueeze(0), scales, codes.unsqueeze(-1)) == pytest.approx(optimum, rel=1e-3)
-    few = least_squares_codebook(w, h, scales, book, codes, codeword_gram(codes, diagonal_blocks(h, G),
-                                 scales * scales, K), steps=3)
+    solved = least_squares_codebook(
+        w, h, scales, book, codes, codeword_gram(codes, diagonal_blocks(h, G), scales * scales, K), steps=200
+    )
+    assert objective(w, h, solved.unsqueeze(0), scales, codes.unsqueeze(-1)) == pytest.approx(
+        optimum, rel=1e-3
+    )
+    few = least_squares_codebook(
+        w, h, scales, book, codes, codeword_gram(codes, diagonal_blocks(h, G), scales * scales, K), steps=3
+    )
     before = objective(w, h, book.unsqueeze(0), scales, codes.unsqueeze(-1))
     assert objective(w, h, few.unsqueeze(0), scales, codes.unsqueeze(-1)) < optimum + 0.2 * (before - optimum)
 
@@ -96,8 +101,9 @@ def test_oa_em_fit_is_seeded_and_starts_below_the_kmeans_fit():
 
 
 def test_init_option_reaches_the_fit_and_is_validated():
-    config = QuantConfig("aqlm", num_codebooks=2, codebook_bits=4, group_size=G, options={"init": "oa-em",
-                                                                                             "em_iters": "3"})
+    config = QuantConfig(
+        "aqlm", num_codebooks=2, codebook_bits=4, group_size=G, options={"init": "oa-em", "em_iters": "3"}
+    )
     quantizer = AqlmQuantizer(config)
     assert quantizer.fit_options.init == "oa-em" and quantizer.fit_options.em_iters == 3
     assert quantizer.describe()["fit"]["init"] == "oa-em"
@@ -106,4 +112,6 @@ def test_init_option_reaches_the_fit_and_is_validated():
     # the default start leaves describe() (and so a checkpoint's fingerprint) as it was before `init` existed
     assert "init" not in default.describe()["fit"] and "em_iters" not in default.describe()["fit"]
     with pytest.raises(CodequantError, match="init must be one of"):
-        AqlmQuantizer(QuantConfig("aqlm", num_codebooks=2, codebook_bits=4, group_size=G, options={"init": "em"}))
+        AqlmQuantizer(
+            QuantConfig("aqlm", num_codebooks=2, codebook_bits=4, group_size=G, options={"init": "em"})
+        )

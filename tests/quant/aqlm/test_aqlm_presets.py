@@ -16,8 +16,15 @@ from codequant.quant.base import QuantConfig
 @pytest.fixture(scope="module")
 def smollm2_shaped():
     """SmolLM2-135M's architecture on the meta device: real shapes, no memory."""
-    config = LlamaConfig(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30,
-                         num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True)
+    config = LlamaConfig(
+        vocab_size=49152,
+        hidden_size=576,
+        intermediate_size=1536,
+        num_hidden_layers=30,
+        num_attention_heads=9,
+        num_key_value_heads=3,
+        tie_word_embeddings=True,
+    )
     with torch.device("meta"):
         return LlamaForCausalLM(config)
 
@@ -31,8 +38,9 @@ def test_storage_of_a_small_layer_by_hand():
     assert cost.stored_bits == 128 + 1024 + 64
     big = aqlm_storage(4, 8, 1, 12, 4)  # int16 codes for B > 8
     assert big.stored_bits == 8 * 16 + 4096 * 4 * 16 + 64
-    layer = AqlmLinear(torch.zeros(4, 2, 2, dtype=torch.long), torch.zeros(2, 8, 1, 4), torch.ones(4),
-                       bias=torch.zeros(4))
+    layer = AqlmLinear(
+        torch.zeros(4, 2, 2, dtype=torch.long), torch.zeros(2, 8, 1, 4), torch.ones(4), bias=torch.zeros(4)
+    )
     assert layer.storage().stored_bits == cost.stored_bits + 4 * 32  # plus the fp32 bias
 
 
@@ -55,7 +63,8 @@ def test_bits_resolve_within_budget_on_smollm2(smollm2_shaped, preset, bits):
     resolved = config.options["resolved"]
     assert resolved["formula_bits_per_param"] <= bits * 1.1
     assert resolved["formula_bits_per_param"] == pytest.approx(
-        model_cost(quantized_shapes(smollm2_shaped), m, b, g)["formula_bits_per_param"])
+        model_cost(quantized_shapes(smollm2_shaped), m, b, g)["formula_bits_per_param"]
+    )
     assert resolved["reason"]
     if preset == "fast":
         assert (m, b, g) == PRESETS["fast"][bits]
@@ -64,19 +73,24 @@ def test_bits_resolve_within_budget_on_smollm2(smollm2_shaped, preset, bits):
 
 
 def test_explicit_spec_bypasses_presets(smollm2_shaped):
-    config = resolve_aqlm_config(QuantConfig("aqlm", num_codebooks=1, codebook_bits=16, group_size=8), smollm2_shaped)
+    config = resolve_aqlm_config(
+        QuantConfig("aqlm", num_codebooks=1, codebook_bits=16, group_size=8), smollm2_shaped
+    )
     assert (config.num_codebooks, config.codebook_bits, config.group_size) == (1, 16, 8)
     assert config.options["resolved"]["formula_bits_per_param"] > 16
 
 
-@pytest.mark.parametrize("spec, message", [
-    (dict(num_codebooks=2, codebook_bits=17, group_size=8), "1..16"),
-    (dict(num_codebooks=0, codebook_bits=8, group_size=8), "at least 1"),
-    (dict(num_codebooks=2, codebook_bits=8, group_size=7), "does not divide"),
-    (dict(num_codebooks=2, codebook_bits=8), "all of"),
-    (dict(bits=5), "one of"),
-    (dict(bits=2, preset="tiny"), "preset"),
-])
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        (dict(num_codebooks=2, codebook_bits=17, group_size=8), "1..16"),
+        (dict(num_codebooks=0, codebook_bits=8, group_size=8), "at least 1"),
+        (dict(num_codebooks=2, codebook_bits=8, group_size=7), "does not divide"),
+        (dict(num_codebooks=2, codebook_bits=8), "all of"),
+        (dict(bits=5), "one of"),
+        (dict(bits=2, preset="tiny"), "preset"),
+    ],
+)
 def test_bad_specs_raise_codequant_error(smollm2_shaped, spec, message):
     with pytest.raises(CodequantError, match=message):
         resolve_aqlm_config(QuantConfig("aqlm", **spec), smollm2_shaped)

@@ -21,7 +21,9 @@ def calib():
 
 def aqlm(m=2, b=4, g=8, **options) -> AqlmQuantizer:
     options = {"max_rounds": 2, "tune_epochs": 1, **options}
-    return AqlmQuantizer(QuantConfig("aqlm", num_codebooks=m, codebook_bits=b, group_size=g, seed=0, options=options))
+    return AqlmQuantizer(
+        QuantConfig("aqlm", num_codebooks=m, codebook_bits=b, group_size=g, seed=0, options=options)
+    )
 
 
 def codes_of(model):
@@ -44,7 +46,10 @@ def test_pipeline_quantizes_every_block_linear_and_tunes(tiny_llama, calib):
     assert float(((out - ref) ** 2).sum() / (ref**2).sum()) < 0.2
     # formula bits: 2 codes x 4 bits per 8 weights = 1 bit, plus codebooks (2*16*8 fp16) and scales per layer
     q = quant[0]
-    assert q.storage().formula_bits == q.out_features * q.in_features // 8 * 8 + 2 * 16 * 8 * 16 + q.out_features * 16
+    assert (
+        q.storage().formula_bits
+        == q.out_features * q.in_features // 8 * 8 + 2 * 16 * 8 * 16 + q.out_features * 16
+    )
     # state round trip through the registry (what checkpoints and resume use)
     cls = linear_class("aqlm")
     again = cls.from_state(q.state(), q.meta())
@@ -78,7 +83,9 @@ def test_export_reloads_with_identical_logits(tiny_llama, tiny_tokenizer, calib,
         assert "QuantizedLinear" in kinds and "Linear" not in kinds
         assert type(loaded.lm_head).__name__ == "Linear"
         with torch.no_grad():
-            theirs = torch.cat([loaded(calib[i : i + 1]).logits for i in range(2)])  # one row: the gemv path too
+            theirs = torch.cat(
+                [loaded(calib[i : i + 1]).logits for i in range(2)]
+            )  # one row: the gemv path too
             batched = loaded(calib[:2]).logits
     finally:
         torch.set_num_threads(threads)

@@ -32,8 +32,16 @@ def quantized_block(tiny_llama_dir):
     kwargs = capture_layer_kwargs(model, layers, train[:1])[0]
     x, x_val = (capture_first_inputs(model, layers[0], t, 8) for t in (train, val))
     y, y_val = (run_block(layers[0], t, kwargs, 8) for t in (x, x_val))  # the fp block's outputs
-    quantizer = AqlmQuantizer(QuantConfig("aqlm", num_codebooks=1, codebook_bits=4, group_size=8, seed=0,
-                                          options={"max_rounds": 1, "tune_epochs": 0}))
+    quantizer = AqlmQuantizer(
+        QuantConfig(
+            "aqlm",
+            num_codebooks=1,
+            codebook_bits=4,
+            group_size=8,
+            seed=0,
+            options={"max_rounds": 1, "tune_epochs": 0},
+        )
+    )
     quantize_model(model, train, quantizer, WalkOptions(max_blocks=1), progress=False)
     assert sum(isinstance(m, AqlmLinear) for m in layers[0].modules()) == 7
     with torch.no_grad():
