@@ -96,7 +96,11 @@ def test_javac_has_its_own_limits_whatever_the_programs():
 
 
 def test_javac_past_its_time_limit_is_compile_timeout(monkeypatch):
-    monkeypatch.setattr(java_sandbox, "JAVAC_TIMEOUT_S", 0.3)  # any javac start takes longer than this
-    r = run("System.out.println(1);")
+    """javac with a 0.3 s limit on a unit it needs over 2 s of CPU for (10,000 methods): its 1 s CPU limit
+    (the kernel's, whatever the host's scheduling) or the wall limit stops it; never a compiled program."""
+    monkeypatch.setattr(java_sandbox, "JAVAC_TIMEOUT_S", 0.3)
+    methods = "".join(f"    static int f{i}(int x) {{ return x * {i} + (x >> 3); }}\n" for i in range(10_000))
+    source = f"public class Main {{\n{methods}    public static void main(String[] a) {{ System.out.println(f1(2)); }}\n}}\n"
+    r = run_java(source, Limits(wall_timeout_s=10))
     assert r.status == Status.COMPILE_TIMEOUT, (r.status, r.stderr)
     assert "javac ran past its 0.3 s limit" in r.stderr
