@@ -178,9 +178,7 @@ class PVCodeOptimizer:
             dtype = getattr(torch, self.state_dtype)
             place = self._state_device(g.device)
             pin = place.type == "cpu" and g.device.type == "cuda"
-            stored = tuple(
-                torch.zeros(g.shape, dtype=dtype, device=place, pin_memory=pin) for _ in range(2)
-            )
+            stored = tuple(torch.zeros(g.shape, dtype=dtype, device=place, pin_memory=pin) for _ in range(2))
             self.moments[name] = stored
         m, v = (t.to(g.device, torch.float32) for t in stored)
         m.mul_(b1).add_(g, alpha=1 - b1)

@@ -50,7 +50,9 @@ class FinetuneConfig:
     # move no code (bench/results/pv_step_scale.json): 0.03 is the smallest measured size that does
     pv_tau: float = 0.01  # trust region: share of each AQLM layer's (row, group) pairs a V-step may change
     pv_every: int = 1  # P-steps per V-step (dL/dW accumulates in between)
-    pv_state_dtype: str = "float32"  # the V-step's Adam moments: float32 | bfloat16 (codequant.finetune.pv_state)
+    pv_state_dtype: str = (
+        "float32"  # the V-step's Adam moments: float32 | bfloat16 (codequant.finetune.pv_state)
+    )
     pv_offload: bool = False  # keep those moments in host memory, one layer on the device at a time
 
     def __post_init__(self) -> None:
