@@ -18,8 +18,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from codequant.calibration.spec import CalibrationSpec
 from codequant.errors import CodequantError
 from codequant.evaluation.runner import BACKENDS
-from codequant.generation.prompts import STYLES
 from codequant.finetune.pv_state import check_state_dtype
+from codequant.generation.prompts import STYLES
 from codequant.quant.options import TableSpec, parse_options
 from codequant.study.kinds import STEP_KINDS
 
