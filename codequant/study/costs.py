@@ -36,6 +36,7 @@ GPUS: dict[str, dict[str, float]] = {
 MATMUL_EFFICIENCY = 0.35  # of the tensor peak: block forwards/backwards at 8 x 4096-token batches
 SEARCH_EFFICIENCY = 0.01  # of the tensor peak: AQLM's k-means and beam search (gathers, top-k, small matmuls)
 BANDWIDTH_EFFICIENCY = 0.6  # of the memory bandwidth: one decoding step reads every weight once
+PCIE_BANDWIDTH = 25e9  # bytes/s host <-> GPU (PCIe 4.0 x16, pinned memory): PV-tuning's offloaded moments
 SANDBOX_SECONDS = 0.5  # per completion per CPU: one program with its tests
 PROBLEMS = {
     "humaneval": 164,
@@ -296,6 +297,9 @@ def _finetune(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
         3 * 2 * shape.params * tokens * config.finetune.epochs / tp.flops
         + 2 * shape.params * tokens / tp.flops
     )
+    if gpu and pv.host:  # offloaded moments cross PCIe 3 times a step: to and from the hook, to the V-step
+        steps = math.ceil((cal["samples"] - cal["val_samples"]) / config.finetune.batch_size)
+        seconds += steps * config.finetune.epochs * 3 * pv.host / PCIE_BANDWIDTH
     return StepCost(
         step.name,
         "finetune",
