@@ -231,3 +231,24 @@ def test_the_state_settings_join_the_finetune_key_only_when_set(tmp_path):
     bf16 = finetune_step(pv_state_dtype="bfloat16")
     assert bf16.config["pv_state_dtype"] == "bfloat16" and bf16.key != default.key
     assert finetune_step(pv_offload=True).key not in (default.key, bf16.key)
+
+
+@pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="offloading moves the moments between a GPU and the host"
+)
+def test_offloaded_moments_wait_on_the_host_and_give_the_same_v_steps(tiny_llama):
+    torch.manual_seed(0)
+    tokens = torch.randint(1, tiny_llama.config.vocab_size, (8, 24))
+    targets = compute_teacher_targets(tiny_llama, tokens, top_k=16, batch_size=4, progress=False)
+    on_gpu, offloaded = (m.cuda() for m in _quantized_pair(tiny_llama, tokens))
+    tokens, targets = tokens.cuda(), type(targets)(targets.ids.cuda(), targets.logprobs.cuda())
+    plain = PVCodeOptimizer(attach_probes(on_gpu), lr=0.1, tau=0.05, stream=True)
+    host = PVCodeOptimizer(attach_probes(offloaded), lr=0.1, tau=0.05, stream=True, offload=True)
+    for rows in (slice(0, 4), slice(4, 8)):
+        _backward(on_gpu, tokens, targets, rows)
+        _backward(offloaded, tokens, targets, rows)
+        assert plain.step() == host.step()
+    assert all(t.device.type == "cpu" and t.is_pinned() for pair in host.moments.values() for t in pair)
+    assert all(t.device.type == "cuda" for pair in plain.moments.values() for t in pair)
+    a, b = _codes(on_gpu), _codes(offloaded)
+    assert all(torch.equal(a[n], b[n]) for n in a)
