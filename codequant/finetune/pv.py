@@ -55,11 +55,6 @@ def detach_probes(model: nn.Module) -> None:
         layer.__dict__.pop(PROBE_ATTR, None)
 
 
-def probe_grad(layer: AqlmLinear) -> torch.Tensor | None:
-    probe = layer.__dict__.get(PROBE_ATTR)
-    return None if probe is None else probe.grad
-
-
 @torch.no_grad()
 def v_step(layer: AqlmLinear, update: torch.Tensor, tau: float, candidates: float = 4.0) -> int:
     """Re-assign codes of `layer` towards T = W - `update`, changing at most the fraction `tau` of its (row, group)
