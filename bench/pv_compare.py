@@ -56,7 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--rows", type=int, default=16, help="training rows (as many again are held out)")
     p.add_argument("--out", type=Path)
-    p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="rows to run")
+    p.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="rows to run"
+    )
     args = p.parse_args(argv)
     torch.manual_seed(0)
     base = build_tiny_llama(384)
