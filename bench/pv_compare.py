@@ -2,6 +2,8 @@
 PV-tuning's V-step, by the KL they reach and the codes they change.
 
     PYTHONPATH=. .venv/bin/python bench/pv_compare.py --out bench/results/pv_compare_tiny.json
+    PYTHONPATH=. .venv/bin/python bench/pv_compare.py --variants pv_lr0.1_tau0.01 pv_lr0.1_tau0.01_bf16 \
+        --out bench/results/pv_state_dtype_tiny.json      # fp32 against bfloat16 moments
 
 A stand-in for the real measurement when no quantized SmolLM2 is at hand: the model is the tests' tiny Llama
 (built from a config, weights x6 so the teacher is confident), AQLM 1x4 g8, teacher top-16 targets on random
@@ -44,6 +46,8 @@ VARIANTS = {
     "pv_lr0.1_tau0.01": {"pv_tuning": True, "pv_lr": 0.1, "pv_tau": 0.01},
     "pv_lr0.05_tau0.01": {"pv_tuning": True, "pv_lr": 0.05, "pv_tau": 0.01},
     "pv_lr0.1_tau0.05": {"pv_tuning": True, "pv_lr": 0.1, "pv_tau": 0.05},
+    # the V-step's Adam moments in bfloat16 (updated in fp32, rounded back): --variants to compare with the row above
+    "pv_lr0.1_tau0.01_bf16": {"pv_tuning": True, "pv_lr": 0.1, "pv_tau": 0.01, "pv_state_dtype": "bfloat16"},
 }
 
 
@@ -52,6 +56,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--rows", type=int, default=16, help="training rows (as many again are held out)")
     p.add_argument("--out", type=Path)
+    p.add_argument(
+        "--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), help="rows to run"
+    )
     args = p.parse_args(argv)
     torch.manual_seed(0)
     base = build_tiny_llama(384)
@@ -65,7 +72,8 @@ def main(argv: list[str] | None = None) -> None:
     fit = TeacherTargets(targets.ids[: args.rows], targets.logprobs[: args.rows])
     held = TeacherTargets(targets.ids[args.rows :], targets.logprobs[args.rows :])
     rows = {}
-    for name, extra in VARIANTS.items():
+    for name in args.variants:
+        extra = VARIANTS[name]
         model = copy.deepcopy(base)
         quantizer = AqlmQuantizer(
             QuantConfig(

@@ -924,6 +924,16 @@ def finetune_cmd(
         help="trust region: share of each layer's (row, group) codes a V-step may change (0: none)",
     ),
     pv_every: int = typer.Option(1, "--pv-every", help="Adam steps per V-step"),
+    pv_state_dtype: str = typer.Option(
+        "float32",
+        "--pv-state-dtype",
+        help="float32 | bfloat16: the V-step's Adam moments (8 or 4 bytes per quantized weight; docs/finetune.md)",
+    ),
+    pv_offload: bool = typer.Option(
+        False,
+        "--pv-offload/--no-pv-offload",
+        help="keep the V-step's moments in host memory, one layer on the GPU at a time",
+    ),
     seed: int = typer.Option(0, "--seed"),
     out: str = typer.Option(..., "--out", help="output folder"),
     device: str = typer.Option(
@@ -977,6 +987,8 @@ def finetune_cmd(
         pv_lr=pv_lr,
         pv_tau=pv_tau,
         pv_every=pv_every,
+        pv_state_dtype=pv_state_dtype,
+        pv_offload=pv_offload,
     )
     spec = CalibrationSpec(
         kind=calibration, samples=samples, seq_len=seq_len, val_samples=val_samples, seed=seed

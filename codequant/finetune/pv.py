@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from codequant.finetune.pv_state import check_state_dtype
 from codequant.quant.aqlm.linear import AqlmLinear
 
 PROBE_ATTR = "_straight_through"  # the attribute AqlmLinear.forward adds (with zero value) to its weight
@@ -36,12 +37,15 @@ def aqlm_layers(model: nn.Module) -> dict[str, AqlmLinear]:
 
 
 def attach_probes(model: nn.Module) -> dict[str, AqlmLinear]:
-    """Give every AqlmLinear a zero probe whose `.grad` collects dL/dW; returns the layers by name."""
+    """Give every AqlmLinear a zero probe whose `.grad` collects dL/dW; returns the layers by name.
+
+    The probe's value is one fp32 zero broadcast to [out, in] (stride 0): it costs 4 bytes, not 4 per weight; its
+    gradient is a full fp32 [out, in] tensor, which `PVCodeOptimizer(stream=True)` folds into the moments and
+    frees as soon as the backward pass produces it."""
     layers = aqlm_layers(model)
     for layer in layers.values():
-        probe = nn.Parameter(
-            torch.zeros(layer.out_features, layer.in_features, device=layer.codes.device), requires_grad=True
-        )
+        zero = torch.zeros(1, 1, device=layer.codes.device).expand(layer.out_features, layer.in_features)
+        probe = nn.Parameter(zero, requires_grad=True)
         object.__setattr__(layer, PROBE_ATTR, probe)  # not registered: never in a state dict or an export
     return layers
 
@@ -49,11 +53,6 @@ def attach_probes(model: nn.Module) -> dict[str, AqlmLinear]:
 def detach_probes(model: nn.Module) -> None:
     for layer in aqlm_layers(model).values():
         layer.__dict__.pop(PROBE_ATTR, None)
-
-
-def probe_grad(layer: AqlmLinear) -> torch.Tensor | None:
-    probe = layer.__dict__.get(PROBE_ATTR)
-    return None if probe is None else probe.grad
 
 
 @torch.no_grad()
@@ -115,7 +114,13 @@ class PVCodeOptimizer:
 
     `layers`: from `attach_probes`; `lr`: the step in weight units (Adam's direction is about +-1 per weight, so
     `lr` is roughly how far a weight may be pulled per step); `tau`: the trust region, the share of each layer's
-    (row, group) pairs that may change per step (0 = none)."""
+    (row, group) pairs that may change per step (0 = none).
+
+    Memory (codequant.finetune.pv_state, whose arithmetic `study plan` uses): `stream=True` folds each layer's
+    gradient into its moments by a hook the moment the backward pass has it, then frees it, so one layer's gradient
+    exists at a time (use it when every backward is followed by a `step`, i.e. `pv_every` 1); otherwise the
+    gradients accumulate in the probes until `step`. `state_dtype`: the moments' dtype (updated in fp32, rounded
+    to it); `offload`: keep the moments in host memory, one layer on the device at a time."""
 
     layers: dict[str, AqlmLinear]
     lr: float = 0.03
@@ -123,37 +128,100 @@ class PVCodeOptimizer:
     betas: tuple[float, float] = (0.9, 0.999)
     eps: float = 1e-8
     candidates: float = 4.0
+    state_dtype: str = "float32"
+    offload: bool = False
+    stream: bool = False
     steps: int = 0
     moments: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)  # layers whose moments took a gradient since the last step
 
     def __post_init__(self) -> None:
         if self.lr <= 0:
             raise ValueError(f"the V-step's lr must be > 0, got {self.lr}")
         if not 0.0 <= self.tau <= 1.0:
             raise ValueError(f"tau must be in [0, 1], got {self.tau}")
+        check_state_dtype(self.state_dtype)
+        self._hooks = []
+        if self.stream:
+            for name, layer in self.layers.items():
+                probe = layer.__dict__[PROBE_ATTR]
+                self._hooks.append(probe.register_post_accumulate_grad_hook(self._hook(name)))
+
+    def _hook(self, name: str):
+        def fold(probe: torch.Tensor) -> None:
+            self._absorb(name, probe.grad)
+            probe.grad = None
+
+        return fold
+
+    def close(self) -> None:
+        """Remove the streaming hooks (the probes themselves go with `detach_probes`)."""
+        for hook in self._hooks:
+            hook.remove()
+        self._hooks = []
+
+    def _state_device(self, device: torch.device) -> torch.device:
+        return torch.device("cpu") if self.offload else device
+
+    @torch.no_grad()
+    def _absorb(self, name: str, grad: torch.Tensor) -> None:
+        """Adam's moment updates with one gradient of dL/dW, in fp32, stored back in the state's dtype/place."""
+        b1, b2 = self.betas
+        g = grad.float()
+        stored = self.moments.get(name)
+        if stored is None:
+            dtype = getattr(torch, self.state_dtype)
+            place = self._state_device(g.device)
+            pin = place.type == "cpu" and g.device.type == "cuda"
+            stored = tuple(torch.zeros(g.shape, dtype=dtype, device=place, pin_memory=pin) for _ in range(2))
+            self.moments[name] = stored
+        m, v = (t.to(g.device, torch.float32) for t in stored)
+        m.mul_(b1).add_(g, alpha=1 - b1)
+        v.mul_(b2).addcmul_(g, g, value=1 - b2)
+        for kept, new in zip(stored, (m, v), strict=True):
+            if kept is not new:
+                kept.copy_(new, non_blocking=False)
+        self.pending.add(name)
 
     @torch.no_grad()
     def step(self) -> int:
-        """One V-step on every layer whose probe holds a gradient (then cleared); returns codes changed."""
+        """One V-step on every layer whose gradient arrived since the last step (the probes' are then cleared);
+        returns codes changed."""
         self.steps += 1
         b1, b2 = self.betas
         changed = 0
         for name, layer in self.layers.items():
-            grad = probe_grad(layer)
-            if grad is None:
+            probe = layer.__dict__.get(PROBE_ATTR)
+            if probe is not None and probe.grad is not None:
+                self._absorb(name, probe.grad)
+                probe.grad = None
+            if name not in self.pending:
                 continue
-            grad = grad.float()
-            m, v = self.moments.get(name) or (torch.zeros_like(grad), torch.zeros_like(grad))
-            m.mul_(b1).add_(grad, alpha=1 - b1)
-            v.mul_(b2).addcmul_(grad, grad, value=1 - b2)
-            self.moments[name] = (m, v)
-            direction = (m / (1 - b1**self.steps)) / ((v / (1 - b2**self.steps)).sqrt() + self.eps)
-            changed += v_step(layer, self.lr * direction, self.tau, self.candidates)
-            layer.__dict__[PROBE_ATTR].grad = None
+            device = layer.codes.device
+            m, v = (t.to(device, torch.float32) for t in self.moments[name])
+            direction = (m / (1 - b1**self.steps)).div_((v / (1 - b2**self.steps)).sqrt_().add_(self.eps))
+            del m, v
+            changed += v_step(layer, direction.mul_(self.lr), self.tau, self.candidates)
+        self.pending.clear()
         return changed
+
+    def state_bytes(self) -> int:
+        """Bytes the PV state holds now: the moments and any gradient waiting in a probe (the probes' own values
+        are stride-0 zeros)."""
+        held = sum(t.nbytes for pair in self.moments.values() for t in pair)
+        for layer in self.layers.values():
+            probe = layer.__dict__.get(PROBE_ATTR)
+            if probe is not None:
+                held += probe.untyped_storage().nbytes() + (0 if probe.grad is None else probe.grad.nbytes)
+        return held
 
     def state_dict(self) -> dict:
         return {"steps": self.steps, "moments": self.moments}
 
     def load_state_dict(self, state: dict) -> None:
-        self.steps, self.moments = state["steps"], state["moments"]
+        dtype = getattr(torch, self.state_dtype)
+        self.steps = state["steps"]
+        self.moments = {}
+        for name, pair in state["moments"].items():
+            device = self._state_device(self.layers[name].codes.device)
+            self.moments[name] = tuple(t.to(device, dtype) for t in pair)

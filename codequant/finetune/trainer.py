@@ -20,6 +20,7 @@ from codequant.finetune.codes import attach_shadows, code_buffers, detach_shadow
 from codequant.finetune.loss import topk_kl
 from codequant.finetune.params import restore, select_trainable, snapshot
 from codequant.finetune.pv import PVCodeOptimizer, attach_probes, detach_probes
+from codequant.finetune.pv_state import check_state_dtype
 from codequant.finetune.teacher import TeacherTargets
 from codequant.progress import bar as progress_bar
 from codequant.quant.master import MasterWeights
@@ -49,8 +50,13 @@ class FinetuneConfig:
     # move no code (bench/results/pv_step_scale.json): 0.03 is the smallest measured size that does
     pv_tau: float = 0.01  # trust region: share of each AQLM layer's (row, group) pairs a V-step may change
     pv_every: int = 1  # P-steps per V-step (dL/dW accumulates in between)
+    pv_state_dtype: str = (
+        "float32"  # the V-step's Adam moments: float32 | bfloat16 (codequant.finetune.pv_state)
+    )
+    pv_offload: bool = False  # keep those moments in host memory, one layer on the device at a time
 
     def __post_init__(self) -> None:
+        check_state_dtype(self.pv_state_dtype)
         if self.pv_tuning and self.code_updates:
             raise ValueError("choose one way to move codes: pv_tuning or code_updates")
         if not 0.0 <= self.pv_tau <= 1.0:
@@ -117,7 +123,14 @@ def distill(
         layers = attach_probes(student)
         if not layers:
             raise ValueError("PV-tuning moves AQLM codes; this model has no AQLM layers")
-        pv = PVCodeOptimizer(layers, lr=config.pv_lr, tau=config.pv_tau)
+        pv = PVCodeOptimizer(
+            layers,
+            lr=config.pv_lr,
+            tau=config.pv_tau,
+            state_dtype=config.pv_state_dtype,
+            offload=config.pv_offload,
+            stream=config.pv_every == 1,  # one layer's dL/dW at a time; with pv_every > 1 the probes sum it
+        )
     try:
         return _distill(
             student,
@@ -134,6 +147,8 @@ def distill(
             started,
         )
     finally:
+        if pv is not None:
+            pv.close()
         detach_shadows(student)
         detach_probes(student)
 

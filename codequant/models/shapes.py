@@ -51,6 +51,16 @@ class ModelShape:
         )
 
     @property
+    def linear_params(self) -> int:
+        """Weights of the decoder blocks' linears (what a method quantizes): the blocks without their norms."""
+        return self.layers * (self.block_params - 2 * self.hidden)
+
+    @property
+    def largest_linear(self) -> int:
+        """Weights of the largest single linear (an MLP projection): the size of a one-layer-at-a-time buffer."""
+        return self.hidden * max(self.intermediate, self.hidden)
+
+    @property
     def params(self) -> int:
         embeddings = self.vocab * self.hidden * (1 if self.tied_embeddings else 2)
         return self.layers * self.block_params + embeddings + self.hidden

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from codequant.calibration.spec import CalibrationSpec
 from codequant.errors import CodequantError
 from codequant.evaluation.runner import BACKENDS
+from codequant.finetune.pv_state import check_state_dtype
 from codequant.generation.prompts import STYLES
 from codequant.quant.options import TableSpec, parse_options
 from codequant.study.kinds import STEP_KINDS
@@ -158,13 +159,28 @@ class Finetune(_Strict):
     pv_lr: float = Field(0.03, gt=0.0)
     pv_tau: float = Field(0.01, ge=0.0, le=1.0)
     pv_every: int = Field(1, ge=1)
+    # where the V-step's Adam moments live (codequant.finetune.pv_state; `study plan` counts them): their dtype,
+    # float32 | bfloat16, and whether they wait in host memory between uses
+    pv_state_dtype: str = "float32"
+    pv_offload: bool = False
+
+    @field_validator("pv_state_dtype")
+    @classmethod
+    def _state_dtype(cls, v: str) -> str:
+        try:
+            return check_state_dtype(v)
+        except CodequantError as exc:
+            raise ValueError(str(exc)) from None
 
     def step_config(self) -> dict[str, Any]:
-        """The settings a finetune step's key is made of; without PV-tuning the PV fields are left out, so the
-        keys of studies written before they existed stay the same."""
+        """The settings a finetune step's key is made of; without PV-tuning the PV fields are left out, and the
+        state's placement when at its default, so the keys of studies written before they existed stay the same."""
         cfg = self.model_dump()
         if not self.pv_tuning:
             for name in ("pv_tuning", "pv_lr", "pv_tau", "pv_every"):
+                cfg.pop(name)
+        for name in ("pv_state_dtype", "pv_offload"):
+            if not self.pv_tuning or cfg[name] == type(self).model_fields[name].default:
                 cfg.pop(name)
         return cfg
 

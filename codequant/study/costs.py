@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from codequant.errors import CodequantError
+from codequant.finetune.pv_state import PVStateBytes, pv_state_bytes
 from codequant.models.shapes import DTYPE_BYTES, ModelShape, model_shape
 from codequant.quant.activations import GIB
 from codequant.quant.budget import RUNTIME_HOST_BYTES, QuantJob, quant_needs
@@ -35,6 +36,7 @@ GPUS: dict[str, dict[str, float]] = {
 MATMUL_EFFICIENCY = 0.35  # of the tensor peak: block forwards/backwards at 8 x 4096-token batches
 SEARCH_EFFICIENCY = 0.01  # of the tensor peak: AQLM's k-means and beam search (gathers, top-k, small matmuls)
 BANDWIDTH_EFFICIENCY = 0.6  # of the memory bandwidth: one decoding step reads every weight once
+PCIE_BANDWIDTH = 25e9  # bytes/s host <-> GPU (PCIe 4.0 x16, pinned memory): PV-tuning's offloaded moments
 SANDBOX_SECONDS = 0.5  # per completion per CPU: one program with its tests
 PROBLEMS = {
     "humaneval": 164,
@@ -274,8 +276,8 @@ def _quantize(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
 
 def _finetune(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
     """Teacher top-k first (the fp model alone), then the student: quantized linears at their bits, embeddings and
-    norms in the dtype, ~1% trainable (codebooks, scales, norms) with fp32 grads and Adam moments, and the
-    activations its backward keeps."""
+    norms in the dtype, ~1% trainable (codebooks, scales, norms) with fp32 grads and Adam moments, the
+    activations its backward keeps, and with PV-tuning its V-step's state (`finetune_pv_bytes`)."""
     b = DTYPE_BYTES[dtype]
     cal = _source_rows(plan, step)
     tokens = cal["samples"] * cal["seq_len"]
@@ -288,12 +290,16 @@ def _finetune(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
     trainable = 0.01 * shape.params * 4 * 3
     # kept for backward: 34 bytes x hidden per token and layer in 16 bits (Korthikanti et al. 2022, SDPA attention)
     acts = config.finetune.batch_size * cal["seq_len"] * shape.layers * shape.hidden * 17 * b
-    device = max(model, student + trainable + acts)
-    host = RUNTIME_HOST_BYTES + model + (0 if gpu else device)
+    pv = finetune_pv_bytes(config, shape)
+    device = max(model, student + trainable + acts + pv.device_peak)
+    host = RUNTIME_HOST_BYTES + model + pv.host + (0 if gpu else device)
     seconds = (
         3 * 2 * shape.params * tokens * config.finetune.epochs / tp.flops
         + 2 * shape.params * tokens / tp.flops
     )
+    if gpu and pv.host:  # offloaded moments cross PCIe 3 times a step: to and from the hook, to the V-step
+        steps = math.ceil((cal["samples"] - cal["val_samples"]) / config.finetune.batch_size)
+        seconds += steps * config.finetune.epochs * 3 * pv.host / PCIE_BANDWIDTH
     return StepCost(
         step.name,
         "finetune",
@@ -302,7 +308,28 @@ def _finetune(config, plan, step, shape, dtype, gpu, tp, gpu_mem) -> StepCost:
         3 * model / 1e9,
         seconds / 3600,
         "",
-        f"batch {config.finetune.batch_size}: teacher top-k first, then the {bits}-bit student",
+        f"batch {config.finetune.batch_size}: teacher top-k first, then the {bits}-bit student"
+        + (
+            f" + PV state {(pv.device_peak + pv.host) / 1e9:.1f} GB ({config.finetune.pv_state_dtype} moments"
+            + (" on the host)" if config.finetune.pv_offload else ")")
+            if config.finetune.pv_tuning
+            else ""
+        ),
+    )
+
+
+def finetune_pv_bytes(config: StudyConfig, shape: ModelShape) -> PVStateBytes:
+    """PV-tuning's state for the study's finetune settings (zero without `pv_tuning`): the V-step's Adam moments
+    of every quantized weight, and one layer's working buffers (codequant.finetune.pv_state)."""
+    ft = config.finetune
+    if not ft.pv_tuning:
+        return PVStateBytes(0, 0, 0)
+    return pv_state_bytes(
+        shape.linear_params,
+        shape.largest_linear,
+        state_dtype=ft.pv_state_dtype,
+        offload=ft.pv_offload,
+        every=ft.pv_every,
     )
 
 

@@ -53,6 +53,8 @@ def run(
         pv_lr=cfg.get("pv_lr", 0.03),
         pv_tau=cfg.get("pv_tau", 0.01),
         pv_every=cfg.get("pv_every", 1),
+        pv_state_dtype=cfg.get("pv_state_dtype", "float32"),
+        pv_offload=cfg.get("pv_offload", False),
     )
     spec = CalibrationSpec.of({**cal, "kind": str(cdir / cal["set"])})  # the set the calibrate step drew
     run = FinetuneRun(
