@@ -23,10 +23,9 @@ from codequant.errors import CodequantError
 
 STATE_DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
 GRAD_BYTES = 4  # dL/dW in fp32 (the probe is fp32 whatever the model's dtype)
-LAYER_BUFFERS = (
-    6  # fp32 [out, in] buffers of one layer alive at once, at most: its moments in fp32 (when kept in
-)
-# bfloat16 or on the host), the bias-corrected first moment, the denominator, the step and its square
+# fp32 [out, in] buffers of one layer alive at once, at most: its moments in fp32 (when kept in bfloat16 or on the
+# host), the bias-corrected first moment, the denominator, the step and its square
+LAYER_BUFFERS = 6
 
 
 def check_state_dtype(value: str) -> str:
