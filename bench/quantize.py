@@ -491,6 +491,9 @@ def folder_cell(folder: str, args: argparse.Namespace, loaded: dict) -> dict:
             evals={lang: heldout(tokenizer, lang, args) for lang in ("python", "java")},
         )
     model, _ = load_model(str(path))
+    # the native checkpoint's file: the one the folder's own accounting describes (fine-tuned or not)
+    native_json = path / "codequant" / "codequant.json"
+    native = json.loads(native_json.read_text()) if native_json.is_file() else {}
     acc = info.get("accounting") or {}
     config = info.get("config") or {}
     return {
@@ -499,6 +502,7 @@ def folder_cell(folder: str, args: argparse.Namespace, loaded: dict) -> dict:
         "folder": str(path),
         "formula_bits_per_param": acc.get("formula_bits_per_param"),
         "stored_bits_per_param": acc.get("stored_bits_per_param"),
+        "whole_file": native.get("whole_file"),
         **perplexities(model.eval(), loaded["evals"]),
         "measured": {"date": time.strftime("%Y-%m-%d"), "commit": _commit()},
     }
