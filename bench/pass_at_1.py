@@ -70,12 +70,15 @@ def run_row(label: str, path: Path) -> dict[str, Any]:
     summary = json.loads((path / "summary.json").read_text())
     run = read_run(path, label=label)
     solved = sorted(task for task, samples in run.outcomes.items() if any(samples.values()))
+    with open(path / "samples.jsonl") as lines:
+        outputs = [json.loads(line).get("raw_output") or "" for line in lines if line.strip()]
     return {
         "label": label,
         "run": str(path),
         "model": run.model,
         "config": json.loads((path / "config.json").read_text()),
         **{k: summary.get(k) for k in SUMMARY_KEYS},
+        "empty_completions": sum(not text.strip() for text in outputs),  # the model stopped at once
         "solved": solved,
     }
 

@@ -13,9 +13,7 @@ import torch
 from codequant.finetune.pv import PROBE_ATTR, PVCodeOptimizer, attach_probes, detach_probes, v_step
 from codequant.finetune.teacher import TeacherTargets, compute_teacher_targets
 from codequant.finetune.trainer import FinetuneConfig, distill, mean_kl
-from codequant.quant.aqlm import AqlmLinear, AqlmQuantizer
-from codequant.quant.base import QuantConfig
-from codequant.quant.pipeline import quantize_model
+from codequant.quant.aqlm import AqlmLinear
 
 
 def _layer(m=2, size=16, g=4, out=8, inp=16, seed=0) -> AqlmLinear:
@@ -136,23 +134,7 @@ def _codes(model) -> dict[str, torch.Tensor]:
     return {n: m.codes.clone() for n, m in model.named_modules() if isinstance(m, AqlmLinear)}
 
 
-def _fresh(base, tokens):
-    model = copy.deepcopy(base)
-    quantizer = AqlmQuantizer(
-        QuantConfig(
-            "aqlm",
-            num_codebooks=1,
-            codebook_bits=4,
-            group_size=8,
-            seed=0,
-            options={"max_rounds": 1, "tune_epochs": 0},
-        )
-    )
-    quantize_model(model, tokens[:8], quantizer, progress=False)
-    return model
-
-
-def test_distill_with_pv_tuning_fits_its_rows_better_than_codebooks_alone(tiny_llama, tmp_path):
+def test_distill_with_pv_tuning_fits_its_rows_better_than_codebooks_alone(tiny_llama, tiny_aqlm, tmp_path):
     """Validation on the training rows themselves (this tiny set is too small to generalise), so keep-best follows
     the objective both runs optimise: the V-steps must lower it beyond what the P-steps alone reach."""
     torch.manual_seed(0)
@@ -162,7 +144,7 @@ def test_distill_with_pv_tuning_fits_its_rows_better_than_codebooks_alone(tiny_l
                 p.mul_(6.0)
     tokens = torch.randint(1, tiny_llama.config.vocab_size, (8, 24))
     targets = compute_teacher_targets(tiny_llama, tokens, top_k=16, batch_size=4, progress=False)
-    plain_model, pv_model = _fresh(tiny_llama, tokens), _fresh(tiny_llama, tokens)
+    plain_model, pv_model = (tiny_aqlm(copy.deepcopy(tiny_llama), tokens) for _ in range(2))
     settings = {"epochs": 3, "lr": 3e-3, "batch_size": 4, "patience": 3}
     plain = distill(plain_model, tokens, targets, tokens, targets, FinetuneConfig(**settings), progress=False)
     before = _codes(pv_model)

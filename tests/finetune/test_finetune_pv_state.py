@@ -19,9 +19,7 @@ from codequant.finetune.pv_state import pv_state_bytes
 from codequant.finetune.teacher import compute_teacher_targets
 from codequant.finetune.trainer import FinetuneConfig
 from codequant.models.shapes import model_shape
-from codequant.quant.aqlm import AqlmLinear, AqlmQuantizer
-from codequant.quant.base import QuantConfig
-from codequant.quant.pipeline import quantize_model
+from codequant.quant.aqlm import AqlmLinear
 from codequant.study import build_plan, load_config
 from codequant.study.config import parse_config
 from codequant.study.costs import plan_costs
@@ -42,28 +40,17 @@ def _codes(model) -> dict[str, torch.Tensor]:
     return {n: m.codes.clone() for n, m in model.named_modules() if isinstance(m, AqlmLinear)}
 
 
-def _quantized_pair(base, tokens):
+def _quantized_pair(quantize, base, tokens):
     """Two equal AQLM models from one fp model (a quantized model holds tensors `deepcopy` cannot copy)."""
     models = []
     for _ in range(2):
-        model = copy.deepcopy(base)
-        quantizer = AqlmQuantizer(
-            QuantConfig(
-                "aqlm",
-                num_codebooks=1,
-                codebook_bits=4,
-                group_size=8,
-                seed=0,
-                options={"max_rounds": 1, "tune_epochs": 0},
-            )
-        )
-        quantize_model(model, tokens[:8], quantizer, progress=False)
+        model = quantize(copy.deepcopy(base), tokens)
         _trainable(model)
         models.append(model)
     return models
 
 
-def test_streamed_gradients_give_the_same_v_steps_as_gradients_kept_in_the_probes(tiny_llama):
+def test_streamed_gradients_give_the_same_v_steps_as_gradients_kept_in_the_probes(tiny_llama, tiny_aqlm):
     """`stream=True` folds each layer's dL/dW into the moments during backward and frees it; the codes and moments
     after two V-steps are those of the probes' kept gradients (the pre-existing path)."""
     torch.manual_seed(0)
@@ -73,7 +60,7 @@ def test_streamed_gradients_give_the_same_v_steps_as_gradients_kept_in_the_probe
                 p.mul_(6.0)
     tokens = torch.randint(1, tiny_llama.config.vocab_size, (8, 24))
     targets = compute_teacher_targets(tiny_llama, tokens, top_k=16, batch_size=4, progress=False)
-    kept, streamed = _quantized_pair(tiny_llama, tokens)
+    kept, streamed = _quantized_pair(tiny_aqlm, tiny_llama, tokens)
     assert all(
         torch.equal(a, b) for a, b in zip(_codes(kept).values(), _codes(streamed).values(), strict=True)
     )
@@ -236,11 +223,11 @@ def test_the_state_settings_join_the_finetune_key_only_when_set(tmp_path):
 @pytest.mark.skipif(
     not torch.cuda.is_available(), reason="offloading moves the moments between a GPU and the host"
 )
-def test_offloaded_moments_wait_on_the_host_and_give_the_same_v_steps(tiny_llama):
+def test_offloaded_moments_wait_on_the_host_and_give_the_same_v_steps(tiny_llama, tiny_aqlm):
     torch.manual_seed(0)
     tokens = torch.randint(1, tiny_llama.config.vocab_size, (8, 24))
     targets = compute_teacher_targets(tiny_llama, tokens, top_k=16, batch_size=4, progress=False)
-    on_gpu, offloaded = (m.cuda() for m in _quantized_pair(tiny_llama, tokens))
+    on_gpu, offloaded = (m.cuda() for m in _quantized_pair(tiny_aqlm, tiny_llama, tokens))
     tokens, targets = tokens.cuda(), type(targets)(targets.ids.cuda(), targets.logprobs.cuda())
     plain = PVCodeOptimizer(attach_probes(on_gpu), lr=0.1, tau=0.05, stream=True)
     host = PVCodeOptimizer(attach_probes(offloaded), lr=0.1, tau=0.05, stream=True, offload=True)
