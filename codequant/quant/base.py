@@ -97,6 +97,10 @@ class Quantizer(ABC):
     # (then the walk keeps the fp targets of the held-out rows for it).
     needs_xtx: ClassVar[bool] = True
     tunes_blocks: ClassVar[bool] = False
+    # What the walk's targets are (the pipeline's module docstring): "block" = the fp block on the block's own,
+    # already-perturbed inputs; "model" = the fp model's hidden states after the block (the walk then carries the
+    # fp model's activations in the targets buffer instead).
+    block_targets: str = "block"
 
     def __init__(self, config: QuantConfig):
         self.config = config

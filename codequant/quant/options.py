@@ -111,6 +111,9 @@ class GptqOptions(RtnOptions):
 
 
 AQLM_INITS = ("kmeans", "oa-em")  # how a linear's fit starts (quant/aqlm/fit.py, oa_em.py)
+# what block tuning matches (quant/pipeline.py): the fp block on the block's own, already-perturbed inputs, or
+# the fp model's hidden states after the block
+TUNE_TARGETS = ("block", "model")
 
 
 @dataclass(frozen=True)
@@ -154,6 +157,14 @@ class AqlmOptions:
     tune_lr: float | None = field(default=None, metadata=_opt("block tuning learning rate"))
     tune_batch: int | None = field(default=None, metadata=_opt("block tuning rows per step"))
     tune_early_stop: int | None = field(default=None, metadata=_opt("epochs without a better held-out error"))
+    tune_targets: str | None = field(
+        default=None,
+        metadata=_opt(
+            'what block tuning matches: "block" (the fp block on its quantized inputs, as AQLM) or "model" '
+            "(the fp model's hidden states, so each block also absorbs the error of the blocks before it)",
+            unset='"block"',
+        ),
+    )
     bits_tolerance: float | None = field(
         default=None,
         metadata=_opt("slack over --bits when resolving a preset", unset="presets.DEFAULT_TOLERANCE"),
@@ -166,6 +177,10 @@ class AqlmOptions:
             raise CodequantError(f"unknown AQLM effort {self.effort!r}; choose one of {', '.join(EFFORTS)}")
         if self.init is not None and self.init not in AQLM_INITS:
             raise CodequantError(f"init must be one of {', '.join(AQLM_INITS)}, got {self.init!r}")
+        if self.tune_targets is not None and self.tune_targets not in TUNE_TARGETS:
+            raise CodequantError(
+                f"tune_targets must be one of {', '.join(TUNE_TARGETS)}, got {self.tune_targets!r}"
+            )
         if self.em_iters is not None and self.em_iters < 0:
             raise CodequantError(f"em_iters must be >= 0, got {self.em_iters}")
         if self.beam_size is not None and self.beam_size < 1:

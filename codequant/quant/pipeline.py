@@ -5,7 +5,11 @@ blocks before it, so errors are corrected downstream instead of compounding blin
 one block's activations are alive at a time.
 
 For block i:
-1. targets = fp block(inputs) (the block's own fp behaviour on its real, already-perturbed inputs);
+1. targets = fp block(inputs) (the block's own fp behaviour on its real, already-perturbed inputs), as GPTQ and
+   AQLM do; or, when the quantizer asks for `block_targets = "model"` (AQLM's `tune_targets: model`), the fp
+   model's hidden states after block i: the targets buffer then carries the fp model's own activations from
+   block to block (fp block i applied to it in place), so block tuning also absorbs the error the quantized
+   blocks before it left, and each block's reported output error is the model's error at that depth;
 2. its linears are grouped by shared input (q/k/v; o; gate/up; down for Llama), found by tracing one row;
    groups are quantized in forward order and, with `sequential=True` (GPTQ/RTN default), each group's XTX is collected
    from the block with the earlier groups already quantized (GPTQ's "true sequential"); the forward stops as
@@ -41,7 +45,7 @@ from codequant.errors import CodequantError
 from codequant.quant.activations import GIB, ActivationPolicy, ActivationStore, buffer_bytes, choose_placement
 from codequant.quant.arch import as_linear, block_linears, check_architecture, find_decoder_layers
 from codequant.quant.base import QuantizedLinear, Quantizer
-from codequant.quant.blocks import block_device_dtype, propagate, to_device
+from codequant.quant.blocks import block_device_dtype, propagate, run_block, to_device
 from codequant.quant.capture import capture_first_inputs, capture_layer_kwargs, collect_xtx, linear_groups
 from codequant.quant.checkpoint import RunCheckpoint, set_submodule
 from codequant.quant.objective import relative_output_error
@@ -197,8 +201,9 @@ class WalkOptions:
 @dataclass
 class _Activations:
     """The rows entering the current block, calibration (`train`) and held-out (`val`, may be None), and the
-    buffers the fp block's outputs on them (the targets) are written to. Two buffers per split, reused by every
-    block: the new outputs overwrite the inputs."""
+    buffers of the targets: the fp block's outputs on those rows, or with model targets the fp model's hidden
+    states (carried from block to block). Two buffers per split, reused by every block: the new outputs
+    overwrite the inputs."""
 
     train: torch.Tensor
     val: torch.Tensor | None
@@ -236,6 +241,7 @@ class BlockWalk:
             walk.sequential,
         )
         self.blocks = len(layers) if walk.max_blocks is None else min(walk.max_blocks, len(layers))
+        self.model_targets = quantizer.block_targets == "model"
         self._notify = notify
 
     def notify(self, index: int, stage: str, **metrics: Any) -> None:
@@ -262,6 +268,9 @@ class BlockWalk:
         block = self.layers[index]
         t0 = time.perf_counter()
         resumed = ckpt is not None and ckpt.is_done(index)
+        if self.model_targets:  # the fp block, before any of its linears is replaced (or reloaded quantized)
+            self.notify(index, "fp model targets")
+            self._advance_fp_model(block, kwargs)
         if resumed:
             info = ckpt.load_block(index, block)
             layers_info, block_info = info["layers"], {**info["block"], "resumed": True}
@@ -271,11 +280,13 @@ class BlockWalk:
                 layers_info, block_info = self._quantize_block(index, kwargs)
         self.notify(index, "propagating")
         acts = self.acts
-        mse = propagate(block, acts.train, kwargs, self.batch_size, None if resumed else acts.train_targets)
+        # a resumed block's fp-block targets were never computed; the fp model's are
+        measured = self.model_targets or not resumed
+        mse = propagate(block, acts.train, kwargs, self.batch_size, acts.train_targets if measured else None)
         val_mse = (
             None
             if acts.val is None
-            else propagate(block, acts.val, kwargs, self.batch_size, None if resumed else acts.val_targets)
+            else propagate(block, acts.val, kwargs, self.batch_size, acts.val_targets if measured else None)
         )
         if mse is not None:
             block_info["rel_output_mse"] = mse
@@ -293,6 +304,12 @@ class BlockWalk:
             heldout_mse=block_info.get("rel_output_mse_heldout"),
         )
 
+    def _advance_fp_model(self, block: nn.Module, kwargs: dict[str, Any]) -> None:
+        """Model targets: the fp model's hidden states after this (still fp) block, in place of those before it."""
+        for buffer in (self.acts.train_targets, self.acts.val_targets):
+            if buffer is not None:
+                run_block(block, buffer, kwargs, self.batch_size, out=buffer)
+
     def _quantize_block(self, index: int, kwargs: dict[str, Any]):
         q, block = self.quantizer, self.layers[index]
         name = f"{self.prefix}.{index}"
@@ -301,6 +318,7 @@ class BlockWalk:
         self.notify(index, "targets")
         first = groups[:1] if self.sequential else groups
         acts = self.acts
+        block_targets = not self.model_targets  # else the buffers hold the fp model's states already
         xtx = collect_xtx(
             block,
             acts.train,
@@ -308,12 +326,18 @@ class BlockWalk:
             self.batch_size,
             first if needs_xtx else [],
             stop=False,
-            out=acts.train_targets,
+            out=acts.train_targets if block_targets else None,
         )
         val_xtx: dict[int, torch.Tensor] = {}
         if acts.val is not None:  # the fp block on held-out rows: targets and XTX of every group
             val_xtx = collect_xtx(
-                block, acts.val, kwargs, self.batch_size, groups, stop=False, out=acts.val_targets
+                block,
+                acts.val,
+                kwargs,
+                self.batch_size,
+                groups,
+                stop=False,
+                out=acts.val_targets if block_targets else None,
             )
         layers_info = []
         for g, names in enumerate(groups):
@@ -390,6 +414,7 @@ def quantize_model(
             "seq_len": int(train.shape[1]),
             "val_rows": 0 if val is None else int(val.shape[0]),
             "sequential": sequential,
+            "targets": quantizer.block_targets,
         },
     )
     n_blocks = len(layers) if walk.max_blocks is None else min(walk.max_blocks, len(layers))
@@ -399,7 +424,7 @@ def quantize_model(
         policy = dataclasses.replace(policy, folder=Path(checkpoint_dir))
     store = _activation_store(model, train, val, policy, device, report)
     try:
-        acts = _capture(model, layers, train, val, batch_size, store)
+        acts = _capture(model, layers, train, val, batch_size, store, quantizer.block_targets == "model")
         walker = BlockWalk(
             quantizer,
             prefix,
@@ -461,16 +486,20 @@ def _capture(
     val: torch.Tensor | None,
     batch_size: int,
     store: ActivationStore,
+    model_targets: bool = False,
 ) -> _Activations:
-    """Block 0's inputs for both splits, and an empty targets buffer of the same shape beside each."""
+    """Block 0's inputs for both splits, and a targets buffer of the same shape beside each: empty, or with
+    `model_targets` a copy of the inputs (the fp model's hidden states entering block 0)."""
     x = capture_first_inputs(model, layers[0], train, batch_size, store)
     x_val = None if val is None else capture_first_inputs(model, layers[0], val, batch_size, store)
-    return _Activations(
-        x,
-        x_val,
-        store.empty(tuple(x.shape), x.dtype),
-        None if x_val is None else store.empty(tuple(x_val.shape), x_val.dtype),
-    )
+
+    def targets(inputs: torch.Tensor) -> torch.Tensor:
+        buffer = store.empty(tuple(inputs.shape), inputs.dtype)
+        if model_targets:
+            buffer.copy_(inputs)
+        return buffer
+
+    return _Activations(x, x_val, targets(x), None if x_val is None else targets(x_val))
 
 
 def _progress_fn(

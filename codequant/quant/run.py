@@ -229,6 +229,7 @@ def quantize_to_dir(
             "seq_len": spec and spec.seq_len,
             "val_samples": spec and spec.held_out,
             "sequential": report.calibration["sequential"],
+            "targets": report.calibration["targets"],
             "manifest": getattr(calib, "manifest", None),
             "activations": report.calibration.get("activations"),
         },

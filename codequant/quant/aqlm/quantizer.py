@@ -1,7 +1,8 @@
 """`AqlmQuantizer`: the AQLM method behind the pipeline's `Quantizer` interface.
 
 Per linear: `fit.fit_weight` (k-means init, then Adam on codebooks/scales alternating with exact beam search
-over codes). Per block: `tune.tune_block` (Adam on codebooks, scales and norms against the fp block outputs).
+over codes). Per block: `tune.tune_block` (Adam on codebooks, scales and norms against the fp block outputs, or
+with `tune_targets: model` against the fp model's hidden states after the block).
 Options: `quant.options.AqlmOptions` (`QuantConfig.options`, parsed and checked by `parse_options`): an effort
 preset (`effort.EFFORTS`) and explicit options that override the effort's.
 """
@@ -74,6 +75,7 @@ class AqlmQuantizer(Quantizer):
             opts["kmeans_sample"] = _kmeans_sample(opts["kmeans_sample"])
         self.fit_options = FitOptions(**{k: opts[k] for k in _FIT_KEYS if k in opts})
         self.tune_options = TuneOptions(**{n: opts[k] for k, n in _TUNE_KEYS.items() if k in opts})
+        self.block_targets = opts.get("tune_targets") or "block"
 
     def check_linear(self, name: str, linear: nn.Linear) -> None:
         if linear.in_features % self.group_size:
@@ -144,7 +146,9 @@ class AqlmQuantizer(Quantizer):
             "bits_per_param_4096x4096": cost.formula_bits / cost.params,
             "effort": self.effort,
             "fit": self._fit_description(),
-            "tune": dataclasses.asdict(self.tune_options),
+            # the targets only when not AQLM's own, so older fingerprints (and their resumes) stay valid
+            "tune": dataclasses.asdict(self.tune_options)
+            | ({"targets": self.block_targets} if self.block_targets != "block" else {}),
             # flat copies kept for readers of older quantize.json files
             "beam_size": self.fit_options.beam_size,
             "tol": self.fit_options.tol,
