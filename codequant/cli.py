@@ -886,6 +886,9 @@ def finetune_cmd(
     ),
     epochs: int = typer.Option(3, "--epochs"),
     lr: float = typer.Option(1e-4, "--lr"),
+    lr_schedule: str = typer.Option(
+        "constant", "--lr-schedule", help="constant | cosine (decay to zero over the planned steps)"
+    ),
     batch_size: int = typer.Option(4, "--batch-size"),
     patience: int = typer.Option(
         1, "--patience", help="epochs without validation improvement before stopping"
@@ -960,6 +963,7 @@ def finetune_cmd(
     from codequant.calibration import resolve_val_samples
     from codequant.calibration.spec import CalibrationSpec
     from codequant.finetune import FinetuneConfig, FinetuneRun, finetune
+    from codequant.finetune.schedule import check_schedule
 
     if not 0 < reencode_fraction <= 1:
         raise CodequantError(f"--reencode-fraction must be in (0, 1], not {reencode_fraction}")
@@ -975,6 +979,7 @@ def finetune_cmd(
     config = FinetuneConfig(
         epochs=epochs,
         lr=lr,
+        lr_schedule=check_schedule(lr_schedule),
         batch_size=batch_size,
         patience=patience,
         train_embeddings=train_embeddings,

@@ -21,6 +21,7 @@ from codequant.finetune.loss import topk_kl
 from codequant.finetune.params import restore, select_trainable, snapshot
 from codequant.finetune.pv import PVCodeOptimizer, attach_probes, detach_probes
 from codequant.finetune.pv_state import check_state_dtype
+from codequant.finetune.schedule import check_schedule, lr_factor
 from codequant.finetune.teacher import TeacherTargets
 from codequant.progress import bar as progress_bar
 from codequant.quant.master import MasterWeights
@@ -30,6 +31,7 @@ from codequant.quant.master import MasterWeights
 class FinetuneConfig:
     epochs: int = 3
     lr: float = 1e-4
+    lr_schedule: str = "constant"  # or "cosine" (to zero over epochs x steps; codequant.finetune.schedule)
     batch_size: int = 4
     patience: int = 1  # epochs without validation improvement before stopping
     train_embeddings: bool = False
@@ -57,6 +59,7 @@ class FinetuneConfig:
 
     def __post_init__(self) -> None:
         check_state_dtype(self.pv_state_dtype)
+        check_schedule(self.lr_schedule)
         if self.pv_tuning and self.code_updates:
             raise ValueError("choose one way to move codes: pv_tuning or code_updates")
         if not 0.0 <= self.pv_tau <= 1.0:
@@ -175,6 +178,11 @@ def _distill(
     if shadows:
         groups.append({"params": list(shadows.values()), "lr": config.shadow_lr or 10 * config.lr})
     optimizer = torch.optim.Adam(groups, lr=config.lr)
+    steps_per_epoch = -(-train_tokens.shape[0] // config.batch_size)
+    total_steps = config.epochs * steps_per_epoch
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(config.lr_schedule, step, total_steps)
+    )
     student.eval()  # no dropout: the loss must be deterministic for keep-best to mean anything
 
     ckpt_path = Path(checkpoint_dir) / "finetune_state.pt" if checkpoint_dir else None
@@ -183,6 +191,8 @@ def _distill(
         restore(tracked, state["params"])
         masters.masters_to_model()
         optimizer.load_state_dict(state["optimizer"])
+        if "scheduler" in state:  # a checkpoint from before schedules existed ran at a constant lr
+            scheduler.load_state_dict(state["scheduler"])
         if pv is not None and "pv" in state:  # a checkpoint from a run without PV starts fresh moments
             pv.load_state_dict(state["pv"])
         history, best, best_state = state["history"], state["best"], state["best_params"]
@@ -214,6 +224,7 @@ def _distill(
             masters.grads_to_masters()
             torch.nn.utils.clip_grad_norm_(masters.parameters(), config.max_grad_norm)
             optimizer.step()
+            scheduler.step()
             masters.masters_to_model()
             losses.append(loss.item())
             bar.set_info(f"loss {loss.item():.4f}")
@@ -227,6 +238,8 @@ def _distill(
             changed += reencode_model(student, config.reencode_fraction)
         val = mean_kl(student, val_tokens, val_targets, config.batch_size)
         record = {"epoch": epoch + 1, "train_kl": sum(losses) / max(len(losses), 1), "val_kl": val}
+        if config.lr_schedule != "constant":
+            record["lr_end"] = optimizer.param_groups[0]["lr"]
         if moves_codes:
             record["codes_changed"] = changed
         history.append(record)
@@ -240,6 +253,7 @@ def _distill(
                 {
                     "params": snapshot(tracked),
                     "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
                     "history": history,
                     "best": best,
                     "best_params": best_state,

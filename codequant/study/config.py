@@ -19,6 +19,7 @@ from codequant.calibration.spec import CalibrationSpec
 from codequant.errors import CodequantError
 from codequant.evaluation.runner import BACKENDS
 from codequant.finetune.pv_state import check_state_dtype
+from codequant.finetune.schedule import check_schedule
 from codequant.generation.prompts import STYLES
 from codequant.quant.options import TableSpec, parse_options
 from codequant.study.kinds import STEP_KINDS
@@ -150,6 +151,7 @@ class Finetune(_Strict):
 
     epochs: int = Field(3, ge=1)
     lr: float = Field(1e-4, gt=0.0)
+    lr_schedule: str = "constant"  # or "cosine" (codequant.finetune.schedule)
     batch_size: int = Field(4, ge=1)
     patience: int = Field(1, ge=0)
     calibration: str | None = None  # kind of the fine-tuning set; default: the variant's calibration kind
@@ -164,6 +166,14 @@ class Finetune(_Strict):
     pv_state_dtype: str = "float32"
     pv_offload: bool = False
 
+    @field_validator("lr_schedule")
+    @classmethod
+    def _schedule(cls, v: str) -> str:
+        try:
+            return check_schedule(v)
+        except CodequantError as exc:
+            raise ValueError(str(exc)) from None
+
     @field_validator("pv_state_dtype")
     @classmethod
     def _state_dtype(cls, v: str) -> str:
@@ -174,7 +184,8 @@ class Finetune(_Strict):
 
     def step_config(self) -> dict[str, Any]:
         """The settings a finetune step's key is made of; without PV-tuning the PV fields are left out, and the
-        state's placement when at its default, so the keys of studies written before they existed stay the same."""
+        state's placement and the lr schedule when at their defaults, so the keys of studies written before they
+        existed stay the same."""
         cfg = self.model_dump()
         if not self.pv_tuning:
             for name in ("pv_tuning", "pv_lr", "pv_tau", "pv_every"):
@@ -182,6 +193,8 @@ class Finetune(_Strict):
         for name in ("pv_state_dtype", "pv_offload"):
             if not self.pv_tuning or cfg[name] == type(self).model_fields[name].default:
                 cfg.pop(name)
+        if cfg["lr_schedule"] == "constant":
+            cfg.pop("lr_schedule")
         return cfg
 
 

@@ -46,6 +46,7 @@ def run(
     ftc = FinetuneConfig(
         epochs=cfg["epochs"],
         lr=cfg["lr"],
+        lr_schedule=cfg.get("lr_schedule", "constant"),
         batch_size=cfg["batch_size"],
         patience=cfg["patience"],
         seed=cal["seed"],
