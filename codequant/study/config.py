@@ -13,7 +13,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from codequant.calibration.spec import CalibrationSpec
 from codequant.errors import CodequantError
@@ -166,19 +174,13 @@ class Finetune(_Strict):
     pv_state_dtype: str = "float32"
     pv_offload: bool = False
 
-    @field_validator("lr_schedule")
+    @field_validator("lr_schedule", "pv_state_dtype")
     @classmethod
-    def _schedule(cls, v: str) -> str:
+    def _named_choice(cls, v: str, info: ValidationInfo) -> str:
+        """The fine-tuning code's own check of the name (the CLI's too), as pydantic's ValueError."""
+        check = check_schedule if info.field_name == "lr_schedule" else check_state_dtype
         try:
-            return check_schedule(v)
-        except CodequantError as exc:
-            raise ValueError(str(exc)) from None
-
-    @field_validator("pv_state_dtype")
-    @classmethod
-    def _state_dtype(cls, v: str) -> str:
-        try:
-            return check_state_dtype(v)
+            return check(v)
         except CodequantError as exc:
             raise ValueError(str(exc)) from None
 
