@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from codequant.errors import CodequantError
+from codequant.metrics.text import METRICS as TEXT_METRICS  # stdlib-only at import: no sacrebleu loaded
 
 TEXT_STATUS = (
     "scored"  # codequant.evaluation.text_task.STATUS (kept here so that stats need no evaluation import)
 )
-TEXT_METRICS = ("bleu", "rouge_l")  # codequant.metrics.text.METRICS
 CSV_COLUMNS = ("model", "quantization", "language", "problem", "pass")
 SAMPLE_COLUMNS = ("sample", "sample_index")  # the first one present numbers the completions
 _TRUE = {"1", "true", "t", "yes", "pass", "passed"}
