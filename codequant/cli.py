@@ -963,7 +963,6 @@ def finetune_cmd(
     from codequant.calibration import resolve_val_samples
     from codequant.calibration.spec import CalibrationSpec
     from codequant.finetune import FinetuneConfig, FinetuneRun, finetune
-    from codequant.finetune.schedule import check_schedule
 
     if not 0 < reencode_fraction <= 1:
         raise CodequantError(f"--reencode-fraction must be in (0, 1], not {reencode_fraction}")
@@ -979,7 +978,7 @@ def finetune_cmd(
     config = FinetuneConfig(
         epochs=epochs,
         lr=lr,
-        lr_schedule=check_schedule(lr_schedule),
+        lr_schedule=lr_schedule,
         batch_size=batch_size,
         patience=patience,
         train_embeddings=train_embeddings,

@@ -18,7 +18,7 @@ LR_SCHEDULES = ("constant", "cosine")
 
 def check_schedule(name: str) -> str:
     """`name` if it is a known schedule, else an error naming the choices (the CLI, FinetuneConfig and a study's
-    `finetune:` all call this one check)."""
+    `finetune:` all reach this one check: the CLI through FinetuneConfig)."""
     if name not in LR_SCHEDULES:
         raise CodequantError(f"lr schedule must be one of {', '.join(LR_SCHEDULES)}, got {name!r}")
     return name

@@ -30,16 +30,6 @@ def test_topk_kl_is_zero_for_identical_and_matches_full_kl_when_k_is_vocab():
     assert 0.0 < coarse <= full.item() + 1e-6  # coarsening never increases a KL
 
 
-def _peaked(model):
-    """Random init gives near-uniform next-token distributions (KL ~ 0 whatever the weights); scale the
-    matrices so the teacher is confident and quantization error shows in the KL."""
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.dim() == 2:
-                p.mul_(6.0)
-    return model
-
-
 def _quantize_rtn(model, bits=2, group=16):
     quantizer = RtnQuantizer(QuantConfig(method="rtn", bits=bits, group_size=group))
     for name, module in list(model.named_modules()):
@@ -58,9 +48,9 @@ def test_select_trainable_freezes_codes_and_embeddings(tiny_llama):
     assert all(not p.requires_grad for p in student.parameters() if id(p) not in trainable)
 
 
-def test_distill_lowers_validation_kl_and_resumes(tiny_llama, tmp_path):
+def test_distill_lowers_validation_kl_and_resumes(tiny_llama, confident, tmp_path):
     torch.manual_seed(0)
-    tiny_llama = _peaked(tiny_llama)
+    tiny_llama = confident(tiny_llama)
     teacher = copy.deepcopy(tiny_llama)
     tokens = torch.randint(1, teacher.config.vocab_size, (12, 24))
     targets = compute_teacher_targets(teacher, tokens, top_k=16, batch_size=4, progress=False)

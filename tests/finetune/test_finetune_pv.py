@@ -134,14 +134,13 @@ def _codes(model) -> dict[str, torch.Tensor]:
     return {n: m.codes.clone() for n, m in model.named_modules() if isinstance(m, AqlmLinear)}
 
 
-def test_distill_with_pv_tuning_fits_its_rows_better_than_codebooks_alone(tiny_llama, tiny_aqlm, tmp_path):
+def test_distill_with_pv_tuning_fits_its_rows_better_than_codebooks_alone(
+    tiny_llama, tiny_aqlm, confident, tmp_path
+):
     """Validation on the training rows themselves (this tiny set is too small to generalise), so keep-best follows
     the objective both runs optimise: the V-steps must lower it beyond what the P-steps alone reach."""
     torch.manual_seed(0)
-    with torch.no_grad():
-        for p in tiny_llama.parameters():
-            if p.dim() == 2:
-                p.mul_(6.0)
+    confident(tiny_llama)
     tokens = torch.randint(1, tiny_llama.config.vocab_size, (8, 24))
     targets = compute_teacher_targets(tiny_llama, tokens, top_k=16, batch_size=4, progress=False)
     plain_model, pv_model = (tiny_aqlm(copy.deepcopy(tiny_llama), tokens) for _ in range(2))

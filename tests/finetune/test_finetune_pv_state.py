@@ -50,14 +50,13 @@ def _quantized_pair(quantize, base, tokens):
     return models
 
 
-def test_streamed_gradients_give_the_same_v_steps_as_gradients_kept_in_the_probes(tiny_llama, tiny_aqlm):
+def test_streamed_gradients_give_the_same_v_steps_as_gradients_kept_in_the_probes(
+    tiny_llama, tiny_aqlm, confident
+):
     """`stream=True` folds each layer's dL/dW into the moments during backward and frees it; the codes and moments
     after two V-steps are those of the probes' kept gradients (the pre-existing path)."""
     torch.manual_seed(0)
-    with torch.no_grad():
-        for p in tiny_llama.parameters():
-            if p.dim() == 2:
-                p.mul_(6.0)
+    confident(tiny_llama)
     tokens = torch.randint(1, tiny_llama.config.vocab_size, (8, 24))
     targets = compute_teacher_targets(tiny_llama, tokens, top_k=16, batch_size=4, progress=False)
     kept, streamed = _quantized_pair(tiny_aqlm, tiny_llama, tokens)

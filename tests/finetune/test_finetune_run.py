@@ -13,12 +13,9 @@ from codequant.quant.run import QuantRun, build_config, quantize_to_dir
 
 
 @pytest.fixture()
-def confident_llama_dir(tiny_llama, tiny_tokenizer, tmp_path):
+def confident_llama_dir(tiny_llama, tiny_tokenizer, confident, tmp_path):
     """The tiny Llama with scaled matrices: random init is near-uniform, so no quantization would show in the KL."""
-    with torch.no_grad():
-        for p in tiny_llama.parameters():
-            if p.dim() == 2:
-                p.mul_(6.0)
+    confident(tiny_llama)
     tiny_llama.save_pretrained(tmp_path / "teacher")
     tiny_tokenizer.save_pretrained(tmp_path / "teacher")
     return tmp_path / "teacher"

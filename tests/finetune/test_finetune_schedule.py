@@ -43,7 +43,9 @@ def test_the_trainer_steps_with_the_scheduled_lr(aqlm_student_and_targets):
     assert lrs[-1] == pytest.approx(0.0, abs=1e-12)
 
 
-def test_a_resumed_cosine_run_equals_the_straight_one(tiny_llama_dir, tiny_aqlm, tmp_path, monkeypatch):
+def test_a_resumed_cosine_run_equals_the_straight_one(
+    tiny_llama_dir, tiny_aqlm, confident, tmp_path, monkeypatch
+):
     """Killed in its second epoch and rerun, a cosine run ends where the uninterrupted one does: the scheduler's
     position is in the checkpoint (without it the resumed epochs would restart at the full lr)."""
     from transformers import AutoModelForCausalLM
@@ -52,12 +54,7 @@ def test_a_resumed_cosine_run_equals_the_straight_one(tiny_llama_dir, tiny_aqlm,
     from codequant.finetune.teacher import compute_teacher_targets
 
     def model():
-        m = AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval()
-        with torch.no_grad():
-            for p in m.parameters():
-                if p.dim() == 2:
-                    p.mul_(6.0)
-        return m
+        return confident(AutoModelForCausalLM.from_pretrained(tiny_llama_dir).eval())
 
     tokens = torch.randint(1, 384, (12, 24), generator=torch.Generator().manual_seed(0))
     targets = compute_teacher_targets(model(), tokens, top_k=16, batch_size=4, progress=False)

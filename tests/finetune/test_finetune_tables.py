@@ -59,14 +59,11 @@ def _table_bytes(folder) -> dict[str, int]:
         return {k: f.get_tensor(k).nbytes for k in f.keys() if "embed_tokens" in k or "lm_head" in k}
 
 
-def test_finetune_of_a_checkpoint_with_quantized_tables(tiny_llama, tiny_tokenizer, tmp_path):
+def test_finetune_of_a_checkpoint_with_quantized_tables(tiny_llama, tiny_tokenizer, confident, tmp_path):
     """RTN 2-bit decoder with 8-bit tables: plain fine-tuning changes the logits and leaves the saved tables
     byte for byte; with --train-embeddings --train-head their codes stay and only the scales and offsets move,
     stored as fp32 (4 more bytes per group of each table)."""
-    with torch.no_grad():
-        for p in tiny_llama.parameters():
-            if p.dim() == 2:
-                p.mul_(6.0)
+    confident(tiny_llama)
     teacher = tmp_path / "teacher"
     tiny_llama.save_pretrained(teacher)
     tiny_tokenizer.save_pretrained(teacher)
